@@ -1,0 +1,103 @@
+# meshbroker — GNU make.  `make run` and `make test` are the two commands;
+# see README.md.  Objects go under $(BUILD) (build/ or build/asan/).
+CC      ?= gcc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PKGS    := libsodium libpq libcjson libsystemd nettle
+
+CFLAGS_OPT ?= -O2
+CFLAGS  = -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(CFLAGS_OPT) -I. -I$(BUILD)/gen \
+          $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lhttp_parser -lpthread $(SANFLAGS)
+ifeq ($(SAN),1)
+SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CFLAGS_OPT := -O1
+endif
+
+PROTO_SRC  := $(wildcard proto/*.c)
+SHM_SRC    := $(wildcard shm/*.c)
+DB_SRC     := $(wildcard db/*.c)
+WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
+CLI_SRC    := $(filter-out cli/main.c,$(wildcard cli/*.c))
+ACCEPT_SRC := $(wildcard accept/*.c)
+MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_OBJ    := $(call obj,$(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUILD)/obj/gen/migrations.o
+WORKER_OBJ := $(call obj,$(WORKER_SRC))
+CLI_OBJ    := $(call obj,$(CLI_SRC))
+BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all build deps deps-test run test unit-bins clean install fuzz bench
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BINS)
+
+deps:
+	@sh scripts/deps.sh build
+deps-test:
+	@sh scripts/deps.sh test
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/migrations.o: $(BUILD)/gen/migrations.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/bin/meshbroker-worker: $(call obj,worker/main.c) $(WORKER_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+# Unit tests link every library module plus the worker's and the client's
+# modules (not their main()), and the Check framework.
+$(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
+
+unit-bins: $(UNIT_BINS)
+
+# The whole suite: normal build for the integration tests, an ASan+UBSan build
+# for the unit tests, then tests/run.sh prints the summary line.
+test: deps-test
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build unit-bins BUILD=build/asan SAN=1
+	@$(MAKE) --no-print-directory unit-bins
+	@bash tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory build
+	@bash scripts/run.sh
+
+fuzz:
+	@$(MAKE) -C fuzz
+
+bench: all
+	@bash bench/run.sh
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 units/*.socket units/*.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

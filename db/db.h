@@ -1,0 +1,48 @@
+/* db — the worker's PostgreSQL connection: opened lazily and non-blocking
+ * (PQconnectStartParams/PQconnectPoll), driven from the worker's one poll()
+ * loop, queries sent with PQsendQueryParams (unnamed statements only, no
+ * session state: PgBouncer transaction pooling works) in pipeline mode with a
+ * sync after each query, so one failing query never poisons the next; closed
+ * after DB_IDLE_SECONDS without use.  Callbacks run in FIFO order. */
+#ifndef DB_DB_H
+#define DB_DB_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+struct db;
+
+/* res is NULL and err a one-line reason when the query could not run (no
+ * connection, connection lost, SQL error).  res is freed by db after the
+ * callback returns: copy what you keep. */
+typedef void (*db_cb)(void *arg, const PGresult *res, const char *err);
+
+struct db *db_new(const char *database_url, int idle_seconds);
+void db_free(struct db *d);
+
+/* Queue a query (params are copied; NULL param = SQL NULL).  Starts the
+ * connection when there is none.  Returns 0, or -1 when the queue is full
+ * (DB_QUEUE_MAX) — the callback is then never called.  cb may be NULL. */
+#define DB_QUEUE_MAX 1024
+int db_query(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
+	     void *arg);
+
+/* poll() integration: fd to watch (or -1 when there is no socket) and events. */
+int db_pollfd(const struct db *d, short *events);
+/* Call after poll() with the revents of db_pollfd's fd (0 when only a timer
+ * fired); also runs the connect timeout and the idle close.  now = mono_ms(). */
+void db_service(struct db *d, short revents, int64_t now);
+/* The next time (mono ms) db_service must run even without I/O, or -1. */
+int64_t db_next_deadline(const struct db *d);
+
+/* Queries queued or in flight. */
+int db_pending(const struct db *d);
+/* 1 when a connection is open and idle or busy; 0 otherwise. */
+int db_connected(const struct db *d);
+
+/* Drive the connection alone until nothing is pending or timeout_ms passes
+ * (for one-shot HTTP routes, where the worker has nothing else to do).
+ * 0 = all callbacks ran, -1 = timed out (pending callbacks get an error). */
+int db_drain_sync(struct db *d, int timeout_ms);
+
+#endif

@@ -1,0 +1,101 @@
+/* config — environment parsing (see config.h). */
+#include "config.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static int env_int(const char *name, int def, long max, int *out, char *err, size_t errlen)
+{
+	const char *v = getenv(name);
+	long n;
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (parse_pos_int(v, max, &n) != 0) {
+		snprintf(err, errlen, "%s must be a positive integer <= %ld, got \"%.40s\"", name, max, v);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+static int check_db_url(const char *url, char *err, size_t errlen)
+{
+	if (strncmp(url, "postgres://", 11) != 0 && strncmp(url, "postgresql://", 13) != 0) {
+		snprintf(err, errlen, "DATABASE_URL must start with postgres:// or postgresql://");
+		return -1;
+	}
+	char *perr = NULL;
+	PQconninfoOption *o = PQconninfoParse(url, &perr);
+	if (!o) {
+		snprintf(err, errlen, "DATABASE_URL is not a valid connection URI: %s",
+			 perr ? strtok(perr, "\n") : "parse error");
+		PQfreemem(perr);
+		return -1;
+	}
+	PQconninfoFree(o);
+	return 0;
+}
+
+int config_load(struct config *c, int need_db, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof *c);
+	struct {
+		const char *name;
+		int def;
+		long max;
+		int *out;
+	} ints[] = {
+		{"BROKER_PORT", 7900, 65535, &c->broker_port},
+		{"STATUS_TTL_SECONDS", 60, 86400 * 365, &c->status_ttl_seconds},
+		{"HOOK_FRESH_WINDOW_SECONDS", 30, 86400 * 365, &c->hook_fresh_window_seconds},
+		{"MAX_CONNECTIONS_PER_MESH", 100, 1000000, &c->max_connections_per_mesh},
+		{"MAX_MESSAGE_BYTES", 65536, 64L << 20, &c->max_message_bytes},
+		{"HOOK_RATE_LIMIT_PER_MIN", 30, 1000000, &c->hook_rate_limit_per_min},
+		{"HELLO_TIMEOUT_SECONDS", 10, 3600, &c->hello_timeout_seconds},
+		{"DB_IDLE_SECONDS", 30, 86400, &c->db_idle_seconds},
+		{"PRESENCE_SLOTS", 4096, 1 << 20, &c->presence_slots},
+		{"MAX_CONNECTIONS", 1024, 1 << 20, &c->max_connections},
+		{"MAX_CONNECTIONS_PER_SOURCE", 64, 1 << 20, &c->max_per_source},
+		{"HTTP_TIMEOUT_SECONDS", 5, 3600, &c->http_timeout_seconds},
+		{"PING_INTERVAL_SECONDS", 30, 3600, &c->ping_interval_seconds},
+		{"PONG_TIMEOUT_SECONDS", 75, 3600, &c->pong_timeout_seconds},
+		{"SEND_RATE_LIMIT_PER_MIN", 60, 1000000, &c->send_rate_per_min},
+		{"SEND_RATE_BURST", 10, 1000000, &c->send_rate_burst},
+	};
+	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+		if (env_int(ints[i].name, ints[i].def, ints[i].max, ints[i].out, err, errlen) != 0)
+			return -1;
+	c->database_url = getenv("DATABASE_URL");
+	if (c->database_url && *c->database_url) {
+		if (check_db_url(c->database_url, err, errlen) != 0)
+			return -1;
+	} else {
+		c->database_url = NULL;
+		if (need_db) {
+			snprintf(err, errlen, "DATABASE_URL is not set");
+			return -1;
+		}
+	}
+	c->status_jsonl_dir = getenv("STATUS_JSONL_DIR");
+	if (c->status_jsonl_dir && !*c->status_jsonl_dir)
+		c->status_jsonl_dir = NULL;
+	c->git_sha = getenv("GIT_SHA");
+	if (!c->git_sha || !*c->git_sha)
+		c->git_sha = "unknown";
+	c->runtime_dir = getenv("RUNTIME_DIRECTORY");
+	if (!c->runtime_dir || !*c->runtime_dir)
+		c->runtime_dir = getenv("MESHBROKER_RUNTIME_DIR");
+	if (!c->runtime_dir || !*c->runtime_dir)
+		c->runtime_dir = "./var/run";
+	if (strlen(c->runtime_dir) > 80) {
+		snprintf(err, errlen, "MESHBROKER_RUNTIME_DIR is too long for Unix socket paths (max 80 bytes)");
+		return -1;
+	}
+	return 0;
+}

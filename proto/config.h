@@ -1,0 +1,35 @@
+/* config — the broker's environment (PROTOCOL.md §9), parsed once at start.
+ * A bad value stops start-up with a one-line error naming the variable. */
+#ifndef PROTO_CONFIG_H
+#define PROTO_CONFIG_H
+
+#include <stddef.h>
+
+struct config {
+	int broker_port;             /* BROKER_PORT 7900 */
+	const char *database_url;    /* DATABASE_URL (required by the worker) */
+	int status_ttl_seconds;      /* STATUS_TTL_SECONDS 60 */
+	int hook_fresh_window_seconds; /* HOOK_FRESH_WINDOW_SECONDS 30 */
+	int max_connections_per_mesh; /* MAX_CONNECTIONS_PER_MESH 100 */
+	int max_message_bytes;       /* MAX_MESSAGE_BYTES 65536 */
+	int hook_rate_limit_per_min; /* HOOK_RATE_LIMIT_PER_MIN 30 */
+	int hello_timeout_seconds;   /* HELLO_TIMEOUT_SECONDS 10 */
+	const char *status_jsonl_dir; /* STATUS_JSONL_DIR (NULL = off) */
+	const char *git_sha;         /* GIT_SHA ("unknown") */
+	/* meshbroker's own */
+	const char *runtime_dir;     /* RUNTIME_DIRECTORY or MESHBROKER_RUNTIME_DIR, default ./var/run */
+	int db_idle_seconds;         /* DB_IDLE_SECONDS 30 */
+	int presence_slots;          /* PRESENCE_SLOTS 4096 */
+	int max_connections;         /* MAX_CONNECTIONS 1024 (acceptor) */
+	int max_per_source;          /* MAX_CONNECTIONS_PER_SOURCE 64 (acceptor) */
+	int http_timeout_seconds;    /* HTTP_TIMEOUT_SECONDS 5: whole request must arrive */
+	int ping_interval_seconds;   /* PING_INTERVAL_SECONDS 30 */
+	int pong_timeout_seconds;    /* PONG_TIMEOUT_SECONDS 75 */
+	int send_rate_per_min;       /* SEND_RATE_LIMIT_PER_MIN 60 */
+	int send_rate_burst;         /* SEND_RATE_BURST 10 */
+};
+
+/* need_db: DATABASE_URL must be set and valid. 0 ok, -1 with err filled. */
+int config_load(struct config *c, int need_db, char *err, size_t errlen);
+
+#endif

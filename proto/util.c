@@ -1,0 +1,90 @@
+/* util — small helpers (see util.h). */
+#include "util.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+#include <time.h>
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void iso8601_ms(int64_t ms, char *buf)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	size_t n = strftime(buf, 21, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 6, ".%03dZ", (int)(ms % 1000));
+}
+
+void id_new(char out[ID_LEN + 1])
+{
+	static const char abc[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	for (int i = 0; i < ID_LEN; i++)
+		out[i] = abc[randombytes_uniform(62)];
+	out[ID_LEN] = 0;
+}
+
+int is_hex(const char *s, size_t len)
+{
+	size_t i;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return 0;
+	}
+	return s[i] == 0;
+}
+
+void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	sodium_bin2hex(out, 2 * n + 1, in, n);
+}
+
+int hex_decode(const char *hex, unsigned char *out, size_t n)
+{
+	size_t got = 0;
+	const char *end = NULL;
+	if (strlen(hex) != 2 * n)
+		return -1;
+	if (sodium_hex2bin(out, n, hex, 2 * n, NULL, &got, &end) != 0 || got != n)
+		return -1;
+	return 0;
+}
+
+int parse_pos_int(const char *s, long max, long *out)
+{
+	if (!s || !*s)
+		return -1;
+	for (const char *p = s; *p; p++)
+		if (*p < '0' || *p > '9')
+			return -1;
+	errno = 0;
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || v <= 0 || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int str_copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+	if (n >= cap)
+		return -1;
+	memcpy(dst, src, n + 1);
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* util — time, hex, ids and parsing helpers shared by all programs. */
+#ifndef PROTO_UTIL_H
+#define PROTO_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define ID_LEN 32 /* broker-minted ids: 32 chars of [0-9A-Za-z] */
+
+int64_t now_ms(void);      /* wall clock, ms since the epoch */
+int64_t mono_ms(void);     /* monotonic clock, ms */
+/* "2026-04-04T21:53:40.123Z"; buf >= 25 bytes */
+void iso8601_ms(int64_t ms, char *buf);
+void id_new(char out[ID_LEN + 1]);
+/* 1 when s is exactly len hex digits (either case) */
+int is_hex(const char *s, size_t len);
+void hex_encode(const unsigned char *in, size_t n, char *out /* 2n+1 */);
+/* 0 on success; lowercase or uppercase accepted */
+int hex_decode(const char *hex, unsigned char *out, size_t n);
+/* strict positive decimal integer <= max; 0 ok, -1 bad */
+int parse_pos_int(const char *s, long max, long *out);
+/* copy with truncation guard: -1 when src does not fit */
+int str_copy(char *dst, size_t cap, const char *src);
+
+#endif

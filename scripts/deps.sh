@@ -1,0 +1,28 @@
+#!/bin/sh
+# deps.sh — make sure the Debian packages meshbroker needs are installed.
+# As root, installs what is missing with apt-get; otherwise names the missing
+# packages on one line and fails.  Usage: deps.sh build|run|test
+set -eu
+what=${1:-build}
+pkgs="gcc make pkg-config libc6-dev libsodium-dev libpq-dev libwslay-dev libcjson-dev libsystemd-dev
+      libhttp-parser-dev nettle-dev postgresql util-linux"
+case $what in
+  test) pkgs="$pkgs check python3 python3-websockets python3-nacl python3-pytest systemd pgbouncer procps" ;;
+esac
+missing=""
+for p in $pkgs; do
+  st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  case $st in ii*) ;; *) missing="$missing $p" ;; esac
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "meshbroker: missing Debian packages:$missing (run as root or: sudo apt-get install$missing)" >&2
+  exit 1
+fi
+echo "meshbroker: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# a fresh image has no package lists; refresh them once, quietly
+if ! apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1; then
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi

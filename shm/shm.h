@@ -1,0 +1,117 @@
+/* shm — the broker-wide shared-memory table (DESIGN.md "Shared memory"):
+ * presence slots (one writer each, seqlock, OFD-lock liveness, lazy reclaim,
+ * generation numbers), broker-wide metric counters, token buckets and the
+ * hello replay cache.  Every worker maps the same file; no pointers inside. */
+#ifndef SHM_SHM_H
+#define SHM_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHM_MESH_ID_MAX 64     /* bytes incl. NUL */
+#define SHM_MEMBER_ID_MAX 64
+#define SHM_PUBKEY_MAX 65      /* 64 hex + NUL */
+#define SHM_NAME_MAX 128
+#define SHM_SESSION_MAX 129    /* 128 + NUL */
+#define SHM_CWD_MAX 4097       /* 4096 + NUL */
+#define SHM_SUMMARY_MAX 256
+
+/* status values and sources (PROTOCOL.md §4.2); numeric source = rank */
+enum peer_status { ST_IDLE = 0, ST_WORKING = 1, ST_DND = 2 };
+enum status_source { SRC_JSONL = 1, SRC_MANUAL = 2, SRC_HOOK = 3 };
+
+/* What a slot says about its peer.  Written only by the owning worker. */
+struct presence_info {
+	char mesh_id[SHM_MESH_ID_MAX];
+	char member_id[SHM_MEMBER_ID_MAX];
+	char pubkey[SHM_PUBKEY_MAX];
+	char display_name[SHM_NAME_MAX];
+	char presence_id[SHM_MEMBER_ID_MAX];
+	char session_id[SHM_SESSION_MAX];
+	char cwd[SHM_CWD_MAX];
+	char summary[SHM_SUMMARY_MAX];
+	int32_t pid;          /* the peer's (client's) pid from hello */
+	int32_t status;       /* enum peer_status */
+	int32_t status_source; /* enum status_source */
+	int64_t status_ms;    /* wall ms of the last status write */
+	int64_t connected_ms; /* wall ms */
+};
+
+/* A live slot as a reader sees it: a consistent copy plus its identity. */
+struct presence_view {
+	uint32_t slot;
+	uint32_t gen;
+	int32_t worker_pid;
+	struct presence_info info;
+};
+
+/* Broker-wide counters (PROTOCOL.md §7).  Labelled families are fixed arrays. */
+enum shm_counter {
+	C_CONNECTIONS_TOTAL,
+	C_REJ_MALFORMED, C_REJ_TIMESTAMP_SKEW, C_REJ_BAD_SIGNATURE, C_REJ_REPLAYED,
+	C_REJ_UNAUTHORIZED, C_REJ_CAPACITY, C_REJ_HELLO_TIMEOUT, C_REJ_TABLE_FULL,
+	C_ROUTED_NOW, C_ROUTED_NEXT, C_ROUTED_LOW,
+	C_MSGREJ_PAYLOAD_TOO_LARGE, C_MSGREJ_RATE_LIMIT, C_MSGREJ_INVALID_PRIORITY,
+	C_MSGREJ_INVALID_TARGET, C_MSGREJ_NO_SUCH_TOPIC, C_MSGREJ_DB_UNAVAILABLE,
+	C_MSGREJ_MALFORMED, C_MSGREJ_NO_RECIPIENT,
+	C_TTL_SWEEPS, C_HOOK_REQUESTS, C_HOOK_RATE_LIMITED,
+	C_WORKERS_STARTED,
+	C_COUNTER_MAX
+};
+
+struct shm;
+
+/* Map <runtime_dir>/presence.shm, creating it (and runtime_dir, 0750, and
+ * <runtime_dir>/w/) when missing.  Creation is atomic (temp file + rename); an
+ * existing file with the wrong magic/version/layout is refused (-1, err set)
+ * unless `recreate` is set (only the acceptor at start-up passes 1, and only
+ * when no worker is live).  nslots applies on creation only.  Opens the lock
+ * file <runtime_dir>/presence.lock itself (OFD locks belong to the open file
+ * description).  0 ok, -1 error with a one-line message in err. */
+int shm_open_table(const char *runtime_dir, uint32_t nslots, int recreate, struct shm **out,
+		   char *err, size_t errlen);
+void shm_close(struct shm *s);
+uint32_t shm_nslots(const struct shm *s);
+int64_t shm_start_ms(const struct shm *s);   /* broker start (wall ms) */
+void shm_set_start_ms(struct shm *s, int64_t ms);
+
+/* --- presence --- */
+/* Claim a free (or dead, reclaimed) slot for this process: take the OFD lock
+ * on byte `slot` of the lock file first, then CAS the state word to
+ * {gen+1, getpid()}, then write info under the seqlock.  0 ok (slot, gen
+ * set), -1 when the table is full. */
+int presence_claim(struct shm *s, const struct presence_info *info, uint32_t *slot, uint32_t *gen);
+/* Owner only: rewrite the slot's info under its seqlock. */
+void presence_update(struct shm *s, uint32_t slot, const struct presence_info *info);
+/* Owner only: set state FREE, then drop the OFD lock.  Unlinks the worker's
+ * socket file <runtime>/w/<slot>.<gen>.sock. */
+void presence_release(struct shm *s, uint32_t slot, uint32_t gen);
+/* Consistent copy of a slot.  1 = live (out filled), 0 = free or dead (a dead
+ * slot is reclaimed on the way: lock free -> CAS -> FREE, socket unlinked). */
+int presence_read(struct shm *s, uint32_t slot, struct presence_view *out);
+/* Calls fn for every live slot whose mesh_id equals mesh_id (all live slots
+ * when mesh_id is NULL).  fn returns nonzero to stop.  Returns the number of
+ * live slots visited. */
+int presence_foreach(struct shm *s, const char *mesh_id,
+		     int (*fn)(const struct presence_view *v, void *arg), void *arg);
+/* Number of live slots (reclaims dead ones on the way). */
+int presence_count(struct shm *s);
+/* "<runtime>/w/<slot>.<gen>.sock" */
+void presence_sock_path(const struct shm *s, uint32_t slot, uint32_t gen, char *buf, size_t cap);
+
+/* --- counters --- */
+void counter_add(struct shm *s, enum shm_counter c, uint64_t n);
+uint64_t counter_get(const struct shm *s, enum shm_counter c);
+
+/* --- token buckets, shared by all workers --- */
+/* Take one token from the bucket named key (capacity `burst`, refilled
+ * continuously at `per_min` tokens a minute).  1 = allowed, 0 = limited. */
+int bucket_take(struct shm *s, const char *key, double burst, double per_min, int64_t now_ms);
+
+/* --- hello replay cache --- */
+/* Remember sig (any bytes) until expires_ms.  1 = newly remembered,
+ * 0 = already present and unexpired (a replay). */
+int replay_check_and_remember(struct shm *s, const unsigned char *sig, size_t len, int64_t now_ms,
+			      int64_t expires_ms);
+
+#endif
