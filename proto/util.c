@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sodium.h>
 #include <string.h>
 #include <time.h>
@@ -26,7 +27,15 @@ void iso8601_ms(int64_t ms, char *buf)
 	struct tm tm;
 	gmtime_r(&s, &tm);
 	size_t n = strftime(buf, 21, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, 6, ".%03dZ", (int)(ms % 1000));
+	int frac = (int)(ms % 1000);
+	if (frac < 0)
+		frac += 1000;
+	buf[n] = '.';
+	buf[n + 1] = (char)('0' + frac / 100);
+	buf[n + 2] = (char)('0' + frac / 10 % 10);
+	buf[n + 3] = (char)('0' + frac % 10);
+	buf[n + 4] = 'Z';
+	buf[n + 5] = 0;
 }
 
 void id_new(char out[ID_LEN + 1])
