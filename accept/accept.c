@@ -1,0 +1,548 @@
+/* meshbroker-accept — the standalone super-server, shaped like s6-ipcserverd
+ * (DESIGN.md "Processes"): listen, accept, enforce the connection limits, fork+exec
+ * one meshbroker-worker per connection exactly as systemd's Accept=yes would, reap,
+ * pass SIGTERM on.  It holds no broker state: workers outlive a crash or kill of it. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "proto/config.h"
+#include "proto/log.h"
+#include "proto/util.h"
+#include "shm/shm.h"
+
+#define ACCEPT_BACKLOG 1024
+#define ACCEPT_BURST 64        /* accepts per poll round, so signals are seen promptly */
+#define ACCEPT_DRAIN_MS 10000  /* after SIGTERM, children get this long before SIGKILL */
+#define ACCEPT_PAUSE_MS 100    /* back-off after EMFILE/ENOMEM/fork failure (no busy loop) */
+#define ACCEPT_WARN_EVERY_MS 1000 /* at most one warning of a kind a second */
+
+/* exit codes, as in s6 */
+#define EXIT_USAGE 100
+#define EXIT_SYSTEM 111
+
+struct child {
+	pid_t pid;              /* 0 = free entry */
+	unsigned char src[16]; /* remote address; IPv4 as v4-mapped IPv6 */
+};
+
+struct acceptor {
+	struct config cfg;
+	int lfd;                 /* listening socket, -1 once closed */
+	int sfd;                 /* signalfd for SIGCHLD, SIGTERM, SIGINT */
+	char worker[PATH_MAX];   /* what each connection execs */
+	struct child *children;  /* cfg.max_connections entries */
+	int nchildren;
+	int64_t pause_until;     /* mono ms: accept() paused until then */
+	int64_t refuse_log_ms;   /* mono ms of the last "refused" warning */
+	int64_t pause_log_ms;    /* mono ms of the last "accept failed" warning */
+	unsigned long refused_quiet; /* refusals not logged since then */
+};
+
+static const char accept_usage[] =
+	"usage: meshbroker-accept [--help]\n"
+	"  Listens on BROKER_PORT (BROKER_BIND: address, default any; or the socket systemd\n"
+	"  passes with Accept=no) and runs one meshbroker-worker per connection (fd 3,\n"
+	"  LISTEN_FDS=1, REMOTE_ADDR/REMOTE_PORT).  Limits: MAX_CONNECTIONS,\n"
+	"  MAX_CONNECTIONS_PER_SOURCE.  Worker: MESHBROKER_WORKER, default next to this binary.\n"
+	"  Exit codes: 100 usage/config, 111 system error.\n";
+
+static _Noreturn void accept_die_usage(const char *msg, const char *detail)
+{
+	fprintf(stderr, "meshbroker-accept: %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
+	exit(EXIT_USAGE);
+}
+
+static const char *accept_itoa(long v, char buf[24])
+{
+	snprintf(buf, 24, "%ld", v);
+	return buf;
+}
+
+/* fds 0-2 must be open, or a socket could land there and the worker would
+ * mistake it for its stdio. */
+static void accept_fix_stdio(void)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != fd)
+			_exit(EXIT_SYSTEM);
+}
+
+static void accept_find_worker(struct acceptor *a)
+{
+	const char *w = getenv("MESHBROKER_WORKER");
+	if (w && *w) {
+		if (str_copy(a->worker, sizeof a->worker, w) != 0)
+			accept_die_usage("MESHBROKER_WORKER is too long", NULL);
+	} else {
+		static const char name[] = "/meshbroker-worker";
+		char self[PATH_MAX];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+		if (n < 0)
+			log_fatal("cannot read /proc/self/exe", "error", strerror(errno));
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		size_t dir = slash ? (size_t)(slash - self) : 0;
+		if (dir + sizeof name > sizeof a->worker)
+			log_fatal("own path is too long");
+		memcpy(a->worker, self, dir);
+		memcpy(a->worker + dir, name, sizeof name);
+	}
+	/* fail at start, not on every connection */
+	if (access(a->worker, X_OK) != 0)
+		log_fatal("worker is not executable", "path", a->worker, "error", strerror(errno));
+}
+
+/* Does any worker hold its OFD lock on the presence lock file?  Then the
+ * table is in use and must not be recreated under it. */
+static int accept_workers_live(const char *runtime_dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/presence.lock", runtime_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+	int live = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	close(fd);
+	return live;
+}
+
+/* The acceptor only creates the table (or replaces one with an old layout)
+ * and stamps the start time /health reports; it keeps nothing mapped. */
+static void accept_open_shm(const struct config *cfg)
+{
+	struct shm *shm = NULL;
+	char err[256];
+	uint32_t nslots = (uint32_t)cfg->presence_slots;
+	if (shm_open_table(cfg->runtime_dir, nslots, 0, &shm, err, sizeof err) != 0) {
+		if (accept_workers_live(cfg->runtime_dir))
+			log_fatal("presence table unusable while workers are live; not recreating it",
+				  "error", err, "runtime_dir", cfg->runtime_dir);
+		log_warn("presence table unusable; recreating it", "error", err, "runtime_dir",
+			 cfg->runtime_dir);
+		if (shm_open_table(cfg->runtime_dir, nslots, 1, &shm, err, sizeof err) != 0)
+			log_fatal("cannot create the presence table", "error", err, "runtime_dir",
+				  cfg->runtime_dir);
+	}
+	shm_set_start_ms(shm, now_ms());
+	shm_close(shm);
+}
+
+/* One bound, listening, non-blocking socket, or -errno. */
+static int accept_bind(const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1, zero = 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    (sa->sa_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) ||
+	    bind(fd, sa, len) != 0 || listen(fd, ACCEPT_BACKLOG) != 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static int accept_listen_own(const struct config *cfg)
+{
+	const char *bind_s = getenv("BROKER_BIND");
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(cfg->broker_port),
+				  .sin6_addr = in6addr_any};
+	struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(cfg->broker_port),
+				 .sin_addr.s_addr = htonl(INADDR_ANY)};
+	int fd;
+	if (bind_s && *bind_s) {
+		char host[INET6_ADDRSTRLEN + 2];
+		size_t n = strlen(bind_s);
+		if (n >= 2 && bind_s[0] == '[' && bind_s[n - 1] == ']' && n - 2 < sizeof host) {
+			memcpy(host, bind_s + 1, n - 2); /* "[::1]" */
+			host[n - 2] = '\0';
+		} else if (str_copy(host, sizeof host, bind_s) != 0) {
+			accept_die_usage("BROKER_BIND must be an IPv4 or IPv6 address", bind_s);
+		}
+		if (inet_pton(AF_INET6, host, &s6.sin6_addr) == 1)
+			fd = accept_bind((struct sockaddr *)&s6, sizeof s6);
+		else if (inet_pton(AF_INET, host, &s4.sin_addr) == 1)
+			fd = accept_bind((struct sockaddr *)&s4, sizeof s4);
+		else
+			accept_die_usage("BROKER_BIND must be an IPv4 or IPv6 address", bind_s);
+	} else {
+		/* dual stack; a host without IPv6 gets IPv4 only */
+		fd = accept_bind((struct sockaddr *)&s6, sizeof s6);
+		if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL || fd == -EPROTONOSUPPORT)
+			fd = accept_bind((struct sockaddr *)&s4, sizeof s4);
+	}
+	if (fd < 0) {
+		char port[24];
+		log_fatal("cannot listen", "port", accept_itoa(cfg->broker_port, port), "bind",
+			  bind_s ? bind_s : "", "error", strerror(-fd));
+	}
+	return fd;
+}
+
+static int accept_listen(const struct config *cfg)
+{
+	int n = sd_listen_fds(1); /* 1: our children must not see systemd's LISTEN_* */
+	if (n < 0)
+		log_fatal("sd_listen_fds failed", "error", strerror(-n));
+	if (n == 0)
+		return accept_listen_own(cfg);
+	if (n > 1)
+		accept_die_usage("systemd passed more than one socket; expected one (Accept=no)",
+				 NULL);
+	int fd = SD_LISTEN_FDS_START;
+	if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 1, 0) <= 0)
+		accept_die_usage("fd 3 from systemd is not a listening TCP socket (Accept=no)",
+				 NULL);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+		log_fatal("cannot set up the systemd socket", "error", strerror(errno));
+	return fd;
+}
+
+static int accept_signals_open(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+		log_fatal("sigprocmask failed", "error", strerror(errno));
+	int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		log_fatal("signalfd failed", "error", strerror(errno));
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN); /* a vanished log reader must not kill us */
+	return fd;
+}
+
+/* In the child, between fork and exec: present the connection the way
+ * systemd's Accept=yes does, so the worker has one start-up path. */
+static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, const char *ip,
+					 int port)
+{
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL); /* SIG_IGN survives exec; KILL/STOP/internal ones just fail */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (cfd != SD_LISTEN_FDS_START && dup2(cfd, SD_LISTEN_FDS_START) < 0)
+		_exit(EXIT_SYSTEM);
+	if (fcntl(SD_LISTEN_FDS_START, F_SETFD, 0) != 0)
+		_exit(EXIT_SYSTEM);
+	if (close_range(SD_LISTEN_FDS_START + 1, ~0U, 0) != 0)
+		for (long fd = SD_LISTEN_FDS_START + 1, max = sysconf(_SC_OPEN_MAX); fd < max; fd++)
+			close((int)fd);
+	char pid[24], portbuf[24];
+	if (setenv("LISTEN_FDS", "1", 1) != 0 ||
+	    setenv("LISTEN_PID", accept_itoa(getpid(), pid), 1) != 0 ||
+	    unsetenv("LISTEN_FDNAMES") != 0 || setenv("REMOTE_ADDR", ip, 1) != 0 ||
+	    setenv("REMOTE_PORT", accept_itoa(port, portbuf), 1) != 0)
+		_exit(EXIT_SYSTEM);
+	char *argv[] = {(char *)a->worker, NULL};
+	execv(a->worker, argv);
+	log_error("cannot exec the worker", "path", a->worker, "error", strerror(errno));
+	_exit(EXIT_SYSTEM);
+}
+
+static void accept_forget(struct acceptor *a, pid_t pid)
+{
+	for (int i = 0; i < a->cfg.max_connections; i++)
+		if (a->children[i].pid == pid) {
+			a->children[i].pid = 0;
+			a->nchildren--;
+			return;
+		}
+}
+
+static void accept_reap(struct acceptor *a)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		accept_forget(a, pid);
+		char p[24], v[24];
+		if (WIFSIGNALED(st))
+			log_info("worker killed", "pid", accept_itoa(pid, p), "signal",
+				 accept_itoa(WTERMSIG(st), v));
+		else if (WEXITSTATUS(st) != 0)
+			log_info("worker failed", "pid", accept_itoa(pid, p), "status",
+				 accept_itoa(WEXITSTATUS(st), v));
+		else
+			log_debug("worker done", "pid", accept_itoa(pid, p));
+	}
+}
+
+/* Read pending signals; reap.  1 when asked to stop. */
+static int accept_signals_read(struct acceptor *a)
+{
+	struct signalfd_siginfo si;
+	int stop = 0;
+	while (read(a->sfd, &si, sizeof si) == (ssize_t)sizeof si)
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			stop = 1;
+	accept_reap(a);
+	return stop;
+}
+
+static int accept_count_source(const struct acceptor *a, const unsigned char src[16])
+{
+	int n = 0, seen = 0;
+	for (int i = 0; i < a->cfg.max_connections && seen < a->nchildren; i++) {
+		if (!a->children[i].pid)
+			continue;
+		seen++;
+		if (memcmp(a->children[i].src, src, 16) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Best effort: a client that sent a request should see why, not a reset. */
+static void accept_refuse(struct acceptor *a, int fd, const char *ip, const char *why)
+{
+	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
+				   "Content-Type: application/json\r\n"
+				   "Content-Length: 32\r\n"
+				   "Connection: close\r\n\r\n"
+				   "{\"error\":\"too many connections\"}";
+	_Static_assert(sizeof "{\"error\":\"too many connections\"}" - 1 == 32, "Content-Length");
+	ssize_t w = send(fd, resp, sizeof resp - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)w;
+	shutdown(fd, SHUT_WR);
+	/* unread input would turn close() into a reset that can eat the 503 */
+	char sink[4096];
+	for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+		;
+	close(fd);
+	int64_t now = mono_ms();
+	if (now - a->refuse_log_ms < ACCEPT_WARN_EVERY_MS) {
+		a->refused_quiet++;
+		return;
+	}
+	char n[24], q[24];
+	log_warn("connection refused", "reason", why, "remote", ip, "live",
+		 accept_itoa(a->nchildren, n), "suppressed", accept_itoa((long)a->refused_quiet, q));
+	a->refuse_log_ms = now;
+	a->refused_quiet = 0;
+}
+
+/* Remote address as a 16-byte key (IPv4 v4-mapped) and as text (IPv4-mapped
+ * IPv6 shown as plain IPv4, like the client sees itself). */
+static void accept_peer(const struct sockaddr_storage *ss, unsigned char src[16], char *ip,
+			size_t cap, int *port)
+{
+	memset(src, 0, 16);
+	*port = 0;
+	snprintf(ip, cap, "unknown");
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		memcpy(src, &s6->sin6_addr, 16);
+		*port = ntohs(s6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			inet_ntop(AF_INET, src + 12, ip, (socklen_t)cap);
+		else
+			inet_ntop(AF_INET6, src, ip, (socklen_t)cap);
+	} else if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		src[10] = src[11] = 0xff;
+		memcpy(src + 12, &s4->sin_addr, 4);
+		*port = ntohs(s4->sin_port);
+		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)cap);
+	}
+}
+
+static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_storage *ss)
+{
+	unsigned char src[16];
+	char ip[INET6_ADDRSTRLEN];
+	int port;
+	accept_peer(ss, src, ip, sizeof ip, &port);
+	if (a->nchildren >= a->cfg.max_connections)
+		accept_reap(a); /* a child may have exited since the last SIGCHLD read */
+	if (a->nchildren >= a->cfg.max_connections) {
+		accept_refuse(a, fd, ip, "max_connections");
+		return;
+	}
+	if (accept_count_source(a, src) >= a->cfg.max_per_source) {
+		accept_reap(a);
+		if (accept_count_source(a, src) >= a->cfg.max_per_source) {
+			accept_refuse(a, fd, ip, "max_connections_per_source");
+			return;
+		}
+	}
+	struct child *c = NULL;
+	for (int i = 0; i < a->cfg.max_connections && !c; i++)
+		if (!a->children[i].pid)
+			c = &a->children[i];
+	if (!c)
+		log_fatal("child table out of step with its count");
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("fork failed", "error", strerror(errno), "remote", ip);
+		close(fd);
+		a->pause_until = mono_ms() + ACCEPT_PAUSE_MS;
+		return;
+	}
+	if (pid == 0)
+		accept_exec_worker(a, fd, ip, port);
+	close(fd);
+	c->pid = pid;
+	memcpy(c->src, src, 16);
+	a->nchildren++;
+	char p[24], pt[24];
+	log_debug("worker started", "pid", accept_itoa(pid, p), "remote", ip, "port",
+		  accept_itoa(port, pt));
+}
+
+static void accept_burst(struct acceptor *a)
+{
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		int fd = accept4(a->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd >= 0) {
+			accept_serve(a, fd, &ss);
+			continue;
+		}
+		switch (errno) {
+		case EAGAIN:
+			return;
+		/* the connection's own trouble (accept(2): retry these) */
+		case EINTR: case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN:
+		case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+		case EOPNOTSUPP: case ENETUNREACH: case ETIMEDOUT:
+			continue;
+		/* out of resources: the backlog holds the rest; try again shortly */
+		case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: {
+			int64_t now = mono_ms();
+			if (now - a->pause_log_ms >= ACCEPT_WARN_EVERY_MS) {
+				log_warn("accept failed; pausing", "error", strerror(errno));
+				a->pause_log_ms = now;
+			}
+			a->pause_until = now + ACCEPT_PAUSE_MS;
+			return;
+		}
+		default:
+			log_fatal("accept failed", "error", strerror(errno));
+		}
+	}
+}
+
+static void accept_kill_all(struct acceptor *a, int sig)
+{
+	for (int i = 0; i < a->cfg.max_connections; i++)
+		if (a->children[i].pid)
+			kill(a->children[i].pid, sig);
+}
+
+/* SIGTERM: no new connections, pass SIGTERM on, wait for the children (they
+ * release their slots themselves), then SIGKILL what is left. */
+static void accept_drain(struct acceptor *a)
+{
+	char n[24];
+	close(a->lfd);
+	a->lfd = -1;
+	accept_reap(a);
+	log_info("stopping", "children", accept_itoa(a->nchildren, n));
+	accept_kill_all(a, SIGTERM);
+	accept_kill_all(a, SIGCONT); /* a stopped child cannot act on SIGTERM */
+	int64_t deadline = mono_ms() + ACCEPT_DRAIN_MS;
+	while (a->nchildren > 0) {
+		int64_t left = deadline - mono_ms();
+		if (left <= 0)
+			break;
+		struct pollfd p = {.fd = a->sfd, .events = POLLIN};
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			log_fatal("poll failed", "error", strerror(errno));
+		accept_signals_read(a); /* a second SIGTERM changes nothing */
+	}
+	if (a->refused_quiet > 0)
+		log_warn("connections refused since the last warning", "count",
+			 accept_itoa((long)a->refused_quiet, n));
+	if (a->nchildren > 0) {
+		log_warn("children did not exit in time; killing them", "children",
+			 accept_itoa(a->nchildren, n));
+		accept_kill_all(a, SIGKILL);
+		int st;
+		pid_t pid;
+		while (a->nchildren > 0 && ((pid = waitpid(-1, &st, 0)) > 0 || errno == EINTR))
+			if (pid > 0)
+				accept_forget(a, pid);
+	}
+	log_info("stopped");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1) {
+		if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+			fputs(accept_usage, stdout);
+			return 0;
+		}
+		fputs(accept_usage, stderr);
+		return EXIT_USAGE;
+	}
+	accept_fix_stdio();
+	static struct acceptor a = {.lfd = -1, .sfd = -1};
+	char err[256];
+	if (config_load(&a.cfg, 0, err, sizeof err) != 0)
+		accept_die_usage(err, NULL);
+	log_init("accept");
+	a.children = calloc((size_t)a.cfg.max_connections, sizeof *a.children);
+	if (!a.children)
+		log_fatal("out of memory");
+	accept_find_worker(&a);
+	a.sfd = accept_signals_open();
+	a.lfd = accept_listen(&a.cfg);
+	accept_open_shm(&a.cfg);
+
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof ss;
+	unsigned char src[16];
+	char addr[INET6_ADDRSTRLEN], port[24], maxc[24], maxs[24];
+	int lport;
+	getsockname(a.lfd, (struct sockaddr *)&ss, &sl);
+	accept_peer(&ss, src, addr, sizeof addr, &lport);
+	log_info("listening", "addr", addr, "port", accept_itoa(lport, port), "worker", a.worker,
+		 "max_connections", accept_itoa(a.cfg.max_connections, maxc),
+		 "max_connections_per_source", accept_itoa(a.cfg.max_per_source, maxs));
+	for (;;) {
+		struct pollfd p[2] = {{.fd = a.sfd, .events = POLLIN}, {.fd = a.lfd, .events = POLLIN}};
+		nfds_t np = 2;
+		int timeout = -1;
+		int64_t now = mono_ms();
+		if (now < a.pause_until) {
+			np = 1;
+			timeout = (int)(a.pause_until - now);
+		}
+		if (poll(p, np, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_fatal("poll failed", "error", strerror(errno));
+		}
+		if (p[0].revents && accept_signals_read(&a))
+			break;
+		if (np == 2 && p[1].revents)
+			accept_burst(&a);
+	}
+	accept_drain(&a);
+	return 0;
+}
