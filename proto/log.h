@@ -3,6 +3,8 @@
 #ifndef PROTO_LOG_H
 #define PROTO_LOG_H
 
+#include <unistd.h>
+
 enum log_level { LOG_DEBUG_, LOG_INFO_, LOG_WARN_, LOG_ERROR_ };
 
 void log_init(const char *component);

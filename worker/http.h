@@ -1,0 +1,59 @@
+/* http — read one HTTP/1.1 request from the connection with a bounded buffer
+ * and a deadline (slow-loris), parsed by libhttp-parser; write responses with
+ * the CORS headers every route carries. */
+#ifndef WORKER_HTTP_H
+#define WORKER_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_HEAD_MAX 16384 /* request line + headers */
+#define HTTP_URL_MAX 2048
+#define HTTP_HVAL_MAX 1024
+
+struct http_req {
+	char method[16];
+	char url[HTTP_URL_MAX];
+	char path[HTTP_URL_MAX]; /* url without its query string */
+	/* the headers meshbroker reads (others are parsed and dropped) */
+	char upgrade[HTTP_HVAL_MAX], connection[HTTP_HVAL_MAX], ws_key[HTTP_HVAL_MAX],
+		ws_version[HTTP_HVAL_MAX], authorization[HTTP_HVAL_MAX], content_type[HTTP_HVAL_MAX];
+	int is_upgrade;
+	uint64_t content_length; /* 0 when absent */
+	char *body;              /* malloc'd, NUL-terminated, body_len bytes */
+	size_t body_len;
+	/* bytes that arrived after the head of an upgrade request (WebSocket
+	 * frames sent early): fed to wslay before the socket */
+	unsigned char *extra;
+	size_t extra_len;
+};
+
+enum http_read_result {
+	HTTP_READ_OK = 0,
+	HTTP_READ_EOF = -1,        /* peer closed before a full request */
+	HTTP_READ_MALFORMED = 400, /* answer with these statuses */
+	HTTP_READ_TIMEOUT = 408,
+	HTTP_READ_TOO_LARGE = 413,
+	HTTP_READ_HEAD_TOO_LARGE = 431,
+	HTTP_READ_IOERR = -2,
+};
+
+/* Read and parse one request from fd (non-blocking) within timeout_ms; bodies
+ * over max_body bytes are refused (413) before they are read. */
+enum http_read_result http_read_request(int fd, struct http_req *req, size_t max_body, int timeout_ms);
+void http_req_free(struct http_req *req);
+
+/* Write a whole response (status line, CORS headers, Content-Length,
+ * Connection: close, extra_headers verbatim — each ending in \r\n — and the
+ * body) within timeout_ms.  0 ok, -1 on error. */
+int http_respond(int fd, int status, const char *content_type, const char *extra_headers,
+		 const char *body, size_t body_len, int timeout_ms);
+/* {"error": msg} as application/json */
+int http_respond_error(int fd, int status, const char *msg, int timeout_ms);
+/* write all of buf within timeout_ms (poll on POLLOUT) */
+int http_write_all(int fd, const void *buf, size_t len, int timeout_ms);
+const char *http_reason(int status);
+/* 1 when the comma-separated header value contains token (case-insensitive) */
+int http_has_token(const char *value, const char *token);
+
+#endif

@@ -1,0 +1,128 @@
+/* meshbroker-worker — serves exactly one connection, handed over as fd 3
+ * the systemd way (LISTEN_FDS=1, LISTEN_PID, REMOTE_ADDR/REMOTE_PORT) by
+ * systemd (Accept=yes) or meshbroker-accept: reads one HTTP request, answers
+ * it or upgrades to the WebSocket peer protocol, and exits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "proto/log.h"
+#include "proto/util.h"
+#include "worker/worker.h"
+
+static volatile sig_atomic_t got_term;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	got_term = 1;
+}
+
+/* Let the client read our answer before the socket goes: half-close, then
+ * swallow what it still sends for a moment, so close() sends FIN, not RST. */
+static void linger_close(int fd)
+{
+	shutdown(fd, SHUT_WR);
+	char buf[4096];
+	int64_t deadline = mono_ms() + 1000;
+	size_t total = 0;
+	while (total < (1u << 20)) {
+		int64_t left = deadline - mono_ms();
+		if (left <= 0)
+			break;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, (int)left) <= 0)
+			break;
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n <= 0 && !(n < 0 && errno == EINTR))
+			break;
+		if (n > 0)
+			total += (size_t)n;
+	}
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	(void)argv;
+	log_init("worker");
+	if (argc > 1) {
+		fprintf(stderr, "usage: meshbroker-worker (started by meshbroker-accept or systemd with the "
+				"connection as fd 3)\n");
+		return 100;
+	}
+	static struct worker w; /* the one context, zeroed */
+	char err[256];
+	int cfg_ok = config_load(&w.cfg, 1, err, sizeof err) == 0;
+	int n = sd_listen_fds(1);
+	if (n != 1) {
+		fprintf(stderr, "meshbroker-worker: expected one connection in LISTEN_FDS, got %d "
+				"(start it from meshbroker-accept or a systemd socket with Accept=yes)\n",
+			n);
+		return 100;
+	}
+	w.fd = SD_LISTEN_FDS_START;
+	const char *ra = getenv("REMOTE_ADDR");
+	snprintf(w.remote_addr, sizeof w.remote_addr, "%s", ra ? ra : "");
+	fcntl(w.fd, F_SETFD, FD_CLOEXEC);
+	fcntl(w.fd, F_SETFL, fcntl(w.fd, F_GETFL) | O_NONBLOCK);
+	int one = 1;
+	setsockopt(w.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = {.sa_handler = on_term};
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (!cfg_ok) {
+		log_error("bad configuration", "error", err);
+		http_respond_error(w.fd, 503, "broker misconfigured", 2000);
+		linger_close(w.fd);
+		return 100;
+	}
+	if (sodium_init() < 0)
+		log_fatal("libsodium failed to initialise");
+
+	struct http_req req;
+	enum http_read_result r =
+		http_read_request(w.fd, &req, (size_t)w.cfg.max_message_bytes, w.cfg.http_timeout_seconds * 1000);
+	switch (r) {
+	case HTTP_READ_OK:
+		route_request(&w, &req);
+		break;
+	case HTTP_READ_MALFORMED:
+		http_respond_error(w.fd, 400, "malformed request", 2000);
+		break;
+	case HTTP_READ_TIMEOUT:
+		http_respond_error(w.fd, 408, "request timeout", 2000);
+		break;
+	case HTTP_READ_TOO_LARGE:
+		http_respond_error(w.fd, 413, "payload too large", 2000);
+		break;
+	case HTTP_READ_HEAD_TOO_LARGE:
+		http_respond_error(w.fd, 431, "request header fields too large", 2000);
+		break;
+	default:
+		break;
+	}
+	if (r != HTTP_READ_OK && r > 0)
+		log_info("bad request refused", "status", http_reason((int)r), "remote", w.remote_addr);
+	http_req_free(&req);
+	if (w.db) {
+		db_drain_sync(w.db, 3000);
+		db_free(w.db);
+	}
+	if (w.shm)
+		shm_close(w.shm);
+	linger_close(w.fd);
+	return 0;
+}
+
+int worker_terminating(void) { return got_term; }

@@ -1,0 +1,238 @@
+/* uds — worker-to-worker wake-ups over SOCK_SEQPACKET Unix sockets at
+ * <runtime>/w/<slot>.<gen>.sock: a fixed envelope header, lazily connected
+ * and cached outbound sockets, SO_PEERCRED checked on accept.  A wake is
+ * idempotent ("drain now"), so a full socket just leaves it pending. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "proto/log.h"
+#include "proto/util.h"
+#include "worker/worker.h"
+
+enum uds_type { UDS_WAKE = 1 };
+
+struct uds_env {
+	uint16_t type;
+	uint16_t len; /* payload bytes after the header */
+	uint32_t src_slot, src_gen;
+	uint32_t dst_slot, dst_gen;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct uds_env) == 24, "envelope header is 24 bytes");
+
+static int sock_addr(struct worker *w, uint32_t slot, uint32_t gen, struct sockaddr_un *a)
+{
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	presence_sock_path(w->shm, slot, gen, a->sun_path, sizeof a->sun_path);
+	return a->sun_path[0] ? 0 : -1;
+}
+
+int uds_listen_open(struct worker *w)
+{
+	struct sockaddr_un a;
+	if (sock_addr(w, w->slot, w->gen, &a) != 0)
+		return -1;
+	unlink(a.sun_path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0) {
+		log_error("worker socket failed", "path", a.sun_path, "error", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	w->uds_listen = fd;
+	return 0;
+}
+
+void uds_close_all(struct worker *w)
+{
+	if (w->uds_listen >= 0) {
+		close(w->uds_listen);
+		w->uds_listen = -1;
+	}
+	for (int i = 0; i < UDS_IN_MAX; i++)
+		if (w->uds_in[i] >= 0) {
+			close(w->uds_in[i]);
+			w->uds_in[i] = -1;
+		}
+	for (int i = 0; i < UDS_OUT_MAX; i++)
+		if (w->uds_out[i].fd >= 0) {
+			close(w->uds_out[i].fd);
+			w->uds_out[i].fd = -1;
+		}
+}
+
+static void out_drop(struct uds_out *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+	o->wake_pending = 0;
+}
+
+static int out_connect(struct worker *w, struct uds_out *o)
+{
+	struct sockaddr_un a;
+	if (sock_addr(w, o->slot, o->gen, &a) != 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		close(fd);
+		return -1; /* gone (the slot will be reclaimed) or its backlog is full */
+	}
+	o->fd = fd;
+	return 0;
+}
+
+/* 0 sent, 1 pending (socket full), -1 failed */
+static int out_send(struct worker *w, struct uds_out *o)
+{
+	struct uds_env e = {.type = UDS_WAKE, .src_slot = w->slot, .src_gen = w->gen, .dst_slot = o->slot,
+			    .dst_gen = o->gen};
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (o->fd < 0 && out_connect(w, o) != 0)
+			return -1;
+		ssize_t n = send(o->fd, &e, sizeof e, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n == (ssize_t)sizeof e) {
+			o->wake_pending = 0;
+			return 0;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			o->wake_pending = 1;
+			return 1;
+		}
+		out_drop(o); /* stale cached socket (peer restarted): reconnect once */
+	}
+	return -1;
+}
+
+int uds_wake(struct worker *w, uint32_t slot, uint32_t gen)
+{
+	if (w->have_slot && slot == w->slot && gen == w->gen) {
+		peer_on_wake(w);
+		return 0;
+	}
+	struct uds_out *o = NULL, *lru = &w->uds_out[0];
+	for (int i = 0; i < UDS_OUT_MAX; i++) {
+		struct uds_out *c = &w->uds_out[i];
+		if (c->fd >= 0 && c->slot == slot && c->gen == gen) {
+			o = c;
+			break;
+		}
+		if (c->fd < 0 && !c->wake_pending)
+			lru = c;
+		else if (lru->fd >= 0 && c->used_ms < lru->used_ms)
+			lru = c;
+	}
+	if (!o) {
+		o = lru;
+		out_drop(o);
+		o->slot = slot;
+		o->gen = gen;
+	}
+	o->used_ms = mono_ms();
+	int r = out_send(w, o);
+	if (r < 0)
+		log_debug("wake not delivered: peer worker gone");
+	return r < 0 ? -1 : 0;
+}
+
+int uds_pollfds(struct worker *w, struct pollfd *fds, int max)
+{
+	int n = 0;
+	if (w->uds_listen >= 0 && n < max)
+		fds[n++] = (struct pollfd){.fd = w->uds_listen, .events = POLLIN};
+	for (int i = 0; i < UDS_IN_MAX && n < max; i++)
+		if (w->uds_in[i] >= 0)
+			fds[n++] = (struct pollfd){.fd = w->uds_in[i], .events = POLLIN};
+	for (int i = 0; i < UDS_OUT_MAX && n < max; i++)
+		if (w->uds_out[i].fd >= 0)
+			fds[n++] = (struct pollfd){.fd = w->uds_out[i].fd,
+						   .events = (short)(w->uds_out[i].wake_pending ? POLLOUT : 0)};
+	return n;
+}
+
+static void in_accept(struct worker *w)
+{
+	for (;;) {
+		int fd = accept4(w->uds_listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct ucred cr;
+		socklen_t cl = sizeof cr;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || cr.uid != getuid()) {
+			log_warn("worker socket: refused a peer with another uid");
+			close(fd);
+			continue;
+		}
+		int i;
+		for (i = 0; i < UDS_IN_MAX && w->uds_in[i] >= 0; i++)
+			;
+		if (i == UDS_IN_MAX) {
+			close(fd); /* the sender reconnects; its wake stays pending */
+			continue;
+		}
+		w->uds_in[i] = fd;
+	}
+}
+
+static void in_read(struct worker *w, int idx)
+{
+	unsigned char buf[sizeof(struct uds_env) + 256];
+	for (;;) {
+		ssize_t n = recv(w->uds_in[idx], buf, sizeof buf, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			close(w->uds_in[idx]);
+			w->uds_in[idx] = -1;
+			return;
+		}
+		struct uds_env e;
+		if ((size_t)n < sizeof e)
+			continue; /* not an envelope: ignored */
+		memcpy(&e, buf, sizeof e);
+		if (e.dst_slot != w->slot || e.dst_gen != w->gen)
+			continue; /* meant for an earlier owner of this slot */
+		if (e.type == UDS_WAKE)
+			peer_on_wake(w);
+	}
+}
+
+void uds_handle(struct worker *w, const struct pollfd *fds, int n)
+{
+	for (int k = 0; k < n; k++) {
+		if (!fds[k].revents)
+			continue;
+		int fd = fds[k].fd;
+		if (fd == w->uds_listen) {
+			in_accept(w);
+			continue;
+		}
+		for (int i = 0; i < UDS_IN_MAX; i++)
+			if (w->uds_in[i] == fd)
+				in_read(w, i);
+		for (int i = 0; i < UDS_OUT_MAX; i++) {
+			struct uds_out *o = &w->uds_out[i];
+			if (o->fd != fd)
+				continue;
+			if (fds[k].revents & (POLLHUP | POLLERR)) {
+				int pending = o->wake_pending;
+				out_drop(o);
+				if (pending)
+					out_send(w, o);
+			} else if ((fds[k].revents & POLLOUT) && o->wake_pending) {
+				out_send(w, o);
+			}
+		}
+	}
+}
