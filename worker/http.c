@@ -102,10 +102,19 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 	return 0;
 }
 
+static void set_path(struct http_req *r)
+{
+	memcpy(r->path, r->url, HTTP_URL_MAX);
+	char *q = strpbrk(r->path, "?#");
+	if (q)
+		*q = 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
 	struct parse_state *st = p->data;
 	st->head_done = 1;
+	set_path(st->req); /* known even when the body is refused */
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > st->max_body) {
 		st->too_large = 1;
 		return -1;
@@ -222,10 +231,7 @@ enum http_read_result http_read_request(int fd, struct http_req *req, size_t max
 			break;
 	}
 	snprintf(req->method, sizeof req->method, "%s", http_method_str(parser.method));
-	memcpy(req->path, req->url, HTTP_URL_MAX);
-	char *q = strpbrk(req->path, "?#");
-	if (q)
-		*q = 0;
+	set_path(req);
 	if (!req->body) {
 		req->body = calloc(1, 1);
 		if (!req->body)

@@ -17,6 +17,7 @@
 
 #include "proto/log.h"
 #include "proto/util.h"
+#include "worker/hook.h"
 #include "worker/worker.h"
 
 static volatile sig_atomic_t got_term;
@@ -104,7 +105,10 @@ int main(int argc, char **argv)
 		http_respond_error(w.fd, 408, "request timeout", 2000);
 		break;
 	case HTTP_READ_TOO_LARGE:
-		http_respond_error(w.fd, 413, "payload too large", 2000);
+		if (strcmp(req.path, "/hook/set-status") == 0)
+			hook_too_large(&w);
+		else
+			http_respond_error(w.fd, 413, "payload too large", 2000);
 		break;
 	case HTTP_READ_HEAD_TOO_LARGE:
 		http_respond_error(w.fd, 431, "request header fields too large", 2000);

@@ -12,6 +12,7 @@
 #include "proto/hello.h"
 #include "proto/log.h"
 #include "proto/util.h"
+#include "worker/jsonl.h"
 #include "worker/worker.h"
 
 #define ISO_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -180,6 +181,9 @@ static void hello_member_cb(void *arg, const PGresult *res, const char *err)
 	w->me.status_source = SRC_JSONL;
 	w->me.status_ms = now;
 	w->me.connected_ms = now;
+	int pending = PQgetisnull(res, 0, 5) ? -1 : status_parse(PQgetvalue(res, 0, 5));
+	if (pending >= 0) /* a hook that fired before we connected */
+		status_apply(&w->me, pending, SRC_HOOK, now, w->cfg.hook_fresh_window_seconds);
 	if (presence_claim(w->shm, &w->me, &w->slot, &w->gen) != 0) {
 		counter_add(w->shm, C_REJ_TABLE_FULL, 1);
 		ws_send_error(w, "capacity", "broker at connection capacity", NULL);
@@ -204,7 +208,7 @@ static void hello_member_cb(void *arg, const PGresult *res, const char *err)
 	}
 	w->authed = 1;
 	w->hello_deadline = 0;
-	w->next_ttl_check = mono_ms() + 15000;
+	w->next_ttl_check = mono_ms();
 	cJSON *ack = cJSON_CreateObject();
 	cJSON_AddStringToObject(ack, "type", "hello_ack");
 	cJSON_AddStringToObject(ack, "presenceId", w->me.presence_id);
@@ -213,6 +217,12 @@ static void hello_member_cb(void *arg, const PGresult *res, const char *err)
 	ws_send_json(w, ack);
 	cJSON_Delete(ack);
 	presence_row_insert(w);
+	if (pending >= 0) {
+		char pid[24];
+		snprintf(pid, sizeof pid, "%d", w->me.pid);
+		const char *pp[] = {pid, w->me.cwd};
+		db_query(w->db, "DELETE FROM mesh.pending_status WHERE pid = $1::int AND cwd = $2", 2, pp, NULL, NULL);
+	}
 	cJSON *pl = cJSON_CreateObject();
 	cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
 	audit(w, w->me.mesh_id, "peer_joined", w->me.member_id, w->me.display_name, pl);
@@ -250,13 +260,18 @@ static void on_hello(struct worker *w, const cJSON *msg)
 	w->me.pid = (int32_t)h.pid;
 	w->hello_obj = cJSON_Duplicate(msg, 1);
 	/* check 6: a live member of a live mesh, and the memberId it signed */
-	const char *p[] = {w->me.mesh_id, w->me.pubkey};
+	char pidbuf[24];
+	snprintf(pidbuf, sizeof pidbuf, "%d", w->me.pid);
+	const char *p[] = {w->me.mesh_id, w->me.pubkey, pidbuf, w->me.cwd};
 	if (worker_db(w) != 0 ||
 	    db_query(w->db,
-		     "SELECT m.id, m.display_name, m.revoked_at IS NOT NULL, ms.archived_at IS NOT NULL, ms.max_peers "
+		     "SELECT m.id, m.display_name, m.revoked_at IS NOT NULL, ms.archived_at IS NOT NULL, ms.max_peers, "
+		     "  (SELECT ps.status FROM mesh.pending_status ps WHERE ps.pid = $3::int AND ps.cwd = $4 "
+		     "   AND ps.expires_at > clock_timestamp() AND (ps.mesh_id IS NULL OR ps.mesh_id = $1) "
+		     "   ORDER BY ps.created_at DESC, ps.id DESC LIMIT 1) "
 		     "FROM mesh.member m JOIN mesh.mesh ms ON ms.id = m.mesh_id "
 		     "WHERE m.mesh_id = $1 AND m.peer_pubkey = $2",
-		     2, p, hello_member_cb, w) != 0) {
+		     4, p, hello_member_cb, w) != 0) {
 		ws_close(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "internal");
 		return;
 	}
@@ -432,9 +447,7 @@ static void on_set_status(struct worker *w, const cJSON *msg)
 		ws_send_error(w, "invalid_status", "status must be idle, working or dnd", jstr(msg, "id"));
 		return;
 	}
-	int before = w->me.status;
-	status_apply(&w->me, st, SRC_MANUAL, now_ms(), w->cfg.hook_fresh_window_seconds);
-	status_changed(w, before);
+	peer_on_status_request(w, st, SRC_MANUAL);
 }
 
 /* ---- dispatch ---- */
@@ -653,20 +666,62 @@ void peer_pump(struct worker *w)
 		mark_flush(w);
 }
 
+/* TTL (PROTOCOL.md §4.2): a `working` older than STATUS_TTL_SECONDS becomes
+ * idle/jsonl; looked at every 15 s at most, and exactly when it falls due.
+ * JSONL inference (when STATUS_JSONL_DIR is set) runs on the same timer. */
 void peer_tick(struct worker *w, int64_t now)
 {
 	if (now < w->next_ttl_check)
 		return;
-	w->next_ttl_check = now + 15000;
-	int64_t wall = now_ms();
-	if (w->me.status == ST_WORKING && wall - w->me.status_ms > (int64_t)w->cfg.status_ttl_seconds * 1000) {
+	int64_t wall = now_ms(), ttl = (int64_t)w->cfg.status_ttl_seconds * 1000;
+	int64_t next = 15000;
+	if (w->cfg.status_jsonl_dir) {
+		int inferred = jsonl_infer(w->cfg.status_jsonl_dir, w->me.cwd);
+		if (inferred >= 0) {
+			int before = w->me.status;
+			int64_t before_ms = w->me.status_ms;
+			int before_src = w->me.status_source;
+			status_apply(&w->me, inferred, SRC_JSONL, wall, w->cfg.hook_fresh_window_seconds);
+			if (w->me.status != before || w->me.status_source != before_src)
+				status_changed(w, before);
+			else if (w->me.status_ms != before_ms)
+				presence_update(w->shm, w->slot, &w->me);
+		}
+		int64_t j = (int64_t)w->cfg.hook_fresh_window_seconds * 500;
+		if (j < 1000)
+			j = 1000;
+		if (j < next)
+			next = j;
+	}
+	if (w->me.status == ST_WORKING && wall - w->me.status_ms > ttl) {
 		int before = w->me.status;
 		w->me.status = ST_IDLE;
 		w->me.status_source = SRC_JSONL;
 		w->me.status_ms = wall;
 		counter_add(w->shm, C_TTL_SWEEPS, 1);
+		log_info("status TTL: working -> idle", "presence", w->me.presence_id);
 		status_changed(w, before);
 	}
+	if (w->me.status == ST_WORKING) {
+		int64_t due = w->me.status_ms + ttl + 1 - wall;
+		if (due < next)
+			next = due < 1 ? 1 : due;
+	}
+	w->next_ttl_check = now + next;
+}
+
+void peer_on_status_request(struct worker *w, int status, int source)
+{
+	if (!w->authed || status < ST_IDLE || status > ST_DND || source < SRC_JSONL || source > SRC_HOOK)
+		return;
+	int before = w->me.status;
+	int before_src = w->me.status_source;
+	status_apply(&w->me, status, source, now_ms(), w->cfg.hook_fresh_window_seconds);
+	if (w->me.status != before || w->me.status_source != before_src)
+		status_changed(w, before);
+	else
+		presence_update(w->shm, w->slot, &w->me); /* the time moved */
+	w->next_ttl_check = mono_ms(); /* a new working starts a new TTL */
 }
 
 struct others_ctx {

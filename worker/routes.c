@@ -9,6 +9,7 @@
 #include "proto/log.h"
 #include "proto/util.h"
 #include "proto/version.h"
+#include "worker/hook.h"
 #include "worker/worker.h"
 
 #define RESP_TIMEOUT_MS 5000
@@ -169,8 +170,6 @@ static void route_metrics(struct worker *w)
 	mb_printf(&b, "broker_hook_requests_rate_limited_total %" PRIu64 "\n", counter_get(s, C_HOOK_RATE_LIMITED));
 	family(&b, "broker_db_healthy", "gauge", "1 when PostgreSQL answered this scrape.");
 	mb_printf(&b, "broker_db_healthy %d\n", db_ok);
-	family(&b, "broker_workers_started_total", "counter", "Worker processes that served a WebSocket.");
-	mb_printf(&b, "broker_workers_started_total %" PRIu64 "\n", counter_get(s, C_WORKERS_STARTED));
 	http_respond(w->fd, 200, "text/plain; version=0.0.4", NULL, b.p ? b.p : "", b.n, RESP_TIMEOUT_MS);
 	free(b.p);
 }
@@ -186,6 +185,8 @@ void route_request(struct worker *w, struct http_req *req)
 		route_health(w);
 	} else if (strcmp(p, "/metrics") == 0 && strcmp(m, "GET") == 0) {
 		route_metrics(w);
+	} else if (strcmp(p, "/hook/set-status") == 0 && strcmp(m, "POST") == 0) {
+		hook_set_status(w, req);
 	} else {
 		http_respond(w->fd, 404, "text/plain", NULL, "not found", 9, RESP_TIMEOUT_MS);
 	}

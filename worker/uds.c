@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -14,7 +15,11 @@
 #include "proto/util.h"
 #include "worker/worker.h"
 
-enum uds_type { UDS_WAKE = 1 };
+enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2 };
+
+struct uds_status {
+	int32_t status, source;
+};
 
 struct uds_env {
 	uint16_t type;
@@ -203,8 +208,14 @@ static void in_read(struct worker *w, int idx)
 		memcpy(&e, buf, sizeof e);
 		if (e.dst_slot != w->slot || e.dst_gen != w->gen)
 			continue; /* meant for an earlier owner of this slot */
-		if (e.type == UDS_WAKE)
+		if (e.type == UDS_WAKE) {
 			peer_on_wake(w);
+		} else if (e.type == UDS_STATUS && e.len == sizeof(struct uds_status) &&
+			   (size_t)n == sizeof e + sizeof(struct uds_status)) {
+			struct uds_status st;
+			memcpy(&st, buf + sizeof e, sizeof st);
+			peer_on_status_request(w, st.status, st.source);
+		}
 	}
 }
 
@@ -235,4 +246,27 @@ void uds_handle(struct worker *w, const struct pollfd *fds, int n)
 			}
 		}
 	}
+}
+
+int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source)
+{
+	struct {
+		struct uds_env e;
+		struct uds_status st;
+	} pkt = {.e = {.type = UDS_STATUS, .len = sizeof(struct uds_status), .src_slot = UINT32_MAX,
+		       .dst_slot = slot, .dst_gen = gen},
+		 .st = {.status = status, .source = source}};
+	struct sockaddr_un a;
+	if (sock_addr(w, slot, gen, &a) != 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	/* one-shot sender (an HTTP worker): a short blocking send is fine */
+	struct timeval tv = {.tv_sec = 1};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+		 send(fd, &pkt, sizeof pkt, MSG_NOSIGNAL) == (ssize_t)sizeof pkt;
+	close(fd);
+	return ok ? 0 : -1;
 }

@@ -70,7 +70,7 @@ struct worker {
 	int64_t outstanding;  /* delivery id handed to wslay, not yet confirmed written, or 0 */
 	int64_t *written;     /* written to the socket, not yet marked delivered */
 	size_t nwritten, written_cap;
-	int64_t next_ttl_check;
+	int64_t next_ttl_check; /* mono ms of the next TTL / JSONL look */
 
 	/* worker <-> worker */
 	int uds_listen;
@@ -100,6 +100,7 @@ void peer_pump(struct worker *w);           /* hand pushes to wslay, track what 
 void peer_tick(struct worker *w, int64_t now); /* timers: TTL */
 void peer_leave(struct worker *w);          /* end of connection: marks, presence row, slot */
 void peer_on_wake(struct worker *w);
+void peer_on_status_request(struct worker *w, int status, int source); /* from a hook's worker */
 
 /* status.c: the write rules of PROTOCOL.md §4.2 (pure) */
 const char *status_str(int status);
@@ -113,6 +114,8 @@ int status_apply(struct presence_info *p, int status, int source, int64_t now_ms
 int uds_listen_open(struct worker *w);
 void uds_close_all(struct worker *w);
 int uds_wake(struct worker *w, uint32_t slot, uint32_t gen);
+/* ask the owner of (slot, gen) to apply a status (one-shot; 0 = sent) */
+int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source);
 /* poll integration: fill fds, return count; then handle */
 int uds_pollfds(struct worker *w, struct pollfd *fds, int max);
 void uds_handle(struct worker *w, const struct pollfd *fds, int n);
