@@ -20,14 +20,6 @@
 #include "worker/hook.h"
 #include "worker/worker.h"
 
-static volatile sig_atomic_t got_term;
-
-static void on_term(int sig)
-{
-	(void)sig;
-	got_term = 1;
-}
-
 /* Let the client read our answer before the socket goes: half-close, then
  * swallow what it still sends for a moment, so close() sends FIN, not RST. */
 static void linger_close(int fd)
@@ -78,10 +70,7 @@ int main(int argc, char **argv)
 	fcntl(w.fd, F_SETFL, fcntl(w.fd, F_GETFL) | O_NONBLOCK);
 	int one = 1;
 	setsockopt(w.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	signal(SIGPIPE, SIG_IGN);
-	struct sigaction sa = {.sa_handler = on_term};
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	worker_signals_init();
 	if (!cfg_ok) {
 		log_error("bad configuration", "error", err);
 		http_respond_error(w.fd, 503, "broker misconfigured", 2000);
@@ -128,5 +117,3 @@ int main(int argc, char **argv)
 	linger_close(w.fd);
 	return 0;
 }
-
-int worker_terminating(void) { return got_term; }

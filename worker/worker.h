@@ -78,8 +78,9 @@ struct worker {
 	struct uds_out uds_out[UDS_OUT_MAX];
 };
 
-/* main.c */
-int worker_terminating(void); /* SIGTERM or SIGINT arrived */
+/* sig.c */
+void worker_signals_init(void); /* SIGPIPE ignored, SIGTERM/SIGINT noted */
+int worker_terminating(void);   /* SIGTERM or SIGINT arrived */
 
 /* routes.c */
 void route_request(struct worker *w, struct http_req *req);
