@@ -48,12 +48,12 @@ meshbroker is up: ws://127.0.0.1:$port/ws   (health: http://127.0.0.1:$port/heal
 Connect two peers (in another terminal, from $root):
   export DATABASE_URL='$DATABASE_URL'
   export MESHBROKER_URL=ws://127.0.0.1:$port/ws
-  build/bin/meshctl keygen --out alice.key && build/bin/meshctl keygen --out bob.key
-  mesh=\$(build/bin/meshctl mesh create demo)
+  alice=\$(build/bin/meshctl keygen --out alice.key); bob=\$(build/bin/meshctl keygen --out bob.key)
+  mesh=\$(build/bin/meshctl mesh create demo --owner-key alice.key)
   build/bin/meshctl member add \$mesh --key alice.key --name alice --out alice.json
   build/bin/meshctl member add \$mesh --key bob.key --name bob --out bob.json
   build/bin/meshctl --config bob.json connect &
-  build/bin/meshctl --config alice.json send \$(build/bin/meshctl pubkey bob.key) 'hello bob'
+  build/bin/meshctl --config alice.json send \$bob 'hello bob'
 
 Ctrl-C stops the broker$([ "$embedded" = 1 ] && echo " and its embedded PostgreSQL").
 MSG
