@@ -62,14 +62,18 @@ enum shm_counter {
 struct shm;
 
 /* Map <runtime_dir>/presence.shm, creating it (and runtime_dir, 0750, and
- * <runtime_dir>/w/) when missing.  Creation is atomic (temp file + rename); an
- * existing file with the wrong magic/version/layout is refused (-1, err set)
- * unless `recreate` is set (only the acceptor at start-up passes 1, and only
- * when no worker is live).  nslots applies on creation only.  Opens the lock
- * file <runtime_dir>/presence.lock itself (OFD locks belong to the open file
- * description).  0 ok, -1 error with a one-line message in err. */
+ * <runtime_dir>/w/) when missing.  Creation is atomic (complete temp file, then
+ * link(): one racer wins, the others open its file); an existing file with the
+ * wrong magic/version/layout is refused (-1, err set) unless `recreate` is set
+ * (then it is replaced by rename(); only the acceptor at start-up passes 1, and
+ * only when no worker is live).  nslots applies on creation only.  Opens the
+ * lock file <runtime_dir>/presence.lock itself (OFD locks belong to the open
+ * file description); a forked child that keeps using an inherited handle gets
+ * its own lock file description on its first call and owns no slot.  One
+ * thread per handle.  0 ok, -1 error with a one-line message in err. */
 int shm_open_table(const char *runtime_dir, uint32_t nslots, int recreate, struct shm **out,
 		   char *err, size_t errlen);
+/* Releases the slots this process still owns through s, then unmaps. */
 void shm_close(struct shm *s);
 uint32_t shm_nslots(const struct shm *s);
 int64_t shm_start_ms(const struct shm *s);   /* broker start (wall ms) */
