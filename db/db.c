@@ -1,0 +1,579 @@
+/* db — the worker's one PostgreSQL connection (see db.h): a small state
+ * machine (idle → connecting → ready) over a non-blocking libpq connection in
+ * pipeline mode, driven by db_service from the worker's poll() loop. */
+#include "db.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/log.h"
+#include "proto/util.h"
+
+#define DB_CONNECT_MS 5000
+#define DB_FLIGHT_MAX 32 /* queries sent and not yet answered */
+#define DB_PARAMS_MAX 65535 /* the protocol's limit (a 16-bit count) */
+#define DB_ERR_MAX 256
+
+enum db_state { DB_IDLE, DB_CONNECTING, DB_READY };
+
+/* Where the oldest in-flight query is in its pipeline segment: its result,
+ * then the NULL that ends its results, then PGRES_PIPELINE_SYNC of its own
+ * sync.  The segment is over only at the sync. */
+enum query_phase { PHASE_RESULT, PHASE_END, PHASE_SYNC };
+
+struct query {
+	struct query *next;
+	db_cb cb;
+	void *arg;
+	int done; /* the callback has run (it runs exactly once) */
+	enum query_phase phase;
+	int nparams;
+	const char *sql;
+	const char **params;
+	/* the param pointers, sql and the param strings follow in this block */
+};
+
+struct qlist {
+	struct query *head, *tail;
+	int n;
+};
+
+struct db {
+	char *url;
+	int64_t idle_ms;
+	enum db_state state;
+	PGconn *conn;
+	int conn_used;         /* a query went out on this connection */
+	short connect_events;  /* what the last PQconnectPoll waits for */
+	int flush_pending;     /* PQflush returned 1: wait for POLLOUT */
+	int64_t connect_deadline;
+	int64_t last_used;     /* idle close counts from here */
+	struct qlist wait;     /* queued, not sent */
+	struct qlist flight;   /* sent, segment not finished */
+	int in_cb;             /* callbacks running (they may only db_query) */
+	int closing;
+};
+
+/* libpq prints server notices on stderr, which would break the JSON log */
+static void db_notice_drop(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* The first line of a libpq message, trimmed; "unknown error" when empty. */
+static void err_first_line(const char *msg, char *buf, size_t cap)
+{
+	size_t n = 0;
+	if (msg)
+		while (msg[n] && msg[n] != '\n' && n < cap - 1)
+			n++;
+	while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == '\r' || msg[n - 1] == '\t'))
+		n--;
+	if (n == 0) {
+		snprintf(buf, cap, "unknown error");
+		return;
+	}
+	memcpy(buf, msg, n);
+	buf[n] = 0;
+}
+
+/* The connection's own error for a lost connection: the last line that is
+ * not an indented hint.  A connection's error text can still begin with the
+ * previous query's error (which may quote a parameter), and this one is
+ * logged. */
+static void err_conn_line(const char *msg, char *buf, size_t cap)
+{
+	const char *pick = msg;
+	if (msg)
+		for (const char *p = msg; *p; p++)
+			if (p[0] == '\n' && p[1] && p[1] != '\n' && p[1] != ' ' && p[1] != '\t')
+				pick = p + 1;
+	err_first_line(pick, buf, cap);
+}
+
+static void qlist_push(struct qlist *l, struct query *q)
+{
+	q->next = NULL;
+	if (l->tail)
+		l->tail->next = q;
+	else
+		l->head = q;
+	l->tail = q;
+	l->n++;
+}
+
+static struct query *qlist_pop(struct qlist *l)
+{
+	struct query *q = l->head;
+	if (!q)
+		return NULL;
+	l->head = q->next;
+	if (!l->head)
+		l->tail = NULL;
+	l->n--;
+	q->next = NULL;
+	return q;
+}
+
+/* Take a whole list out of the db, so that callbacks run while failing it
+ * can queue new work without that work being failed too. */
+static struct qlist qlist_take(struct qlist *l)
+{
+	struct qlist out = *l;
+	memset(l, 0, sizeof *l);
+	return out;
+}
+
+static struct query *query_new(const char *sql, int nparams, const char *const *params, db_cb cb,
+			       void *arg)
+{
+	size_t sqllen = strlen(sql) + 1;
+	size_t size = sizeof(struct query) + (size_t)nparams * sizeof(char *) + sqllen;
+	for (int i = 0; i < nparams; i++)
+		if (params[i])
+			size += strlen(params[i]) + 1;
+	struct query *q = malloc(size);
+	if (!q)
+		return NULL;
+	memset(q, 0, sizeof *q);
+	q->cb = cb;
+	q->arg = arg;
+	q->nparams = nparams;
+	q->params = (const char **)(q + 1);
+	char *p = (char *)(q->params + nparams);
+	memcpy(p, sql, sqllen);
+	q->sql = p;
+	p += sqllen;
+	for (int i = 0; i < nparams; i++) {
+		if (!params[i]) {
+			q->params[i] = NULL;
+			continue;
+		}
+		size_t n = strlen(params[i]) + 1;
+		memcpy(p, params[i], n);
+		q->params[i] = p;
+		p += n;
+	}
+	return q;
+}
+
+static void query_finish(struct db *d, struct query *q, const PGresult *res, const char *err)
+{
+	if (q->done)
+		return;
+	q->done = 1;
+	if (!q->cb)
+		return;
+	d->in_cb++;
+	q->cb(q->arg, res, err);
+	d->in_cb--;
+}
+
+static void qlist_fail(struct db *d, struct qlist *l, const char *err)
+{
+	struct query *q;
+	while ((q = qlist_pop(l))) {
+		query_finish(d, q, NULL, err);
+		free(q);
+	}
+}
+
+static void conn_drop(struct db *d)
+{
+	if (d->conn)
+		PQfinish(d->conn);
+	d->conn = NULL;
+	d->state = DB_IDLE;
+	d->flush_pending = 0;
+	d->conn_used = 0;
+}
+
+static void conn_start(struct db *d, int64_t now)
+{
+	static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *const vals[] = {d->url, "meshbroker", NULL};
+	d->conn = PQconnectStartParams(keys, vals, 1);
+	d->state = DB_CONNECTING;
+	d->connect_events = POLLOUT; /* libpq: start as if PGRES_POLLING_WRITING */
+	d->connect_deadline = now + DB_CONNECT_MS;
+	d->flush_pending = 0;
+	d->conn_used = 0;
+	if (d->conn)
+		PQsetNoticeProcessor(d->conn, db_notice_drop, NULL);
+	/* a failed start (bad URL, no socket) is reported by the next
+	 * db_service, never from inside db_query: db_next_deadline says "now" */
+}
+
+/* Connecting failed: every waiting query fails.  No retry here (the next
+ * db_query starts from scratch), so a dead server costs one attempt per
+ * batch of queries, never a loop. */
+static void conn_fail(struct db *d, const char *why)
+{
+	char line[DB_ERR_MAX], err[DB_ERR_MAX + 32];
+	err_first_line(why, line, sizeof line);
+	snprintf(err, sizeof err, "database unreachable: %s", line);
+	log_warn("database unreachable", "error", line);
+	conn_drop(d);
+	struct qlist flight = qlist_take(&d->flight);
+	struct qlist wait = qlist_take(&d->wait);
+	qlist_fail(d, &flight, err);
+	qlist_fail(d, &wait, err);
+}
+
+/* The connection broke while open.  In-flight queries may or may not have
+ * run, so they fail; queries never sent are retried on a new connection,
+ * unless this connection broke before sending anything (then a retry could
+ * loop against a server that accepts and drops us). */
+static void conn_lost(struct db *d, int64_t now)
+{
+	char line[DB_ERR_MAX], err[DB_ERR_MAX + 32];
+	err_conn_line(d->conn ? PQerrorMessage(d->conn) : NULL, line, sizeof line);
+	snprintf(err, sizeof err, "database connection lost: %s", line);
+	log_warn("database connection lost", "error", line);
+	int used = d->conn_used;
+	conn_drop(d);
+	struct qlist flight = qlist_take(&d->flight);
+	struct qlist wait = {0};
+	if (!used)
+		wait = qlist_take(&d->wait);
+	qlist_fail(d, &flight, err);
+	qlist_fail(d, &wait, err);
+	/* callbacks may have started a connection themselves via db_query */
+	if (d->state == DB_IDLE && d->wait.n > 0 && !d->closing)
+		conn_start(d, now);
+}
+
+static void conn_ready(struct db *d, int64_t now)
+{
+	if (PQsetnonblocking(d->conn, 1) != 0 || PQenterPipelineMode(d->conn) != 1) {
+		conn_fail(d, PQerrorMessage(d->conn));
+		return;
+	}
+	d->state = DB_READY;
+	d->last_used = now;
+	log_debug("database connected");
+}
+
+static void connect_step(struct db *d, short revents, int64_t now)
+{
+	if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD) {
+		conn_fail(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
+		return;
+	}
+	if (revents) {
+		switch (PQconnectPoll(d->conn)) {
+		case PGRES_POLLING_READING:
+			d->connect_events = POLLIN;
+			break;
+		case PGRES_POLLING_WRITING:
+		case PGRES_POLLING_ACTIVE:
+			d->connect_events = POLLOUT;
+			break;
+		case PGRES_POLLING_OK:
+			conn_ready(d, now);
+			return;
+		case PGRES_POLLING_FAILED:
+		default:
+			conn_fail(d, PQerrorMessage(d->conn));
+			return;
+		}
+	}
+	if (now >= d->connect_deadline)
+		conn_fail(d, "timeout");
+}
+
+/* A server that ends the session (shutdown, pg_terminate_backend) answers the
+ * running query with a FATAL error, and libpq reports a broken socket as the
+ * query's error: callers should see both as the connection lost, not as
+ * something wrong with their SQL. */
+static int result_is_conn_loss(const struct db *d, const PGresult *r)
+{
+	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+	if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+		return 1;
+	return PQstatus(d->conn) == CONNECTION_BAD;
+}
+
+/* Hand the head query its result (or error) and move its phase on. */
+static void result_take(struct db *d, struct query *q, PGresult *r)
+{
+	char line[DB_ERR_MAX];
+	q->phase = PHASE_END;
+	switch (PQresultStatus(r)) {
+	case PGRES_TUPLES_OK:
+	case PGRES_COMMAND_OK:
+	case PGRES_EMPTY_QUERY:
+	case PGRES_SINGLE_TUPLE:
+		query_finish(d, q, r, NULL);
+		break;
+	case PGRES_PIPELINE_ABORTED:
+		query_finish(d, q, NULL, "pipeline aborted");
+		break;
+	default:
+		err_first_line(PQresultErrorMessage(r), line, sizeof line);
+		if (result_is_conn_loss(d, r)) {
+			char err[DB_ERR_MAX + 32];
+			snprintf(err, sizeof err, "database connection lost: %s", line);
+			query_finish(d, q, NULL, err);
+		} else {
+			query_finish(d, q, NULL, line);
+		}
+		break;
+	}
+}
+
+/* Read every result libpq has buffered, in order; never blocks (PQgetResult
+ * only after PQisBusy says it will not). */
+static void results_read(struct db *d, int64_t now)
+{
+	while (d->state == DB_READY && d->flight.head) {
+		if (PQisBusy(d->conn))
+			break;
+		PGresult *r = PQgetResult(d->conn);
+		struct query *q = d->flight.head;
+		if (!r) {
+			if (PQstatus(d->conn) == CONNECTION_BAD)
+				break;
+			if (q->phase == PHASE_SYNC) {
+				/* a second NULL: libpq and we disagree about the
+				 * pipeline; only a new connection is safe */
+				conn_lost(d, now);
+				return;
+			}
+			query_finish(d, q, NULL, "no result");
+			q->phase = PHASE_SYNC;
+			continue;
+		}
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			query_finish(d, q, NULL, "no result");
+			free(qlist_pop(&d->flight));
+			d->last_used = now;
+			continue;
+		}
+		if (q->phase != PHASE_RESULT) {
+			PQclear(r); /* a second result for one statement: not ours to keep */
+			continue;
+		}
+		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+			/* libpq now expects COPY data: the connection is unusable */
+			PQclear(r);
+			query_finish(d, q, NULL, "COPY is not supported");
+			conn_lost(d, now);
+			return;
+		}
+		result_take(d, q, r);
+		PQclear(r);
+	}
+	if (d->state == DB_READY && PQstatus(d->conn) == CONNECTION_BAD)
+		conn_lost(d, now);
+}
+
+/* Send waiting queries (each followed by its own sync) up to the in-flight
+ * cap, then flush what libpq buffered. */
+static void queries_send(struct db *d, int64_t now)
+{
+	while (d->wait.head && d->flight.n < DB_FLIGHT_MAX) {
+		struct query *q = d->wait.head;
+		if (!PQsendQueryParams(d->conn, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+			conn_lost(d, now);
+			return;
+		}
+		qlist_push(&d->flight, qlist_pop(&d->wait));
+		d->conn_used = 1;
+		if (!PQpipelineSync(d->conn)) {
+			conn_lost(d, now);
+			return;
+		}
+	}
+	int r = PQflush(d->conn);
+	if (r < 0) {
+		conn_lost(d, now);
+		return;
+	}
+	d->flush_pending = r == 1;
+}
+
+/* Before sending on a connection that has been quiet: did the server close
+ * it meanwhile (restart, idle timeout)?  Its last words and the EOF are both
+ * readable, so read until the socket is drained or the EOF shows.  A query
+ * sent into a dead socket would count as in flight and fail; caught here it
+ * is retried on a new connection instead. */
+static int conn_check_alive(struct db *d, int64_t now)
+{
+	for (int i = 0; i < 4; i++) {
+		struct pollfd p = {.fd = PQsocket(d->conn), .events = POLLIN};
+		if (p.fd < 0 || poll(&p, 1, 0) <= 0)
+			break;
+		if (!PQconsumeInput(d->conn) || PQstatus(d->conn) == CONNECTION_BAD) {
+			conn_lost(d, now);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void ready_step(struct db *d, short revents, int64_t now)
+{
+	if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
+		if (!PQconsumeInput(d->conn)) {
+			conn_lost(d, now);
+			return;
+		}
+	}
+	if (d->flight.n == 0 && d->wait.n > 0 && conn_check_alive(d, now) < 0)
+		return;
+	results_read(d, now);
+	if (d->state == DB_READY)
+		queries_send(d, now);
+	/* a flush that would block makes libpq read input: take it now, since
+	 * the socket may not become readable again for it */
+	if (d->state == DB_READY)
+		results_read(d, now);
+}
+
+struct db *db_new(const char *database_url, int idle_seconds)
+{
+	if (!database_url)
+		return NULL;
+	struct db *d = calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	d->url = strdup(database_url);
+	if (!d->url) {
+		free(d);
+		return NULL;
+	}
+	d->idle_ms = idle_seconds > 0 ? (int64_t)idle_seconds * 1000 : 0;
+	d->state = DB_IDLE;
+	return d;
+}
+
+/* Fail everything pending with err and close the connection. */
+static void db_abort(struct db *d, const char *err)
+{
+	conn_drop(d);
+	struct qlist flight = qlist_take(&d->flight);
+	struct qlist wait = qlist_take(&d->wait);
+	qlist_fail(d, &flight, err);
+	qlist_fail(d, &wait, err);
+}
+
+void db_free(struct db *d)
+{
+	if (!d)
+		return;
+	d->closing = 1;
+	db_abort(d, "database closed");
+	free(d->url);
+	free(d);
+}
+
+int db_query(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
+	     void *arg)
+{
+	if (!d || d->closing || !sql || nparams < 0 || nparams > DB_PARAMS_MAX ||
+	    (nparams > 0 && !params))
+		return -1;
+	if (db_pending(d) >= DB_QUEUE_MAX)
+		return -1;
+	struct query *q = query_new(sql, nparams, params, cb, arg);
+	if (!q)
+		return -1;
+	qlist_push(&d->wait, q);
+	/* Sending happens in db_service (db_pollfd asks for POLLOUT), so no
+	 * callback ever runs inside db_query. */
+	int64_t now = mono_ms();
+	d->last_used = now;
+	if (d->state == DB_IDLE)
+		conn_start(d, now);
+	return 0;
+}
+
+int db_pollfd(const struct db *d, short *events)
+{
+	*events = 0;
+	if (!d || !d->conn || d->state == DB_IDLE)
+		return -1;
+	int fd = PQsocket(d->conn);
+	if (fd < 0)
+		return -1;
+	if (d->state == DB_CONNECTING) {
+		*events = d->connect_events;
+	} else {
+		*events = POLLIN;
+		if (d->flush_pending || (d->wait.n > 0 && d->flight.n < DB_FLIGHT_MAX))
+			*events |= POLLOUT;
+	}
+	return fd;
+}
+
+void db_service(struct db *d, short revents, int64_t now)
+{
+	if (!d || d->in_cb)
+		return;
+	if (d->state == DB_CONNECTING)
+		connect_step(d, revents, now);
+	if (d->state == DB_READY)
+		ready_step(d, revents, now);
+	if (d->state == DB_READY && db_pending(d) == 0 && now >= d->last_used + d->idle_ms) {
+		log_debug("database idle close");
+		conn_drop(d);
+	}
+}
+
+int64_t db_next_deadline(const struct db *d)
+{
+	if (!d)
+		return -1;
+	if (d->state == DB_CONNECTING) {
+		if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD)
+			return 0; /* report the failed start at once */
+		return d->connect_deadline;
+	}
+	if (d->state == DB_READY && db_pending(d) == 0)
+		return d->last_used + d->idle_ms;
+	return -1;
+}
+
+int db_pending(const struct db *d)
+{
+	return d ? d->wait.n + d->flight.n : 0;
+}
+
+int db_connected(const struct db *d)
+{
+	return d && d->state == DB_READY;
+}
+
+int db_drain_sync(struct db *d, int timeout_ms)
+{
+	if (!d || d->in_cb)
+		return -1;
+	int64_t end = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	for (;;) {
+		if (db_pending(d) == 0)
+			return 0;
+		int64_t now = mono_ms();
+		if (now >= end) {
+			log_warn("database timeout");
+			db_abort(d, "database timeout");
+			return -1;
+		}
+		int64_t wake = end, dl = db_next_deadline(d);
+		if (dl >= 0 && dl < wake)
+			wake = dl;
+		short events;
+		struct pollfd p = {.fd = db_pollfd(d, &events)};
+		p.events = events;
+		int n = poll(&p, p.fd >= 0 ? 1 : 0, wake > now ? (int)(wake - now) : 0);
+		if (n < 0 && errno != EINTR)
+			n = 0;
+		db_service(d, n > 0 ? p.revents : 0, mono_ms());
+	}
+}

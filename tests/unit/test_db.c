@@ -1,0 +1,703 @@
+/* test_db — db/ against a real PostgreSQL: the migrator, and the worker's
+ * non-blocking pipelined connection (order, errors, loss, restart, idle).
+ * Uses TEST_DATABASE_URL when set, else starts a private cluster. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db/db.h"
+#include "db/migrations.h"
+#include "proto/log.h"
+#include "proto/util.h"
+
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+#define PG_USER "meshbroker"
+
+static char base_url[1024];  /* the server every test uses */
+static int own_cluster;      /* 1: we started it, so we may stop it */
+static char pg_root[64];     /* private cluster: data/, socket, log */
+static int pg_port;
+static pid_t main_pid;
+
+/* ---- the private cluster ---- */
+
+/* Run a PostgreSQL program through the shell; as PG_USER when we are root
+ * (PostgreSQL refuses to run as root).  Returns the exit status. */
+static int pg_run(const char *fmt, ...)
+{
+	char cmd[2048], full[2400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	snprintf(full, sizeof full, "%s%s >>'%s/cmd.log' 2>&1",
+		 geteuid() == 0 ? "runuser -u " PG_USER " -- " : "", cmd, pg_root);
+	int st = system(full);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int pg_start(void)
+{
+	return pg_run(PG_BIN "/pg_ctl -D '%s/data' -l '%s/postgres.log' -w -t 30 "
+			     "-o \"-k '%s' -c listen_addresses='' -p %d -c fsync=off\" start",
+		      pg_root, pg_root, pg_root, pg_port);
+}
+
+static int pg_stop(const char *mode)
+{
+	return pg_run(PG_BIN "/pg_ctl -D '%s/data' -m %s -w -t 30 stop", pg_root, mode);
+}
+
+static void pg_user_ensure(void)
+{
+	if (geteuid() != 0 || getpwnam(PG_USER))
+		return;
+	/* another test may be adding it at the same moment: check again after */
+	int st = system("useradd --system --no-create-home --shell /usr/sbin/nologin " PG_USER
+			" >/dev/null 2>&1");
+	(void)st;
+	if (!getpwnam(PG_USER)) {
+		fprintf(stderr, "test_db: cannot create user %s\n", PG_USER);
+		exit(1);
+	}
+}
+
+static void cluster_start(void)
+{
+	pg_user_ensure();
+	snprintf(pg_root, sizeof pg_root, "/tmp/mbtest-db-XXXXXX");
+	if (!mkdtemp(pg_root)) {
+		perror("test_db: mkdtemp");
+		exit(1);
+	}
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam(PG_USER);
+		if (chown(pg_root, pw->pw_uid, pw->pw_gid) != 0) {
+			perror("test_db: chown");
+			exit(1);
+		}
+	}
+	pg_port = 20000 + (int)(getpid() % 20000);
+	own_cluster = 1;
+	if (pg_run(PG_BIN "/initdb -D '%s/data' -U " PG_USER " -A trust -E UTF8 --locale=C -N",
+		   pg_root) != 0 ||
+	    pg_start() != 0) {
+		fprintf(stderr, "test_db: cannot start PostgreSQL (logs in %s)\n", pg_root);
+		exit(1);
+	}
+	snprintf(base_url, sizeof base_url,
+		 "postgresql://" PG_USER "@/postgres?host=%s&port=%d", pg_root, pg_port);
+}
+
+static void cluster_remove(void)
+{
+	if (!own_cluster || getpid() != main_pid)
+		return;
+	own_cluster = 0;
+	pg_stop("immediate");
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", pg_root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "test_db: could not remove %s\n", pg_root);
+}
+
+/* Killed (a runner's timeout, ^C): the postmaster lives in its own session
+ * (pg_ctl detaches it), so stop it rather than leave it running. */
+static void cluster_on_signal(int sig)
+{
+	if (getpid() == main_pid)
+		cluster_remove();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* ---- helpers ---- */
+
+static void notice_drop(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static PGconn *pg_connect(const char *url)
+{
+	PGconn *c = PQconnectdb(url);
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+	PQsetNoticeProcessor(c, notice_drop, NULL);
+	return c;
+}
+
+/* Blocking one-shot query on a fresh connection; the first value or "". */
+static void sql_value(const char *url, const char *sql, char *out, size_t cap)
+{
+	PGconn *c = pg_connect(url);
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	ck_assert_msg(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
+		      PQresultErrorMessage(r));
+	snprintf(out, cap, "%s", st == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* base_url with another database name, as a keyword=value string. */
+static void url_with_db(const char *dbname, char *out, size_t cap)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(base_url, &perr);
+	ck_assert_msg(opts != NULL, "bad TEST_DATABASE_URL: %s", perr ? perr : "");
+	size_t n = 0;
+	out[0] = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		const char *v = strcmp(o->keyword, "dbname") == 0 ? dbname : o->val;
+		if (!v)
+			continue;
+		n += (size_t)snprintf(out + n, cap - n, "%s='", o->keyword);
+		for (; *v && n < cap - 4; v++) {
+			if (*v == '\'' || *v == '\\')
+				out[n++] = '\\';
+			out[n++] = *v;
+		}
+		n += (size_t)snprintf(out + n, cap - n, "' ");
+		ck_assert(n < cap - 1);
+	}
+	PQconninfoFree(opts);
+}
+
+static void scratch_name(const char *what, char *out, size_t cap)
+{
+	snprintf(out, cap, "mbtest_%s_%d", what, (int)main_pid);
+}
+
+/* A new empty database for one test, so the migrations meet a fresh schema
+ * even on a shared server.  Without CREATEDB the base database is used and
+ * the tests count relative to what is already recorded. */
+static void scratch_db(const char *what, char *url, size_t cap)
+{
+	char name[64], sql[160];
+	scratch_name(what, name, sizeof name);
+	PGconn *c = pg_connect(base_url);
+	snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+	PQclear(PQexec(c, sql));
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+	PGresult *r = PQexec(c, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	PQfinish(c);
+	if (ok)
+		url_with_db(name, url, cap);
+	else
+		snprintf(url, cap, "%s", base_url);
+}
+
+static void scratch_drop_all(void)
+{
+	static const char *const what[] = {"mig", "race"};
+	PGconn *c = PQconnectdb(base_url);
+	PQsetNoticeProcessor(c, notice_drop, NULL);
+	if (PQstatus(c) == CONNECTION_OK)
+		for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
+			char name[64], sql[160];
+			scratch_name(what[i], name, sizeof name);
+			snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+			PQclear(PQexec(c, sql));
+		}
+	PQfinish(c);
+}
+
+static int migrations_recorded(const char *url)
+{
+	char v[32];
+	sql_value(url, "SELECT to_regclass('mesh.schema_migrations') IS NOT NULL", v, sizeof v);
+	if (strcmp(v, "t") != 0)
+		return 0;
+	sql_value(url, "SELECT count(*) FROM mesh.schema_migrations", v, sizeof v);
+	return atoi(v);
+}
+
+/* Drive the db as a worker's loop would, for ms (no failure on timeout). */
+static void db_drive(struct db *d, int ms)
+{
+	int64_t end = mono_ms() + ms;
+	for (;;) {
+		int64_t now = mono_ms();
+		if (now >= end)
+			return;
+		int64_t wake = end, dl = db_next_deadline(d);
+		if (dl >= 0 && dl < wake)
+			wake = dl;
+		short events;
+		struct pollfd p = {.fd = db_pollfd(d, &events)};
+		p.events = events;
+		int n = poll(&p, p.fd >= 0 ? 1 : 0, wake > now ? (int)(wake - now) : 0);
+		db_service(d, n > 0 ? p.revents : 0, mono_ms());
+	}
+}
+
+/* One query's outcome, as its callback saw it. */
+struct got {
+	int calls;
+	int ok;
+	char val[128];
+	char err[256];
+};
+
+static void got_cb(void *arg, const PGresult *res, const char *err)
+{
+	struct got *g = arg;
+	g->calls++;
+	ck_assert_msg((res == NULL) != (err == NULL), "exactly one of res and err");
+	if (res) {
+		g->ok = 1;
+		snprintf(g->val, sizeof g->val, "%s",
+			 PQntuples(res) && PQnfields(res) ? PQgetvalue(res, 0, 0) : "");
+	} else {
+		snprintf(g->err, sizeof g->err, "%s", err);
+	}
+}
+
+/* db_query + db_drain_sync, for the common one-query case. */
+static void query_run(struct db *d, const char *sql, const char *param, struct got *g)
+{
+	const char *params[1] = {param};
+	memset(g, 0, sizeof *g);
+	ck_assert_int_eq(db_query(d, sql, param ? 1 : 0, params, got_cb, g), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(g->calls, 1);
+}
+
+/* ---- migrations ---- */
+
+START_TEST(migrations_apply_once_then_nothing)
+{
+	char url[1024], err[256];
+	scratch_db("mig", url, sizeof url);
+	int before = migrations_recorded(url);
+	int n = migrations_apply(url, 0, err, sizeof err);
+	ck_assert_msg(n == migrations_count - before, "applied %d: %s", n, err);
+	ck_assert_int_eq(migrations_recorded(url), migrations_count);
+	ck_assert_int_eq(migrations_apply(url, 0, err, sizeof err), 0);
+	ck_assert_int_eq(migrations_recorded(url), migrations_count);
+	char v[64];
+	sql_value(url, "SELECT to_regclass('mesh.member')::text", v, sizeof v);
+	ck_assert_str_eq(v, "mesh.member");
+}
+END_TEST
+
+START_TEST(migrations_two_concurrent_appliers_apply_each_once)
+{
+	char url[1024], err[256];
+	scratch_db("race", url, sizeof url);
+	int before = migrations_recorded(url);
+	int gate[2];
+	ck_assert_int_eq(pipe(gate), 0);
+	pid_t kids[2];
+	for (int i = 0; i < 2; i++) {
+		kids[i] = fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			char c;
+			close(gate[1]);
+			ssize_t r = read(gate[0], &c, 1); /* both start together */
+			(void)r;
+			int n = migrations_apply(url, 0, err, sizeof err);
+			if (n < 0)
+				fprintf(stderr, "applier: %s\n", err);
+			_exit(n < 0 ? 255 : n);
+		}
+	}
+	close(gate[0]);
+	close(gate[1]);
+	int total = 0;
+	for (int i = 0; i < 2; i++) {
+		int st;
+		ck_assert_int_eq(waitpid(kids[i], &st, 0), kids[i]);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 255);
+		total += WEXITSTATUS(st);
+	}
+	ck_assert_int_eq(total, migrations_count - before);
+	ck_assert_int_eq(migrations_recorded(url), migrations_count);
+}
+END_TEST
+
+START_TEST(migrations_unreachable_server_is_one_line_error)
+{
+	char err[256];
+	int n = migrations_apply("postgresql:///x?host=/nonexistent-mbtest&port=1", 0, err,
+				 sizeof err);
+	ck_assert_int_eq(n, -1);
+	ck_assert_msg(strncmp(err, "database unreachable: ", 22) == 0, "err: %s", err);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+END_TEST
+
+/* ---- the worker's connection ---- */
+
+START_TEST(query_select_returns_value_and_connects_lazily)
+{
+	struct db *d = db_new(base_url, 30);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(db_connected(d), 0);
+	short ev;
+	ck_assert_int_eq(db_pollfd(d, &ev), -1); /* lazy: no socket yet */
+	ck_assert_int_eq(db_next_deadline(d), -1);
+	struct got g;
+	query_run(d, "SELECT $1::int + 1", "41", &g);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "42");
+	ck_assert_int_eq(db_connected(d), 1);
+	ck_assert_int_eq(db_pending(d), 0);
+	/* NULL params are SQL NULL */
+	const char *nullp[1] = {NULL};
+	memset(&g, 0, sizeof g);
+	ck_assert_int_eq(db_query(d, "SELECT coalesce($1::text, 'was null')", 1, nullp, got_cb, &g), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_str_eq(g.val, "was null");
+	db_free(d);
+}
+END_TEST
+
+struct order {
+	struct db *d;
+	char seq[16];
+	int requeued;
+};
+
+static void order_cb(void *arg, const PGresult *res, const char *err)
+{
+	struct order *o = arg;
+	ck_assert_msg(res != NULL, "err: %s", err ? err : "");
+	strncat(o->seq, PQgetvalue(res, 0, 0), sizeof o->seq - strlen(o->seq) - 1);
+	if (!o->requeued) {
+		/* re-entrant: a callback queues more work */
+		const char *p[1] = {"d"};
+		o->requeued = 1;
+		ck_assert_int_eq(db_query(o->d, "SELECT $1::text", 1, p, order_cb, o), 0);
+	}
+}
+
+START_TEST(queries_run_in_fifo_order_and_callbacks_may_queue_more)
+{
+	struct order o = {.d = db_new(base_url, 30)};
+	/* the first sleeps, so a later query finishing first would show */
+	ck_assert_int_eq(db_query(o.d, "SELECT 'a'::text FROM pg_sleep(0.1)", 0, NULL, order_cb, &o), 0);
+	const char *b[1] = {"b"}, *c[1] = {"c"};
+	ck_assert_int_eq(db_query(o.d, "SELECT $1::text", 1, b, order_cb, &o), 0);
+	ck_assert_int_eq(db_query(o.d, "SELECT $1::text", 1, c, order_cb, &o), 0);
+	ck_assert_int_eq(db_pending(o.d), 3);
+	ck_assert_int_eq(db_drain_sync(o.d, 5000), 0);
+	ck_assert_str_eq(o.seq, "abcd");
+	db_free(o.d);
+}
+END_TEST
+
+START_TEST(failing_query_gets_error_and_next_query_still_succeeds)
+{
+	struct db *d = db_new(base_url, 30);
+	struct got bad, div0, good, after;
+	memset(&bad, 0, sizeof bad);
+	memset(&div0, 0, sizeof div0);
+	memset(&good, 0, sizeof good);
+	memset(&after, 0, sizeof after);
+	ck_assert_int_eq(db_query(d, "SELEC 1", 0, NULL, got_cb, &bad), 0);
+	ck_assert_int_eq(db_query(d, "SELECT 2", 0, NULL, got_cb, &good), 0);
+	ck_assert_int_eq(db_query(d, "SELECT 1/0", 0, NULL, got_cb, &div0), 0);
+	ck_assert_int_eq(db_query(d, "SELECT 3", 0, NULL, got_cb, &after), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(bad.calls, 1);
+	ck_assert_int_eq(bad.ok, 0);
+	ck_assert_msg(strstr(bad.err, "syntax error") != NULL, "err: %s", bad.err);
+	ck_assert_ptr_null(strchr(bad.err, '\n'));
+	ck_assert_int_eq(good.calls, 1);
+	ck_assert_str_eq(good.val, "2");
+	ck_assert_int_eq(div0.calls, 1);
+	ck_assert_msg(strstr(div0.err, "division by zero") != NULL, "err: %s", div0.err);
+	ck_assert_int_eq(after.calls, 1);
+	ck_assert_str_eq(after.val, "3");
+	ck_assert_int_eq(db_connected(d), 1);
+	db_free(d);
+}
+END_TEST
+
+struct count {
+	int calls, ok, next;
+	int in_order;
+};
+
+static void count_cb(void *arg, const PGresult *res, const char *err)
+{
+	struct count *c = arg;
+	(void)err;
+	if (res) {
+		c->ok++;
+		if (atoi(PQgetvalue(res, 0, 0)) != c->next)
+			c->in_order = 0;
+	}
+	c->next++;
+	c->calls++;
+}
+
+START_TEST(full_queue_refuses_and_every_queued_query_runs_once)
+{
+	struct db *d = db_new(base_url, 30);
+	struct count c = {.in_order = 1};
+	char num[16];
+	const char *p[1] = {num};
+	for (int i = 0; i < DB_QUEUE_MAX; i++) {
+		snprintf(num, sizeof num, "%d", i);
+		ck_assert_int_eq(db_query(d, "SELECT $1::int", 1, p, count_cb, &c), 0);
+	}
+	ck_assert_int_eq(db_query(d, "SELECT 1", 0, NULL, count_cb, &c), -1);
+	ck_assert_int_eq(db_pending(d), DB_QUEUE_MAX);
+	ck_assert_int_eq(db_drain_sync(d, 10000), 0);
+	ck_assert_int_eq(c.calls, DB_QUEUE_MAX);
+	ck_assert_int_eq(c.ok, DB_QUEUE_MAX);
+	ck_assert(c.in_order);
+	db_free(d);
+}
+END_TEST
+
+START_TEST(unreachable_server_fails_queries_and_next_query_tries_again)
+{
+	struct db *d = db_new("postgresql:///x?host=/nonexistent-mbtest&port=1", 30);
+	struct got a, b;
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	ck_assert_int_eq(db_query(d, "SELECT 1", 0, NULL, got_cb, &a), 0);
+	ck_assert_int_eq(db_query(d, "SELECT 2", 0, NULL, got_cb, &b), 0);
+	ck_assert_int_eq(db_drain_sync(d, 2000), 0);
+	ck_assert_int_eq(a.calls, 1);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_msg(strncmp(a.err, "database unreachable: ", 22) == 0, "err: %s", a.err);
+	ck_assert_ptr_null(strchr(a.err, '\n'));
+	ck_assert_int_eq(db_connected(d), 0);
+	ck_assert_int_eq(db_next_deadline(d), -1);
+	query_run(d, "SELECT 3", NULL, &a);
+	ck_assert_msg(strncmp(a.err, "database unreachable: ", 22) == 0, "err: %s", a.err);
+	db_free(d);
+}
+END_TEST
+
+START_TEST(connect_times_out_after_5s_against_a_silent_server)
+{
+	/* a listening socket nobody answers on: TCP connects, the startup
+	 * packet gets no reply */
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof a;
+	ck_assert_int_eq(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(listen(ls, 4), 0);
+	ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+	char url[128];
+	snprintf(url, sizeof url, "postgresql://x@127.0.0.1:%d/x?sslmode=disable&gssencmode=disable",
+		 ntohs(a.sin_port));
+	struct db *d = db_new(url, 30);
+	struct got g;
+	int64_t t0 = mono_ms();
+	memset(&g, 0, sizeof g);
+	ck_assert_int_eq(db_query(d, "SELECT 1", 0, NULL, got_cb, &g), 0);
+	int64_t dl = db_next_deadline(d);
+	ck_assert_int_ge(dl, t0 + 4900);
+	ck_assert_int_le(dl, t0 + 5100);
+	ck_assert_int_eq(db_drain_sync(d, 8000), 0);
+	int64_t took = mono_ms() - t0;
+	ck_assert_int_ge(took, 4900);
+	ck_assert_int_lt(took, 7000);
+	ck_assert_int_eq(g.calls, 1);
+	ck_assert_str_eq(g.err, "database unreachable: timeout");
+	ck_assert_int_eq(db_connected(d), 0);
+	ck_assert_int_eq(db_pollfd(d, &(short){0}), -1);
+	db_free(d);
+	close(ls);
+}
+END_TEST
+
+START_TEST(drain_timeout_fails_pending_and_drops_connection)
+{
+	struct db *d = db_new(base_url, 30);
+	struct got g;
+	memset(&g, 0, sizeof g);
+	ck_assert_int_eq(db_query(d, "SELECT pg_sleep(5)", 0, NULL, got_cb, &g), 0);
+	int64_t t0 = mono_ms();
+	ck_assert_int_eq(db_drain_sync(d, 300), -1);
+	ck_assert_int_lt(mono_ms() - t0, 2000);
+	ck_assert_int_eq(g.calls, 1);
+	ck_assert_str_eq(g.err, "database timeout");
+	ck_assert_int_eq(db_pending(d), 0);
+	ck_assert_int_eq(db_connected(d), 0);
+	query_run(d, "SELECT 4", NULL, &g);
+	ck_assert_str_eq(g.val, "4");
+	db_free(d);
+}
+END_TEST
+
+START_TEST(idle_connection_closes_after_idle_seconds)
+{
+	struct db *d = db_new(base_url, 1);
+	struct got g;
+	query_run(d, "SELECT 1", NULL, &g);
+	ck_assert_int_eq(db_connected(d), 1);
+	int64_t t0 = mono_ms(), dl = db_next_deadline(d);
+	ck_assert_int_gt(dl, t0);
+	ck_assert_int_le(dl, t0 + 1000);
+	db_drive(d, 500);
+	ck_assert_int_eq(db_connected(d), 1);
+	while (db_connected(d) && mono_ms() - t0 < 3000)
+		db_drive(d, 50);
+	ck_assert_int_eq(db_connected(d), 0);
+	ck_assert_int_ge(mono_ms(), dl); /* not before idle_seconds passed */
+	short ev;
+	ck_assert_int_eq(db_pollfd(d, &ev), -1);
+	ck_assert_int_eq(db_next_deadline(d), -1);
+	/* and opens again on demand */
+	query_run(d, "SELECT 5", NULL, &g);
+	ck_assert_str_eq(g.val, "5");
+	db_free(d);
+}
+END_TEST
+
+static void backend_terminate(const char *pid)
+{
+	char sql[128], v[16];
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)::text", atoi(pid));
+	sql_value(base_url, sql, v, sizeof v);
+	ck_assert_str_eq(v, "true");
+}
+
+START_TEST(connection_loss_fails_in_flight_and_retries_unsent)
+{
+	struct db *d = db_new(base_url, 30);
+	struct got pid, sleep;
+	query_run(d, "SELECT pg_backend_pid()", NULL, &pid);
+	ck_assert(pid.ok);
+	/* more than fit in flight: the rest are still unsent when the
+	 * connection dies, and must run on the next one */
+	memset(&sleep, 0, sizeof sleep);
+	ck_assert_int_eq(db_query(d, "SELECT pg_sleep(30)", 0, NULL, got_cb, &sleep), 0);
+	struct count c = {.in_order = 1};
+	for (int i = 0; i < 60; i++)
+		ck_assert_int_eq(db_query(d, "SELECT 1", 0, NULL, count_cb, &c), 0);
+	db_drive(d, 200);
+	ck_assert_int_eq(sleep.calls, 0);
+	backend_terminate(pid.val);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(sleep.calls, 1);
+	ck_assert_msg(strncmp(sleep.err, "database connection lost: ", 26) == 0, "err: %s",
+		      sleep.err);
+	ck_assert_int_eq(c.calls, 60);
+	ck_assert_int_gt(c.ok, 0);      /* the unsent ones ran on a new connection */
+	ck_assert_int_lt(c.ok, 60);     /* the in-flight ones failed */
+	struct got after;
+	query_run(d, "SELECT pg_backend_pid()", NULL, &after);
+	ck_assert(after.ok);
+	ck_assert_str_ne(after.val, pid.val);
+	db_free(d);
+}
+END_TEST
+
+START_TEST(connection_closed_by_server_while_idle_is_replaced_transparently)
+{
+	struct db *d = db_new(base_url, 30);
+	struct got pid, g;
+	query_run(d, "SELECT pg_backend_pid()", NULL, &pid);
+	ck_assert(pid.ok);
+	backend_terminate(pid.val);
+	usleep(100 * 1000); /* the worker's loop has not looked at the socket yet */
+	query_run(d, "SELECT pg_backend_pid()", NULL, &g);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_ne(g.val, pid.val);
+	db_free(d);
+}
+END_TEST
+
+START_TEST(postgres_restart_fails_pending_query_then_new_query_succeeds)
+{
+	struct db *d = db_new(base_url, 30);
+	struct got g, sleep;
+	query_run(d, "SELECT pg_backend_pid()", NULL, &g);
+	ck_assert(g.ok);
+	memset(&sleep, 0, sizeof sleep);
+	ck_assert_int_eq(db_query(d, "SELECT pg_sleep(30)", 0, NULL, got_cb, &sleep), 0);
+	db_drive(d, 200);
+	ck_assert_int_eq(db_pending(d), 1);
+	if (own_cluster)
+		ck_assert_int_eq(pg_stop("fast"), 0);
+	else
+		backend_terminate(g.val); /* a shared server: lose only our session */
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(sleep.calls, 1);
+	ck_assert_msg(strncmp(sleep.err, "database connection lost: ", 26) == 0, "err: %s",
+		      sleep.err);
+	ck_assert_int_eq(db_connected(d), 0);
+	if (own_cluster) {
+		query_run(d, "SELECT 6", NULL, &g); /* while down */
+		ck_assert_msg(strncmp(g.err, "database unreachable: ", 22) == 0, "err: %s", g.err);
+		ck_assert_int_eq(pg_start(), 0);
+	}
+	query_run(d, "SELECT 7", NULL, &g);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "7");
+	db_free(d);
+}
+END_TEST
+
+static Suite *db_suite(void)
+{
+	Suite *s = suite_create("db");
+	TCase *m = tcase_create("migrations");
+	tcase_set_timeout(m, 30);
+	tcase_add_test(m, migrations_apply_once_then_nothing);
+	tcase_add_test(m, migrations_two_concurrent_appliers_apply_each_once);
+	tcase_add_test(m, migrations_unreachable_server_is_one_line_error);
+	suite_add_tcase(s, m);
+	TCase *q = tcase_create("connection");
+	tcase_set_timeout(q, 30);
+	tcase_add_test(q, query_select_returns_value_and_connects_lazily);
+	tcase_add_test(q, queries_run_in_fifo_order_and_callbacks_may_queue_more);
+	tcase_add_test(q, failing_query_gets_error_and_next_query_still_succeeds);
+	tcase_add_test(q, full_queue_refuses_and_every_queued_query_runs_once);
+	tcase_add_test(q, unreachable_server_fails_queries_and_next_query_tries_again);
+	tcase_add_test(q, connect_times_out_after_5s_against_a_silent_server);
+	tcase_add_test(q, drain_timeout_fails_pending_and_drops_connection);
+	tcase_add_test(q, idle_connection_closes_after_idle_seconds);
+	tcase_add_test(q, connection_loss_fails_in_flight_and_retries_unsent);
+	tcase_add_test(q, connection_closed_by_server_while_idle_is_replaced_transparently);
+	/* last: it stops the server */
+	tcase_add_test(q, postgres_restart_fails_pending_query_then_new_query_succeeds);
+	suite_add_tcase(s, q);
+	return s;
+}
+
+int main(void)
+{
+	main_pid = getpid();
+	log_init("test_db");
+	if (!getenv("LOG_LEVEL"))
+		log_set_level(LOG_ERROR_); /* connection-lost warnings are expected here */
+	const char *url = getenv("TEST_DATABASE_URL");
+	if (url && *url)
+		snprintf(base_url, sizeof base_url, "%s", url);
+	else
+		cluster_start();
+	atexit(cluster_remove); /* only the main process removes it */
+	signal(SIGTERM, cluster_on_signal);
+	signal(SIGINT, cluster_on_signal);
+	SRunner *sr = srunner_create(db_suite());
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	scratch_drop_all();
+	cluster_remove();
+	return failed ? 1 : 0;
+}
