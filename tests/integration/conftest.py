@@ -1,0 +1,105 @@
+"""Fixtures of meshbroker's integration tests: one PostgreSQL cluster for the
+session (migrated with `meshctl migrate`), private clusters for the tests
+that stop PostgreSQL, broker processes under both start modes, and fresh
+meshes.  See mbtest.py for the helpers themselves."""
+
+import os
+import sys
+import warnings
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import mbtest  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request):
+    rep = getattr(request.node, "rep_call", None)
+    return rep is None or rep.failed
+
+
+def _apply_schema(url):
+    if os.access(mbtest.binpath("meshctl"), os.X_OK):
+        mbtest.migrate(url)
+        return
+    # meshctl not built yet: apply the SQL files directly so the HTTP and
+    # WebSocket tests can run; test_meshctl.py still fails on the missing tool
+    warnings.warn("meshctl missing: schema applied from db/migrations/*.sql directly")
+    import glob
+    import psycopg2
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as c:
+        for f in sorted(glob.glob(os.path.join(mbtest.REPO, "db", "migrations", "*.sql"))):
+            c.execute(open(f).read())
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """the session's PostgreSQL (never stopped by a test)"""
+    cluster = mbtest.PgCluster().init()
+    try:
+        _apply_schema(cluster.url)
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def db(pg):
+    """an autocommit psycopg2 connection to the session database"""
+    conn = pg.connect()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def own_pg():
+    """a private PostgreSQL cluster that the test may stop and start"""
+    cluster = mbtest.PgCluster(prefix="mbpgo-").init()
+    try:
+        _apply_schema(cluster.url)
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def broker(pg, request):
+    """broker(mode="accept"|"socket-activate", database_url=None, **env) ->
+    a started mbtest.Broker; every broker and its workers are stopped at
+    teardown, and the stderr tail is printed when the test failed."""
+    started = []
+
+    def start(mode="accept", database_url=None, **env):
+        b = mbtest.Broker(mode, database_url or pg.url, env)
+        started.append(b)
+        return b.start()
+
+    yield start
+    for b in started:
+        b.stop()
+        if _failed(request):
+            print(f"\n--- broker ({b.mode}, port {b.port}) stderr tail: {b.log}")
+            print(mbtest.tail(b.log, 40))
+
+
+@pytest.fixture
+def mesh(db):
+    """mesh(*names) -> a fresh mbtest.Mesh with one member per name"""
+
+    def make(*names):
+        m = mbtest.Mesh(db)
+        for n in names:
+            m.add(n)
+        return m
+
+    return make

@@ -1,0 +1,121 @@
+"""The project's own scripts: `make run` (issue 2, acceptance 7: scripts/run.sh
+with its embedded PostgreSQL) and scripts/smoke-test.sh (issue 3, acceptance 7)."""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import mbtest
+
+
+def postgres_pids_under(path):
+    """postgres processes whose data directory (their cwd) is under path,
+    following the symlinks path holds (a cluster kept elsewhere)"""
+    roots = {os.path.realpath(path)}
+    for d, dirs, files in os.walk(path):
+        for n in dirs + files:
+            f = os.path.join(d, n)
+            if os.path.islink(f):
+                roots.add(os.path.realpath(f))
+    out = []
+    for pid in mbtest.all_pids():
+        if "postgres" not in os.path.basename(mbtest.proc_exe(pid)):
+            continue
+        try:
+            cwd = os.path.realpath(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        if any(cwd == r or cwd.startswith(r + "/") for r in roots):
+            out.append(pid)
+    return out
+
+
+def test_make_run_serves_health_200_and_stops_its_postgres_on_sigterm():
+    script = os.path.join(mbtest.REPO, "scripts", "run.sh")
+    assert os.path.exists(script), "scripts/run.sh is missing"
+    port = mbtest.free_port()
+    var = tempfile.mkdtemp(prefix="mbrun-", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(BROKER_PORT=str(port), MESHBROKER_VAR_DIR=var, MESHBROKER_BIN=mbtest.BIN)
+    out_path = os.path.join(var, "..", os.path.basename(var) + ".out")
+    out = open(out_path, "wb")
+    p = subprocess.Popen(["bash", script], cwd=mbtest.REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    out.close()
+    try:
+        def healthy():
+            if p.poll() is not None:
+                return "exited"
+            try:
+                st, _, body = mbtest.http_request(port, "GET", "/health", timeout=3)
+            except OSError:
+                return False
+            return st == 200 and json.loads(body)["db"] == "up"
+
+        t0 = time.monotonic()
+        r = mbtest.wait_until(healthy, 60, interval=0.3)
+        assert r is True, f"make run: /health not 200 within 60 s ({r}):\n{mbtest.tail(out_path)}"
+        elapsed = time.monotonic() - t0
+        assert elapsed < 60
+        def url_printed():
+            printed = open(out_path, errors="replace").read()
+            return f"://127.0.0.1:{port}" in printed or f"://localhost:{port}" in printed
+
+        assert mbtest.wait_until(url_printed, 10, interval=0.2), \
+            f"make run did not print its URL:\n{mbtest.tail(out_path)}"
+        pg_pids = postgres_pids_under(var)
+        assert pg_pids, "no embedded PostgreSQL under MESHBROKER_VAR_DIR"
+
+        os.kill(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"run.sh still running 30 s after SIGTERM:\n{mbtest.tail(out_path)}")
+        alive = lambda: [x for x in pg_pids if mbtest.proc_state(x) not in (None, "Z", "X")]  # noqa: E731
+        gone = mbtest.wait_until(lambda: not alive(), 10)
+        assert gone, f"embedded PostgreSQL still running after run.sh exited: {alive()}"
+        left = [pid for pid in mbtest.all_pids()
+                if "meshbroker" in os.path.basename(mbtest.proc_exe(pid))
+                and f"BROKER_PORT={port}" in "\n".join(f"{k}={v}" for k, v in mbtest.proc_environ(pid).items())]
+        assert not left, f"broker processes left after run.sh exited: {left}"
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+        for pid in postgres_pids_under(var):
+            try:
+                os.kill(pid, signal.SIGQUIT)
+            except ProcessLookupError:
+                pass
+        for pid in mbtest.all_pids():
+            env_ = mbtest.proc_environ(pid)
+            if env_.get("BROKER_PORT") == str(port) and "meshbroker" in mbtest.proc_exe(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        mbtest.wait_until(lambda: not postgres_pids_under(var), 10)
+        # a cluster kept outside the var dir (pg.sh does that when its user
+        # cannot reach var) goes too
+        for d, dirs, files in os.walk(var):
+            for n in dirs + files:
+                f = os.path.join(d, n)
+                if os.path.islink(f) and os.path.basename(os.path.realpath(f)).startswith("meshbroker-pg-"):
+                    subprocess.run(["rm", "-rf", os.path.realpath(f)])
+        subprocess.run(["rm", "-rf", var, out_path])
+
+
+def test_smoke_test_script_passes(pg):
+    script = os.path.join(mbtest.REPO, "scripts", "smoke-test.sh")
+    assert os.path.exists(script), "scripts/smoke-test.sh is missing"
+    env = dict(os.environ, BROKER_PORT=str(mbtest.free_port()), DATABASE_URL=pg.url,
+               MESHBROKER_BIN=mbtest.BIN)
+    try:
+        r = subprocess.run(["bash", script], cwd=mbtest.REPO, env=env, capture_output=True, text=True,
+                           timeout=120, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"smoke-test.sh still running after 120 s:\n{e.stdout}\n{e.stderr}")
+    assert r.returncode == 0, f"smoke-test.sh exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
