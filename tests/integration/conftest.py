@@ -4,6 +4,7 @@ that stop PostgreSQL, broker processes under both start modes, and fresh
 meshes.  See mbtest.py for the helpers themselves."""
 
 import os
+import shutil
 import sys
 import warnings
 
@@ -90,6 +91,8 @@ def broker(pg, request):
         if _failed(request):
             print(f"\n--- broker ({b.mode}, port {b.port}) stderr tail: {b.log}")
             print(mbtest.tail(b.log, 40))
+        else:
+            shutil.rmtree(b.workdir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -287,10 +287,10 @@ class Broker:
     running meshbroker-worker per connection.  Its workers are recognised by
     their executable and MESHBROKER_RUNTIME_DIR in their environment."""
 
-    def __init__(self, mode, database_url, env=None, workdir=None):
+    def __init__(self, mode, database_url, env=None, workdir=None, port=None):
         assert mode in ("accept", "socket-activate"), mode
         self.mode = mode
-        self.port = free_port()
+        self.port = port or free_port()
         self.workdir = workdir or tempfile.mkdtemp(prefix="mbb-", dir="/tmp")
         self.runtime_dir = os.path.join(self.workdir, "run")
         self.log = os.path.join(self.workdir, "broker.stderr")
@@ -314,6 +314,7 @@ class Broker:
     def start(self, timeout=15):
         worker = require_bin("meshbroker-worker")
         logf = open(self.log, "ab")
+        before = set(self.workers())  # live workers of an earlier listener on this runtime dir
         if self.mode == "accept":
             accept = require_bin("meshbroker-accept")
             env = dict(os.environ)
@@ -338,14 +339,21 @@ class Broker:
                 raise RuntimeError(f"broker ({self.mode}) exited with {self.proc.returncode} at start:\n"
                                    f"{tail(self.log)}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
+                probe = RawHTTP(self.port, timeout=1)
+                break
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"broker ({self.mode}) not accepting on {self.port} after "
                                        f"{timeout}s:\n{tail(self.log)}")
                 time.sleep(0.05)
-        # that probe connection started a worker that sees EOF and exits
+        # a whole request, so that the probe's worker has come and gone (and
+        # been reaped) before the test counts connections or workers
+        probe.send(b"GET /__probe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        probe.read_response(5)
+        probe.close()
+        if not self.wait_no_workers(5, exclude=before):
+            raise RuntimeError(f"the start-up probe's worker did not exit: {self.workers()} "
+                               f"zombies {self.zombies()}\n{tail(self.log)}")
         return self
 
     # -- processes

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mbtest import RawHTTP
+from mbtest import RawHTTP, parse_response
 
 CORS_ORIGIN = "access-control-allow-origin"
 
@@ -88,6 +88,8 @@ def test_100_kib_header_gets_431_and_a_close(broker):
         c.close()
     assert got.startswith(b"HTTP/1.1 431") or got.startswith(b"HTTP/1.1 400"), f"answer {got[:120]!r}"
     assert closed, "connection not closed after the oversized header"
+    st, hdrs, body = parse_response(got)
+    assert_json_error(st, hdrs, body)
     assert b.wait_no_workers(3)
 
 
@@ -123,6 +125,8 @@ def test_request_line_dribbled_over_5s_gets_408_within_the_deadline(broker):
     assert got.startswith(b"HTTP/1.1 408"), f"answer {got[:120]!r}"
     assert closed_at is not None, "connection still open after 7 s"
     assert closed_at <= 3.5, f"closed after {closed_at:.1f} s with HTTP_TIMEOUT_SECONDS=2"
+    st, hdrs, body = parse_response(got)
+    assert_json_error(st, hdrs, body)
     assert b.wait_no_workers(1)
 
 

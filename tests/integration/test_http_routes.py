@@ -85,7 +85,6 @@ def test_metrics_has_all_ten_names_with_help_and_type(broker, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_connections_total_rises_by_exactly_the_number_of_websocket_connections(broker, mode):
     """each connection is its own worker process: only shared counters add up"""
-    import asyncio
     import websockets
 
     b = broker(mode)

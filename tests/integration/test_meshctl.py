@@ -49,7 +49,7 @@ def test_meshctl_migrate_applies_every_migration_once(pg):
     url = pg.url.replace("/meshbroker?", f"/{name}?")
     try:
         meshctl(["migrate"], env={"DATABASE_URL": url})
-        r2 = meshctl(["migrate"], env={"DATABASE_URL": url})
+        meshctl(["migrate"], env={"DATABASE_URL": url})
         import psycopg2
         c2 = psycopg2.connect(url)
         with c2.cursor() as c:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import re
 
-import mbtest
 from mbtest import Peer, is_push, run
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -2,8 +2,13 @@
 holds one shared-memory slot, freed however its worker exits; connect and
 disconnect are written to mesh.presence as history."""
 
+import asyncio
 import os
+import re
 import signal
+import stat
+import statistics
+import time
 
 import pytest
 
@@ -100,3 +105,57 @@ def test_presence_history_rows_record_connect_and_disconnect(broker, mesh, db):
     closed = mbtest.wait_until(lambda: all(x[4] is not None for x in rows()), 5)
     assert closed, f"disconnected_at not set after a clean close: {rows()}"
 
+
+
+def test_live_peer_publishes_its_unix_socket_in_the_runtime_dir(broker, mesh):
+    """DESIGN.md: each live worker listens on <runtime>/w/<slot>.<gen>.sock (dir 0750)"""
+    b = broker()
+    m = mesh("A", "B")
+    wdir = os.path.join(b.runtime_dir, "w")
+
+    def socks():
+        try:
+            names = os.listdir(wdir)
+        except FileNotFoundError:
+            return []
+        return [n for n in names if stat.S_ISSOCK(os.lstat(os.path.join(wdir, n)).st_mode)]
+
+    async def go():
+        a, bb = Peer(b, m.members[0]), Peer(b, m.members[1])
+        await a.join()
+        await bb.join()
+        s = mbtest.wait_until(lambda: len(socks()) == 2 and socks(), 3)
+        assert s, f"sockets in {wdir}: {socks()}"
+        assert all(re.match(r"^\d+\.\d+\.sock$", n) for n in s), s
+        assert stat.S_IMODE(os.stat(wdir).st_mode) == 0o750
+        await a.close()
+        assert mbtest.wait_until(lambda: len(socks()) == 1, 3), f"left: {socks()}"
+        os.kill(bb.worker_pid(), signal.SIGKILL)
+        # reclaimed lazily: reading the table (here /metrics) frees the dead slot
+        assert b.wait_metric("broker_connections_active", 0, timeout=5) == 0
+        assert mbtest.wait_until(lambda: not socks(), 3), f"dead worker's socket left: {socks()}"
+
+    run(go(), 30)
+
+
+def test_pushes_to_a_live_peer_arrive_without_polling_delay(broker, mesh):
+    b = broker()
+    m = mesh("A", "B")
+
+    async def go():
+        a, bb = Peer(b, m.members[0]), Peer(b, m.members[1])
+        await a.join()
+        await bb.join()
+        lat = []
+        for i in range(8):
+            t0 = time.monotonic()
+            await a.send_direct(m.members[1].pubkey, f"t{i}", "now")
+            await bb.push(timeout=3)
+            lat.append(time.monotonic() - t0)
+            await asyncio.sleep(0.05)
+        await a.close()
+        await bb.close()
+        return lat
+
+    lat = run(go(), 30)
+    assert statistics.median(lat) < 0.25, f"send-to-push latencies {lat}"

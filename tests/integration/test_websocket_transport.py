@@ -63,7 +63,6 @@ def test_frame_sent_together_with_the_upgrade_request_is_not_lost(broker):
     import base64
     import os
     import socket
-    import struct
 
     b = broker()
     s = socket.create_connection(("127.0.0.1", b.port), timeout=5)
