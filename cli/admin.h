@@ -1,0 +1,20 @@
+/* admin — meshctl's database commands (PROTOCOL.md §6): migrate, mesh
+ * create, member add|revoke|list.  Blocking libpq on DATABASE_URL,
+ * parameterized queries only. */
+#ifndef CLI_ADMIN_H
+#define CLI_ADMIN_H
+
+#include <stddef.h>
+
+/* Each takes the words after the command name and returns the exit code. */
+int admin_migrate(int argc, char **argv);
+int admin_mesh_create(int argc, char **argv);
+int admin_member_add(int argc, char **argv);
+int admin_member_revoke(int argc, char **argv);
+int admin_member_list(int argc, char **argv);
+
+/* "My Team!" -> "my-team"; at most cap-1 bytes.  0 ok, -1 when nothing is
+ * left to make a slug of. */
+int admin_slugify(const char *name, char *out, size_t cap);
+
+#endif

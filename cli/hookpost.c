@@ -1,0 +1,305 @@
+/* hookpost — POST /hook/set-status for hook scripts (see hookpost.h).  The
+ * whole exchange (connect, request, response) must finish within 5 s and the
+ * response may not exceed 1 MiB. */
+#include "hookpost.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "dial.h"
+#include "keyfile.h"
+#include "proto/util.h"
+
+#define HOOK_TIMEOUT_MS 5000
+#define HOOK_RESPONSE_MAX (1u << 20)
+
+struct hook_resp {
+	char *buf; /* the whole response, NUL-terminated */
+	size_t len;
+	size_t head_len; /* through the blank line */
+	int status;
+	const char *body;
+	size_t body_len;
+};
+
+/* the base URL: --url > MESHBROKER_HTTP_URL > the broker's ws URL as http */
+static int hook_base(const struct cli_opts *o, struct dial_url *u)
+{
+	char err[256];
+	const char *url = cli_opt(o, "url");
+	if (!url || !*url)
+		url = getenv("MESHBROKER_HTTP_URL");
+	if (url && *url) {
+		if (dial_parse_url(url, "http", u, err, sizeof err) != 0)
+			return cli_err("%s", err);
+	} else {
+		struct keyfile_peer cfg;
+		const char *path = cli_config_path(o);
+		memset(&cfg, 0, sizeof cfg);
+		if (path && !cli_opt(o, "broker") && !getenv("MESHBROKER_URL")) {
+			if (keyfile_read_peer(path, &cfg) != 0)
+				return CLI_EXIT_FAIL;
+			explicit_bzero(&cfg.key, sizeof cfg.key);
+		}
+		const char *ws = cli_broker_url(o, cfg.broker);
+		if (dial_parse_url(ws, "ws", u, err, sizeof err) != 0)
+			return cli_err("%s", err);
+		strcpy(u->scheme, "http");
+		strcpy(u->path, "/");
+	}
+	/* a base path is a prefix: drop its query and trailing slash */
+	u->path[strcspn(u->path, "?")] = 0;
+	size_t n = strlen(u->path);
+	while (n > 0 && u->path[n - 1] == '/')
+		u->path[--n] = 0;
+	return 0;
+}
+
+static char *hook_body(const char *cwd, const char *status, long pid)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *s = NULL;
+	if (o && cJSON_AddStringToObject(o, "cwd", cwd) && cJSON_AddStringToObject(o, "status", status) &&
+	    cJSON_AddNumberToObject(o, "pid", (double)pid))
+		s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+/* A chunked body: 1 complete (decoded in place when decode), 0 not all
+ * here yet, -1 malformed. */
+static int hook_dechunk(char *b, size_t len, int decode, size_t *out_len)
+{
+	size_t in = 0, out = 0;
+	for (;;) {
+		char *eol = memmem(b + in, len - in, "\r\n", 2);
+		if (!eol)
+			return len - in > 32 ? -1 : 0;
+		char *end;
+		errno = 0;
+		unsigned long sz = strtoul(b + in, &end, 16);
+		if (errno || end == b + in || (end != eol && *end != ';' && *end != ' ') ||
+		    sz > HOOK_RESPONSE_MAX)
+			return -1;
+		in = (size_t)(eol - b) + 2;
+		if (sz == 0)
+			break;
+		if (len - in < sz + 2)
+			return 0;
+		if (memcmp(b + in + sz, "\r\n", 2) != 0)
+			return -1;
+		if (decode)
+			memmove(b + out, b + in, sz);
+		out += sz;
+		in += sz + 2;
+	}
+	/* trailers, if any, end with an empty line */
+	if (!(len - in >= 2 && !memcmp(b + in, "\r\n", 2)) && !memmem(b + in - 2, len - in + 2, "\r\n\r\n", 4))
+		return 0;
+	*out_len = out;
+	return 1;
+}
+
+static const char *hook_header(const char *head, const char *name, char *val, size_t cap)
+{
+	size_t nlen = strlen(name);
+	for (const char *l = strstr(head, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
+		const char *h = l + 2;
+		if (strncasecmp(h, name, nlen) != 0 || h[nlen] != ':')
+			continue;
+		const char *v = h + nlen + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		size_t n = strcspn(v, "\r");
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+			n--;
+		if (n >= cap)
+			n = cap - 1;
+		memcpy(val, v, n);
+		val[n] = 0;
+		return val;
+	}
+	return NULL;
+}
+
+/* 1 when the response in r is complete (head parsed, body whole) */
+static int hook_parse(struct hook_resp *r, int eof, char *err, size_t errlen)
+{
+	char val[64];
+	if (!r->head_len) {
+		char *end = strstr(r->buf, "\r\n\r\n");
+		if (!end)
+			return 0;
+		r->head_len = (size_t)(end - r->buf) + 4;
+		if ((strncmp(r->buf, "HTTP/1.1 ", 9) && strncmp(r->buf, "HTTP/1.0 ", 9)) ||
+		    sscanf(r->buf + 9, "%3d", &r->status) != 1 || r->status < 100) {
+			snprintf(err, errlen, "not an HTTP response");
+			return -1;
+		}
+	}
+	char *body = r->buf + r->head_len;
+	size_t have = r->len - r->head_len;
+	if (hook_header(r->buf, "Transfer-Encoding", val, sizeof val) && strcasestr(val, "chunked")) {
+		int c = hook_dechunk(body, have, 0, &r->body_len);
+		if (c < 0 || (c == 0 && eof)) {
+			snprintf(err, errlen, c < 0 ? "bad chunked body" : "response cut short");
+			return -1;
+		}
+		if (c == 0)
+			return 0;
+		hook_dechunk(body, have, 1, &r->body_len);
+		r->body = body;
+		return 1;
+	}
+	if (hook_header(r->buf, "Content-Length", val, sizeof val)) {
+		long n;
+		if (cli_parse_uint(val, HOOK_RESPONSE_MAX, &n) != 0) {
+			snprintf(err, errlen, "bad Content-Length");
+			return -1;
+		}
+		if (have < (size_t)n) {
+			if (eof) {
+				snprintf(err, errlen, "response cut short");
+				return -1;
+			}
+			return 0;
+		}
+		r->body = body;
+		r->body_len = (size_t)n;
+		return 1;
+	}
+	if (!eof)
+		return 0;
+	r->body = body;
+	r->body_len = have;
+	return 1;
+}
+
+static int hook_exchange(const struct dial_url *u, const char *req, size_t req_len,
+			 struct hook_resp *r, char *err, size_t errlen)
+{
+	int64_t deadline = mono_ms() + HOOK_TIMEOUT_MS;
+	int fd = dial_tcp(u->host, u->port, HOOK_TIMEOUT_MS, err, errlen);
+	if (fd < 0)
+		return -1;
+	int rc = -1;
+	if (dial_write_all(fd, req, req_len, deadline, err, errlen) != 0)
+		goto out;
+	if (!(r->buf = malloc(HOOK_RESPONSE_MAX + 1))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	r->buf[0] = 0;
+	for (;;) {
+		if (r->len == HOOK_RESPONSE_MAX) {
+			snprintf(err, errlen, "response over %u bytes", HOOK_RESPONSE_MAX);
+			goto out;
+		}
+		ssize_t n = dial_read(fd, r->buf + r->len, HOOK_RESPONSE_MAX - r->len, deadline, err,
+				      errlen);
+		if (n < 0)
+			goto out;
+		r->len += (size_t)n;
+		r->buf[r->len] = 0;
+		int done = hook_parse(r, n == 0, err, errlen);
+		if (done < 0)
+			goto out;
+		if (done)
+			break;
+		if (n == 0) {
+			snprintf(err, errlen, "connection closed before a response");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+int hookpost_run(int argc, char **argv)
+{
+	static const struct cli_optspec spec[] = {{"cwd", 1}, {"pid", 1}, {"url", 1}, {NULL, 0}};
+	struct cli_opts o;
+	struct dial_url u;
+	struct hook_resp r = {0};
+	char cwd[4097], err[256], auth[600] = "";
+	long pid = (long)getppid();
+	int rc = CLI_EXIT_FAIL;
+
+	if (cli_opts_parse(argc, argv, spec, &o) != 0)
+		return CLI_EXIT_USAGE;
+	if (o.npos != 1 || (strcmp(o.pos[0], "idle") && strcmp(o.pos[0], "working") &&
+			    strcmp(o.pos[0], "dnd")))
+		return cli_usage_err("usage: meshctl hook idle|working|dnd [--cwd DIR] [--pid N] "
+				     "[--url http://HOST:PORT]");
+	if (cli_opt(&o, "pid") && cli_parse_uint(cli_opt(&o, "pid"), INT32_MAX, &pid) != 0)
+		return cli_usage_err("--pid must be an integer 0..%d", INT32_MAX);
+	if (cli_opt(&o, "cwd")) {
+		if (str_copy(cwd, sizeof cwd, cli_opt(&o, "cwd")) != 0 || !cwd[0])
+			return cli_usage_err("--cwd must be 1-4096 bytes");
+	} else if (!getcwd(cwd, sizeof cwd)) {
+		return cli_err("getcwd: %s (give --cwd DIR)", strerror(errno));
+	}
+	if ((rc = hook_base(&o, &u)) != 0)
+		return rc;
+	rc = CLI_EXIT_FAIL;
+	/* an API key limits the match to its mesh (PROTOCOL.md §4.3); never argv */
+	const char *key = getenv("MESHBROKER_API_KEY");
+	if (key && *key) {
+		for (const char *k = key; *k; k++)
+			if ((unsigned char)*k <= 0x20 || *k == 0x7f)
+				return cli_err("MESHBROKER_API_KEY holds spaces or control characters");
+		if (snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key) >= (int)sizeof auth)
+			return cli_err("MESHBROKER_API_KEY is too long");
+	}
+	char *body = hook_body(cwd, o.pos[0], pid);
+	if (!body)
+		return cli_err("out of memory");
+	size_t blen = strlen(body);
+	size_t cap = blen + strlen(u.path) + strlen(u.authority) + strlen(auth) + 512;
+	char *req = malloc(cap);
+	if (!req) {
+		free(body);
+		return cli_err("out of memory");
+	}
+	int n = snprintf(req, cap,
+			 "POST %s/hook/set-status HTTP/1.1\r\n"
+			 "Host: %s\r\n"
+			 "User-Agent: meshctl\r\n"
+			 "Content-Type: application/json\r\n"
+			 "Content-Length: %zu\r\n"
+			 "%s"
+			 "Connection: close\r\n"
+			 "\r\n"
+			 "%s",
+			 u.path, u.authority, blen, auth, body);
+	explicit_bzero(auth, sizeof auth);
+	free(body);
+	if (hook_exchange(&u, req, (size_t)n, &r, err, sizeof err) != 0) {
+		cli_err("hook: http://%s: %s", u.authority, err);
+	} else {
+		fwrite(r.body, 1, r.body_len, stdout);
+		if (r.body_len == 0 || r.body[r.body_len - 1] != '\n')
+			putchar('\n');
+		fflush(stdout);
+		if (r.status >= 200 && r.status < 300) {
+			rc = 0;
+		} else {
+			size_t show = r.body_len > 200 ? 200 : r.body_len;
+			cli_err("hook failed: HTTP %d %.*s", r.status, (int)show, r.body);
+		}
+	}
+	explicit_bzero(req, (size_t)n);
+	free(req);
+	free(r.buf);
+	return rc;
+}

@@ -1,0 +1,113 @@
+/* meshctl — the meshbroker client and admin tool: a table of commands, each a
+ * function taking the words after its name.  Exit 0 ok, 1 failure (one line
+ * "meshctl: ..." on stderr), 2 usage. */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/admin.h"
+#include "cli/cli.h"
+#include "cli/hookpost.h"
+#include "cli/keyfile.h"
+#include "cli/peercmd.h"
+
+struct command {
+	const char *group; /* "mesh", "member", or NULL for one-word commands */
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *usage;
+};
+
+static int main_help(int argc, char **argv);
+
+static const struct command main_commands[] = {
+	{NULL, "keygen", keyfile_keygen, "keygen --out FILE [--force]"},
+	{NULL, "migrate", admin_migrate, "migrate"},
+	{"mesh", "create", admin_mesh_create,
+	 "mesh create NAME [--slug S] [--owner-key KEYFILE] [--max-peers N] [--force]"},
+	{"member", "add", admin_member_add,
+	 "member add MESH_ID --key KEYFILE --name NAME [--role admin|member]\n"
+	 "                 [--out PEERCONFIG] [--broker URL] [--force]"},
+	{"member", "revoke", admin_member_revoke, "member revoke MESH_ID MEMBER_ID|PUBKEY"},
+	{"member", "list", admin_member_list, "member list MESH_ID"},
+	{NULL, "connect", peercmd_connect,
+	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
+	 "                 [--pid N] [--cwd DIR] [--session-id S]"},
+	{NULL, "send", peercmd_send,
+	 "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]"},
+	{NULL, "status", peercmd_status, "status idle|working|dnd [--timeout SECONDS]"},
+	{NULL, "hook", hookpost_run,
+	 "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http://HOST:PORT]"},
+	{NULL, "help", main_help, "help"},
+};
+#define MAIN_NCOMMANDS (sizeof main_commands / sizeof main_commands[0])
+
+static void main_usage(FILE *f)
+{
+	fputs("usage: meshctl COMMAND [ARGS]\n\n", f);
+	for (size_t i = 0; i < MAIN_NCOMMANDS; i++) {
+		fprintf(f, "  meshctl %s\n", main_commands[i].usage);
+	}
+	fputs("\n"
+	      "Admin commands use DATABASE_URL.  mesh create without --owner-key writes a new\n"
+	      "owner key pair to ./<slug>.owner.key (mode 0600).  Key files and peer configs\n"
+	      "are JSON, mode 0600; secrets are never taken from the command line.\n"
+	      "\n"
+	      "Peer commands (connect, send, status) read the peer config from --config FILE\n"
+	      "or MESHCTL_CONFIG.  Broker URL: --broker URL > MESHBROKER_URL > the config's\n"
+	      "\"broker\" > " CLI_DEFAULT_BROKER ".\n"
+	      "connect prints every frame from the broker as one JSON line on stdout (pushes\n"
+	      "it can read get \"text\" or \"textB64\"), and sends each JSON object line read\n"
+	      "from stdin as a frame.\n"
+	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; the pid\n"
+	      "defaults to meshctl's parent; MESHBROKER_API_KEY, when set, is sent as Bearer.\n"
+	      "\n"
+	      "Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.\n",
+	      f);
+}
+
+static int main_help(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	main_usage(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (sodium_init() < 0)
+		return cli_err("libsodium failed to initialise");
+	if (argc < 2)
+		return cli_usage_err("usage: meshctl COMMAND [ARGS] (see meshctl help)");
+	const char *word = argv[1];
+	if (!strcmp(word, "--help") || !strcmp(word, "-h"))
+		return main_help(0, NULL);
+	for (size_t i = 0; i < MAIN_NCOMMANDS; i++) {
+		const struct command *c = &main_commands[i];
+		int skip;
+		if (c->group) {
+			if (strcmp(word, c->group) != 0 || argc < 3 || strcmp(argv[2], c->name) != 0)
+				continue;
+			skip = 3;
+		} else {
+			if (strcmp(word, c->name) != 0)
+				continue;
+			skip = 2;
+		}
+		for (int k = skip; k < argc; k++) {
+			if (!strcmp(argv[k], "--"))
+				break;
+			if (!strcmp(argv[k], "--help")) {
+				printf("usage: meshctl %s\n", c->usage);
+				return 0;
+			}
+		}
+		return c->run(argc - skip, argv + skip);
+	}
+	for (size_t i = 0; i < MAIN_NCOMMANDS; i++)
+		if (main_commands[i].group && !strcmp(word, main_commands[i].group))
+			return cli_usage_err("%s: unknown or missing subcommand (see meshctl help)", word);
+	return cli_usage_err("unknown command \"%s\" (see meshctl help)", word);
+}
