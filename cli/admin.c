@@ -40,6 +40,12 @@ static const char *admin_database_url(void)
 		cli_err("DATABASE_URL is not set");
 		return NULL;
 	}
+	/* a URL must be PostgreSQL's; "key=value" connection strings pass as is */
+	if (strstr(url, "://") && strncmp(url, "postgres://", 11) != 0 &&
+	    strncmp(url, "postgresql://", 13) != 0) {
+		cli_err("DATABASE_URL must start with postgres:// or postgresql://");
+		return NULL;
+	}
 	return url;
 }
 
