@@ -259,6 +259,12 @@ static void on_hello(struct worker *w, const cJSON *msg)
 	snprintf(w->me.cwd, sizeof w->me.cwd, "%s", h.cwd);
 	w->me.pid = (int32_t)h.pid;
 	w->hello_obj = cJSON_Duplicate(msg, 1);
+	const cJSON *cap;
+	cJSON_ArrayForEach(cap, h.capabilities)
+	{
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
+			w->client_ack = 1;
+	}
 	/* check 6: a live member of a live mesh, and the memberId it signed */
 	char pidbuf[24];
 	snprintf(pidbuf, sizeof pidbuf, "%d", w->me.pid);
@@ -450,6 +456,24 @@ static void on_set_status(struct worker *w, const cJSON *msg)
 	peer_on_status_request(w, st, SRC_MANUAL);
 }
 
+/* ---- client_ack (PROTOCOL.md §3.4 ext): at-least-once for clients that ask ---- */
+
+static void on_client_ack(struct worker *w, const cJSON *msg)
+{
+	const char *id = jstr(msg, "brokerMessageId");
+	if (!id)
+		id = jstr(msg, "messageId");
+	if (!id || strlen(id) > 64) {
+		ws_send_error(w, "malformed", "client_ack needs brokerMessageId", jstr(msg, "id"));
+		return;
+	}
+	const char *p[] = {id, w->me.member_id, w->me.presence_id};
+	db_query(w->db,
+		 "UPDATE mesh.delivery SET delivered_at = now() WHERE message_id = $1 AND recipient_member_id = $2 "
+		 "AND claimed_by = $3 AND delivered_at IS NULL",
+		 3, p, NULL, NULL);
+}
+
 /* ---- dispatch ---- */
 
 static const struct {
@@ -460,6 +484,7 @@ static const struct {
 	{"hello", PH_PRE | PH_AUTH, on_hello},
 	{"send", PH_AUTH, on_send},
 	{"set_status", PH_AUTH, on_set_status},
+	{"client_ack", PH_AUTH, on_client_ack},
 };
 
 void peer_on_text(struct worker *w, const char *text, size_t len)
@@ -644,7 +669,10 @@ void peer_pump(struct worker *w)
 			if (wslay_event_get_close_sent(w->ws))
 				w->outstanding = 0; /* not known to be written: not marked */
 			else {
-				written_add(w, w->outstanding);
+				/* a client_ack client marks its own deliveries; what it never
+				 * acks is given back when it leaves */
+				if (!w->client_ack)
+					written_add(w, w->outstanding);
 				w->outstanding = 0;
 			}
 		}

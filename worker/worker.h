@@ -62,6 +62,7 @@ struct worker {
 	int have_slot;
 	int presence_row; /* the mesh.presence row was written */
 	cJSON *hello_obj; /* the accepted hello, for the optional fields */
+	int client_ack;   /* hello listed "client_ack": delivered only when the client acks */
 
 	/* delivery */
 	int drain_inflight, drain_again;
@@ -110,6 +111,30 @@ int status_parse(const char *s); /* -1 when unknown */
 /* Apply a (status, source) write at now_ms to p.  Returns 1 when the status
  * value changed, 0 otherwise (including an ignored write). */
 int status_apply(struct presence_info *p, int status, int source, int64_t now_ms, int fresh_window_s);
+
+/* uds.c, envelope.c: the envelope between workers, one SOCK_SEQPACKET
+ * message each: the header, then len payload bytes */
+enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2 };
+
+struct uds_status {
+	int32_t status, source;
+};
+
+struct uds_env {
+	uint16_t type;
+	uint16_t len; /* payload bytes after the header */
+	uint32_t src_slot, src_gen;
+	uint32_t dst_slot, dst_gen;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct uds_env) == 24, "envelope header is 24 bytes");
+
+/* Read a received message of n bytes (pure).  0 when it is a well-formed
+ * envelope for (my_slot, my_gen): *type is UDS_WAKE, or UDS_STATUS with
+ * *status and *source set.  -1 when it is to be ignored: short, for an
+ * earlier owner of the slot, an unknown type, or a payload of the wrong size. */
+int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, int *type, int32_t *status,
+	      int32_t *source);
 
 /* uds.c */
 int uds_listen_open(struct worker *w);
