@@ -74,11 +74,34 @@ static int main_help(int argc, char **argv)
 	return 0;
 }
 
+#define MAIN_MAX_ARGS 256
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (sodium_init() < 0)
 		return cli_err("libsodium failed to initialise");
+	/* global options before the command (meshctl --config F send ...) are
+	 * moved behind it, where every command parses them */
+	char *moved[MAIN_MAX_ARGS];
+	if (argc > 2 && argc < MAIN_MAX_ARGS &&
+	    (!strcmp(argv[1], "--config") || !strcmp(argv[1], "--broker"))) {
+		int lead = 0;
+		while (lead + 2 < argc && (!strcmp(argv[1 + lead], "--config") || !strcmp(argv[1 + lead], "--broker")))
+			lead += 2;
+		int n = 0;
+		moved[n++] = argv[0];
+		for (int k = 1 + lead; k < argc && strcmp(argv[k], "--") != 0; k++)
+			moved[n++] = argv[k];
+		for (int k = 1; k <= lead; k++)
+			moved[n++] = argv[k];
+		for (int k = 1 + lead; k < argc; k++)
+			if (!strcmp(argv[k], "--"))
+				for (; k < argc; k++)
+					moved[n++] = argv[k];
+		moved[n] = NULL;
+		argv = moved;
+	}
 	if (argc < 2)
 		return cli_usage_err("usage: meshctl COMMAND [ARGS] (see meshctl help)");
 	const char *word = argv[1];

@@ -31,7 +31,7 @@ trap 'kill -TERM $acc 2>/dev/null || true' INT TERM
 # wait for /health to answer before saying we are up
 up=0
 for _ in $(seq 1 100); do
-  if exec 9<>/dev/tcp/127.0.0.1/"$port" 2>/dev/null; then
+  if { exec 9<>/dev/tcp/127.0.0.1/"$port"; } 2>/dev/null; then
     printf 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&9
     if head -n 1 <&9 | grep -q ' 200 '; then up=1; exec 9>&-; break; fi
     exec 9>&-

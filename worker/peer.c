@@ -559,7 +559,22 @@ static void drain_cb(void *arg, const PGresult *res, const char *err)
 		w->push_cap = cap;
 	}
 	struct push *batch = w->pushes + w->npush;
+	int kept = 0;
+	char *giveback = NULL;
+	size_t gb_len = 0;
 	for (int i = 0; i < n; i++) {
+		/* the status may have changed while the query ran: what it no
+		 * longer allows goes back to the queue */
+		if (w->me.status != ST_IDLE && strcmp(PQgetvalue(res, i, 4), "now") != 0) {
+			const char *id = PQgetvalue(res, i, 0);
+			char *ng = realloc(giveback, gb_len + strlen(id) + 3);
+			if (!ng)
+				log_fatal("out of memory");
+			giveback = ng;
+			gb_len += (size_t)sprintf(giveback + gb_len, "%s%s", gb_len ? "," : "{", id);
+			continue;
+		}
+		struct push *out = &batch[kept++];
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "type", "push");
 		cJSON_AddStringToObject(o, "messageId", PQgetvalue(res, i, 1));
@@ -573,14 +588,26 @@ static void drain_cb(void *arg, const PGresult *res, const char *err)
 			cJSON_AddStringToObject(o, "topic", PQgetvalue(res, i, 8));
 			cJSON_AddNumberToObject(o, "bodyVersion", atoi(PQgetvalue(res, i, 9)));
 		}
-		batch[i].delivery_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		batch[i].json = cJSON_PrintUnformatted(o);
-		batch[i].len = strlen(batch[i].json);
-		batch[i].priority = prio_parse(PQgetvalue(res, i, 4));
+		out->delivery_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		out->json = cJSON_PrintUnformatted(o);
+		out->len = strlen(out->json);
+		out->priority = prio_parse(PQgetvalue(res, i, 4));
 		cJSON_Delete(o);
 	}
-	qsort(batch, (size_t)n, sizeof *batch, push_cmp); /* RETURNING has no order */
-	w->npush += (size_t)n;
+	if (giveback) {
+		giveback = realloc(giveback, gb_len + 2);
+		if (!giveback)
+			log_fatal("out of memory");
+		strcpy(giveback + gb_len, "}");
+		const char *p[] = {giveback, w->me.presence_id};
+		db_query(w->db,
+			 "UPDATE mesh.delivery SET claimed_by = NULL, claimed_at = NULL "
+			 "WHERE id = ANY($1::bigint[]) AND claimed_by = $2 AND delivered_at IS NULL",
+			 2, p, NULL, NULL);
+		free(giveback);
+	}
+	qsort(batch, (size_t)kept, sizeof *batch, push_cmp); /* RETURNING has no order */
+	w->npush += (size_t)kept;
 	if (n == PUSH_BATCH || w->drain_again) {
 		w->drain_again = 0;
 		peer_drain(w);
