@@ -1,9 +1,9 @@
-/* http — bounded, deadline-driven HTTP/1.1 request reader (libhttp-parser)
- * and response writer; see http.h. */
+/* http — bounded, deadline-driven HTTP/1.1 request reader (libhttp-parser;
+ * the parse itself works on memory, see http_parse_feed) and response writer;
+ * see http.h. */
 #include "http.h"
 
 #include <errno.h>
-#include <http_parser.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,24 +14,9 @@
 
 #include "proto/util.h"
 
-struct parse_state {
-	struct http_req *req;
-	size_t max_body;
-	char hname[64];
-	size_t hname_len;
-	int hname_overflow;
-	char *hval; /* where the current header's value goes, or NULL */
-	size_t hval_len;
-	int in_value;
-	int head_done;
-	int msg_done;
-	int too_large;
-	size_t body_cap;
-};
-
 static int on_url(http_parser *p, const char *at, size_t len)
 {
-	struct parse_state *st = p->data;
+	struct http_parse *st = p->data;
 	size_t cur = strlen(st->req->url);
 	if (cur + len >= HTTP_URL_MAX)
 		return -1;
@@ -61,7 +46,7 @@ static char *header_slot(struct http_req *r, const char *name)
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-	struct parse_state *st = p->data;
+	struct http_parse *st = p->data;
 	if (st->in_value) {
 		st->in_value = 0;
 		st->hname_len = 0;
@@ -80,7 +65,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-	struct parse_state *st = p->data;
+	struct http_parse *st = p->data;
 	if (!st->in_value) {
 		st->in_value = 1;
 		st->hval = st->hname_overflow ? NULL : header_slot(st->req, st->hname);
@@ -112,7 +97,7 @@ static void set_path(struct http_req *r)
 
 static int on_headers_complete(http_parser *p)
 {
-	struct parse_state *st = p->data;
+	struct http_parse *st = p->data;
 	st->head_done = 1;
 	set_path(st->req); /* known even when the body is refused */
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > st->max_body) {
@@ -125,7 +110,7 @@ static int on_headers_complete(http_parser *p)
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
-	struct parse_state *st = p->data;
+	struct http_parse *st = p->data;
 	struct http_req *r = st->req;
 	if (r->body_len + len > st->max_body) {
 		st->too_large = 1;
@@ -149,7 +134,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
 
 static int on_message_complete(http_parser *p)
 {
-	struct parse_state *st = p->data;
+	struct http_parse *st = p->data;
 	st->msg_done = 1;
 	http_parser_pause(p, 1); /* one request per connection */
 	return 0;
@@ -167,25 +152,84 @@ static int wait_fd(int fd, short ev, int64_t deadline)
 	return n;
 }
 
+static const http_parser_settings settings = {
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
+
+void http_parse_init(struct http_parse *hp, struct http_req *req, size_t max_body)
+{
+	memset(req, 0, sizeof *req);
+	*hp = (struct http_parse){.req = req, .max_body = max_body};
+	/* head_bytes misses the bytes of the read that completes the head: let
+	 * the parser count them (HPE_HEADER_OVERFLOW, process-wide setting) */
+	http_parser_set_max_header_size(HTTP_HEAD_MAX);
+	http_parser_init(&hp->parser, HTTP_REQUEST);
+	hp->parser.data = hp;
+}
+
+enum http_read_result http_parse_feed(struct http_parse *hp, const unsigned char *buf, size_t len, int *done)
+{
+	struct http_req *req = hp->req;
+	*done = 0;
+	if (len == 0)
+		return HTTP_READ_OK; /* http_parser would take it for the end of input */
+	size_t used = http_parser_execute(&hp->parser, &settings, (const char *)buf, len);
+	if (!hp->head_done) {
+		hp->head_bytes += used;
+		if (hp->head_bytes > HTTP_HEAD_MAX)
+			return HTTP_READ_HEAD_TOO_LARGE;
+	}
+	if (hp->too_large)
+		return HTTP_READ_TOO_LARGE;
+	enum http_errno e = HTTP_PARSER_ERRNO(&hp->parser);
+	if (e == HPE_HEADER_OVERFLOW)
+		return HTTP_READ_HEAD_TOO_LARGE;
+	if (e != HPE_OK && e != HPE_PAUSED)
+		return HTTP_READ_MALFORMED;
+	if (hp->parser.upgrade && hp->head_done) {
+		/* the rest of buf belongs to the upgraded protocol */
+		req->is_upgrade = 1;
+		size_t rest = len - used;
+		if (rest) {
+			req->extra = malloc(rest);
+			if (!req->extra)
+				return HTTP_READ_IOERR;
+			memcpy(req->extra, buf + used, rest);
+			req->extra_len = rest;
+		}
+		*done = 1;
+	} else if (hp->msg_done) {
+		*done = 1;
+	}
+	return HTTP_READ_OK;
+}
+
+enum http_read_result http_parse_finish(struct http_parse *hp)
+{
+	struct http_req *req = hp->req;
+	snprintf(req->method, sizeof req->method, "%s", http_method_str(hp->parser.method));
+	set_path(req);
+	if (!req->body) {
+		req->body = calloc(1, 1);
+		if (!req->body)
+			return HTTP_READ_IOERR;
+	}
+	return HTTP_READ_OK;
+}
+
 enum http_read_result http_read_request(int fd, struct http_req *req, size_t max_body, int timeout_ms)
 {
-	static const http_parser_settings settings = {
-		.on_url = on_url,
-		.on_header_field = on_header_field,
-		.on_header_value = on_header_value,
-		.on_headers_complete = on_headers_complete,
-		.on_body = on_body,
-		.on_message_complete = on_message_complete,
-	};
-	memset(req, 0, sizeof *req);
-	struct parse_state st = {.req = req, .max_body = max_body};
-	http_parser parser;
-	http_parser_init(&parser, HTTP_REQUEST);
-	parser.data = &st;
+	struct http_parse hp;
+	http_parse_init(&hp, req, max_body);
 	int64_t deadline = mono_ms() + timeout_ms;
-	size_t head_bytes = 0;
 	unsigned char buf[8192];
-	for (;;) {
+	int done = 0;
+	while (!done) {
 		ssize_t n = read(fd, buf, sizeof buf);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -200,44 +244,12 @@ enum http_read_result http_read_request(int fd, struct http_req *req, size_t max
 			continue;
 		}
 		if (n == 0)
-			return (head_bytes == 0) ? HTTP_READ_EOF : HTTP_READ_MALFORMED;
-		size_t used = http_parser_execute(&parser, &settings, (const char *)buf, (size_t)n);
-		if (!st.head_done) {
-			head_bytes += used;
-			if (head_bytes > HTTP_HEAD_MAX)
-				return HTTP_READ_HEAD_TOO_LARGE;
-		}
-		if (st.too_large)
-			return HTTP_READ_TOO_LARGE;
-		enum http_errno e = HTTP_PARSER_ERRNO(&parser);
-		if (e == HPE_HEADER_OVERFLOW)
-			return HTTP_READ_HEAD_TOO_LARGE;
-		if (e != HPE_OK && e != HPE_PAUSED)
-			return HTTP_READ_MALFORMED;
-		if (parser.upgrade && st.head_done) {
-			/* the rest of buf belongs to the upgraded protocol */
-			req->is_upgrade = 1;
-			size_t rest = (size_t)n - used;
-			if (rest) {
-				req->extra = malloc(rest);
-				if (!req->extra)
-					return HTTP_READ_IOERR;
-				memcpy(req->extra, buf + used, rest);
-				req->extra_len = rest;
-			}
-			break;
-		}
-		if (st.msg_done)
-			break;
+			return (hp.head_bytes == 0) ? HTTP_READ_EOF : HTTP_READ_MALFORMED;
+		enum http_read_result r = http_parse_feed(&hp, buf, (size_t)n, &done);
+		if (r != HTTP_READ_OK)
+			return r;
 	}
-	snprintf(req->method, sizeof req->method, "%s", http_method_str(parser.method));
-	set_path(req);
-	if (!req->body) {
-		req->body = calloc(1, 1);
-		if (!req->body)
-			return HTTP_READ_IOERR;
-	}
-	return HTTP_READ_OK;
+	return http_parse_finish(&hp);
 }
 
 void http_req_free(struct http_req *req)

@@ -1,9 +1,10 @@
 /* http — read one HTTP/1.1 request from the connection with a bounded buffer
- * and a deadline (slow-loris), parsed by libhttp-parser; write responses with
- * the CORS headers every route carries. */
+ * and a deadline (slow-loris), parsed by libhttp-parser (also from memory, for
+ * the fuzzer); write responses with the CORS headers every route carries. */
 #ifndef WORKER_HTTP_H
 #define WORKER_HTTP_H
 
+#include <http_parser.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,28 @@ enum http_read_result {
 	HTTP_READ_HEAD_TOO_LARGE = 431,
 	HTTP_READ_IOERR = -2,
 };
+
+/* The parse of one request from bytes in memory; the fields are http.c's.
+ * Not copyable (the parser points back at it). */
+struct http_parse {
+	http_parser parser;
+	struct http_req *req;
+	size_t max_body, head_bytes, body_cap;
+	char hname[64];
+	size_t hname_len, hval_len;
+	char *hval; /* where the current header's value goes, or NULL */
+	int hname_overflow, in_value, head_done, msg_done, too_large;
+};
+
+/* Start parsing into req (zeroed; release it with http_req_free). */
+void http_parse_init(struct http_parse *hp, struct http_req *req, size_t max_body);
+/* Parse the next len > 0 bytes with the limits of http_read_request.  *done
+ * becomes 1 once a whole request, or the head of an upgrade, was parsed (the
+ * rest of buf then goes to req->extra); feed no more after that or an error. */
+enum http_read_result http_parse_feed(struct http_parse *hp, const unsigned char *buf, size_t len, int *done);
+/* After done: method, path, and an empty body when none came.  HTTP_READ_OK
+ * or HTTP_READ_IOERR. */
+enum http_read_result http_parse_finish(struct http_parse *hp);
 
 /* Read and parse one request from fd (non-blocking) within timeout_ms; bodies
  * over max_body bytes are refused (413) before they are read. */

@@ -1,7 +1,8 @@
 /* uds — worker-to-worker wake-ups over SOCK_SEQPACKET Unix sockets at
  * <runtime>/w/<slot>.<gen>.sock: a fixed envelope header, lazily connected
  * and cached outbound sockets, SO_PEERCRED checked on accept.  A wake is
- * idempotent ("drain now"), so a full socket just leaves it pending. */
+ * idempotent ("drain now"), so a full socket just leaves it pending.  The
+ * envelope is read back by uds_parse (envelope.c). */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -14,21 +15,6 @@
 #include "proto/log.h"
 #include "proto/util.h"
 #include "worker/worker.h"
-
-enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2 };
-
-struct uds_status {
-	int32_t status, source;
-};
-
-struct uds_env {
-	uint16_t type;
-	uint16_t len; /* payload bytes after the header */
-	uint32_t src_slot, src_gen;
-	uint32_t dst_slot, dst_gen;
-	uint32_t reserved;
-};
-_Static_assert(sizeof(struct uds_env) == 24, "envelope header is 24 bytes");
 
 static int sock_addr(struct worker *w, uint32_t slot, uint32_t gen, struct sockaddr_un *a)
 {
@@ -202,20 +188,14 @@ static void in_read(struct worker *w, int idx)
 			w->uds_in[idx] = -1;
 			return;
 		}
-		struct uds_env e;
-		if ((size_t)n < sizeof e)
-			continue; /* not an envelope: ignored */
-		memcpy(&e, buf, sizeof e);
-		if (e.dst_slot != w->slot || e.dst_gen != w->gen)
-			continue; /* meant for an earlier owner of this slot */
-		if (e.type == UDS_WAKE) {
+		int type;
+		int32_t status, source;
+		if (uds_parse(buf, (size_t)n, w->slot, w->gen, &type, &status, &source) != 0)
+			continue; /* not an envelope for us */
+		if (type == UDS_WAKE)
 			peer_on_wake(w);
-		} else if (e.type == UDS_STATUS && e.len == sizeof(struct uds_status) &&
-			   (size_t)n == sizeof e + sizeof(struct uds_status)) {
-			struct uds_status st;
-			memcpy(&st, buf + sizeof e, sizeof st);
-			peer_on_status_request(w, st.status, st.source);
-		}
+		else
+			peer_on_status_request(w, status, source);
 	}
 }
 

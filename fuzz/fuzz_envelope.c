@@ -1,0 +1,22 @@
+/* fuzz_envelope — libFuzzer target for the worker-to-worker envelope
+ * (worker/envelope.c): a received message is either ignored or read as a
+ * wake or a status request for this worker's (slot, gen). */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "worker/worker.h"
+
+/* the receiver of the seed corpus: the envelopes in corpus/envelope go to it */
+#define FUZZ_SLOT 7
+#define FUZZ_GEN 3
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	int type = 0;
+	int32_t status = 0, source = 0;
+	if (uds_parse(data, size, FUZZ_SLOT, FUZZ_GEN, &type, &status, &source) != 0)
+		return 0;
+	if (type == UDS_STATUS ? size != sizeof(struct uds_env) + sizeof(struct uds_status) : type != UDS_WAKE)
+		abort();
+	return 0;
+}

@@ -1,0 +1,30 @@
+/* envelope — reading the worker-to-worker envelope (see worker.h) out of a
+ * received message: a pure function of the bytes, apart from uds.c's sockets
+ * so that it can be unit-tested and fuzzed on its own. */
+#include <string.h>
+
+#include "worker/worker.h"
+
+int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, int *type, int32_t *status,
+	      int32_t *source)
+{
+	struct uds_env e;
+	if (n < sizeof e)
+		return -1;
+	memcpy(&e, buf, sizeof e);
+	if (e.dst_slot != my_slot || e.dst_gen != my_gen)
+		return -1; /* meant for an earlier owner of this slot */
+	if (e.type == UDS_WAKE) {
+		*type = UDS_WAKE;
+		return 0;
+	}
+	if (e.type == UDS_STATUS && e.len == sizeof(struct uds_status) && n == sizeof e + sizeof(struct uds_status)) {
+		struct uds_status st;
+		memcpy(&st, buf + sizeof e, sizeof st);
+		*type = UDS_STATUS;
+		*status = st.status;
+		*source = st.source;
+		return 0;
+	}
+	return -1;
+}
