@@ -31,6 +31,15 @@ CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
+# quiet by default: `make V=1` shows the full commands
+ifeq ($(V),1)
+Q :=
+say :=
+else
+Q := @
+say = printf '  %-6s %s\n' $(1) $(2);
+endif
+
 .PHONY: all build deps deps-test run test unit-bins clean install fuzz bench
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -44,33 +53,33 @@ deps-test:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
 	@mkdir -p $(dir $@)
-	sh scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+	$(Q)$(call say,GEN,$@)sh scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/migrations.o: $(BUILD)/gen/migrations.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/bin/meshbroker-worker: $(call obj,worker/main.c) $(WORKER_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
 
 # Unit tests link every library module plus the worker's and the client's
 # modules (not their main()), and the Check framework.
 $(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
+	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
 unit-bins: $(UNIT_BINS)
 
@@ -78,7 +87,7 @@ unit-bins: $(UNIT_BINS)
 # for the unit tests, then tests/run.sh prints the summary line.
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory build unit-bins BUILD=build/asan SAN=1
+	@$(MAKE) --no-print-directory unit-bins BUILD=build/asan SAN=1
 	@$(MAKE) --no-print-directory unit-bins
 	@bash tests/run.sh
 

@@ -83,6 +83,27 @@ for bin in ${bins[@]+"${bins[@]}"}; do
 	fi
 done
 
+# ---------------------------------------------------------------- fuzzing
+# each libFuzzer target runs briefly over its seed corpus; a crash fails it
+fuzz_s=${FUZZ_SECONDS:-5}
+say "== fuzz targets (${fuzz_s}s each, make -C fuzz)"
+if make --no-print-directory -C fuzz >"$logdir/fuzz-build.log" 2>&1; then
+	for t in $(sed -nE 's/^TARGETS[[:space:]]*[:?]?=[[:space:]]*//p' fuzz/Makefile); do
+		if make --no-print-directory -C fuzz "run-$t" FUZZ_SECONDS="$fuzz_s" >"$logdir/fuzz-$t.log" 2>&1; then
+			passed=$((passed + 1))
+			say "   fuzz_$t: ok ($(grep -oE 'Done [0-9]+ runs' "$logdir/fuzz-$t.log" | tail -1))"
+		else
+			failed=$((failed + 1))
+			say "   fuzz_$t: FAILED"
+			grep -E 'ERROR|SUMMARY|crash-|runtime error' "$logdir/fuzz-$t.log" | head -20 | sed 's/^/     /'
+		fi
+	done
+else
+	failed=$((failed + 1))
+	say "   fuzz build FAILED"
+	tail -20 "$logdir/fuzz-build.log" | sed 's/^/     /'
+fi
+
 # ---------------------------------------------------------------- integration
 py=/usr/bin/python3
 say "== integration tests (tests/integration, $py -m pytest)"
