@@ -606,7 +606,8 @@ static void drain_cb(void *arg, const PGresult *res, const char *err)
 			 2, p, NULL, NULL);
 		free(giveback);
 	}
-	qsort(batch, (size_t)kept, sizeof *batch, push_cmp); /* RETURNING has no order */
+	if (kept > 1)
+		qsort(batch, (size_t)kept, sizeof *batch, push_cmp); /* RETURNING has no order */
 	w->npush += (size_t)kept;
 	if (n == PUSH_BATCH || w->drain_again) {
 		w->drain_again = 0;
