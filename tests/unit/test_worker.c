@@ -194,6 +194,26 @@ START_TEST(http_huge_header_is_431)
 }
 END_TEST
 
+static enum http_read_result read_head_of(size_t total)
+{
+	char *raw = malloc(total + 1);
+	int k = sprintf(raw, "GET / HTTP/1.1\r\nX-Pad: ");
+	memset(raw + k, 'a', total - (size_t)k - 4);
+	memcpy(raw + total - 4, "\r\n\r\n", 4);
+	struct http_req req;
+	enum http_read_result r = read_req(raw, total, &req, 1024);
+	http_req_free(&req);
+	free(raw);
+	return r;
+}
+
+START_TEST(http_head_limit_is_16k_however_it_arrives)
+{
+	ck_assert_int_eq(read_head_of(HTTP_HEAD_MAX - 200), HTTP_READ_OK);
+	ck_assert_int_eq(read_head_of(HTTP_HEAD_MAX + 200), HTTP_READ_HEAD_TOO_LARGE);
+}
+END_TEST
+
 START_TEST(http_token_matching)
 {
 	ck_assert(http_has_token("keep-alive, Upgrade", "upgrade"));
@@ -292,6 +312,7 @@ int main(void)
 	tcase_add_test(tc, http_garbage_is_malformed);
 	tcase_add_test(tc, http_body_over_cap_refused_before_reading);
 	tcase_add_test(tc, http_huge_header_is_431);
+	tcase_add_test(tc, http_head_limit_is_16k_however_it_arrives);
 	tcase_add_test(tc, http_token_matching);
 	tcase_add_test(tc, hello_valid_and_exact_skew_boundary_pass);
 	tcase_add_test(tc, hello_rejections);
