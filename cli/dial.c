@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -220,4 +221,26 @@ ssize_t dial_read(int fd, void *buf, size_t cap, int64_t deadline, char *err, si
 			return -1;
 		}
 	}
+}
+
+const char *dial_header(const char *head, const char *name, char *val, size_t cap)
+{
+	size_t nlen = strlen(name);
+	for (const char *l = strstr(head, "\r\n"); l && l[2] && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
+		const char *h = l + 2;
+		if (strncasecmp(h, name, nlen) != 0 || h[nlen] != ':')
+			continue;
+		const char *v = h + nlen + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		size_t n = strcspn(v, "\r");
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+			n--;
+		if (n >= cap)
+			n = cap - 1;
+		memcpy(val, v, n);
+		val[n] = 0;
+		return val;
+	}
+	return NULL;
 }

@@ -29,5 +29,8 @@ int dial_write_all(int fd, const void *buf, size_t len, int64_t deadline, char *
 ssize_t dial_read(int fd, void *buf, size_t cap, int64_t deadline, char *err, size_t errlen);
 /* ms left until deadline, never negative, capped at INT32_MAX */
 int dial_ms_left(int64_t deadline);
+/* The value of header name in an HTTP response head (the lines after the
+ * status line, "\r\n"-separated), trimmed, cut to cap-1 bytes; or NULL. */
+const char *dial_header(const char *head, const char *name, char *val, size_t cap);
 
 #endif

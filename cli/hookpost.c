@@ -108,28 +108,6 @@ static int hook_dechunk(char *b, size_t len, int decode, size_t *out_len)
 	return 1;
 }
 
-static const char *hook_header(const char *head, const char *name, char *val, size_t cap)
-{
-	size_t nlen = strlen(name);
-	for (const char *l = strstr(head, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
-		const char *h = l + 2;
-		if (strncasecmp(h, name, nlen) != 0 || h[nlen] != ':')
-			continue;
-		const char *v = h + nlen + 1;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		size_t n = strcspn(v, "\r");
-		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-			n--;
-		if (n >= cap)
-			n = cap - 1;
-		memcpy(val, v, n);
-		val[n] = 0;
-		return val;
-	}
-	return NULL;
-}
-
 /* 1 when the response in r is complete (head parsed, body whole) */
 static int hook_parse(struct hook_resp *r, int eof, char *err, size_t errlen)
 {
@@ -147,7 +125,7 @@ static int hook_parse(struct hook_resp *r, int eof, char *err, size_t errlen)
 	}
 	char *body = r->buf + r->head_len;
 	size_t have = r->len - r->head_len;
-	if (hook_header(r->buf, "Transfer-Encoding", val, sizeof val) && strcasestr(val, "chunked")) {
+	if (dial_header(r->buf, "Transfer-Encoding", val, sizeof val) && strcasestr(val, "chunked")) {
 		int c = hook_dechunk(body, have, 0, &r->body_len);
 		if (c < 0 || (c == 0 && eof)) {
 			snprintf(err, errlen, c < 0 ? "bad chunked body" : "response cut short");
@@ -159,7 +137,7 @@ static int hook_parse(struct hook_resp *r, int eof, char *err, size_t errlen)
 		r->body = body;
 		return 1;
 	}
-	if (hook_header(r->buf, "Content-Length", val, sizeof val)) {
+	if (dial_header(r->buf, "Content-Length", val, sizeof val)) {
 		long n;
 		if (cli_parse_uint(val, HOOK_RESPONSE_MAX, &n) != 0) {
 			snprintf(err, errlen, "bad Content-Length");

@@ -138,29 +138,6 @@ static void wsc_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_
 
 /* --- the opening handshake (RFC 6455 §4.1) --- */
 
-/* the value of header name in head (lines after the status line), or NULL */
-static const char *wsc_header(char *head, const char *name, char *val, size_t cap)
-{
-	size_t nlen = strlen(name);
-	for (char *line = strstr(head, "\r\n"); line && line[2]; line = strstr(line + 2, "\r\n")) {
-		char *l = line + 2;
-		if (strncasecmp(l, name, nlen) != 0 || l[nlen] != ':')
-			continue;
-		const char *v = l + nlen + 1;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		size_t n = strcspn(v, "\r");
-		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-			n--;
-		if (n >= cap)
-			n = cap - 1;
-		memcpy(val, v, n);
-		val[n] = 0;
-		return val;
-	}
-	return NULL;
-}
-
 /* 1 when the comma-separated list holds token (case-insensitive) */
 static int wsc_has_token(const char *list, const char *token)
 {
@@ -263,22 +240,22 @@ static int wsc_handshake(struct wsclient *w, const struct dial_url *u, int64_t d
 		snprintf(err, errlen, "handshake refused: %.*s", (int)(sl > 120 ? 120 : sl), head);
 		goto fail;
 	}
-	if (!wsc_header(head, "Upgrade", val, sizeof val) || strcasecmp(val, "websocket") != 0) {
+	if (!dial_header(head, "Upgrade", val, sizeof val) || strcasecmp(val, "websocket") != 0) {
 		snprintf(err, errlen, "handshake: no \"Upgrade: websocket\" in the response");
 		goto fail;
 	}
-	if (!wsc_header(head, "Connection", val, sizeof val) || !wsc_has_token(val, "upgrade")) {
+	if (!dial_header(head, "Connection", val, sizeof val) || !wsc_has_token(val, "upgrade")) {
 		snprintf(err, errlen, "handshake: no \"Connection: Upgrade\" in the response");
 		goto fail;
 	}
 	wsc_expected_accept(key, accept);
-	if (!wsc_header(head, "Sec-WebSocket-Accept", val, sizeof val) || strcmp(val, accept) != 0) {
+	if (!dial_header(head, "Sec-WebSocket-Accept", val, sizeof val) || strcmp(val, accept) != 0) {
 		snprintf(err, errlen, "handshake: wrong or missing Sec-WebSocket-Accept");
 		goto fail;
 	}
 	/* we asked for neither: a response naming one fails the connection */
-	if (wsc_header(head, "Sec-WebSocket-Extensions", val, sizeof val) ||
-	    wsc_header(head, "Sec-WebSocket-Protocol", val, sizeof val)) {
+	if (dial_header(head, "Sec-WebSocket-Extensions", val, sizeof val) ||
+	    dial_header(head, "Sec-WebSocket-Protocol", val, sizeof val)) {
 		snprintf(err, errlen, "handshake: the broker chose an extension or subprotocol");
 		goto fail;
 	}
