@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,13 @@
 #define DB_PARAMS_MAX 65535 /* the protocol's limit (a 16-bit count) */
 #define DB_ERR_MAX 256
 
-enum db_state { DB_IDLE, DB_CONNECTING, DB_READY };
+enum db_state { DB_IDLE, DB_CONNECTING, DB_READY, DB_BACKOFF };
+
+/* A server that is full (max_connections, a listen backlog overflowing
+ * under a reconnect storm) is waited for, with jittered exponential backoff,
+ * for up to DB_BUSY_RETRY_MS from the first refusal: queued work is delayed,
+ * not failed. */
+#define DB_BUSY_RETRY_MS 15000
 
 /* Where the oldest in-flight query is in its pipeline segment: its result,
  * then the NULL that ends its results, then PGRES_PIPELINE_SYNC of its own
@@ -54,6 +61,9 @@ struct db {
 	struct qlist wait;     /* queued, not sent */
 	struct qlist flight;   /* sent, segment not finished */
 	int in_cb;             /* callbacks running (they may only db_query) */
+	int64_t busy_since;    /* first "server full" refusal of this attempt, or 0 */
+	int64_t retry_at;      /* DB_BACKOFF: when to connect again */
+	int busy_tries;
 	int closing;
 };
 
@@ -211,10 +221,33 @@ static void conn_start(struct db *d, int64_t now)
 /* Connecting failed: every waiting query fails.  No retry here (the next
  * db_query starts from scratch), so a dead server costs one attempt per
  * batch of queries, never a loop. */
+static int server_busy(const char *why)
+{
+	return why && (strstr(why, "too many clients") || strstr(why, "remaining connection slots") ||
+		       strstr(why, "Resource temporarily unavailable") ||
+		       strstr(why, "the database system is starting up"));
+}
+
 static void conn_fail(struct db *d, const char *why)
 {
 	char line[DB_ERR_MAX], err[DB_ERR_MAX + 32];
 	err_first_line(why, line, sizeof line);
+	int64_t now = mono_ms();
+	if (server_busy(why) && !d->closing && d->flight.n == 0) {
+		if (!d->busy_since)
+			d->busy_since = now;
+		if (now - d->busy_since < DB_BUSY_RETRY_MS) {
+			conn_drop(d);
+			int64_t cap = 50LL << (d->busy_tries < 5 ? d->busy_tries : 5); /* 50 ms .. 1.6 s */
+			d->busy_tries++;
+			d->retry_at = now + cap / 2 + (int64_t)randombytes_uniform((uint32_t)(cap / 2 + 1));
+			d->state = DB_BACKOFF;
+			log_debug("database busy: retrying", "error", line);
+			return;
+		}
+	}
+	d->busy_since = 0;
+	d->busy_tries = 0;
 	snprintf(err, sizeof err, "database unreachable: %s", line);
 	log_warn("database unreachable", "error", line);
 	conn_drop(d);
@@ -255,6 +288,8 @@ static void conn_ready(struct db *d, int64_t now)
 	}
 	d->state = DB_READY;
 	d->last_used = now;
+	d->busy_since = 0;
+	d->busy_tries = 0;
 	log_debug("database connected");
 }
 
@@ -498,7 +533,7 @@ int db_query(struct db *d, const char *sql, int nparams, const char *const *para
 int db_pollfd(const struct db *d, short *events)
 {
 	*events = 0;
-	if (!d || !d->conn || d->state == DB_IDLE)
+	if (!d || !d->conn || d->state == DB_IDLE || d->state == DB_BACKOFF)
 		return -1;
 	int fd = PQsocket(d->conn);
 	if (fd < 0)
@@ -517,6 +552,8 @@ void db_service(struct db *d, short revents, int64_t now)
 {
 	if (!d || d->in_cb)
 		return;
+	if (d->state == DB_BACKOFF && now >= d->retry_at)
+		conn_start(d, now);
 	if (d->state == DB_CONNECTING)
 		connect_step(d, revents, now);
 	if (d->state == DB_READY)
@@ -531,6 +568,8 @@ int64_t db_next_deadline(const struct db *d)
 {
 	if (!d)
 		return -1;
+	if (d->state == DB_BACKOFF)
+		return d->retry_at;
 	if (d->state == DB_CONNECTING) {
 		if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD)
 			return 0; /* report the failed start at once */

@@ -15,6 +15,10 @@
 #include "worker/jsonl.h"
 #include "worker/worker.h"
 
+/* a leaving worker waits this long for its last writes (marks, presence row,
+ * audit) when PostgreSQL is busy; the acceptor allows 10 s on shutdown */
+#define LEAVE_DB_MS 8000
+
 #define ISO_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 enum phase { PH_PRE = 1, PH_AUTH = 2 };
@@ -800,7 +804,7 @@ void peer_leave(struct worker *w)
 		peer_pump(w);
 		mark_flush(w);
 		if (w->db)
-			db_drain_sync(w->db, 3000);
+			db_drain_sync(w->db, LEAVE_DB_MS);
 	}
 	if (w->have_slot) {
 		presence_release(w->shm, w->slot, w->gen);
@@ -824,7 +828,7 @@ void peer_leave(struct worker *w)
 		cJSON *pl = cJSON_CreateObject();
 		cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
 		audit(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
-		db_drain_sync(w->db, 3000);
+		db_drain_sync(w->db, LEAVE_DB_MS);
 		/* rows we gave back: another live connection of this member takes them */
 		struct others_ctx oc = {w};
 		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, &oc);

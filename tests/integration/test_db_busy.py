@@ -1,0 +1,49 @@
+"""PostgreSQL full (every connection slot taken, as in a reconnect storm):
+work is delayed, not refused — a hello waits for a free slot with backoff
+and succeeds once one frees up, within the retry window."""
+
+import threading
+import time
+
+import psycopg2
+
+from mbtest import PG_USER, Peer, run
+
+
+def fill(cluster):
+    conns = []
+    while True:
+        try:
+            conns.append(psycopg2.connect(host=cluster.sock, port=cluster.port, user=PG_USER,
+                                          dbname="meshbroker"))
+        except psycopg2.OperationalError as e:
+            assert "too many clients" in str(e) or "remaining connection slots" in str(e), e
+            return conns
+        assert len(conns) < 400, "max_connections never reached"
+
+
+def test_hello_waits_for_a_free_database_slot_instead_of_failing(broker, mesh, own_pg):
+    b = broker(database_url=own_pg.url)
+    # members are made through a connection taken before the server is full
+    admin = own_pg.connect()
+    from mbtest import Mesh
+    m = Mesh(admin)
+    am = m.add("A")
+    held = fill(own_pg)
+    try:
+        threading.Timer(1.5, lambda: held.pop().close()).start()
+
+        async def go():
+            p = Peer(b, am)
+            await p.connect()
+            t0 = time.monotonic()
+            ack = await p.hello(timeout=12)
+            assert ack["type"] == "hello_ack", ack
+            assert time.monotonic() - t0 >= 1.0, "the hello cannot have had a slot before one was freed"
+            await p.close()
+
+        run(go(), 30)
+    finally:
+        for c in held:
+            c.close()
+        admin.close()
