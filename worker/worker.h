@@ -82,6 +82,8 @@ struct worker {
 /* sig.c */
 void worker_signals_init(void); /* SIGPIPE ignored, SIGTERM/SIGINT noted */
 int worker_terminating(void);   /* SIGTERM or SIGINT arrived */
+#include <signal.h>
+const sigset_t *worker_wait_mask(void); /* for ppoll(): the only place they are let in */
 
 /* routes.c */
 void route_request(struct worker *w, struct http_req *req);

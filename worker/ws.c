@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -254,7 +255,8 @@ static void ws_loop(struct worker *w)
 			timeout = 0;
 		if (w->pre_off < w->pre_len)
 			timeout = 0; /* early frames are waiting in memory */
-		int n = poll(fds, (nfds_t)nf, timeout);
+		struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000};
+		int n = ppoll(fds, (nfds_t)nf, &ts, worker_wait_mask());
 		if (n < 0 && errno != EINTR)
 			log_fatal("poll failed", "error", strerror(errno));
 		if (n < 0)
