@@ -319,24 +319,37 @@ static void send_refuse(struct worker *w, const char *id, enum shm_counter c, co
 
 struct wake_ctx {
 	struct worker *w;
-	const char *member_id;
+	const char **ids; /* recipient member ids, sorted */
+	int n;
 };
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 static int wake_cb(const struct presence_view *v, void *arg)
 {
 	struct wake_ctx *wc = arg;
-	if (strcmp(v->info.member_id, wc->member_id) == 0)
+	const char *key = v->info.member_id;
+	if (bsearch(&key, wc->ids, (size_t)wc->n, sizeof *wc->ids, cmp_str))
 		uds_wake(wc->w, v->slot, v->gen);
 	return 0;
 }
 
-/* wake every live connection of these members (rows of column 0) */
+/* wake every live connection of the members in column 0 of res: one pass
+ * over the mesh's slots, whatever the number of recipients */
 static void wake_members(struct worker *w, const PGresult *res)
 {
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct wake_ctx wc = {w, PQgetvalue(res, i, 0)};
-		presence_foreach(w->shm, w->me.mesh_id, wake_cb, &wc);
-	}
+	int n = PQntuples(res);
+	if (n == 0)
+		return;
+	const char **ids = malloc((size_t)n * sizeof *ids);
+	if (!ids)
+		log_fatal("out of memory");
+	for (int i = 0; i < n; i++)
+		ids[i] = PQgetvalue(res, i, 0);
+	qsort(ids, (size_t)n, sizeof *ids, cmp_str);
+	struct wake_ctx wc = {w, ids, n};
+	presence_foreach(w->shm, w->me.mesh_id, wake_cb, &wc);
+	free(ids);
 }
 
 static void send_cb(void *arg, const PGresult *res, const char *err)
