@@ -636,7 +636,9 @@ void peer_drain(struct worker *w)
 {
 	if (!w->authed || w->closing)
 		return;
-	if (w->drain_inflight) {
+	if (w->drain_inflight || w->npush - w->push_head >= PUSH_BATCH) {
+		/* one drain at a time, and no more claimed than one batch waiting
+		 * for a client that may not be reading: peer_pump asks again */
 		w->drain_again = 1;
 		return;
 	}
@@ -733,8 +735,13 @@ void peer_pump(struct worker *w)
 		if (wslay_event_send(w->ws) != 0)
 			break;
 	}
-	if (w->push_head == w->npush)
+	if (w->push_head == w->npush) {
 		w->push_head = w->npush = 0;
+		if (w->drain_again && !w->drain_inflight) {
+			w->drain_again = 0;
+			peer_drain(w);
+		}
+	}
 	if (w->nwritten >= 50 || (w->nwritten && w->push_head == w->npush))
 		mark_flush(w);
 }

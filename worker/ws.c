@@ -19,6 +19,7 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define CLOSE_GRACE_MS 2000
+#define WS_OUT_CAP (1u << 20) /* queued outbound bytes before we stop reading */
 
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
@@ -226,7 +227,10 @@ static void ws_loop(struct worker *w)
 			break; /* the peer never read or never answered our close */
 		int nf = 0;
 		short ev = 0;
-		if (wslay_event_want_read(w->ws))
+		/* backpressure: a client that does not read what we queue for it
+		 * (acks, errors) is not read from until it does */
+		if (wslay_event_want_read(w->ws) &&
+		    wslay_event_get_queued_msg_length(w->ws) < WS_OUT_CAP + (size_t)w->cfg.max_message_bytes)
 			ev |= POLLIN;
 		if (wslay_event_want_write(w->ws))
 			ev |= POLLOUT;
