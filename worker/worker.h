@@ -53,6 +53,7 @@ struct worker {
 	char close_reason[124];
 	int64_t close_deadline; /* give up on a clean close after this */
 	int terminate;          /* SIGTERM seen */
+	long recv_budget;       /* bytes wslay may still read this turn */
 
 	/* authenticated identity */
 	int authed;

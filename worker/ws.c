@@ -20,11 +20,21 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define CLOSE_GRACE_MS 2000
 #define WS_OUT_CAP (1u << 20) /* queued outbound bytes before we stop reading */
+#define RECV_BUDGET (256 << 10) /* bytes read per turn of the loop */
 
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
 	(void)flags;
 	struct worker *w = user;
+	/* fairness and backpressure: at most RECV_BUDGET bytes per turn of the
+	 * loop, and nothing while the client leaves our replies unread */
+	if (w->recv_budget <= 0 ||
+	    wslay_event_get_queued_msg_length(ctx) >= WS_OUT_CAP + (size_t)w->cfg.max_message_bytes) {
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	if (len > (size_t)w->recv_budget)
+		len = (size_t)w->recv_budget;
 	if (w->pre_off < w->pre_len) { /* frames that arrived with the HTTP head */
 		size_t n = w->pre_len - w->pre_off;
 		if (n > len)
@@ -46,6 +56,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
+	w->recv_budget -= n;
 	return n;
 }
 
@@ -257,7 +268,8 @@ static void ws_loop(struct worker *w)
 		int timeout = deadline > 0 ? (int)(deadline - now) : 1000;
 		if (timeout < 0)
 			timeout = 0;
-		if (w->pre_off < w->pre_len)
+		if (w->pre_off < w->pre_len &&
+		    wslay_event_get_queued_msg_length(w->ws) < WS_OUT_CAP + (size_t)w->cfg.max_message_bytes)
 			timeout = 0; /* early frames are waiting in memory */
 		struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000};
 		int n = ppoll(fds, (nfds_t)nf, &ts, worker_wait_mask());
@@ -267,6 +279,7 @@ static void ws_loop(struct worker *w)
 			continue;
 		now = mono_ms();
 		if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) || w->pre_off < w->pre_len) {
+			w->recv_budget = RECV_BUDGET;
 			if (wslay_event_recv(w->ws) != 0)
 				break;
 		}
