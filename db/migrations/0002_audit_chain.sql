@@ -12,6 +12,10 @@ DECLARE
   v_hash text;
   v_id bigint;
 BEGIN
+  -- rows only for meshes that exist: a hello naming a made-up mesh leaves no row
+  IF NOT EXISTS (SELECT 1 FROM mesh.mesh WHERE id = p_mesh) THEN
+    RETURN NULL;
+  END IF;
   PERFORM pg_advisory_xact_lock(hashtextextended('mesh.audit_log:' || p_mesh, 0));
   SELECT hash INTO v_prev FROM mesh.audit_log WHERE mesh_id = p_mesh ORDER BY id DESC LIMIT 1;
   v_prev := coalesce(v_prev, 'genesis');
