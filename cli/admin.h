@@ -12,6 +12,7 @@ int admin_mesh_create(int argc, char **argv);
 int admin_member_add(int argc, char **argv);
 int admin_member_revoke(int argc, char **argv);
 int admin_member_list(int argc, char **argv);
+int admin_audit_verify(int argc, char **argv);
 
 /* "My Team!" -> "my-team"; at most cap-1 bytes.  0 ok, -1 when nothing is
  * left to make a slug of. */

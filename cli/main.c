@@ -30,6 +30,7 @@ static const struct command main_commands[] = {
 	 "                 [--out PEERCONFIG] [--broker URL] [--force]"},
 	{"member", "revoke", admin_member_revoke, "member revoke MESH_ID MEMBER_ID|PUBKEY"},
 	{"member", "list", admin_member_list, "member list MESH_ID"},
+	{"audit", "verify", admin_audit_verify, "audit verify MESH_ID"},
 	{NULL, "connect", peercmd_connect,
 	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
 	 "                 [--pid N] [--cwd DIR] [--session-id S]"},

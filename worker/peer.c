@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/canon.h"
 #include "proto/hello.h"
 #include "proto/log.h"
 #include "proto/util.h"
@@ -41,40 +42,6 @@ static const char *jstr(const cJSON *o, const char *k)
 
 /* ---- audit (metadata only: never bodies, nonces or ciphertexts) ---- */
 
-/* canonical JSON (PROTOCOL.md §8): keys sorted recursively, arrays in order */
-static void canon_sort(cJSON *o)
-{
-	if (cJSON_IsArray(o)) {
-		for (cJSON *c = o->child; c; c = c->next)
-			canon_sort(c);
-		return;
-	}
-	if (!cJSON_IsObject(o))
-		return;
-	/* insertion sort of the child list by key (objects here are small) */
-	cJSON *sorted = NULL;
-	cJSON *c = o->child;
-	while (c) {
-		cJSON *next = c->next;
-		canon_sort(c);
-		cJSON **pp = &sorted;
-		while (*pp && strcmp((*pp)->string, c->string) <= 0)
-			pp = &(*pp)->next;
-		c->next = *pp;
-		*pp = c;
-		c = next;
-	}
-	/* relink prev pointers the way cJSON expects (child->prev = last) */
-	cJSON *last = NULL;
-	for (cJSON *i = sorted; i; i = i->next) {
-		i->prev = last ? last : NULL;
-		last = i;
-	}
-	if (sorted)
-		sorted->prev = last;
-	o->child = sorted;
-}
-
 static void audit(struct worker *w, const char *mesh_id, const char *event, const char *actor,
 		  const char *actor_name, cJSON *payload /* consumed */)
 {
@@ -82,8 +49,11 @@ static void audit(struct worker *w, const char *mesh_id, const char *event, cons
 		cJSON_Delete(payload);
 		return;
 	}
-	canon_sort(payload);
-	char *canon = cJSON_PrintUnformatted(payload);
+	char *canon = canon_json(payload);
+	if (!canon) {
+		cJSON_Delete(payload);
+		return;
+	}
 	const char *p[] = {mesh_id, event, actor, actor_name, canon, canon};
 	db_query(w->db, "SELECT mesh.audit_append($1, $2, $3, $4, $5::jsonb, $6)", 6, p, NULL, NULL);
 	free(canon);

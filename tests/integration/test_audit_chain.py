@@ -50,3 +50,36 @@ def test_audit_rows_form_a_valid_chain_under_concurrent_appends(broker, mesh, db
     events = [r[1] for r in rows]
     assert events.count("message_sent") == 30, events
     assert events.count("peer_joined") == 3
+
+
+def test_meshctl_audit_verify_accepts_the_chain_and_names_a_tampered_row(broker, mesh, db, pg):
+    import os
+    import subprocess
+
+    from mbtest import require_bin
+
+    b = broker()
+    m = mesh("A", "B")
+    am, bm = m.members
+
+    async def go():
+        a = Peer(b, am)
+        await a.join()
+        for i in range(3):
+            await a.send_direct(bm.pubkey, f"n{i}", "low")
+        await a.close()
+
+    run(go(), 30)
+    env = dict(os.environ, DATABASE_URL=pg.url)
+    meshctl = require_bin("meshctl")
+    r = subprocess.run([meshctl, "audit", "verify", m.id], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "chain intact" in r.stdout
+    with db.cursor() as c:
+        c.execute("UPDATE mesh.audit_log SET payload = jsonb_set(payload, '{priority}', '\"now\"') "
+                  "WHERE id = (SELECT min(id) FROM mesh.audit_log WHERE mesh_id = %s AND event_type = 'message_sent') "
+                  "RETURNING id", (m.id,))
+        bad = c.fetchone()[0]
+    r = subprocess.run([meshctl, "audit", "verify", m.id], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"row {bad}" in r.stderr and "hash does not match" in r.stderr, r.stderr
