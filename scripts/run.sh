@@ -63,7 +63,10 @@ fi
 
 rc=0
 wait $acc || rc=$?
-# a second wait: the first returns early when the trap ran
-wait $acc 2>/dev/null || true
+if [ $rc -gt 128 ]; then
+  # the first wait returns early when the trap ran: wait for the drain itself
+  rc=0
+  wait $acc 2>/dev/null || rc=$?
+fi
 stop_pg
 exit $rc
