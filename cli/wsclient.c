@@ -57,14 +57,8 @@ static ssize_t wsc_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len
 {
 	struct wsclient *w = user;
 	(void)flags;
-	if (w->pre_off < w->pre_len) {
-		size_t n = w->pre_len - w->pre_off;
-		if (n > len)
-			n = len;
-		memcpy(buf, w->pre + w->pre_off, n);
-		w->pre_off += n;
-		return (ssize_t)n;
-	}
+	if (w->pre_off < w->pre_len)
+		return (ssize_t)buf_take((const unsigned char *)w->pre, w->pre_len, &w->pre_off, buf, len);
 	ssize_t r;
 	do
 		r = recv(w->fd, buf, len, 0);

@@ -97,3 +97,13 @@ int str_copy(char *dst, size_t cap, const char *src)
 	memcpy(dst, src, n + 1);
 	return 0;
 }
+
+size_t buf_take(const unsigned char *src, size_t len, size_t *off, unsigned char *dst, size_t cap)
+{
+	size_t n = len - *off;
+	if (n > cap)
+		n = cap;
+	memcpy(dst, src + *off, n);
+	*off += n;
+	return n;
+}

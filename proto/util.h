@@ -20,6 +20,9 @@ void hex_encode(const unsigned char *in, size_t n, char *out /* 2n+1 */);
 int hex_decode(const char *hex, unsigned char *out, size_t n);
 /* strict positive decimal integer <= max; 0 ok, -1 bad */
 int parse_pos_int(const char *s, long max, long *out);
+/* Copy up to cap bytes of src[*off..len) into dst and advance *off: the bytes
+ * that arrived together with an HTTP head, handed to wslay before the socket. */
+size_t buf_take(const unsigned char *src, size_t len, size_t *off, unsigned char *dst, size_t cap);
 /* copy with truncation guard: -1 when src does not fit */
 int str_copy(char *dst, size_t cap, const char *src);
 

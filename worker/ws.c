@@ -35,14 +35,8 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 	}
 	if (len > (size_t)w->recv_budget)
 		len = (size_t)w->recv_budget;
-	if (w->pre_off < w->pre_len) { /* frames that arrived with the HTTP head */
-		size_t n = w->pre_len - w->pre_off;
-		if (n > len)
-			n = len;
-		memcpy(buf, w->pre + w->pre_off, n);
-		w->pre_off += n;
-		return (ssize_t)n;
-	}
+	if (w->pre_off < w->pre_len) /* frames that arrived with the HTTP head */
+		return (ssize_t)buf_take(w->pre, w->pre_len, &w->pre_off, buf, len);
 	ssize_t n;
 	do
 		n = recv(w->fd, buf, len, 0);
