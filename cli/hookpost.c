@@ -68,7 +68,7 @@ static char *hook_body(const char *cwd, const char *status, long pid)
 	cJSON *o = cJSON_CreateObject();
 	char *s = NULL;
 	if (o && cJSON_AddStringToObject(o, "cwd", cwd) && cJSON_AddStringToObject(o, "status", status) &&
-	    cJSON_AddNumberToObject(o, "pid", (double)pid))
+	    (pid < 0 || cJSON_AddNumberToObject(o, "pid", (double)pid)))
 		s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return s;
@@ -210,7 +210,10 @@ int hookpost_run(int argc, char **argv)
 	struct dial_url u;
 	struct hook_resp r = {0};
 	char cwd[4097], err[256], auth[600] = "";
-	long pid = (long)getppid();
+	/* No pid unless asked: a hook runs under a shell started by Claude Code,
+	 * whose pid is not the peer's, and the broker then matches the newest
+	 * live presence in this cwd (PROTOCOL.md §4.3). */
+	long pid = -1;
 	int rc = CLI_EXIT_FAIL;
 
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)

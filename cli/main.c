@@ -60,8 +60,9 @@ static void main_usage(FILE *f)
 	      "connect prints every frame from the broker as one JSON line on stdout (pushes\n"
 	      "it can read get \"text\" or \"textB64\"), and sends each JSON object line read\n"
 	      "from stdin as a frame.\n"
-	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; the pid\n"
-	      "defaults to meshctl's parent; MESHBROKER_API_KEY, when set, is sent as Bearer.\n"
+	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; without\n"
+	      "--pid the broker matches the newest peer in that cwd; MESHBROKER_API_KEY, when\n"
+	      "set, is sent as Bearer.\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.\n",
 	      f);

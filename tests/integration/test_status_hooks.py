@@ -305,3 +305,24 @@ def test_meshctl_hook_reports_status_of_a_connected_peer(broker, mesh, db):
         await bb.close()
 
     run(go(), 30)
+
+
+def test_meshctl_hook_without_pid_reaches_the_newest_peer_in_its_cwd(broker, mesh, db, tmp_path):
+    b = broker()
+    m = mesh("B")
+    (bm,) = m.members
+    cwd = str(tmp_path)
+
+    async def go():
+        bb = Peer(b, bm)
+        await bb.connect()
+        ack = await bb.hello(cwd=cwd, pid=5050)
+        # run from that directory, as a Claude Code hook is; its parent is a shell, not the peer
+        r = subprocess.run(["sh", "-c", f"{require_bin('meshctl')} hook working --url {b.http_url}"],
+                           cwd=cwd, capture_output=True, text=True, timeout=15)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == {"ok": True, "presence_id": ack["presenceId"]}
+        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 3)
+        await bb.close()
+
+    run(go(), 30)
