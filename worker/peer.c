@@ -774,13 +774,9 @@ void peer_on_status_request(struct worker *w, int status, int source)
 	w->next_ttl_check = mono_ms(); /* a new working starts a new TTL */
 }
 
-struct others_ctx {
-	struct worker *w;
-};
-
 static int wake_others_cb(const struct presence_view *v, void *arg)
 {
-	struct worker *w = ((struct others_ctx *)arg)->w;
+	struct worker *w = arg;
 	if (strcmp(v->info.member_id, w->me.member_id) == 0 && !(v->slot == w->slot && v->gen == w->gen))
 		uds_wake(w, v->slot, v->gen);
 	return 0;
@@ -820,8 +816,7 @@ void peer_leave(struct worker *w)
 		audit(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
 		db_drain_sync(w->db, LEAVE_DB_MS);
 		/* rows we gave back: another live connection of this member takes them */
-		struct others_ctx oc = {w};
-		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, &oc);
+		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, w);
 		log_info("peer left", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
 	}
 	cJSON_Delete(w->hello_obj);

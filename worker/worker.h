@@ -39,7 +39,6 @@ struct worker {
 	char remote_addr[64];
 	struct shm *shm;
 	struct db *db;
-	int64_t start_ms;
 
 	/* WebSocket */
 	wslay_event_context_ptr ws;
@@ -52,7 +51,6 @@ struct worker {
 	uint16_t close_code;
 	char close_reason[124];
 	int64_t close_deadline; /* give up on a clean close after this */
-	int terminate;          /* SIGTERM seen */
 	long recv_budget;       /* bytes wslay may still read this turn */
 
 	/* authenticated identity */
