@@ -347,8 +347,13 @@ static void on_send(struct worker *w, const cJSON *msg)
 {
 	const cJSON *idv = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	char id[129] = "";
-	if (cJSON_IsString(idv))
+	if (cJSON_IsString(idv)) {
+		if (strlen(idv->valuestring) >= sizeof id) {
+			send_refuse(w, "", C_MSGREJ_MALFORMED, "malformed send: id is longer than 128 characters");
+			return;
+		}
 		snprintf(id, sizeof id, "%s", idv->valuestring);
+	}
 	const char *target = jstr(msg, "targetSpec"), *nonce = jstr(msg, "nonce"), *ct = jstr(msg, "ciphertext");
 	int prio = prio_parse(jstr(msg, "priority"));
 	if (prio < 0) {

@@ -201,3 +201,23 @@ def test_refused_sends_are_not_stored(broker, mesh, db):
     with db.cursor() as c:
         c.execute("SELECT count(*) FROM mesh.message_queue WHERE sender_member_id = %s", (am.id,))
         assert c.fetchone()[0] == 0
+
+
+def test_send_with_an_overlong_id_is_refused_not_truncated(broker, mesh):
+    from mbtest import Peer, run
+
+    b = broker()
+    m = mesh("A", "B")
+    am, bm = m.members
+
+    async def go():
+        a = Peer(b, am)
+        await a.join()
+        frame = a.send_frame_direct(bm.pubkey, "x", "now", id="i" * 129)
+        await a.send_json(frame)
+        ack = await a.wait_for(lambda x: x.get("type") == "ack", 5)
+        assert ack["queued"] is False and ack["messageId"] == ""
+        assert "id" in ack["error"], ack
+        await a.close()
+
+    run(go(), 20)
