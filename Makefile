@@ -83,11 +83,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
 
 unit-bins: $(UNIT_BINS)
 
-# The whole suite: normal build for the integration tests, an ASan+UBSan build
-# for the unit tests, then tests/run.sh prints the summary line.
+# The whole suite: a normal build and an ASan+UBSan build; tests/run.sh runs
+# the unit tests (sanitized), the fuzz targets, the integration tests against
+# both builds, and prints the summary line.
 test: deps-test
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory unit-bins BUILD=build/asan SAN=1
+	@$(MAKE) --no-print-directory build unit-bins BUILD=build/asan SAN=1
 	@$(MAKE) --no-print-directory unit-bins
 	@bash tests/run.sh
 

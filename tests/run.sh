@@ -1,95 +1,143 @@
 #!/usr/bin/env bash
 # tests/run.sh — meshbroker's test runner (what `make test` calls once the
-# binaries are built): the Check unit tests of the sanitizer build, then the
-# integration tests (pytest, Debian's python3).  Its last line is always
-# exactly "N passed, M failed" over both; the exit status is non-zero when
-# anything failed or a test binary crashed.
+# binaries are built):
+#   1. the Check unit tests of the ASan+UBSan build,
+#   2. each libFuzzer target briefly,
+#   3. the integration tests (pytest) against the normal build,
+#   4. the integration tests again against the ASan+UBSan binaries.
+# Its last line is always "N passed, M failed" (", K skipped" where any) over
+# all four; the exit status is non-zero when anything failed, crashed, hung,
+# or ran fewer tests than tests/floors says it must.
 #
-# Environment: MESHBROKER_BIN (binaries, default build/bin), UNIT_DIR (unit test
-# binaries, default build/asan/tests, else build/tests), UNIT_TIMEOUT
-# (seconds per unit binary, default 300), IT_TIMEOUT (seconds for the
-# integration run, default 840), PYTEST_ARGS (extra pytest arguments).
+# A part is green only when its runner said so in a way this script can read
+# and check: a Check binary must print its summary and exit 0; pytest must
+# exit 0 and leave a JUnit report whose counts agree; a runner that exits
+# non-zero without a failure it can name is a failure of its own.
+#
+# Environment: MESHBROKER_BIN (binaries, default build/bin), ASAN_BIN (the
+# sanitizer binaries, default build/asan/bin; "none" skips part 4 and fails
+# the floor), UNIT_DIR (unit test binaries, default build/asan/tests),
+# UNIT_TIMEOUT (seconds per unit binary, default 300), IT_TIMEOUT (seconds per
+# integration run, default 600), PYTEST_ARGS (extra pytest arguments for both
+# runs; with it the floors are not checked), FUZZ_SECONDS (default 5), PARTS
+# (default "unit fuzz integration asan"; each part that runs is held to its
+# floor).
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
 passed=0
 failed=0
-crashed=0
+skipped=0
 logdir=$(mktemp -d /tmp/meshbroker-tests.XXXXXX)
 trap 'rm -rf "$logdir"' EXIT
+parts=" ${PARTS:-unit fuzz integration asan} "
+partial=0 # a run of a subset of tests (-k, a path) does not check the floors
+[ -n "${PYTEST_ARGS:-}" ] && partial=1
 
 say() { printf '%s\n' "$*"; }
-
-# ---------------------------------------------------------------- unit tests
-unitdir=${UNIT_DIR:-build/asan/tests}
-[ -d "$unitdir" ] || unitdir=build/tests
-bins=()
-if [ -d "$unitdir" ]; then
-	for f in "$unitdir"/test_*; do
-		[ -f "$f" ] && [ -x "$f" ] && bins+=("$f")
-	done
-fi
-say "== unit tests (${#bins[@]} binaries in $unitdir)"
-
-# LeakSanitizer needs ptrace-like access that some containers forbid; it is
-# on wherever it works and switched off (with a note) where it cannot run.
-lsan_broken() { grep -qE 'LeakSanitizer has encountered a fatal error|LeakSanitizer does not work under ptrace' "$1"; }
-
-run_unit() { # bin log detect_leaks
-	ASAN_OPTIONS="detect_leaks=$3:abort_on_error=0:halt_on_error=1:${ASAN_EXTRA:-}" \
-		UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-		CK_DEFAULT_TIMEOUT="${CK_DEFAULT_TIMEOUT:-60}" \
-		timeout --kill-after=10 "${UNIT_TIMEOUT:-300}" "$1" >"$2" 2>&1
+bad() { # count one failure of the runner itself, with its reason
+	failed=$((failed + 1))
+	say "   FAILED: $*"
 }
 
-for bin in ${bins[@]+"${bins[@]}"}; do
-	name=$(basename "$bin")
-	log="$logdir/$name.log"
-	run_unit "$bin" "$log" 1
-	rc=$?
-	if [ $rc -ne 0 ] && lsan_broken "$log"; then
-		say "   $name: LeakSanitizer cannot run here; running without leak detection"
-		run_unit "$bin" "$log" 0
+# floors: "name number" lines in tests/floors
+floor() {
+	local v
+	v=$(sed -nE "s/^$1[[:space:]]+([0-9]+).*/\\1/p" tests/floors 2>/dev/null | head -1)
+	printf '%s\n' "${v:-0}"
+}
+check_floor() { # what ran floor-name
+	[ $partial -eq 1 ] && return 0
+	local want
+	want=$(floor "$2")
+	if [ "$1" -lt "$want" ]; then
+		bad "$2: $1 ran, tests/floors expects at least $want (a test file or directory vanished?)"
+	fi
+}
+
+# ---------------------------------------------------------------- unit tests
+run_units() {
+	local unitdir=${UNIT_DIR:-build/asan/tests}
+	local srcs=(tests/unit/test_*.c)
+	say "== unit tests (${#srcs[@]} sources in tests/unit, binaries in $unitdir)"
+	if [ ! -e "${srcs[0]}" ]; then
+		bad "no unit test sources in tests/unit"
+		return
+	fi
+	# LeakSanitizer needs ptrace-like access that some containers forbid; it
+	# is on wherever it works and switched off (with a note) where it cannot.
+	lsan_broken() { grep -qE 'LeakSanitizer has encountered a fatal error|LeakSanitizer does not work under ptrace' "$1"; }
+	run_unit() { # bin log detect_leaks
+		ASAN_OPTIONS="detect_leaks=$3:abort_on_error=0:halt_on_error=1:${ASAN_EXTRA:-}" \
+			UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+			CK_DEFAULT_TIMEOUT="${CK_DEFAULT_TIMEOUT:-60}" CK_FORK=yes \
+			timeout --kill-after=10 "${UNIT_TIMEOUT:-300}" "$1" >"$2" 2>&1
+	}
+	local checks=0 src name bin log rc n f e seen p nbad note
+	for src in "${srcs[@]}"; do
+		name=$(basename "$src" .c)
+		bin="$unitdir/$name"
+		log="$logdir/$name.log"
+		if [ ! -x "$bin" ]; then
+			bad "$name: no binary $bin for $src (not built?)"
+			continue
+		fi
+		run_unit "$bin" "$log" 1
 		rc=$?
-	fi
-	# Check prints "NN%: Checks: N, Failures: F, Errors: E" per runner
-	n=0 f=0 e=0 seen=0
-	while read -r cn cf ce; do
-		n=$((n + cn)) f=$((f + cf)) e=$((e + ce)) seen=1
-	done < <(sed -nE 's/.*[0-9]+%: Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+).*/\1 \2 \3/p' "$log")
-	p=$((n - f - e))
-	bad=$((f + e))
-	note=""
-	if [ $seen -eq 0 ]; then
-		bad=$((bad + 1))
-		crashed=1
-		note=" — no Check summary (exit $rc): crashed or hung"
-	elif [ $rc -ne 0 ] && [ $bad -eq 0 ]; then
-		# all checks passed but the binary failed: a sanitizer report at exit
-		bad=1
-		crashed=1
-		note=" — exit $rc after its checks (sanitizer report?)"
-	elif [ $rc -ge 124 ]; then
-		crashed=1
-		note=" — exit $rc"
-	fi
-	passed=$((passed + p))
-	failed=$((failed + bad))
-	say "   $name: $p passed, $bad failed$note"
-	if [ $bad -ne 0 ]; then
-		grep -E ':[EF]:|ERROR: |runtime error: |SUMMARY: |Assertion|timeout' "$log" | head -40 | sed 's/^/     /'
-		[ $seen -eq 0 ] && tail -20 "$log" | sed 's/^/     /'
-	fi
-done
+		if [ $rc -ne 0 ] && lsan_broken "$log"; then
+			say "   $name: LeakSanitizer cannot run here; running without leak detection"
+			run_unit "$bin" "$log" 0
+			rc=$?
+		fi
+		# Check prints "NN%: Checks: N, Failures: F, Errors: E" per runner
+		n=0 f=0 e=0 seen=0
+		while read -r cn cf ce; do
+			n=$((n + cn)) f=$((f + cf)) e=$((e + ce)) seen=1
+		done < <(sed -nE 's/.*[0-9]+%: Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+).*/\1 \2 \3/p' "$log")
+		p=$((n - f - e))
+		nbad=$((f + e))
+		note=""
+		if [ $seen -eq 0 ]; then
+			nbad=$((nbad + 1))
+			note=" — no Check summary (exit $rc): crashed or hung"
+		elif [ "$n" -eq 0 ]; then
+			nbad=$((nbad + 1))
+			note=" — ran 0 checks"
+		elif [ $rc -ne 0 ] && [ $nbad -eq 0 ]; then
+			# all checks passed but the binary failed: a sanitizer report at exit
+			nbad=1
+			note=" — exit $rc after its checks (sanitizer report?)"
+		elif [ $rc -ge 124 ]; then
+			note=" — exit $rc"
+		fi
+		checks=$((checks + n))
+		passed=$((passed + p))
+		failed=$((failed + nbad))
+		say "   $name: $p passed, $nbad failed$note"
+		if [ $nbad -ne 0 ]; then
+			grep -E ':[EF]:|ERROR: |runtime error: |SUMMARY: |Assertion|timeout' "$log" | head -40 | sed 's/^/     /'
+			[ $seen -eq 0 ] && tail -20 "$log" | sed 's/^/     /'
+		fi
+	done
+	# a binary left over from a test source that is gone is not counted
+	check_floor "$checks" unit-checks
+}
 
 # ---------------------------------------------------------------- fuzzing
 # each libFuzzer target runs briefly over its seed corpus; a crash fails it
-fuzz_s=${FUZZ_SECONDS:-5}
-say "== fuzz targets (${fuzz_s}s each, make -C fuzz)"
-if make --no-print-directory -C fuzz >"$logdir/fuzz-build.log" 2>&1; then
+run_fuzz() {
+	local fuzz_s=${FUZZ_SECONDS:-5} t ran=0
+	say "== fuzz targets (${fuzz_s}s each, make -C fuzz)"
+	if ! make --no-print-directory -C fuzz >"$logdir/fuzz-build.log" 2>&1; then
+		bad "fuzz build"
+		tail -20 "$logdir/fuzz-build.log" | sed 's/^/     /'
+		return
+	fi
 	for t in $(sed -nE 's/^TARGETS[[:space:]]*[:?]?=[[:space:]]*//p' fuzz/Makefile); do
-		if make --no-print-directory -C fuzz "run-$t" FUZZ_SECONDS="$fuzz_s" >"$logdir/fuzz-$t.log" 2>&1; then
+		ran=$((ran + 1))
+		if make --no-print-directory -C fuzz "run-$t" FUZZ_SECONDS="$fuzz_s" >"$logdir/fuzz-$t.log" 2>&1 &&
+			grep -qE 'Done [0-9]+ runs' "$logdir/fuzz-$t.log"; then
 			passed=$((passed + 1))
 			say "   fuzz_$t: ok ($(grep -oE 'Done [0-9]+ runs' "$logdir/fuzz-$t.log" | tail -1))"
 		else
@@ -98,42 +146,89 @@ if make --no-print-directory -C fuzz >"$logdir/fuzz-build.log" 2>&1; then
 			grep -E 'ERROR|SUMMARY|crash-|runtime error' "$logdir/fuzz-$t.log" | head -20 | sed 's/^/     /'
 		fi
 	done
-else
-	failed=$((failed + 1))
-	say "   fuzz build FAILED"
-	tail -20 "$logdir/fuzz-build.log" | sed 's/^/     /'
-fi
+	check_floor "$ran" fuzz-targets
+}
 
 # ---------------------------------------------------------------- integration
-py=/usr/bin/python3
-say "== integration tests (tests/integration, $py -m pytest)"
-itlog="$logdir/integration.log"
-export MESHBROKER_BIN="${MESHBROKER_BIN:-$top/build/bin}"
-# Debian's python3 with Debian's packages: nothing from another interpreter's setup
-env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP PYTHONDONTWRITEBYTECODE=1 \
-	timeout --kill-after=15 "${IT_TIMEOUT:-840}" \
-	"$py" -m pytest -q -p no:cacheprovider -rfE --durations=8 --color=no ${PYTEST_ARGS:-} tests/integration \
-	2>&1 | tee "$itlog"
-rc=${PIPESTATUS[0]}
+# One pytest run: JUnit XML is the record (pytest's own summary line is for
+# people).  Verdicts: no report, or a report that disagrees with the exit
+# status, is a failure of the run itself.
+run_pytest() { # label bindir floor-name extra-args...
+	local label=$1 bindir=$2 fl=$3
+	shift 3
+	local py=/usr/bin/python3 xml="$logdir/$label.xml" itlog="$logdir/$label.log"
+	say "== $label (tests/integration against $bindir)"
+	if [ ! -x "$bindir/meshbroker-worker" ]; then
+		bad "$label: $bindir/meshbroker-worker is not built"
+		return
+	fi
+	# Debian's python3 with Debian's packages: nothing from another interpreter's setup
+	env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP -u BROKER_PORT -u DATABASE_URL \
+		PYTHONDONTWRITEBYTECODE=1 MESHBROKER_BIN="$bindir" \
+		timeout --kill-after=15 "${IT_TIMEOUT:-600}" \
+		"$py" -m pytest -q -p no:cacheprovider -rfEs --durations=5 --color=no \
+		--junitxml="$xml" -o junit_family=xunit2 "$@" ${PYTEST_ARGS:-} tests/integration \
+		2>&1 | tee "$itlog"
+	local rc=${PIPESTATUS[0]}
+	local counts
+	counts=$("$py" - "$xml" <<-'EOF' 2>/dev/null
+		import sys, xml.etree.ElementTree as ET
+		root = ET.parse(sys.argv[1]).getroot()
+		suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+		t = sum(int(s.get("tests", 0)) for s in suites)
+		f = sum(int(s.get("failures", 0)) for s in suites)
+		e = sum(int(s.get("errors", 0)) for s in suites)
+		k = sum(int(s.get("skipped", 0)) for s in suites)
+		print(t, f, e, k)
+	EOF
+	)
+	if [ -z "$counts" ]; then
+		bad "$label: pytest exited $rc and left no JUnit report (killed, timed out, or a test ended the process)"
+		return
+	fi
+	local t f e k
+	read -r t f e k <<<"$counts"
+	local p=$((t - f - e - k))
+	[ $p -lt 0 ] && p=0
+	local nbad=$((f + e))
+	passed=$((passed + p))
+	failed=$((failed + nbad))
+	skipped=$((skipped + k))
+	local desel
+	desel=$(grep -oE '[0-9]+ deselected' "$itlog" | tail -1)
+	say "   $label: $p passed, $nbad failed, $k skipped${desel:+, $desel by $*} (pytest exit $rc)"
+	case $rc in
+	0) [ $nbad -eq 0 ] || bad "$label: pytest exited 0 but its report has $nbad failures" ;;
+	1) [ $nbad -gt 0 ] || bad "$label: pytest exited 1 without a failure in its report" ;;
+	*) bad "$label: pytest exited $rc (interrupted, internal error, usage error, no tests, or timeout)" ;;
+	esac
+	check_floor "$p" "$fl"
+}
 
-# pytest's last line: "== 3 failed, 40 passed, 1 skipped, 2 errors in 9.1s ==" (any order)
-summary=$(grep -E '[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)|no tests ran' "$itlog" | tail -1)
-count() { printf '%s\n' "$summary" | grep -oE "[0-9]+ $1" | head -1 | grep -oE '^[0-9]+' || echo 0; }
-ip=$(count passed)
-ifl=$(count failed)
-ie=$(count 'errors?')
-ixp=$(count xpassed)
-ibad=$((ifl + ie))
-if [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $ibad -eq 0 ]; then
-	# interrupted, internal error, timeout, no tests collected (5)
-	ibad=1
-	crashed=1
-	say "   pytest exited $rc without reporting a failure"
+case $parts in *" unit "*) run_units ;; esac
+case $parts in *" fuzz "*) run_fuzz ;; esac
+case $parts in *" integration "*)
+	run_pytest integration "${MESHBROKER_BIN:-$top/build/bin}" integration
+	;;
+esac
+case $parts in *" asan "*)
+	asan=${ASAN_BIN:-$top/build/asan/bin}
+	if [ "$asan" = none ]; then
+		say "== asan-integration: skipped (ASAN_BIN=none)"
+		check_floor 0 asan-integration
+	else
+		# workers, acceptor and meshctl with ASan+UBSan: any report ends the
+		# process with a message in the broker's log, which the fixtures scan
+		ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_exe_name=1:${ASAN_EXTRA:-}" \
+			UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MESHBROKER_SANITIZED=1 \
+			run_pytest asan-integration "$asan" asan-integration -m "not unsanitized"
+	fi
+	;;
+esac
+
+if [ "$skipped" -gt 0 ]; then
+	say "$passed passed, $failed failed, $skipped skipped"
+else
+	say "$passed passed, $failed failed"
 fi
-[ $rc -ge 124 ] && [ $rc -ne 1 ] && crashed=1
-passed=$((passed + ip + ixp))
-failed=$((failed + ibad))
-say "   integration: $((ip + ixp)) passed, $ibad failed (pytest exit $rc)"
-
-say "$passed passed, $failed failed"
-[ $failed -eq 0 ] && [ $crashed -eq 0 ]
+[ $failed -eq 0 ]
