@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glob.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,7 +22,6 @@
 #include "proto/log.h"
 #include "proto/util.h"
 
-#define PG_BIN "/usr/lib/postgresql/15/bin"
 #define PG_USER "meshbroker"
 
 static char base_url[1024];  /* the server every test uses */
@@ -29,6 +29,35 @@ static int own_cluster;      /* 1: we started it, so we may stop it */
 static char pg_root[64];     /* private cluster: data/, socket, log */
 static int pg_port;
 static pid_t main_pid;
+static char pg_bin[256];     /* the newest installed server's bin directory */
+
+/* PG_BINDIR, else the highest /usr/lib/postgresql/N/bin that has pg_ctl:
+ * whatever major version Debian installed. */
+static void pg_bin_find(void)
+{
+	const char *env = getenv("PG_BINDIR");
+	if (env && *env) {
+		snprintf(pg_bin, sizeof pg_bin, "%s", env);
+		return;
+	}
+	glob_t g;
+	int best = -1;
+	if (glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			int v = atoi(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"));
+			if (v > best) {
+				best = v;
+				snprintf(pg_bin, sizeof pg_bin, "%.*s", (int)(strlen(g.gl_pathv[i]) - strlen("/pg_ctl")),
+					 g.gl_pathv[i]);
+			}
+		}
+		globfree(&g);
+	}
+	if (best < 0) {
+		fprintf(stderr, "test_db: no PostgreSQL server under /usr/lib/postgresql/*/bin (set PG_BINDIR)\n");
+		exit(1);
+	}
+}
 
 /* ---- the private cluster ---- */
 
@@ -49,14 +78,14 @@ static int pg_run(const char *fmt, ...)
 
 static int pg_start(void)
 {
-	return pg_run(PG_BIN "/pg_ctl -D '%s/data' -l '%s/postgres.log' -w -t 30 "
+	return pg_run("%s/pg_ctl -D '%s/data' -l '%s/postgres.log' -w -t 30 "
 			     "-o \"-k '%s' -c listen_addresses='' -p %d -c fsync=off\" start",
-		      pg_root, pg_root, pg_root, pg_port);
+		      pg_bin, pg_root, pg_root, pg_root, pg_port);
 }
 
 static int pg_stop(const char *mode)
 {
-	return pg_run(PG_BIN "/pg_ctl -D '%s/data' -m %s -w -t 30 stop", pg_root, mode);
+	return pg_run("%s/pg_ctl -D '%s/data' -m %s -w -t 30 stop", pg_bin, pg_root, mode);
 }
 
 static void pg_user_ensure(void)
@@ -90,7 +119,8 @@ static void cluster_start(void)
 	}
 	pg_port = 20000 + (int)(getpid() % 20000);
 	own_cluster = 1;
-	if (pg_run(PG_BIN "/initdb -D '%s/data' -U " PG_USER " -A trust -E UTF8 --locale=C -N",
+	pg_bin_find();
+	if (pg_run("%s/initdb -D '%s/data' -U " PG_USER " -A trust -E UTF8 --locale=C -N", pg_bin,
 		   pg_root) != 0 ||
 	    pg_start() != 0) {
 		fprintf(stderr, "test_db: cannot start PostgreSQL (logs in %s)\n", pg_root);

@@ -54,6 +54,7 @@ START_TEST(config_rejects_bad_values_naming_the_variable)
 {
 	struct config c;
 	char err[256];
+	clearenv(); /* the defaults below, whatever the caller exported (BROKER_PORT ...) */
 	setenv("DATABASE_URL", "postgresql:///x?host=/tmp", 1);
 	setenv("MAX_MESSAGE_BYTES", "12k", 1);
 	ck_assert_int_eq(config_load(&c, 1, err, sizeof err), -1);
