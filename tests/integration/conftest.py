@@ -86,13 +86,20 @@ def broker(pg, request):
         return b.start()
 
     yield start
+    # every broker is stopped and read before any verdict: a crashed or
+    # leaked worker, a sanitizer report or an unexpected error line fails the
+    # test even when its client never noticed
+    found = []
     for b in started:
-        b.stop()
-        if _failed(request):
+        problems = b.check()
+        found += [f"broker ({b.mode}, port {b.port}): {p}" for p in problems]
+        if problems or _failed(request):
             print(f"\n--- broker ({b.mode}, port {b.port}) stderr tail: {b.log}")
             print(mbtest.tail(b.log, 40))
         else:
             shutil.rmtree(b.workdir, ignore_errors=True)
+    if found:
+        pytest.fail("\n".join(found[:20]), pytrace=False)
 
 
 @pytest.fixture

@@ -43,10 +43,47 @@ def now_ms():
     return time.time_ns() // 1_000_000
 
 
+def _port_range():
+    """ports for servers: below the kernel's ephemeral range, so that no
+    client socket of this or another test run is ever given one"""
+    try:
+        lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    hi = max(lo, 2048)
+    return max(1024, hi - 12000), hi
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port that nothing listens on now, drawn at random from a range
+    no client socket is given.  Another process can still take it before the
+    caller binds it: servers started with a port from here retry with another
+    one on EADDRINUSE (see Broker.start, listen_with_retry)."""
+    lo, hi = _port_range()
+    for _ in range(200):
+        port = secrets.randbelow(hi - lo) + lo
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("::1", port))
+            except OSError as e:
+                if e.errno != 99:  # EADDRNOTAVAIL: no IPv6 here, fine
+                    continue
+        return port
+    raise RuntimeError("no free port found")
+
+
+ADDR_IN_USE = re.compile(r"[Aa]ddress already in use|EADDRINUSE")
+
+# signals that mean a crash, not a request to stop
+CRASH_SIGNALS = {4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV",
+                 31: "SIGSYS"}
+SANITIZER_LINE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:|"
+                            r"SUMMARY: (Address|Undefined|Leak)|AddressSanitizer:DEADLYSIGNAL")
 
 
 def b64e(b):
@@ -282,6 +319,10 @@ def http_request(port, method, path, body=None, headers=None, timeout=10):
         c.close()
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 class Broker:
     """One broker: meshbroker-accept, or systemd-socket-activate --accept
     running meshbroker-worker per connection.  Its workers are recognised by
@@ -302,6 +343,10 @@ class Broker:
         }
         self.env.update({k: str(v) for k, v in (env or {}).items()})
         self.proc = None
+        self.fixed_port = port is not None
+        self.sent_signals = {}  # worker pid -> signals this test sent it
+        self.allowed = []  # regexes of error log lines the test provokes on purpose
+        self.log_start = 0  # where this listener's part of the log begins
 
     @property
     def http_url(self):
@@ -311,8 +356,24 @@ class Broker:
     def ws_url(self):
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout=15):
+    def start(self, timeout=30):
+        """start the listener; a port another process took since it was
+        chosen is replaced by a fresh one (up to 5 times)"""
+        for attempt in range(5):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if self.fixed_port or attempt == 4:
+                    raise
+                self.port = free_port()
+                self.env["BROKER_PORT"] = str(self.port)
+
+    def _start(self, timeout):
         worker = require_bin("meshbroker-worker")
+        try:
+            self.log_start = os.path.getsize(self.log)
+        except OSError:
+            self.log_start = 0
         logf = open(self.log, "ab")
         before = set(self.workers())  # live workers of an earlier listener on this runtime dir
         if self.mode == "accept":
@@ -336,6 +397,8 @@ class Broker:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
+                if ADDR_IN_USE.search(self.log_text()):
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"broker ({self.mode}) exited with {self.proc.returncode} at start:\n"
                                    f"{tail(self.log)}")
             try:
@@ -377,7 +440,7 @@ class Broker:
             return []
         return [k for k in proc_children(self.proc.pid) if proc_state(k) == "Z"]
 
-    def worker_for(self, client_port, timeout=3):
+    def worker_for(self, client_port, timeout=15):
         """pid of the worker serving the TCP connection whose client side is
         127.0.0.1:client_port"""
         deadline = time.monotonic() + timeout
@@ -397,26 +460,99 @@ class Broker:
                           and not self.zombies(), timeout)
 
     def stop(self):
+        """SIGTERM the listener; True when it and every worker ended by
+        themselves in time.  Whatever is left then is SIGKILLed (so nothing
+        outlives the test) and the result is False."""
+        clean = True
         if self.proc and self.proc.poll() is None:
             try:
                 os.kill(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                clean = False
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         # no worker may outlive its test
-        left = wait_until(lambda: not self.workers(), 3)
+        left = wait_until(lambda: not self.workers(), 10)
         if not left:
-            for pid in self.workers():
+            self.leaked = self.workers()
+            for pid in self.leaked:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            wait_until(lambda: not self.workers(), 3)
-        return left
+            wait_until(lambda: not self.workers(), 5)
+        return clean and bool(left)
+
+    # -- what went wrong without the client noticing
+
+    def kill_worker(self, pid, sig=signal.SIGKILL):
+        """send a worker a signal on purpose: check() does not count it"""
+        self.sent_signals.setdefault(pid, set()).add(int(sig))
+        os.kill(pid, sig)
+
+    def allow_log(self, *patterns):
+        """error lines matching one of these regexes are provoked by the test"""
+        self.allowed += [re.compile(p) for p in patterns]
+
+    def log_text(self):
+        data = _read(self.log) or b""
+        return data[self.log_start:].decode("utf-8", "replace")
+
+    def problems(self):
+        """What the listener's log says went wrong: a worker that died by a
+        signal nobody sent it, a sanitizer report, an error-level line the
+        test did not allow, children killed at stop.  A list of strings."""
+        out = []
+        stopping = False  # after the acceptor's "stopping", its SIGTERM is expected
+        for line in self.log_text().splitlines():
+            if SANITIZER_LINE.search(line):
+                out.append(f"sanitizer: {line.strip()}")
+                continue
+            m = re.match(r"Child (\d+) died with code (\d+)", line)  # systemd-socket-activate
+            if m:
+                pid, code = int(m.group(1)), int(m.group(2))
+                # worker exit statuses are 0, 100 and 111; these are signals
+                if code in CRASH_SIGNALS or (code == 9 and 9 not in self.sent_signals.get(pid, ())):
+                    out.append(f"worker {pid} died by signal {code} "
+                               f"({CRASH_SIGNALS.get(code, 'SIGKILL')}) that the test did not send")
+                continue
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                out.append(f"unparsable log line: {line[:200]}")
+                continue
+            msg = rec.get("msg", "")
+            if msg == "stopping":
+                stopping = True
+            if msg == "worker killed":
+                pid, sig = int(rec.get("pid", 0)), int(rec.get("signal", 0))
+                if sig not in self.sent_signals.get(pid, ()) and not (stopping and sig == 15):
+                    out.append(f"worker {pid} killed by signal {sig} that the test did not send")
+                continue
+            if rec.get("level") == "error" or msg == "children did not exit in time; killing them":
+                if not any(p.search(line) for p in self.allowed):
+                    out.append(f"error logged: {line.strip()[:300]}")
+        return out
+
+    def check(self):
+        """stop, then the list of problems (leaked workers included)"""
+        self.leaked = []
+        # workers whose clients are gone end by themselves; give them the
+        # chance before SIGTERM reaches one in the middle of its exit
+        wait_until(lambda: not self.workers(), 5)
+        clean = self.stop()
+        out = self.problems()
+        if self.leaked:
+            out.append(f"workers outlived the test: {self.leaked}")
+        elif not clean:
+            out.append("the listener did not stop within 15 s of SIGTERM")
+        return out
 
     # -- HTTP
 
@@ -434,7 +570,7 @@ class Broker:
     def metric(self, name, **labels):
         return self.metrics().value(name, **labels)
 
-    def wait_metric(self, name, expect, timeout=5, **labels):
+    def wait_metric(self, name, expect, timeout=20, **labels):
         """Poll /metrics until name{labels} == expect; return the last value."""
         last = [None]
 
@@ -607,13 +743,13 @@ class Peer:
             msg["signature"] = over["signature"]
         return msg
 
-    async def hello(self, timeout=5, **kw):
+    async def hello(self, timeout=20, **kw):
         """send hello, return the first reply (hello_ack or error)"""
         msg = kw.pop("msg", None) or self.hello_msg(**kw)
         await self.send_json(msg)
         return await self.wait_for(lambda x: x.get("type") in ("hello_ack", "error"), timeout)
 
-    async def join(self, path="/ws", timeout=5):
+    async def join(self, path="/ws", timeout=20):
         """connect + hello, asserting hello_ack"""
         await self.connect(path)
         ack = await self.hello(timeout=timeout)
@@ -633,7 +769,7 @@ class Peer:
                 break
             self.backlog.append(json.loads(raw))
 
-    async def wait_closed(self, timeout=5):
+    async def wait_closed(self, timeout=20):
         """wait for the server to close; (code, reason)"""
         await asyncio.wait_for(self.ws.wait_closed(), timeout)
         return self.ws.close_code, self.ws.close_reason
@@ -643,7 +779,7 @@ class Peer:
     async def send_json(self, obj):
         await self.ws.send(json.dumps(obj))
 
-    async def recv_json(self, timeout=5):
+    async def recv_json(self, timeout=20):
         if self.backlog:
             return self.backlog.pop(0)
         try:
@@ -653,7 +789,7 @@ class Peer:
                          f"{self.ws.close_reason!r})") from e
         return json.loads(raw)
 
-    async def wait_for(self, pred, timeout=5):
+    async def wait_for(self, pred, timeout=20):
         """next message matching pred; the others stay in the backlog, in order"""
         for i, m in enumerate(self.backlog):
             if pred(m):
@@ -705,19 +841,19 @@ class Peer:
         return {"type": "send", "id": id if id is not None else new_id(12), "targetSpec": to_pubkey,
                 "priority": priority, "nonce": nonce, "ciphertext": ct}
 
-    async def send_direct(self, to_pubkey, text, priority="now", id=None, timeout=5):
+    async def send_direct(self, to_pubkey, text, priority="now", id=None, timeout=20):
         """send a crypto_box'd direct message; returns (frame sent, ack)"""
         frame = self.send_frame_direct(to_pubkey, text, priority, id)
         return frame, await self.send_and_ack(frame, timeout)
 
-    async def send_broadcast(self, text, priority="now", id=None, timeout=5):
+    async def send_broadcast(self, text, priority="now", id=None, timeout=20):
         # reference clients put b64 of the plaintext in ciphertext for '*'
         frame = {"type": "send", "id": id if id is not None else new_id(12), "targetSpec": "*",
                  "priority": priority, "nonce": b64e(nacl.utils.random(24)),
                  "ciphertext": b64e(text.encode())}
         return frame, await self.send_and_ack(frame, timeout)
 
-    async def send_and_ack(self, frame, timeout=5):
+    async def send_and_ack(self, frame, timeout=20):
         await self.send_json(frame)
         return await self.wait_for(lambda m: m.get("type") == "ack" and m.get("id") == frame["id"],
                                    timeout)
@@ -725,7 +861,17 @@ class Peer:
     async def set_status(self, status):
         await self.send_json({"type": "set_status", "status": status})
 
-    async def push(self, timeout=5, pred=None):
+    async def barrier(self, timeout=20):
+        """Wait until the worker has handled every frame sent before: it
+        handles frames in order and answers an unknown type with an error,
+        so that error's arrival means what came before is done."""
+        tag = new_id(12)
+        await self.send_json({"type": "mbtest_barrier", "id": tag})
+        r = await self.wait_for(lambda m: m.get("type") == "error" and m.get("code") == "unknown_type"
+                                and m.get("id") in (tag, None), timeout)
+        return r
+
+    async def push(self, timeout=20, pred=None):
         return await self.wait_for(lambda m: m.get("type") == "push" and (pred is None or pred(m)),
                                    timeout)
 
@@ -745,7 +891,7 @@ def run(coro, timeout=120):
 class RawHTTP:
     """A bare TCP client for malformed and slow HTTP."""
 
-    def __init__(self, port, timeout=5):
+    def __init__(self, port, timeout=15):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
 
@@ -757,7 +903,7 @@ class RawHTTP:
         except (BrokenPipeError, ConnectionResetError):
             return False
 
-    def read_response(self, timeout=5):
+    def read_response(self, timeout=15):
         """(status, headers dict lower-case, body bytes, closed bool).  Reads
         until the peer closes or timeout (a worker serves one request and
         closes); headers parsed from what arrived."""
@@ -823,7 +969,7 @@ class RawWS:
     """A minimal RFC 6455 client over a plain socket: sees every frame the
     server sends (pings included) and answers nothing on its own."""
 
-    def __init__(self, port, path="/ws", timeout=5):
+    def __init__(self, port, path="/ws", timeout=15):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         key = b64e(os.urandom(16))
         req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -853,7 +999,7 @@ class RawWS:
                 raise EOFError("connection closed")
             self.buf += chunk
 
-    def recv_frame(self, timeout=5):
+    def recv_frame(self, timeout=15):
         """(fin, opcode, payload)"""
         deadline = time.monotonic() + timeout
         self._need(2, deadline)
