@@ -1,10 +1,15 @@
-"""No duplicates, no loss (issue 3, acceptance 5 and 6): many senders to a
-recipient that keeps reconnecting; SIGKILL of the recipient's worker with
-messages in flight; SIGKILL of the sender's worker right after a send."""
+"""No loss, and no duplicates but one window (issue 3, acceptance 5 and 6):
+many senders to a recipient that keeps reconnecting (exactly once, in order);
+SIGKILL of the recipient's worker with messages in flight (every acked message
+arrives; only a push the killed worker had written but not yet marked
+delivered may come again, once, on the next connection — at-least-once for
+that window, with the same messageId); SIGKILL of the sender's worker right
+after a send (what was acked, and what was stored, is delivered exactly once).
+
+Waits are for events (every acked id seen) with generous deadlines, never for
+a quiet spell of a few seconds: a loaded machine can be slower than that."""
 
 import asyncio
-import os
-import signal
 from collections import Counter
 
 import mbtest
@@ -110,7 +115,7 @@ def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_s
         first = []
         while len(first) < 20:
             first.append(await bb.push(timeout=10))
-        os.kill(b_worker, signal.SIGKILL)
+        b.kill_worker(b_worker)
         # what the dead worker had already written is still readable
         while True:
             try:
@@ -120,19 +125,23 @@ def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_s
         acked = await task
         assert len(acked) == n, f"only {len(acked)} of {n} sends acked (the sender's worker is alive)"
         # the killed worker's slot is reclaimed
-        active = b.wait_metric("broker_connections_active", 1, timeout=5)
+        active = b.wait_metric("broker_connections_active", 1, timeout=20)
         assert active == 1, f"broker_connections_active {active} after SIGKILL, want 1"
-        assert mbtest.wait_until(lambda: b_worker not in b.workers(), 3)
+        assert mbtest.wait_until(lambda: b_worker not in b.workers(), 20)
 
         b2 = Peer(b, bm)
         await b2.join()
         assert b.wait_metric("broker_connections_active", 2) == 2
         second = []
-        while True:
+        seen = {p["messageId"] for p in first}
+        while not set(acked) <= seen:
             try:
-                second.append(await b2.push(timeout=2))
+                p = await b2.push(timeout=30)
             except asyncio.TimeoutError:
-                break
+                break  # the loss is reported below
+            second.append(p)
+            seen.add(p["messageId"])
+        await b2.quiet(is_push, 0.5)  # nothing more: no second copy of anything
         await a.close()
         await b2.close()
         return acked, first, second
@@ -145,8 +154,11 @@ def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_s
     missing = set(acked) - set(ids1) - set(ids2)
     assert not missing, f"{len(missing)} acked messages lost after SIGKILL of the recipient's worker"
     redelivered = set(ids1) & set(ids2)
-    # a push written just before the kill may be pushed again, never more
-    assert len(redelivered) <= 3, f"{len(redelivered)} messages delivered on both connections"
+    # only the last pushes written before the kill (not yet marked delivered)
+    # may come again, and only once (checked above: no repeat per connection)
+    assert redelivered <= set(ids1[-3:]), \
+        f"{len(redelivered)} messages delivered on both connections, not only the last pushes " \
+        f"before the kill: {sorted(ids1.index(i) for i in redelivered)} of {len(ids1)}"
     with db.cursor() as c:
         c.execute("SELECT count(*) FROM mesh.delivery WHERE recipient_member_id = %s AND delivered_at IS NULL",
                   (bm.id,))
@@ -159,16 +171,21 @@ def test_sigkill_of_the_senders_worker_either_acks_and_delivers_or_never_acks(br
     am, bm = m.members
 
     async def round_(delay, tag):
+        """delay: seconds to wait, or ("acks", k) to kill right after the
+        k-th ack arrived (so some sends certainly were acked)"""
         a = Peer(b, am)
         await a.join()
         pid = a.worker_pid()
         frames = [a.send_frame_direct(bm.pubkey, f"{tag}-{i}", "now") for i in range(10)]
         for f in frames:
             await a.send_json(f)
-        if delay:
-            await asyncio.sleep(delay)
-        os.kill(pid, signal.SIGKILL)
         acks = []
+        if isinstance(delay, tuple):
+            while len([x for x in acks if x.get("queued")]) < delay[1]:
+                acks.append(await a.wait_for(lambda x: x.get("type") == "ack", 20))
+        elif delay:
+            await asyncio.sleep(delay)
+        b.kill_worker(pid)
         while True:
             try:
                 r = await a.wait_for(lambda x: x.get("type") == "ack", 3)
@@ -177,36 +194,47 @@ def test_sigkill_of_the_senders_worker_either_acks_and_delivers_or_never_acks(br
             acks.append(r)
         return frames, [x["messageId"] for x in acks if x.get("queued")]
 
+    def stored_ids():
+        with db.cursor() as c:
+            c.execute("SELECT q.id FROM mesh.message_queue q WHERE q.sender_member_id = %s", (am.id,))
+            return {r[0] for r in c.fetchall()}
+
     async def go():
         bb = Peer(b, bm)
         await bb.join()
         rounds = []
-        for k, delay in enumerate([0, 0.002, 0.01, 0.05]):
+        for k, delay in enumerate([0, 0.002, 0.01, 0.05, ("acks", 1), ("acks", 5)]):
             rounds.append(await round_(delay, f"r{k}"))
+        acked = {i for _, a in rounds for i in a}
         got = []
-        while True:
+        # B's open connection gets what the senders' workers woke it for ...
+        while not (acked | stored_ids()) <= {p["messageId"] for p in got}:
             try:
-                got.append(await bb.push(timeout=2))
+                got.append(await bb.push(timeout=15))
             except asyncio.TimeoutError:
-                break
+                break  # the rest was never announced to this connection
         await bb.close()
         got += bb.take(is_push)
-        # a message committed by a worker that died before waking B is
-        # delivered on B's next connection at the latest
+        # ... and a message committed by a worker that died before waking B
+        # is delivered on B's next connection at the latest
         b2 = Peer(b, bm)
         await b2.join()
-        while True:
+        while not (acked | stored_ids()) <= {p["messageId"] for p in got}:
             try:
-                got.append(await b2.push(timeout=1.5))
+                got.append(await b2.push(timeout=30))
             except asyncio.TimeoutError:
-                break
+                break  # the loss is reported below
+        await b2.quiet(is_push, 0.5)  # and nothing twice
         await b2.close()
         return rounds, got, bb
 
-    rounds, got, bb = run(go(), 90)
+    rounds, got, bb = run(go(), 180)
     ids = [p["messageId"] for p in got]
     assert len(ids) == len(set(ids)), "a message was pushed twice"
     acked = {i for _, a in rounds for i in a}
+    # the rounds that waited for acks before the kill had them: the test
+    # cannot pass by acking nothing
+    assert len(rounds[4][1]) >= 1 and len(rounds[5][1]) >= 5, [len(r[1]) for r in rounds]
     missing = acked - set(ids)
     assert not missing, f"{len(missing)} acked messages never delivered after the sender's worker died"
     sent_texts = {f"r{k}-{i}" for k in range(len(rounds)) for i in range(10)}

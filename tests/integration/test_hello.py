@@ -4,6 +4,7 @@ error frame, a close 1008 with the code as reason, and +1 on
 broker_connections_rejected_total{reason}."""
 
 import asyncio
+import time
 
 import nacl.signing
 
@@ -197,11 +198,12 @@ def test_capacity_is_refused_only_after_a_valid_signature(broker, mesh):
         await rejected(Peer(b, carol), "bad_signature", sign_with=nacl.signing.SigningKey.generate())
         await rejected(Peer(b, bob), "capacity")
         await a.close()
-        # the slot is free again
-        await asyncio.sleep(0.2)
+        # the slot is free again (once alice's worker has released it)
+        assert b.wait_metric("broker_connections_active", 0) == 0
         bp = Peer(b, bob)
         ok = False
-        for _ in range(20):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             await bp.connect()
             ack = await bp.hello()
             if ack["type"] == "hello_ack":

@@ -56,12 +56,15 @@ def test_health_is_200_ok_with_db_up(broker, mode):
 
 
 def test_health_uptime_counts_from_broker_start_not_worker_start(broker):
+    t0 = time.monotonic()
     b = broker("accept")
     time.sleep(2.2)
     st, _, body = b.get("/health")
+    since_start = time.monotonic() - t0  # an upper bound of the acceptor's age
     assert st == 200
     up = json.loads(body)["uptime"]
-    assert 2 <= up < 60, f"uptime {up}: should be seconds since the acceptor started"
+    # a worker is milliseconds old; only the acceptor's start explains >= 2 s
+    assert 2 <= up <= since_start + 1, f"uptime {up}: should be seconds since the acceptor started"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -101,7 +104,7 @@ def test_connections_total_rises_by_exactly_the_number_of_websocket_connections(
 
     mbtest.run(go(), 30)
     assert len(pids) == n, f"expected {n} distinct worker processes, saw {pids}"
-    after = b.wait_metric("broker_connections_total", before + n, timeout=5)
+    after = b.wait_metric("broker_connections_total", before + n, timeout=20)
     assert after == before + n, f"broker_connections_total {before} -> {after}, want +{n}"
     time.sleep(0.3)
     assert b.metric("broker_connections_total") == before + n, "counter kept rising"

@@ -2,10 +2,10 @@
 acceptance 2-4): direct messages byte for byte, offline delivery exactly once,
 broadcast to every other member once, status gating of next/low."""
 
-import asyncio
 import base64
 import re
 
+import mbtest
 from mbtest import Peer, is_push, run
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -147,7 +147,11 @@ def test_message_to_a_pubkey_outside_the_mesh_is_not_delivered_there(broker, mes
         await x.join()
         frame = a.send_frame_direct(m2.members[0].pubkey, "cross-mesh")
         await a.send_json(frame)
-        await a.wait_for(lambda r: r.get("type") in ("ack", "error"), 5)
+        r = await a.wait_for(lambda r: r.get("type") in ("ack", "error"), 5)
+        # refused, not queued for a key that can never connect to this mesh
+        assert r.get("type") == "ack" and r.get("id") == frame["id"], r
+        assert r["queued"] is False and r["messageId"] == "", r
+        assert r["error"].startswith("no such recipient"), r
         await x.quiet(is_push, 1)
         await a.close()
         await x.close()
@@ -212,17 +216,17 @@ async def gating(b, m, hold_status):
     await a.join()
     await bb.join()
     await bb.set_status(hold_status)
-    await asyncio.sleep(0.3)
+    await bb.barrier()
     _, ack_next = await a.send_direct(bm.pubkey, "next one", "next")
     _, ack_low = await a.send_direct(bm.pubkey, "low one", "low")
     _, ack_now = await a.send_direct(bm.pubkey, "now one", "now")
     assert ack_next["queued"] and ack_low["queued"] and ack_now["queued"]
-    p = await bb.push(timeout=3)
+    p = await bb.push(timeout=15)
     assert p["messageId"] == ack_now["messageId"], f"{hold_status}: only `now` may pass, got {p}"
     assert bb.decrypt(p) == "now one"
     await bb.quiet(is_push, 1.0)
     await bb.set_status("idle")
-    held = [await bb.push(timeout=3), await bb.push(timeout=3)]
+    held = [await bb.push(timeout=15), await bb.push(timeout=15)]
     assert [h["messageId"] for h in held] == [ack_next["messageId"], ack_low["messageId"]]
     assert [h["priority"] for h in held] == ["next", "low"]
     await bb.quiet(is_push, 0.5)
@@ -251,7 +255,7 @@ def test_held_messages_wait_across_a_reconnect_while_working(broker, mesh):
         await a.join()
         await bb.join()
         await bb.set_status("working")
-        await asyncio.sleep(0.3)
+        await bb.barrier()
         _, ack = await a.send_direct(bm.pubkey, "held", "next")
         await bb.quiet(is_push, 0.8)
         await bb.close()
@@ -292,17 +296,34 @@ def test_routed_counter_rises_per_push_by_priority(broker, mesh):
     assert got == want
 
 
-def test_queue_depth_counts_undelivered_deliveries(broker, mesh):
-    b = broker()
-    m = mesh("A", "B")
-    am, bm = m.members
+def test_queue_depth_counts_undelivered_deliveries(broker, own_pg):
+    """a private database, so the gauge counts this test's rows and no others"""
+    b = broker(database_url=own_pg.url)
+    conn = own_pg.connect()
+    try:
+        m = mbtest.Mesh(conn)
+        am, bm = m.add("A"), m.add("B")
+        assert b.metric("broker_queue_depth") == 0
 
-    async def go():
-        a = Peer(b, am)
-        await a.join()
-        for i in range(3):
-            await a.send_direct(bm.pubkey, str(i))
-        await a.close()
+        async def send():
+            a = Peer(b, am)
+            await a.join()
+            for i in range(3):
+                _, ack = await a.send_direct(bm.pubkey, str(i))
+                assert ack["queued"] is True, ack
+            await a.close()
 
-    run(go(), 30)
-    assert b.metric("broker_queue_depth") >= 3
+        run(send(), 30)
+        assert b.metric("broker_queue_depth") == 3
+
+        async def drain():
+            bb = Peer(b, bm)
+            await bb.join()
+            got = [await bb.push() for _ in range(3)]
+            await bb.close()
+            return got
+
+        assert len(run(drain(), 30)) == 3
+        assert b.wait_metric("broker_queue_depth", 0) == 0
+    finally:
+        conn.close()

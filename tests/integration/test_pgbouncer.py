@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -68,7 +67,7 @@ def test_broker_works_through_pgbouncer_transaction_pooling(broker, mesh, db, bo
         await a.join()
         await bb.join()
         await bb.set_status("working")
-        time.sleep(0.2)
+        await bb.barrier()
         _, held = await a.send_direct(bm.pubkey, "through the pooler", "next")
         assert held["queued"], held
         await bb.quiet(is_push, 0.5)
@@ -83,7 +82,7 @@ def test_broker_works_through_pgbouncer_transaction_pooling(broker, mesh, db, bo
         c.execute("SELECT event_type FROM mesh.audit_log WHERE mesh_id = %s ORDER BY id", (m.id,))
         events = [r[0] for r in c.fetchall()]
     assert events.count("peer_joined") == 2 and "message_sent" in events, events
-    assert wait_until(lambda: _count_left(db, m.id) == 2, 5)
+    assert wait_until(lambda: _count_left(db, m.id) == 2, 20)
 
 
 def _count_left(db, mesh_id):

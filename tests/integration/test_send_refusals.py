@@ -141,8 +141,14 @@ def test_send_with_missing_fields_is_refused_not_dropped(broker, mesh):
         del f["ciphertext"]
         await a.send_json(f)
         r = await a.wait_for(lambda x: x.get("type") in ("ack", "error"), 5)
-        if r["type"] == "ack":
-            assert r["queued"] is False and r["error"], r
+        # the polite refusal of a send: an ack for this id that says why
+        assert r["type"] == "ack" and r["id"] == f["id"], r
+        assert r["queued"] is False and r["messageId"] == "", r
+        assert r["error"].startswith("malformed send") and "ciphertext" in r["error"], r
+        bb = Peer(b, bm)
+        await bb.join()
+        await bb.quiet(is_push, 0.5)
+        await bb.close()
         await a.close()
 
     run(go(), 30)

@@ -46,17 +46,17 @@ def test_hook_working_holds_next_and_hook_idle_delivers_it(broker, mesh, db):
         assert ack["type"] == "hello_ack", ack
         st, body = hook(b, {"cwd": cwd, "status": "working", "pid": pid})
         assert (st, body) == (200, {"ok": True, "presence_id": ack["presenceId"]})
-        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 3)
+        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 20)
         frame, sack = await a.send_direct(bm.pubkey, "held until idle", "next")
         assert sack["queued"], sack
         await bb.quiet(is_push, 1.0)
         # now passes the working gate
         _, nack = await a.send_direct(bm.pubkey, "urgent", "now")
-        p = await bb.push(timeout=3)
+        p = await bb.push(timeout=15)
         assert p["messageId"] == nack["messageId"] and bb.decrypt(p) == "urgent"
         st, body = hook(b, {"cwd": cwd, "status": "idle", "pid": pid})
         assert st == 200 and body["ok"] is True
-        p = await bb.push(timeout=3)
+        p = await bb.push(timeout=15)
         assert p["messageId"] == sack["messageId"]
         assert p["senderPubkey"] == am.pubkey
         assert p["ciphertext"] == frame["ciphertext"] and p["nonce"] == frame["nonce"]
@@ -64,7 +64,7 @@ def test_hook_working_holds_next_and_hook_idle_delivers_it(broker, mesh, db):
         await a.close()
         await bb.close()
 
-    run(go(), 40)
+    run(go(), 60)
 
 
 def test_hook_matches_newest_presence_by_cwd_without_pid(broker, mesh):
@@ -99,7 +99,7 @@ def test_dnd_is_not_changed_by_a_hook(broker, mesh, db):
         await bb.connect()
         ack = await bb.hello(cwd=cwd, pid=pid)
         await bb.set_status("dnd")
-        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("dnd", "manual"), 3)
+        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("dnd", "manual"), 20)
         st, body = hook(b, {"cwd": cwd, "status": "idle", "pid": pid})
         assert st == 200 and body["presence_id"] == ack["presenceId"]
         _, sack = await a.send_direct(bm.pubkey, "not during dnd", "next")
@@ -107,7 +107,7 @@ def test_dnd_is_not_changed_by_a_hook(broker, mesh, db):
         assert presence_status(db, ack["presenceId"]) == ("dnd", "manual")
         # only set_status lifts it
         await bb.set_status("idle")
-        p = await bb.push(timeout=3)
+        p = await bb.push(timeout=15)
         assert p["messageId"] == sack["messageId"]
         await a.close()
         await bb.close()
@@ -131,7 +131,7 @@ def test_fresh_hook_outranks_jsonl_then_jsonl_takes_over(broker, mesh, db, tmp_p
     jdir = str(tmp_path / "projects")
     cwd = unique_cwd()
     write_transcript(jdir, cwd, tool_use=True)  # the transcript says: working
-    b = broker(STATUS_JSONL_DIR=jdir, HOOK_FRESH_WINDOW_SECONDS=3)
+    b = broker(STATUS_JSONL_DIR=jdir, HOOK_FRESH_WINDOW_SECONDS=6)
     m = mesh("B")
     (bm,) = m.members
 
@@ -141,26 +141,28 @@ def test_fresh_hook_outranks_jsonl_then_jsonl_takes_over(broker, mesh, db, tmp_p
         ack = await bb.hello(cwd=cwd, pid=616161)
         pid_ = ack["presenceId"]
         # inference alone: working/jsonl
-        assert wait_until(lambda: presence_status(db, pid_) == ("working", "jsonl"), 4), \
+        assert wait_until(lambda: presence_status(db, pid_) == ("working", "jsonl"), 20), \
             presence_status(db, pid_)
+        t_hook = time.monotonic()  # the window starts no earlier than this
         st, _ = hook(b, {"cwd": cwd, "status": "idle", "pid": 616161})
         assert st == 200
-        assert wait_until(lambda: presence_status(db, pid_) == ("idle", "hook"), 2)
-        # while the hook is fresh, the transcript's "working" does not win
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 1.5:
+        assert wait_until(lambda: presence_status(db, pid_) == ("idle", "hook"), 20)
+        # while the hook is fresh (6 s), the transcript's "working" does not
+        # win: checked for the window's first 4.5 s, whatever is left of them
+        while time.monotonic() - t_hook < 4.5:
             assert presence_status(db, pid_) == ("idle", "hook")
             time.sleep(0.2)
         # after the window the lower-ranked source takes over
-        assert wait_until(lambda: presence_status(db, pid_) == ("working", "jsonl"), 6), \
+        assert wait_until(lambda: presence_status(db, pid_) == ("working", "jsonl"), 20), \
             presence_status(db, pid_)
         await bb.close()
 
-    run(go(), 40)
+    run(go(), 60)
 
 
 def test_ttl_flips_stuck_working_to_idle_and_delivers_held(broker, mesh, db):
-    b = broker(STATUS_TTL_SECONDS=2)
+    ttl = 4
+    b = broker(STATUS_TTL_SECONDS=ttl)
     m = mesh("A", "B")
     am, bm = m.members
 
@@ -169,11 +171,16 @@ def test_ttl_flips_stuck_working_to_idle_and_delivers_held(broker, mesh, db):
         await a.join()
         ack = await bb.join()
         sweeps = b.metric("broker_ttl_sweeps_total")
+        t_set = time.monotonic()  # the status is set no earlier than this
         await bb.set_status("working")
-        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "manual"), 3)
+        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "manual"), 20)
         _, sack = await a.send_direct(bm.pubkey, "after the ttl", "low")
-        await bb.quiet(is_push, 0.8)
-        p = await bb.push(timeout=6)
+        # held while the TTL has not run out (as much of it as is left) ...
+        left = ttl - (time.monotonic() - t_set) - 0.5
+        if left > 0:
+            await bb.quiet(is_push, min(left, 1.5))
+        # ... and delivered once the sweep has made it idle
+        p = await bb.push(timeout=20)
         assert p["messageId"] == sack["messageId"] and bb.decrypt(p) == "after the ttl"
         assert presence_status(db, ack["presenceId"]) == ("idle", "jsonl")
         assert b.metric("broker_ttl_sweeps_total") == sweeps + 1
@@ -216,7 +223,7 @@ def test_hook_before_connect_is_pending_and_applied_on_connect(broker, mesh, db)
         await bb.connect()
         ack = await bb.hello(cwd=cwd, pid=pid)
         assert ack["type"] == "hello_ack"
-        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 3), \
+        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 20), \
             presence_status(db, ack["presenceId"])
         await a.send_direct(bm.pubkey, "held: started working", "next")
         await bb.quiet(is_push, 1.0)
@@ -246,7 +253,7 @@ def test_newest_pending_wins_and_expired_pending_is_ignored(broker, mesh, db):
         ackb = await bb.hello(cwd=cwd_b, pid=818181)
         await cc.connect()
         ackc = await cc.hello(cwd=cwd_c, pid=919191)
-        assert wait_until(lambda: presence_status(db, ackb["presenceId"]) == ("working", "hook"), 3), \
+        assert wait_until(lambda: presence_status(db, ackb["presenceId"]) == ("working", "hook"), 20), \
             presence_status(db, ackb["presenceId"])
         time.sleep(0.3)
         assert presence_status(db, ackc["presenceId"]) == ("idle", "jsonl")
@@ -301,7 +308,7 @@ def test_meshctl_hook_reports_status_of_a_connected_peer(broker, mesh, db):
                             "--url", b.http_url], capture_output=True, text=True, timeout=15)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout) == {"ok": True, "presence_id": ack["presenceId"]}
-        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 3)
+        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 20)
         await bb.close()
 
     run(go(), 30)
@@ -322,7 +329,7 @@ def test_meshctl_hook_without_pid_reaches_the_newest_peer_in_its_cwd(broker, mes
                            cwd=cwd, capture_output=True, text=True, timeout=15)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout) == {"ok": True, "presence_id": ack["presenceId"]}
-        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 3)
+        assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 20)
         await bb.close()
 
     run(go(), 30)

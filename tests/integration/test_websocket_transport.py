@@ -216,4 +216,4 @@ def test_websocket_worker_exits_when_the_client_closes(broker):
         return pid
 
     pid = run(go(), 20)
-    assert mbtest.wait_until(lambda: pid not in b.workers(), 3), f"worker {pid} outlived its client"
+    assert mbtest.wait_until(lambda: pid not in b.workers(), 20), f"worker {pid} outlived its client"
