@@ -52,7 +52,7 @@ check_floor() { # what ran floor-name
 	local want
 	want=$(floor "$2")
 	if [ "$1" -lt "$want" ]; then
-		bad "$2: $1 ran, tests/floors expects at least $want (a test file or directory vanished?)"
+		bad "$2: $1 passed, tests/floors expects $want (a test skipped, lost, or not collected?)"
 	fi
 }
 
@@ -196,7 +196,7 @@ run_pytest() { # label bindir floor-name extra-args...
 	skipped=$((skipped + k))
 	local desel
 	desel=$(grep -oE '[0-9]+ deselected' "$itlog" | tail -1)
-	say "   $label: $p passed, $nbad failed, $k skipped${desel:+, $desel by $*} (pytest exit $rc)"
+	say "   $label: $p passed, $nbad failed, $k skipped${desel:+, $desel} (pytest exit $rc)"
 	case $rc in
 	0) [ $nbad -eq 0 ] || bad "$label: pytest exited 0 but its report has $nbad failures" ;;
 	1) [ $nbad -gt 0 ] || bad "$label: pytest exited 1 without a failure in its report" ;;

@@ -535,9 +535,10 @@ class Broker:
                 if sig not in self.sent_signals.get(pid, ()) and not (stopping and sig == 15):
                     out.append(f"worker {pid} killed by signal {sig} that the test did not send")
                 continue
-            if rec.get("level") == "error" or msg == "children did not exit in time; killing them":
-                if not any(p.search(line) for p in self.allowed):
-                    out.append(f"error logged: {line.strip()[:300]}")
+            if msg == "children did not exit in time; killing them":
+                out.append(f"workers ignored the listener's SIGTERM and were SIGKILLed: {line.strip()[:300]}")
+            elif rec.get("level") == "error" and not any(p.search(line) for p in self.allowed):
+                out.append(f"error logged: {line.strip()[:300]}")
         return out
 
     def check(self):
