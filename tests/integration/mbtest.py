@@ -464,6 +464,10 @@ class Broker:
         themselves in time.  Whatever is left then is SIGKILLed (so nothing
         outlives the test) and the result is False."""
         clean = True
+        # workers whose clients are gone end by themselves; give them the
+        # chance first: a SIGTERM that reaches an ASan worker in the middle of
+        # LeakSanitizer's exit-time scan can hang it
+        wait_until(lambda: not self.workers(), 5)
         if self.proc and self.proc.poll() is None:
             try:
                 os.kill(self.proc.pid, signal.SIGTERM)
@@ -544,9 +548,6 @@ class Broker:
     def check(self):
         """stop, then the list of problems (leaked workers included)"""
         self.leaked = []
-        # workers whose clients are gone end by themselves; give them the
-        # chance before SIGTERM reaches one in the middle of its exit
-        wait_until(lambda: not self.workers(), 5)
         clean = self.stop()
         out = self.problems()
         if self.leaked:
