@@ -24,11 +24,19 @@ def test_five_senders_200_each_reach_a_recipient_that_reconnects_every_50_exactl
     rm, senders = m.members[0], m.members[1:]
     n_each, total = 200, 1000
 
+    # the senders send in five chunks of 40 each, chunk j only once the
+    # recipient's j-th connection has begun: however fast or slow the
+    # machine, messages are in flight across at least five connections
+    chunk = 40
+    started = [asyncio.Event() for _ in range(n_each // chunk + 1)]
+
     async def send_all(k, member):
         p = Peer(b, member)
         await p.join()
         acked = []
         for i in range(n_each):
+            if i % chunk == 0:
+                await asyncio.wait_for(started[i // chunk + 1].wait(), 120)
             _, ack = await p.send_direct(rm.pubkey, f"{k}:{i}", "now", timeout=20)
             assert ack["queued"] is True, f"sender {k} message {i}: {ack}"
             acked.append(ack["messageId"])
@@ -40,8 +48,10 @@ def test_five_senders_200_each_reach_a_recipient_that_reconnects_every_50_exactl
         conn = 0
         while len(got) < total:
             p = Peer(b, rm)
-            await p.join(timeout=10)
+            await p.join(timeout=20)
             conn += 1
+            if conn < len(started):
+                started[conn].set()
             this = 0
             while this < 50 and len(got) < total:
                 try:
