@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/reasons.h"
+
 #define HELLO_SKEW_MS 60000
 
 struct hello {
@@ -19,15 +21,13 @@ struct hello {
 	const cJSON *capabilities, *groups;
 };
 
-/* rejection codes; the wire string is hello_code_str() */
+/* rejection codes (proto/reasons.h); the wire string is hello_code_str().
+ * HELLO_TIMEOUT and HELLO_TABLE_FULL are never returned by hello_check. */
 enum hello_code {
 	HELLO_OK = 0,
-	HELLO_MALFORMED,
-	HELLO_TIMESTAMP_SKEW,
-	HELLO_BAD_SIGNATURE,
-	HELLO_REPLAYED,
-	HELLO_UNAUTHORIZED,
-	HELLO_CAPACITY,
+#define X(id, label, code, message) HELLO_##id,
+	HELLO_REJECTIONS(X)
+#undef X
 };
 const char *hello_code_str(enum hello_code c);
 /* the error.message text of §2 */

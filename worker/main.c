@@ -17,8 +17,11 @@
 
 #include "proto/log.h"
 #include "proto/util.h"
+#include "db/db.h"
 #include "worker/hook.h"
-#include "worker/worker.h"
+#include "worker/http.h"
+#include "worker/routes.h"
+#include "worker/skel.h"
 
 /* Let the client read our answer before the socket goes: half-close, then
  * swallow what it still sends for a moment, so close() sends FIN, not RST. */
