@@ -14,6 +14,7 @@
 /* ---- hello: the member behind (meshId, pubkey), check 6 of §2 ---- */
 struct member_row {
 	const char *id, *display_name;
+	const char *pubkey, *role; /* set by the admin statements (store_admin.h) only */
 	int revoked, mesh_archived;
 	long max_peers;             /* 0 when the mesh has no own limit */
 	const char *pending_status; /* a hook stashed for (pid, cwd), or NULL */

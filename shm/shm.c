@@ -592,7 +592,7 @@ void presence_update(struct shm *s, uint32_t slot, const struct presence_info *i
 {
 	shm_lockfd(s);
 	if (slot >= s->nslots || !owned_get(s, slot)) {
-		log_error("update of a slot this process does not own");
+		log_error("refused to write a slot this process does not own");
 		return;
 	}
 	slot_write(&s->slots[slot], info);
