@@ -40,7 +40,7 @@ Q := @
 say = printf '  %-6s %s\n' $(1) $(2);
 endif
 
-.PHONY: all build deps deps-test run test unit-bins clean install fuzz bench
+.PHONY: all build deps deps-test run test unit-bins asan-bins clean install fuzz bench
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -82,6 +82,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
 	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
 unit-bins: $(UNIT_BINS)
+
+# The three programs built with ASan+UBSan into build/asan/bin, for running
+# the integration suite against them (MESHBROKER_BIN=build/asan/bin).
+asan-bins:
+	@$(MAKE) --no-print-directory build BUILD=build/asan SAN=1
 
 # The whole suite: normal build for the integration tests, an ASan+UBSan build
 # for the unit tests, then tests/run.sh prints the summary line.

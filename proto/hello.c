@@ -1,5 +1,5 @@
 /* hello — signed hello checks shared by the worker (verify) and meshctl
- * (sign); see hello.h and PROTOCOL.md §2. */
+ * (sign); see hello.h and docs/protocol.md §2. */
 #include "hello.h"
 
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-/* hello — the signed hello of PROTOCOL.md §2: the canonical signed bytes,
+/* hello — the signed hello of docs/protocol.md §2: the canonical signed bytes,
  * signing (clients) and the broker's stateless checks 1-4 (fields, skew, hex,
  * signature).  Replay, membership and capacity are the worker's. */
 #ifndef PROTO_HELLO_H

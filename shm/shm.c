@@ -1,4 +1,4 @@
-/* shm — the broker-wide shared-memory table (see shm.h and DESIGN.md "Shared
+/* shm — the broker-wide shared-memory table (see shm.h and docs/design.md "Shared
  * memory"): one file mapped by every worker, created atomically, slots claimed
  * by CAS under OFD locks, plus counters, token buckets and the replay cache. */
 #include "shm.h"

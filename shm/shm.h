@@ -1,4 +1,4 @@
-/* shm — the broker-wide shared-memory table (DESIGN.md "Shared memory"):
+/* shm — the broker-wide shared-memory table (docs/design.md "Shared memory"):
  * presence slots (one writer each, seqlock, OFD-lock liveness, lazy reclaim,
  * generation numbers), broker-wide metric counters, token buckets and the
  * hello replay cache.  Every worker maps the same file; no pointers inside. */
@@ -18,7 +18,7 @@
 #define SHM_CWD_MAX 4097       /* 4096 + NUL */
 #define SHM_SUMMARY_MAX 256
 
-/* status values and sources (PROTOCOL.md §4.2); numeric source = rank */
+/* status values and sources (docs/protocol.md §4.2); numeric source = rank */
 enum peer_status { ST_IDLE = 0, ST_WORKING = 1, ST_DND = 2 };
 enum status_source { SRC_JSONL = 1, SRC_MANUAL = 2, SRC_HOOK = 3 };
 

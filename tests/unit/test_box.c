@@ -1,4 +1,4 @@
-/* test_box — the direct-message crypto of PROTOCOL.md §3.3 (proto/box.c) and
+/* test_box — the direct-message crypto of docs/protocol.md §3.3 (proto/box.c) and
  * its interplay with the signed hello: the ed25519 key pair a peer signs its
  * hello with is the one its messages are boxed with. */
 #include <check.h>
