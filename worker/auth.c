@@ -20,6 +20,10 @@
 #include "worker/uds.h"
 #include "worker/ws.h"
 
+/* a remembered signature outlives its skew window by this much */
+#define REPLAY_SLACK_MS 1000
+#define HOSTNAME_MAX 256
+
 /* the rows of proto/reasons.h for a hello code, and its counter */
 static const struct {
 	const char *label, *code, *message;
@@ -58,7 +62,7 @@ static void presence_row_insert(struct worker *w)
 	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(h, "groups");
 	char *caps_s = cJSON_IsArray(caps) ? cJSON_PrintUnformatted(caps) : NULL;
 	char *groups_s = cJSON_IsArray(groups) ? cJSON_PrintUnformatted(groups) : NULL;
-	char host[256] = "";
+	char host[HOSTNAME_MAX] = "";
 	gethostname(host, sizeof host - 1);
 	struct presence_row r = {
 		.presence_id = w->me.presence_id,
@@ -178,7 +182,7 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 	/* check 5: a signature is accepted once while it could pass the skew check */
 	unsigned char sig[64];
 	hex_decode(h.signature, sig, sizeof sig);
-	if (!replay_check_and_remember(w->shm, sig, sizeof sig, now_ms(), h.timestamp + HELLO_SKEW_MS + 1000)) {
+	if (!replay_check_and_remember(w->shm, sig, sizeof sig, now_ms(), h.timestamp + HELLO_SKEW_MS + REPLAY_SLACK_MS)) {
 		hello_reject(w, HELLO_REPLAYED, h.mesh_id);
 		return;
 	}

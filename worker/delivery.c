@@ -16,6 +16,7 @@
 
 #define MARK_BATCH 50     /* written pushes marked delivered in one statement */
 #define LIVE_IDS_MAX 124  /* live connections of one member passed to a claim */
+#define CLIENT_ACK_ID_MAX 64
 
 struct live_ids {
 	const char *member_id;
@@ -203,7 +204,7 @@ void delivery_on_client_ack(struct worker *w, const cJSON *msg)
 	const char *id = msg_str(msg, "brokerMessageId");
 	if (!id)
 		id = msg_str(msg, "messageId");
-	if (!id || strlen(id) > 64) {
+	if (!id || strlen(id) > CLIENT_ACK_ID_MAX) {
 		ws_send_peer_error(w, PEER_ERR_CLIENT_ACK_MALFORMED, msg_str(msg, "id"));
 		return;
 	}

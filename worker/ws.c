@@ -18,7 +18,8 @@
 #include "worker/ws.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define CLOSE_GRACE_MS 2000
+#define CLOSE_GRACE_MS 2000     /* our close waits this long for the peer's */
+#define HANDSHAKE_WRITE_MS 5000 /* the 101 answer */
 #define WS_OUT_CAP (1u << 20) /* queued outbound bytes before we stop reading */
 #define RECV_BUDGET (256 << 10) /* bytes read per turn of the loop */
 
@@ -157,16 +158,16 @@ static void ws_close_flush(struct worker *w)
 int ws_handshake(int fd, const struct http_req *req)
 {
 	if (!http_has_token(req->upgrade, "websocket")) {
-		http_respond_error(fd, 426, "websocket upgrade required", 2000);
+		http_respond_error(fd, 426, "websocket upgrade required", HTTP_REFUSAL_MS);
 		return -1;
 	}
 	if (!http_has_token(req->connection, "upgrade")) {
-		http_respond_error(fd, 400, "Connection header must contain upgrade", 2000);
+		http_respond_error(fd, 400, "Connection header must contain upgrade", HTTP_REFUSAL_MS);
 		return -1;
 	}
 	if (strcmp(req->ws_version, "13") != 0) {
 		http_respond(fd, 426, "application/json", "Sec-WebSocket-Version: 13\r\n",
-			     "{\"error\":\"unsupported websocket version\"}", 41, 2000);
+			     "{\"error\":\"unsupported websocket version\"}", 41, HTTP_REFUSAL_MS);
 		return -1;
 	}
 	unsigned char nonce[32];
@@ -175,7 +176,7 @@ int ws_handshake(int fd, const struct http_req *req)
 	    sodium_base642bin(nonce, sizeof nonce, req->ws_key, 24, NULL, &nlen, NULL,
 			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    nlen != 16) {
-		http_respond_error(fd, 400, "missing or invalid Sec-WebSocket-Key", 2000);
+		http_respond_error(fd, 400, "missing or invalid Sec-WebSocket-Key", HTTP_REFUSAL_MS);
 		return -1;
 	}
 	char cat[64]; /* the key is exactly 24 chars here */
@@ -193,7 +194,7 @@ int ws_handshake(int fd, const struct http_req *req)
 			 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 			 "Sec-WebSocket-Accept: %s\r\n\r\n",
 			 accept);
-	return http_write_all(fd, resp, (size_t)n, 5000);
+	return http_write_all(fd, resp, (size_t)n, HANDSHAKE_WRITE_MS);
 }
 
 /* RFC 6455 §5.5.2-3: a ping every ping interval; no pong for the pong
