@@ -15,6 +15,7 @@ SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 CFLAGS_OPT := -O1
 endif
 
+COMMON_SRC := $(wildcard common/*.c)
 PROTO_SRC  := $(wildcard proto/*.c)
 SHM_SRC    := $(wildcard shm/*.c)
 DB_SRC     := $(wildcard db/*.c)
@@ -25,7 +26,7 @@ MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-LIB_OBJ    := $(call obj,$(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUILD)/obj/gen/migrations.o
+LIB_OBJ    := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUILD)/obj/gen/migrations.o
 WORKER_OBJ := $(call obj,$(WORKER_SRC))
 CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl

@@ -18,9 +18,9 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "proto/config.h"
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "shm/shm.h"
 
 #define ACCEPT_BACKLOG 1024

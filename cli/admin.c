@@ -13,7 +13,7 @@
 #include "db/migrations.h"
 #include "db/store_admin.h"
 #include "keyfile.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 #define ADMIN_NAME_MAX 127 /* display names fit the presence table (128 with NUL) */
 #define ADMIN_MESH_NAME_MAX 200

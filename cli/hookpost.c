@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "dial.h"
 #include "keyfile.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 #define HOOK_TIMEOUT_MS 5000
 #define HOOK_RESPONSE_MAX (1u << 20)

@@ -18,7 +18,7 @@
 #include "keyfile.h"
 #include "proto/box.h"
 #include "proto/hello.h"
-#include "proto/util.h"
+#include "common/util.h"
 #include "wsclient.h"
 
 #define PEER_CONNECT_MS 10000     /* TCP connect + upgrade */

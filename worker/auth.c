@@ -10,8 +10,8 @@
 
 #include "db/store.h"
 #include "proto/hello.h"
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "worker/audit.h"
 #include "worker/delivery.h"
 #include "worker/msg.h"

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "db/store.h"
-#include "proto/log.h"
+#include "common/log.h"
 #include "proto/reasons.h"
-#include "proto/util.h"
+#include "common/util.h"
 #include "worker/msg.h"
 #include "worker/skel.h"
 #include "worker/ws.h"

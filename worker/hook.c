@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "db/store.h"
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "worker/skel.h"
 #include "worker/status.h"
 #include "worker/uds.h"

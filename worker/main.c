@@ -15,8 +15,8 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "db/db.h"
 #include "worker/hook.h"
 #include "worker/http.h"

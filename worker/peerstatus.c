@@ -4,9 +4,9 @@
 #include "worker/peerstatus.h"
 
 #include "db/store.h"
-#include "proto/log.h"
+#include "common/log.h"
 #include "proto/reasons.h"
-#include "proto/util.h"
+#include "common/util.h"
 #include "worker/delivery.h"
 #include "worker/jsonl.h"
 #include "worker/msg.h"

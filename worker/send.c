@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "db/store.h"
-#include "proto/log.h"
+#include "common/log.h"
 #include "proto/reasons.h"
-#include "proto/util.h"
+#include "common/util.h"
 #include "worker/audit.h"
 #include "worker/msg.h"
 #include "worker/uds.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "db/store.h"
-#include "proto/log.h"
+#include "common/log.h"
 #include "worker/audit.h"
 #include "worker/delivery.h"
 #include "worker/peerstatus.h"

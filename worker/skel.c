@@ -12,8 +12,8 @@
 #include <time.h>
 
 #include "db/db.h"
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 

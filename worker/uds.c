@@ -13,8 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "worker/uds.h"
 
 static int sock_addr(struct worker *w, uint32_t slot, uint32_t gen, struct sockaddr_un *a)

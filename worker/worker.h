@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <wslay/wslay.h>
 
-#include "proto/config.h"
+#include "common/config.h"
 #include "shm/shm.h"
 
 struct db;

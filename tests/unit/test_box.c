@@ -8,7 +8,7 @@
 
 #include "proto/box.h"
 #include "proto/hello.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 struct party {
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];

@@ -18,8 +18,8 @@
 
 #include "db/db.h"
 #include "db/migrations.h"
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 #define PG_USER "meshbroker"

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "proto/hello.h"
-#include "proto/util.h"
+#include "common/util.h"
 #include "worker/http.h"
 #include "worker/jsonl.h"
 #include "worker/status.h"
