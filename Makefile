@@ -41,7 +41,7 @@ Q := @
 say = printf '  %-6s %s\n' $(1) $(2);
 endif
 
-.PHONY: all build deps deps-test run test unit-bins asan-bins clean install fuzz bench
+.PHONY: all build deps deps-test run test unit-bins asan-bins callgraph clean install fuzz bench
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -88,6 +88,10 @@ unit-bins: $(UNIT_BINS)
 # the integration suite against them (MESHBROKER_BIN=build/asan/bin).
 asan-bins:
 	@$(MAKE) --no-print-directory build BUILD=build/asan SAN=1
+
+# No call cycle among the worker's modules (scripts/callgraph.sh: nm + includes, tsort).
+callgraph: build
+	@sh scripts/callgraph.sh $(BUILD)
 
 # The whole suite: normal build for the integration tests, an ASan+UBSan build
 # for the unit tests, then tests/run.sh prints the summary line.

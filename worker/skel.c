@@ -18,7 +18,7 @@
 #include "worker/ws.h"
 
 #define POLL_IDLE_MS 1000         /* wait when no timer is due (never happens once upgraded) */
-#define CLOSE_FRAME_WRITE_MS 1000 /* the bare 1011 close when there is no presence table */
+#define CLOSE_FRAME_WRITE_MS 1000 /* the bare close frame when there is no presence table */
 
 static volatile sig_atomic_t got_term;
 static sigset_t open_mask; /* the mask ppoll() waits with: SIGTERM/SIGINT let in */
@@ -160,7 +160,7 @@ void skel_serve_ws(struct worker *w, struct http_req *req, const struct worker_h
 		return;
 	if (worker_shm(w) != 0) {
 		/* no presence table: nobody can find this peer; refuse politely */
-		static const unsigned char close_frame[] = {0x88, 0x02, 0x03, 0xf3}; /* 1011 */
+		static const unsigned char close_frame[] = {0x88, 0x02, WS_CLOSE_INTERNAL >> 8, WS_CLOSE_INTERNAL & 0xff};
 		http_write_all(w->fd, close_frame, sizeof close_frame, CLOSE_FRAME_WRITE_MS);
 		return;
 	}

@@ -12,11 +12,10 @@
 #include "worker/worker.h"
 
 /* close codes (RFC 6455 §7.4.1) */
-#define WS_CLOSE_NORMAL 1000
 #define WS_CLOSE_GOING_AWAY 1001   /* shutdown, ping_timeout */
 #define WS_CLOSE_UNSUPPORTED 1003  /* binary frames */
 #define WS_CLOSE_POLICY 1008       /* hello rejections, hello_timeout */
-#define WS_CLOSE_TOO_BIG 1009      /* over MAX_MESSAGE_BYTES (wslay) */
+#define WS_CLOSE_TOO_BIG 1009      /* over MAX_MESSAGE_BYTES (sent by wslay itself) */
 #define WS_CLOSE_INTERNAL 1011     /* database or socket failure */
 #define WS_CLOSE_TRY_AGAIN 1013    /* presence table full */
 
