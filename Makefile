@@ -15,6 +15,7 @@ SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 CFLAGS_OPT := -O1
 endif
 
+COMMON_SRC := $(wildcard common/*.c)
 PROTO_SRC  := $(wildcard proto/*.c)
 SHM_SRC    := $(wildcard shm/*.c)
 DB_SRC     := $(wildcard db/*.c)
@@ -25,7 +26,7 @@ MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-LIB_OBJ    := $(call obj,$(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUILD)/obj/gen/migrations.o
+LIB_OBJ    := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUILD)/obj/gen/migrations.o
 WORKER_OBJ := $(call obj,$(WORKER_SRC))
 CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
@@ -40,7 +41,7 @@ Q := @
 say = printf '  %-6s %s\n' $(1) $(2);
 endif
 
-.PHONY: all build deps deps-test run test unit-bins clean install fuzz bench
+.PHONY: all build deps deps-test run test unit-bins asan-bins callgraph clean install fuzz bench
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -82,6 +83,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
 	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
 unit-bins: $(UNIT_BINS)
+
+# The three programs built with ASan+UBSan into build/asan/bin, for running
+# the integration suite against them (MESHBROKER_BIN=build/asan/bin).
+asan-bins:
+	@$(MAKE) --no-print-directory build BUILD=build/asan SAN=1
+
+# No call cycle among the worker's modules (scripts/callgraph.sh: nm + includes, tsort).
+callgraph: build
+	@sh scripts/callgraph.sh $(BUILD)
 
 # The whole suite: a normal build and an ASan+UBSan build; tests/run.sh runs
 # the unit tests (sanitized), the fuzz targets, the integration tests against

@@ -1,5 +1,5 @@
 /* meshbroker-accept — the standalone super-server, shaped like s6-ipcserverd
- * (DESIGN.md "Processes"): listen, accept, enforce the connection limits, fork+exec
+ * (docs/design.md "Processes"): listen, accept, enforce the connection limits, fork+exec
  * one meshbroker-worker per connection exactly as systemd's Accept=yes would, reap,
  * pass SIGTERM on.  It holds no broker state: workers outlive a crash or kill of it. */
 #include <arpa/inet.h>
@@ -18,9 +18,9 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "proto/config.h"
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "shm/shm.h"
 
 #define ACCEPT_BACKLOG 1024

@@ -46,7 +46,7 @@
 #include <wslay/wslay.h>
 
 #include "proto/hello.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 /* ------------------------------------------------------------------ */
 /* options                                                             */

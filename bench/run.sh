@@ -71,7 +71,7 @@ bin=$work/bin
 pkgs="libsodium libpq libcjson"
 pkg-config --exists $pkgs || { echo "bench: pkg-config cannot find $pkgs (make deps)" >&2; exit 2; }
 gcc -std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -I. $(pkg-config --cflags $pkgs) \
-  -o "$work/meshbench" bench/meshbench.c proto/hello.c proto/util.c \
+  -o "$work/meshbench" bench/meshbench.c proto/hello.c common/util.c \
   $(pkg-config --libs $pkgs) -lwslay
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

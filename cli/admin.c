@@ -1,8 +1,7 @@
 /* admin — mesh and member administration straight in PostgreSQL (see
- * admin.h).  Every query is parameterized; every error is one line. */
+ * admin.h).  The statements are db/store_admin.c's; every error is one line. */
 #include "admin.h"
 
-#include <libpq-fe.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,27 +11,13 @@
 #include "cli.h"
 #include "proto/canon.h"
 #include "db/migrations.h"
+#include "db/store_admin.h"
 #include "keyfile.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 #define ADMIN_NAME_MAX 127 /* display names fit the presence table (128 with NUL) */
 #define ADMIN_MESH_NAME_MAX 200
 #define ADMIN_SLUG_MAX 64
-
-/* first line of a libpq message, without the "ERROR:  " noise */
-static const char *admin_pq_line(const char *msg, char *buf, size_t cap)
-{
-	if (!msg || !*msg)
-		return "unknown error";
-	if (!strncmp(msg, "ERROR:  ", 8))
-		msg += 8;
-	size_t n = strcspn(msg, "\n");
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(buf, msg, n);
-	buf[n] = 0;
-	return buf;
-}
 
 static const char *admin_database_url(void)
 {
@@ -50,50 +35,19 @@ static const char *admin_database_url(void)
 	return url;
 }
 
-static PGresult *admin_exec(PGconn *c, const char *sql, int n, const char *const *params)
-{
-	char line[512];
-	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-	ExecStatusType st = PQresultStatus(r);
-	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-		cli_err("database: %s", admin_pq_line(r ? PQresultErrorMessage(r) : PQerrorMessage(c),
-						     line, sizeof line));
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
+/* a statement failed: its one-line reason */
+static int admin_db_err(struct admin_db *a) { return cli_err("database: %s", store_admin_error(a)); }
 
-/* run a statement whose result is not needed; 0 ok, -1 error printed */
-static int admin_run(PGconn *c, const char *sql, int n, const char *const *params)
+static struct admin_db *admin_connect(void)
 {
-	PGresult *r = admin_exec(c, sql, n, params);
-	PQclear(r);
-	return r ? 0 : -1;
-}
-
-static PGconn *admin_connect(void)
-{
-	char line[512];
+	char err[512];
 	const char *url = admin_database_url();
 	if (!url)
 		return NULL;
-	/* the URL's own connect_timeout, if any, comes later and wins */
-	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *const vals[] = {"10", "meshctl", url, NULL};
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	if (!c || PQstatus(c) != CONNECTION_OK) {
-		cli_err("database: %s", admin_pq_line(c ? PQerrorMessage(c) : NULL, line, sizeof line));
-		PQfinish(c);
-		return NULL;
-	}
-	/* an admin command never waits forever on a lock */
-	const char *p[] = {"30s"};
-	if (admin_run(c, "SELECT set_config('statement_timeout', $1, false)", 1, p) != 0) {
-		PQfinish(c);
-		return NULL;
-	}
-	return c;
+	struct admin_db *a = store_admin_open(url, err, sizeof err);
+	if (!a)
+		cli_err("database: %s", err);
+	return a;
 }
 
 int admin_migrate(int argc, char **argv)
@@ -172,7 +126,7 @@ int admin_mesh_create(int argc, char **argv)
 	struct keyfile_key k;
 	struct keyfile_out out;
 	int have_out = 0, rc = CLI_EXIT_FAIL;
-	PGconn *c = NULL;
+	struct admin_db *c = NULL;
 
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)
 		return CLI_EXIT_USAGE;
@@ -212,16 +166,16 @@ int admin_mesh_create(int argc, char **argv)
 
 	if (!(c = admin_connect()))
 		goto out;
-	const char *p_slug[] = {slug};
-	PGresult *r = admin_exec(c, "SELECT id FROM mesh.mesh WHERE slug = $1", 1, p_slug);
-	if (!r)
-		goto out;
-	if (PQntuples(r) > 0) {
-		cli_err("mesh slug \"%s\" is taken (mesh %s)", slug, PQgetvalue(r, 0, 0));
-		PQclear(r);
+	char taken[ID_LEN + 1];
+	int found = store_mesh_by_slug(c, slug, taken, sizeof taken);
+	if (found < 0) {
+		admin_db_err(c);
 		goto out;
 	}
-	PQclear(r);
+	if (found) {
+		cli_err("mesh slug \"%s\" is taken (mesh %s)", slug, taken);
+		goto out;
+	}
 	if (!cli_opt(&o, "owner-key")) {
 		if (keyfile_out_open(&out, key_path, cli_opt(&o, "force") != NULL) != 0)
 			goto out;
@@ -229,21 +183,20 @@ int admin_mesh_create(int argc, char **argv)
 	}
 
 	id_new(id);
-	const char *p_ins[] = {id, name, slug, k.pubkey, max_peers};
-	if (admin_run(c, "BEGIN", 0, NULL) != 0)
-		goto out;
-	r = admin_exec(c,
-		       "INSERT INTO mesh.mesh (id, name, slug, owner_pubkey, max_peers) "
-		       "VALUES ($1, $2, $3, $4, $5::integer) ON CONFLICT (slug) DO NOTHING RETURNING id",
-		       5, p_ins);
-	if (!r)
-		goto out;
-	if (PQntuples(r) != 1) {
-		cli_err("mesh slug \"%s\" is taken", slug);
-		PQclear(r);
+	struct mesh_row m = {id, name, slug, k.pubkey, max_peers};
+	if (store_admin_begin(c) != 0) {
+		admin_db_err(c);
 		goto out;
 	}
-	PQclear(r);
+	int inserted = store_mesh_insert(c, &m);
+	if (inserted < 0) {
+		admin_db_err(c);
+		goto out;
+	}
+	if (!inserted) {
+		cli_err("mesh slug \"%s\" is taken", slug);
+		goto out;
+	}
 	if (have_out) {
 		cJSON *doc = keyfile_key_json(&k);
 		have_out = 0; /* commit removes its file itself on failure */
@@ -251,11 +204,13 @@ int admin_mesh_create(int argc, char **argv)
 		keyfile_json_free(doc);
 		if (wrc != 0)
 			goto out;
-		if (admin_run(c, "COMMIT", 0, NULL) != 0) {
+		if (store_admin_commit(c) != 0) {
+			admin_db_err(c);
 			unlink(key_path);
 			goto out;
 		}
-	} else if (admin_run(c, "COMMIT", 0, NULL) != 0) {
+	} else if (store_admin_commit(c) != 0) {
+		admin_db_err(c);
 		goto out;
 	}
 	printf("%s\n", id);
@@ -264,27 +219,25 @@ out:
 	if (have_out)
 		keyfile_out_abort(&out);
 	sodium_memzero(k.sk, sizeof k.sk);
-	PQfinish(c);
+	store_admin_close(c);
 	return rc;
 }
 
 /* 0: mesh exists and is live; -1 after printing why not */
-static int admin_mesh_check(PGconn *c, const char *mesh_id, int allow_archived)
+static int admin_mesh_check(struct admin_db *c, const char *mesh_id, int allow_archived)
 {
-	const char *p[] = {mesh_id};
-	PGresult *r = admin_exec(c, "SELECT archived_at IS NOT NULL FROM mesh.mesh WHERE id = $1", 1, p);
-	if (!r)
-		return -1;
-	int rc = 0;
-	if (PQntuples(r) == 0) {
+	int st = store_mesh_state(c, mesh_id);
+	if (st < 0)
+		return admin_db_err(c), -1;
+	if (st == 0) {
 		cli_err("no mesh with id %s", mesh_id);
-		rc = -1;
-	} else if (!allow_archived && PQgetvalue(r, 0, 0)[0] == 't') {
-		cli_err("mesh %s is archived", mesh_id);
-		rc = -1;
+		return -1;
 	}
-	PQclear(r);
-	return rc;
+	if (!allow_archived && st == 2) {
+		cli_err("mesh %s is archived", mesh_id);
+		return -1;
+	}
+	return 0;
 }
 
 int admin_member_add(int argc, char **argv)
@@ -295,8 +248,7 @@ int admin_member_add(int argc, char **argv)
 	struct keyfile_peer peer;
 	struct keyfile_out out;
 	int have_out = 0, rc = CLI_EXIT_FAIL;
-	PGconn *c = NULL;
-	PGresult *r;
+	struct admin_db *c = NULL;
 
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)
 		return CLI_EXIT_USAGE;
@@ -324,18 +276,18 @@ int admin_member_add(int argc, char **argv)
 
 	if (!(c = admin_connect()) || admin_mesh_check(c, peer.mesh_id, 0) != 0)
 		goto out;
-	const char *p_find[] = {peer.mesh_id, peer.key.pubkey};
-	static const char find_sql[] = "SELECT id, revoked_at IS NOT NULL FROM mesh.member "
-				       "WHERE mesh_id = $1 AND lower(peer_pubkey) = $2";
-	if (!(r = admin_exec(c, find_sql, 2, p_find)))
-		goto out;
-	if (PQntuples(r) > 0) {
-		cli_err("pubkey %s is already a member of mesh %s: %s%s", peer.key.pubkey, peer.mesh_id,
-			PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1)[0] == 't' ? " (revoked)" : "");
-		PQclear(r);
+	char existing[ID_LEN + 8];
+	int revoked = 0;
+	int found = store_member_find(c, peer.mesh_id, peer.key.pubkey, existing, sizeof existing, &revoked);
+	if (found < 0) {
+		admin_db_err(c);
 		goto out;
 	}
-	PQclear(r);
+	if (found) {
+		cli_err("pubkey %s is already a member of mesh %s: %s%s", peer.key.pubkey, peer.mesh_id, existing,
+			revoked ? " (revoked)" : "");
+		goto out;
+	}
 	if (out_path) {
 		if (keyfile_out_open(&out, out_path, cli_opt(&o, "force") != NULL) != 0)
 			goto out;
@@ -343,26 +295,25 @@ int admin_member_add(int argc, char **argv)
 	}
 
 	id_new(peer.member_id);
-	const char *p_ins[] = {peer.member_id, peer.mesh_id, peer.key.pubkey, name, role};
-	if (admin_run(c, "BEGIN", 0, NULL) != 0)
-		goto out;
-	r = admin_exec(c,
-		       "INSERT INTO mesh.member (id, mesh_id, peer_pubkey, display_name, role) "
-		       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (mesh_id, peer_pubkey) DO NOTHING "
-		       "RETURNING id",
-		       5, p_ins);
-	if (!r)
-		goto out;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		admin_run(c, "ROLLBACK", 0, NULL);
-		r = admin_exec(c, find_sql, 2, p_find);
-		cli_err("pubkey %s is already a member of mesh %s: %s", peer.key.pubkey, peer.mesh_id,
-			r && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "?");
-		PQclear(r);
+	if (store_admin_begin(c) != 0) {
+		admin_db_err(c);
 		goto out;
 	}
-	PQclear(r);
+	int inserted = store_member_insert(c, peer.member_id, peer.mesh_id, peer.key.pubkey, name, role);
+	if (inserted < 0) {
+		admin_db_err(c);
+		goto out;
+	}
+	if (!inserted) {
+		if (store_admin_rollback(c) != 0)
+			admin_db_err(c);
+		found = store_member_find(c, peer.mesh_id, peer.key.pubkey, existing, sizeof existing, &revoked);
+		if (found < 0)
+			admin_db_err(c);
+		cli_err("pubkey %s is already a member of mesh %s: %s", peer.key.pubkey, peer.mesh_id,
+			found > 0 ? existing : "?");
+		goto out;
+	}
 	if (have_out) {
 		cJSON *doc = keyfile_peer_json(&peer);
 		have_out = 0;
@@ -370,11 +321,13 @@ int admin_member_add(int argc, char **argv)
 		keyfile_json_free(doc);
 		if (wrc != 0)
 			goto out;
-		if (admin_run(c, "COMMIT", 0, NULL) != 0) {
+		if (store_admin_commit(c) != 0) {
+			admin_db_err(c);
 			unlink(out_path);
 			goto out;
 		}
-	} else if (admin_run(c, "COMMIT", 0, NULL) != 0) {
+	} else if (store_admin_commit(c) != 0) {
+		admin_db_err(c);
 		goto out;
 	}
 	printf("%s\n", peer.member_id);
@@ -383,8 +336,14 @@ out:
 	if (have_out)
 		keyfile_out_abort(&out);
 	sodium_memzero(&peer.key, sizeof peer.key);
-	PQfinish(c);
+	store_admin_close(c);
 	return rc;
+}
+
+static void admin_print_id(void *arg, const char *id)
+{
+	(void)arg;
+	printf("%s\n", id);
 }
 
 int admin_member_revoke(int argc, char **argv)
@@ -402,38 +361,28 @@ int admin_member_revoke(int argc, char **argv)
 		for (char *p = who; *p; p++)
 			if (*p >= 'A' && *p <= 'F')
 				*p = (char)(*p - 'A' + 'a');
-	PGconn *c = admin_connect();
+	struct admin_db *c = admin_connect();
 	if (!c || admin_mesh_check(c, o.pos[0], 1) != 0)
 		goto out;
-	const char *p[] = {o.pos[0], who};
-	PGresult *r = admin_exec(c,
-				 "UPDATE mesh.member SET revoked_at = now() WHERE mesh_id = $1 "
-				 "AND (id = $2 OR lower(peer_pubkey) = $2) AND revoked_at IS NULL "
-				 "RETURNING id",
-				 2, p);
-	if (!r)
+	int n = store_member_revoke(c, o.pos[0], who, admin_print_id, NULL);
+	if (n < 0) {
+		admin_db_err(c);
 		goto out;
-	if (PQntuples(r) > 0) {
-		for (int i = 0; i < PQntuples(r); i++)
-			printf("%s\n", PQgetvalue(r, i, 0));
-		PQclear(r);
+	}
+	if (n > 0) {
 		rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 		goto out;
 	}
-	PQclear(r);
-	r = admin_exec(c,
-		       "SELECT id FROM mesh.member WHERE mesh_id = $1 "
-		       "AND (id = $2 OR lower(peer_pubkey) = $2)",
-		       2, p);
-	if (!r)
-		goto out;
-	if (PQntuples(r) > 0)
-		cli_err("member %s is already revoked", PQgetvalue(r, 0, 0));
+	char id[ID_LEN + 8];
+	int found = store_member_lookup(c, o.pos[0], who, id, sizeof id);
+	if (found < 0)
+		admin_db_err(c);
+	else if (found)
+		cli_err("member %s is already revoked", id);
 	else
 		cli_err("no member %s in mesh %s", who, o.pos[0]);
-	PQclear(r);
 out:
-	PQfinish(c);
+	store_admin_close(c);
 	return rc;
 }
 
@@ -444,6 +393,21 @@ static void admin_put_text(const char *s)
 		putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
 }
 
+static void admin_print_member(void *arg, const struct member_row *m)
+{
+	(void)arg;
+	admin_put_text(m->id);
+	putchar(' ');
+	admin_put_text(m->pubkey);
+	putchar(' ');
+	admin_put_text(m->display_name);
+	putchar(' ');
+	admin_put_text(m->role);
+	if (m->revoked)
+		fputs(" revoked", stdout);
+	putchar('\n');
+}
+
 int admin_member_list(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -452,37 +416,56 @@ int admin_member_list(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1 || !o.pos[0][0])
 		return cli_usage_err("usage: meshctl member list MESH_ID");
-	PGconn *c = admin_connect();
+	struct admin_db *c = admin_connect();
 	if (!c || admin_mesh_check(c, o.pos[0], 1) != 0)
 		goto out;
-	const char *p[] = {o.pos[0]};
-	PGresult *r = admin_exec(c,
-				 "SELECT id, peer_pubkey, display_name, role, revoked_at IS NOT NULL "
-				 "FROM mesh.member WHERE mesh_id = $1 ORDER BY joined_at, id",
-				 1, p);
-	if (!r)
+	if (store_member_list(c, o.pos[0], admin_print_member, NULL) != 0) {
+		admin_db_err(c);
 		goto out;
-	for (int i = 0; i < PQntuples(r); i++) {
-		admin_put_text(PQgetvalue(r, i, 0));
-		putchar(' ');
-		admin_put_text(PQgetvalue(r, i, 1));
-		putchar(' ');
-		admin_put_text(PQgetvalue(r, i, 2));
-		putchar(' ');
-		admin_put_text(PQgetvalue(r, i, 3));
-		if (PQgetvalue(r, i, 4)[0] == 't')
-			fputs(" revoked", stdout);
-		putchar('\n');
 	}
-	PQclear(r);
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 out:
-	PQfinish(c);
+	store_admin_close(c);
 	return rc;
 }
 
+#define AUDIT_PAGE 1000 /* rows read per statement */
+
+struct chain {
+	const char *mesh_id;
+	char prev[65], after[24];
+	long rows;
+	int broken;
+};
+
+/* one row of the chain: its prev_hash must be the row before's hash, and
+ * its hash what its contents give */
+static int chain_row(void *arg, const struct audit_row *r)
+{
+	struct chain *ch = arg;
+	cJSON *payload = cJSON_Parse(r->payload);
+	char *canon = payload ? canon_json(payload) : NULL;
+	char want[65];
+	if (canon)
+		canon_chain_hash(want, ch->prev, ch->mesh_id, r->event_type, r->actor, canon, r->created_at);
+	int ok = canon && strcmp(r->prev_hash, ch->prev) == 0 && strcmp(r->hash, want) == 0;
+	free(canon);
+	cJSON_Delete(payload);
+	if (!ok) {
+		cli_err("audit chain broken at row %s (%s): %s", r->id, r->event_type,
+			strcmp(r->prev_hash, ch->prev) != 0 ? "prev_hash does not match the row before"
+							    : "hash does not match the row's contents");
+		ch->broken = 1;
+		return 1;
+	}
+	snprintf(ch->prev, sizeof ch->prev, "%s", r->hash);
+	snprintf(ch->after, sizeof ch->after, "%s", r->id);
+	ch->rows++;
+	return 0;
+}
+
 /* meshctl audit verify MESH_ID: re-compute the mesh's hash chain
- * (PROTOCOL.md §8) from the stored rows, page by page. */
+ * (docs/protocol.md §8) from the stored rows, page by page. */
 int admin_audit_verify(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -491,50 +474,24 @@ int admin_audit_verify(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1 || !o.pos[0][0])
 		return cli_usage_err("usage: meshctl audit verify MESH_ID");
-	PGconn *c = admin_connect();
+	struct admin_db *c = admin_connect();
 	if (!c || admin_mesh_check(c, o.pos[0], 1) != 0)
 		goto out;
-	char prev[65] = "genesis", after[24] = "0";
-	long rows = 0;
+	struct chain ch = {.mesh_id = o.pos[0], .prev = "genesis", .after = "0"};
 	for (;;) {
-		const char *p[] = {o.pos[0], after};
-		PGresult *r = admin_exec(c,
-					 "SELECT id, event_type, actor_member_id, payload::text, prev_hash, hash, "
-					 "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-					 "FROM mesh.audit_log WHERE mesh_id = $1 AND id > $2::bigint ORDER BY id LIMIT 1000",
-					 2, p);
-		if (!r)
+		int n = store_audit_page(c, o.pos[0], ch.after, AUDIT_PAGE, chain_row, &ch);
+		if (n < 0) {
+			admin_db_err(c);
 			goto out;
-		int n = PQntuples(r);
-		for (int i = 0; i < n; i++) {
-			const char *id = PQgetvalue(r, i, 0);
-			cJSON *payload = cJSON_Parse(PQgetvalue(r, i, 3));
-			char *canon = payload ? canon_json(payload) : NULL;
-			char want[65];
-			if (canon)
-				canon_chain_hash(want, prev, o.pos[0], PQgetvalue(r, i, 1),
-						 PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2), canon, PQgetvalue(r, i, 6));
-			int ok = canon && strcmp(PQgetvalue(r, i, 4), prev) == 0 && strcmp(PQgetvalue(r, i, 5), want) == 0;
-			free(canon);
-			cJSON_Delete(payload);
-			if (!ok) {
-				cli_err("audit chain broken at row %s (%s): %s", id, PQgetvalue(r, i, 1),
-					strcmp(PQgetvalue(r, i, 4), prev) != 0 ? "prev_hash does not match the row before"
-										: "hash does not match the row's contents");
-				PQclear(r);
-				goto out;
-			}
-			snprintf(prev, sizeof prev, "%s", PQgetvalue(r, i, 5));
-			snprintf(after, sizeof after, "%s", id);
-			rows++;
 		}
-		PQclear(r);
-		if (n < 1000)
+		if (ch.broken)
+			goto out;
+		if (n < AUDIT_PAGE)
 			break;
 	}
-	printf("audit: %ld rows, chain intact\n", rows);
+	printf("audit: %ld rows, chain intact\n", ch.rows);
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 out:
-	PQfinish(c);
+	store_admin_close(c);
 	return rc;
 }

@@ -1,4 +1,4 @@
-/* admin — meshctl's database commands (PROTOCOL.md §6): migrate, mesh
+/* admin — meshctl's database commands (docs/protocol.md §6): migrate, mesh
  * create, member add|revoke|list.  Blocking libpq on DATABASE_URL,
  * parameterized queries only. */
 #ifndef CLI_ADMIN_H

@@ -1,6 +1,6 @@
 /* cli — what every meshctl command shares: option parsing (options may come
  * before, between or after the positional words), one-line errors and the
- * broker URL and peer config choice of PROTOCOL.md's client rules. */
+ * broker URL and peer config choice of docs/protocol.md's client rules. */
 #ifndef CLI_CLI_H
 #define CLI_CLI_H
 

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/util.h"
+#include "common/util.h"
 
 int dial_ms_left(int64_t deadline)
 {

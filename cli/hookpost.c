@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "dial.h"
 #include "keyfile.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 #define HOOK_TIMEOUT_MS 5000
 #define HOOK_RESPONSE_MAX (1u << 20)
@@ -212,7 +212,7 @@ int hookpost_run(int argc, char **argv)
 	char cwd[4097], err[256], auth[600] = "";
 	/* No pid unless asked: a hook runs under a shell started by Claude Code,
 	 * whose pid is not the peer's, and the broker then matches the newest
-	 * live presence in this cwd (PROTOCOL.md §4.3). */
+	 * live presence in this cwd (docs/protocol.md §4.3). */
 	long pid = -1;
 	int rc = CLI_EXIT_FAIL;
 
@@ -233,7 +233,7 @@ int hookpost_run(int argc, char **argv)
 	if ((rc = hook_base(&o, &u)) != 0)
 		return rc;
 	rc = CLI_EXIT_FAIL;
-	/* an API key limits the match to its mesh (PROTOCOL.md §4.3); never argv */
+	/* an API key limits the match to its mesh (docs/protocol.md §4.3); never argv */
 	const char *key = getenv("MESHBROKER_API_KEY");
 	if (key && *key) {
 		for (const char *k = key; *k; k++)

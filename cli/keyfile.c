@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 #define KEYFILE_MAX_BYTES 65536
 

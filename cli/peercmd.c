@@ -1,4 +1,4 @@
-/* peercmd — meshctl's WebSocket commands (see peercmd.h): signed hello (PROTOCOL.md
+/* peercmd — meshctl's WebSocket commands (see peercmd.h): signed hello (docs/protocol.md
  * §2), then connect / send / status.  stdout carries broker frames, one JSON
  * object per line; stderr carries one-line "meshctl: ..." errors. */
 #include "peercmd.h"
@@ -18,7 +18,7 @@
 #include "keyfile.h"
 #include "proto/box.h"
 #include "proto/hello.h"
-#include "proto/util.h"
+#include "common/util.h"
 #include "wsclient.h"
 
 #define PEER_CONNECT_MS 10000     /* TCP connect + upgrade */
@@ -595,7 +595,7 @@ int peercmd_connect(int argc, char **argv)
 	return rc;
 }
 
-/* the send frame of PROTOCOL.md §3.1, body per §3.3 */
+/* the send frame of docs/protocol.md §3.1, body per §3.3 */
 static char *peercmd_build_send(struct peer *p, const char *target, const char *priority,
 			     const char *text)
 {

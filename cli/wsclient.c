@@ -16,7 +16,7 @@
 #include <wslay/wslay.h>
 
 #include "dial.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 #define WSC_HANDSHAKE_MAX 16384   /* response head cap */
 #define WSC_PING_AFTER_MS 45000   /* silence before we ping the broker */

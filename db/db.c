@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 #define DB_CONNECT_MS 5000
 #define DB_FLIGHT_MAX 32 /* queries sent and not yet answered */

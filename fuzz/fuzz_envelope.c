@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "worker/worker.h"
+#include "worker/envelope.h"
 
 /* the receiver of the seed corpus: the envelopes in corpus/envelope go to it */
 #define FUZZ_SLOT 7

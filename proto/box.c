@@ -1,4 +1,4 @@
-/* box — direct-message crypto of PROTOCOL.md §3.3 (see box.h).  Every
+/* box — direct-message crypto of docs/protocol.md §3.3 (see box.h).  Every
  * derived x25519 secret is wiped before return. */
 #include "box.h"
 

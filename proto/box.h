@@ -1,4 +1,4 @@
-/* box — the client-side crypto of PROTOCOL.md §3.3, shared by meshctl and the
+/* box — the client-side crypto of docs/protocol.md §3.3, shared by meshctl and the
  * tests: direct messages are crypto_box_easy between the x25519 forms of the
  * two members' ed25519 keys, nonce and ciphertext in standard base64. */
 #ifndef PROTO_BOX_H

@@ -4,7 +4,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
 static void canon_sort(cJSON *o)
 {

@@ -1,4 +1,4 @@
-/* canon — canonical JSON for the audit hash chain (PROTOCOL.md §8): keys
+/* canon — canonical JSON for the audit hash chain (docs/protocol.md §8): keys
  * sorted recursively, arrays in order, no whitespace.  Shared by the worker
  * (appending) and meshctl audit verify (re-computing). */
 #ifndef PROTO_CANON_H

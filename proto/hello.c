@@ -1,5 +1,5 @@
 /* hello — signed hello checks shared by the worker (verify) and meshctl
- * (sign); see hello.h and PROTOCOL.md §2. */
+ * (sign); see hello.h and docs/protocol.md §2. */
 #include "hello.h"
 
 #include <inttypes.h>
@@ -7,32 +7,21 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/util.h"
 
-static const char *const hello_codes[] = {
-	[HELLO_OK] = "ok",
-	[HELLO_MALFORMED] = "malformed",
-	[HELLO_TIMESTAMP_SKEW] = "timestamp_skew",
-	[HELLO_BAD_SIGNATURE] = "bad_signature",
-	[HELLO_REPLAYED] = "replayed",
-	[HELLO_UNAUTHORIZED] = "unauthorized",
-	[HELLO_CAPACITY] = "capacity",
+static const struct {
+	const char *code, *message;
+} hello_codes[] = {
+	[HELLO_OK] = {"ok", "ok"},
+#define X(id, label, code, message) [HELLO_##id] = {code, message},
+	HELLO_REJECTIONS(X)
+#undef X
 };
 
-const char *hello_code_str(enum hello_code c) { return hello_codes[c]; }
+const char *hello_code_str(enum hello_code c) { return hello_codes[c].code; }
 
-const char *hello_code_message(enum hello_code c)
-{
-	switch (c) {
-	case HELLO_UNAUTHORIZED: return "pubkey not found in mesh";
-	case HELLO_CAPACITY: return "mesh at connection capacity";
-	case HELLO_MALFORMED: return "hello rejected: malformed";
-	case HELLO_TIMESTAMP_SKEW: return "hello rejected: timestamp_skew";
-	case HELLO_BAD_SIGNATURE: return "hello rejected: bad_signature";
-	case HELLO_REPLAYED: return "hello rejected: replayed";
-	default: return "ok";
-	}
-}
+/* the error.message text of §2 */
+const char *hello_code_message(enum hello_code c) { return hello_codes[c].message; }
 
 int hello_canonical(char *buf, size_t cap, const char *mesh_id, const char *member_id,
 		    const char *pubkey, int64_t timestamp)

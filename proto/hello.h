@@ -1,4 +1,4 @@
-/* hello — the signed hello of PROTOCOL.md §2: the canonical signed bytes,
+/* hello — the signed hello of docs/protocol.md §2: the canonical signed bytes,
  * signing (clients) and the broker's stateless checks 1-4 (fields, skew, hex,
  * signature).  Replay, membership and capacity are the worker's. */
 #ifndef PROTO_HELLO_H
@@ -7,6 +7,8 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proto/reasons.h"
 
 #define HELLO_SKEW_MS 60000
 
@@ -19,15 +21,13 @@ struct hello {
 	const cJSON *capabilities, *groups;
 };
 
-/* rejection codes; the wire string is hello_code_str() */
+/* rejection codes (proto/reasons.h); the wire string is hello_code_str().
+ * HELLO_TIMEOUT and HELLO_TABLE_FULL are never returned by hello_check. */
 enum hello_code {
 	HELLO_OK = 0,
-	HELLO_MALFORMED,
-	HELLO_TIMESTAMP_SKEW,
-	HELLO_BAD_SIGNATURE,
-	HELLO_REPLAYED,
-	HELLO_UNAUTHORIZED,
-	HELLO_CAPACITY,
+#define X(id, label, code, message) HELLO_##id,
+	HELLO_REJECTIONS(X)
+#undef X
 };
 const char *hello_code_str(enum hello_code c);
 /* the error.message text of §2 */

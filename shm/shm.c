@@ -1,4 +1,4 @@
-/* shm — the broker-wide shared-memory table (see shm.h and DESIGN.md "Shared
+/* shm — the broker-wide shared-memory table (see shm.h and docs/design.md "Shared
  * memory"): one file mapped by every worker, created atomically, slots claimed
  * by CAS under OFD locks, plus counters, token buckets and the replay cache. */
 #include "shm.h"
@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 #define SHM_MAGIC 0x314d48534853454dULL /* "MESHSHM1" in a little-endian file */
 #define SHM_VERSION 1u
@@ -592,7 +592,7 @@ void presence_update(struct shm *s, uint32_t slot, const struct presence_info *i
 {
 	shm_lockfd(s);
 	if (slot >= s->nslots || !owned_get(s, slot)) {
-		log_error("update of a slot this process does not own");
+		log_error("refused to write a slot this process does not own");
 		return;
 	}
 	slot_write(&s->slots[slot], info);

@@ -1,4 +1,4 @@
-/* shm — the broker-wide shared-memory table (DESIGN.md "Shared memory"):
+/* shm — the broker-wide shared-memory table (docs/design.md "Shared memory"):
  * presence slots (one writer each, seqlock, OFD-lock liveness, lazy reclaim,
  * generation numbers), broker-wide metric counters, token buckets and the
  * hello replay cache.  Every worker maps the same file; no pointers inside. */
@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/reasons.h"
+
 #define SHM_MESH_ID_MAX 64     /* bytes incl. NUL */
 #define SHM_MEMBER_ID_MAX 64
 #define SHM_PUBKEY_MAX 65      /* 64 hex + NUL */
@@ -16,7 +18,7 @@
 #define SHM_CWD_MAX 4097       /* 4096 + NUL */
 #define SHM_SUMMARY_MAX 256
 
-/* status values and sources (PROTOCOL.md §4.2); numeric source = rank */
+/* status values and sources (docs/protocol.md §4.2); numeric source = rank */
 enum peer_status { ST_IDLE = 0, ST_WORKING = 1, ST_DND = 2 };
 enum status_source { SRC_JSONL = 1, SRC_MANUAL = 2, SRC_HOOK = 3 };
 
@@ -45,15 +47,17 @@ struct presence_view {
 	struct presence_info info;
 };
 
-/* Broker-wide counters (PROTOCOL.md §7).  Labelled families are fixed arrays. */
+/* Broker-wide counters (docs/protocol.md §7).  The rejection families come
+ * from proto/reasons.h, in the order the shared layout has always had. */
 enum shm_counter {
 	C_CONNECTIONS_TOTAL,
-	C_REJ_MALFORMED, C_REJ_TIMESTAMP_SKEW, C_REJ_BAD_SIGNATURE, C_REJ_REPLAYED,
-	C_REJ_UNAUTHORIZED, C_REJ_CAPACITY, C_REJ_HELLO_TIMEOUT, C_REJ_TABLE_FULL,
+#define X(id, label, code, message) C_REJ_##id,
+	HELLO_REJECTIONS(X)
+#undef X
 	C_ROUTED_NOW, C_ROUTED_NEXT, C_ROUTED_LOW,
-	C_MSGREJ_PAYLOAD_TOO_LARGE, C_MSGREJ_RATE_LIMIT, C_MSGREJ_INVALID_PRIORITY,
-	C_MSGREJ_INVALID_TARGET, C_MSGREJ_NO_SUCH_TOPIC, C_MSGREJ_DB_UNAVAILABLE,
-	C_MSGREJ_MALFORMED, C_MSGREJ_NO_RECIPIENT,
+#define X(id, label, code, message) C_MSGREJ_##id,
+	SEND_REJECTIONS(X)
+#undef X
 	C_TTL_SWEEPS, C_HOOK_REQUESTS, C_HOOK_RATE_LIMITED,
 	C_WORKERS_STARTED,
 	C_COUNTER_MAX

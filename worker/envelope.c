@@ -1,9 +1,9 @@
-/* envelope — reading the worker-to-worker envelope (see worker.h) out of a
+/* envelope — reading the worker-to-worker envelope (see envelope.h) out of a
  * received message: a pure function of the bytes, apart from uds.c's sockets
  * so that it can be unit-tested and fuzzed on its own. */
 #include <string.h>
 
-#include "worker/worker.h"
+#include "worker/envelope.h"
 
 int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, int *type, int32_t *status,
 	      int32_t *source)

@@ -8,11 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
+#include "db/store.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/skel.h"
+#include "worker/status.h"
+#include "worker/uds.h"
 
 #define HOOK_TIMEOUT_MS 5000
 #define PENDING_SECONDS 10
+#define HOOK_DB_TIMEOUT_MS 3000
 
 static void hook_reply(struct worker *w, int status, cJSON *body /* consumed */)
 {
@@ -60,10 +65,9 @@ struct pend {
 	int done, ok;
 };
 
-static void pend_cb(void *arg, const PGresult *res, const char *err)
+static void pend_cb(void *arg, const char *err)
 {
 	struct pend *p = arg;
-	(void)res;
 	p->done = 1;
 	p->ok = err == NULL;
 	if (err)
@@ -138,18 +142,11 @@ void hook_set_status(struct worker *w, struct http_req *req)
 		return;
 	}
 	/* nobody to tell yet: stash it for a peer that connects soon */
-	char pidbuf[24], secs[8];
-	snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)(pid < 0 ? 0 : pid));
-	snprintf(secs, sizeof secs, "%d", PENDING_SECONDS);
-	const char *p[] = {pidbuf, cwd, status_str(status), secs};
 	struct pend pd = {0};
 	if (worker_db(w) == 0 &&
-	    db_query(w->db,
-		     "WITH gc AS (DELETE FROM mesh.pending_status WHERE expires_at < clock_timestamp() - interval '1 minute') "
-		     "INSERT INTO mesh.pending_status (pid, cwd, status, expires_at) "
-		     "VALUES ($1::int, $2, $3, clock_timestamp() + make_interval(secs => $4::int))",
-		     4, p, pend_cb, &pd) == 0)
-		db_drain_sync(w->db, 3000);
+	    store_pending_status_put(w->db, pid < 0 ? 0 : pid, cwd, status_str(status), PENDING_SECONDS, pend_cb,
+				     &pd) == 0)
+		db_drain_sync(w->db, HOOK_DB_TIMEOUT_MS);
 	cJSON_Delete(body);
 	if (!pd.ok) {
 		hook_fail(w, 503, "database unavailable");

@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/util.h"
+#include "common/util.h"
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {

@@ -11,6 +11,7 @@
 #define HTTP_HEAD_MAX 16384 /* request line + headers */
 #define HTTP_URL_MAX 2048
 #define HTTP_HVAL_MAX 1024
+#define HTTP_REFUSAL_MS 2000 /* how long an error answer may take to write */
 
 struct http_req {
 	char method[16];

@@ -1,5 +1,5 @@
 /* jsonl — optional status inference from Claude Code transcripts
- * (PROTOCOL.md §4.2): cwd -> project-directory key candidates, and the
+ * (docs/protocol.md §4.2): cwd -> project-directory key candidates, and the
  * newest *.jsonl's last assistant message deciding working/idle. */
 #ifndef WORKER_JSONL_H
 #define WORKER_JSONL_H

@@ -1,4 +1,4 @@
-/* routes — the plain HTTP routes of PROTOCOL.md §1 (health, metrics,
+/* routes — the plain HTTP routes of docs/protocol.md §1 (health, metrics,
  * OPTIONS, 404) and the dispatch of one request to its route. */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -6,56 +6,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "proto/version.h"
+#include "db/store.h"
 #include "worker/hook.h"
-#include "worker/worker.h"
+#include "worker/routes.h"
+#include "worker/session.h"
+#include "worker/skel.h"
 
 #define RESP_TIMEOUT_MS 5000
-
-int worker_shm(struct worker *w)
-{
-	if (w->shm)
-		return 0;
-	char err[256];
-	if (shm_open_table(w->cfg.runtime_dir, (uint32_t)w->cfg.presence_slots, 0, &w->shm, err, sizeof err) != 0) {
-		log_error("presence table unavailable", "error", err);
-		return -1;
-	}
-	return 0;
-}
-
-int worker_db(struct worker *w)
-{
-	if (!w->db)
-		w->db = db_new(w->cfg.database_url, w->cfg.db_idle_seconds);
-	return w->db ? 0 : -1;
-}
+#define PROBE_TIMEOUT_MS 3000
 
 struct db_probe {
 	int done, ok;
 	int64_t value;
 };
 
-static void probe_cb(void *arg, const PGresult *res, const char *err)
+static void probe_cb(void *arg, int64_t value, const char *err)
 {
 	struct db_probe *p = arg;
 	p->done = 1;
-	if (err || !res)
+	if (err)
 		return;
 	p->ok = 1;
-	if (PQntuples(res) > 0 && PQnfields(res) > 0)
-		p->value = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	p->value = value;
 }
 
-/* One query, run to completion (the worker serves only this request). */
-static int probe(struct worker *w, const char *sql, int64_t *value)
+/* One statement, run to completion (the worker serves only this request). */
+static int probe(struct worker *w, int (*stmt)(struct db *, store_count_cb, void *), int64_t *value)
 {
 	struct db_probe p = {0};
-	if (worker_db(w) != 0 || db_query(w->db, sql, 0, NULL, probe_cb, &p) != 0)
+	if (worker_db(w) != 0 || stmt(w->db, probe_cb, &p) != 0)
 		return -1;
-	db_drain_sync(w->db, 3000);
+	db_drain_sync(w->db, PROBE_TIMEOUT_MS);
 	if (value)
 		*value = p.value;
 	return p.ok ? 0 : -1;
@@ -63,7 +47,7 @@ static int probe(struct worker *w, const char *sql, int64_t *value)
 
 static void route_health(struct worker *w)
 {
-	int up = probe(w, "SELECT 1", NULL) == 0;
+	int up = probe(w, store_ping, NULL) == 0;
 	int64_t uptime = 0;
 	if (worker_shm(w) == 0) {
 		uptime = (now_ms() - shm_start_ms(w->shm)) / 1000;
@@ -117,49 +101,61 @@ static void family(struct mbuf *b, const char *name, const char *type, const cha
 	mb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+struct labelled {
+	const char *label;
+	enum shm_counter c;
+};
+
+static int labelled_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct labelled *)a)->label, ((const struct labelled *)b)->label);
+}
+
+/* one labelled family, label values sorted as Prometheus prints them */
+static void labelled_family(struct mbuf *b, struct shm *s, const char *name, const char *key,
+			    const struct labelled *rows, size_t n)
+{
+	struct labelled sorted[32];
+	if (n > sizeof sorted / sizeof sorted[0])
+		log_fatal("metrics: too many labels", "metric", name);
+	memcpy(sorted, rows, n * sizeof *rows);
+	qsort(sorted, n, sizeof *sorted, labelled_cmp);
+	for (size_t i = 0; i < n; i++)
+		mb_printf(b, "%s{%s=\"%s\"} %" PRIu64 "\n", name, key, sorted[i].label, counter_get(s, sorted[i].c));
+}
+
 static void route_metrics(struct worker *w)
 {
-	struct {
-		const char *reason;
-		enum shm_counter c;
-	} rejected[] = {
-		/* label values sorted, as Prometheus prints them */
-		{"bad_signature", C_REJ_BAD_SIGNATURE}, {"capacity", C_REJ_CAPACITY},
-		{"hello_timeout", C_REJ_HELLO_TIMEOUT},  {"malformed", C_REJ_MALFORMED},
-		{"replayed", C_REJ_REPLAYED},            {"table_full", C_REJ_TABLE_FULL},
-		{"timestamp_skew", C_REJ_TIMESTAMP_SKEW}, {"unauthorized", C_REJ_UNAUTHORIZED},
+	static const struct labelled rejected[] = {
+#define X(id, label, code, message) {label, C_REJ_##id},
+		HELLO_REJECTIONS(X)
+#undef X
 	}, routed[] = {
 		{"low", C_ROUTED_LOW}, {"next", C_ROUTED_NEXT}, {"now", C_ROUTED_NOW},
 	}, msgrej[] = {
-		{"db_unavailable", C_MSGREJ_DB_UNAVAILABLE}, {"invalid_priority", C_MSGREJ_INVALID_PRIORITY},
-		{"invalid_target", C_MSGREJ_INVALID_TARGET}, {"malformed", C_MSGREJ_MALFORMED},
-		{"no_recipient", C_MSGREJ_NO_RECIPIENT},     {"no_such_topic", C_MSGREJ_NO_SUCH_TOPIC},
-		{"payload_too_large", C_MSGREJ_PAYLOAD_TOO_LARGE}, {"rate_limit", C_MSGREJ_RATE_LIMIT},
+#define X(id, label, code, message) {label, C_MSGREJ_##id},
+		SEND_REJECTIONS(X)
+#undef X
 	};
 	if (worker_shm(w) != 0) {
 		http_respond_error(w->fd, 503, "presence table unavailable", RESP_TIMEOUT_MS);
 		return;
 	}
 	int64_t depth = 0;
-	int db_ok = probe(w, "SELECT count(*) FROM mesh.delivery WHERE delivered_at IS NULL", &depth) == 0;
+	int db_ok = probe(w, store_queue_depth, &depth) == 0;
 	struct shm *s = w->shm;
 	struct mbuf b = {0};
 	family(&b, "broker_connections_total", "counter", "WebSocket connection attempts.");
 	mb_printf(&b, "broker_connections_total %" PRIu64 "\n", counter_get(s, C_CONNECTIONS_TOTAL));
 	family(&b, "broker_connections_rejected_total", "counter", "Hellos refused, by reason.");
-	for (size_t i = 0; i < sizeof rejected / sizeof rejected[0]; i++)
-		mb_printf(&b, "broker_connections_rejected_total{reason=\"%s\"} %" PRIu64 "\n", rejected[i].reason,
-			  counter_get(s, rejected[i].c));
+	labelled_family(&b, s, "broker_connections_rejected_total", "reason", rejected,
+			sizeof rejected / sizeof rejected[0]);
 	family(&b, "broker_connections_active", "gauge", "Live authenticated peers (presence slots).");
 	mb_printf(&b, "broker_connections_active %d\n", presence_count(s));
 	family(&b, "broker_messages_routed_total", "counter", "Messages pushed to a peer, by priority.");
-	for (size_t i = 0; i < sizeof routed / sizeof routed[0]; i++)
-		mb_printf(&b, "broker_messages_routed_total{priority=\"%s\"} %" PRIu64 "\n", routed[i].reason,
-			  counter_get(s, routed[i].c));
+	labelled_family(&b, s, "broker_messages_routed_total", "priority", routed, sizeof routed / sizeof routed[0]);
 	family(&b, "broker_messages_rejected_total", "counter", "Sends refused, by reason.");
-	for (size_t i = 0; i < sizeof msgrej / sizeof msgrej[0]; i++)
-		mb_printf(&b, "broker_messages_rejected_total{reason=\"%s\"} %" PRIu64 "\n", msgrej[i].reason,
-			  counter_get(s, msgrej[i].c));
+	labelled_family(&b, s, "broker_messages_rejected_total", "reason", msgrej, sizeof msgrej / sizeof msgrej[0]);
 	family(&b, "broker_queue_depth", "gauge", "Deliveries not yet delivered.");
 	mb_printf(&b, "broker_queue_depth %" PRId64 "\n", depth);
 	family(&b, "broker_ttl_sweeps_total", "counter", "Stuck working statuses flipped to idle by the TTL.");
@@ -180,7 +176,7 @@ void route_request(struct worker *w, struct http_req *req)
 	if (strcmp(m, "OPTIONS") == 0) {
 		http_respond(w->fd, 204, NULL, NULL, NULL, 0, RESP_TIMEOUT_MS);
 	} else if (strcmp(p, "/ws") == 0 && strcmp(m, "GET") == 0) {
-		ws_serve(w, req);
+		skel_serve_ws(w, req, &session_hooks);
 	} else if (strcmp(p, "/health") == 0 && strcmp(m, "GET") == 0) {
 		route_health(w);
 	} else if (strcmp(p, "/metrics") == 0 && strcmp(m, "GET") == 0) {

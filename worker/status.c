@@ -1,8 +1,8 @@
-/* status — the presence status write rules of PROTOCOL.md §4.2: source
+/* status — the presence status write rules of docs/protocol.md §4.2: source
  * ranks hook > manual > jsonl, the freshness window, DND is sacred. */
 #include <string.h>
 
-#include "worker/worker.h"
+#include "worker/status.h"
 
 const char *status_str(int status)
 {

@@ -2,7 +2,8 @@
  * <runtime>/w/<slot>.<gen>.sock: a fixed envelope header, lazily connected
  * and cached outbound sockets, SO_PEERCRED checked on accept.  A wake is
  * idempotent ("drain now"), so a full socket just leaves it pending.  The
- * envelope is read back by uds_parse (envelope.c). */
+ * envelope is read back by uds_parse (envelope.c); what arrives goes to
+ * w->hooks. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -12,9 +13,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
-#include "worker/worker.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/uds.h"
 
 static int sock_addr(struct worker *w, uint32_t slot, uint32_t gen, struct sockaddr_un *a)
 {
@@ -22,6 +23,15 @@ static int sock_addr(struct worker *w, uint32_t slot, uint32_t gen, struct socka
 	a->sun_family = AF_UNIX;
 	presence_sock_path(w->shm, slot, gen, a->sun_path, sizeof a->sun_path);
 	return a->sun_path[0] ? 0 : -1;
+}
+
+void uds_init(struct worker *w)
+{
+	w->uds_listen = -1;
+	for (int i = 0; i < UDS_IN_MAX; i++)
+		w->uds_in[i] = -1;
+	for (int i = 0; i < UDS_OUT_MAX; i++)
+		w->uds_out[i].fd = -1;
 }
 
 int uds_listen_open(struct worker *w)
@@ -109,7 +119,7 @@ static int out_send(struct worker *w, struct uds_out *o)
 int uds_wake(struct worker *w, uint32_t slot, uint32_t gen)
 {
 	if (w->have_slot && slot == w->slot && gen == w->gen) {
-		peer_on_wake(w);
+		w->hooks->on_wake(w);
 		return 0;
 	}
 	struct uds_out *o = NULL, *lru = &w->uds_out[0];
@@ -193,9 +203,9 @@ static void in_read(struct worker *w, int idx)
 		if (uds_parse(buf, (size_t)n, w->slot, w->gen, &type, &status, &source) != 0)
 			continue; /* not an envelope for us */
 		if (type == UDS_WAKE)
-			peer_on_wake(w);
+			w->hooks->on_wake(w);
 		else
-			peer_on_status_request(w, status, source);
+			w->hooks->on_status(w, status, source);
 	}
 }
 

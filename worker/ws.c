@@ -1,7 +1,7 @@
-/* ws — the WebSocket side of a worker: RFC 6455 upgrade (Sec-WebSocket-Accept
- * via nettle SHA-1), then one poll() loop over the socket (wslay), the
- * database, the Unix sockets of other workers and the timers (hello timeout,
- * ping/pong, TTL), until the connection ends. */
+/* ws — the WebSocket transport of a worker: RFC 6455 upgrade
+ * (Sec-WebSocket-Accept via nettle SHA-1), frames through wslay with a read
+ * budget and backpressure, the close handshake and ping/pong.  Text frames
+ * go to w->hooks->on_text; the loop around it is skel.c's. */
 #include <errno.h>
 #include <nettle/sha1.h>
 #include <poll.h>
@@ -13,12 +13,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/log.h"
-#include "proto/util.h"
-#include "worker/worker.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/ws.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define CLOSE_GRACE_MS 2000
+#define CLOSE_GRACE_MS 2000     /* our close waits this long for the peer's */
+#define HANDSHAKE_WRITE_MS 5000 /* the 101 answer */
 #define WS_OUT_CAP (1u << 20) /* queued outbound bytes before we stop reading */
 #define RECV_BUDGET (256 << 10) /* bytes read per turn of the loop */
 
@@ -76,11 +77,11 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 	struct worker *w = user;
 	switch (arg->opcode) {
 	case WSLAY_TEXT_FRAME:
-		if (!w->closing)
-			peer_on_text(w, (const char *)arg->msg, arg->msg_length);
+		if (w->phase != PHASE_CLOSING) /* a closing connection reads nothing more */
+			w->hooks->on_text(w, (const char *)arg->msg, arg->msg_length);
 		break;
 	case WSLAY_BINARY_FRAME:
-		ws_close(w, WSLAY_CODE_UNSUPPORTED_DATA, "binary frames are not supported");
+		ws_close(w, WS_CLOSE_UNSUPPORTED, "binary frames are not supported");
 		break;
 	case WSLAY_PONG:
 		w->last_pong = mono_ms();
@@ -118,11 +119,26 @@ void ws_send_error(struct worker *w, const char *code, const char *message, cons
 	cJSON_Delete(o);
 }
 
+void ws_send_peer_error(struct worker *w, enum peer_error e, const char *id)
+{
+	static const struct {
+		const char *code, *message;
+		int echo_id;
+	} errs[] = {
+#define X(name, code, message, echo_id) [PEER_ERR_##name] = {code, message, echo_id},
+		PEER_ERRORS(X)
+#undef X
+	};
+	if (e <= PEER_ERR_NONE || e >= PEER_ERR_MAX)
+		return;
+	ws_send_error(w, errs[e].code, errs[e].message, errs[e].echo_id ? id : NULL);
+}
+
 void ws_close(struct worker *w, uint16_t code, const char *reason)
 {
-	if (w->closing)
+	if (w->phase == PHASE_CLOSING)
 		return;
-	w->closing = 1;
+	w->phase = PHASE_CLOSING;
 	w->close_deadline = mono_ms() + CLOSE_GRACE_MS;
 	w->close_code = code;
 	snprintf(w->close_reason, sizeof w->close_reason, "%s", reason);
@@ -132,26 +148,26 @@ void ws_close(struct worker *w, uint16_t code, const char *reason)
  * once what we said before it (an error frame, say) has gone out. */
 static void ws_close_flush(struct worker *w)
 {
-	if (!w->closing || w->close_queued || wslay_event_get_queued_msg_count(w->ws) > 0)
+	if (w->phase != PHASE_CLOSING || w->close_queued || wslay_event_get_queued_msg_count(w->ws) > 0)
 		return;
 	w->close_queued = 1;
 	wslay_event_queue_close(w->ws, w->close_code, (const uint8_t *)w->close_reason, strlen(w->close_reason));
 }
 
-/* RFC 6455 §4.2.1: validate the upgrade, answer 101.  0 = upgraded. */
-static int ws_handshake(struct worker *w, struct http_req *req)
+/* RFC 6455 §4.2.1 */
+int ws_handshake(int fd, const struct http_req *req)
 {
 	if (!http_has_token(req->upgrade, "websocket")) {
-		http_respond_error(w->fd, 426, "websocket upgrade required", 2000);
+		http_respond_error(fd, 426, "websocket upgrade required", HTTP_REFUSAL_MS);
 		return -1;
 	}
 	if (!http_has_token(req->connection, "upgrade")) {
-		http_respond_error(w->fd, 400, "Connection header must contain upgrade", 2000);
+		http_respond_error(fd, 400, "Connection header must contain upgrade", HTTP_REFUSAL_MS);
 		return -1;
 	}
 	if (strcmp(req->ws_version, "13") != 0) {
-		http_respond(w->fd, 426, "application/json", "Sec-WebSocket-Version: 13\r\n",
-			     "{\"error\":\"unsupported websocket version\"}", 41, 2000);
+		http_respond(fd, 426, "application/json", "Sec-WebSocket-Version: 13\r\n",
+			     "{\"error\":\"unsupported websocket version\"}", 41, HTTP_REFUSAL_MS);
 		return -1;
 	}
 	unsigned char nonce[32];
@@ -160,7 +176,7 @@ static int ws_handshake(struct worker *w, struct http_req *req)
 	    sodium_base642bin(nonce, sizeof nonce, req->ws_key, 24, NULL, &nlen, NULL,
 			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    nlen != 16) {
-		http_respond_error(w->fd, 400, "missing or invalid Sec-WebSocket-Key", 2000);
+		http_respond_error(fd, 400, "missing or invalid Sec-WebSocket-Key", HTTP_REFUSAL_MS);
 		return -1;
 	}
 	char cat[64]; /* the key is exactly 24 chars here */
@@ -178,122 +194,79 @@ static int ws_handshake(struct worker *w, struct http_req *req)
 			 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 			 "Sec-WebSocket-Accept: %s\r\n\r\n",
 			 accept);
-	return http_write_all(w->fd, resp, (size_t)n, 5000);
+	return http_write_all(fd, resp, (size_t)n, HANDSHAKE_WRITE_MS);
 }
 
-static int64_t min_deadline(int64_t a, int64_t b)
+/* RFC 6455 §5.5.2-3: a ping every ping interval; no pong for the pong
+ * timeout closes the connection (1001 ping_timeout). */
+void ws_keepalive(struct worker *w, int64_t now)
 {
-	if (a <= 0)
-		return b;
-	if (b <= 0)
-		return a;
-	return a < b ? a : b;
-}
-
-static void ws_timers(struct worker *w, int64_t now)
-{
-	if (w->hello_deadline && !w->authed && !w->hello_inflight && now >= w->hello_deadline) {
-		counter_add(w->shm, C_REJ_HELLO_TIMEOUT, 1);
-		ws_close(w, WSLAY_CODE_POLICY_VIOLATION, "hello_timeout");
-		w->hello_deadline = 0;
-	}
-	if (!w->closing && now - w->last_pong > (int64_t)w->cfg.pong_timeout_seconds * 1000)
-		ws_close(w, WSLAY_CODE_GOING_AWAY, "ping_timeout");
-	if (!w->closing && now >= w->next_ping) {
+	if (w->phase != PHASE_CLOSING && now - w->last_pong > (int64_t)w->cfg.pong_timeout_seconds * 1000)
+		ws_close(w, WS_CLOSE_GOING_AWAY, "ping_timeout");
+	if (w->phase != PHASE_CLOSING && now >= w->next_ping) {
 		struct wslay_event_msg m = {.opcode = WSLAY_PING, .msg = (const uint8_t *)"", .msg_length = 0};
 		wslay_event_queue_msg(w->ws, &m);
 		w->next_ping = now + (int64_t)w->cfg.ping_interval_seconds * 1000;
 	}
-	if (w->authed)
-		peer_tick(w, now);
 }
 
-static void ws_loop(struct worker *w)
+int64_t ws_deadline(const struct worker *w)
 {
-	struct pollfd fds[2 + UDS_IN_MAX + UDS_OUT_MAX + 1];
-	for (;;) {
-		int64_t now = mono_ms();
-		if (worker_terminating() && !w->closing)
-			ws_close(w, WSLAY_CODE_GOING_AWAY, "shutdown");
-		ws_timers(w, now);
-		if (w->authed)
-			peer_pump(w);
-		ws_close_flush(w);
-		if (wslay_event_want_write(w->ws) && wslay_event_send(w->ws) != 0)
-			break;
-		if (w->authed)
-			peer_pump(w); /* what the send just wrote may free room for the next push */
-		ws_close_flush(w);
-		if (wslay_event_want_write(w->ws) && wslay_event_send(w->ws) != 0)
-			break;
-		if (!wslay_event_want_read(w->ws) && !wslay_event_want_write(w->ws))
-			break; /* closed both ways */
-		if (w->closing && now >= w->close_deadline)
-			break; /* the peer never read or never answered our close */
-		int nf = 0;
-		short ev = 0;
-		/* backpressure: a client that does not read what we queue for it
-		 * (acks, errors) is not read from until it does */
-		if (wslay_event_want_read(w->ws) &&
-		    wslay_event_get_queued_msg_length(w->ws) < WS_OUT_CAP + (size_t)w->cfg.max_message_bytes)
-			ev |= POLLIN;
-		if (wslay_event_want_write(w->ws))
-			ev |= POLLOUT;
-		fds[nf++] = (struct pollfd){.fd = w->fd, .events = ev};
-		int dbi = -1;
-		short dbev = 0;
-		int dbfd = w->db ? db_pollfd(w->db, &dbev) : -1;
-		if (dbfd >= 0) {
-			dbi = nf;
-			fds[nf++] = (struct pollfd){.fd = dbfd, .events = dbev};
-		}
-		int udsi = nf;
-		nf += uds_pollfds(w, fds + nf, (int)(sizeof fds / sizeof fds[0]) - nf);
-		int64_t deadline = w->next_ping;
-		deadline = min_deadline(deadline, w->last_pong + (int64_t)w->cfg.pong_timeout_seconds * 1000);
-		if (!w->authed)
-			deadline = min_deadline(deadline, w->hello_deadline);
-		if (w->closing)
-			deadline = min_deadline(deadline, w->close_deadline);
-		if (w->db)
-			deadline = min_deadline(deadline, db_next_deadline(w->db));
-		if (w->authed)
-			deadline = min_deadline(deadline, w->next_ttl_check);
-		int timeout = deadline > 0 ? (int)(deadline - now) : 1000;
-		if (timeout < 0)
-			timeout = 0;
-		if (w->pre_off < w->pre_len &&
-		    wslay_event_get_queued_msg_length(w->ws) < WS_OUT_CAP + (size_t)w->cfg.max_message_bytes)
-			timeout = 0; /* early frames are waiting in memory */
-		struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000};
-		int n = ppoll(fds, (nfds_t)nf, &ts, worker_wait_mask());
-		if (n < 0 && errno != EINTR)
-			log_fatal("poll failed", "error", strerror(errno));
-		if (n < 0)
-			continue;
-		now = mono_ms();
-		if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) || w->pre_off < w->pre_len) {
-			w->recv_budget = RECV_BUDGET;
-			if (wslay_event_recv(w->ws) != 0)
-				break;
-		}
-		if (w->db)
-			db_service(w->db, dbi >= 0 ? fds[dbi].revents : 0, now);
-		uds_handle(w, fds + udsi, nf - udsi);
-	}
+	int64_t pong = w->last_pong + (int64_t)w->cfg.pong_timeout_seconds * 1000;
+	if (w->next_ping <= 0)
+		return pong;
+	return w->next_ping < pong ? w->next_ping : pong;
 }
 
-void ws_serve(struct worker *w, struct http_req *req)
+int ws_write(struct worker *w) { return wslay_event_send(w->ws) != 0 ? -1 : 0; }
+
+int ws_flush(struct worker *w)
 {
-	if (ws_handshake(w, req) != 0)
-		return;
-	if (worker_shm(w) != 0) {
-		/* no presence table: nobody can find this peer; refuse politely */
-		static const unsigned char close_frame[] = {0x88, 0x02, 0x03, 0xf3}; /* 1011 */
-		http_write_all(w->fd, close_frame, sizeof close_frame, 1000);
-		return;
-	}
-	counter_add(w->shm, C_CONNECTIONS_TOTAL, 1);
+	ws_close_flush(w);
+	if (wslay_event_want_write(w->ws) && wslay_event_send(w->ws) != 0)
+		return -1;
+	return 0;
+}
+
+int ws_done(const struct worker *w) { return !wslay_event_want_read(w->ws) && !wslay_event_want_write(w->ws); }
+
+static int out_full(const struct worker *w)
+{
+	return wslay_event_get_queued_msg_length(w->ws) >= WS_OUT_CAP + (size_t)w->cfg.max_message_bytes;
+}
+
+int ws_pollfd(const struct worker *w, struct pollfd *p)
+{
+	short ev = 0;
+	/* backpressure: a client that does not read what we queue for it
+	 * (acks, errors) is not read from until it does */
+	if (wslay_event_want_read(w->ws) && !out_full(w))
+		ev |= POLLIN;
+	if (wslay_event_want_write(w->ws))
+		ev |= POLLOUT;
+	*p = (struct pollfd){.fd = w->fd, .events = ev};
+	return 1;
+}
+
+int ws_has_early_bytes(const struct worker *w) { return w->pre_off < w->pre_len && !out_full(w); }
+
+int ws_read(struct worker *w)
+{
+	w->recv_budget = RECV_BUDGET;
+	return wslay_event_recv(w->ws) != 0 ? -1 : 0;
+}
+
+int ws_busy(const struct worker *w)
+{
+	return wslay_event_want_write(w->ws) || wslay_event_get_queued_msg_count(w->ws) > 0;
+}
+
+int ws_close_sent(const struct worker *w) { return wslay_event_get_close_sent(w->ws); }
+
+int ws_close_received(const struct worker *w) { return wslay_event_get_close_received(w->ws); }
+
+void ws_start(struct worker *w, const struct http_req *req, int64_t now)
+{
 	static const struct wslay_event_callbacks cbs = {
 		.recv_callback = ws_recv_cb,
 		.send_callback = ws_send_cb,
@@ -304,18 +277,12 @@ void ws_serve(struct worker *w, struct http_req *req)
 	wslay_event_config_set_max_recv_msg_length(w->ws, (uint64_t)w->cfg.max_message_bytes);
 	w->pre = req->extra;
 	w->pre_len = req->extra_len;
-	int64_t now = mono_ms();
-	w->hello_deadline = now + (int64_t)w->cfg.hello_timeout_seconds * 1000;
 	w->last_pong = now;
 	w->next_ping = now + (int64_t)w->cfg.ping_interval_seconds * 1000;
-	w->uds_listen = -1;
-	for (int i = 0; i < UDS_IN_MAX; i++)
-		w->uds_in[i] = -1;
-	for (int i = 0; i < UDS_OUT_MAX; i++)
-		w->uds_out[i].fd = -1;
-	ws_loop(w);
-	peer_leave(w);
-	uds_close_all(w);
+}
+
+void ws_stop(struct worker *w)
+{
 	wslay_event_context_free(w->ws);
 	w->ws = NULL;
 }

@@ -1,4 +1,4 @@
--- 0001_schema — the whole data model of PROTOCOL.md §10 in schema "mesh".
+-- 0001_schema — the whole data model of docs/protocol.md §10 in schema "mesh".
 -- Names follow the reference broker so its tools keep working.
 CREATE SCHEMA IF NOT EXISTS mesh;
 

@@ -1,4 +1,4 @@
--- 0002_audit_chain — append to the per-mesh audit hash chain (PROTOCOL.md §8)
+-- 0002_audit_chain — append to the per-mesh audit hash chain (docs/protocol.md §8)
 -- in one call.  The advisory lock serialises appends per mesh; as a volatile
 -- plpgsql function every statement takes a fresh snapshot, so the previous
 -- hash read after the lock is the latest committed one.

@@ -691,7 +691,7 @@ class Closed(Exception):
 
 class Peer:
     """A mesh member speaking the peer protocol with python3-websockets, doing
-    the crypto of PROTOCOL.md §3.3 itself (PyNaCl)."""
+    the crypto of docs/protocol.md §3.3 itself (PyNaCl)."""
 
     _last_ts = 0
 

@@ -1,4 +1,4 @@
-"""meshbroker-accept (issue 2; DESIGN.md "Processes"): connection limits,
+"""meshbroker-accept (issue 2; docs/design.md "Processes"): connection limits,
 SIGTERM passed on to the workers, start-up refusal of bad environment, and
 no broker state in the acceptor (live workers outlive it)."""
 

@@ -1,4 +1,4 @@
-"""Audit rows written by workers (issue 3; PROTOCOL.md §8): peer_joined,
+"""Audit rows written by workers (issue 3; docs/protocol.md §8): peer_joined,
 peer_left, message_sent and hello_rejected, metadata only."""
 
 import json

@@ -1,4 +1,4 @@
-"""The per-mesh audit hash chain (PROTOCOL.md §8): every row's hash is
+"""The per-mesh audit hash chain (docs/protocol.md §8): every row's hash is
 sha256_hex(prev_hash|mesh_id|event_type|actor|canonical_json(payload)|created_at_iso),
 the first prev_hash is "genesis", and concurrent appends never fork it."""
 

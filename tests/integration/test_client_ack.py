@@ -1,4 +1,4 @@
-"""client_ack (PROTOCOL.md §3.4 ext): a peer that lists "client_ack" in its
+"""client_ack (docs/protocol.md §3.4 ext): a peer that lists "client_ack" in its
 hello capabilities gets at-least-once delivery — what it does not ack is
 delivered again to its next connection; what it acks is not."""
 

@@ -1,4 +1,4 @@
-"""Signed hello (issue 3, acceptance 1; PROTOCOL.md §2): the seven cases,
+"""Signed hello (issue 3, acceptance 1; docs/protocol.md §2): the seven cases,
 replay, revocation, a foreign memberId and capacity.  Every rejection is an
 error frame, a close 1008 with the code as reason, and +1 on
 broker_connections_rejected_total{reason}."""

@@ -1,4 +1,4 @@
-"""HTTP routes of PROTOCOL.md §1 and §7 under both start modes (issue 2,
+"""HTTP routes of docs/protocol.md §1 and §7 under both start modes (issue 2,
 acceptance 2 and 3): /health, /metrics, CORS, OPTIONS, 404."""
 
 import json
@@ -16,7 +16,7 @@ CORS = {
     "access-control-allow-headers": "Content-Type, Authorization",
 }
 
-# name -> Prometheus type (PROTOCOL.md §7)
+# name -> Prometheus type (docs/protocol.md §7)
 METRICS = {
     "broker_connections_total": "counter",
     "broker_connections_rejected_total": "counter",

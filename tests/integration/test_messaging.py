@@ -44,7 +44,7 @@ def test_direct_message_reaches_the_recipient_byte_for_byte(broker, mesh):
 
 
 def test_two_byte_message_has_the_reference_sizes(broker, mesh):
-    """PROTOCOL.md §3.3: a 2-byte plaintext is a 32-char nonce and a 24-char ciphertext"""
+    """docs/protocol.md §3.3: a 2-byte plaintext is a 32-char nonce and a 24-char ciphertext"""
     b = broker()
     m = mesh("A", "B")
     am, bm = m.members

@@ -1,5 +1,5 @@
 """PgBouncer in transaction-pooling mode between the workers and PostgreSQL
-(DESIGN.md): unnamed statements only, no session state, no LISTEN — so hello,
+(docs/design.md): unnamed statements only, no session state, no LISTEN — so hello,
 send, push, status and the audit chain all work through it."""
 
 import os

@@ -1,5 +1,5 @@
 """PostgreSQL going away and coming back under a running broker (issue 2,
-acceptance 2; PROTOCOL.md §3.4): /health goes 503 and back to 200 without a
+acceptance 2; docs/protocol.md §3.4): /health goes 503 and back to 200 without a
 broker restart, and a send while the database is down is refused, not acked."""
 
 import asyncio

@@ -1,4 +1,4 @@
-"""Presence (issue 2 acceptance 6, issue 3; PROTOCOL.md §4.1): a live peer
+"""Presence (issue 2 acceptance 6, issue 3; docs/protocol.md §4.1): a live peer
 holds one shared-memory slot, freed however its worker exits; connect and
 disconnect are written to mesh.presence as history."""
 
@@ -104,7 +104,7 @@ def test_presence_history_rows_record_connect_and_disconnect(broker, mesh, db):
 
 
 def test_live_peer_publishes_its_unix_socket_in_the_runtime_dir(broker, mesh):
-    """DESIGN.md: each live worker listens on <runtime>/w/<slot>.<gen>.sock (dir 0750)"""
+    """docs/design.md: each live worker listens on <runtime>/w/<slot>.<gen>.sock (dir 0750)"""
     b = broker()
     m = mesh("A", "B")
     wdir = os.path.join(b.runtime_dir, "w")

@@ -1,4 +1,4 @@
-"""Refused sends (issue 3; PROTOCOL.md §3.2): ack{queued:false, messageId:"",
+"""Refused sends (issue 3; docs/protocol.md §3.2): ack{queued:false, messageId:"",
 error} instead of silence, +1 on broker_messages_rejected_total{reason}, and
 nothing is delivered."""
 

@@ -1,4 +1,4 @@
-/* test_box — the direct-message crypto of PROTOCOL.md §3.3 (proto/box.c) and
+/* test_box — the direct-message crypto of docs/protocol.md §3.3 (proto/box.c) and
  * its interplay with the signed hello: the ed25519 key pair a peer signs its
  * hello with is the one its messages are boxed with. */
 #include <check.h>
@@ -8,7 +8,7 @@
 
 #include "proto/box.h"
 #include "proto/hello.h"
-#include "proto/util.h"
+#include "common/util.h"
 
 struct party {
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];

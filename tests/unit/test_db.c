@@ -19,8 +19,8 @@
 
 #include "db/db.h"
 #include "db/migrations.h"
-#include "proto/log.h"
-#include "proto/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 #define PG_USER "meshbroker"
 

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "proto/canon.h"
-#include "proto/config.h"
-#include "proto/util.h"
+#include "common/config.h"
+#include "common/util.h"
 
 START_TEST(canon_sorts_keys_recursively_and_keeps_array_order)
 {

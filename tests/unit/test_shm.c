@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proto/util.h"
+#include "common/util.h"
 #include "shm/shm.h"
 
 /* per test: a fresh temp directory; the runtime dir is a not-yet-existing

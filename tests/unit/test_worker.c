@@ -11,9 +11,10 @@
 #include <unistd.h>
 
 #include "proto/hello.h"
-#include "proto/util.h"
+#include "common/util.h"
+#include "worker/http.h"
 #include "worker/jsonl.h"
-#include "worker/worker.h"
+#include "worker/status.h"
 
 static struct presence_info fresh_peer(int64_t t)
 {

@@ -1,7 +1,7 @@
-/* config — the broker's environment (PROTOCOL.md §9), parsed once at start.
+/* config — the broker's environment (docs/protocol.md §9), parsed once at start.
  * A bad value stops start-up with a one-line error naming the variable. */
-#ifndef PROTO_CONFIG_H
-#define PROTO_CONFIG_H
+#ifndef COMMON_CONFIG_H
+#define COMMON_CONFIG_H
 
 #include <stddef.h>
 

@@ -1,7 +1,7 @@
 /* log — one JSON object per line on stderr: ts, level, component, func, msg,
  * then context keys.  Never pass message bodies, nonces, ciphertexts or keys. */
-#ifndef PROTO_LOG_H
-#define PROTO_LOG_H
+#ifndef COMMON_LOG_H
+#define COMMON_LOG_H
 
 #include <unistd.h>
 

@@ -1,6 +1,6 @@
 /* util — time, hex, ids and parsing helpers shared by all programs. */
-#ifndef PROTO_UTIL_H
-#define PROTO_UTIL_H
+#ifndef COMMON_UTIL_H
+#define COMMON_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,348 @@
+/* store — the worker's statements (see store.h).  Each statement sits next to
+ * the constants that name its result columns; results are turned into typed
+ * rows before the caller sees them. */
+#include "db/store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define ISO_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* The delivery rules of docs/protocol.md §3.4, written once.  A delivery row
+ * is ours while claimed_by holds our presence id; it is done once
+ * delivered_at is set.  Rows claimed by a connection that is no longer live
+ * are free to claim again. */
+#define DLV_UNDELIVERED "delivered_at IS NULL"
+#define DLV_OURS(param) "claimed_by = " param
+#define DLV_GIVE_BACK "SET claimed_by = NULL, claimed_at = NULL"
+#define DLV_DELIVERED "SET delivered_at = now()"
+
+/* one pending call: the caller's typed callback and argument */
+struct call {
+	union {
+		store_member_cb member;
+		store_recipients_cb recipients;
+		store_delivery_cb delivery;
+		store_count_cb count;
+		store_done_cb done;
+	} cb;
+	void *arg;
+};
+
+static int send_call(struct db *d, const char *sql, int n, const char *const *p, db_cb adapter, struct call c)
+{
+	struct call *cp = malloc(sizeof *cp);
+	if (!cp)
+		log_fatal("out of memory");
+	*cp = c;
+	if (db_query(d, sql, n, p, adapter, cp) != 0) {
+		free(cp);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *val(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* "{a,b,c}" of n ids for a bigint[] parameter */
+static char *id_array(const int64_t *ids, size_t n)
+{
+	size_t cap = n * 21 + 3, len = 0;
+	char *arr = malloc(cap);
+	if (!arr)
+		log_fatal("out of memory");
+	arr[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(arr + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
+	arr[len++] = '}';
+	arr[len] = 0;
+	return arr;
+}
+
+/* ---- hello ---- */
+
+enum { MEM_ID, MEM_DISPLAY_NAME, MEM_REVOKED, MEM_ARCHIVED, MEM_MAX_PEERS, MEM_PENDING };
+static const char hello_member_sql[] =
+	"SELECT m.id, m.display_name, m.revoked_at IS NOT NULL, ms.archived_at IS NOT NULL, ms.max_peers, "
+	"  (SELECT ps.status FROM mesh.pending_status ps WHERE ps.pid = $3::int AND ps.cwd = $4 "
+	"   AND ps.expires_at > clock_timestamp() AND (ps.mesh_id IS NULL OR ps.mesh_id = $1) "
+	"   ORDER BY ps.created_at DESC, ps.id DESC LIMIT 1) "
+	"FROM mesh.member m JOIN mesh.mesh ms ON ms.id = m.mesh_id "
+	"WHERE m.mesh_id = $1 AND m.peer_pubkey = $2";
+
+static void member_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct call *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	struct member_row *rows = n ? calloc((size_t)n, sizeof *rows) : NULL;
+	if (n && !rows)
+		log_fatal("out of memory");
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, MEM_ID);
+		rows[i].display_name = PQgetvalue(res, i, MEM_DISPLAY_NAME);
+		rows[i].revoked = strcmp(PQgetvalue(res, i, MEM_REVOKED), "t") == 0;
+		rows[i].mesh_archived = strcmp(PQgetvalue(res, i, MEM_ARCHIVED), "t") == 0;
+		rows[i].max_peers = PQgetisnull(res, i, MEM_MAX_PEERS) ? 0
+								       : strtol(PQgetvalue(res, i, MEM_MAX_PEERS), NULL, 10);
+		rows[i].pending_status = val(res, i, MEM_PENDING);
+	}
+	c->cb.member(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_hello_member(struct db *d, const char *mesh_id, const char *pubkey, int pid, const char *cwd,
+		       store_member_cb cb, void *arg)
+{
+	char pidbuf[24];
+	snprintf(pidbuf, sizeof pidbuf, "%d", pid);
+	const char *p[] = {mesh_id, pubkey, pidbuf, cwd};
+	return send_call(d, hello_member_sql, 4, p, member_adapter, (struct call){.cb.member = cb, .arg = arg});
+}
+
+/* ---- presence history ---- */
+
+int store_presence_insert(struct db *d, const struct presence_row *r)
+{
+	char pid[24], wpid[24];
+	snprintf(pid, sizeof pid, "%d", r->pid);
+	snprintf(wpid, sizeof wpid, "%d", r->worker_pid);
+	const char *p[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
+			   r->status_source, r->display_name, r->hostname, r->peer_type, r->channel, r->model,
+			   r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid};
+	return db_query(d,
+			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
+			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "
+			"capabilities, groups, broker_host, worker_pid) VALUES ($1, $2, $3, $4, $5::int, $6, $7, $8, "
+			"$9, $10, $11, $12, $13, $14, $15::jsonb, $16::jsonb, $17, $18::int) RETURNING member_id) "
+			"UPDATE mesh.member SET last_seen_at = now() WHERE id IN (SELECT member_id FROM p)",
+			18, p, NULL, NULL);
+}
+
+int store_presence_status(struct db *d, const char *presence_id, const char *status, const char *source)
+{
+	const char *p[] = {presence_id, status, source};
+	return db_query(d,
+			"UPDATE mesh.presence SET status = $2, status_source = $3, status_updated_at = now() "
+			"WHERE id = $1",
+			3, p, NULL, NULL);
+}
+
+int store_presence_disconnect(struct db *d, const char *presence_id)
+{
+	const char *p[] = {presence_id};
+	return db_query(d, "UPDATE mesh.presence SET disconnected_at = now() WHERE id = $1", 1, p, NULL, NULL);
+}
+
+/* ---- pending hook statuses ---- */
+
+int store_pending_status_delete(struct db *d, int pid, const char *cwd)
+{
+	char pidbuf[24];
+	snprintf(pidbuf, sizeof pidbuf, "%d", pid);
+	const char *p[] = {pidbuf, cwd};
+	return db_query(d, "DELETE FROM mesh.pending_status WHERE pid = $1::int AND cwd = $2", 2, p, NULL, NULL);
+}
+
+static void done_adapter(void *arg, const PGresult *res, const char *err)
+{
+	(void)res;
+	struct call *c = arg;
+	c->cb.done(c->arg, err);
+	free(c);
+}
+
+int store_pending_status_put(struct db *d, int64_t pid, const char *cwd, const char *status, int secs,
+			     store_done_cb cb, void *arg)
+{
+	char pidbuf[24], secbuf[16];
+	snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid);
+	snprintf(secbuf, sizeof secbuf, "%d", secs);
+	const char *p[] = {pidbuf, cwd, status, secbuf};
+	return send_call(d,
+			 "WITH gc AS (DELETE FROM mesh.pending_status WHERE expires_at < clock_timestamp() - interval "
+			 "'1 minute') "
+			 "INSERT INTO mesh.pending_status (pid, cwd, status, expires_at) "
+			 "VALUES ($1::int, $2, $3, clock_timestamp() + make_interval(secs => $4::int))",
+			 4, p, done_adapter, (struct call){.cb.done = cb, .arg = arg});
+}
+
+/* ---- audit ---- */
+
+int store_audit_append(struct db *d, const char *mesh_id, const char *event, const char *actor,
+		       const char *actor_name, const char *canonical_payload)
+{
+	/* the payload goes twice: as jsonb to store, as text to hash */
+	const char *p[] = {mesh_id, event, actor, actor_name, canonical_payload, canonical_payload};
+	return db_query(d, "SELECT mesh.audit_append($1, $2, $3, $4, $5::jsonb, $6)", 6, p, NULL, NULL);
+}
+
+/* ---- send ---- */
+
+enum { RCP_MEMBER_ID };
+/* One statement = one transaction: the message and one delivery row per
+ * recipient member, or nothing.  The ack waits for its commit. */
+static const char message_insert_sql[] =
+	"WITH r AS (SELECT m.id FROM mesh.member m WHERE m.mesh_id = $2 AND m.revoked_at IS NULL AND "
+	"  CASE WHEN $4 = '*' THEN m.id <> $3 ELSE m.peer_pubkey = $4 END), "
+	"q AS (INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, priority, "
+	"  nonce, ciphertext) SELECT $1, $2, $3, $4, $5, $6, $7 "
+	"  WHERE $4 = '*' OR EXISTS (SELECT 1 FROM r) RETURNING id), "
+	"d AS (INSERT INTO mesh.delivery (message_id, mesh_id, recipient_member_id, priority) "
+	"  SELECT q.id, $2, r.id, $5 FROM q, r ORDER BY r.id RETURNING recipient_member_id) "
+	"SELECT recipient_member_id FROM d";
+
+static void recipients_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct call *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	const char **ids = n ? malloc((size_t)n * sizeof *ids) : NULL;
+	if (n && !ids)
+		log_fatal("out of memory");
+	for (int i = 0; i < n; i++)
+		ids[i] = PQgetvalue(res, i, RCP_MEMBER_ID);
+	c->cb.recipients(c->arg, ids, n, err);
+	free(ids);
+	free(c);
+}
+
+int store_message_insert(struct db *d, const struct message_row *m, store_recipients_cb cb, void *arg)
+{
+	const char *p[] = {m->id, m->mesh_id, m->sender_member_id, m->target_spec, m->priority, m->nonce,
+			   m->ciphertext};
+	return send_call(d, message_insert_sql, 7, p, recipients_adapter,
+			 (struct call){.cb.recipients = cb, .arg = arg});
+}
+
+/* ---- delivery ---- */
+
+enum { DLV_ID, DLV_MESSAGE_ID, DLV_MESH_ID, DLV_SENDER_PUBKEY, DLV_PRIORITY, DLV_NONCE, DLV_CIPHERTEXT,
+       DLV_CREATED_AT, DLV_TOPIC_ID, DLV_BODY_VERSION };
+static const char delivery_claim_sql[] =
+	"WITH c AS (SELECT d.id FROM mesh.delivery d WHERE d.recipient_member_id = $1 "
+	"  AND d." DLV_UNDELIVERED " AND (d.claimed_by IS NULL OR NOT d.claimed_by = ANY($2::text[])) "
+	"  AND (d.priority = 'now' OR $3 = 'idle') ORDER BY d.id LIMIT $5::int FOR UPDATE SKIP LOCKED) "
+	"UPDATE mesh.delivery d SET claimed_by = $4, claimed_at = now() "
+	"FROM c, mesh.message_queue q, mesh.member s "
+	"WHERE d.id = c.id AND q.id = d.message_id AND s.id = q.sender_member_id "
+	"RETURNING d.id, q.id, q.mesh_id, s.peer_pubkey, q.priority, q.nonce, q.ciphertext, " ISO_SQL(
+		"q.created_at") ", q.topic_id, q.body_version";
+
+static void delivery_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct call *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	struct delivery_row *rows = n ? calloc((size_t)n, sizeof *rows) : NULL;
+	if (n && !rows)
+		log_fatal("out of memory");
+	for (int i = 0; i < n; i++) {
+		struct delivery_row *r = &rows[i];
+		r->id = strtoll(PQgetvalue(res, i, DLV_ID), NULL, 10);
+		r->message_id = PQgetvalue(res, i, DLV_MESSAGE_ID);
+		r->mesh_id = PQgetvalue(res, i, DLV_MESH_ID);
+		r->sender_pubkey = PQgetvalue(res, i, DLV_SENDER_PUBKEY);
+		r->priority = PQgetvalue(res, i, DLV_PRIORITY);
+		r->nonce = PQgetvalue(res, i, DLV_NONCE);
+		r->ciphertext = PQgetvalue(res, i, DLV_CIPHERTEXT);
+		r->created_at = PQgetvalue(res, i, DLV_CREATED_AT);
+		r->topic_id = val(res, i, DLV_TOPIC_ID);
+		r->body_version = PQgetvalue(res, i, DLV_BODY_VERSION);
+	}
+	c->cb.delivery(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
+			 const char *presence_id, int limit, store_delivery_cb cb, void *arg)
+{
+	size_t cap = 3, len = 0;
+	for (size_t i = 0; i < n_live; i++)
+		cap += strlen(live[i]) + 1;
+	char *arr = malloc(cap);
+	if (!arr)
+		log_fatal("out of memory");
+	arr[len++] = '{';
+	for (size_t i = 0; i < n_live; i++)
+		len += (size_t)snprintf(arr + len, cap - len, "%s%s", i ? "," : "", live[i]);
+	arr[len++] = '}';
+	arr[len] = 0;
+	char lim[16];
+	snprintf(lim, sizeof lim, "%d", limit);
+	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim};
+	int r = send_call(d, delivery_claim_sql, 5, p, delivery_adapter, (struct call){.cb.delivery = cb, .arg = arg});
+	free(arr);
+	return r;
+}
+
+int store_delivery_unclaim(struct db *d, const int64_t *ids, size_t n, const char *presence_id)
+{
+	char *arr = id_array(ids, n);
+	const char *p[] = {arr, presence_id};
+	int r = db_query(d,
+			 "UPDATE mesh.delivery " DLV_GIVE_BACK " WHERE id = ANY($1::bigint[]) AND " DLV_OURS(
+				 "$2") " AND " DLV_UNDELIVERED,
+			 2, p, NULL, NULL);
+	free(arr);
+	return r;
+}
+
+int store_delivery_unclaim_all(struct db *d, const char *presence_id)
+{
+	const char *p[] = {presence_id};
+	return db_query(d, "UPDATE mesh.delivery " DLV_GIVE_BACK " WHERE " DLV_OURS("$1") " AND " DLV_UNDELIVERED, 1,
+			p, NULL, NULL);
+}
+
+int store_delivery_mark(struct db *d, const int64_t *ids, size_t n, const char *presence_id)
+{
+	char *arr = id_array(ids, n);
+	const char *p[] = {arr, presence_id};
+	int r = db_query(d, "UPDATE mesh.delivery " DLV_DELIVERED " WHERE id = ANY($1::bigint[]) AND " DLV_OURS("$2"),
+			 2, p, NULL, NULL);
+	free(arr);
+	return r;
+}
+
+int store_delivery_client_ack(struct db *d, const char *message_id, const char *member_id, const char *presence_id)
+{
+	const char *p[] = {message_id, member_id, presence_id};
+	return db_query(d,
+			"UPDATE mesh.delivery " DLV_DELIVERED " WHERE message_id = $1 AND recipient_member_id = $2 "
+			"AND " DLV_OURS("$3") " AND " DLV_UNDELIVERED,
+			3, p, NULL, NULL);
+}
+
+/* ---- HTTP probes ---- */
+
+enum { CNT_VALUE };
+
+static void count_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct call *c = arg;
+	int64_t v = 0;
+	if (!err && !res)
+		err = "no result";
+	if (!err && PQntuples(res) > 0 && PQnfields(res) > 0)
+		v = strtoll(PQgetvalue(res, 0, CNT_VALUE), NULL, 10);
+	c->cb.count(c->arg, v, err);
+	free(c);
+}
+
+int store_ping(struct db *d, store_count_cb cb, void *arg)
+{
+	return send_call(d, "SELECT 1", 0, NULL, count_adapter, (struct call){.cb.count = cb, .arg = arg});
+}
+
+int store_queue_depth(struct db *d, store_count_cb cb, void *arg)
+{
+	return send_call(d, "SELECT count(*) FROM mesh.delivery WHERE " DLV_UNDELIVERED, 0, NULL, count_adapter,
+			 (struct call){.cb.count = cb, .arg = arg});
+}

@@ -1,0 +1,88 @@
+/* store — every statement the worker sends to PostgreSQL, one function per
+ * statement, with typed rows in and out.  Callbacks run in FIFO order from
+ * db_service (never inside the call); a function that returns -1 queued
+ * nothing and never calls back.  The delivery rules of docs/protocol.md §3.4
+ * (claim, give back, delivered) are written once, in store.c. */
+#ifndef DB_STORE_H
+#define DB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db/db.h"
+
+/* ---- hello: the member behind (meshId, pubkey), check 6 of §2 ---- */
+struct member_row {
+	const char *id, *display_name;
+	const char *pubkey, *role; /* set by the admin statements (store_admin.h) only */
+	int revoked, mesh_archived;
+	long max_peers;             /* 0 when the mesh has no own limit */
+	const char *pending_status; /* a hook stashed for (pid, cwd), or NULL */
+};
+/* rows is valid during the callback only; n rows (0 = no such member) */
+typedef void (*store_member_cb)(void *arg, const struct member_row *rows, int n, const char *err);
+int store_hello_member(struct db *d, const char *mesh_id, const char *pubkey, int pid, const char *cwd,
+		       store_member_cb cb, void *arg);
+
+/* ---- presence history (mesh.presence) ---- */
+struct presence_row {
+	const char *presence_id, *mesh_id, *member_id, *session_id;
+	int pid, worker_pid;
+	const char *cwd, *status, *status_source;
+	/* optional hello fields, NULL when absent; capabilities/groups as JSON text */
+	const char *display_name, *hostname, *peer_type, *channel, *model, *protocol_version;
+	const char *capabilities, *groups, *broker_host;
+};
+/* the row, and the member's last_seen_at, in one statement */
+int store_presence_insert(struct db *d, const struct presence_row *p);
+int store_presence_status(struct db *d, const char *presence_id, const char *status, const char *source);
+int store_presence_disconnect(struct db *d, const char *presence_id);
+
+/* ---- pending hook statuses (mesh.pending_status) ---- */
+int store_pending_status_delete(struct db *d, int pid, const char *cwd);
+typedef void (*store_done_cb)(void *arg, const char *err);
+/* stash status for (pid, cwd) for secs seconds; old rows are collected on the way */
+int store_pending_status_put(struct db *d, int64_t pid, const char *cwd, const char *status, int secs,
+			     store_done_cb cb, void *arg);
+
+/* ---- audit (metadata only) ---- */
+int store_audit_append(struct db *d, const char *mesh_id, const char *event, const char *actor,
+		       const char *actor_name, const char *canonical_payload);
+
+/* ---- send: the message and one delivery row per recipient, atomically ---- */
+struct message_row {
+	const char *id, *mesh_id, *sender_member_id, *target_spec, *priority, *nonce, *ciphertext;
+};
+/* recipient member ids (n of them) of the committed message */
+typedef void (*store_recipients_cb)(void *arg, const char *const *member_ids, int n, const char *err);
+int store_message_insert(struct db *d, const struct message_row *m, store_recipients_cb cb, void *arg);
+
+/* ---- delivery (§3.4) ---- */
+struct delivery_row {
+	int64_t id; /* the delivery row */
+	const char *message_id, *mesh_id, *sender_pubkey, *priority, *nonce, *ciphertext, *created_at;
+	const char *topic_id;     /* NULL for a direct or * message */
+	const char *body_version; /* with topic_id */
+};
+typedef void (*store_delivery_cb)(void *arg, const struct delivery_row *rows, int n, const char *err);
+/* Claim up to limit undelivered rows of member_id for presence_id, oldest
+ * first, skipping rows locked by a concurrent claim and rows claimed by a
+ * live connection of the member (live: n_live presence ids); only `now`
+ * rows unless idle. */
+int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
+			 const char *presence_id, int limit, store_delivery_cb cb, void *arg);
+/* give back the listed rows we claimed and have not delivered */
+int store_delivery_unclaim(struct db *d, const int64_t *ids, size_t n, const char *presence_id);
+/* give back every row presence_id claimed and did not deliver */
+int store_delivery_unclaim_all(struct db *d, const char *presence_id);
+/* the listed rows we claimed reached the socket */
+int store_delivery_mark(struct db *d, const int64_t *ids, size_t n, const char *presence_id);
+/* a client_ack: the message reached this member's client through presence_id */
+int store_delivery_client_ack(struct db *d, const char *message_id, const char *member_id, const char *presence_id);
+
+/* ---- HTTP probes ---- */
+typedef void (*store_count_cb)(void *arg, int64_t value, const char *err);
+int store_ping(struct db *d, store_count_cb cb, void *arg);        /* value 1 */
+int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivered rows */
+
+#endif

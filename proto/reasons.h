@@ -1,0 +1,61 @@
+/* reasons — the one table of rejection reasons (docs/protocol.md §2, §3, §7).
+ * Each X-macro row is {id, metric label, wire code, message}; the shared
+ * counter enum (shm/shm.h), the hello codes (proto/hello.h), the /metrics
+ * label families and the error frames are all generated from it, so a new
+ * reason is one line here.  Rows keep the order of the shared counters; the
+ * metrics page sorts labels itself. */
+#ifndef PROTO_REASONS_H
+#define PROTO_REASONS_H
+
+/* Hellos refused: broker_connections_rejected_total{reason=label}, an error
+ * frame {code, message} (none when code is NULL), then close 1008 with the
+ * code as reason (TABLE_FULL closes 1013 "table_full"). */
+#define HELLO_REJECTIONS(X)                                                                                           \
+	X(MALFORMED, "malformed", "malformed", "hello rejected: malformed")                                           \
+	X(TIMESTAMP_SKEW, "timestamp_skew", "timestamp_skew", "hello rejected: timestamp_skew")                      \
+	X(BAD_SIGNATURE, "bad_signature", "bad_signature", "hello rejected: bad_signature")                         \
+	X(REPLAYED, "replayed", "replayed", "hello rejected: replayed")                                              \
+	X(UNAUTHORIZED, "unauthorized", "unauthorized", "pubkey not found in mesh")                                  \
+	X(CAPACITY, "capacity", "capacity", "mesh at connection capacity")                                           \
+	X(TIMEOUT, "hello_timeout", NULL, NULL)                                                                        \
+	X(TABLE_FULL, "table_full", "capacity", "broker at connection capacity")
+
+/* Sends refused: broker_messages_rejected_total{reason=label} and an ack
+ * {queued:false, error:message}; a message with a printf conversion is a
+ * format the caller fills in (see send.c). */
+#define SEND_REJECTIONS(X)                                                                                            \
+	X(PAYLOAD_TOO_LARGE, "payload_too_large", NULL, "payload too large: %zu bytes > MAX_MESSAGE_BYTES=%d")       \
+	X(RATE_LIMIT, "rate_limit", NULL, "rate_limit: max %d msg/min (burst %d) — slow down")                        \
+	X(INVALID_PRIORITY, "invalid_priority", NULL, "invalid priority: expected now, next or low")                 \
+	X(INVALID_TARGET, "invalid_target", NULL, "invalid targetSpec: expected a 64-hex pubkey, * or #topicId")      \
+	X(NO_SUCH_TOPIC, "no_such_topic", NULL, "no such topic")                                                       \
+	X(DB_UNAVAILABLE, "db_unavailable", NULL, "database unavailable: message not queued, try again")            \
+	X(MALFORMED, "malformed", NULL, "malformed send: nonce and ciphertext must be strings")                       \
+	X(NO_RECIPIENT, "no_recipient", NULL, "no such recipient: targetSpec is not a member of this mesh")
+
+/* Error frames of the peer protocol that count nothing: {code, message};
+ * echo_id = 1 when the request's "id" is echoed in the frame. */
+#define PEER_ERRORS(X)                                                                                                \
+	X(BAD_JSON, "bad_json", "invalid JSON: expected one JSON object", 0)                                         \
+	X(NO_HELLO, "no_hello", "must send hello first", 0)                                                           \
+	X(UNKNOWN_TYPE, "unknown_type", "unknown message type", 1)                                                    \
+	X(ALREADY_AUTHENTICATED, "already_authenticated", "already authenticated", 1)                                \
+	X(INVALID_STATUS, "invalid_status", "status must be idle, working or dnd", 1)                                \
+	X(CLIENT_ACK_MALFORMED, "malformed", "client_ack needs brokerMessageId", 1)                                  \
+	X(DB_DOWN, "internal", "database unavailable, try again", 0)                                                  \
+	X(NO_WORKER_SOCKET, "internal", "broker could not open its worker socket", 0)
+
+enum peer_error {
+	PEER_ERR_NONE = 0, /* nothing is sent */
+#define X(id, code, message, echo_id) PEER_ERR_##id,
+	PEER_ERRORS(X)
+#undef X
+		PEER_ERR_MAX
+};
+
+/* One generated row of either rejection list, for the metrics page. */
+struct reason_row {
+	const char *label, *code, *message;
+};
+
+#endif

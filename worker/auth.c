@@ -1,0 +1,211 @@
+/* auth — a hello takes the connection from PHASE_BEFORE_HELLO through
+ * PHASE_HELLO_PENDING (the membership lookup) to PHASE_AUTHENTICATED, or
+ * rejects it: an error frame, close 1008, a counter and an audit row. */
+#include "worker/auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db/store.h"
+#include "proto/hello.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/audit.h"
+#include "worker/delivery.h"
+#include "worker/msg.h"
+#include "worker/skel.h"
+#include "worker/status.h"
+#include "worker/uds.h"
+#include "worker/ws.h"
+
+/* a remembered signature outlives its skew window by this much */
+#define REPLAY_SLACK_MS 1000
+#define HOSTNAME_MAX 256
+
+/* the rows of proto/reasons.h for a hello code, and its counter */
+static const struct {
+	const char *label, *code, *message;
+	enum shm_counter counter;
+} rejections[] = {
+#define X(id, label, code, message) [HELLO_##id] = {label, code, message, C_REJ_##id},
+	HELLO_REJECTIONS(X)
+#undef X
+};
+
+static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_id)
+{
+	const char *code = rejections[c].code;
+	counter_add(w->shm, rejections[c].counter, 1);
+	ws_send_error(w, code, rejections[c].message, NULL);
+	ws_close(w, WS_CLOSE_POLICY, code);
+	log_info("hello rejected", "reason", code, "remote", w->remote_addr);
+	if (mesh_id && strlen(mesh_id) < SHM_MESH_ID_MAX) {
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "reason", code);
+		audit_event(w, mesh_id, "hello_rejected", NULL, NULL, pl);
+	}
+}
+
+static int count_cb(const struct presence_view *v, void *arg)
+{
+	(void)v;
+	++*(int *)arg;
+	return 0;
+}
+
+static void presence_row_insert(struct worker *w)
+{
+	const cJSON *h = w->hello_obj;
+	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(h, "capabilities");
+	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(h, "groups");
+	char *caps_s = cJSON_IsArray(caps) ? cJSON_PrintUnformatted(caps) : NULL;
+	char *groups_s = cJSON_IsArray(groups) ? cJSON_PrintUnformatted(groups) : NULL;
+	char host[HOSTNAME_MAX] = "";
+	gethostname(host, sizeof host - 1);
+	struct presence_row r = {
+		.presence_id = w->me.presence_id,
+		.mesh_id = w->me.mesh_id,
+		.member_id = w->me.member_id,
+		.session_id = w->me.session_id,
+		.pid = w->me.pid,
+		.worker_pid = (int)getpid(),
+		.cwd = w->me.cwd,
+		.status = status_str(w->me.status),
+		.status_source = status_source_str(w->me.status_source),
+		.display_name = msg_str(h, "displayName"),
+		.hostname = msg_str(h, "hostname"),
+		.peer_type = msg_str(h, "peerType"),
+		.channel = msg_str(h, "channel"),
+		.model = msg_str(h, "model"),
+		.protocol_version = msg_str(h, "protocolVersion"),
+		.capabilities = caps_s,
+		.groups = groups_s,
+		.broker_host = host,
+	};
+	store_presence_insert(w->db, &r);
+	w->presence_row = 1;
+	free(caps_s);
+	free(groups_s);
+}
+
+/* the slot is ours: a socket for other workers' wakes, hello_ack, the
+ * history row, the audit row, then whatever is queued */
+static void hello_accept(struct worker *w, int pending)
+{
+	w->phase = PHASE_AUTHENTICATED;
+	w->joined = 1;
+	w->hello_deadline = 0;
+	w->next_ttl_check = mono_ms();
+	cJSON *ack = cJSON_CreateObject();
+	cJSON_AddStringToObject(ack, "type", "hello_ack");
+	cJSON_AddStringToObject(ack, "presenceId", w->me.presence_id);
+	cJSON_AddStringToObject(ack, "memberDisplayName", w->me.display_name);
+	cJSON_AddStringToObject(ack, "memberId", w->me.member_id);
+	ws_send_json(w, ack);
+	cJSON_Delete(ack);
+	presence_row_insert(w);
+	if (pending >= 0)
+		store_pending_status_delete(w->db, w->me.pid, w->me.cwd);
+	cJSON *pl = cJSON_CreateObject();
+	cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
+	audit_event(w, w->me.mesh_id, "peer_joined", w->me.member_id, w->me.display_name, pl);
+	log_info("peer joined", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
+	delivery_drain(w);
+}
+
+static void hello_member_cb(void *arg, const struct member_row *rows, int n, const char *err)
+{
+	struct worker *w = arg;
+	if (w->phase == PHASE_CLOSING)
+		return;
+	if (err) {
+		log_warn("hello: membership lookup failed", "error", err);
+		ws_send_peer_error(w, PEER_ERR_DB_DOWN, NULL);
+		ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
+		return;
+	}
+	if (n != 1 || rows[0].revoked || rows[0].mesh_archived || strcmp(rows[0].id, w->me.member_id) != 0) {
+		hello_reject(w, HELLO_UNAUTHORIZED, w->me.mesh_id);
+		return;
+	}
+	snprintf(w->me.display_name, sizeof w->me.display_name, "%s", rows[0].display_name);
+	long limit = w->cfg.max_connections_per_mesh;
+	if (rows[0].max_peers > 0 && rows[0].max_peers < limit)
+		limit = rows[0].max_peers;
+	/* Capacity (check 7): claim first, then count ourselves in, so two
+	 * racing hellos can never both squeeze into the last place. */
+	id_new(w->me.presence_id);
+	int64_t now = now_ms();
+	w->me.status = ST_IDLE;
+	w->me.status_source = SRC_JSONL;
+	w->me.status_ms = now;
+	w->me.connected_ms = now;
+	int pending = rows[0].pending_status ? status_parse(rows[0].pending_status) : -1;
+	if (pending >= 0) /* a hook that fired before we connected */
+		status_apply(&w->me, pending, SRC_HOOK, now, w->cfg.hook_fresh_window_seconds);
+	if (presence_claim(w->shm, &w->me, &w->slot, &w->gen) != 0) {
+		counter_add(w->shm, C_REJ_TABLE_FULL, 1);
+		ws_send_error(w, rejections[HELLO_TABLE_FULL].code, rejections[HELLO_TABLE_FULL].message, NULL);
+		ws_close(w, WS_CLOSE_TRY_AGAIN, rejections[HELLO_TABLE_FULL].label);
+		return;
+	}
+	w->have_slot = 1;
+	int live = 0;
+	presence_foreach(w->shm, w->me.mesh_id, count_cb, &live);
+	if (live > limit) {
+		presence_release(w->shm, w->slot, w->gen);
+		w->have_slot = 0;
+		hello_reject(w, HELLO_CAPACITY, w->me.mesh_id);
+		return;
+	}
+	if (uds_listen_open(w) != 0) {
+		presence_release(w->shm, w->slot, w->gen);
+		w->have_slot = 0;
+		ws_send_peer_error(w, PEER_ERR_NO_WORKER_SOCKET, NULL);
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return;
+	}
+	hello_accept(w, pending);
+}
+
+/* legal in PHASE_BEFORE_HELLO only (phase.c) */
+void auth_on_hello(struct worker *w, const cJSON *msg)
+{
+	struct hello h;
+	enum hello_code c = hello_check(msg, &h, now_ms());
+	if (c != HELLO_OK) {
+		hello_reject(w, c, msg_str(msg, "meshId"));
+		return;
+	}
+	/* check 5: a signature is accepted once while it could pass the skew check */
+	unsigned char sig[64];
+	hex_decode(h.signature, sig, sizeof sig);
+	if (!replay_check_and_remember(w->shm, sig, sizeof sig, now_ms(), h.timestamp + HELLO_SKEW_MS + REPLAY_SLACK_MS)) {
+		hello_reject(w, HELLO_REPLAYED, h.mesh_id);
+		return;
+	}
+	snprintf(w->me.mesh_id, sizeof w->me.mesh_id, "%s", h.mesh_id);
+	snprintf(w->me.member_id, sizeof w->me.member_id, "%s", h.member_id);
+	for (int i = 0; i < 64; i++) /* stored lowercase; signed as sent */
+		w->me.pubkey[i] = (char)((h.pubkey[i] >= 'A' && h.pubkey[i] <= 'F') ? h.pubkey[i] + 32 : h.pubkey[i]);
+	w->me.pubkey[64] = 0;
+	snprintf(w->me.session_id, sizeof w->me.session_id, "%s", h.session_id);
+	snprintf(w->me.cwd, sizeof w->me.cwd, "%s", h.cwd);
+	w->me.pid = (int32_t)h.pid;
+	w->hello_obj = cJSON_Duplicate(msg, 1);
+	const cJSON *cap;
+	cJSON_ArrayForEach(cap, h.capabilities)
+	{
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
+			w->client_ack = 1;
+	}
+	/* check 6: a live member of a live mesh, and the memberId it signed */
+	if (worker_db(w) != 0 ||
+	    store_hello_member(w->db, w->me.mesh_id, w->me.pubkey, w->me.pid, w->me.cwd, hello_member_cb, w) != 0) {
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return;
+	}
+	w->phase = PHASE_HELLO_PENDING;
+}

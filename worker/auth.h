@@ -1,0 +1,13 @@
+/* auth — the hello of docs/protocol.md §2 on the broker's side: checks 1-4
+ * (proto/hello.c), the replay cache (5), membership (6), capacity (7), then
+ * the presence slot, hello_ack and the first drain. */
+#ifndef WORKER_AUTH_H
+#define WORKER_AUTH_H
+
+#include <cjson/cJSON.h>
+
+#include "worker/worker.h"
+
+void auth_on_hello(struct worker *w, const cJSON *msg);
+
+#endif

@@ -1,0 +1,224 @@
+/* delivery — the drain claims this member's deliverable rows (oldest first,
+ * only `now` unless idle), the pump hands them to wslay one at a time, and a
+ * push is marked delivered only once it is known to be written. */
+#include "worker/delivery.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/store.h"
+#include "common/log.h"
+#include "proto/reasons.h"
+#include "common/util.h"
+#include "worker/msg.h"
+#include "worker/skel.h"
+#include "worker/ws.h"
+
+#define MARK_BATCH 50     /* written pushes marked delivered in one statement */
+#define LIVE_IDS_MAX 124  /* live connections of one member passed to a claim */
+#define CLIENT_ACK_ID_MAX 64
+
+struct live_ids {
+	const char *member_id;
+	const char *ids[LIVE_IDS_MAX];
+	size_t n;
+};
+
+static int live_cb(const struct presence_view *v, void *arg)
+{
+	struct live_ids *l = arg;
+	if (strcmp(v->info.member_id, l->member_id) != 0)
+		return 0;
+	if (l->n == LIVE_IDS_MAX)
+		return 1;
+	char *id = strdup(v->info.presence_id);
+	if (!id)
+		log_fatal("out of memory");
+	l->ids[l->n++] = id;
+	return 0;
+}
+
+static int push_cmp(const void *a, const void *b)
+{
+	const struct push *x = a, *y = b;
+	return (x->delivery_id > y->delivery_id) - (x->delivery_id < y->delivery_id);
+}
+
+static char *push_json(const struct delivery_row *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "push");
+	cJSON_AddStringToObject(o, "messageId", r->message_id);
+	cJSON_AddStringToObject(o, "meshId", r->mesh_id);
+	cJSON_AddStringToObject(o, "senderPubkey", r->sender_pubkey);
+	cJSON_AddStringToObject(o, "priority", r->priority);
+	cJSON_AddStringToObject(o, "nonce", r->nonce);
+	cJSON_AddStringToObject(o, "ciphertext", r->ciphertext);
+	cJSON_AddStringToObject(o, "createdAt", r->created_at);
+	if (r->topic_id) {
+		cJSON_AddStringToObject(o, "topic", r->topic_id);
+		cJSON_AddNumberToObject(o, "bodyVersion", atoi(r->body_version));
+	}
+	char *s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+static void drain_cb(void *arg, const struct delivery_row *rows, int n, const char *err)
+{
+	struct worker *w = arg;
+	w->drain_inflight = 0;
+	if (err) {
+		log_warn("drain failed", "error", err);
+		return; /* the rows stay queued; the next wake or reconnect drains them */
+	}
+	if (w->npush + (size_t)n > w->push_cap) {
+		size_t cap = w->push_cap ? w->push_cap : 128;
+		while (cap < w->npush + (size_t)n)
+			cap *= 2;
+		struct push *np = realloc(w->pushes, cap * sizeof *np);
+		if (!np)
+			log_fatal("out of memory");
+		w->pushes = np;
+		w->push_cap = cap;
+	}
+	struct push *batch = w->pushes + w->npush;
+	int kept = 0;
+	int64_t *giveback = n ? malloc((size_t)n * sizeof *giveback) : NULL;
+	size_t ngive = 0;
+	if (n && !giveback)
+		log_fatal("out of memory");
+	for (int i = 0; i < n; i++) {
+		/* the status may have changed while the query ran: what it no
+		 * longer allows goes back to the queue */
+		if (w->me.status != ST_IDLE && strcmp(rows[i].priority, "now") != 0) {
+			giveback[ngive++] = rows[i].id;
+			continue;
+		}
+		struct push *out = &batch[kept++];
+		out->delivery_id = rows[i].id;
+		out->json = push_json(&rows[i]);
+		out->len = strlen(out->json);
+		out->priority = msg_priority_parse(rows[i].priority);
+	}
+	if (ngive)
+		store_delivery_unclaim(w->db, giveback, ngive, w->me.presence_id);
+	free(giveback);
+	if (kept > 1)
+		qsort(batch, (size_t)kept, sizeof *batch, push_cmp); /* RETURNING has no order */
+	w->npush += (size_t)kept;
+	if (n == PUSH_BATCH || w->drain_again) {
+		w->drain_again = 0;
+		delivery_drain(w);
+	}
+}
+
+void delivery_drain(struct worker *w)
+{
+	if (w->phase != PHASE_AUTHENTICATED)
+		return;
+	if (w->drain_inflight || w->npush - w->push_head >= PUSH_BATCH) {
+		/* one drain at a time, and no more claimed than one batch waiting
+		 * for a client that may not be reading: delivery_pump asks again */
+		w->drain_again = 1;
+		return;
+	}
+	/* rows claimed by a live connection of this member (ourselves included)
+	 * are in flight there; rows claimed by a dead one are taken again */
+	struct live_ids l = {.member_id = w->me.member_id};
+	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
+	if (worker_db(w) == 0 && store_delivery_claim(w->db, w->me.member_id, l.ids, l.n, w->me.status == ST_IDLE,
+						      w->me.presence_id, PUSH_BATCH, drain_cb, w) == 0)
+		w->drain_inflight = 1;
+	for (size_t i = 0; i < l.n; i++)
+		free((char *)l.ids[i]);
+}
+
+void delivery_flush(struct worker *w)
+{
+	if (!w->nwritten || worker_db(w) != 0)
+		return;
+	store_delivery_mark(w->db, w->written, w->nwritten, w->me.presence_id);
+	w->nwritten = 0;
+}
+
+static void written_add(struct worker *w, int64_t id)
+{
+	if (w->nwritten == w->written_cap) {
+		size_t cap = w->written_cap ? w->written_cap * 2 : 128;
+		int64_t *nw = realloc(w->written, cap * sizeof *nw);
+		if (!nw)
+			log_fatal("out of memory");
+		w->written = nw;
+		w->written_cap = cap;
+	}
+	w->written[w->nwritten++] = id;
+}
+
+/* Hand pushes to wslay one at a time: a push counts as written (and is
+ * marked delivered) only once wslay has nothing left to send and no close
+ * went out before it, so a push cut off by a close stays queued for later. */
+void delivery_pump(struct worker *w)
+{
+	for (;;) {
+		int busy = ws_busy(w);
+		if (w->outstanding) {
+			if (busy)
+				break;
+			if (ws_close_sent(w))
+				w->outstanding = 0; /* not known to be written: not marked */
+			else {
+				/* a client_ack client marks its own deliveries; what it never
+				 * acks is given back when it leaves */
+				if (!w->client_ack)
+					written_add(w, w->outstanding);
+				w->outstanding = 0;
+			}
+		}
+		if (w->push_head == w->npush || busy || w->phase == PHASE_CLOSING || ws_close_received(w))
+			break;
+		struct push *p = &w->pushes[w->push_head++];
+		if (ws_send_text(w, p->json, p->len) == 0) {
+			w->outstanding = p->delivery_id;
+			counter_add(w->shm, (enum shm_counter)(C_ROUTED_NOW + p->priority), 1);
+		}
+		free(p->json);
+		p->json = NULL;
+		if (ws_write(w) != 0)
+			break;
+	}
+	if (w->push_head == w->npush) {
+		w->push_head = w->npush = 0;
+		if (w->drain_again && !w->drain_inflight) {
+			w->drain_again = 0;
+			delivery_drain(w);
+		}
+	}
+	if (w->nwritten >= MARK_BATCH || (w->nwritten && w->push_head == w->npush))
+		delivery_flush(w);
+}
+
+/* client_ack (docs/protocol.md §3.4 ext): at-least-once for clients that ask */
+void delivery_on_client_ack(struct worker *w, const cJSON *msg)
+{
+	const char *id = msg_str(msg, "brokerMessageId");
+	if (!id)
+		id = msg_str(msg, "messageId");
+	if (!id || strlen(id) > CLIENT_ACK_ID_MAX) {
+		ws_send_peer_error(w, PEER_ERR_CLIENT_ACK_MALFORMED, msg_str(msg, "id"));
+		return;
+	}
+	store_delivery_client_ack(w->db, id, w->me.member_id, w->me.presence_id);
+}
+
+void delivery_free(struct worker *w)
+{
+	for (size_t i = w->push_head; i < w->npush; i++)
+		free(w->pushes[i].json);
+	free(w->pushes);
+	free(w->written);
+	w->pushes = NULL;
+	w->written = NULL;
+}
+
+void delivery_give_back(struct worker *w) { store_delivery_unclaim_all(w->db, w->me.presence_id); }

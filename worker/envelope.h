@@ -1,0 +1,32 @@
+/* envelope — the message between workers, one SOCK_SEQPACKET message each:
+ * a fixed header, then len payload bytes (docs/design.md "Worker <-> worker").
+ * Pure: no sockets, no database; fuzzed by fuzz/fuzz_envelope.c. */
+#ifndef WORKER_ENVELOPE_H
+#define WORKER_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2 };
+
+struct uds_status {
+	int32_t status, source;
+};
+
+struct uds_env {
+	uint16_t type;
+	uint16_t len; /* payload bytes after the header */
+	uint32_t src_slot, src_gen;
+	uint32_t dst_slot, dst_gen;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct uds_env) == 24, "envelope header is 24 bytes");
+
+/* Read a received message of n bytes.  0 when it is a well-formed envelope
+ * for (my_slot, my_gen): *type is UDS_WAKE, or UDS_STATUS with *status and
+ * *source set.  -1 when it is to be ignored: short, for an earlier owner of
+ * the slot, an unknown type, or a payload of the wrong size. */
+int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, int *type, int32_t *status,
+	      int32_t *source);
+
+#endif

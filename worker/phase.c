@@ -1,0 +1,78 @@
+/* phase — the dispatch table of the peer protocol after the upgrade
+ * (docs/protocol.md §2-§4): before a hello only hello is legal (anything
+ * else gets no_hello and the socket stays open); a second hello gets
+ * already_authenticated; after hello an unknown type gets unknown_type; a
+ * closing connection drops everything. */
+#include "worker/phase.h"
+
+#include <string.h>
+
+#include "worker/auth.h"
+#include "worker/delivery.h"
+#include "worker/msg.h"
+#include "worker/peerstatus.h"
+#include "worker/send.h"
+#include "worker/ws.h"
+
+#define BEFORE PHASE_BIT(PHASE_BEFORE_HELLO)
+#define AUTHED PHASE_BIT(PHASE_AUTHENTICATED)
+
+/* the error of an authenticated-only message before authentication */
+#define NEEDS_HELLO                                                                                                   \
+	{                                                                                                             \
+		[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,                  \
+		[PHASE_CLOSING] = PEER_ERR_NONE                                                                       \
+	}
+
+static const struct phase_row table[] = {
+	{"hello", BEFORE,
+	 {[PHASE_HELLO_PENDING] = PEER_ERR_ALREADY_AUTHENTICATED, [PHASE_AUTHENTICATED] = PEER_ERR_ALREADY_AUTHENTICATED,
+	  [PHASE_CLOSING] = PEER_ERR_NONE},
+	 auth_on_hello},
+	{"send", AUTHED, NEEDS_HELLO, send_on_msg},
+	{"set_status", AUTHED, NEEDS_HELLO, peerstatus_on_set_status},
+	{"client_ack", AUTHED, NEEDS_HELLO, delivery_on_client_ack},
+	/* last: no type, or one not listed above */
+	{NULL, 0,
+	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,
+	  [PHASE_AUTHENTICATED] = PEER_ERR_UNKNOWN_TYPE, [PHASE_CLOSING] = PEER_ERR_NONE},
+	 NULL},
+};
+#define NROWS (sizeof table / sizeof table[0])
+
+const struct phase_row *phase_table(size_t *n)
+{
+	*n = NROWS;
+	return table;
+}
+
+struct phase_verdict phase_lookup(const char *type, enum phase phase)
+{
+	const struct phase_row *r = &table[NROWS - 1];
+	for (size_t i = 0; type && i + 1 < NROWS; i++)
+		if (strcmp(type, table[i].type) == 0) {
+			r = &table[i];
+			break;
+		}
+	if ((unsigned)phase >= PHASE_COUNT)
+		return (struct phase_verdict){NULL, PEER_ERR_NONE};
+	if (r->handler && (r->legal & PHASE_BIT(phase)))
+		return (struct phase_verdict){r->handler, PEER_ERR_NONE};
+	return (struct phase_verdict){NULL, r->refused[phase]};
+}
+
+void phase_dispatch(struct worker *w, const char *text, size_t len)
+{
+	cJSON *msg = cJSON_ParseWithLength(text, len);
+	if (!msg || !cJSON_IsObject(msg)) {
+		ws_send_peer_error(w, PEER_ERR_BAD_JSON, NULL);
+		cJSON_Delete(msg);
+		return;
+	}
+	struct phase_verdict v = phase_lookup(msg_str(msg, "type"), w->phase);
+	if (v.handler)
+		v.handler(w, msg);
+	else
+		ws_send_peer_error(w, v.error, msg_str(msg, "id"));
+	cJSON_Delete(msg);
+}

@@ -1,0 +1,186 @@
+/* send — refusals are acks with queued:false, an error line from
+ * proto/reasons.h and a count in broker_messages_rejected_total; an accepted
+ * send is acked only after its transaction committed. */
+#include "worker/send.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/store.h"
+#include "common/log.h"
+#include "proto/reasons.h"
+#include "common/util.h"
+#include "worker/audit.h"
+#include "worker/msg.h"
+#include "worker/uds.h"
+#include "worker/ws.h"
+
+#define SEND_ID_MAX 128 /* the client's correlation id */
+#define SEND_TARGET_MAX 79
+
+enum send_rejection {
+#define X(id, label, code, message) SEND_REJ_##id,
+	SEND_REJECTIONS(X)
+#undef X
+};
+
+static const struct {
+	const char *message;
+	enum shm_counter counter;
+} rejections[] = {
+#define X(id, label, code, message) [SEND_REJ_##id] = {message, C_MSGREJ_##id},
+	SEND_REJECTIONS(X)
+#undef X
+};
+
+struct send_ctx {
+	struct worker *w;
+	char id[SEND_ID_MAX + 1];
+	char message_id[ID_LEN + 1];
+	char target[SEND_TARGET_MAX + 1];
+	int prio;
+};
+
+static void send_ack(struct worker *w, const char *id, const char *message_id, const char *error)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "ack");
+	cJSON_AddStringToObject(o, "id", id);
+	cJSON_AddStringToObject(o, "messageId", message_id);
+	cJSON_AddBoolToObject(o, "queued", error == NULL);
+	if (error)
+		cJSON_AddStringToObject(o, "error", error);
+	ws_send_json(w, o);
+	cJSON_Delete(o);
+}
+
+/* refuse with the table's message, or with detail when it says more */
+static void send_refuse(struct worker *w, const char *id, enum send_rejection r, const char *detail)
+{
+	counter_add(w->shm, rejections[r].counter, 1);
+	send_ack(w, id, "", detail ? detail : rejections[r].message);
+}
+
+struct wake_ctx {
+	struct worker *w;
+	const char *const *ids; /* recipient member ids, sorted */
+	int n;
+};
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static int wake_cb(const struct presence_view *v, void *arg)
+{
+	struct wake_ctx *wc = arg;
+	const char *key = v->info.member_id;
+	if (bsearch(&key, wc->ids, (size_t)wc->n, sizeof *wc->ids, cmp_str))
+		uds_wake(wc->w, v->slot, v->gen);
+	return 0;
+}
+
+/* wake every live connection of the recipients: one pass over the mesh's
+ * slots, whatever the number of recipients */
+static void wake_members(struct worker *w, const char *const *member_ids, int n)
+{
+	if (n == 0)
+		return;
+	const char **ids = malloc((size_t)n * sizeof *ids);
+	if (!ids)
+		log_fatal("out of memory");
+	memcpy(ids, member_ids, (size_t)n * sizeof *ids);
+	qsort(ids, (size_t)n, sizeof *ids, cmp_str);
+	struct wake_ctx wc = {w, ids, n};
+	presence_foreach(w->shm, w->me.mesh_id, wake_cb, &wc);
+	free(ids);
+}
+
+static void send_cb(void *arg, const char *const *recipients, int n, const char *err)
+{
+	struct send_ctx *sc = arg;
+	struct worker *w = sc->w;
+	if (err) {
+		log_warn("send: not stored", "error", err);
+		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
+	} else if (n == 0 && strcmp(sc->target, "*") != 0) {
+		send_refuse(w, sc->id, SEND_REJ_NO_RECIPIENT, NULL);
+	} else {
+		send_ack(w, sc->id, sc->message_id, NULL);
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "messageId", sc->message_id);
+		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
+		cJSON_AddStringToObject(pl, "targetSpec", sc->target);
+		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
+		wake_members(w, recipients, n);
+	}
+	free(sc);
+}
+
+void send_on_msg(struct worker *w, const cJSON *msg)
+{
+	const cJSON *idv = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	char id[SEND_ID_MAX + 1] = "";
+	if (cJSON_IsString(idv)) {
+		if (strlen(idv->valuestring) >= sizeof id) {
+			send_refuse(w, "", SEND_REJ_MALFORMED, "malformed send: id is longer than 128 characters");
+			return;
+		}
+		snprintf(id, sizeof id, "%s", idv->valuestring);
+	}
+	const char *target = msg_str(msg, "targetSpec"), *nonce = msg_str(msg, "nonce"),
+		   *ct = msg_str(msg, "ciphertext");
+	int prio = msg_priority_parse(msg_str(msg, "priority"));
+	if (prio < 0) {
+		send_refuse(w, id, SEND_REJ_INVALID_PRIORITY, NULL);
+		return;
+	}
+	int direct = target && is_hex(target, 64);
+	if (!target || (!direct && strcmp(target, "*") != 0 && target[0] != '#')) {
+		send_refuse(w, id, SEND_REJ_INVALID_TARGET, NULL);
+		return;
+	}
+	if (target[0] == '#') {
+		send_refuse(w, id, SEND_REJ_NO_SUCH_TOPIC, NULL);
+		return;
+	}
+	if (!nonce || !ct || !*ct) {
+		send_refuse(w, id, SEND_REJ_MALFORMED, NULL);
+		return;
+	}
+	size_t size = strlen(ct) + strlen(nonce);
+	char e[160];
+	if (size > (size_t)w->cfg.max_message_bytes) {
+		snprintf(e, sizeof e, rejections[SEND_REJ_PAYLOAD_TOO_LARGE].message, size, w->cfg.max_message_bytes);
+		send_refuse(w, id, SEND_REJ_PAYLOAD_TOO_LARGE, e);
+		return;
+	}
+	char key[SHM_MEMBER_ID_MAX + 8];
+	snprintf(key, sizeof key, "send:%s", w->me.member_id);
+	if (!bucket_take(w->shm, key, w->cfg.send_rate_burst, w->cfg.send_rate_per_min, now_ms())) {
+		snprintf(e, sizeof e, rejections[SEND_REJ_RATE_LIMIT].message, w->cfg.send_rate_per_min,
+			 w->cfg.send_rate_burst);
+		send_refuse(w, id, SEND_REJ_RATE_LIMIT, e);
+		return;
+	}
+	struct send_ctx *sc = calloc(1, sizeof *sc);
+	if (!sc)
+		log_fatal("out of memory");
+	sc->w = w;
+	snprintf(sc->id, sizeof sc->id, "%s", id);
+	id_new(sc->message_id);
+	sc->prio = prio;
+	char lower[65];
+	if (direct) {
+		for (int i = 0; i < 64; i++)
+			lower[i] = (char)((target[i] >= 'A' && target[i] <= 'F') ? target[i] + 32 : target[i]);
+		lower[64] = 0;
+		target = lower;
+	}
+	snprintf(sc->target, sizeof sc->target, "%s", target);
+	struct message_row m = {sc->message_id, w->me.mesh_id, w->me.member_id, sc->target,
+				msg_priority_names[prio], nonce, ct};
+	if (store_message_insert(w->db, &m, send_cb, sc) != 0) {
+		send_refuse(w, id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
+		free(sc);
+	}
+}

@@ -1,0 +1,67 @@
+/* session — wires the protocol modules into the skeleton's hooks, and the
+ * leave: what reached the socket is marked delivered, the slot is released,
+ * what was claimed but not delivered is given back to the member's other
+ * live connections, and the presence row and audit chain record the end. */
+#include "worker/session.h"
+
+#include <string.h>
+
+#include "db/store.h"
+#include "common/log.h"
+#include "worker/audit.h"
+#include "worker/delivery.h"
+#include "worker/peerstatus.h"
+#include "worker/phase.h"
+#include "worker/uds.h"
+
+/* a leaving worker waits this long for its last writes (marks, presence row,
+ * audit) when PostgreSQL is busy; the acceptor allows 10 s on shutdown */
+#define LEAVE_DB_MS 8000
+
+static int wake_others_cb(const struct presence_view *v, void *arg)
+{
+	struct worker *w = arg;
+	if (strcmp(v->info.member_id, w->me.member_id) == 0 && !(v->slot == w->slot && v->gen == w->gen))
+		uds_wake(w, v->slot, v->gen);
+	return 0;
+}
+
+static void session_leave(struct worker *w)
+{
+	if (w->joined) {
+		/* what reached the socket is delivered; mark it while our slot
+		 * still says these rows are ours */
+		delivery_pump(w);
+		delivery_flush(w);
+		if (w->db)
+			db_drain_sync(w->db, LEAVE_DB_MS);
+	}
+	if (w->have_slot) {
+		presence_release(w->shm, w->slot, w->gen);
+		w->have_slot = 0;
+	}
+	delivery_free(w);
+	if (w->joined) {
+		delivery_give_back(w);
+		if (w->presence_row)
+			store_presence_disconnect(w->db, w->me.presence_id);
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
+		audit_event(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
+		db_drain_sync(w->db, LEAVE_DB_MS);
+		/* rows we gave back: another live connection of this member takes them */
+		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, w);
+		log_info("peer left", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
+	}
+	cJSON_Delete(w->hello_obj);
+	w->hello_obj = NULL;
+}
+
+const struct worker_hooks session_hooks = {
+	.on_text = phase_dispatch,
+	.on_wake = delivery_drain,
+	.on_status = peerstatus_request,
+	.tick = peerstatus_tick,
+	.pump = delivery_pump,
+	.leave = session_leave,
+};

@@ -1,0 +1,178 @@
+/* skel — the worker skeleton: signals, the lazily opened shm/db handles, and
+ * the WebSocket event loop.  One ppoll() waits on the client socket, the
+ * database, the Unix sockets of other workers and the timers (hello timeout,
+ * ping/pong, the protocol's tick); SIGTERM/SIGINT are let in only there, so
+ * one can never slip in between the flag check and the wait. */
+#include "worker/skel.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "db/db.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/uds.h"
+#include "worker/ws.h"
+
+#define POLL_IDLE_MS 1000         /* wait when no timer is due (never happens once upgraded) */
+#define CLOSE_FRAME_WRITE_MS 1000 /* the bare close frame when there is no presence table */
+
+static volatile sig_atomic_t got_term;
+static sigset_t open_mask; /* the mask ppoll() waits with: SIGTERM/SIGINT let in */
+
+static void on_term(int sig)
+{
+	(void)sig;
+	got_term = 1;
+}
+
+void worker_signals_init(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = {.sa_handler = on_term};
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigset_t block;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &open_mask);
+	sigdelset(&open_mask, SIGTERM);
+	sigdelset(&open_mask, SIGINT);
+}
+
+int worker_terminating(void) { return got_term; }
+
+int worker_shm(struct worker *w)
+{
+	if (w->shm)
+		return 0;
+	char err[256];
+	if (shm_open_table(w->cfg.runtime_dir, (uint32_t)w->cfg.presence_slots, 0, &w->shm, err, sizeof err) != 0) {
+		log_error("presence table unavailable", "error", err);
+		return -1;
+	}
+	return 0;
+}
+
+int worker_db(struct worker *w)
+{
+	if (!w->db)
+		w->db = db_new(w->cfg.database_url, w->cfg.db_idle_seconds);
+	return w->db ? 0 : -1;
+}
+
+static int64_t min_deadline(int64_t a, int64_t b)
+{
+	if (a <= 0)
+		return b;
+	if (b <= 0)
+		return a;
+	return a < b ? a : b;
+}
+
+static void skel_timers(struct worker *w, int64_t now)
+{
+	/* docs/protocol.md §2: no hello in time closes 1008 hello_timeout */
+	if (w->hello_deadline && !w->joined && w->phase != PHASE_HELLO_PENDING && now >= w->hello_deadline) {
+		counter_add(w->shm, C_REJ_TIMEOUT, 1);
+		ws_close(w, WS_CLOSE_POLICY, "hello_timeout");
+		w->hello_deadline = 0;
+	}
+	ws_keepalive(w, now);
+	if (w->joined)
+		w->hooks->tick(w, now);
+}
+
+static int skel_timeout(const struct worker *w, int64_t now)
+{
+	int64_t deadline = ws_deadline(w);
+	if (!w->joined)
+		deadline = min_deadline(deadline, w->hello_deadline);
+	if (w->phase == PHASE_CLOSING)
+		deadline = min_deadline(deadline, w->close_deadline);
+	if (w->db)
+		deadline = min_deadline(deadline, db_next_deadline(w->db));
+	if (w->joined)
+		deadline = min_deadline(deadline, w->next_ttl_check);
+	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
+	if (timeout < 0)
+		timeout = 0;
+	if (ws_has_early_bytes(w))
+		timeout = 0; /* early frames are waiting in memory */
+	return timeout;
+}
+
+static void skel_loop(struct worker *w)
+{
+	struct pollfd fds[2 + UDS_IN_MAX + UDS_OUT_MAX + 1];
+	for (;;) {
+		int64_t now = mono_ms();
+		if (worker_terminating() && w->phase != PHASE_CLOSING)
+			ws_close(w, WS_CLOSE_GOING_AWAY, "shutdown");
+		skel_timers(w, now);
+		if (w->joined)
+			w->hooks->pump(w);
+		if (ws_flush(w) != 0)
+			break;
+		if (w->joined)
+			w->hooks->pump(w); /* what the send just wrote may free room for the next push */
+		if (ws_flush(w) != 0)
+			break;
+		if (ws_done(w))
+			break; /* closed both ways */
+		if (w->phase == PHASE_CLOSING && now >= w->close_deadline)
+			break; /* the peer never read or never answered our close */
+		int nf = ws_pollfd(w, &fds[0]);
+		int dbi = -1;
+		short dbev = 0;
+		int dbfd = w->db ? db_pollfd(w->db, &dbev) : -1;
+		if (dbfd >= 0) {
+			dbi = nf;
+			fds[nf++] = (struct pollfd){.fd = dbfd, .events = dbev};
+		}
+		int udsi = nf;
+		nf += uds_pollfds(w, fds + nf, (int)(sizeof fds / sizeof fds[0]) - nf);
+		int timeout = skel_timeout(w, now);
+		struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000};
+		int n = ppoll(fds, (nfds_t)nf, &ts, &open_mask);
+		if (n < 0 && errno != EINTR)
+			log_fatal("poll failed", "error", strerror(errno));
+		if (n < 0)
+			continue;
+		now = mono_ms();
+		if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) || w->pre_off < w->pre_len) {
+			if (ws_read(w) != 0)
+				break;
+		}
+		if (w->db)
+			db_service(w->db, dbi >= 0 ? fds[dbi].revents : 0, now);
+		uds_handle(w, fds + udsi, nf - udsi);
+	}
+}
+
+void skel_serve_ws(struct worker *w, struct http_req *req, const struct worker_hooks *hooks)
+{
+	if (ws_handshake(w->fd, req) != 0)
+		return;
+	if (worker_shm(w) != 0) {
+		/* no presence table: nobody can find this peer; refuse politely */
+		static const unsigned char close_frame[] = {0x88, 0x02, WS_CLOSE_INTERNAL >> 8, WS_CLOSE_INTERNAL & 0xff};
+		http_write_all(w->fd, close_frame, sizeof close_frame, CLOSE_FRAME_WRITE_MS);
+		return;
+	}
+	counter_add(w->shm, C_CONNECTIONS_TOTAL, 1);
+	w->hooks = hooks;
+	w->phase = PHASE_BEFORE_HELLO;
+	int64_t now = mono_ms();
+	ws_start(w, req, now);
+	w->hello_deadline = now + (int64_t)w->cfg.hello_timeout_seconds * 1000;
+	uds_init(w);
+	skel_loop(w);
+	hooks->leave(w);
+	uds_close_all(w);
+	ws_stop(w);
+}

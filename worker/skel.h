@@ -1,0 +1,22 @@
+/* skel — the worker skeleton (the Postfix single_server_main idea): it owns
+ * the signal mask, the lazily opened shared-memory and database handles and,
+ * for a WebSocket, the one ppoll() loop with its timers; the transports
+ * (ws.c, uds.c) and the protocol are called through w->hooks. */
+#ifndef WORKER_SKEL_H
+#define WORKER_SKEL_H
+
+#include "worker/http.h"
+#include "worker/worker.h"
+
+/* SIGPIPE ignored; SIGTERM/SIGINT noted, and blocked except inside ppoll() */
+void worker_signals_init(void);
+int worker_terminating(void); /* SIGTERM or SIGINT arrived */
+
+int worker_shm(struct worker *w); /* open the presence table on first use; 0 ok */
+int worker_db(struct worker *w);  /* create the db handle on first use; 0 ok */
+
+/* Upgrade req to a WebSocket and serve the peer protocol of hooks until
+ * the connection ends (hooks->leave has run when this returns). */
+void skel_serve_ws(struct worker *w, struct http_req *req, const struct worker_hooks *hooks);
+
+#endif

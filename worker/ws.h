@@ -1,0 +1,50 @@
+/* ws — the WebSocket transport of a worker (RFC 6455 via wslay): the
+ * upgrade, frames in and out, the close handshake and keep-alive.  It
+ * reports text frames through w->hooks and never calls the protocol. */
+#ifndef WORKER_WS_H
+#define WORKER_WS_H
+
+#include <poll.h>
+#include <stdint.h>
+
+#include "proto/reasons.h"
+#include "worker/http.h"
+#include "worker/worker.h"
+
+/* close codes (RFC 6455 §7.4.1) */
+#define WS_CLOSE_GOING_AWAY 1001   /* shutdown, ping_timeout */
+#define WS_CLOSE_UNSUPPORTED 1003  /* binary frames */
+#define WS_CLOSE_POLICY 1008       /* hello rejections, hello_timeout */
+#define WS_CLOSE_TOO_BIG 1009      /* over MAX_MESSAGE_BYTES (sent by wslay itself) */
+#define WS_CLOSE_INTERNAL 1011     /* database or socket failure */
+#define WS_CLOSE_TRY_AGAIN 1013    /* presence table full */
+
+/* Validate the upgrade and answer 101; on failure the HTTP error is sent.  0 = upgraded. */
+int ws_handshake(int fd, const struct http_req *req);
+/* Set up wslay on w->fd with the early bytes of req; start the keep-alive clock. */
+void ws_start(struct worker *w, const struct http_req *req, int64_t now);
+void ws_stop(struct worker *w);
+
+int ws_send_json(struct worker *w, cJSON *obj); /* queue a text frame (obj kept by caller) */
+int ws_send_text(struct worker *w, const char *s, size_t len);
+void ws_send_error(struct worker *w, const char *code, const char *message, const char *id);
+/* one of the peer protocol's error frames (proto/reasons.h); id is echoed
+ * when the table says so */
+void ws_send_peer_error(struct worker *w, enum peer_error e, const char *id);
+/* start closing: phase CLOSING, the close frame follows what is queued */
+void ws_close(struct worker *w, uint16_t code, const char *reason);
+
+/* the loop's side (skel.c) */
+void ws_keepalive(struct worker *w, int64_t now); /* ping, and close on a missing pong */
+int64_t ws_deadline(const struct worker *w);      /* next keep-alive time (mono ms) */
+int ws_flush(struct worker *w);                   /* queue our close when due, write; -1 = connection gone */
+int ws_done(const struct worker *w);              /* closed both ways */
+int ws_pollfd(const struct worker *w, struct pollfd *p);
+int ws_has_early_bytes(const struct worker *w);   /* frames wait in memory: do not sleep */
+int ws_read(struct worker *w);                    /* read a turn's worth; -1 = connection gone */
+int ws_busy(const struct worker *w);               /* wslay still has bytes or messages to send */
+int ws_close_sent(const struct worker *w);
+int ws_close_received(const struct worker *w);
+int ws_write(struct worker *w);                   /* wslay_event_send; -1 = failed */
+
+#endif
