@@ -40,7 +40,7 @@ Q := @
 say = printf '  %-6s %s\n' $(1) $(2);
 endif
 
-.PHONY: all build deps deps-test run test unit-bins clean install fuzz bench
+.PHONY: all build deps deps-test deps-package run test unit-bins clean install fuzz bench package-test
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -50,6 +50,8 @@ deps:
 	@sh scripts/deps.sh build
 deps-test:
 	@sh scripts/deps.sh test
+deps-package:
+	@sh scripts/deps.sh package
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -97,6 +99,12 @@ run: deps
 
 fuzz:
 	@$(MAKE) -C fuzz
+
+# Debian package (issue 12): dpkg-buildpackage on a fresh copy of the tree,
+# its contents, lintian, then dpkg -i on this machine and the installed user,
+# runtime dir, config and units.  Slow and installs system-wide, so not in `make test`.
+package-test: deps-package
+	@bash scripts/package-test.sh
 
 bench: all
 	@bash bench/run.sh
