@@ -7,6 +7,7 @@ scripts/seccomp-exec.py.  The first test shows the confinement is real; the
 rest are the messaging tests of test_messaging.py, run again with every
 worker sandboxed."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -77,16 +78,14 @@ def test_sandbox_confines_like_the_unit(syscalls):
     os.mkdir(rt)
     host_file = os.path.join(d, "host-only")
     open(host_file, "w").close()
-    os.mkdir(os.path.join(d, "bin"))
-    # the probe runs where the worker would: the wrapper keeps the worker's
-    # directory visible, so give it one of its own outside the host's /tmp view
+    # the probe (python3 as the "worker") reports what it may do; host_file
+    # sits in the host's /tmp, which the sandbox's private /tmp hides
     env = dict(os.environ, MESHBROKER_RUNTIME_DIR=rt, SANDBOX_SYSCALLS=syscalls,
                SANDBOX_WORKER="/usr/bin/python3")
     try:
         r = subprocess.run([SANDBOX, "-B", "-c", PROBE, mbtest.REPO, rt, host_file], env=env,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
-        import json
         got = json.loads(r.stdout.strip().splitlines()[-1])
         assert os.path.exists(os.path.join(rt, "sandbox-probe")), "the runtime dir is not the host's"
     finally:
