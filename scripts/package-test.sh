@@ -103,14 +103,15 @@ else
     sh -c '[ "$(stat -c "%U:%G %a" /etc/meshbroker/env)" = "root:root 600" ]'
   check "dpkg knows /etc/meshbroker/env as a conffile" \
     sh -c "dpkg-query -W -f='\${Conffiles}' meshbroker | grep -q '/etc/meshbroker/env'"
-  check "meshbroker.socket is enabled (sockets.target.wants)" \
-    test -L /etc/systemd/system/sockets.target.wants/meshbroker.socket
+  check "meshbroker.socket is enabled (multi-user.target.wants)" \
+    test -L /etc/systemd/system/multi-user.target.wants/meshbroker.socket
   check "meshbroker-accept.service is not enabled" \
     sh -c '! test -e /etc/systemd/system/multi-user.target.wants/meshbroker-accept.service'
   for u in meshbroker.socket meshbroker@.service meshbroker.slice meshbroker-migrate.service \
            meshbroker-accept.service; do
-    check "systemd-analyze verify $u (installed)" sh -c \
-      "out=\$(systemd-analyze verify --man=no /lib/systemd/system/$u 2>&1) && ! printf '%s' \"\$out\" | grep -q meshbroker"
+    check "systemd-analyze verify $u (installed, no ordering cycle)" sh -c \
+      "out=\$(systemd-analyze verify --man=no /lib/systemd/system/$u 2>&1) && ! printf '%s' \"\$out\" | grep -q meshbroker &&
+       ! SYSTEMD_LOG_LEVEL=debug systemd-analyze verify --man=no /lib/systemd/system/$u 2>&1 | grep -q 'ordering cycle'"
   done
   for s in meshbroker@.service meshbroker-accept.service meshbroker-migrate.service; do
     score=$(systemd-analyze security --offline=yes --no-pager "/lib/systemd/system/$s" 2>&1 |

@@ -102,13 +102,40 @@ def test_make_install_keeps_an_existing_env_file(installed):
 @pytest.mark.parametrize("unit", UNITS)
 def test_systemd_analyze_verify_passes_on_installed_unit(unit_root, unit):
     unitdir = os.path.join(unit_root, "usr/lib/systemd/system")
-    r = subprocess.run(["systemd-analyze", "verify", f"--root={unit_root}", "--man=no", unit],
-                       cwd=unitdir, capture_output=True, text=True, timeout=120)
+    argv = ["systemd-analyze", "verify", f"--root={unit_root}", "--man=no", unit]
+    r = subprocess.run(argv, cwd=unitdir, capture_output=True, text=True, timeout=120)
     out = (r.stdout + r.stderr).strip()
     assert r.returncode == 0, f"systemd-analyze verify {unit} failed:\n{out}"
     # unknown keys and bad values are only warnings: none may be about our files
     ours = [ln for ln in out.splitlines() if "meshbroker" in ln]
     assert not ours, f"systemd-analyze verify {unit} warns:\n{out}"
+    # an ordering cycle (a socket Before=sockets.target but After= a service
+    # that comes after basic.target) is broken silently: only debug says so
+    r = subprocess.run(argv, cwd=unitdir, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, SYSTEMD_LOG_LEVEL="debug"))
+    cycles = [ln for ln in (r.stdout + r.stderr).splitlines() if "ordering cycle" in ln]
+    assert not cycles, f"starting {unit} meets an ordering cycle:\n" + "\n".join(cycles)
+
+
+@pytest.mark.parametrize("unit", ["meshbroker.socket", "meshbroker-accept.service"])
+def test_boot_transaction_with_the_unit_enabled_has_no_ordering_cycle(unit_root, unit):
+    """enabled as the package does (systemctl --root enable), the unit joins
+    the boot transaction of multi-user.target without an ordering cycle (at
+    boot systemd would break one by dropping a job, e.g. sockets.target)"""
+    unitdir = os.path.join(unit_root, "usr/lib/systemd/system")
+    r = subprocess.run(["systemctl", f"--root={unit_root}", "enable", unit], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = subprocess.run(["systemd-analyze", "verify", f"--root={unit_root}", "--man=no", "multi-user.target"],
+                           cwd=unitdir, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, SYSTEMD_LOG_LEVEL="debug"))
+        out = r.stdout + r.stderr
+        assert f"{unit}/start" in out, f"{unit} is not part of multi-user.target's transaction once enabled"
+        cycles = [ln for ln in out.splitlines() if "ordering cycle" in ln]
+        assert not cycles, f"booting with {unit} enabled meets an ordering cycle:\n" + "\n".join(cycles)
+    finally:
+        subprocess.run(["systemctl", f"--root={unit_root}", "disable", unit], capture_output=True, timeout=60)
 
 
 def exposure(root, unit):
