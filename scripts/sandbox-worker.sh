@@ -9,15 +9,18 @@
 #                          socket dir of DATABASE_URL stay visible if under /tmp)
 #   ProtectHome=yes        /home, /root, /run/user empty and read-only
 #   ProtectKernelTunables  /proc/sys and /sys read-only
+#   User=meshbroker        when that user exists and can reach the worker, the
+#                          helper and SANDBOX_SYSCALLS (the runtime dir is
+#                          handed to it); otherwise uid 0 without capabilities
 #   NoNewPrivileges=yes, CapabilityBoundingSet= (setpriv), UMask=0077
 #   SystemCallFilter=, SystemCallErrorNumber=, SystemCallArchitectures=native,
 #   MemoryDenyWriteExecute=, RestrictNamespaces=, RestrictAddressFamilies=
 #                          (scripts/seccomp-exec.py, from the unit file itself)
-# Not reproduced: User= (the worker stays uid 0, without any capability),
-# PrivateDevices, PrivateUsers, ProtectProc, the IP filter and the cgroup limits.
+# Not reproduced: PrivateDevices, PrivateUsers, ProtectProc, the IP filter and the cgroup limits.
 # Environment: SANDBOX_UNIT (default units/meshbroker@.service), SANDBOX_SYSCALLS
 # (the allow list from `seccomp-exec.py --list UNIT`; computed when unset),
-# SANDBOX_WORKER (default $MESHBROKER_BIN or build/bin, meshbroker-worker).
+# SANDBOX_WORKER (default $MESHBROKER_BIN or build/bin, meshbroker-worker),
+# SANDBOX_USER (default meshbroker; empty: stay uid 0).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ "${1:-}" != --inside ]; then
@@ -41,6 +44,16 @@ if [ -z "$allow" ]; then
   /usr/bin/python3 -B "$here/seccomp-exec.py" --list "$unit" >"$allow"
 fi
 allow=$(realpath "$allow")
+
+# User=: only if that user can reach what it must run (checked on the host's view)
+user=${SANDBOX_USER-meshbroker}
+ids=()
+if [ -n "$user" ] && id -u "$user" >/dev/null 2>&1 &&
+   runuser -u "$user" -- test -x "$worker" -a -r "$here/seccomp-exec.py" -a -r "$allow" -a -r "$unit" 2>/dev/null; then
+  ids=(--reuid "$user" --regid "$user" --clear-groups)
+  # the runtime dir is the service user's (RuntimeDirectory= + User=)
+  [ "$(stat -c %U "$rt")" = "$user" ] || chown -R "$user:" "$rt"
+fi
 
 # what must stay visible inside the private /tmp (read-only but the runtime dir)
 keep=("$(dirname "$worker")" "$here" "$(dirname "$unit")" "$(dirname "$allow")")
@@ -90,5 +103,5 @@ done </proc/self/mountinfo
 mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
 
 umask 0077
-exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all -- \
+exec setpriv ${ids[@]+"${ids[@]}"} --no-new-privs --inh-caps=-all --bounding-set=-all -- \
   /usr/bin/python3 -B "$here/seccomp-exec.py" --allow "$allow" --unit "$unit" -- "$worker" "$@"

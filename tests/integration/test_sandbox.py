@@ -1,7 +1,8 @@
 """The worker under a reproduction of its systemd sandbox that needs no PID 1
 (issue 12, acceptance 3): scripts/sandbox-worker.sh wraps every worker of
 meshbroker-accept in a private mount namespace (read-only everything but the
-runtime dir, a private /tmp, no /home), no_new_privs, no capabilities, and the
+runtime dir, a private /tmp, no /home), as the meshbroker user with
+no_new_privs and no capabilities, and the
 system-call filters of units/meshbroker@.service applied by
 scripts/seccomp-exec.py.  The first test shows the confinement is real; the
 rest are the messaging tests of test_messaging.py, run again with every
@@ -9,6 +10,7 @@ worker sandboxed."""
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -28,16 +30,29 @@ def _need_root():
         pytest.skip("the sandbox reproduction makes mounts: root only")
 
 
+def service_uid(worker, syscalls):
+    """the uid the sandbox gives the worker: the unit's User=meshbroker (the
+    fixtures create that user when run as root), unless that user cannot
+    reach the worker or the helper (a checkout under /root): then uid 0,
+    still without capabilities"""
+    mbtest.ensure_pg_user()
+    r = subprocess.run(["runuser", "-u", "meshbroker", "--", "test", "-x", worker, "-a", "-r", SECCOMP,
+                        "-a", "-r", syscalls, "-a", "-r", UNIT], capture_output=True)
+    return pwd.getpwnam("meshbroker").pw_uid if r.returncode == 0 else 0
+
+
 @pytest.fixture(scope="module")
 def syscalls():
     """the unit's allowed system calls, expanded once (systemd-analyze)"""
     _need_root()
     d = tempfile.mkdtemp(prefix="mbsbx-", dir="/tmp")
+    os.chmod(d, 0o755)  # the sandboxed worker runs as the meshbroker user
     path = os.path.join(d, "syscalls")
     r = subprocess.run(["/usr/bin/python3", "-B", SECCOMP, "--list", UNIT], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
     open(path, "w").write(r.stdout)
+    os.chmod(path, 0o644)
     assert "sendmsg" in r.stdout.split() and "mount" not in r.stdout.split()
     yield path
     shutil.rmtree(d, ignore_errors=True)
@@ -48,6 +63,7 @@ import errno, json, mmap, os, socket, sys
 out = {}
 st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
 out["nnp"] = st["NoNewPrivs"].strip()
+out["uid"] = os.getuid()
 out["seccomp"] = st["Seccomp"].strip()
 out["capeff"] = st["CapEff"].strip()
 out["capbnd"] = st["CapBnd"].strip()
@@ -90,6 +106,7 @@ def test_sandbox_confines_like_the_unit(syscalls):
         assert os.path.exists(os.path.join(rt, "sandbox-probe")), "the runtime dir is not the host's"
     finally:
         shutil.rmtree(d, ignore_errors=True)
+    assert got["uid"] == service_uid("/usr/bin/python3", syscalls), got  # User=meshbroker
     assert got["nnp"] == "1", got                    # NoNewPrivileges=yes
     assert got["seccomp"] == "2", got                # a filter is loaded
     assert int(got["capeff"], 16) == 0 and int(got["capbnd"], 16) == 0, got  # CapabilityBoundingSet=
@@ -129,7 +146,7 @@ def broker(pg, request, syscalls):
             shutil.rmtree(b.workdir, ignore_errors=True)
 
 
-def test_a_live_peer_is_served_by_a_confined_worker(broker, mesh):
+def test_a_live_peer_is_served_by_a_confined_worker(broker, mesh, syscalls):
     b = broker()
     st, _, body = b.get("/health")
     assert st == 200, body
@@ -141,6 +158,7 @@ def test_a_live_peer_is_served_by_a_confined_worker(broker, mesh):
         await a.join()
         pid = b.worker_for(a.client_port)
         st = dict(ln.split(":", 1) for ln in open(f"/proc/{pid}/status").read().splitlines() if ":" in ln)
+        assert int(st["Uid"].split()[0]) == service_uid(mbtest.binpath("meshbroker-worker"), syscalls), st
         assert st["NoNewPrivs"].strip() == "1", st
         assert st["Seccomp"].strip() == "2", st
         assert int(st["CapEff"].strip(), 16) == 0, st
