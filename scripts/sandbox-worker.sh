@@ -8,6 +8,7 @@
 #   PrivateTmp=yes         an empty /tmp (the runtime dir and the PostgreSQL
 #                          socket dir of DATABASE_URL stay visible if under /tmp)
 #   ProtectHome=yes        /home, /root, /run/user empty and read-only
+#   PrivateDevices=yes     a /dev of null, zero, full, random, urandom, tty, shm
 #   ProtectKernelTunables  /proc/sys and /sys read-only
 #   User=meshbroker        when that user exists and can reach the worker, the
 #                          helper and SANDBOX_SYSCALLS (the runtime dir is
@@ -16,7 +17,7 @@
 #   SystemCallFilter=, SystemCallErrorNumber=, SystemCallArchitectures=native,
 #   MemoryDenyWriteExecute=, RestrictNamespaces=, RestrictAddressFamilies=
 #                          (scripts/seccomp-exec.py, from the unit file itself)
-# Not reproduced: PrivateDevices, PrivateUsers, ProtectProc, the IP filter and the cgroup limits.
+# Not reproduced: PrivateUsers, ProtectProc, the IP filter and the cgroup limits.
 # Environment: SANDBOX_UNIT (default units/meshbroker@.service), SANDBOX_SYSCALLS
 # (the allow list from `seccomp-exec.py --list UNIT`; computed when unset),
 # SANDBOX_WORKER (default $MESHBROKER_BIN or build/bin, meshbroker-worker),
@@ -80,6 +81,23 @@ for p in ${moved[@]+"${moved[@]}"}; do
   i=$((i + 1))
 done
 umount -l "$stage"
+
+# PrivateDevices=yes: a fresh /dev with the harmless pseudo-devices only
+mount -t tmpfs -o mode=0700 sandbox-stage "$stage"
+devs=(null zero full random urandom tty)
+for n in "${devs[@]}"; do
+  touch "$stage/$n" && mount --bind "/dev/$n" "$stage/$n"
+done
+mount -t tmpfs -o mode=0755,nosuid,noexec sandbox-dev /dev
+for n in "${devs[@]}"; do
+  touch "/dev/$n" && mount --bind "$stage/$n" "/dev/$n"
+done
+umount -l "$stage"
+mkdir -m 1777 /dev/shm /dev/mqueue
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
 
 # ProtectHome=yes, unless the worker itself lives there
 for h in /home /root /run/user; do

@@ -84,6 +84,8 @@ out["packet_socket"] = attempt(lambda: socket.socket(socket.AF_PACKET, socket.SO
 out["unix_socket"] = attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET).close())
 out["wx_mmap"] = attempt(lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC))
 out["umask"] = oct(os.umask(0o77))
+out["dev"] = sorted(os.listdir("/dev"))
+out["urandom"] = len(open("/dev/urandom", "rb").read(16))
 print(json.dumps(out))
 """
 
@@ -121,6 +123,9 @@ def test_sandbox_confines_like_the_unit(syscalls):
     assert got["unix_socket"] == "ok", got
     assert got["wx_mmap"] == "EPERM", got            # MemoryDenyWriteExecute=yes
     assert got["umask"] == "0o77", got               # UMask=0077
+    assert set(got["dev"]) <= {"null", "zero", "full", "random", "urandom", "tty", "shm", "mqueue", "fd",
+                               "stdin", "stdout", "stderr"}, got  # PrivateDevices=yes
+    assert got["urandom"] == 16, got
 
 
 @pytest.fixture
