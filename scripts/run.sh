@@ -26,9 +26,14 @@ export MESHBROKER_RUNTIME_DIR=${MESHBROKER_RUNTIME_DIR:-$var/run}
 export BROKER_PORT=$port
 "$bin/meshbroker-accept" &
 acc=$!
-trap 'kill -TERM $acc 2>/dev/null || true' INT TERM
+stopping=0
+trap 'stopping=1; kill -TERM $acc 2>/dev/null || true' INT TERM
 bind=${BROKER_BIND:-}
 where=${bind:-every address}
+# where to reach it: loopback unless it listens on one address only
+host=${bind#[}; host=${host%]}
+case $host in "" | 0.0.0.0 | ::) host=127.0.0.1 ;; esac
+case $host in *:*) urlhost="[$host]" ;; *) urlhost=$host ;; esac
 
 # Inodes of the TCP sockets listening on $port (IPv4 and IPv6), and whether
 # one of them is a file descriptor of the acceptor we started: a health check
@@ -58,13 +63,14 @@ up=0 owned=0 status=""
 for _ in $(seq 1 150); do
   if ! kill -0 $acc 2>/dev/null; then
     rc=0; wait $acc 2>/dev/null || rc=$?
+    [ "$stopping" = 1 ] && { stop_pg; exit "$rc"; }
     if [ -n "$(listen_inodes)" ]; then
       fail "port $port is already in use by another program (the acceptor exited with status $rc); set BROKER_PORT to a free port"
     fi
     fail "the acceptor failed to start on port $port (exit status $rc; its error is above)"
   fi
   if [ "$owned" = 0 ] && acc_owns_port; then owned=1; fi
-  if [ "$owned" = 1 ] && { exec 9<>/dev/tcp/127.0.0.1/"$port"; } 2>/dev/null; then
+  if [ "$owned" = 1 ] && { exec 9<>/dev/tcp/"$host"/"$port"; } 2>/dev/null; then
     printf 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&9
     status=""
     IFS= read -r -t 3 status <&9 || true
@@ -86,11 +92,11 @@ fi
 if [ "$up" = 1 ]; then
   cat <<MSG
 
-meshbroker is up, listening on $where port $port: ws://127.0.0.1:$port/ws   (health: http://127.0.0.1:$port/health, metrics: /metrics)
+meshbroker is up, listening on $where port $port: ws://$urlhost:$port/ws   (health: http://$urlhost:$port/health, metrics: /metrics)
 
 Connect two peers (in another terminal, from $root):
   export DATABASE_URL='$DATABASE_URL'
-  export MESHBROKER_URL=ws://127.0.0.1:$port/ws
+  export MESHBROKER_URL=ws://$urlhost:$port/ws
   alice=\$(build/bin/meshctl keygen --out alice.key); bob=\$(build/bin/meshctl keygen --out bob.key)
   mesh=\$(build/bin/meshctl mesh create demo --owner-key alice.key)
   build/bin/meshctl member add \$mesh --key alice.key --name alice --out alice.json
