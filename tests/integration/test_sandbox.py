@@ -24,6 +24,10 @@ SANDBOX = os.path.join(mbtest.REPO, "scripts", "sandbox-worker.sh")
 SECCOMP = os.path.join(mbtest.REPO, "scripts", "seccomp-exec.py")
 UNIT = os.path.join(mbtest.REPO, "units", "meshbroker@.service")
 
+# Not in the ASan+UBSan run (tests/run.sh): the unit's system-call filter
+# denies ptrace, which LeakSanitizer needs when the worker exits.
+pytestmark = pytest.mark.unsanitized
+
 
 def _need_root():
     if os.geteuid() != 0:
@@ -129,26 +133,16 @@ def test_sandbox_confines_like_the_unit(syscalls):
 
 
 @pytest.fixture
-def broker(pg, request, syscalls):
-    """conftest's broker, in accept mode with every worker sandboxed"""
-    started = []
+def broker(broker, syscalls):
+    """conftest's broker (its start, teardown and log checks), in accept mode
+    with every worker sandboxed"""
 
     def start(mode="accept", database_url=None, **env):
         env = dict(env, MESHBROKER_WORKER=SANDBOX, SANDBOX_SYSCALLS=syscalls,
                    SANDBOX_WORKER=mbtest.binpath("meshbroker-worker"))
-        b = mbtest.Broker("accept", database_url or pg.url, env)
-        started.append(b)
-        return b.start()
+        return broker("accept", database_url, **env)
 
-    yield start
-    for b in started:
-        b.stop()
-        rep = getattr(request.node, "rep_call", None)
-        if rep is None or rep.failed:
-            print(f"\n--- sandboxed broker (port {b.port}) stderr tail: {b.log}")
-            print(mbtest.tail(b.log, 40))
-        else:
-            shutil.rmtree(b.workdir, ignore_errors=True)
+    return start
 
 
 def test_a_live_peer_is_served_by_a_confined_worker(broker, mesh, syscalls):
