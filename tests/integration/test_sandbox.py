@@ -78,7 +78,8 @@ def attempt(fn):
     except OSError as e:
         return errno.errorcode[e.errno]
 out["write_root"] = attempt(lambda: open("/sandbox-probe", "w"))
-out["write_repo"] = attempt(lambda: open(os.path.join(sys.argv[1], "sandbox-probe"), "w"))
+out["write_etc"] = attempt(lambda: open("/etc/sandbox-probe", "w"))
+out["write_usr"] = attempt(lambda: open("/usr/sandbox-probe", "w"))
 out["write_runtime"] = attempt(lambda: open(os.path.join(sys.argv[2], "sandbox-probe"), "w"))
 out["write_proc_sys"] = attempt(lambda: open("/proc/sys/kernel/hostname", "w"))
 out["host_tmp_visible"] = os.path.exists(sys.argv[3])
@@ -117,7 +118,7 @@ def test_sandbox_confines_like_the_unit(syscalls):
     assert got["seccomp"] == "2", got                # a filter is loaded
     assert int(got["capeff"], 16) == 0 and int(got["capbnd"], 16) == 0, got  # CapabilityBoundingSet=
     assert got["write_root"] == "EROFS", got         # ProtectSystem=strict
-    assert got["write_repo"] == "EROFS", got
+    assert got["write_etc"] == "EROFS" and got["write_usr"] == "EROFS", got
     assert got["write_proc_sys"] == "EROFS", got     # ProtectKernelTunables=yes
     assert got["write_runtime"] == "ok", got         # RuntimeDirectory=
     assert got["host_tmp_visible"] is False, got     # PrivateTmp=yes
