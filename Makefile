@@ -41,7 +41,8 @@ Q := @
 say = printf '  %-6s %s\n' $(1) $(2);
 endif
 
-.PHONY: all build deps deps-test run test unit-bins asan-bins callgraph clean install fuzz bench
+.PHONY: all build deps deps-test deps-package run test unit-bins asan-bins callgraph clean install fuzz \
+	bench package-test
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -51,6 +52,8 @@ deps:
 	@sh scripts/deps.sh build
 deps-test:
 	@sh scripts/deps.sh test
+deps-package:
+	@sh scripts/deps.sh package
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -66,15 +69,15 @@ $(BUILD)/obj/gen/migrations.o: $(BUILD)/gen/migrations.c
 
 $(BUILD)/bin/meshbroker-worker: $(call obj,worker/main.c) $(WORKER_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests link every library module plus the worker's and the client's
 # modules (not their main()), and the Check framework.
@@ -109,16 +112,47 @@ run: deps
 fuzz:
 	@$(MAKE) -C fuzz
 
+# Debian package (issue 12): dpkg-buildpackage on a fresh copy of the tree,
+# its contents, lintian, then dpkg -i on this machine and the installed user,
+# runtime dir, config and units.  Slow and installs system-wide, so not in `make test`.
+package-test: deps-package
+	@bash scripts/package-test.sh
+
 bench: all
 	@bash bench/run.sh
 
+# `make install DESTDIR=... PREFIX=/usr`: stripped binaries (INSTALL_STRIP= keeps
+# the symbols, as debian/rules does so that dh_strip makes the -dbgsym package),
+# units, sysusers.d/tmpfiles.d, man pages, and /etc/meshbroker/env (0600) unless
+# one is there already.  Units name $(PREFIX)/bin; the sysusers/tmpfiles/unit
+# directories sit under $(PREFIX)/lib, which systemd searches for /usr and /usr/local.
+SYSCONFDIR    ?= /etc
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+MANDIR        ?= $(PREFIX)/share/man
+INSTALL_STRIP ?= -s
+UNITS  := $(wildcard units/*.socket units/*.service units/*.slice)
+MAN1   := $(wildcard man/*.1)
+MAN5   := $(wildcard man/*.5)
+MAN8   := $(wildcard man/*.8)
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	for u in units/*.socket units/*.service; do \
-	  sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) && \
-	  chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) || exit 1; \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d \
+	  $(DESTDIR)$(PREFIX)/lib/tmpfiles.d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/meshbroker
+	install -m 0755 $(INSTALL_STRIP) $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	for u in $(UNITS); do \
+	  sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/meshbroker/|$(SYSCONFDIR)/meshbroker/|g' \
+	    $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u) && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u) || exit 1; \
 	done
+	install -m 0644 units/sysusers.d/meshbroker.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/meshbroker.conf
+	sed 's|/etc/meshbroker|$(SYSCONFDIR)/meshbroker|g' units/tmpfiles.d/meshbroker.conf \
+	  > $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/meshbroker.conf
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/meshbroker.conf
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	[ -e $(DESTDIR)$(SYSCONFDIR)/meshbroker/env ] || \
+	  install -m 0600 units/env.example $(DESTDIR)$(SYSCONFDIR)/meshbroker/env
 
 clean:
 	rm -rf build

@@ -21,6 +21,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proto/version.h"
 #include "shm/shm.h"
 
 #define ACCEPT_BACKLOG 1024
@@ -52,7 +53,7 @@ struct acceptor {
 };
 
 static const char accept_usage[] =
-	"usage: meshbroker-accept [--help]\n"
+	"usage: meshbroker-accept [--help | --version]\n"
 	"  Listens on BROKER_PORT (BROKER_BIND: address, default any; or the socket systemd\n"
 	"  passes with Accept=no) and runs one meshbroker-worker per connection (fd 3,\n"
 	"  LISTEN_FDS=1, REMOTE_ADDR/REMOTE_PORT).  Limits: MAX_CONNECTIONS,\n"
@@ -495,6 +496,10 @@ int main(int argc, char **argv)
 	if (argc > 1) {
 		if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 			fputs(accept_usage, stdout);
+			return 0;
+		}
+		if (strcmp(argv[1], "--version") == 0) {
+			puts("meshbroker-accept " MESHBROKER_VERSION);
 			return 0;
 		}
 		fputs(accept_usage, stderr);

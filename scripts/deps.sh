@@ -1,13 +1,15 @@
 #!/bin/sh
 # deps.sh — make sure the Debian packages meshbroker needs are installed.
 # As root, installs what is missing with apt-get; otherwise names the missing
-# packages on one line and fails.  Usage: deps.sh build|run|test
+# packages on one line and fails.  Usage: deps.sh build|run|test|package
+# (package: what `make package-test` needs to build and check the .deb)
 set -eu
 what=${1:-build}
 pkgs="gcc make pkg-config libc6-dev libsodium-dev libpq-dev libwslay-dev libcjson-dev libsystemd-dev
       libhttp-parser-dev nettle-dev postgresql util-linux"
 case $what in
-  test) pkgs="$pkgs check python3 python3-websockets python3-nacl python3-pytest python3-psycopg2 systemd pgbouncer procps clang libclang-rt-14-dev" ;;
+  test) pkgs="$pkgs check python3 python3-websockets python3-nacl python3-pytest python3-psycopg2 systemd pgbouncer procps clang libclang-rt-14-dev man-db binutils python3-seccomp" ;;
+  package) pkgs="$pkgs dpkg-dev debhelper fakeroot lintian systemd man-db binutils git" ;;
 esac
 missing=""
 for p in $pkgs; do

@@ -26,28 +26,77 @@ export MESHBROKER_RUNTIME_DIR=${MESHBROKER_RUNTIME_DIR:-$var/run}
 export BROKER_PORT=$port
 "$bin/meshbroker-accept" &
 acc=$!
-trap 'kill -TERM $acc 2>/dev/null || true' INT TERM
+stopping=0
+trap 'stopping=1; kill -TERM $acc 2>/dev/null || true' INT TERM
+bind=${BROKER_BIND:-}
+where=${bind:-every address}
+# where to reach it: loopback unless it listens on one address only
+host=${bind#[}; host=${host%]}
+case $host in "" | 0.0.0.0 | ::) host=127.0.0.1 ;; esac
+case $host in *:*) urlhost="[$host]" ;; *) urlhost=$host ;; esac
 
-# wait for /health to answer before saying we are up
-up=0
-for _ in $(seq 1 100); do
-  if { exec 9<>/dev/tcp/127.0.0.1/"$port"; } 2>/dev/null; then
-    printf 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&9
-    if head -n 1 <&9 | grep -q ' 200 '; then up=1; exec 9>&-; break; fi
-    exec 9>&-
+# Inodes of the TCP sockets listening on $port (IPv4 and IPv6), and whether
+# one of them is a file descriptor of the acceptor we started: a health check
+# that merely reaches the port could be answered by another program.
+listen_inodes() {
+  awk -v p="$(printf '%04X' "$port")" 'FNR > 1 { n = split($2, a, ":"); if (a[n] == p && $4 == "0A") print $10 }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+acc_owns_port() {
+  local i fds
+  fds=$(ls -l /proc/$acc/fd 2>/dev/null) || return 1
+  for i in $(listen_inodes); do
+    case $fds in *"socket:[$i]"*) return 0 ;; esac
+  done
+  return 1
+}
+fail() { # one line naming the port, then stop what we started
+  echo "meshbroker: $*" >&2
+  kill -TERM $acc 2>/dev/null || true
+  wait $acc 2>/dev/null || true
+  stop_pg
+  exit 1
+}
+
+# wait until the acceptor we started listens on the port, then for /health
+up=0 owned=0 status=""
+for _ in $(seq 1 150); do
+  if ! kill -0 $acc 2>/dev/null; then
+    rc=0; wait $acc 2>/dev/null || rc=$?
+    [ "$stopping" = 1 ] && { stop_pg; exit "$rc"; }
+    if [ -n "$(listen_inodes)" ]; then
+      fail "port $port is already in use by another program (the acceptor exited with status $rc); set BROKER_PORT to a free port"
+    fi
+    fail "the acceptor failed to start on port $port (exit status $rc; its error is above)"
   fi
-  kill -0 $acc 2>/dev/null || break
+  if [ "$owned" = 0 ] && acc_owns_port; then owned=1; fi
+  if [ "$owned" = 1 ] && { exec 9<>/dev/tcp/"$host"/"$port"; } 2>/dev/null; then
+    printf 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&9
+    status=""
+    IFS= read -r -t 3 status <&9 || true
+    exec 9>&-
+    case $status in *' 200 '*) up=1; break ;; esac
+  fi
   sleep 0.1
 done
+if [ "$up" != 1 ]; then
+  if [ "$owned" = 0 ]; then
+    if [ -n "$(listen_inodes)" ]; then
+      fail "port $port is already in use by another program; set BROKER_PORT to a free port"
+    fi
+    fail "the acceptor did not listen on port $port within 15 s"
+  fi
+  fail "the broker on port $port did not answer /health with 200 within 15 s (${status:-no answer}); see the log above"
+fi
 
 if [ "$up" = 1 ]; then
   cat <<MSG
 
-meshbroker is up: ws://127.0.0.1:$port/ws   (health: http://127.0.0.1:$port/health, metrics: /metrics)
+meshbroker is up, listening on $where port $port: ws://$urlhost:$port/ws   (health: http://$urlhost:$port/health, metrics: /metrics)
 
 Connect two peers (in another terminal, from $root):
   export DATABASE_URL='$DATABASE_URL'
-  export MESHBROKER_URL=ws://127.0.0.1:$port/ws
+  export MESHBROKER_URL=ws://$urlhost:$port/ws
   alice=\$(build/bin/meshctl keygen --out alice.key); bob=\$(build/bin/meshctl keygen --out bob.key)
   mesh=\$(build/bin/meshctl mesh create demo --owner-key alice.key)
   build/bin/meshctl member add \$mesh --key alice.key --name alice --out alice.json
@@ -57,8 +106,6 @@ Connect two peers (in another terminal, from $root):
 
 Ctrl-C stops the broker$([ "$embedded" = 1 ] && echo " and its embedded PostgreSQL").
 MSG
-else
-  echo "meshbroker: the broker did not become healthy on port $port (see the log above)" >&2
 fi
 
 rc=0
