@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proto/version.h"
 #include "cli/admin.h"
 #include "cli/cli.h"
 #include "cli/hookpost.h"
@@ -109,6 +110,10 @@ int main(int argc, char **argv)
 	const char *word = argv[1];
 	if (!strcmp(word, "--help") || !strcmp(word, "-h"))
 		return main_help(0, NULL);
+	if (!strcmp(word, "--version")) {
+		puts("meshctl " MESHBROKER_VERSION);
+		return 0;
+	}
 	for (size_t i = 0; i < MAIN_NCOMMANDS; i++) {
 		const struct command *c = &main_commands[i];
 		int skip;

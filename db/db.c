@@ -355,7 +355,15 @@ static void result_take(struct db *d, struct query *q, PGresult *r)
 			snprintf(err, sizeof err, "database connection lost: %s", line);
 			query_finish(d, q, NULL, err);
 		} else {
-			query_finish(d, q, NULL, line);
+			/* undefined_table, invalid_schema_name: never migrated */
+			const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			if (st && (strcmp(st, "42P01") == 0 || strcmp(st, "3F000") == 0)) {
+				char err[DB_ERR_MAX + 32];
+				snprintf(err, sizeof err, DB_ERR_UNMIGRATED "%s", line);
+				query_finish(d, q, NULL, err);
+			} else {
+				query_finish(d, q, NULL, line);
+			}
 		}
 		break;
 	}

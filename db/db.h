@@ -8,6 +8,7 @@
 #define DB_DB_H
 
 #include <libpq-fe.h>
+#include <string.h>
 #include <stdint.h>
 
 struct db;
@@ -15,6 +16,13 @@ struct db;
 /* res is NULL and err a one-line reason when the query could not run (no
  * connection, connection lost, SQL error).  res is freed by db after the
  * callback returns: copy what you keep. */
+/* err starts with this when the schema is missing (SQLSTATE 42P01/3F000):
+ * the database was never migrated (meshctl migrate). */
+#define DB_ERR_UNMIGRATED "schema missing: "
+static inline int db_err_unmigrated(const char *err)
+{
+	return err && strncmp(err, DB_ERR_UNMIGRATED, sizeof DB_ERR_UNMIGRATED - 1) == 0;
+}
 typedef void (*db_cb)(void *arg, const PGresult *res, const char *err);
 
 struct db *db_new(const char *database_url, int idle_seconds);

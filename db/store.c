@@ -1,6 +1,7 @@
 /* store — the worker's statements (see store.h).  Each statement sits next to
  * the constants that name its result columns; results are turned into typed
  * rows before the caller sees them. */
+#include "db/migrations.h"
 #include "db/store.h"
 
 #include <inttypes.h>
@@ -339,6 +340,19 @@ static void count_adapter(void *arg, const PGresult *res, const char *err)
 int store_ping(struct db *d, store_count_cb cb, void *arg)
 {
 	return send_call(d, "SELECT 1", 0, NULL, count_adapter, (struct call){.cb.count = cb, .arg = arg});
+}
+
+int store_schema_table(struct db *d, store_count_cb cb, void *arg)
+{
+	return send_call(d, "SELECT (to_regclass('mesh.schema_migrations') IS NOT NULL)::int", 0, NULL,
+			 count_adapter, (struct call){.cb.count = cb, .arg = arg});
+}
+
+int store_schema_current(struct db *d, store_count_cb cb, void *arg)
+{
+	const char *p[] = {migrations[migrations_count - 1].name};
+	return send_call(d, "SELECT count(*) FROM mesh.schema_migrations WHERE version = $1", 1, p,
+			 count_adapter, (struct call){.cb.count = cb, .arg = arg});
 }
 
 int store_queue_depth(struct db *d, store_count_cb cb, void *arg)

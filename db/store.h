@@ -83,6 +83,10 @@ int store_delivery_client_ack(struct db *d, const char *message_id, const char *
 /* ---- HTTP probes ---- */
 typedef void (*store_count_cb)(void *arg, int64_t value, const char *err);
 int store_ping(struct db *d, store_count_cb cb, void *arg);        /* value 1 */
+int store_schema_table(struct db *d, store_count_cb cb, void *arg); /* 1: mesh.schema_migrations exists */
+/* 1: the newest migration this binary carries is recorded (a newer schema
+ * also has it, so an upgrade never marks old workers unmigrated) */
+int store_schema_current(struct db *d, store_count_cb cb, void *arg);
 int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivered rows */
 
 #endif

@@ -43,6 +43,7 @@
 	X(INVALID_STATUS, "invalid_status", "status must be idle, working or dnd", 1)                                \
 	X(CLIENT_ACK_MALFORMED, "malformed", "client_ack needs brokerMessageId", 1)                                  \
 	X(DB_DOWN, "internal", "database unavailable, try again", 0)                                                  \
+	X(DB_UNMIGRATED, "internal", "database not migrated (run meshctl migrate), try again later", 0)              \
 	X(NO_WORKER_SOCKET, "internal", "broker could not open its worker socket", 0)
 
 enum peer_error {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db/db.h"
 #include "db/store.h"
 #include "proto/hello.h"
 #include "common/log.h"
@@ -122,7 +123,7 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		return;
 	if (err) {
 		log_warn("hello: membership lookup failed", "error", err);
-		ws_send_peer_error(w, PEER_ERR_DB_DOWN, NULL);
+		ws_send_peer_error(w, db_err_unmigrated(err) ? PEER_ERR_DB_UNMIGRATED : PEER_ERR_DB_DOWN, NULL);
 		ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
 		return;
 	}

@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "proto/version.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
@@ -61,14 +62,24 @@ static void linger_close(int fd)
 	close(fd);
 }
 
+static const char worker_usage[] =
+	"usage: meshbroker-worker [--help | --version]\n"
+	"  Serves one connection, handed over as fd 3 with LISTEN_FDS=1 (and\n"
+	"  REMOTE_ADDR/REMOTE_PORT) by meshbroker-accept or a systemd socket with\n"
+	"  Accept=yes; not started by hand.  Settings: the environment (meshbroker.conf(5)).\n"
+	"  Exit codes: 100 usage or configuration, 111 system error.\n";
+
 int main(int argc, char **argv)
 {
-	(void)argv;
 	log_init("worker");
 	if (argc > 1) {
-		fprintf(stderr, "usage: meshbroker-worker (started by meshbroker-accept or systemd with the "
-				"connection as fd 3)\n");
-		return 100;
+		if (strcmp(argv[1], "--version") == 0) {
+			puts("meshbroker-worker " MESHBROKER_VERSION);
+			return 0;
+		}
+		int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+		fputs(worker_usage, help ? stdout : stderr);
+		return help ? 0 : 100;
 	}
 	static struct worker w; /* the one context, zeroed */
 	char err[256];

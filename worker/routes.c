@@ -45,9 +45,24 @@ static int probe(struct worker *w, int (*stmt)(struct db *, store_count_cb, void
 	return p.ok ? 0 : -1;
 }
 
+/* "up", "down" (no answer) or "unmigrated" (the schema is missing or older
+ * than this binary: every hello would fail) */
+static const char *health_db(struct worker *w)
+{
+	int64_t table = 0, current = 0;
+	if (probe(w, store_schema_table, &table) != 0)
+		return "down";
+	if (!table)
+		return "unmigrated";
+	if (probe(w, store_schema_current, &current) != 0)
+		return "down";
+	return current ? "up" : "unmigrated";
+}
+
 static void route_health(struct worker *w)
 {
-	int up = probe(w, store_ping, NULL) == 0;
+	const char *dbs = health_db(w);
+	int up = strcmp(dbs, "up") == 0;
 	int64_t uptime = 0;
 	if (worker_shm(w) == 0) {
 		uptime = (now_ms() - shm_start_ms(w->shm)) / 1000;
@@ -56,7 +71,7 @@ static void route_health(struct worker *w)
 	}
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "status", up ? "ok" : "degraded");
-	cJSON_AddStringToObject(o, "db", up ? "up" : "down");
+	cJSON_AddStringToObject(o, "db", dbs);
 	cJSON_AddStringToObject(o, "version", MESHBROKER_VERSION);
 	cJSON_AddStringToObject(o, "gitSha", w->cfg.git_sha);
 	cJSON_AddNumberToObject(o, "uptime", (double)uptime);

@@ -159,8 +159,8 @@ def test_socket_accepts_per_connection_up_to_the_presence_slots(installed):
     text = open(os.path.join(installed, "usr/lib/systemd/system/meshbroker.socket")).read()
     val = lambda k: re.search(rf"^{k}=(\S+)", text, re.M).group(1)  # noqa: E731
     assert val("Accept") == "yes"
-    slots = re.search(r'"PRESENCE_SLOTS", (\d+)', open(os.path.join(mbtest.REPO, "proto/config.c")).read())
-    assert slots, "PRESENCE_SLOTS default not found in proto/config.c"
+    slots = re.search(r'"PRESENCE_SLOTS", (\d+)', open(os.path.join(mbtest.REPO, "common/config.c")).read())
+    assert slots, "PRESENCE_SLOTS default not found in common/config.c"
     assert val("MaxConnections") == slots.group(1)
     assert int(val("MaxConnectionsPerSource")) > 0
     assert int(val("TriggerLimitBurst")) >= int(slots.group(1)), "a reconnect storm would fail the socket"
@@ -209,9 +209,7 @@ def test_acceptor_answers_version_and_help():
     assert r.returncode == 0 and r.stdout.startswith("usage: meshbroker-accept"), r
 
 
-# the worker and meshctl are being restructured on main: these pin what is
-# still owed (see issue 12) and turn into passes once it lands
-@pytest.mark.xfail(reason="issue 12: meshbroker-worker and meshctl --version/--help not yet in worker/, cli/")
+# every binary answers --version and --help
 @pytest.mark.parametrize("name", ["meshbroker-worker", "meshctl"])
 def test_binary_answers_version_and_help(name):
     b = mbtest.require_bin(name)
@@ -232,7 +230,6 @@ def unmigrated_url(pg, db):
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.mark.xfail(reason="issue 12: /health does not check the schema yet (worker/routes.c)")
 def test_health_answers_503_unmigrated_on_a_database_without_the_schema(broker, unmigrated_url):
     b = broker(database_url=unmigrated_url)
     st, _, body = b.get("/health")
@@ -246,7 +243,6 @@ def test_health_answers_200_up_on_the_migrated_database(broker):
     assert st == 200 and b'"db":"up"' in body, (st, body)
 
 
-@pytest.mark.xfail(reason="issue 12: the hello error does not name missing migrations yet (worker/, db/)")
 def test_hello_on_an_unmigrated_database_says_so(broker, mesh, unmigrated_url):
     b = broker(database_url=unmigrated_url)
     m = mesh("A")
