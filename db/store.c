@@ -29,6 +29,7 @@ struct call {
 		store_recipients_cb recipients;
 		store_delivery_cb delivery;
 		store_count_cb count;
+		store_text_cb text;
 		store_done_cb done;
 	} cb;
 	void *arg;
@@ -348,12 +349,27 @@ int store_schema_table(struct db *d, store_count_cb cb, void *arg)
 			 count_adapter, (struct call){.cb.count = cb, .arg = arg});
 }
 
-int store_schema_current(struct db *d, store_count_cb cb, void *arg)
+enum { TXT_VALUE };
+
+static void text_adapter(void *arg, const PGresult *res, const char *err)
 {
-	const char *p[] = {migrations[migrations_count - 1].name};
-	return send_call(d, "SELECT count(*) FROM mesh.schema_migrations WHERE version = $1", 1, p,
-			 count_adapter, (struct call){.cb.count = cb, .arg = arg});
+	struct call *c = arg;
+	const char *v = "";
+	if (!err && !res)
+		err = "no result";
+	if (!err && PQntuples(res) > 0 && PQnfields(res) > 0)
+		v = PQgetvalue(res, 0, TXT_VALUE);
+	c->cb.text(c->arg, err ? NULL : v, err);
+	free(c);
 }
+
+int store_schema_version(struct db *d, store_text_cb cb, void *arg)
+{
+	return send_call(d, "SELECT coalesce(max(version), '') FROM mesh.schema_migrations", 0, NULL, text_adapter,
+			 (struct call){.cb.text = cb, .arg = arg});
+}
+
+const char *store_schema_expected(void) { return migrations[migrations_count - 1].name; }
 
 int store_queue_depth(struct db *d, store_count_cb cb, void *arg)
 {

@@ -84,9 +84,12 @@ int store_delivery_client_ack(struct db *d, const char *message_id, const char *
 typedef void (*store_count_cb)(void *arg, int64_t value, const char *err);
 int store_ping(struct db *d, store_count_cb cb, void *arg);        /* value 1 */
 int store_schema_table(struct db *d, store_count_cb cb, void *arg); /* 1: mesh.schema_migrations exists */
-/* 1: the newest migration this binary carries is recorded (a newer schema
- * also has it, so an upgrade never marks old workers unmigrated) */
-int store_schema_current(struct db *d, store_count_cb cb, void *arg);
+/* the newest migration recorded ("" when none); names sort by their number */
+typedef void (*store_text_cb)(void *arg, const char *value, const char *err);
+int store_schema_version(struct db *d, store_text_cb cb, void *arg);
+/* the newest migration this binary carries: a schema at or past it is current
+ * (so an upgrade never marks old workers unmigrated) */
+const char *store_schema_expected(void);
 int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivered rows */
 
 #endif

@@ -45,23 +45,46 @@ static int probe(struct worker *w, int (*stmt)(struct db *, store_count_cb, void
 	return p.ok ? 0 : -1;
 }
 
-/* "up", "down" (no answer) or "unmigrated" (the schema is missing or older
- * than this binary: every hello would fail) */
-static const char *health_db(struct worker *w)
+struct db_text {
+	int done, ok;
+	char value[128];
+};
+
+static void text_cb(void *arg, const char *value, const char *err)
 {
-	int64_t table = 0, current = 0;
+	struct db_text *t = arg;
+	t->done = 1;
+	if (err)
+		return;
+	t->ok = 1;
+	snprintf(t->value, sizeof t->value, "%s", value);
+}
+
+/* "up", "down" (no answer) or "unmigrated" (the schema is missing or older
+ * than this binary: every hello would fail); schema: the newest migration
+ * recorded, "" when none */
+static const char *health_db(struct worker *w, char *schema, size_t len)
+{
+	int64_t table = 0;
+	schema[0] = 0;
 	if (probe(w, store_schema_table, &table) != 0)
 		return "down";
 	if (!table)
 		return "unmigrated";
-	if (probe(w, store_schema_current, &current) != 0)
+	struct db_text t = {0};
+	if (store_schema_version(w->db, text_cb, &t) != 0)
 		return "down";
-	return current ? "up" : "unmigrated";
+	db_drain_sync(w->db, PROBE_TIMEOUT_MS);
+	if (!t.ok)
+		return "down";
+	snprintf(schema, len, "%s", t.value);
+	return *schema && strcmp(schema, store_schema_expected()) >= 0 ? "up" : "unmigrated";
 }
 
 static void route_health(struct worker *w)
 {
-	const char *dbs = health_db(w);
+	char schema[128];
+	const char *dbs = health_db(w, schema, sizeof schema);
 	int up = strcmp(dbs, "up") == 0;
 	int64_t uptime = 0;
 	if (worker_shm(w) == 0) {
@@ -72,6 +95,11 @@ static void route_health(struct worker *w)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "status", up ? "ok" : "degraded");
 	cJSON_AddStringToObject(o, "db", dbs);
+	if (*schema)
+		cJSON_AddStringToObject(o, "schema", schema);
+	else
+		cJSON_AddNullToObject(o, "schema");
+	cJSON_AddStringToObject(o, "schemaExpected", store_schema_expected());
 	cJSON_AddStringToObject(o, "version", MESHBROKER_VERSION);
 	cJSON_AddStringToObject(o, "gitSha", w->cfg.git_sha);
 	cJSON_AddNumberToObject(o, "uptime", (double)uptime);

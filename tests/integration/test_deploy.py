@@ -5,6 +5,7 @@ installed units (acceptance 1), the man pages (acceptance 5), --version and
 an unmigrated database (4).  No PID 1 is needed: everything is checked offline
 against a DESTDIR install.  The Debian package is `make package-test`."""
 
+import glob
 import json
 import os
 import re
@@ -330,3 +331,20 @@ def test_make_run_names_the_port_when_the_acceptor_fails_to_start(pg):
     assert "is up" not in out, out
     last = r.stderr.strip().splitlines()[-1]
     assert str(port) in last and "acceptor" in last, f"last line does not name the port:\n{out}"
+
+
+def test_health_reports_the_schema_version_it_runs_on(broker):
+    newest = sorted(os.path.basename(f)[:-4] for f in glob.glob(os.path.join(mbtest.REPO, "db", "migrations", "*.sql")))[-1]
+    b = broker()
+    st, _, body = b.get("/health")
+    j = json.loads(body)
+    assert st == 200 and j["db"] == "up", (st, body)
+    assert j["schema"] == newest and j["schemaExpected"] == newest, j
+
+
+def test_health_on_an_unmigrated_database_reports_no_schema(broker, unmigrated_url):
+    b = broker(database_url=unmigrated_url)
+    st, _, body = b.get("/health")
+    j = json.loads(body)
+    assert st == 503 and j["db"] == "unmigrated" and j["status"] == "degraded", (st, body)
+    assert j["schema"] is None and j["schemaExpected"], j
