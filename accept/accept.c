@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/netaddr.h"
 #include "common/util.h"
 #include "proto/version.h"
 #include "shm/shm.h"
@@ -36,7 +37,7 @@
 
 struct child {
 	pid_t pid;              /* 0 = free entry */
-	unsigned char src[16]; /* remote address; IPv4 as v4-mapped IPv6 */
+	unsigned char src[16]; /* source key: the remote address masked to its prefix (common/netaddr.h) */
 };
 
 struct acceptor {
@@ -48,6 +49,7 @@ struct acceptor {
 	int nchildren;
 	int64_t pause_until;     /* mono ms: accept() paused until then */
 	int64_t refuse_log_ms;   /* mono ms of the last "refused" warning */
+	struct shm *shm;         /* only its counters are touched: refusals for /metrics */
 	int64_t pause_log_ms;    /* mono ms of the last "accept failed" warning */
 	unsigned long refused_quiet; /* refusals not logged since then */
 };
@@ -121,9 +123,10 @@ static int accept_workers_live(const char *runtime_dir)
 	return live;
 }
 
-/* The acceptor only creates the table (or replaces one with an old layout)
- * and stamps the start time /health reports; it keeps nothing mapped. */
-static void accept_open_shm(const struct config *cfg)
+/* The acceptor creates the table (or replaces one with an old layout),
+ * stamps the start time /health reports, and keeps it mapped only to count
+ * its refusals (the counters' page is the one it touches). */
+static struct shm *accept_open_shm(const struct config *cfg)
 {
 	struct shm *shm = NULL;
 	char err[256];
@@ -139,7 +142,7 @@ static void accept_open_shm(const struct config *cfg)
 				  cfg->runtime_dir);
 	}
 	shm_set_start_ms(shm, now_ms());
-	shm_close(shm);
+	return shm;
 }
 
 /* One bound, listening, non-blocking socket, or -errno. */
@@ -317,8 +320,9 @@ static int accept_count_source(const struct acceptor *a, const unsigned char src
 }
 
 /* Best effort: a client that sent a request should see why, not a reset. */
-static void accept_refuse(struct acceptor *a, int fd, const char *ip, const char *why)
+static void accept_refuse(struct acceptor *a, int fd, const char *ip, enum shm_counter c, const char *why)
 {
+	counter_add(a->shm, c, 1);
 	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
 				   "Content-Type: application/json\r\n"
 				   "Content-Length: 32\r\n"
@@ -372,20 +376,21 @@ static void accept_peer(const struct sockaddr_storage *ss, unsigned char src[16]
 
 static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_storage *ss)
 {
-	unsigned char src[16];
+	unsigned char addr[16], src[16];
 	char ip[INET6_ADDRSTRLEN];
 	int port;
-	accept_peer(ss, src, ip, sizeof ip, &port);
+	accept_peer(ss, addr, ip, sizeof ip, &port);
+	source_key(addr, a->cfg.source_prefix_v4, a->cfg.source_prefix_v6, src);
 	if (a->nchildren >= a->cfg.max_connections)
 		accept_reap(a); /* a child may have exited since the last SIGCHLD read */
 	if (a->nchildren >= a->cfg.max_connections) {
-		accept_refuse(a, fd, ip, "max_connections");
+		accept_refuse(a, fd, ip, C_ACC_MAX_CONNECTIONS, "max_connections");
 		return;
 	}
 	if (accept_count_source(a, src) >= a->cfg.max_per_source) {
 		accept_reap(a);
 		if (accept_count_source(a, src) >= a->cfg.max_per_source) {
-			accept_refuse(a, fd, ip, "max_connections_per_source");
+			accept_refuse(a, fd, ip, C_ACC_PER_SOURCE, "max_connections_per_source");
 			return;
 		}
 	}
@@ -517,7 +522,7 @@ int main(int argc, char **argv)
 	accept_find_worker(&a);
 	a.sfd = accept_signals_open();
 	a.lfd = accept_listen(&a.cfg);
-	accept_open_shm(&a.cfg);
+	a.shm = accept_open_shm(&a.cfg);
 
 	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof ss;

@@ -62,6 +62,8 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"PRESENCE_SLOTS", 4096, 1 << 20, &c->presence_slots},
 		{"MAX_CONNECTIONS", 1024, 1 << 20, &c->max_connections},
 		{"MAX_CONNECTIONS_PER_SOURCE", 64, 1 << 20, &c->max_per_source},
+		{"SOURCE_PREFIX_V4", 24, 32, &c->source_prefix_v4},
+		{"SOURCE_PREFIX_V6", 64, 128, &c->source_prefix_v6},
 		{"HTTP_TIMEOUT_SECONDS", 5, 3600, &c->http_timeout_seconds},
 		{"PING_INTERVAL_SECONDS", 30, 3600, &c->ping_interval_seconds},
 		{"PONG_TIMEOUT_SECONDS", 75, 3600, &c->pong_timeout_seconds},

@@ -22,6 +22,8 @@ struct config {
 	int presence_slots;          /* PRESENCE_SLOTS 4096 */
 	int max_connections;         /* MAX_CONNECTIONS 1024 (acceptor) */
 	int max_per_source;          /* MAX_CONNECTIONS_PER_SOURCE 64 (acceptor) */
+	int source_prefix_v4;        /* SOURCE_PREFIX_V4 24: IPv4 addresses in one /24 are one source */
+	int source_prefix_v6;        /* SOURCE_PREFIX_V6 64: IPv6 addresses in one /64 are one source */
 	int http_timeout_seconds;    /* HTTP_TIMEOUT_SECONDS 5: whole request must arrive */
 	int ping_interval_seconds;   /* PING_INTERVAL_SECONDS 30 */
 	int pong_timeout_seconds;    /* PONG_TIMEOUT_SECONDS 75 */

@@ -33,6 +33,12 @@
 	X(MALFORMED, "malformed", NULL, "malformed send: nonce and ciphertext must be strings")                       \
 	X(NO_RECIPIENT, "no_recipient", NULL, "no such recipient: targetSpec is not a member of this mesh")
 
+/* Connections the acceptor refused before any worker ran (an HTTP 503 and a
+ * close): broker_connections_refused_total{reason=label}. */
+#define ACCEPT_REFUSALS(X)                                                                                            \
+	X(MAX_CONNECTIONS, "max_connections")                                                                          \
+	X(PER_SOURCE, "max_connections_per_source")
+
 /* Error frames of the peer protocol that count nothing: {code, message};
  * echo_id = 1 when the request's "id" is echoed in the frame. */
 #define PEER_ERRORS(X)                                                                                                \

@@ -800,6 +800,10 @@ int replay_check_and_remember(struct shm *s, const unsigned char *sig, size_t le
 				(expired || e->expires_ms < victim->expires_ms)))
 			victim = e;
 	}
+	if (victim->expires_ms > now_ms) {
+		table_unlock(s);
+		return -1; /* full of live entries: refuse rather than forget one */
+	}
 	memcpy(victim->hash, hb, sizeof hb);
 	victim->expires_ms = expires_ms;
 	table_unlock(s);

@@ -60,6 +60,9 @@ enum shm_counter {
 #undef X
 	C_TTL_SWEEPS, C_HOOK_REQUESTS, C_HOOK_RATE_LIMITED,
 	C_WORKERS_STARTED,
+#define X(id, label) C_ACC_##id,
+	ACCEPT_REFUSALS(X)
+#undef X
 	C_COUNTER_MAX
 };
 
@@ -118,7 +121,9 @@ int bucket_take(struct shm *s, const char *key, double burst, double per_min, in
 
 /* --- hello replay cache --- */
 /* Remember sig (any bytes) until expires_ms.  1 = newly remembered,
- * 0 = already present and unexpired (a replay). */
+ * 0 = already present and unexpired (a replay), -1 = its set holds only live
+ * entries: nothing is evicted (an evicted signature could be replayed), so
+ * the caller refuses the hello as over capacity (fails closed). */
 int replay_check_and_remember(struct shm *s, const unsigned char *sig, size_t len, int64_t now_ms,
 			      int64_t expires_ms);
 

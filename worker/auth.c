@@ -183,8 +183,10 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 	/* check 5: a signature is accepted once while it could pass the skew check */
 	unsigned char sig[64];
 	hex_decode(h.signature, sig, sizeof sig);
-	if (!replay_check_and_remember(w->shm, sig, sizeof sig, now_ms(), h.timestamp + HELLO_SKEW_MS + REPLAY_SLACK_MS)) {
-		hello_reject(w, HELLO_REPLAYED, h.mesh_id);
+	int fresh = replay_check_and_remember(w->shm, sig, sizeof sig, now_ms(),
+					      h.timestamp + HELLO_SKEW_MS + REPLAY_SLACK_MS);
+	if (fresh <= 0) { /* -1: the cache is full of live entries; it fails closed */
+		hello_reject(w, fresh == 0 ? HELLO_REPLAYED : HELLO_TABLE_FULL, h.mesh_id);
 		return;
 	}
 	snprintf(w->me.mesh_id, sizeof w->me.mesh_id, "%s", h.mesh_id);

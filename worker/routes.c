@@ -179,6 +179,10 @@ static void route_metrics(struct worker *w)
 #define X(id, label, code, message) {label, C_MSGREJ_##id},
 		SEND_REJECTIONS(X)
 #undef X
+	}, refused[] = {
+#define X(id, label) {label, C_ACC_##id},
+		ACCEPT_REFUSALS(X)
+#undef X
 	};
 	if (worker_shm(w) != 0) {
 		http_respond_error(w->fd, 503, "presence table unavailable", RESP_TIMEOUT_MS);
@@ -193,6 +197,10 @@ static void route_metrics(struct worker *w)
 	family(&b, "broker_connections_rejected_total", "counter", "Hellos refused, by reason.");
 	labelled_family(&b, s, "broker_connections_rejected_total", "reason", rejected,
 			sizeof rejected / sizeof rejected[0]);
+	family(&b, "broker_connections_refused_total", "counter",
+	       "Connections the acceptor refused before a worker ran, by reason.");
+	labelled_family(&b, s, "broker_connections_refused_total", "reason", refused,
+			sizeof refused / sizeof refused[0]);
 	family(&b, "broker_connections_active", "gauge", "Live authenticated peers (presence slots).");
 	mb_printf(&b, "broker_connections_active %d\n", presence_count(s));
 	family(&b, "broker_messages_routed_total", "counter", "Messages pushed to a peer, by priority.");

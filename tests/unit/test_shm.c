@@ -794,6 +794,33 @@ END_TEST
 
 /* --------------------------------------------------------------- replay */
 
+START_TEST(replay_cache_full_of_live_entries_refuses_and_forgets_nothing)
+{
+	struct shm *s = table_open(4);
+	enum { MAXN = 8192 * 8 + 1 }; /* more than every set's every way */
+	static uint32_t kept[MAXN];
+	int nkept = 0, refused = 0;
+	for (uint32_t i = 0; i < MAXN && !refused; i++) {
+		int r = replay_check_and_remember(s, (const unsigned char *)&i, sizeof i, 1000, 999999);
+		ck_assert_int_ne(r, 0); /* every key is new */
+		if (r == 1)
+			kept[nkept++] = i;
+		else
+			refused = 1;
+	}
+	ck_assert_msg(refused, "a full set must refuse (fail closed), not evict");
+	/* nothing remembered was evicted to make room: each is still a replay */
+	for (int k = 0; k < nkept; k++)
+		ck_assert_int_eq(replay_check_and_remember(s, (const unsigned char *)&kept[k], sizeof kept[k], 1001,
+							    999999),
+				 0);
+	/* once entries expire, room comes back */
+	uint32_t late = 0xfffffff0u;
+	ck_assert_int_eq(replay_check_and_remember(s, (const unsigned char *)&late, sizeof late, 1000000, 2000000), 1);
+	shm_close(s);
+}
+END_TEST
+
 START_TEST(replay_first_new_then_replayed_then_expires)
 {
 	struct shm *s = table_open(4);
@@ -949,6 +976,7 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, bucket_is_shared_across_processes);
 	tcase_add_test(tc, bucket_survives_a_holder_killed_mid_take);
 	tcase_add_test(tc, replay_first_new_then_replayed_then_expires);
+	tcase_add_test(tc, replay_cache_full_of_live_entries_refuses_and_forgets_nothing);
 	tcase_add_test(tc, replay_remembers_many_unexpired);
 	tcase_add_test(tc, bad_magic_file_is_refused);
 	tcase_add_test(tc, empty_file_is_refused);
