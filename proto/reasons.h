@@ -50,7 +50,8 @@
 	X(CLIENT_ACK_MALFORMED, "malformed", "client_ack needs brokerMessageId", 1)                                  \
 	X(DB_DOWN, "internal", "database unavailable, try again", 0)                                                  \
 	X(DB_UNMIGRATED, "internal", "database not migrated (run meshctl migrate), try again later", 0)              \
-	X(NO_WORKER_SOCKET, "internal", "broker could not open its worker socket", 0)
+	X(NO_WORKER_SOCKET, "internal", "broker could not open its worker socket", 0)                                 \
+	X(NUL_IN_STRING, "bad_json", "invalid JSON: strings may not contain \\u0000", 1)
 
 enum peer_error {
 	PEER_ERR_NONE = 0, /* nothing is sent */

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "common/opaque.h"
 #include "worker/auth.h"
 #include "worker/delivery.h"
 #include "worker/msg.h"
@@ -70,9 +71,16 @@ void phase_dispatch(struct worker *w, const char *text, size_t len)
 		return;
 	}
 	struct phase_verdict v = phase_lookup(msg_str(msg, "type"), w->phase);
-	if (v.handler)
+	/* a string with \u0000 reaches the handlers cut at the NUL: nothing may
+	 * store or forward it.  A send answers with its own refusal (an ack the
+	 * client waits for); every other frame gets this error */
+	w->frame_nul = json_has_nul_escape(text, len);
+	if (w->frame_nul && v.handler && strcmp(msg_str(msg, "type"), "send") != 0)
+		ws_send_peer_error(w, PEER_ERR_NUL_IN_STRING, msg_str(msg, "id"));
+	else if (v.handler)
 		v.handler(w, msg);
 	else
 		ws_send_peer_error(w, v.error, msg_str(msg, "id"));
+	w->frame_nul = 0;
 	cJSON_Delete(msg);
 }

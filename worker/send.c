@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "db/store.h"
+#include "common/opaque.h"
 #include "common/log.h"
 #include "proto/reasons.h"
 #include "common/util.h"
@@ -152,6 +153,13 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 	if (size > (size_t)w->cfg.max_message_bytes) {
 		snprintf(e, sizeof e, rejections[SEND_REJ_PAYLOAD_TOO_LARGE].message, size, w->cfg.max_message_bytes);
 		send_refuse(w, id, SEND_REJ_PAYLOAD_TOO_LARGE, e);
+		return;
+	}
+	/* opaque, so carried whole or not at all: never a value cut at \u0000 */
+	if (w->frame_nul || !b64_is_valid(nonce, strlen(nonce)) || !b64_is_valid(ct, strlen(ct))) {
+		send_refuse(w, id, SEND_REJ_MALFORMED,
+			    w->frame_nul ? "malformed send: a string holds \\u0000 (nonce and ciphertext are base64)"
+					 : "malformed send: nonce and ciphertext must be standard base64");
 		return;
 	}
 	char key[SHM_MEMBER_ID_MAX + 8];

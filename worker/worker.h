@@ -77,6 +77,7 @@ struct worker {
 	long recv_budget;       /* bytes wslay may still read this turn */
 
 	enum phase phase;
+	int frame_nul; /* the frame being handled holds \u0000 (its C strings are cut): send refuses it */
 	/* the hello succeeded: w->me, the slot and the presence row are this
 	 * connection's (stays set while closing, for the leave) */
 	int joined;
