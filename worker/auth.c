@@ -23,6 +23,8 @@
 
 /* a remembered signature outlives its skew window by this much */
 #define REPLAY_SLACK_MS 1000
+#define AUDIT_REJECTED_BURST 1   /* hello_rejected rows per mesh, before any proof of membership */
+#define AUDIT_REJECTED_PER_MIN 1
 #define HOSTNAME_MAX 256
 
 /* the rows of proto/reasons.h for a hello code, and its counter */
@@ -42,11 +44,17 @@ static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_i
 	ws_send_error(w, code, rejections[c].message, NULL);
 	ws_close(w, WS_CLOSE_POLICY, code);
 	log_info("hello rejected", "reason", code, "remote", w->remote_addr);
-	if (mesh_id && strlen(mesh_id) < SHM_MESH_ID_MAX) {
-		cJSON *pl = cJSON_CreateObject();
-		cJSON_AddStringToObject(pl, "reason", code);
-		audit_event(w, mesh_id, "hello_rejected", NULL, NULL, pl);
-	}
+	if (!mesh_id || strlen(mesh_id) >= SHM_MESH_ID_MAX || c == HELLO_UNAUTHORIZED)
+		return; /* a key that is no member's: a stranger writes nothing into the mesh's chain */
+	/* anyone can name a mesh: rejections a client could not prove membership
+	 * for write at most one row per mesh a minute (the counters have them all) */
+	char key[SHM_MESH_ID_MAX + 16];
+	snprintf(key, sizeof key, "audit-rej:%s", mesh_id);
+	if (c != HELLO_CAPACITY && !bucket_take(w->shm, key, AUDIT_REJECTED_BURST, AUDIT_REJECTED_PER_MIN, now_ms()))
+		return;
+	cJSON *pl = cJSON_CreateObject();
+	cJSON_AddStringToObject(pl, "reason", code);
+	audit_event(w, mesh_id, "hello_rejected", NULL, NULL, pl);
 }
 
 static int count_cb(const struct presence_view *v, void *arg)
