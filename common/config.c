@@ -55,6 +55,7 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"STATUS_TTL_SECONDS", 60, 86400 * 365, &c->status_ttl_seconds},
 		{"HOOK_FRESH_WINDOW_SECONDS", 30, 86400 * 365, &c->hook_fresh_window_seconds},
 		{"MAX_CONNECTIONS_PER_MESH", 100, 1000000, &c->max_connections_per_mesh},
+		{"MAX_CONNECTIONS_PER_MEMBER", 10, 1000000, &c->max_connections_per_member},
 		{"MAX_MESSAGE_BYTES", 65536, 64L << 20, &c->max_message_bytes},
 		{"HOOK_RATE_LIMIT_PER_MIN", 30, 1000000, &c->hook_rate_limit_per_min},
 		{"HELLO_TIMEOUT_SECONDS", 10, 3600, &c->hello_timeout_seconds},

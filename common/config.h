@@ -11,6 +11,7 @@ struct config {
 	int status_ttl_seconds;      /* STATUS_TTL_SECONDS 60 */
 	int hook_fresh_window_seconds; /* HOOK_FRESH_WINDOW_SECONDS 30 */
 	int max_connections_per_mesh; /* MAX_CONNECTIONS_PER_MESH 100 */
+	int max_connections_per_member; /* MAX_CONNECTIONS_PER_MEMBER 10: one member cannot fill its mesh */
 	int max_message_bytes;       /* MAX_MESSAGE_BYTES 65536 */
 	int hook_rate_limit_per_min; /* HOOK_RATE_LIMIT_PER_MIN 30 */
 	int hello_timeout_seconds;   /* HELLO_TIMEOUT_SECONDS 10 */

@@ -37,11 +37,12 @@ static const struct {
 #undef X
 };
 
-static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_id)
+/* why: the error frame's message when not the table's */
+static void hello_reject_why(struct worker *w, enum hello_code c, const char *mesh_id, const char *why)
 {
 	const char *code = rejections[c].code;
 	counter_add(w->shm, rejections[c].counter, 1);
-	ws_send_error(w, code, rejections[c].message, NULL);
+	ws_send_error(w, code, why ? why : rejections[c].message, NULL);
 	ws_close(w, WS_CLOSE_POLICY, code);
 	log_info("hello rejected", "reason", code, "remote", w->remote_addr);
 	if (!mesh_id || strlen(mesh_id) >= SHM_MESH_ID_MAX || c == HELLO_UNAUTHORIZED)
@@ -57,10 +58,21 @@ static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_i
 	audit_event(w, mesh_id, "hello_rejected", NULL, NULL, pl);
 }
 
+static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_id)
+{
+	hello_reject_why(w, c, mesh_id, NULL);
+}
+
+struct live_count {
+	const char *member_id;
+	int mesh, member; /* live presences in the mesh, and of this member */
+};
+
 static int count_cb(const struct presence_view *v, void *arg)
 {
-	(void)v;
-	++*(int *)arg;
+	struct live_count *n = arg;
+	n->mesh++;
+	n->member += strcmp(v->info.member_id, n->member_id) == 0;
 	return 0;
 }
 
@@ -161,12 +173,13 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		return;
 	}
 	w->have_slot = 1;
-	int live = 0;
+	struct live_count live = {.member_id = w->me.member_id};
 	presence_foreach(w->shm, w->me.mesh_id, count_cb, &live);
-	if (live > limit) {
+	if (live.mesh > limit || live.member > w->cfg.max_connections_per_member) {
 		presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;
-		hello_reject(w, HELLO_CAPACITY, w->me.mesh_id);
+		hello_reject_why(w, HELLO_CAPACITY, w->me.mesh_id,
+				 live.mesh > limit ? NULL : "member at connection capacity (MAX_CONNECTIONS_PER_MEMBER)");
 		return;
 	}
 	if (uds_listen_open(w) != 0) {

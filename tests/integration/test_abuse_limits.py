@@ -86,3 +86,28 @@ def test_max_connections_refusals_are_counted(broker):
     assert b.wait_no_workers(20)
     assert b.metric("broker_connections_refused_total", reason="max_connections") == 1
     assert b.metric("broker_connections_refused_total", reason="max_connections_per_source") == 0
+
+
+def test_one_member_cannot_take_more_than_its_cap_and_others_still_get_in(broker, mesh):
+    b = broker(MAX_CONNECTIONS_PER_MEMBER=2, MAX_CONNECTIONS_PER_MESH=10)
+    m = mesh("A", "B")
+    am, bm = m.members
+
+    async def go():
+        mine = [mbtest.Peer(b, am), mbtest.Peer(b, am)]
+        for p in mine:
+            await p.join()
+        third = mbtest.Peer(b, am)
+        await third.connect()
+        r = await third.hello()
+        assert r.get("type") == "error" and r.get("code") == "capacity", r
+        assert "MAX_CONNECTIONS_PER_MEMBER" in r.get("message", ""), r
+        assert (await third.wait_closed()) == (1008, "capacity")
+        other = mbtest.Peer(b, bm)
+        await other.join()  # the mesh has room for everyone else
+        for p in mine + [other]:
+            await p.close()
+
+    before = b.metric("broker_connections_rejected_total", reason="capacity")
+    mbtest.run(go(), 60)
+    assert b.wait_metric("broker_connections_rejected_total", before + 1, reason="capacity") == before + 1
