@@ -412,13 +412,13 @@ static void join_adapter(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
-int store_invite_join(struct db *d, const char *token, const char *pubkey, const char *display_name,
-		      const char *new_member_id, store_join_cb cb, void *arg)
+int store_invite_join(struct db *d, const char *token, const char *mesh_id, const char *pubkey,
+		      const char *display_name, const char *new_member_id, store_join_cb cb, void *arg)
 {
-	const char *p[] = {token, pubkey, display_name, new_member_id};
+	const char *p[] = {token, mesh_id, pubkey, display_name, new_member_id};
 	return send_call(d,
-			 "SELECT result, member_id, mesh_id, role, invite_id FROM mesh.invite_join($1, $2, $3, $4)",
-			 4, p, join_adapter, (struct call){.cb.join = cb, .arg = arg});
+			 "SELECT result, member_id, mesh_id, role, invite_id FROM mesh.invite_join($1, $2, $3, $4, $5)",
+			 5, p, join_adapter, (struct call){.cb.join = cb, .arg = arg});
 }
 
 /* ---- HTTP probes ---- */

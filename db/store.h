@@ -103,14 +103,16 @@ int store_apikey_use(struct db *d, const char *secret_hash, store_apikey_cb cb, 
 typedef void (*store_text_cb)(void *arg, const char *value, const char *err);
 int store_mesh_owner(struct db *d, const char *mesh_id, store_text_cb cb, void *arg);
 struct join_row {
-	/* ok, already, not_found, revoked, expired, exhausted, member_revoked, mesh_archived */
+	/* ok, already, not_found, mesh_mismatch, revoked, expired, exhausted, member_revoked, mesh_archived */
 	const char *result;
 	const char *member_id, *mesh_id, *role, *invite_id; /* NULL when not_found */
 };
 typedef void (*store_join_cb)(void *arg, const struct join_row *row, const char *err);
 /* One atomic join through mesh.invite_join (migration 0003): the invite row
- * is locked, so concurrent joins never exceed max_uses. */
-int store_invite_join(struct db *d, const char *token, const char *pubkey, const char *display_name,
+ * is locked, so concurrent joins never exceed max_uses; mesh_id is the mesh
+ * the signed payload names (another mesh's invite: mesh_mismatch). */
+int store_invite_join(struct db *d, const char *token, const char *mesh_id, const char *pubkey,
+		      const char *display_name,
 		      const char *new_member_id, store_join_cb cb, void *arg);
 
 /* ---- HTTP probes ---- */

@@ -12,6 +12,7 @@
 #include "db/store.h"
 #include "worker/apikey.h"
 #include "worker/hook.h"
+#include "worker/join.h"
 #include "worker/routes.h"
 #include "worker/session.h"
 #include "worker/skel.h"
@@ -199,6 +200,8 @@ void route_request(struct worker *w, struct http_req *req)
 		route_metrics(w);
 	} else if (strcmp(p, "/hook/set-status") == 0 && strcmp(m, "POST") == 0) {
 		hook_set_status(w, req);
+	} else if (strcmp(p, "/join") == 0) {
+		join_request(w, req); /* JSON answers for every method (§6) */
 	} else if (strncmp(p, "/v1/", 4) == 0) {
 		/* the REST API (§5.3): the key is checked before anything else, so
 		 * an unauthenticated caller learns nothing, not even which routes

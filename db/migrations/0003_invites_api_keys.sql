@@ -12,9 +12,10 @@ CREATE INDEX IF NOT EXISTS invite_mesh_idx ON mesh.invite (mesh_id);
 -- take more than max_uses; as a volatile plpgsql function every statement
 -- takes a fresh snapshot, so a member inserted by the join that held the lock
 -- before us is seen.  Result codes: ok, already (same pubkey, use count
--- unchanged), not_found, revoked, expired, exhausted, member_revoked,
--- mesh_archived.
-CREATE OR REPLACE FUNCTION mesh.invite_join(p_token text, p_pubkey text, p_name text, p_new_id text,
+-- unchanged), not_found, mesh_mismatch (the invite is another mesh's than
+-- p_mesh, the mesh of the signed payload), revoked, expired, exhausted,
+-- member_revoked, mesh_archived.
+CREATE OR REPLACE FUNCTION mesh.invite_join(p_token text, p_mesh text, p_pubkey text, p_name text, p_new_id text,
                                             OUT result text, OUT member_id text, OUT mesh_id text,
                                             OUT role text, OUT invite_id text)
 LANGUAGE plpgsql VOLATILE AS $$
@@ -25,6 +26,10 @@ BEGIN
   SELECT * INTO v_inv FROM mesh.invite WHERE token = p_token FOR UPDATE;
   IF NOT FOUND THEN
     result := 'not_found';
+    RETURN;
+  END IF;
+  IF v_inv.mesh_id <> p_mesh THEN
+    result := 'mesh_mismatch';
     RETURN;
   END IF;
   mesh_id := v_inv.mesh_id;
