@@ -255,6 +255,7 @@ enum http_read_result http_read_request(int fd, struct http_req *req, size_t max
 
 void http_req_free(struct http_req *req)
 {
+	explicit_bzero(req->authorization, sizeof req->authorization); /* an API key */
 	free(req->body);
 	free(req->extra);
 	req->body = NULL;

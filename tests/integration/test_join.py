@@ -272,3 +272,10 @@ def test_meshctl_invite_and_join_make_a_member_that_talks_and_is_then_revoked(br
                         check=False)
     assert r.returncode == 1 and "invite_revoked" in r.stderr, r.stderr
     assert not (tmp_path / "dave.json").exists()
+
+
+def test_join_body_over_max_message_bytes_is_a_json_413(broker):
+    b = broker(MAX_MESSAGE_BYTES=1024)
+    st, hdrs, data = b.request("POST", "/join", body=b"{" + b" " * 5000 + b"}",
+                               headers={"Content-Type": "application/json"})
+    assert st == 413 and json.loads(data) == {"ok": False, "error": "payload too large"}
