@@ -7,7 +7,8 @@
  * Who may: a Bearer API key with capability status or send.  Without a key
  * the request is refused (401) unless the broker runs with
  * HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=1 and the connection comes from a
- * loopback address without a browser's Origin header (the laptop mode, where
+ * loopback address without a browser's Origin header nor a proxy's
+ * forwarding header (the laptop mode, where
  * any local process may set any local peer's status).
  *
  * Budgets: a key's requests share one bucket (HOOK_RATE_LIMIT_PER_MIN); in
@@ -113,7 +114,8 @@ static int hook_auth(struct worker *w, const struct http_req *req, struct apikey
 		*have_key = 1;
 		return 0;
 	case APIKEY_MISSING:
-		if (source_may_skip_key(w->cfg.hook_allow_loopback_unauthenticated, src, req->origin))
+		if (source_may_skip_key(w->cfg.hook_allow_loopback_unauthenticated, src, req->origin,
+					req->forwarded))
 			return 0;
 		hook_fail(w, 401, APIKEY_ERR_MISSING);
 		return -1;

@@ -38,6 +38,10 @@ static char *header_slot(struct http_req *r, const char *name)
 		{"authorization", offsetof(struct http_req, authorization)},
 		{"content-type", offsetof(struct http_req, content_type)},
 		{"origin", offsetof(struct http_req, origin)},
+		/* any of these: a proxy forwarded the request (its source is not ours) */
+		{"forwarded", offsetof(struct http_req, forwarded)},
+		{"x-forwarded-for", offsetof(struct http_req, forwarded)},
+		{"x-real-ip", offsetof(struct http_req, forwarded)},
 	};
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (strcasecmp(name, known[i].name) == 0)

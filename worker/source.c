@@ -22,9 +22,9 @@ int source_is_loopback(const char *addr)
 	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
-int source_may_skip_key(int allow_loopback, const char *src, const char *origin)
+int source_may_skip_key(int allow_loopback, const char *src, const char *origin, const char *forwarded)
 {
-	return allow_loopback && source_is_loopback(src) && (!origin || !*origin);
+	return allow_loopback && source_is_loopback(src) && (!origin || !*origin) && (!forwarded || !*forwarded);
 }
 
 void source_of(int fd, const char *fallback, char *out, size_t cap)

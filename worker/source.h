@@ -14,9 +14,11 @@
 int source_is_loopback(const char *addr);
 /* The hook's rule for a request without an API key (docs/protocol.md
  * §4.3): 1 only when the broker allows it (HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=1),
- * the source is loopback and no browser sent it (no Origin header; origin
- * may be NULL or "") */
-int source_may_skip_key(int allow_loopback, const char *src, const char *origin);
+ * the source is loopback, no browser sent it (no Origin header) and no proxy
+ * forwarded it (no Forwarded, X-Forwarded-For or X-Real-IP: behind a local
+ * reverse proxy every request comes from loopback).  origin and forwarded
+ * are the header values, NULL or "" when absent. */
+int source_may_skip_key(int allow_loopback, const char *src, const char *origin, const char *forwarded);
 /* The connection's peer address as text ("" when unknown): getpeername on
  * fd, else fallback (REMOTE_ADDR from the acceptor or systemd). */
 void source_of(int fd, const char *fallback, char *out, size_t cap);

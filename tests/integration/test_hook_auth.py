@@ -127,6 +127,9 @@ def test_laptop_mode_keeps_the_old_loopback_behaviour_but_not_for_browsers(broke
         ack = await p.hello(cwd=cwd, pid=555)
         st, j = hook(b, {"cwd": cwd, "status": "working", "pid": 555}, {"Origin": "https://evil.example"})
         assert (st, j) == (401, {"ok": False, "error": "api_key_missing"})
+        # forwarded by a reverse proxy on this host: not this machine's client
+        st, j = hook(b, {"cwd": cwd, "status": "working", "pid": 555}, {"X-Forwarded-For": "203.0.113.9"})
+        assert (st, j) == (401, {"ok": False, "error": "api_key_missing"})
         st, j = hook(b, {"cwd": cwd, "status": "working", "pid": 555})
         assert (st, j) == (200, {"ok": True, "presence_id": ack["presenceId"]})
         assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 20)

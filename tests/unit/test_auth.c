@@ -37,17 +37,20 @@ END_TEST
 
 START_TEST(hook_without_key_only_from_loopback_when_allowed_and_not_from_a_browser)
 {
-	ck_assert_int_eq(source_may_skip_key(1, "127.0.0.1", NULL), 1);
-	ck_assert_int_eq(source_may_skip_key(1, "::1", ""), 1);
+	ck_assert_int_eq(source_may_skip_key(1, "127.0.0.1", NULL, NULL), 1);
+	ck_assert_int_eq(source_may_skip_key(1, "::1", "", ""), 1);
+	ck_assert_int_eq(source_may_skip_key(1, "::ffff:127.0.0.1", NULL, NULL), 1);
 	/* a non-loopback source is refused even when the switch is on */
-	ck_assert_int_eq(source_may_skip_key(1, "192.168.1.20", NULL), 0);
-	ck_assert_int_eq(source_may_skip_key(1, "10.0.0.7", ""), 0);
-	ck_assert_int_eq(source_may_skip_key(1, "::ffff:192.0.2.1", NULL), 0);
-	ck_assert_int_eq(source_may_skip_key(1, "", NULL), 0);
+	ck_assert_int_eq(source_may_skip_key(1, "192.168.1.20", NULL, NULL), 0);
+	ck_assert_int_eq(source_may_skip_key(1, "10.0.0.7", "", ""), 0);
+	ck_assert_int_eq(source_may_skip_key(1, "::ffff:192.0.2.1", NULL, NULL), 0);
+	ck_assert_int_eq(source_may_skip_key(1, "", NULL, NULL), 0);
 	/* default: off */
-	ck_assert_int_eq(source_may_skip_key(0, "127.0.0.1", NULL), 0);
+	ck_assert_int_eq(source_may_skip_key(0, "127.0.0.1", NULL, NULL), 0);
 	/* a web page on this machine (the browser sends Origin) */
-	ck_assert_int_eq(source_may_skip_key(1, "127.0.0.1", "https://evil.example"), 0);
+	ck_assert_int_eq(source_may_skip_key(1, "127.0.0.1", "https://evil.example", NULL), 0);
+	/* a remote client through a reverse proxy on this machine */
+	ck_assert_int_eq(source_may_skip_key(1, "127.0.0.1", NULL, "203.0.113.9"), 0);
 }
 END_TEST
 
