@@ -25,10 +25,9 @@ END_TEST
 
 START_TEST(source_other_addresses_are_not_loopback)
 {
-	static const char *const others[] = {"10.0.0.1", "192.168.1.10", "128.0.0.1", "0.0.0.0",
-					     "::",	 "::2",	     "fe80::1",	  "::ffff:10.0.0.1",
-					     "2001:db8::1", "",	     "localhost", "127.0.0.1 ",
-					     "127.0.0.1.5", "::1%lo",   NULL};
+	static const char *const others[] = {"10.0.0.1",  "192.168.1.10", "128.0.0.1",       "0.0.0.0",     "::",
+	                                     "::2",       "fe80::1",      "::ffff:10.0.0.1", "2001:db8::1", "",
+	                                     "localhost", "127.0.0.1 ",   "127.0.0.1.5",     "::1%lo",      NULL};
 	for (int i = 0; others[i]; i++)
 		ck_assert_msg(source_is_loopback(others[i]) == 0, "%s taken for loopback", others[i]);
 	ck_assert_int_eq(source_is_loopback(NULL), 0);
@@ -118,9 +117,13 @@ START_TEST(invite_signed_token_round_trip_and_tamper)
 	char pkhex[65], sig[129];
 	crypto_sign_keypair(pk, sk);
 	hex_encode(pk, 32, pkhex);
-	struct invite iv = {.mesh_id = "M1", .mesh_slug = "demo", .broker_url = "ws://127.0.0.1:7900/ws",
-			    .mesh_root_key = "rk", .role = "member", .owner_pubkey = pkhex,
-			    .expires_at = 1900000000};
+	struct invite iv = {.mesh_id = "M1",
+	                    .mesh_slug = "demo",
+	                    .broker_url = "ws://127.0.0.1:7900/ws",
+	                    .mesh_root_key = "rk",
+	                    .role = "member",
+	                    .owner_pubkey = pkhex,
+	                    .expires_at = 1900000000};
 	char *str = invite_signed_string(&iv);
 	char want[256];
 	snprintf(want, sizeof want, "1|M1|demo|ws://127.0.0.1:7900/ws|1900000000|rk|member|%s", pkhex);
