@@ -51,6 +51,7 @@ static int hook_base(const struct cli_opts *o, struct dial_url *u)
 			if (keyfile_read_peer(path, &cfg) != 0)
 				return CLI_EXIT_FAIL;
 			explicit_bzero(&cfg.key, sizeof cfg.key);
+			explicit_bzero(cfg.api_key, sizeof cfg.api_key);
 		}
 		const char *ws = cli_broker_url(o, cfg.broker);
 		if (dial_parse_url(ws, "ws", u, err, sizeof err) != 0)
