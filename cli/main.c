@@ -7,6 +7,8 @@
 
 #include "proto/version.h"
 #include "cli/admin.h"
+#include "cli/apikeycmd.h"
+#include "cli/invitecmd.h"
 #include "cli/cli.h"
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
@@ -32,6 +34,17 @@ static const struct command main_commands[] = {
 	{"member", "revoke", admin_member_revoke, "member revoke MESH_ID MEMBER_ID|PUBKEY"},
 	{"member", "list", admin_member_list, "member list MESH_ID"},
 	{"audit", "verify", admin_audit_verify, "audit verify MESH_ID"},
+	{"invite", "create", invitecmd_create,
+	 "invite create MESH [--role member|admin] [--max-uses N] [--expires 24h]\n"
+	 "                 [--owner-key KEYFILE] [--broker URL]"},
+	{"invite", "list", invitecmd_list, "invite list MESH"},
+	{"invite", "revoke", invitecmd_revoke, "invite revoke MESH INVITE_ID|TOKEN"},
+	{NULL, "join", invitecmd_join, "join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]"},
+	{"apikey", "create", apikeycmd_create,
+	 "apikey create MESH --caps send,read[,state_write,admin,status] [--topics a,b]\n"
+	 "                 [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] [--add-to PEERCONFIG]"},
+	{"apikey", "list", apikeycmd_list, "apikey list MESH"},
+	{"apikey", "revoke", apikeycmd_revoke, "apikey revoke MESH KEY_ID|PREFIX"},
 	{NULL, "connect", peercmd_connect,
 	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
 	 "                 [--pid N] [--cwd DIR] [--session-id S]"},
@@ -62,8 +75,12 @@ static void main_usage(FILE *f)
 	      "it can read get \"text\" or \"textB64\"), and sends each JSON object line read\n"
 	      "from stdin as a frame.\n"
 	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; without\n"
-	      "--pid the broker matches the newest peer in that cwd; MESHBROKER_API_KEY, when\n"
-	      "set, is sent as Bearer.\n"
+	      "--pid the broker matches the newest peer in that cwd; the API key sent as Bearer\n"
+	      "is MESHBROKER_API_KEY, else the peer config's \"apiKey\".  Claude Code's hook JSON\n"
+	      "on stdin gives cwd and session_id.  hook exits 0 whenever its usage was right:\n"
+	      "a hook never fails the prompt (problems are one line on stderr).\n"
+	      "invite create signs with the mesh owner's key file (default ./SLUG.owner.key);\n"
+	      "join needs no DATABASE_URL.  apikey create prints the secret once.\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.\n",
 	      f);
