@@ -36,9 +36,9 @@ static const char *admin_database_url(void)
 }
 
 /* a statement failed: its one-line reason */
-static int admin_db_err(struct admin_db *a) { return cli_err("database: %s", store_admin_error(a)); }
+int admin_db_err(struct admin_db *a) { return cli_err("database: %s", store_admin_error(a)); }
 
-static struct admin_db *admin_connect(void)
+struct admin_db *admin_connect(void)
 {
 	char err[512];
 	const char *url = admin_database_url();

@@ -14,6 +14,12 @@ int admin_member_revoke(int argc, char **argv);
 int admin_member_list(int argc, char **argv);
 int admin_audit_verify(int argc, char **argv);
 
+struct admin_db;
+/* Open DATABASE_URL; NULL after printing one line. */
+struct admin_db *admin_connect(void);
+/* print the last statement's error; returns CLI_EXIT_FAIL */
+int admin_db_err(struct admin_db *a);
+
 /* "My Team!" -> "my-team"; at most cap-1 bytes.  0 ok, -1 when nothing is
  * left to make a slug of. */
 int admin_slugify(const char *name, char *out, size_t cap);

@@ -203,6 +203,44 @@ out:
 	return rc;
 }
 
+int hookpost_post(const struct dial_url *u, const char *path, const char *extra_headers, const char *body,
+		  struct hookpost_resp *out, char *err, size_t errlen)
+{
+	struct hook_resp r = {0};
+	size_t blen = strlen(body);
+	size_t cap = blen + strlen(u->path) + strlen(path) + strlen(u->authority) +
+		     (extra_headers ? strlen(extra_headers) : 0) + 512;
+	char *req = malloc(cap);
+	memset(out, 0, sizeof *out);
+	if (!req) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int n = snprintf(req, cap,
+			 "POST %s%s HTTP/1.1\r\n"
+			 "Host: %s\r\n"
+			 "User-Agent: meshctl\r\n"
+			 "Content-Type: application/json\r\n"
+			 "Content-Length: %zu\r\n"
+			 "%s"
+			 "Connection: close\r\n"
+			 "\r\n"
+			 "%s",
+			 u->path, path, u->authority, blen, extra_headers ? extra_headers : "", body);
+	int rc = hook_exchange(u, req, (size_t)n, &r, err, errlen);
+	explicit_bzero(req, (size_t)n);
+	free(req);
+	if (rc != 0) {
+		free(r.buf);
+		return -1;
+	}
+	out->buf = r.buf;
+	out->status = r.status;
+	out->body = r.body;
+	out->body_len = r.body_len;
+	return 0;
+}
+
 int hookpost_run(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"cwd", 1}, {"pid", 1}, {"url", 1}, {NULL, 0}};

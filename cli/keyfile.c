@@ -179,6 +179,7 @@ int keyfile_read_peer(const char *path, struct keyfile_peer *p)
 	    keyfile_take_str(path, doc, "memberId", p->member_id, sizeof p->member_id, 1) == 0 &&
 	    keyfile_take_str(path, doc, "broker", p->broker, sizeof p->broker, 0) == 0 &&
 	    keyfile_take_str(path, doc, "displayName", p->display_name, sizeof p->display_name, 0) == 0 &&
+	    keyfile_take_str(path, doc, "apiKey", p->api_key, sizeof p->api_key, 0) == 0 &&
 	    keyfile_take_key(path, doc, 1, &p->key) == 0)
 		rc = 0;
 	keyfile_json_free(doc);
@@ -291,7 +292,8 @@ cJSON *keyfile_peer_json(const struct keyfile_peer *p)
 		    !cJSON_AddStringToObject(doc, "memberId", p->member_id) ||
 		    !cJSON_AddStringToObject(doc, "displayName", p->display_name) ||
 		    !cJSON_AddStringToObject(doc, "pubkey", p->key.pubkey) ||
-		    !cJSON_AddStringToObject(doc, "secretKey", sk_hex))) {
+		    !cJSON_AddStringToObject(doc, "secretKey", sk_hex) ||
+		    (p->api_key[0] && !cJSON_AddStringToObject(doc, "apiKey", p->api_key)))) {
 		keyfile_json_free(doc);
 		doc = NULL;
 	}

@@ -22,6 +22,7 @@ struct keyfile_peer {
 	char mesh_id[KEYFILE_ID_MAX];
 	char member_id[KEYFILE_ID_MAX];
 	char display_name[256];
+	char api_key[128]; /* optional "apiKey" (a cm_ REST key, sent by meshctl hook); "" when none */
 	struct keyfile_key key; /* has_secret is always 1 */
 };
 
@@ -49,7 +50,7 @@ void keyfile_out_abort(struct keyfile_out *o);
 
 /* {"pubkey":..,"secretKey":..}; the caller wipes with keyfile_json_free. */
 cJSON *keyfile_key_json(const struct keyfile_key *k);
-/* {"broker","meshId","memberId","displayName","pubkey","secretKey"} */
+/* {"broker","meshId","memberId","displayName","pubkey","secretKey"[,"apiKey"]} */
 cJSON *keyfile_peer_json(const struct keyfile_peer *p);
 /* Wipe every string value (secrets) in doc, then free it. */
 void keyfile_json_free(cJSON *doc);

@@ -7,6 +7,8 @@
 
 #include "proto/version.h"
 #include "cli/admin.h"
+#include "cli/apikeycmd.h"
+#include "cli/invitecmd.h"
 #include "cli/cli.h"
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
@@ -33,6 +35,17 @@ static const struct command main_commands[] = {
 	{"member", "revoke", admin_member_revoke, "member revoke MESH_ID MEMBER_ID|PUBKEY"},
 	{"member", "list", admin_member_list, "member list MESH_ID"},
 	{"audit", "verify", admin_audit_verify, "audit verify MESH_ID"},
+	{"invite", "create", invitecmd_create,
+	 "invite create MESH [--role member|admin] [--max-uses N] [--expires 24h]\n"
+	 "                 [--owner-key KEYFILE] [--broker URL]"},
+	{"invite", "list", invitecmd_list, "invite list MESH"},
+	{"invite", "revoke", invitecmd_revoke, "invite revoke MESH INVITE_ID|TOKEN"},
+	{NULL, "join", invitecmd_join, "join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]"},
+	{"apikey", "create", apikeycmd_create,
+	 "apikey create MESH --caps send,read[,state_write,admin,status] [--topics a,b]\n"
+	 "                 [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] [--add-to PEERCONFIG]"},
+	{"apikey", "list", apikeycmd_list, "apikey list MESH"},
+	{"apikey", "revoke", apikeycmd_revoke, "apikey revoke MESH KEY_ID|PREFIX"},
 	{NULL, "connect", peercmd_connect,
 	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
 	 "                 [--pid N] [--cwd DIR] [--session-id S]"},

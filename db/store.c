@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "proto/apikey.h"
+#include <cjson/cJSON.h>
 
 #define ISO_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -30,6 +32,9 @@ struct call {
 		store_delivery_cb delivery;
 		store_count_cb count;
 		store_done_cb done;
+		store_apikey_cb apikey;
+		store_text_cb text;
+		store_join_cb join;
 	} cb;
 	void *arg;
 };
@@ -319,6 +324,101 @@ int store_delivery_client_ack(struct db *d, const char *message_id, const char *
 			"UPDATE mesh.delivery " DLV_DELIVERED " WHERE message_id = $1 AND recipient_member_id = $2 "
 			"AND " DLV_OURS("$3") " AND " DLV_UNDELIVERED,
 			3, p, NULL, NULL);
+}
+
+/* ---- API keys ---- */
+
+enum { KEY_ID, KEY_MESH_ID, KEY_MEMBER_ID, KEY_PREFIX, KEY_CAPS, KEY_TOPICS };
+static const char apikey_use_sql[] =
+	"UPDATE mesh.api_key SET last_used_at = now() WHERE secret_hash = $1 AND revoked_at IS NULL "
+	"AND (expires_at IS NULL OR expires_at > now()) "
+	"RETURNING id, mesh_id, issuer_member_id, prefix, array_to_json(capabilities)::text, "
+	"array_to_json(topic_scopes)::text";
+
+static void apikey_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct call *c = arg;
+	struct apikey_row row;
+	memset(&row, 0, sizeof row);
+	int found = !err && PQntuples(res) == 1;
+	if (found) {
+		snprintf(row.id, sizeof row.id, "%s", PQgetvalue(res, 0, KEY_ID));
+		snprintf(row.mesh_id, sizeof row.mesh_id, "%s", PQgetvalue(res, 0, KEY_MESH_ID));
+		snprintf(row.member_id, sizeof row.member_id, "%s", PQgetvalue(res, 0, KEY_MEMBER_ID));
+		snprintf(row.prefix, sizeof row.prefix, "%s", PQgetvalue(res, 0, KEY_PREFIX));
+		cJSON *caps = cJSON_Parse(PQgetvalue(res, 0, KEY_CAPS)), *it;
+		cJSON_ArrayForEach(it, caps) if (cJSON_IsString(it)) row.caps |= apikey_cap_bit(it->valuestring);
+		cJSON_Delete(caps);
+		row.n_topics = -1;
+		if (!PQgetisnull(res, 0, KEY_TOPICS)) {
+			cJSON *t = cJSON_Parse(PQgetvalue(res, 0, KEY_TOPICS));
+			row.n_topics = 0;
+			cJSON_ArrayForEach(it, t)
+			{
+				if (!cJSON_IsString(it) || row.n_topics >= APIKEY_TOPICS_MAX ||
+				    strlen(it->valuestring) >= APIKEY_TOPIC_LEN)
+					continue;
+				strcpy(row.topics[row.n_topics++], it->valuestring);
+			}
+			cJSON_Delete(t);
+		}
+	}
+	c->cb.apikey(c->arg, found, found ? &row : NULL, err);
+	free(c);
+}
+
+int store_apikey_use(struct db *d, const char *secret_hash, store_apikey_cb cb, void *arg)
+{
+	const char *p[] = {secret_hash};
+	return send_call(d, apikey_use_sql, 1, p, apikey_adapter, (struct call){.cb.apikey = cb, .arg = arg});
+}
+
+/* ---- POST /join ---- */
+
+enum { TXT_VALUE };
+static void text_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct call *c = arg;
+	const char *v = !err && PQntuples(res) > 0 ? val(res, 0, TXT_VALUE) : NULL;
+	c->cb.text(c->arg, v, err);
+	free(c);
+}
+
+int store_mesh_owner(struct db *d, const char *mesh_id, store_text_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id};
+	return send_call(d, "SELECT owner_pubkey FROM mesh.mesh WHERE id = $1", 1, p, text_adapter,
+			 (struct call){.cb.text = cb, .arg = arg});
+}
+
+enum { JOIN_RESULT, JOIN_MEMBER_ID, JOIN_MESH_ID, JOIN_ROLE, JOIN_INVITE_ID };
+static void join_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct call *c = arg;
+	if (!err && PQntuples(res) != 1)
+		err = "no result";
+	if (err) {
+		c->cb.join(c->arg, NULL, err);
+	} else {
+		struct join_row r = {
+			.result = PQgetvalue(res, 0, JOIN_RESULT),
+			.member_id = val(res, 0, JOIN_MEMBER_ID),
+			.mesh_id = val(res, 0, JOIN_MESH_ID),
+			.role = val(res, 0, JOIN_ROLE),
+			.invite_id = val(res, 0, JOIN_INVITE_ID),
+		};
+		c->cb.join(c->arg, &r, NULL);
+	}
+	free(c);
+}
+
+int store_invite_join(struct db *d, const char *token, const char *mesh_id, const char *pubkey,
+		      const char *display_name, const char *new_member_id, store_join_cb cb, void *arg)
+{
+	const char *p[] = {token, mesh_id, pubkey, display_name, new_member_id};
+	return send_call(d,
+			 "SELECT result, member_id, mesh_id, role, invite_id FROM mesh.invite_join($1, $2, $3, $4, $5)",
+			 5, p, join_adapter, (struct call){.cb.join = cb, .arg = arg});
 }
 
 /* ---- HTTP probes ---- */

@@ -80,6 +80,41 @@ int store_delivery_mark(struct db *d, const int64_t *ids, size_t n, const char *
 /* a client_ack: the message reached this member's client through presence_id */
 int store_delivery_client_ack(struct db *d, const char *message_id, const char *member_id, const char *presence_id);
 
+/* ---- API keys (docs/protocol.md §5.3) ---- */
+#define APIKEY_TOPICS_MAX 32
+#define APIKEY_TOPIC_LEN 128
+/* a usable key: copied out of the result, so it outlives the callback */
+struct apikey_row {
+	char id[64], mesh_id[64];
+	char member_id[64]; /* the issuing member, "" for a mesh-wide key */
+	char prefix[16];
+	unsigned caps;  /* APIKEY_CAP_* bits (proto/apikey.h) */
+	int n_topics;   /* -1: every topic; else the scopes below */
+	char topics[APIKEY_TOPICS_MAX][APIKEY_TOPIC_LEN];
+};
+/* found = 1 with *row when a live (not revoked, not expired) key has the
+ * hash; its last_used_at is bumped in the same statement.  row is NULL when
+ * found is 0. */
+typedef void (*store_apikey_cb)(void *arg, int found, const struct apikey_row *row, const char *err);
+int store_apikey_use(struct db *d, const char *secret_hash, store_apikey_cb cb, void *arg);
+
+/* ---- POST /join (docs/protocol.md §6) ---- */
+/* owner_pubkey of mesh_id, NULL when there is no such mesh */
+typedef void (*store_text_cb)(void *arg, const char *value, const char *err);
+int store_mesh_owner(struct db *d, const char *mesh_id, store_text_cb cb, void *arg);
+struct join_row {
+	/* ok, already, not_found, mesh_mismatch, revoked, expired, exhausted, member_revoked, mesh_archived */
+	const char *result;
+	const char *member_id, *mesh_id, *role, *invite_id; /* NULL when not_found */
+};
+typedef void (*store_join_cb)(void *arg, const struct join_row *row, const char *err);
+/* One atomic join through mesh.invite_join (migration 0003): the invite row
+ * is locked, so concurrent joins never exceed max_uses; mesh_id is the mesh
+ * the signed payload names (another mesh's invite: mesh_mismatch). */
+int store_invite_join(struct db *d, const char *token, const char *mesh_id, const char *pubkey,
+		      const char *display_name,
+		      const char *new_member_id, store_join_cb cb, void *arg);
+
 /* ---- HTTP probes ---- */
 typedef void (*store_count_cb)(void *arg, int64_t value, const char *err);
 int store_ping(struct db *d, store_count_cb cb, void *arg);        /* value 1 */

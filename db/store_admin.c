@@ -137,6 +137,167 @@ int store_mesh_state(struct admin_db *a, const char *mesh_id)
 	return st;
 }
 
+enum { GET_ID, GET_NAME, GET_SLUG, GET_OWNER, GET_MAX_PEERS, GET_ARCHIVED };
+int store_mesh_get(struct admin_db *a, const char *which, struct mesh_row *m, int *archived)
+{
+	const char *p[] = {which};
+	PGresult *r = exec(a,
+			   "SELECT id, name, slug, owner_pubkey, max_peers::text, archived_at IS NOT NULL "
+			   "FROM mesh.mesh WHERE id = $1 OR slug = $1 ORDER BY (id = $1) DESC LIMIT 1",
+			   1, p);
+	if (!r)
+		return -1;
+	int found = PQntuples(r) == 1;
+	memset(m, 0, sizeof *m);
+	if (found) {
+		m->id = strdup(PQgetvalue(r, 0, GET_ID));
+		m->name = strdup(PQgetvalue(r, 0, GET_NAME));
+		m->slug = strdup(PQgetvalue(r, 0, GET_SLUG));
+		m->owner_pubkey = strdup(PQgetvalue(r, 0, GET_OWNER));
+		m->max_peers = PQgetisnull(r, 0, GET_MAX_PEERS) ? NULL : strdup(PQgetvalue(r, 0, GET_MAX_PEERS));
+		*archived = PQgetvalue(r, 0, GET_ARCHIVED)[0] == 't';
+	}
+	PQclear(r);
+	return found;
+}
+
+void store_mesh_row_free(struct mesh_row *m)
+{
+	free((char *)m->id);
+	free((char *)m->name);
+	free((char *)m->slug);
+	free((char *)m->owner_pubkey);
+	free((char *)m->max_peers);
+	memset(m, 0, sizeof *m);
+}
+
+/* ---- invites ---- */
+
+int store_invite_insert(struct admin_db *a, const struct invite_row *r, long long expires_at_unix)
+{
+	char max[24], exp[24];
+	snprintf(max, sizeof max, "%ld", r->max_uses);
+	snprintf(exp, sizeof exp, "%lld", expires_at_unix);
+	const char *p[] = {r->id, r->mesh_id, r->token, max, r->role, exp};
+	return run(a,
+		   "INSERT INTO mesh.invite (id, mesh_id, token, max_uses, role, expires_at) "
+		   "VALUES ($1, $2, $3, $4::int, $5, to_timestamp($6::bigint))",
+		   6, p);
+}
+
+enum { INV_ID, INV_TOKEN, INV_ROLE, INV_MAX, INV_USED, INV_EXPIRES, INV_REVOKED, INV_EXPIRED, INV_CREATED };
+int store_invite_list(struct admin_db *a, const char *mesh_id,
+		      void (*fn)(void *arg, const struct invite_row *r), void *arg)
+{
+	const char *p[] = {mesh_id};
+	PGresult *r = exec(a,
+			   "SELECT id, token, role, max_uses, used_count, " ISO_SQL("expires_at") ", "
+			   "revoked_at IS NOT NULL, expires_at <= now(), " ISO_SQL("created_at") " "
+			   "FROM mesh.invite WHERE mesh_id = $1 ORDER BY created_at DESC, id",
+			   1, p);
+	if (!r)
+		return -1;
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct invite_row row = {
+			.id = PQgetvalue(r, i, INV_ID),
+			.mesh_id = mesh_id,
+			.token = PQgetvalue(r, i, INV_TOKEN),
+			.role = PQgetvalue(r, i, INV_ROLE),
+			.max_uses = strtol(PQgetvalue(r, i, INV_MAX), NULL, 10),
+			.used_count = strtol(PQgetvalue(r, i, INV_USED), NULL, 10),
+			.expires_at = PQgetvalue(r, i, INV_EXPIRES),
+			.revoked = PQgetvalue(r, i, INV_REVOKED)[0] == 't',
+			.expired = PQgetvalue(r, i, INV_EXPIRED)[0] == 't',
+			.created_at = PQgetvalue(r, i, INV_CREATED),
+		};
+		fn(arg, &row);
+	}
+	PQclear(r);
+	return 0;
+}
+
+int store_invite_revoke(struct admin_db *a, const char *mesh_id, const char *which)
+{
+	const char *p[] = {mesh_id, which};
+	PGresult *r = exec(a,
+			   "UPDATE mesh.invite SET revoked_at = now() WHERE mesh_id = $1 "
+			   "AND (id = $2 OR token = $2) AND revoked_at IS NULL RETURNING id",
+			   2, p);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	PQclear(r);
+	return n > 0;
+}
+
+/* ---- API keys ---- */
+
+int store_apikey_insert(struct admin_db *a, const struct apikey_admin_row *k)
+{
+	const char *p[] = {k->id,     k->mesh_id,      k->issuer_member_id, k->label,
+			   k->secret_hash, k->prefix, k->capabilities,     k->topic_scopes, k->expires_at};
+	return run(a,
+		   "INSERT INTO mesh.api_key (id, mesh_id, issuer_member_id, label, secret_hash, prefix, "
+		   "capabilities, topic_scopes, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7::text[], "
+		   "$8::text[], now() + make_interval(secs => $9::bigint))",
+		   9, p);
+}
+
+enum { AK_ID, AK_ISSUER, AK_LABEL, AK_PREFIX, AK_CAPS, AK_TOPICS, AK_EXPIRES, AK_CREATED, AK_USED, AK_REVOKED };
+int store_apikey_list(struct admin_db *a, const char *mesh_id,
+		      void (*fn)(void *arg, const struct apikey_admin_row *r), void *arg)
+{
+	const char *p[] = {mesh_id};
+	PGresult *r = exec(a,
+			   "SELECT id, issuer_member_id, label, prefix, capabilities::text, topic_scopes::text, "
+			   ISO_SQL("expires_at") ", " ISO_SQL("created_at") ", " ISO_SQL("last_used_at") ", "
+			   "revoked_at IS NOT NULL FROM mesh.api_key WHERE mesh_id = $1 ORDER BY created_at, id",
+			   1, p);
+	if (!r)
+		return -1;
+	for (int i = 0; i < PQntuples(r); i++) {
+#define AKV(col) (PQgetisnull(r, i, col) ? NULL : PQgetvalue(r, i, col))
+		struct apikey_admin_row row = {
+			.id = AKV(AK_ID), .mesh_id = mesh_id, .issuer_member_id = AKV(AK_ISSUER),
+			.label = AKV(AK_LABEL), .prefix = AKV(AK_PREFIX), .capabilities = AKV(AK_CAPS),
+			.topic_scopes = AKV(AK_TOPICS), .expires_at = AKV(AK_EXPIRES),
+			.created_at = AKV(AK_CREATED), .last_used_at = AKV(AK_USED),
+			.revoked = PQgetvalue(r, i, AK_REVOKED)[0] == 't',
+		};
+#undef AKV
+		fn(arg, &row);
+	}
+	PQclear(r);
+	return 0;
+}
+
+int store_apikey_revoke(struct admin_db *a, const char *mesh_id, const char *which)
+{
+	const char *p[] = {mesh_id, which};
+	PGresult *r = exec(a,
+			   "WITH k AS (SELECT id FROM mesh.api_key WHERE mesh_id = $1 AND (id = $2 OR prefix = $2) "
+			   "AND revoked_at IS NULL), n AS (SELECT count(*) AS c FROM k) "
+			   "UPDATE mesh.api_key SET revoked_at = now() WHERE id IN (SELECT id FROM k) "
+			   "AND (SELECT c FROM n) = 1 RETURNING (SELECT c FROM n)",
+			   2, p);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	PQclear(r);
+	if (n == 0) {
+		/* nothing revoked: none, or an ambiguous prefix */
+		PGresult *c = exec(a,
+				   "SELECT count(*) FROM mesh.api_key WHERE mesh_id = $1 AND (id = $2 OR prefix = $2) "
+				   "AND revoked_at IS NULL",
+				   2, p);
+		if (!c)
+			return -1;
+		n = (int)strtol(PQgetvalue(c, 0, 0), NULL, 10);
+		PQclear(c);
+	}
+	return n;
+}
+
 /* ---- members ---- */
 
 enum { FIND_ID, FIND_REVOKED };

@@ -49,6 +49,43 @@ int store_member_lookup(struct admin_db *a, const char *mesh_id, const char *who
 int store_member_list(struct admin_db *a, const char *mesh_id, void (*fn)(void *arg, const struct member_row *m),
 		      void *arg);
 
+/* the mesh whose id or slug is which: 1 found (fields malloc'd into *m,
+ * free with store_mesh_row_free; *archived set), 0 none, -1 error */
+int store_mesh_get(struct admin_db *a, const char *which, struct mesh_row *m, int *archived);
+void store_mesh_row_free(struct mesh_row *m);
+
+/* ---- invites (docs/protocol.md §6) ---- */
+struct invite_row {
+	const char *id, *mesh_id, *token, *role, *expires_at; /* expires_at: ISO text (list) */
+	long max_uses, used_count;
+	int revoked, expired;
+	const char *created_at;
+};
+/* expires_at_unix: seconds since the epoch.  0 ok, -1 error */
+int store_invite_insert(struct admin_db *a, const struct invite_row *r, long long expires_at_unix);
+/* every invite of mesh_id, newest first.  0 ok, -1 error */
+int store_invite_list(struct admin_db *a, const char *mesh_id,
+		      void (*fn)(void *arg, const struct invite_row *r), void *arg);
+/* revoke the live invite of mesh_id whose id or token is which: 1 revoked, 0
+ * none (no such invite, or already revoked), -1 error */
+int store_invite_revoke(struct admin_db *a, const char *mesh_id, const char *which);
+
+/* ---- API keys (docs/protocol.md §5.3): only the hash and the prefix ---- */
+struct apikey_admin_row {
+	const char *id, *mesh_id, *issuer_member_id /* NULL: mesh-wide */, *label, *secret_hash, *prefix;
+	const char *capabilities; /* PostgreSQL array text, e.g. {send,read} */
+	const char *topic_scopes; /* array text, NULL for every topic */
+	const char *expires_at;   /* insert: seconds from now as decimal, or NULL; list: ISO text or NULL */
+	const char *created_at, *last_used_at;
+	int revoked;
+};
+int store_apikey_insert(struct admin_db *a, const struct apikey_admin_row *r);
+int store_apikey_list(struct admin_db *a, const char *mesh_id,
+		      void (*fn)(void *arg, const struct apikey_admin_row *r), void *arg);
+/* revoke the live key of mesh_id whose id or prefix is which: how many (0 or
+ * 1; a prefix shared by two keys revokes neither and returns 2), -1 error */
+int store_apikey_revoke(struct admin_db *a, const char *mesh_id, const char *which);
+
 struct audit_row {
 	const char *id, *event_type;
 	const char *actor; /* NULL when no member acted */

@@ -10,7 +10,9 @@
 #include "common/util.h"
 #include "proto/version.h"
 #include "db/store.h"
+#include "worker/apikey.h"
 #include "worker/hook.h"
+#include "worker/join.h"
 #include "worker/routes.h"
 #include "worker/session.h"
 #include "worker/skel.h"
@@ -198,6 +200,15 @@ void route_request(struct worker *w, struct http_req *req)
 		route_metrics(w);
 	} else if (strcmp(p, "/hook/set-status") == 0 && strcmp(m, "POST") == 0) {
 		hook_set_status(w, req);
+	} else if (strcmp(p, "/join") == 0) {
+		join_request(w, req); /* JSON answers for every method (§6) */
+	} else if (strncmp(p, "/v1/", 4) == 0) {
+		/* the REST API (§5.3): the key is checked before anything else, so
+		 * an unauthenticated caller learns nothing, not even which routes
+		 * exist; the topic routes (issue 9) go above this line */
+		struct apikey_row key;
+		if (apikey_authorize(w, req, NULL, &key) == 0)
+			apikey_deny(w, 404, "not_found");
 	} else {
 		http_respond(w->fd, 404, "text/plain", NULL, "not found", 9, RESP_TIMEOUT_MS);
 	}

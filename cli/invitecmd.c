@@ -1,0 +1,375 @@
+/* invitecmd — invites and joining (see invitecmd.h).  An invite is signed
+ * with the mesh owner's key file (the one `mesh create` wrote, or --owner-key)
+ * and recorded in mesh.invite; the broker's POST /join is the only place a
+ * token turns into a member. */
+#include "invitecmd.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "cli.h"
+#include "common/util.h"
+#include "db/store_admin.h"
+#include "hookpost.h"
+#include "keyfile.h"
+#include "proto/invite.h"
+
+#define INVITE_DEFAULT_EXPIRES (24LL * 3600)
+#define INVITE_MAX_EXPIRES (366LL * 24 * 3600)
+#define INVITE_MAX_USES 1000000
+#define JOIN_NAME_MAX 127
+
+int invitecmd_parse_duration(const char *s, long long *secs)
+{
+	char *end;
+	if (!s || !(*s >= '0' && *s <= '9'))
+		return -1;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || v <= 0)
+		return -1;
+	long long mul = 1;
+	if (*end == 's')
+		end++;
+	else if (*end == 'm')
+		mul = 60, end++;
+	else if (*end == 'h')
+		mul = 3600, end++;
+	else if (*end == 'd')
+		mul = 86400, end++;
+	if (*end || v > INVITE_MAX_EXPIRES / mul)
+		return -1;
+	*secs = v * mul;
+	return 0;
+}
+
+/* the mesh named by id or slug, or NULL after an error line */
+static int invite_mesh(struct admin_db *c, const char *which, struct mesh_row *m)
+{
+	int archived = 0;
+	int found = store_mesh_get(c, which, m, &archived);
+	if (found < 0)
+		return admin_db_err(c), -1;
+	if (!found)
+		return cli_err("no mesh with id or slug \"%s\"", which), -1;
+	if (archived) {
+		cli_err("mesh %s is archived", m->slug);
+		store_mesh_row_free(m);
+		return -1;
+	}
+	return 0;
+}
+
+int invitecmd_create(int argc, char **argv)
+{
+	static const struct cli_optspec spec[] = {
+		{"role", 1}, {"max-uses", 1}, {"expires", 1}, {"owner-key", 1}, {NULL, 0}};
+	struct cli_opts o;
+	long max_uses = 1;
+	long long expires = INVITE_DEFAULT_EXPIRES;
+	const char *role = "member";
+	char key_path[512], root_key[64], sig[129], id[ID_LEN + 1];
+	unsigned char raw[32];
+	struct keyfile_key k;
+	struct mesh_row m;
+	struct admin_db *c = NULL;
+	int rc = CLI_EXIT_FAIL;
+
+	if (cli_opts_parse(argc, argv, spec, &o) != 0)
+		return CLI_EXIT_USAGE;
+	if (o.npos != 1)
+		return cli_usage_err("usage: meshctl invite create MESH [--role member|admin] [--max-uses N] "
+				     "[--expires 24h] [--owner-key KEYFILE]");
+	if (cli_opt(&o, "role")) {
+		role = cli_opt(&o, "role");
+		if (strcmp(role, "member") && strcmp(role, "admin"))
+			return cli_usage_err("--role must be member or admin");
+	}
+	if (cli_opt(&o, "max-uses") && parse_pos_int(cli_opt(&o, "max-uses"), INVITE_MAX_USES, &max_uses) != 0)
+		return cli_usage_err("--max-uses must be an integer 1..%d", INVITE_MAX_USES);
+	if (cli_opt(&o, "expires") && invitecmd_parse_duration(cli_opt(&o, "expires"), &expires) != 0)
+		return cli_usage_err("--expires must be a duration such as 90s, 30m, 24h or 7d (at most 366d)");
+	if (!(c = admin_connect()))
+		return CLI_EXIT_FAIL;
+	if (invite_mesh(c, o.pos[0], &m) != 0) {
+		store_admin_close(c);
+		return CLI_EXIT_FAIL;
+	}
+	if (cli_opt(&o, "owner-key"))
+		snprintf(key_path, sizeof key_path, "%s", cli_opt(&o, "owner-key"));
+	else
+		snprintf(key_path, sizeof key_path, "%s.owner.key", m.slug);
+	memset(&k, 0, sizeof k);
+	if (keyfile_read_key(key_path, 1, &k) != 0) {
+		if (!cli_opt(&o, "owner-key"))
+			cli_err("the owner key of mesh %s is needed to sign (give --owner-key KEYFILE)", m.slug);
+		goto out;
+	}
+	if (strcasecmp(k.pubkey, m.owner_pubkey) != 0) {
+		cli_err("%s is not the owner key of mesh %s (owner %.16s…)", key_path, m.slug, m.owner_pubkey);
+		goto out;
+	}
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2base64(root_key, sizeof root_key, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	struct invite iv = {
+		.mesh_id = m.id,
+		.mesh_slug = m.slug,
+		.broker_url = cli_broker_url(&o, NULL),
+		.mesh_root_key = root_key,
+		.role = role,
+		.owner_pubkey = m.owner_pubkey,
+		.expires_at = now_ms() / 1000 + expires,
+	};
+	if (invite_sign(&iv, k.sk, sig) != 0) {
+		cli_err("out of memory");
+		goto out;
+	}
+	iv.signature = sig;
+	cJSON *payload = invite_payload_json(&iv);
+	char *token = payload ? invite_token_encode(payload) : NULL;
+	cJSON_Delete(payload);
+	if (!token) {
+		cli_err("out of memory");
+		goto out;
+	}
+	id_new(id);
+	struct invite_row row = {.id = id, .mesh_id = m.id, .token = token, .role = role, .max_uses = max_uses};
+	if (store_invite_insert(c, &row, (long long)iv.expires_at) != 0) {
+		admin_db_err(c);
+		free(token);
+		goto out;
+	}
+	printf("%s\nic://join/%s\n", token, token);
+	fprintf(stderr, "meshctl: invite %s to mesh %s: role %s, %ld use%s, expires in %llds\n", id, m.slug, role,
+		max_uses, max_uses == 1 ? "" : "s", expires);
+	free(token);
+	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
+out:
+	sodium_memzero(k.sk, sizeof k.sk);
+	store_mesh_row_free(&m);
+	store_admin_close(c);
+	return rc;
+}
+
+static void invite_print(void *arg, const struct invite_row *r)
+{
+	(void)arg;
+	const char *state = r->revoked			     ? "revoked"
+			    : r->expired		     ? "expired"
+			    : r->used_count >= r->max_uses ? "exhausted"
+							     : "live";
+	printf("%s\t%s\t%s\t%ld/%ld\texpires %s\ttoken %.12s…\n", r->id, state, r->role, r->used_count, r->max_uses,
+	       r->expires_at, r->token);
+}
+
+int invitecmd_list(int argc, char **argv)
+{
+	struct cli_opts o;
+	struct mesh_row m;
+	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
+		return CLI_EXIT_USAGE;
+	if (o.npos != 1)
+		return cli_usage_err("usage: meshctl invite list MESH");
+	struct admin_db *c = admin_connect();
+	if (!c)
+		return CLI_EXIT_FAIL;
+	int rc = CLI_EXIT_FAIL;
+	if (invite_mesh(c, o.pos[0], &m) == 0) {
+		if (store_invite_list(c, m.id, invite_print, NULL) != 0)
+			admin_db_err(c);
+		else
+			rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
+		store_mesh_row_free(&m);
+	}
+	store_admin_close(c);
+	return rc;
+}
+
+int invitecmd_revoke(int argc, char **argv)
+{
+	struct cli_opts o;
+	struct mesh_row m;
+	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
+		return CLI_EXIT_USAGE;
+	if (o.npos != 2)
+		return cli_usage_err("usage: meshctl invite revoke MESH INVITE_ID|TOKEN");
+	struct admin_db *c = admin_connect();
+	if (!c)
+		return CLI_EXIT_FAIL;
+	int rc = CLI_EXIT_FAIL;
+	if (invite_mesh(c, o.pos[0], &m) == 0) {
+		int n = store_invite_revoke(c, m.id, o.pos[1]);
+		if (n < 0)
+			admin_db_err(c);
+		else if (n == 0)
+			cli_err("no live invite \"%s\" in mesh %s", o.pos[1], m.slug);
+		else {
+			printf("revoked invite %s\n", o.pos[1]);
+			rc = 0;
+		}
+		store_mesh_row_free(&m);
+	}
+	store_admin_close(c);
+	return rc;
+}
+
+/* ---- join ---- */
+
+/* the token of "ic://join/<token>", an https://…/join/<token> link or a bare token */
+static const char *join_token_of(const char *link)
+{
+	if (!strncmp(link, "ic://join/", 10))
+		return link + 10;
+	const char *p = strstr(link, "/join/");
+	if (p && strstr(link, "://"))
+		return p + 6;
+	return link;
+}
+
+/* the http base for the broker's /join: --broker > MESHBROKER_URL > the
+ * invite's broker_url */
+static int join_base(const struct cli_opts *o, const char *invite_broker, struct dial_url *u, char *ws,
+		     size_t wscap)
+{
+	char err[256];
+	const char *url = cli_opt(o, "broker");
+	if (!url || !*url)
+		url = getenv("MESHBROKER_URL");
+	if (!url || !*url)
+		url = invite_broker;
+	if (!url || !*url)
+		url = CLI_DEFAULT_BROKER;
+	snprintf(ws, wscap, "%s", url);
+	const char *want = !strncmp(url, "http://", 7) ? "http" : "ws";
+	if (dial_parse_url(url, want, u, err, sizeof err) != 0)
+		return cli_err("broker URL %s: %s", url, err), -1;
+	strcpy(u->scheme, "http");
+	strcpy(u->path, ""); /* /join is at the root, whatever the ws path */
+	return 0;
+}
+
+int invitecmd_join(int argc, char **argv)
+{
+	static const struct cli_optspec spec[] = {{"name", 1}, {"out", 1}, {"force", 0}, {NULL, 0}};
+	struct cli_opts o;
+	struct dial_url u;
+	struct keyfile_out out;
+	struct keyfile_peer peer;
+	struct invite iv;
+	struct hookpost_resp resp = {0};
+	char err[256], out_path[512], name[JOIN_NAME_MAX + 1], ws[1024];
+	int rc = CLI_EXIT_FAIL, have_out = 0;
+	cJSON *payload = NULL, *req = NULL, *ans = NULL;
+	char *body = NULL;
+
+	if (cli_opts_parse(argc, argv, spec, &o) != 0)
+		return CLI_EXIT_USAGE;
+	if (o.npos != 1)
+		return cli_usage_err("usage: meshctl join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]");
+	const char *token = join_token_of(o.pos[0]);
+	payload = invite_token_decode(token);
+	if (!payload || invite_fields(payload, &iv) != 0)
+		return cli_err("not an invite link or token (expected ic://join/<token>)"), cJSON_Delete(payload),
+		       CLI_EXIT_FAIL;
+	if (!invite_verify(&iv)) {
+		cJSON_Delete(payload);
+		return cli_err("the invite's signature does not verify (a damaged or forged link)");
+	}
+	if (iv.expires_at <= now_ms() / 1000) {
+		cJSON_Delete(payload);
+		return cli_err("the invite expired");
+	}
+	const char *nm = cli_opt(&o, "name");
+	if (!nm)
+		nm = getenv("USER");
+	if (!nm || !*nm)
+		nm = "peer";
+	if (str_copy(name, sizeof name, nm) != 0) {
+		cJSON_Delete(payload);
+		return cli_usage_err("--name must be 1-%d bytes", JOIN_NAME_MAX);
+	}
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f) {
+			cJSON_Delete(payload);
+			return cli_usage_err("--name must not hold control characters");
+		}
+	if (cli_opt(&o, "out"))
+		snprintf(out_path, sizeof out_path, "%s", cli_opt(&o, "out"));
+	else
+		snprintf(out_path, sizeof out_path, "%s.json", iv.mesh_slug[0] ? iv.mesh_slug : "mesh");
+	if (join_base(&o, iv.broker_url, &u, ws, sizeof ws) != 0)
+		goto done;
+	/* the output file first: a clash is found before the broker counts a use */
+	if (keyfile_out_open(&out, out_path, cli_opt(&o, "force") != NULL) != 0)
+		goto done;
+	have_out = 1;
+	memset(&peer, 0, sizeof peer);
+	crypto_sign_keypair(peer.key.pk, peer.key.sk);
+	hex_encode(peer.key.pk, sizeof peer.key.pk, peer.key.pubkey);
+	peer.key.has_secret = 1;
+	req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "invite_token", token);
+	cJSON_AddItemReferenceToObject(req, "invite_payload", payload);
+	cJSON_AddStringToObject(req, "peer_pubkey", peer.key.pubkey);
+	cJSON_AddStringToObject(req, "display_name", name);
+	body = cJSON_PrintUnformatted(req);
+	if (!body) {
+		cli_err("out of memory");
+		goto done;
+	}
+	if (hookpost_post(&u, "/join", NULL, body, &resp, err, sizeof err) != 0) {
+		cli_err("join: http://%s: %s", u.authority, err);
+		goto done;
+	}
+	ans = cJSON_ParseWithLength(resp.body, resp.body_len);
+	const cJSON *okv = cJSON_GetObjectItemCaseSensitive(ans, "ok");
+	const cJSON *mid = cJSON_GetObjectItemCaseSensitive(ans, "memberId");
+	if (!cJSON_IsTrue(okv) || !cJSON_IsString(mid)) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(ans, "error");
+		cli_err("join refused: HTTP %d %s", resp.status,
+			cJSON_IsString(e) ? e->valuestring : "(no JSON error in the answer)");
+		goto done;
+	}
+	if (str_copy(peer.member_id, sizeof peer.member_id, mid->valuestring) != 0 ||
+	    str_copy(peer.mesh_id, sizeof peer.mesh_id, iv.mesh_id) != 0) {
+		cli_err("join: the broker's answer does not fit a peer config");
+		goto done;
+	}
+	snprintf(peer.broker, sizeof peer.broker, "%s", ws);
+	snprintf(peer.display_name, sizeof peer.display_name, "%s", name);
+	cJSON *doc = keyfile_peer_json(&peer);
+	if (!doc) {
+		cli_err("out of memory");
+		goto done;
+	}
+	int w = keyfile_out_commit(&out, doc);
+	keyfile_json_free(doc);
+	if (w != 0) {
+		have_out = 0;
+		goto done;
+	}
+	have_out = 0;
+	printf("%s\n", peer.member_id);
+	fprintf(stderr, "meshctl: joined mesh %s as %s (member %s); peer config %s\n", iv.mesh_slug, name,
+		peer.member_id, out_path);
+	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
+done:
+	if (have_out)
+		keyfile_out_abort(&out);
+	sodium_memzero(&peer, sizeof peer);
+	cJSON_Delete(ans);
+	free(resp.buf);
+	if (body) {
+		sodium_memzero(body, strlen(body));
+		free(body);
+	}
+	cJSON_Delete(req);
+	cJSON_Delete(payload);
+	return rc;
+}
