@@ -16,7 +16,7 @@
 #include "worker/audit.h"
 #include "worker/mention.h"
 #include "worker/msg.h"
-#include "worker/uds.h"
+#include "worker/wake.h"
 #include "worker/ws.h"
 
 #define SEND_ID_MAX 128 /* the client's correlation id */
@@ -65,39 +65,6 @@ static void send_refuse(struct worker *w, const char *id, enum send_rejection r,
 	send_ack(w, id, "", detail ? detail : rejections[r].message);
 }
 
-struct wake_ctx {
-	struct worker *w;
-	const char *const *ids; /* recipient member ids, sorted */
-	int n;
-};
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-static int wake_cb(const struct presence_view *v, void *arg)
-{
-	struct wake_ctx *wc = arg;
-	const char *key = v->info.member_id;
-	if (bsearch(&key, wc->ids, (size_t)wc->n, sizeof *wc->ids, cmp_str))
-		uds_wake(wc->w, v->slot, v->gen);
-	return 0;
-}
-
-/* wake every live connection of the recipients: one pass over the mesh's
- * slots, whatever the number of recipients */
-static void wake_members(struct worker *w, const char *const *member_ids, int n)
-{
-	if (n == 0)
-		return;
-	const char **ids = malloc((size_t)n * sizeof *ids);
-	if (!ids)
-		log_fatal("out of memory");
-	memcpy(ids, member_ids, (size_t)n * sizeof *ids);
-	qsort(ids, (size_t)n, sizeof *ids, cmp_str);
-	struct wake_ctx wc = {w, ids, n};
-	presence_foreach(w->shm, w->me.mesh_id, wake_cb, &wc);
-	free(ids);
-}
-
 static void send_cb(void *arg, const char *const *recipients, int n, const char *err)
 {
 	struct send_ctx *sc = arg;
@@ -114,7 +81,7 @@ static void send_cb(void *arg, const char *const *recipients, int n, const char 
 		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
 		cJSON_AddStringToObject(pl, "targetSpec", sc->target);
 		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
-		wake_members(w, recipients, n);
+		wake_members(w, w->me.mesh_id, recipients, n);
 	}
 	free(sc);
 }
@@ -142,7 +109,7 @@ static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id
 		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
 		cJSON_AddStringToObject(pl, "targetSpec", spec);
 		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
-		wake_members(w, recipients, n);
+		wake_members(w, w->me.mesh_id, recipients, n);
 	}
 	free(sc);
 }
