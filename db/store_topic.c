@@ -215,10 +215,14 @@ static const char topic_history_sql[] =
 	"b AS (SELECT x.created_at, x.id FROM mesh.topic_message x, t WHERE x.id = $5 AND x.topic_id = t.id) "
 	"SELECT t.id, EXISTS (SELECT 1 FROM me), h.id, s.peer_pubkey, h.nonce, h.ciphertext, " ISO_SQL(
 		"h.created_at") ", h.body_version "
-				"FROM t LEFT JOIN LATERAL (SELECT x.* FROM mesh.topic_message x WHERE x.topic_id = t.id "
+				"FROM t LEFT JOIN LATERAL (SELECT y.* FROM (SELECT x.*, sum(length(x.nonce) + "
+				"  length(x.ciphertext)) OVER (ORDER BY x.created_at DESC, x.id DESC) AS bytes, "
+				"  row_number() OVER (ORDER BY x.created_at DESC, x.id DESC) AS rn "
+				"  FROM mesh.topic_message x WHERE x.topic_id = t.id "
 				"  AND EXISTS (SELECT 1 FROM me) AND ($5::text IS NULL OR (x.created_at, x.id) < "
 				"  (SELECT b.created_at, b.id FROM b)) "
-				"  ORDER BY x.created_at DESC, x.id DESC LIMIT $4::int) h ON true "
+				"  ORDER BY x.created_at DESC, x.id DESC LIMIT $4::int) y WHERE y.rn = 1 OR y.bytes <= $6::bigint) "
+				"  h ON true "
 				"LEFT JOIN mesh.member s ON s.id = h.sender_member_id "
 				"ORDER BY h.created_at DESC, h.id DESC";
 
@@ -255,8 +259,10 @@ int store_topic_history(struct db *d, const char *mesh_id, const char *topic, co
 {
 	char lim[16];
 	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[] = {mesh_id, topic, member_id, lim, before_id};
-	return tsend(d, topic_history_sql, 5, p, history_adapter, (struct tcall){.cb.history = cb, .arg = arg});
+	char cap[24];
+	snprintf(cap, sizeof cap, "%d", STORE_HISTORY_BYTES_MAX);
+	const char *p[] = {mesh_id, topic, member_id, lim, before_id, cap};
+	return tsend(d, topic_history_sql, 6, p, history_adapter, (struct tcall){.cb.history = cb, .arg = arg});
 }
 
 /* ---- keys ---- */

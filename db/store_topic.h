@@ -62,7 +62,10 @@ struct topic_message_row {
 	const char *id, *sender_pubkey, *nonce, *ciphertext, *created_at;
 	int body_version;
 };
-/* newest first; before_id NULL or a message id of the topic */
+/* newest first, at most limit messages and, past the first, at most
+ * STORE_HISTORY_BYTES_MAX bytes of nonces and ciphertexts (a client pages
+ * on with before_id); before_id NULL or a message id of the topic */
+#define STORE_HISTORY_BYTES_MAX (4 << 20)
 typedef void (*store_topic_history_cb)(void *arg, enum store_topic_status st, const char *topic_id,
 				       const struct topic_message_row *rows, int n, const char *err);
 int store_topic_history(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,

@@ -445,3 +445,47 @@ def test_history_is_newest_first_with_limit_and_before_id(broker, mesh):
         await a.close()
 
     run(go(), 60)
+
+
+def test_history_pages_stay_bounded_in_bytes(broker, mesh, db):
+    """200 messages of 60 KB would be a 12 MB frame: a page stops at 4 MiB and beforeId goes on"""
+    b = broker()
+    m = mesh("alice")
+    am = m.members[0]
+
+    async def make():
+        a = Peer(b, am)
+        await a.join()
+        tid = (await create(a, "big"))["topic"]["id"]
+        await a.close()
+        return tid
+
+    tid = run(make(), 30)
+    big = "A" * 60000
+    with db.cursor() as c:
+        for i in range(100):
+            c.execute("INSERT INTO mesh.topic_message (id, topic_id, sender_member_id, nonce, ciphertext, "
+                      "created_at) VALUES (%s, %s, %s, 'n', %s, now() - make_interval(secs => %s))",
+                      (f"big{i:04d}" + new_id(20), tid, am.id, big, 1000 - i))
+
+    async def go():
+        a = Peer(b, am)
+        await a.join()
+        seen, before = [], None
+        while True:
+            req = {"type": "topic_history", "topic": tid, "limit": 200}
+            if before:
+                req["beforeId"] = before
+            h = await request(a, req, "topic_history_response", timeout=60)
+            msgs = h["messages"]
+            if not msgs:
+                break
+            assert sum(len(x["ciphertext"]) + len(x["nonce"]) for x in msgs) <= 4 << 20
+            seen += [x["id"] for x in msgs]
+            before = msgs[-1]["id"]
+        await a.close()
+        return seen
+
+    seen = run(go(), 120)
+    assert len(seen) == 100 and len(set(seen)) == 100
+    assert seen == sorted(seen, reverse=True), "newest first across pages"

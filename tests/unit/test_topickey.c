@@ -11,6 +11,7 @@
 #include "proto/box.h"
 #include "proto/topickey.h"
 #include "worker/mention.h"
+#include "worker/topic_key.h"
 
 struct party {
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
@@ -163,6 +164,31 @@ START_TEST(explicit_mentions_win_and_must_be_names)
 }
 END_TEST
 
+START_TEST(a_failed_broker_seal_still_makes_an_encrypted_topic_without_a_copy)
+{
+	cJSON *msg = cJSON_Parse("{\"type\":\"topic_create\",\"name\":\"x\"}");
+	struct topic_copy c;
+	char bad[65];
+	memset(bad, 'f', 64); /* not a point of the curve: the seal fails */
+	bad[64] = 0;
+	ck_assert_int_eq(topic_key_creator_copy(NULL, msg, bad, &c), 0);
+	ck_assert_int_eq(c.source, TOPIC_KEY_NONE);
+	ck_assert_ptr_null(c.encrypted_key);
+	ck_assert_uint_eq(strlen(c.pubkey_hex), 64); /* encrypted_key_pubkey is set all the same */
+	topic_key_copy_free(&c);
+	struct party a;
+	char good[65];
+	crypto_sign_keypair(a.pk, a.sk);
+	sodium_bin2hex(good, sizeof good, a.pk, sizeof a.pk);
+	ck_assert_int_eq(topic_key_creator_copy(NULL, msg, good, &c), 0);
+	ck_assert_int_eq(c.source, TOPIC_KEY_BROKER);
+	unsigned char key[TOPICKEY_KEY_BYTES];
+	ck_assert_int_eq(topickey_open(c.encrypted_key, c.nonce, a.sk, key), 0);
+	topic_key_copy_free(&c);
+	cJSON_Delete(msg);
+}
+END_TEST
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -174,6 +200,7 @@ int main(void)
 	tcase_add_test(tc, the_parser_takes_exactly_80_and_24_bytes);
 	tcase_add_test(tc, a_bad_member_key_is_refused);
 	tcase_add_test(tc, v2_bodies_round_trip_and_fail_under_another_key);
+	tcase_add_test(tc, a_failed_broker_seal_still_makes_an_encrypted_topic_without_a_copy);
 	suite_add_tcase(s, tc);
 	TCase *tm = tcase_create("mention");
 	tcase_add_test(tm, mentions_are_at_tokens_deduplicated_without_emails);
