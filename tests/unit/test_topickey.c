@@ -131,9 +131,9 @@ END_TEST
 
 START_TEST(at_most_32_mentions)
 {
-	char body[40 * 8] = "", *out[MENTION_MAX];
+	char body[40 * 24] = "", *out[MENTION_MAX];
 	for (int i = 0; i < 40; i++) {
-		char t[8];
+		char t[24];
 		snprintf(t, sizeof t, "@n%d ", i);
 		strcat(body, t);
 	}
