@@ -11,7 +11,8 @@ import secrets
 import nacl.utils
 
 from mbtest import Peer, b64e, new_id, run
-from test_topics import create, open_sealed, quiet_request, seal_for, v2_body, v2_open
+from test_topics import (create, key_candidates, open_sealed, quiet_request, scan_topic_tables, seal_for, v2_body,
+                         v2_open)
 
 
 def api_key(db, mesh, member, caps=("send", "read"), topics=None):
@@ -57,6 +58,7 @@ def test_rest_key_pending_seals_and_seal_follow_the_member_driven_re_seal(broker
     assert s == 200 and k["topicId"] == tid and k["topic"] == "rest", k
     key = open_sealed(am, k["encryptedKey"], k["nonce"])
     assert len(key) == 32
+    assert scan_topic_tables(db, key_candidates(key)) == [], "the broker kept the key it sealed"
     assert call(b, ka, "GET", "/v1/topics/nope/key") == (404, {"error": "topic_not_found"})
     assert call(b, kb, "GET", f"/v1/topics/{tid}/key") == (404, {"error": "key_not_sealed_for_member"})
     s, p = call(b, ka, "GET", "/v1/topics/rest/pending-seals")
