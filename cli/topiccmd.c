@@ -18,7 +18,7 @@
 #include "proto/topickey.h"
 
 #define TOPIC_TIMEOUT_MS 10000
-#define TAIL_RESEAL_MS 2000 /* how often tail asks for pending seals */
+#define TAIL_RESEAL_MS   2000 /* how often tail asks for pending seals */
 
 enum op { OP_CREATE, OP_LIST, OP_JOIN, OP_LEAVE, OP_MEMBERS, OP_HISTORY, OP_POST, OP_TAIL };
 
@@ -76,7 +76,7 @@ static void fail_with(struct tcmd *t, const cJSON *err)
 {
 	const char *code = jstr(err, "code"), *msg = jstr(err, "message");
 	cli_err("topic %s: %s%s%s%s", t->topic ? t->topic : "", code ? code : "error", msg ? " (" : "", msg ? msg : "",
-		msg ? ")" : "");
+	        msg ? ")" : "");
 	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 }
 
@@ -112,8 +112,8 @@ static int take_key(struct tcmd *t, const cJSON *j, const char *type)
 			return 0; /* v1 bodies still read; tail asks again */
 		if (code && !strcmp(code, "key_not_sealed_for_member"))
 			cli_err("topic %s: no sealed copy of the key for you yet: a member who holds it must "
-				"re-seal it (meshctl topic tail %s)",
-				t->topic, t->topic);
+			        "re-seal it (meshctl topic tail %s)",
+			        t->topic, t->topic);
 		else
 			fail_with(t, j);
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
@@ -318,7 +318,8 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type)
 	if (!strcmp(type, "topic_created")) {
 		cJSON *topic = cJSON_DetachItemFromObjectCaseSensitive(j, "topic");
 		if (topic) {
-			cJSON_AddBoolToObject(topic, "created", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "created")));
+			cJSON_AddBoolToObject(topic, "created",
+			                      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "created")));
 			print_json(topic);
 		}
 		cJSON_Delete(topic);
@@ -367,10 +368,9 @@ static const struct peercmd_app_ops tail_ops = {1, on_ready, on_frame, on_tick};
 /* parse, check the positional count, run */
 static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char *usage)
 {
-	static const struct cli_optspec spec[] = {{"timeout", 1},     {"pid", 1},        {"cwd", 1},
-						  {"session-id", 1},  {"description", 1}, {"visibility", 1},
-						  {"role", 1},        {"limit", 1},      {"priority", 1},
-						  {NULL, 0}};
+	static const struct cli_optspec spec[] = {{"timeout", 1},     {"pid", 1},        {"cwd", 1},  {"session-id", 1},
+	                                          {"description", 1}, {"visibility", 1}, {"role", 1}, {"limit", 1},
+	                                          {"priority", 1},    {NULL, 0}};
 	struct cli_opts o;
 	struct tcmd *t = calloc(1, sizeof *t);
 	int64_t timeout_ms;
@@ -423,14 +423,20 @@ out:
 int topiccmd_create(int argc, char **argv)
 {
 	return topiccmd_run(OP_CREATE, argc, argv, 1,
-			    "topic create NAME [--description TEXT] [--visibility public|private]");
+	                    "topic create NAME [--description TEXT] [--visibility public|private]");
 }
-int topiccmd_list(int argc, char **argv) { return topiccmd_run(OP_LIST, argc, argv, 0, "topic list"); }
+int topiccmd_list(int argc, char **argv)
+{
+	return topiccmd_run(OP_LIST, argc, argv, 0, "topic list");
+}
 int topiccmd_join(int argc, char **argv)
 {
 	return topiccmd_run(OP_JOIN, argc, argv, 1, "topic join TOPIC [--role member|observer|lead]");
 }
-int topiccmd_leave(int argc, char **argv) { return topiccmd_run(OP_LEAVE, argc, argv, 1, "topic leave TOPIC"); }
+int topiccmd_leave(int argc, char **argv)
+{
+	return topiccmd_run(OP_LEAVE, argc, argv, 1, "topic leave TOPIC");
+}
 int topiccmd_members(int argc, char **argv)
 {
 	return topiccmd_run(OP_MEMBERS, argc, argv, 1, "topic members TOPIC");
@@ -443,4 +449,7 @@ int topiccmd_post(int argc, char **argv)
 {
 	return topiccmd_run(OP_POST, argc, argv, 2, "topic post TOPIC TEXT [--priority now|next|low]");
 }
-int topiccmd_tail(int argc, char **argv) { return topiccmd_run(OP_TAIL, argc, argv, 1, "topic tail TOPIC [--timeout SECONDS]"); }
+int topiccmd_tail(int argc, char **argv)
+{
+	return topiccmd_run(OP_TAIL, argc, argv, 1, "topic tail TOPIC [--timeout SECONDS]");
+}

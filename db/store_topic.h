@@ -13,12 +13,12 @@
 /* what a topic statement found, when it was not simply done */
 enum store_topic_status {
 	TOPIC_OK = 0,
-	TOPIC_NOT_FOUND,       /* no such topic in the mesh */
-	TOPIC_NOT_MEMBER,      /* the caller is not a topic member */
-	TOPIC_UNENCRYPTED,     /* legacy topic: encrypted_key_pubkey is NULL */
-	TOPIC_NOT_SEALED,      /* no sealed copy for the caller */
-	TOPIC_NO_RECIPIENT,    /* seal: memberId is not a topic member */
-	TOPIC_ALREADY_SEALED,  /* seal: a copy exists and is never overwritten */
+	TOPIC_NOT_FOUND,      /* no such topic in the mesh */
+	TOPIC_NOT_MEMBER,     /* the caller is not a topic member */
+	TOPIC_UNENCRYPTED,    /* legacy topic: encrypted_key_pubkey is NULL */
+	TOPIC_NOT_SEALED,     /* no sealed copy for the caller */
+	TOPIC_NO_RECIPIENT,   /* seal: memberId is not a topic member */
+	TOPIC_ALREADY_SEALED, /* seal: a copy exists and is never overwritten */
 };
 
 struct topic_row {
@@ -44,18 +44,18 @@ int store_topic_list(struct db *d, const char *mesh_id, const char *member_id, s
 /* join (idempotent), leave, mark read: topic_id is NULL when there is no such topic */
 typedef void (*store_topic_id_cb)(void *arg, const char *topic_id, const char *err);
 int store_topic_join(struct db *d, const char *mesh_id, const char *topic, const char *member_id, const char *role,
-		     store_topic_id_cb cb, void *arg);
-int store_topic_leave(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
-		      store_topic_id_cb cb, void *arg);
+                     store_topic_id_cb cb, void *arg);
+int store_topic_leave(struct db *d, const char *mesh_id, const char *topic, const char *member_id, store_topic_id_cb cb,
+                      void *arg);
 /* also marks the member's notifications of the topic read */
 int store_topic_mark_read(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
-			  store_topic_id_cb cb, void *arg);
+                          store_topic_id_cb cb, void *arg);
 
 struct topic_member_row {
 	const char *member_id, *pubkey, *display_name, *role, *joined_at, *last_read_at; /* last_read_at may be NULL */
 };
 typedef void (*store_topic_members_cb)(void *arg, const char *topic_id, const struct topic_member_row *rows, int n,
-				       const char *err);
+                                       const char *err);
 int store_topic_members(struct db *d, const char *mesh_id, const char *topic, store_topic_members_cb cb, void *arg);
 
 struct topic_message_row {
@@ -67,9 +67,9 @@ struct topic_message_row {
  * on with before_id); before_id NULL or a message id of the topic */
 #define STORE_HISTORY_BYTES_MAX (4 << 20)
 typedef void (*store_topic_history_cb)(void *arg, enum store_topic_status st, const char *topic_id,
-				       const struct topic_message_row *rows, int n, const char *err);
+                                       const struct topic_message_row *rows, int n, const char *err);
 int store_topic_history(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,
-			const char *before_id, store_topic_history_cb cb, void *arg);
+                        const char *before_id, store_topic_history_cb cb, void *arg);
 
 /* ---- keys ---- */
 struct topic_key_row {
@@ -77,9 +77,9 @@ struct topic_key_row {
 };
 /* the member's own sealed copy: st OK, NOT_FOUND, UNENCRYPTED or NOT_SEALED */
 typedef void (*store_topic_key_cb)(void *arg, enum store_topic_status st, const struct topic_key_row *k,
-				   const char *err);
-int store_topic_key(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
-		    store_topic_key_cb cb, void *arg);
+                                   const char *err);
+int store_topic_key(struct db *d, const char *mesh_id, const char *topic, const char *member_id, store_topic_key_cb cb,
+                    void *arg);
 
 struct topic_pending_row {
 	const char *member_id, *pubkey, *display_name;
@@ -87,11 +87,11 @@ struct topic_pending_row {
 /* topic members without a sealed copy (at most limit), asked by a member:
  * st OK, NOT_FOUND or NOT_MEMBER; sender_pubkey is the topic's
  * encrypted_key_pubkey (NULL for a legacy topic) */
-typedef void (*store_topic_pending_cb)(void *arg, enum store_topic_status st, const char *topic_id,
-				       const char *name, const char *sender_pubkey,
-				       const struct topic_pending_row *rows, int n, const char *err);
+typedef void (*store_topic_pending_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
+                                       const char *sender_pubkey, const struct topic_pending_row *rows, int n,
+                                       const char *err);
 int store_topic_pending(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,
-			store_topic_pending_cb cb, void *arg);
+                        store_topic_pending_cb cb, void *arg);
 
 /* a member seals the key for another: never overwrites, records the sealer.
  * st OK (sealed_at set), NOT_FOUND, NO_RECIPIENT, ALREADY_SEALED or
@@ -99,8 +99,8 @@ int store_topic_pending(struct db *d, const char *mesh_id, const char *topic, co
 struct topic_seal {
 	const char *mesh_id, *topic, *sealer_id, *recipient_id, *key_id, *encrypted_key, *nonce;
 };
-typedef void (*store_topic_seal_cb)(void *arg, enum store_topic_status st, const char *topic_id,
-				    const char *sealed_at, const char *err);
+typedef void (*store_topic_seal_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at,
+                                    const char *err);
 int store_topic_seal(struct db *d, const struct topic_seal *s, store_topic_seal_cb cb, void *arg);
 
 /* ---- posting: the message (message_queue + topic_message, same id), one
@@ -117,7 +117,7 @@ struct topic_post {
 	const char *const *notification_ids; /* n_mentions fresh ids */
 };
 typedef void (*store_topic_post_cb)(void *arg, enum store_topic_status st, const char *topic_id,
-				    const char *const *recipients, int n, const char *err);
+                                    const char *const *recipients, int n, const char *err);
 int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg);
 
 /* ---- notifications (REST GET /v1/notifications): the member's unread mentions, newest first ---- */

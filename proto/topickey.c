@@ -9,7 +9,7 @@
 #include "proto/box.h"
 
 _Static_assert(TOPICKEY_SEALED_BYTES == crypto_box_PUBLICKEYBYTES + TOPICKEY_KEY_BYTES + crypto_box_MACBYTES,
-	       "the sealed format is pk ‖ box(key)");
+               "the sealed format is pk ‖ box(key)");
 _Static_assert(TOPICKEY_NONCE_BYTES == crypto_box_NONCEBYTES, "crypto_box nonce");
 _Static_assert(TOPICKEY_KEY_BYTES == crypto_secretbox_KEYBYTES, "a secretbox key");
 _Static_assert(crypto_secretbox_NONCEBYTES == TOPICKEY_NONCE_BYTES, "secretbox nonce");
@@ -41,7 +41,7 @@ int topickey_parse(const char *encrypted_b64, const char *nonce_b64, struct topi
 }
 
 int topickey_seal(const unsigned char key[TOPICKEY_KEY_BYTES], const unsigned char member_ed_pk[32],
-		  char **encrypted_b64, char **nonce_b64, char sender_pk_hex[65])
+                  char **encrypted_b64, char **nonce_b64, char sender_pk_hex[65])
 {
 	unsigned char xpk[crypto_box_PUBLICKEYBYTES], epk[crypto_box_PUBLICKEYBYTES], esk[crypto_box_SECRETKEYBYTES];
 	unsigned char raw[TOPICKEY_SEALED_BYTES], nonce[TOPICKEY_NONCE_BYTES];
@@ -69,7 +69,7 @@ out:
 }
 
 int topickey_open(const char *encrypted_b64, const char *nonce_b64, const unsigned char member_ed_sk[64],
-		  unsigned char key[TOPICKEY_KEY_BYTES])
+                  unsigned char key[TOPICKEY_KEY_BYTES])
 {
 	struct topickey_sealed s;
 	unsigned char xsk[crypto_box_SECRETKEYBYTES];
@@ -85,7 +85,7 @@ int topickey_open(const char *encrypted_b64, const char *nonce_b64, const unsign
 }
 
 int topickey_encrypt_body(const unsigned char key[TOPICKEY_KEY_BYTES], const unsigned char *plain, size_t len,
-			  char **nonce_b64, char **ciphertext_b64)
+                          char **nonce_b64, char **ciphertext_b64)
 {
 	unsigned char nonce[TOPICKEY_NONCE_BYTES];
 	if (len > SIZE_MAX - crypto_secretbox_MACBYTES)
@@ -108,7 +108,7 @@ int topickey_encrypt_body(const unsigned char key[TOPICKEY_KEY_BYTES], const uns
 }
 
 int topickey_decrypt_body(const unsigned char key[TOPICKEY_KEY_BYTES], const char *nonce_b64,
-			  const char *ciphertext_b64, unsigned char **plain, size_t *len)
+                          const char *ciphertext_b64, unsigned char **plain, size_t *len)
 {
 	unsigned char nonce[TOPICKEY_NONCE_BYTES], *ct = NULL, *pt = NULL;
 	size_t clen = 0;

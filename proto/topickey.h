@@ -9,9 +9,9 @@
 
 #include <stddef.h>
 
-#define TOPICKEY_KEY_BYTES 32    /* crypto_secretbox_KEYBYTES */
+#define TOPICKEY_KEY_BYTES    32 /* crypto_secretbox_KEYBYTES */
 #define TOPICKEY_SEALED_BYTES 80 /* 32 + 32 + crypto_box_MACBYTES */
-#define TOPICKEY_NONCE_BYTES 24
+#define TOPICKEY_NONCE_BYTES  24
 
 /* A parsed (not yet opened) sealed copy. */
 struct topickey_sealed {
@@ -30,19 +30,19 @@ int topickey_parse(const char *encrypted_b64, const char *nonce_b64, struct topi
  * ephemeral public key (64 hex + NUL).  0 ok, -1 (a bad member key, no
  * memory; nothing to free). */
 int topickey_seal(const unsigned char key[TOPICKEY_KEY_BYTES], const unsigned char member_ed_pk[32],
-		  char **encrypted_b64, char **nonce_b64, char sender_pk_hex[65]);
+                  char **encrypted_b64, char **nonce_b64, char sender_pk_hex[65]);
 
 /* Open a sealed copy with the member's ed25519 secret key.  0 ok (key
  * filled: the caller wipes it), -1 (malformed, forged, not for us). */
 int topickey_open(const char *encrypted_b64, const char *nonce_b64, const unsigned char member_ed_sk[64],
-		  unsigned char key[TOPICKEY_KEY_BYTES]);
+                  unsigned char key[TOPICKEY_KEY_BYTES]);
 
 /* A v2 topic body: crypto_secretbox_easy under the topic key, random
  * nonce; both malloc'd standard base64.  0 ok, -1. */
 int topickey_encrypt_body(const unsigned char key[TOPICKEY_KEY_BYTES], const unsigned char *plain, size_t len,
-			  char **nonce_b64, char **ciphertext_b64);
+                          char **nonce_b64, char **ciphertext_b64);
 /* Open a v2 body: *plain malloc'd with a NUL after len bytes.  0 ok, -1. */
 int topickey_decrypt_body(const unsigned char key[TOPICKEY_KEY_BYTES], const char *nonce_b64,
-			  const char *ciphertext_b64, unsigned char **plain, size_t *len);
+                          const char *ciphertext_b64, unsigned char **plain, size_t *len);
 
 #endif

@@ -7,7 +7,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#define MENTION_MAX 32      /* names per message */
+#define MENTION_MAX      32 /* names per message */
 #define MENTION_NAME_MAX 64 /* bytes per name */
 
 /* Collect up to MENTION_MAX distinct names (ASCII case-insensitively, a

@@ -79,9 +79,9 @@ void topic_on_create(struct worker *w, const cJSON *msg)
 	if (!tr)
 		return;
 	const char *name = msg_str(msg, "name"), *description = msg_str(msg, "description"),
-		   *visibility = msg_str(msg, "visibility");
+	           *visibility = msg_str(msg, "visibility");
 	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(msg, "description"),
-		    *vv = cJSON_GetObjectItemCaseSensitive(msg, "visibility");
+	            *vv = cJSON_GetObjectItemCaseSensitive(msg, "visibility");
 	if (!topic_name_ok(name)) {
 		topicreq_malformed(tr, "name must be 1-64 characters of A-Z a-z 0-9 . _ -");
 		free(tr);
@@ -113,15 +113,15 @@ void topic_on_create(struct worker *w, const cJSON *msg)
 	id_new(topic_id);
 	id_new(key_id);
 	struct topic_new t = {topic_id,
-			      w->me.mesh_id,
-			      name,
-			      description,
-			      visibility ? visibility : "public",
-			      w->me.member_id,
-			      copy.pubkey_hex,
-			      copy.encrypted_key ? key_id : NULL,
-			      copy.encrypted_key,
-			      copy.nonce};
+	                      w->me.mesh_id,
+	                      name,
+	                      description,
+	                      visibility ? visibility : "public",
+	                      w->me.member_id,
+	                      copy.pubkey_hex,
+	                      copy.encrypted_key ? key_id : NULL,
+	                      copy.encrypted_key,
+	                      copy.nonce};
 	int queued = 0;
 	if (topicreq_db(tr)) {
 		queued = store_topic_create(w->db, &t, create_cb, cc) == 0;
@@ -207,9 +207,9 @@ static void quiet_request(struct worker *w, const cJSON *msg, enum quiet_op op)
 	if (!topicreq_db(tr))
 		goto done;
 	int r = op == Q_JOIN    ? store_topic_join(w->db, w->me.mesh_id, tr->topic, w->me.member_id,
-						       role ? role : "member", quiet_cb, tr)
-		: op == Q_LEAVE ? store_topic_leave(w->db, w->me.mesh_id, tr->topic, w->me.member_id, quiet_cb, tr)
-				: store_topic_mark_read(w->db, w->me.mesh_id, tr->topic, w->me.member_id, quiet_cb, tr);
+                                                role ? role : "member", quiet_cb, tr)
+	        : op == Q_LEAVE ? store_topic_leave(w->db, w->me.mesh_id, tr->topic, w->me.member_id, quiet_cb, tr)
+	                        : store_topic_mark_read(w->db, w->me.mesh_id, tr->topic, w->me.member_id, quiet_cb, tr);
 	if (r == 0)
 		return;
 	topicreq_error(tr, PEER_ERR_TOPIC_DB);
@@ -217,9 +217,18 @@ done:
 	free(tr);
 }
 
-void topic_on_join(struct worker *w, const cJSON *msg) { quiet_request(w, msg, Q_JOIN); }
-void topic_on_leave(struct worker *w, const cJSON *msg) { quiet_request(w, msg, Q_LEAVE); }
-void topic_on_mark_read(struct worker *w, const cJSON *msg) { quiet_request(w, msg, Q_READ); }
+void topic_on_join(struct worker *w, const cJSON *msg)
+{
+	quiet_request(w, msg, Q_JOIN);
+}
+void topic_on_leave(struct worker *w, const cJSON *msg)
+{
+	quiet_request(w, msg, Q_LEAVE);
+}
+void topic_on_mark_read(struct worker *w, const cJSON *msg)
+{
+	quiet_request(w, msg, Q_READ);
+}
 
 /* ---- topic_members ---- */
 
@@ -268,7 +277,7 @@ void topic_on_members(struct worker *w, const cJSON *msg)
 /* ---- topic_history ---- */
 
 static void history_cb(void *arg, enum store_topic_status st, const char *topic_id,
-		       const struct topic_message_row *rows, int n, const char *err)
+                       const struct topic_message_row *rows, int n, const char *err)
 {
 	struct topic_req *tr = arg;
 	if (err) {
@@ -302,7 +311,7 @@ void topic_on_history(struct worker *w, const cJSON *msg)
 	if (!tr)
 		return;
 	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(msg, "limit"),
-		    *bv = cJSON_GetObjectItemCaseSensitive(msg, "beforeId");
+	            *bv = cJSON_GetObjectItemCaseSensitive(msg, "beforeId");
 	int limit = TOPIC_HISTORY_DEFAULT;
 	const char *before = NULL;
 	if (topicreq_topic(tr, msg) != 0)

@@ -9,10 +9,10 @@
 
 #include "worker/worker.h"
 
-#define TOPIC_NAME_MAX 64
+#define TOPIC_NAME_MAX        64
 #define TOPIC_DESCRIPTION_MAX 1024
 #define TOPIC_HISTORY_DEFAULT 50
-#define TOPIC_HISTORY_MAX 200
+#define TOPIC_HISTORY_MAX     200
 
 void topic_on_create(struct worker *w, const cJSON *msg);
 void topic_on_list(struct worker *w, const cJSON *msg);

@@ -18,8 +18,7 @@
 
 #define MEMBER_ID_MAX 64
 
-int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *member_pubkey_hex,
-			   struct topic_copy *c)
+int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *member_pubkey_hex, struct topic_copy *c)
 {
 	memset(c, 0, sizeof *c);
 	const char *enc = msg_str(msg, "encryptedKey"), *nonce = msg_str(msg, "nonce");
@@ -27,7 +26,7 @@ int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *m
 		struct topickey_sealed s;
 		if (!enc || !nonce || topickey_parse(enc, nonce, &s) != 0) {
 			topicreq_malformed(tr, "encryptedKey must be base64 of 80 bytes (sender x25519 pk ‖ "
-					       "crypto_box of the key) and nonce base64 of 24 bytes");
+			                       "crypto_box of the key) and nonce base64 of 24 bytes");
 			return -1;
 		}
 		c->encrypted_key = strdup(enc);
@@ -41,7 +40,7 @@ int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *m
 	unsigned char key[TOPICKEY_KEY_BYTES], member_pk[32];
 	randombytes_buf(key, sizeof key);
 	int sealed = hex_decode(member_pubkey_hex, member_pk, sizeof member_pk) == 0 &&
-		     topickey_seal(key, member_pk, &c->encrypted_key, &c->nonce, c->pubkey_hex) == 0;
+	             topickey_seal(key, member_pk, &c->encrypted_key, &c->nonce, c->pubkey_hex) == 0;
 	sodium_memzero(key, sizeof key);
 	if (sealed) {
 		c->source = TOPIC_KEY_BROKER;
@@ -112,7 +111,7 @@ void topic_key_on_get(struct worker *w, const cJSON *msg)
 /* ---- topic_pending_seals ---- */
 
 static void pending_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
-		       const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
+                       const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
 {
 	struct topic_req *tr = arg;
 	if (err) {
@@ -149,8 +148,8 @@ void topic_key_on_pending(struct worker *w, const cJSON *msg)
 	if (!tr)
 		return;
 	if (topicreq_topic(tr, msg) == 0 && topicreq_db(tr)) {
-		if (store_topic_pending(w->db, w->me.mesh_id, tr->topic, w->me.member_id, TOPIC_PENDING_MAX,
-					pending_cb, tr) == 0)
+		if (store_topic_pending(w->db, w->me.mesh_id, tr->topic, w->me.member_id, TOPIC_PENDING_MAX, pending_cb,
+		                        tr) == 0)
 			return;
 		topicreq_error(tr, PEER_ERR_TOPIC_DB);
 	}
@@ -159,15 +158,14 @@ void topic_key_on_pending(struct worker *w, const cJSON *msg)
 
 /* ---- topic_seal ---- */
 
-static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at,
-		    const char *err)
+static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at, const char *err)
 {
 	struct topic_req *tr = arg;
 	struct worker *w = tr->w;
 	static const enum peer_error errors[] = {
-		[TOPIC_NOT_FOUND] = PEER_ERR_TOPIC_NOT_FOUND,       [TOPIC_NOT_MEMBER] = PEER_ERR_NOT_A_MEMBER,
-		[TOPIC_NO_RECIPIENT] = PEER_ERR_RECIPIENT_NOT_IN_TOPIC, [TOPIC_ALREADY_SEALED] = PEER_ERR_ALREADY_SEALED,
-		[TOPIC_UNENCRYPTED] = PEER_ERR_TOPIC_UNENCRYPTED,   [TOPIC_NOT_SEALED] = PEER_ERR_KEY_NOT_SEALED,
+	    [TOPIC_NOT_FOUND] = PEER_ERR_TOPIC_NOT_FOUND,           [TOPIC_NOT_MEMBER] = PEER_ERR_NOT_A_MEMBER,
+	    [TOPIC_NO_RECIPIENT] = PEER_ERR_RECIPIENT_NOT_IN_TOPIC, [TOPIC_ALREADY_SEALED] = PEER_ERR_ALREADY_SEALED,
+	    [TOPIC_UNENCRYPTED] = PEER_ERR_TOPIC_UNENCRYPTED,       [TOPIC_NOT_SEALED] = PEER_ERR_KEY_NOT_SEALED,
 	};
 	if (err) {
 		log_warn("topic_seal failed", "error", err);
@@ -195,7 +193,7 @@ void topic_key_on_seal(struct worker *w, const cJSON *msg)
 	if (!tr)
 		return;
 	const char *member = msg_str(msg, "memberId"), *enc = msg_str(msg, "encryptedKey"),
-		   *nonce = msg_str(msg, "nonce");
+	           *nonce = msg_str(msg, "nonce");
 	struct topickey_sealed s;
 	char key_id[ID_LEN + 1];
 	if (topicreq_topic(tr, msg) != 0)

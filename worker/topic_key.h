@@ -27,8 +27,7 @@ struct topic_copy {
  * once.  A broker seal that fails leaves source NONE but pubkey_hex set, so
  * the topic is still made (encrypted, its creator without a copy).  -1
  * after answering malformed (a bad client copy). */
-int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *member_pubkey_hex,
-			   struct topic_copy *c);
+int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *member_pubkey_hex, struct topic_copy *c);
 void topic_key_copy_free(struct topic_copy *c);
 
 void topic_key_on_get(struct worker *w, const cJSON *msg);

@@ -29,8 +29,8 @@ struct post_q {
 	const char *priority;
 };
 
-static void post_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *const *recipients,
-		    int n, const char *err)
+static void post_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *const *recipients, int n,
+                    const char *err)
 {
 	struct post_q *q = arg;
 	if (err) {
@@ -63,10 +63,11 @@ static void post_cb(void *arg, enum store_topic_status st, const char *topic_id,
 }
 
 /* the body's fields, checked as a WebSocket send's; NULL or the 400 error */
-static const char *post_fields(const cJSON *b, const char **topic, const char **nonce, const char **ct,
-			       int *prio, int *version)
+static const char *post_fields(const cJSON *b, const char **topic, const char **nonce, const char **ct, int *prio,
+                               int *version)
 {
-	const cJSON *tv = cJSON_GetObjectItemCaseSensitive(b, "topic"), *bv = cJSON_GetObjectItemCaseSensitive(b, "bodyVersion");
+	const cJSON *tv = cJSON_GetObjectItemCaseSensitive(b, "topic"),
+	            *bv = cJSON_GetObjectItemCaseSensitive(b, "bodyVersion");
 	const cJSON *pv = cJSON_GetObjectItemCaseSensitive(b, "priority");
 	if (!cJSON_IsObject(b))
 		return "invalid_body";
@@ -146,8 +147,17 @@ void topic_post_message(struct worker *w, struct http_req *req)
 		idp[i] = ids[i];
 	}
 	id_new(q.message_id);
-	struct topic_post p = {q.message_id, key.mesh_id, key.member_id, topic, q.priority, nonce, ct, version,
-			       (const char *const *)names, n, idp};
+	struct topic_post p = {q.message_id,
+	                       key.mesh_id,
+	                       key.member_id,
+	                       topic,
+	                       q.priority,
+	                       nonce,
+	                       ct,
+	                       version,
+	                       (const char *const *)names,
+	                       n,
+	                       idp};
 	if (store_topic_post(w->db, &p, post_cb, &q) != 0) {
 		rest_error(w, 503, "db_unavailable");
 		goto out;

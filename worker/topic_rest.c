@@ -66,7 +66,7 @@ static void key_cb(void *arg, enum store_topic_status st, const struct topic_key
 /* ---- GET /v1/topics/:name/pending-seals ---- */
 
 static void pending_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
-		       const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
+                       const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
 {
 	struct key_q *q = arg;
 	if (err) {
@@ -98,17 +98,19 @@ static void pending_cb(void *arg, enum store_topic_status st, const char *topic_
 
 /* ---- POST /v1/topics/:name/seal ---- */
 
-static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at,
-		    const char *err)
+static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at, const char *err)
 {
 	struct key_q *q = arg;
 	static const struct {
 		int status;
 		const char *error;
 	} errors[] = {
-		[TOPIC_NOT_FOUND] = {404, "topic_not_found"},       [TOPIC_NOT_MEMBER] = {404, "not_a_member"},
-		[TOPIC_NO_RECIPIENT] = {404, "recipient_not_in_topic"}, [TOPIC_ALREADY_SEALED] = {409, "already_sealed"},
-		[TOPIC_UNENCRYPTED] = {409, "topic_unencrypted"},   [TOPIC_NOT_SEALED] = {404, "key_not_sealed_for_member"},
+	    [TOPIC_NOT_FOUND] = {404, "topic_not_found"},
+	    [TOPIC_NOT_MEMBER] = {404, "not_a_member"},
+	    [TOPIC_NO_RECIPIENT] = {404, "recipient_not_in_topic"},
+	    [TOPIC_ALREADY_SEALED] = {409, "already_sealed"},
+	    [TOPIC_UNENCRYPTED] = {409, "topic_unencrypted"},
+	    [TOPIC_NOT_SEALED] = {404, "key_not_sealed_for_member"},
 	};
 	if (err) {
 		log_warn("POST seal failed", "error", err);
@@ -130,17 +132,16 @@ static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id,
 }
 
 static int seal_request(struct worker *w, struct http_req *req, const struct apikey_row *key, const char *ref,
-			struct key_q *q)
+                        struct key_q *q)
 {
 	cJSON *body = cJSON_ParseWithLength(req->body ? req->body : "", req->body_len);
 	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(body, "memberId"),
-		    *ev = cJSON_GetObjectItemCaseSensitive(body, "encryptedKey"),
-		    *nv = cJSON_GetObjectItemCaseSensitive(body, "nonce");
+	            *ev = cJSON_GetObjectItemCaseSensitive(body, "encryptedKey"),
+	            *nv = cJSON_GetObjectItemCaseSensitive(body, "nonce");
 	struct topickey_sealed s;
 	int rc = -1;
 	if (!cJSON_IsObject(body) || !cJSON_IsString(mv) || !mv->valuestring[0] || strlen(mv->valuestring) >= 64 ||
-	    !cJSON_IsString(ev) || !cJSON_IsString(nv) ||
-	    topickey_parse(ev->valuestring, nv->valuestring, &s) != 0) {
+	    !cJSON_IsString(ev) || !cJSON_IsString(nv) || topickey_parse(ev->valuestring, nv->valuestring, &s) != 0) {
 		rest_error(w, 400, "invalid_body");
 		log_info("seal refused", "error", "invalid_body: memberId, encryptedKey (80 bytes b64), nonce (24)");
 		goto out;
@@ -227,8 +228,8 @@ void topic_rest_route(struct worker *w, struct http_req *req)
 	} else if (!strcmp(p, "/v1/notifications") && !strcmp(m, "GET")) {
 		topic_post_notifications(w, req);
 	} else if (topic_path(p, ref, &what) == 0 &&
-		   ((!strcmp(m, "GET") && (!strcmp(what, "key") || !strcmp(what, "pending-seals"))) ||
-		    (!strcmp(m, "POST") && !strcmp(what, "seal")))) {
+	           ((!strcmp(m, "GET") && (!strcmp(what, "key") || !strcmp(what, "pending-seals"))) ||
+	            (!strcmp(m, "POST") && !strcmp(what, "seal")))) {
 		topic_key_route(w, req, ref, what);
 	} else {
 		/* the key is checked first: an unauthenticated caller learns

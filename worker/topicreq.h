@@ -10,7 +10,7 @@
 #include "proto/reasons.h"
 #include "worker/worker.h"
 
-#define TOPIC_REF_MAX 128 /* a topic id or name */
+#define TOPIC_REF_MAX   128 /* a topic id or name */
 #define TOPIC_REQID_MAX 128
 
 struct topic_req {

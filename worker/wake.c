@@ -13,7 +13,10 @@ struct wake_ctx {
 	int n;
 };
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
 static int wake_cb(const struct presence_view *v, void *arg)
 {
