@@ -21,6 +21,12 @@ void rest_set_error(struct rest_answer *a, int status, const char *error);
  * when the database never answered) */
 void rest_finish(struct worker *w, struct rest_answer *a);
 void rest_reply(struct worker *w, int status, cJSON *body /* consumed */);
+/* The key's topic scopes against the topic ref names (an id or a name),
+ * both its id and its name counting: 0 allowed (also when there is no such
+ * topic: the route answers that), -1 answered (403
+ * api_key_topic_out_of_scope, 503). */
+struct apikey_row;
+int rest_topic_scope(struct worker *w, const struct apikey_row *key, const char *ref);
 void rest_error(struct worker *w, int status, const char *error);
 
 #endif

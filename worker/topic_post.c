@@ -110,10 +110,8 @@ void topic_post_message(struct worker *w, struct http_req *req)
 		rest_error(w, 400, bad);
 		goto out;
 	}
-	if (!apikey_topic_allowed(&key, topic, topic)) {
-		apikey_deny(w, 403, APIKEY_ERR_TOPIC_SCOPE);
+	if (rest_topic_scope(w, &key, topic) != 0)
 		goto out;
-	}
 	if (strlen(nonce) + strlen(ct) > (size_t)w->cfg.max_message_bytes) {
 		rest_error(w, 413, "payload_too_large");
 		goto out;

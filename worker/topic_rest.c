@@ -188,14 +188,12 @@ static void topic_key_route(struct worker *w, struct http_req *req, const char *
 		apikey_deny(w, 403, "api_key_not_member_bound");
 		return;
 	}
-	if (!apikey_topic_allowed(&key, ref, ref)) {
-		apikey_deny(w, 403, APIKEY_ERR_TOPIC_SCOPE);
-		return;
-	}
 	if (!topic_name_ok(ref)) {
 		rest_error(w, 404, "topic_not_found");
 		return;
 	}
+	if (rest_topic_scope(w, &key, ref) != 0)
+		return;
 	struct key_q q = {.w = w, .key = &key, .ref = ref};
 	int r = -1;
 	if (worker_db(w) != 0) {

@@ -145,6 +145,12 @@ def test_rest_post_reaches_members_and_mentions_reach_notifications(broker, mesh
         (403, {"error": "api_key_missing_capability"})
     assert call(b, mesh_wide, "GET", "/v1/topics/posts/key")[0] == 403
     assert call(b, scoped, "GET", "/v1/topics/posts/key") == (403, {"error": "api_key_topic_out_of_scope"})
+    assert call(b, scoped, "GET", f"/v1/topics/{tid}/key") == (403, {"error": "api_key_topic_out_of_scope"})
+    # a scope names the topic by name or by id; either way the path may use the other
+    by_name, by_id = api_key(db, m, am, topics=("posts",)), api_key(db, m, am, topics=(tid,))
+    assert call(b, by_name, "GET", f"/v1/topics/{tid}/key")[0] == 200
+    assert call(b, by_id, "GET", "/v1/topics/posts/key")[0] == 200
+    assert call(b, by_id, "POST", "/v1/messages", {"topic": "posts", "nonce": "x", "ciphertext": "eA=="})[0] == 200
     assert call(b, ka, "POST", "/v1/messages", {"topic": tid})[0] == 400
     assert call(b, ka, "POST", "/v1/messages", {"topic": "nope", "nonce": "x", "ciphertext": "eA=="}) == \
         (404, {"error": "topic_not_found"})
