@@ -25,6 +25,7 @@
 #include "shm/shm.h"
 
 #define ACCEPT_BACKLOG 1024
+#define ACCEPT_DEFAULT_BIND "127.0.0.1" /* BROKER_BIND unset: loopback only */
 #define ACCEPT_BURST 64        /* accepts per poll round, so signals are seen promptly */
 #define ACCEPT_DRAIN_MS 10000  /* after SIGTERM, children get this long before SIGKILL */
 #define ACCEPT_PAUSE_MS 100    /* back-off after EMFILE/ENOMEM/fork failure (no busy loop) */
@@ -54,7 +55,8 @@ struct acceptor {
 
 static const char accept_usage[] =
 	"usage: meshbroker-accept [--help | --version]\n"
-	"  Listens on BROKER_PORT (BROKER_BIND: address, default any; or the socket systemd\n"
+	"  Listens on BROKER_PORT (BROKER_BIND: address, default 127.0.0.1; :: for every\n"
+	"  address; or the socket systemd\n"
 	"  passes with Accept=no) and runs one meshbroker-worker per connection (fd 3,\n"
 	"  LISTEN_FDS=1, REMOTE_ADDR/REMOTE_PORT).  Limits: MAX_CONNECTIONS,\n"
 	"  MAX_CONNECTIONS_PER_SOURCE.  Worker: MESHBROKER_WORKER, default next to this binary.\n"
@@ -162,13 +164,18 @@ static int accept_bind(const struct sockaddr *sa, socklen_t len)
 
 static int accept_listen_own(const struct config *cfg)
 {
+	/* loopback unless told otherwise: a laptop broker is not a LAN service;
+	 * BROKER_BIND=:: listens on every address (dual stack), 0.0.0.0 on every
+	 * IPv4 one */
 	const char *bind_s = getenv("BROKER_BIND");
+	if (!bind_s || !*bind_s)
+		bind_s = ACCEPT_DEFAULT_BIND;
 	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(cfg->broker_port),
 				  .sin6_addr = in6addr_any};
 	struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(cfg->broker_port),
 				 .sin_addr.s_addr = htonl(INADDR_ANY)};
 	int fd;
-	if (bind_s && *bind_s) {
+	{
 		char host[INET6_ADDRSTRLEN + 2];
 		size_t n = strlen(bind_s);
 		if (n >= 2 && bind_s[0] == '[' && bind_s[n - 1] == ']' && n - 2 < sizeof host) {
@@ -183,11 +190,6 @@ static int accept_listen_own(const struct config *cfg)
 			fd = accept_bind((struct sockaddr *)&s4, sizeof s4);
 		else
 			accept_die_usage("BROKER_BIND must be an IPv4 or IPv6 address", bind_s);
-	} else {
-		/* dual stack; a host without IPv6 gets IPv4 only */
-		fd = accept_bind((struct sockaddr *)&s6, sizeof s6);
-		if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL || fd == -EPROTONOSUPPORT)
-			fd = accept_bind((struct sockaddr *)&s4, sizeof s4);
 	}
 	if (fd < 0) {
 		char port[24];

@@ -14,9 +14,9 @@
 #include "keyfile.h"
 #include "proto/apikey.h"
 
-#define APIKEY_LIST_MAX 32      /* topics per key */
+#define APIKEY_LIST_MAX       32 /* topics per key */
 #define APIKEY_TOPIC_NAME_MAX 127
-#define APIKEY_LABEL_MAX 200
+#define APIKEY_LABEL_MAX      200
 
 /* "a,b,c" -> the PostgreSQL array text {"a","b","c"} (each item checked by
  * ok); NULL after a usage line */
@@ -82,9 +82,8 @@ static int apikey_mesh(struct admin_db *c, const char *which, struct mesh_row *m
 
 int apikeycmd_create(int argc, char **argv)
 {
-	static const struct cli_optspec spec[] = {{"caps", 1},   {"topics", 1}, {"expires", 1},
-						  {"member", 1}, {"label", 1},  {"add-to", 1},
-						  {NULL, 0}};
+	static const struct cli_optspec spec[] = {{"caps", 1},  {"topics", 1}, {"expires", 1}, {"member", 1},
+	                                          {"label", 1}, {"add-to", 1}, {NULL, 0}};
 	struct cli_opts o;
 	struct mesh_row m;
 	struct keyfile_peer peer;
@@ -100,8 +99,8 @@ int apikeycmd_create(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1 || !cli_opt(&o, "caps"))
 		return cli_usage_err("usage: meshctl apikey create MESH --caps send,read[,state_write,admin,status] "
-				     "[--topics a,b] [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] "
-				     "[--add-to PEERCONFIG]");
+		                     "[--topics a,b] [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] "
+		                     "[--add-to PEERCONFIG]");
 	if (!(caps = apikey_array(cli_opt(&o, "caps"), "caps", cap_ok)))
 		return CLI_EXIT_USAGE;
 	if (cli_opt(&o, "topics") && !(topics = apikey_array(cli_opt(&o, "topics"), "topics", topic_ok))) {
@@ -157,15 +156,15 @@ int apikeycmd_create(int argc, char **argv)
 	snprintf(secs, sizeof secs, "%lld", expires);
 	id_new(id);
 	struct apikey_admin_row row = {
-		.id = id,
-		.mesh_id = m.id,
-		.issuer_member_id = who ? member : NULL,
-		.label = label,
-		.secret_hash = hash,
-		.prefix = prefix,
-		.capabilities = caps,
-		.topic_scopes = topics,
-		.expires_at = expires ? secs : NULL,
+	    .id = id,
+	    .mesh_id = m.id,
+	    .issuer_member_id = who ? member : NULL,
+	    .label = label,
+	    .secret_hash = hash,
+	    .prefix = prefix,
+	    .capabilities = caps,
+	    .topic_scopes = topics,
+	    .expires_at = expires ? secs : NULL,
 	};
 	if (store_apikey_insert(c, &row) != 0) {
 		admin_db_err(c);
@@ -184,9 +183,10 @@ int apikeycmd_create(int argc, char **argv)
 		fprintf(stderr, "meshctl: the key is saved in %s (\"apiKey\")\n", cli_opt(&o, "add-to"));
 	}
 	printf("%s\n", secret);
-	fprintf(stderr, "meshctl: api key %s (prefix %s) for mesh %s%s%s: caps %s; shown once, only its hash is "
-			"stored\n",
-		id, prefix, m.slug, who ? ", member " : " (mesh-wide)", who ? member : "", cli_opt(&o, "caps"));
+	fprintf(stderr,
+	        "meshctl: api key %s (prefix %s) for mesh %s%s%s: caps %s; shown once, only its hash is "
+	        "stored\n",
+	        id, prefix, m.slug, who ? ", member " : " (mesh-wide)", who ? member : "", cli_opt(&o, "caps"));
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 out:
 	if (have_out)

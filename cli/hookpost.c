@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -20,6 +21,8 @@
 
 #define HOOK_TIMEOUT_MS 5000
 #define HOOK_RESPONSE_MAX (1u << 20)
+#define HOOK_STDIN_MAX (256u * 1024) /* Claude Code's hook JSON is small */
+#define HOOK_STDIN_MS 500            /* how long to wait for it */
 
 struct hook_resp {
 	char *buf; /* the whole response, NUL-terminated */
@@ -48,6 +51,7 @@ static int hook_base(const struct cli_opts *o, struct dial_url *u)
 			if (keyfile_read_peer(path, &cfg) != 0)
 				return CLI_EXIT_FAIL;
 			explicit_bzero(&cfg.key, sizeof cfg.key);
+			explicit_bzero(cfg.api_key, sizeof cfg.api_key);
 		}
 		const char *ws = cli_broker_url(o, cfg.broker);
 		if (dial_parse_url(ws, "ws", u, err, sizeof err) != 0)
@@ -61,17 +65,6 @@ static int hook_base(const struct cli_opts *o, struct dial_url *u)
 	while (n > 0 && u->path[n - 1] == '/')
 		u->path[--n] = 0;
 	return 0;
-}
-
-static char *hook_body(const char *cwd, const char *status, long pid)
-{
-	cJSON *o = cJSON_CreateObject();
-	char *s = NULL;
-	if (o && cJSON_AddStringToObject(o, "cwd", cwd) && cJSON_AddStringToObject(o, "status", status) &&
-	    (pid < 0 || cJSON_AddNumberToObject(o, "pid", (double)pid)))
-		s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	return s;
 }
 
 /* A chunked body: 1 complete (decoded in place when decode), 0 not all
@@ -241,18 +234,90 @@ int hookpost_post(const struct dial_url *u, const char *path, const char *extra_
 	return 0;
 }
 
+/* Claude Code hands a hook its event as JSON on stdin ({session_id, cwd,
+ * hook_event_name, ...}).  Read it when stdin is not a terminal and something
+ * arrives soon; NULL otherwise (a hook run by hand, or stdin left open). */
+static cJSON *hook_stdin_json(void)
+{
+	if (isatty(STDIN_FILENO))
+		return NULL;
+	size_t cap = HOOK_STDIN_MAX, len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf)
+		return NULL;
+	int64_t deadline = mono_ms() + HOOK_STDIN_MS;
+	for (;;) {
+		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+		int left = dial_ms_left(deadline);
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			break;
+		ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == cap)
+			break;
+	}
+	buf[len] = 0;
+	cJSON *o = len ? cJSON_ParseWithLength(buf, len) : NULL;
+	free(buf);
+	if (o && !cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static char *hook_body(const char *cwd, const char *status, long pid, const char *session_id)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *s = NULL;
+	if (o && cJSON_AddStringToObject(o, "cwd", cwd) && cJSON_AddStringToObject(o, "status", status) &&
+	    (pid < 0 || cJSON_AddNumberToObject(o, "pid", (double)pid)) &&
+	    (!session_id || cJSON_AddStringToObject(o, "session_id", session_id)))
+		s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+/* The API key: MESHBROKER_API_KEY, else the peer config's "apiKey".  "" when
+ * none; -1 after an error line. */
+static int hook_key(const struct cli_opts *o, char *key, size_t cap)
+{
+	const char *env = getenv("MESHBROKER_API_KEY");
+	key[0] = 0;
+	if (env && *env) {
+		if (str_copy(key, cap, env) != 0)
+			return cli_err("MESHBROKER_API_KEY is too long"), -1;
+	} else {
+		const char *path = cli_config_path(o);
+		if (path) {
+			struct keyfile_peer cfg;
+			if (keyfile_read_peer(path, &cfg) != 0)
+				return -1;
+			snprintf(key, cap, "%s", cfg.api_key);
+			explicit_bzero(&cfg, sizeof cfg);
+		}
+	}
+	for (const char *k = key; *k; k++)
+		if ((unsigned char)*k <= 0x20 || *k == 0x7f)
+			return cli_err("the API key holds spaces or control characters"), -1;
+	return 0;
+}
+
+/* A hook must never fail the user's prompt: whatever goes wrong past the
+ * usage check is one line on stderr and exit 0. */
 int hookpost_run(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"cwd", 1}, {"pid", 1}, {"url", 1}, {NULL, 0}};
 	struct cli_opts o;
 	struct dial_url u;
-	struct hook_resp r = {0};
-	char cwd[4097], err[256], auth[600] = "";
+	struct hookpost_resp r = {0};
+	char cwd[4097], err[256], key[160], auth[256] = "", sid[129] = "";
 	/* No pid unless asked: a hook runs under a shell started by Claude Code,
 	 * whose pid is not the peer's, and the broker then matches the newest
 	 * live presence in this cwd (docs/protocol.md §4.3). */
 	long pid = -1;
-	int rc = CLI_EXIT_FAIL;
 
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)
 		return CLI_EXIT_USAGE;
@@ -262,63 +327,51 @@ int hookpost_run(int argc, char **argv)
 				     "[--url http://HOST:PORT]");
 	if (cli_opt(&o, "pid") && cli_parse_uint(cli_opt(&o, "pid"), INT32_MAX, &pid) != 0)
 		return cli_usage_err("--pid must be an integer 0..%d", INT32_MAX);
+	cJSON *in = hook_stdin_json();
+	const cJSON *in_cwd = cJSON_GetObjectItemCaseSensitive(in, "cwd");
+	const cJSON *in_sid = cJSON_GetObjectItemCaseSensitive(in, "session_id");
+	if (cJSON_IsString(in_sid))
+		snprintf(sid, sizeof sid, "%s", in_sid->valuestring);
 	if (cli_opt(&o, "cwd")) {
-		if (str_copy(cwd, sizeof cwd, cli_opt(&o, "cwd")) != 0 || !cwd[0])
+		if (str_copy(cwd, sizeof cwd, cli_opt(&o, "cwd")) != 0 || !cwd[0]) {
+			cJSON_Delete(in);
 			return cli_usage_err("--cwd must be 1-4096 bytes");
+		}
+	} else if (cJSON_IsString(in_cwd) && in_cwd->valuestring[0] &&
+		   str_copy(cwd, sizeof cwd, in_cwd->valuestring) == 0) {
+		/* the session's directory, as Claude Code reports it */
 	} else if (!getcwd(cwd, sizeof cwd)) {
-		return cli_err("getcwd: %s (give --cwd DIR)", strerror(errno));
+		cJSON_Delete(in);
+		cli_err("hook: getcwd: %s (give --cwd DIR)", strerror(errno));
+		return 0;
 	}
-	if ((rc = hook_base(&o, &u)) != 0)
-		return rc;
-	rc = CLI_EXIT_FAIL;
-	/* an API key limits the match to its mesh (docs/protocol.md §4.3); never argv */
-	const char *key = getenv("MESHBROKER_API_KEY");
-	if (key && *key) {
-		for (const char *k = key; *k; k++)
-			if ((unsigned char)*k <= 0x20 || *k == 0x7f)
-				return cli_err("MESHBROKER_API_KEY holds spaces or control characters");
-		if (snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key) >= (int)sizeof auth)
-			return cli_err("MESHBROKER_API_KEY is too long");
+	cJSON_Delete(in);
+	if (hook_base(&o, &u) != 0 || hook_key(&o, key, sizeof key) != 0)
+		return 0;
+	if (key[0])
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key);
+	explicit_bzero(key, sizeof key);
+	char *body = hook_body(cwd, o.pos[0], pid, sid[0] ? sid : NULL);
+	if (!body) {
+		explicit_bzero(auth, sizeof auth);
+		cli_err("hook: out of memory");
+		return 0;
 	}
-	char *body = hook_body(cwd, o.pos[0], pid);
-	if (!body)
-		return cli_err("out of memory");
-	size_t blen = strlen(body);
-	size_t cap = blen + strlen(u.path) + strlen(u.authority) + strlen(auth) + 512;
-	char *req = malloc(cap);
-	if (!req) {
-		free(body);
-		return cli_err("out of memory");
-	}
-	int n = snprintf(req, cap,
-			 "POST %s/hook/set-status HTTP/1.1\r\n"
-			 "Host: %s\r\n"
-			 "User-Agent: meshctl\r\n"
-			 "Content-Type: application/json\r\n"
-			 "Content-Length: %zu\r\n"
-			 "%s"
-			 "Connection: close\r\n"
-			 "\r\n"
-			 "%s",
-			 u.path, u.authority, blen, auth, body);
+	int sent = hookpost_post(&u, "/hook/set-status", auth, body, &r, err, sizeof err);
 	explicit_bzero(auth, sizeof auth);
 	free(body);
-	if (hook_exchange(&u, req, (size_t)n, &r, err, sizeof err) != 0) {
-		cli_err("hook: http://%s: %s", u.authority, err);
-	} else {
-		fwrite(r.body, 1, r.body_len, stdout);
-		if (r.body_len == 0 || r.body[r.body_len - 1] != '\n')
-			putchar('\n');
-		fflush(stdout);
-		if (r.status >= 200 && r.status < 300) {
-			rc = 0;
-		} else {
-			size_t show = r.body_len > 200 ? 200 : r.body_len;
-			cli_err("hook failed: HTTP %d %.*s", r.status, (int)show, r.body);
-		}
+	if (sent != 0) {
+		cli_err("hook: broker not reached at http://%s (%s); status not reported", u.authority, err);
+		return 0;
 	}
-	explicit_bzero(req, (size_t)n);
-	free(req);
+	fwrite(r.body, 1, r.body_len, stdout);
+	if (r.body_len == 0 || r.body[r.body_len - 1] != '\n')
+		putchar('\n');
+	fflush(stdout);
+	if (r.status < 200 || r.status >= 300) {
+		size_t show = r.body_len > 200 ? 200 : r.body_len;
+		cli_err("hook: HTTP %d %.*s", r.status, (int)show, r.body);
+	}
 	free(r.buf);
-	return rc;
+	return 0;
 }

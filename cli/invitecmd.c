@@ -21,9 +21,9 @@
 #include "proto/invite.h"
 
 #define INVITE_DEFAULT_EXPIRES (24LL * 3600)
-#define INVITE_MAX_EXPIRES (366LL * 24 * 3600)
-#define INVITE_MAX_USES 1000000
-#define JOIN_NAME_MAX 127
+#define INVITE_MAX_EXPIRES     (366LL * 24 * 3600)
+#define INVITE_MAX_USES        1000000
+#define JOIN_NAME_MAX          127
 
 int invitecmd_parse_duration(const char *s, long long *secs)
 {
@@ -69,7 +69,7 @@ static int invite_mesh(struct admin_db *c, const char *which, struct mesh_row *m
 int invitecmd_create(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {
-		{"role", 1}, {"max-uses", 1}, {"expires", 1}, {"owner-key", 1}, {NULL, 0}};
+	    {"role", 1}, {"max-uses", 1}, {"expires", 1}, {"owner-key", 1}, {NULL, 0}};
 	struct cli_opts o;
 	long max_uses = 1;
 	long long expires = INVITE_DEFAULT_EXPIRES;
@@ -85,7 +85,7 @@ int invitecmd_create(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1)
 		return cli_usage_err("usage: meshctl invite create MESH [--role member|admin] [--max-uses N] "
-				     "[--expires 24h] [--owner-key KEYFILE]");
+		                     "[--expires 24h] [--owner-key KEYFILE]");
 	if (cli_opt(&o, "role")) {
 		role = cli_opt(&o, "role");
 		if (strcmp(role, "member") && strcmp(role, "admin"))
@@ -118,13 +118,13 @@ int invitecmd_create(int argc, char **argv)
 	randombytes_buf(raw, sizeof raw);
 	sodium_bin2base64(root_key, sizeof root_key, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	struct invite iv = {
-		.mesh_id = m.id,
-		.mesh_slug = m.slug,
-		.broker_url = cli_broker_url(&o, NULL),
-		.mesh_root_key = root_key,
-		.role = role,
-		.owner_pubkey = m.owner_pubkey,
-		.expires_at = now_ms() / 1000 + expires,
+	    .mesh_id = m.id,
+	    .mesh_slug = m.slug,
+	    .broker_url = cli_broker_url(&o, NULL),
+	    .mesh_root_key = root_key,
+	    .role = role,
+	    .owner_pubkey = m.owner_pubkey,
+	    .expires_at = now_ms() / 1000 + expires,
 	};
 	if (invite_sign(&iv, k.sk, sig) != 0) {
 		cli_err("out of memory");
@@ -147,7 +147,7 @@ int invitecmd_create(int argc, char **argv)
 	}
 	printf("%s\nic://join/%s\n", token, token);
 	fprintf(stderr, "meshctl: invite %s to mesh %s: role %s, %ld use%s, expires in %llds\n", id, m.slug, role,
-		max_uses, max_uses == 1 ? "" : "s", expires);
+	        max_uses, max_uses == 1 ? "" : "s", expires);
 	free(token);
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 out:
@@ -160,10 +160,10 @@ out:
 static void invite_print(void *arg, const struct invite_row *r)
 {
 	(void)arg;
-	const char *state = r->revoked			     ? "revoked"
-			    : r->expired		     ? "expired"
-			    : r->used_count >= r->max_uses ? "exhausted"
-							     : "live";
+	const char *state = r->revoked                     ? "revoked"
+	                    : r->expired                   ? "expired"
+	                    : r->used_count >= r->max_uses ? "exhausted"
+	                                                   : "live";
 	printf("%s\t%s\t%s\t%ld/%ld\texpires %s\ttoken %.12s…\n", r->id, state, r->role, r->used_count, r->max_uses,
 	       r->expires_at, r->token);
 }
@@ -234,8 +234,7 @@ static const char *join_token_of(const char *link)
 
 /* the http base for the broker's /join: --broker > MESHBROKER_URL > the
  * invite's broker_url */
-static int join_base(const struct cli_opts *o, const char *invite_broker, struct dial_url *u, char *ws,
-		     size_t wscap)
+static int join_base(const struct cli_opts *o, const char *invite_broker, struct dial_url *u, char *ws, size_t wscap)
 {
 	char err[256];
 	const char *url = cli_opt(o, "broker");
@@ -333,7 +332,7 @@ int invitecmd_join(int argc, char **argv)
 	if (!cJSON_IsTrue(okv) || !cJSON_IsString(mid)) {
 		const cJSON *e = cJSON_GetObjectItemCaseSensitive(ans, "error");
 		cli_err("join refused: HTTP %d %s", resp.status,
-			cJSON_IsString(e) ? e->valuestring : "(no JSON error in the answer)");
+		        cJSON_IsString(e) ? e->valuestring : "(no JSON error in the answer)");
 		goto done;
 	}
 	if (str_copy(peer.member_id, sizeof peer.member_id, mid->valuestring) != 0 ||
@@ -357,7 +356,7 @@ int invitecmd_join(int argc, char **argv)
 	have_out = 0;
 	printf("%s\n", peer.member_id);
 	fprintf(stderr, "meshctl: joined mesh %s as %s (member %s); peer config %s\n", iv.mesh_slug, name,
-		peer.member_id, out_path);
+	        peer.member_id, out_path);
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 done:
 	if (have_out)

@@ -88,8 +88,12 @@ static void main_usage(FILE *f)
 	      "topic key (version 2), history and tail print messages with \"text\", and tail\n"
 	      "re-seals the key for members still waiting for a copy while it runs.\n"
 	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; without\n"
-	      "--pid the broker matches the newest peer in that cwd; MESHBROKER_API_KEY, when\n"
-	      "set, is sent as Bearer.\n"
+	      "--pid the broker matches the newest peer in that cwd; the API key sent as Bearer\n"
+	      "is MESHBROKER_API_KEY, else the peer config's \"apiKey\".  Claude Code's hook JSON\n"
+	      "on stdin gives cwd and session_id.  hook exits 0 whenever its usage was right:\n"
+	      "a hook never fails the prompt (problems are one line on stderr).\n"
+	      "invite create signs with the mesh owner's key file (default ./SLUG.owner.key);\n"
+	      "join needs no DATABASE_URL.  apikey create prints the secret once.\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.\n",
 	      f);

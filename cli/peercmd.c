@@ -574,6 +574,7 @@ static void peercmd_cleanup(struct peer *p)
 {
 	wsclient_free(p->ws);
 	sodium_memzero(&p->cfg.key, sizeof p->cfg.key);
+	sodium_memzero(p->cfg.api_key, sizeof p->cfg.api_key);
 	free(p->line);
 	free(p->send_frame);
 }

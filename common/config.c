@@ -82,6 +82,13 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	/* an explicit switch, never a default: 0 or 1 */
+	const char *hl = getenv("HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED");
+	if (hl && *hl && strcmp(hl, "0") != 0 && strcmp(hl, "1") != 0) {
+		snprintf(err, errlen, "HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED must be 0 or 1");
+		return -1;
+	}
+	c->hook_allow_loopback_unauthenticated = hl && strcmp(hl, "1") == 0;
 	c->status_jsonl_dir = getenv("STATUS_JSONL_DIR");
 	if (c->status_jsonl_dir && !*c->status_jsonl_dir)
 		c->status_jsonl_dir = NULL;

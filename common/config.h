@@ -27,6 +27,7 @@ struct config {
 	int pong_timeout_seconds;    /* PONG_TIMEOUT_SECONDS 75 */
 	int send_rate_per_min;       /* SEND_RATE_LIMIT_PER_MIN 60 */
 	int send_rate_burst;         /* SEND_RATE_BURST 10 */
+	int hook_allow_loopback_unauthenticated; /* HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED 0|1, default 0 */
 };
 
 /* need_db: DATABASE_URL must be set and valid. 0 ok, -1 with err filled. */

@@ -79,6 +79,7 @@ static const char hello_member_sql[] =
 	"SELECT m.id, m.display_name, m.revoked_at IS NOT NULL, ms.archived_at IS NOT NULL, ms.max_peers, "
 	"  (SELECT ps.status FROM mesh.pending_status ps WHERE ps.pid = $3::int AND ps.cwd = $4 "
 	"   AND ps.expires_at > clock_timestamp() AND (ps.mesh_id IS NULL OR ps.mesh_id = $1) "
+	"   AND (ps.member_id IS NULL OR ps.member_id = m.id) "
 	"   ORDER BY ps.created_at DESC, ps.id DESC LIMIT 1) "
 	"FROM mesh.member m JOIN mesh.mesh ms ON ms.id = m.mesh_id "
 	"WHERE m.mesh_id = $1 AND m.peer_pubkey = $2";
@@ -166,18 +167,18 @@ static void done_adapter(void *arg, const PGresult *res, const char *err)
 }
 
 int store_pending_status_put(struct db *d, int64_t pid, const char *cwd, const char *status, int secs,
-			     store_done_cb cb, void *arg)
+			     const char *mesh_id, const char *member_id, store_done_cb cb, void *arg)
 {
 	char pidbuf[24], secbuf[16];
 	snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid);
 	snprintf(secbuf, sizeof secbuf, "%d", secs);
-	const char *p[] = {pidbuf, cwd, status, secbuf};
+	const char *p[] = {pidbuf, cwd, status, secbuf, mesh_id, member_id};
 	return send_call(d,
 			 "WITH gc AS (DELETE FROM mesh.pending_status WHERE expires_at < clock_timestamp() - interval "
 			 "'1 minute') "
-			 "INSERT INTO mesh.pending_status (pid, cwd, status, expires_at) "
-			 "VALUES ($1::int, $2, $3, clock_timestamp() + make_interval(secs => $4::int))",
-			 4, p, done_adapter, (struct call){.cb.done = cb, .arg = arg});
+			 "INSERT INTO mesh.pending_status (pid, cwd, status, expires_at, mesh_id, member_id) "
+			 "VALUES ($1::int, $2, $3, clock_timestamp() + make_interval(secs => $4::int), $5, $6)",
+			 6, p, done_adapter, (struct call){.cb.done = cb, .arg = arg});
 }
 
 /* ---- audit ---- */

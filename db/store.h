@@ -41,9 +41,11 @@ int store_presence_disconnect(struct db *d, const char *presence_id);
 /* ---- pending hook statuses (mesh.pending_status) ---- */
 int store_pending_status_delete(struct db *d, int pid, const char *cwd);
 typedef void (*store_done_cb)(void *arg, const char *err);
-/* stash status for (pid, cwd) for secs seconds; old rows are collected on the way */
+/* stash status for (pid, cwd) for secs seconds, for any peer (mesh_id and
+ * member_id NULL) or only a peer of mesh_id (and of member_id when not NULL);
+ * old rows are collected on the way */
 int store_pending_status_put(struct db *d, int64_t pid, const char *cwd, const char *status, int secs,
-			     store_done_cb cb, void *arg);
+			     const char *mesh_id, const char *member_id, store_done_cb cb, void *arg);
 
 /* ---- audit (metadata only) ---- */
 int store_audit_append(struct db *d, const char *mesh_id, const char *event, const char *actor,

@@ -10,7 +10,7 @@
 
 #define APIKEY_SECRET_MAX 64 /* "cm_" + 43 b64url chars = 46; room for junk detection */
 #define APIKEY_PREFIX_LEN 11
-#define APIKEY_HASH_HEX 65 /* 64 hex + NUL */
+#define APIKEY_HASH_HEX   65 /* 64 hex + NUL */
 
 /* capability bits */
 enum {

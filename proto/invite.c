@@ -45,11 +45,11 @@ int invite_fields(const cJSON *obj, struct invite *out)
 char *invite_signed_string(const struct invite *iv)
 {
 	size_t n = strlen(iv->mesh_id) + strlen(iv->mesh_slug) + strlen(iv->broker_url) + strlen(iv->mesh_root_key) +
-		   strlen(iv->role) + strlen(iv->owner_pubkey) + 64;
+	           strlen(iv->role) + strlen(iv->owner_pubkey) + 64;
 	char *s = malloc(n);
 	if (s)
 		snprintf(s, n, "1|%s|%s|%s|%lld|%s|%s|%s", iv->mesh_id, iv->mesh_slug, iv->broker_url,
-			 (long long)iv->expires_at, iv->mesh_root_key, iv->role, iv->owner_pubkey);
+		         (long long)iv->expires_at, iv->mesh_root_key, iv->role, iv->owner_pubkey);
 	return s;
 }
 
@@ -121,7 +121,7 @@ cJSON *invite_token_decode(const char *token)
 	if (!buf)
 		return NULL;
 	if (sodium_base642bin(buf, n / 4 * 3 + 3, token, n, NULL, &len, NULL,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
+	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
 		free(buf);
 		return NULL;
 	}

@@ -24,12 +24,15 @@ stop_pg() { [ "$embedded" = 1 ] && bash scripts/pg.sh stop "$var/pg" || true; }
 
 export MESHBROKER_RUNTIME_DIR=${MESHBROKER_RUNTIME_DIR:-$var/run}
 export BROKER_PORT=$port
+# a laptop: Claude Code hooks on this machine may set status without an API
+# key (from loopback only; the broker refuses it from any other address)
+export HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=${HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED:-1}
 "$bin/meshbroker-accept" &
 acc=$!
 stopping=0
 trap 'stopping=1; kill -TERM $acc 2>/dev/null || true' INT TERM
-bind=${BROKER_BIND:-}
-where=${bind:-every address}
+bind=${BROKER_BIND:-127.0.0.1}   # the acceptor's default too
+case $bind in :: | "[::]" | 0.0.0.0) where="every address ($bind)" ;; *) where=$bind ;; esac
 # where to reach it: loopback unless it listens on one address only
 host=${bind#[}; host=${host%]}
 case $host in "" | 0.0.0.0 | ::) host=127.0.0.1 ;; esac
@@ -93,6 +96,7 @@ if [ "$up" = 1 ]; then
   cat <<MSG
 
 meshbroker is up, listening on $where port $port: ws://$urlhost:$port/ws   (health: http://$urlhost:$port/health, metrics: /metrics)
+$([ "$HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED" = 1 ] && echo "Hooks from this machine need no API key (HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=1); BROKER_BIND=:: listens on every address.")
 
 Connect two peers (in another terminal, from $root):
   export DATABASE_URL='$DATABASE_URL'

@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "worker/skel.h"
 
-#define APIKEY_TIMEOUT_MS 5000
+#define APIKEY_TIMEOUT_MS    5000
 #define APIKEY_DB_TIMEOUT_MS 3000
 
 struct lookup {
@@ -99,8 +99,7 @@ void apikey_deny(struct worker *w, int status, const char *error)
 	cJSON_Delete(o);
 }
 
-int apikey_authorize(struct worker *w, const struct http_req *req, const char *capability,
-		     struct apikey_row *out)
+int apikey_authorize(struct worker *w, const struct http_req *req, const char *capability, struct apikey_row *out)
 {
 	switch (apikey_check(w, req, out)) {
 	case APIKEY_OK:

@@ -23,9 +23,9 @@
 #include "worker/worker.h"
 
 /* the error strings of §5.3 */
-#define APIKEY_ERR_MISSING "api_key_missing"
-#define APIKEY_ERR_INVALID "api_key_invalid"
-#define APIKEY_ERR_CAPABILITY "api_key_missing_capability"
+#define APIKEY_ERR_MISSING     "api_key_missing"
+#define APIKEY_ERR_INVALID     "api_key_invalid"
+#define APIKEY_ERR_CAPABILITY  "api_key_missing_capability"
 #define APIKEY_ERR_TOPIC_SCOPE "api_key_topic_out_of_scope"
 
 enum apikey_status {
@@ -45,8 +45,7 @@ enum apikey_status apikey_check(struct worker *w, const struct http_req *req, st
  * written — 401 {"error":"api_key_missing"|"api_key_invalid"}, 403
  * {"error":"api_key_missing_capability"}, 503 when the database is down — and
  * it returns -1. */
-int apikey_authorize(struct worker *w, const struct http_req *req, const char *capability,
-		     struct apikey_row *out);
+int apikey_authorize(struct worker *w, const struct http_req *req, const char *capability, struct apikey_row *out);
 
 /* 1 when the key has one of the '|'-separated capabilities (NULL: any) */
 int apikey_has_capability(const struct apikey_row *k, const char *capability);

@@ -1,7 +1,22 @@
-/* hook — POST /hook/set-status: validate, rate-limit per "<pid>:<cwd>" with a
- * token bucket shared in shm, find the live presence by (pid, cwd) or the
- * newest by cwd, and ask its owner worker to apply the status over its Unix
- * socket; no match → mesh.pending_status for 10 s. */
+/* hook — POST /hook/set-status (docs/protocol.md §4.3): authenticate, rate-
+ * limit with token buckets shared in shm, validate, find the live presence by
+ * (pid, cwd) or the newest by cwd — only among the key's mesh (and member) —
+ * and ask its owner worker to apply the status over its Unix socket; no
+ * match → mesh.pending_status for 10 s.
+ *
+ * Who may: a Bearer API key with capability status or send.  Without a key
+ * the request is refused (401) unless the broker runs with
+ * HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=1 and the connection comes from a
+ * loopback address without a browser's Origin header nor a proxy's
+ * forwarding header (the laptop mode, where
+ * any local process may set any local peer's status).
+ *
+ * Budgets: a key's requests share one bucket (HOOK_RATE_LIMIT_PER_MIN); in
+ * the laptop mode the source address has a bucket HOOK_SOURCE_FACTOR times as
+ * large (every local session comes from 127.0.0.1), and each "<pid>:<cwd>"
+ * keeps its own HOOK_RATE_LIMIT_PER_MIN as before.  A client-chosen pid never
+ * buys a fresh budget.  No answer carries Access-Control-Allow-Origin (only
+ * the 413 sent before the body is read, which holds nothing). */
 #include "worker/hook.h"
 
 #include <stdio.h>
@@ -11,18 +26,21 @@
 #include "db/store.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/apikey.h"
 #include "worker/skel.h"
+#include "worker/source.h"
 #include "worker/status.h"
 #include "worker/uds.h"
 
 #define HOOK_TIMEOUT_MS 5000
 #define PENDING_SECONDS 10
 #define HOOK_DB_TIMEOUT_MS 3000
+#define HOOK_SOURCE_FACTOR 4 /* laptop mode: one source address serves many sessions */
 
 static void hook_reply(struct worker *w, int status, cJSON *body /* consumed */)
 {
 	char *s = cJSON_PrintUnformatted(body);
-	http_respond(w->fd, status, "application/json", NULL, s, strlen(s), HOOK_TIMEOUT_MS);
+	http_respond_private(w->fd, status, "application/json", s, strlen(s), HOOK_TIMEOUT_MS);
 	free(s);
 	cJSON_Delete(body);
 }
@@ -39,12 +57,15 @@ void hook_too_large(struct worker *w)
 {
 	if (worker_shm(w) == 0)
 		counter_add(w->shm, C_HOOK_REQUESTS, 1);
-	hook_fail(w, 413, "payload too large");
+	/* nothing was read: the generic answer, as every route's 413 */
+	static const char body[] = "{\"ok\":false,\"error\":\"payload too large\"}";
+	http_respond(w->fd, 413, "application/json", NULL, body, sizeof body - 1, HOOK_TIMEOUT_MS);
 }
 
 struct match {
 	int64_t pid; /* -1: match by cwd alone */
 	const char *cwd;
+	const char *mesh_id, *member_id; /* the key's scope; NULL: any */
 	struct presence_view best;
 	int found;
 };
@@ -53,6 +74,9 @@ static int match_cb(const struct presence_view *v, void *arg)
 {
 	struct match *m = arg;
 	if (strcmp(v->info.cwd, m->cwd) != 0 || (m->pid >= 0 && v->info.pid != m->pid))
+		return 0;
+	if ((m->mesh_id && strcmp(v->info.mesh_id, m->mesh_id) != 0) ||
+	    (m->member_id && strcmp(v->info.member_id, m->member_id) != 0))
 		return 0;
 	if (!m->found || v->info.connected_ms > m->best.info.connected_ms) {
 		m->best = *v;
@@ -74,6 +98,44 @@ static void pend_cb(void *arg, const char *err)
 		log_warn("hook: pending status not stored", "error", err);
 }
 
+/* who is asking: 0 with *key filled (have_key 1) or the laptop mode
+ * (have_key 0); -1 when refused (answered) */
+static int hook_auth(struct worker *w, const struct http_req *req, struct apikey_row *key, int *have_key,
+		     char *src, size_t srccap)
+{
+	source_of(w->fd, w->remote_addr, src, srccap);
+	*have_key = 0;
+	switch (apikey_check(w, req, key)) {
+	case APIKEY_OK:
+		if (!apikey_has_capability(key, "status|send")) {
+			hook_fail(w, 403, APIKEY_ERR_CAPABILITY);
+			return -1;
+		}
+		*have_key = 1;
+		return 0;
+	case APIKEY_MISSING:
+		if (source_may_skip_key(w->cfg.hook_allow_loopback_unauthenticated, src, req->origin,
+					req->forwarded))
+			return 0;
+		hook_fail(w, 401, APIKEY_ERR_MISSING);
+		return -1;
+	case APIKEY_INVALID:
+		log_info("hook refused", "reason", APIKEY_ERR_INVALID, "remote", src);
+		hook_fail(w, 401, APIKEY_ERR_INVALID);
+		return -1;
+	default:
+		hook_fail(w, 503, "database unavailable");
+		return -1;
+	}
+}
+
+static int hook_limited(struct worker *w)
+{
+	counter_add(w->shm, C_HOOK_RATE_LIMITED, 1);
+	hook_fail(w, 429, "rate limited");
+	return 1;
+}
+
 void hook_set_status(struct worker *w, struct http_req *req)
 {
 	if (worker_shm(w) != 0) {
@@ -81,6 +143,22 @@ void hook_set_status(struct worker *w, struct http_req *req)
 		return;
 	}
 	counter_add(w->shm, C_HOOK_REQUESTS, 1);
+	struct apikey_row key;
+	char src[SOURCE_ADDR_MAX], bkey[128];
+	int have_key;
+	if (hook_auth(w, req, &key, &have_key, src, sizeof src) != 0)
+		return;
+	/* the credential's budget (or the source's), before anything else is read */
+	double per_min = w->cfg.hook_rate_limit_per_min;
+	if (have_key)
+		snprintf(bkey, sizeof bkey, "hook:key:%s", key.id);
+	else
+		snprintf(bkey, sizeof bkey, "hook:src:%s", src);
+	double cap = have_key ? per_min : per_min * HOOK_SOURCE_FACTOR;
+	if (!bucket_take(w->shm, bkey, cap, cap, now_ms())) {
+		hook_limited(w);
+		return;
+	}
 	cJSON *body = cJSON_ParseWithLength(req->body, req->body_len);
 	if (!body || !cJSON_IsObject(body)) {
 		cJSON_Delete(body);
@@ -117,21 +195,24 @@ void hook_set_status(struct worker *w, struct http_req *req)
 		hook_fail(w, 413, "payload too large");
 		return;
 	}
-	/* token bucket per "<pid or 0>:<cwd>", shared by every worker */
-	size_t klen = strlen(cwd) + 40;
-	char *key = malloc(klen);
-	if (!key)
-		log_fatal("out of memory");
-	snprintf(key, klen, "hook:%lld:%s", (long long)(pid < 0 ? 0 : pid), cwd);
-	int allowed = bucket_take(w->shm, key, w->cfg.hook_rate_limit_per_min, w->cfg.hook_rate_limit_per_min, now_ms());
-	free(key);
-	if (!allowed) {
-		counter_add(w->shm, C_HOOK_RATE_LIMITED, 1);
-		cJSON_Delete(body);
-		hook_fail(w, 429, "rate limited");
-		return;
+	if (!have_key) {
+		/* laptop mode: each "<pid or 0>:<cwd>" keeps its own budget too */
+		size_t klen = strlen(cwd) + 40;
+		char *pk = malloc(klen);
+		if (!pk)
+			log_fatal("out of memory");
+		snprintf(pk, klen, "hook:%lld:%s", (long long)(pid < 0 ? 0 : pid), cwd);
+		int allowed = bucket_take(w->shm, pk, per_min, per_min, now_ms());
+		free(pk);
+		if (!allowed) {
+			cJSON_Delete(body);
+			hook_limited(w);
+			return;
+		}
 	}
-	struct match m = {.pid = pid, .cwd = cwd};
+	const char *mesh_id = have_key ? key.mesh_id : NULL;
+	const char *member_id = have_key && key.member_id[0] ? key.member_id : NULL;
+	struct match m = {.pid = pid, .cwd = cwd, .mesh_id = mesh_id, .member_id = member_id};
 	presence_foreach(w->shm, NULL, match_cb, &m);
 	if (m.found && uds_request_status(w, m.best.slot, m.best.gen, status, SRC_HOOK) == 0) {
 		cJSON *o = cJSON_CreateObject();
@@ -144,8 +225,8 @@ void hook_set_status(struct worker *w, struct http_req *req)
 	/* nobody to tell yet: stash it for a peer that connects soon */
 	struct pend pd = {0};
 	if (worker_db(w) == 0 &&
-	    store_pending_status_put(w->db, pid < 0 ? 0 : pid, cwd, status_str(status), PENDING_SECONDS, pend_cb,
-				     &pd) == 0)
+	    store_pending_status_put(w->db, pid < 0 ? 0 : pid, cwd, status_str(status), PENDING_SECONDS, mesh_id,
+				     member_id, pend_cb, &pd) == 0)
 		db_drain_sync(w->db, HOOK_DB_TIMEOUT_MS);
 	cJSON_Delete(body);
 	if (!pd.ok) {

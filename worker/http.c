@@ -37,6 +37,11 @@ static char *header_slot(struct http_req *r, const char *name)
 		{"sec-websocket-version", offsetof(struct http_req, ws_version)},
 		{"authorization", offsetof(struct http_req, authorization)},
 		{"content-type", offsetof(struct http_req, content_type)},
+		{"origin", offsetof(struct http_req, origin)},
+		/* any of these: a proxy forwarded the request (its source is not ours) */
+		{"forwarded", offsetof(struct http_req, forwarded)},
+		{"x-forwarded-for", offsetof(struct http_req, forwarded)},
+		{"x-real-ip", offsetof(struct http_req, forwarded)},
 	};
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (strcasecmp(name, known[i].name) == 0)
@@ -254,6 +259,7 @@ enum http_read_result http_read_request(int fd, struct http_req *req, size_t max
 
 void http_req_free(struct http_req *req)
 {
+	explicit_bzero(req->authorization, sizeof req->authorization); /* an API key */
 	free(req->body);
 	free(req->extra);
 	req->body = NULL;
@@ -304,20 +310,23 @@ int http_write_all(int fd, const void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
-int http_respond(int fd, int status, const char *content_type, const char *extra_headers,
-		 const char *body, size_t body_len, int timeout_ms)
+#define HTTP_CORS                                                                                          \
+	"Access-Control-Allow-Origin: *\r\n"                                                               \
+	"Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"                                             \
+	"Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
+
+static int respond(int fd, int status, int cors, const char *content_type, const char *extra_headers,
+		   const char *body, size_t body_len, int timeout_ms)
 {
 	char head[1024];
 	int n = snprintf(head, sizeof head,
 			 "HTTP/1.1 %d %s\r\n"
-			 "Access-Control-Allow-Origin: *\r\n"
-			 "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
-			 "Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
+			 "%s"
 			 "%s%s%s"
 			 "Content-Length: %zu\r\n"
 			 "Connection: close\r\n"
 			 "%s\r\n",
-			 status, http_reason(status), content_type ? "Content-Type: " : "",
+			 status, http_reason(status), cors ? HTTP_CORS : "", content_type ? "Content-Type: " : "",
 			 content_type ? content_type : "", content_type ? "\r\n" : "", body_len,
 			 extra_headers ? extra_headers : "");
 	if (n < 0 || (size_t)n >= sizeof head)
@@ -325,6 +334,18 @@ int http_respond(int fd, int status, const char *content_type, const char *extra
 	if (http_write_all(fd, head, (size_t)n, timeout_ms) != 0)
 		return -1;
 	return body_len ? http_write_all(fd, body, body_len, timeout_ms) : 0;
+}
+
+int http_respond(int fd, int status, const char *content_type, const char *extra_headers,
+		 const char *body, size_t body_len, int timeout_ms)
+{
+	return respond(fd, status, 1, content_type, extra_headers, body, body_len, timeout_ms);
+}
+
+int http_respond_private(int fd, int status, const char *content_type, const char *body, size_t body_len,
+			 int timeout_ms)
+{
+	return respond(fd, status, 0, content_type, NULL, body, body_len, timeout_ms);
 }
 
 int http_respond_error(int fd, int status, const char *msg, int timeout_ms)

@@ -21,12 +21,12 @@
 #include "worker/audit.h"
 #include "worker/skel.h"
 
-#define JOIN_TIMEOUT_MS 5000
+#define JOIN_TIMEOUT_MS    5000
 #define JOIN_DB_TIMEOUT_MS 5000
-#define JOIN_NAME_MAX 127 /* display names fit the presence table */
+#define JOIN_NAME_MAX      127 /* display names fit the presence table */
 
 #define JOIN_ERR_REQUIRED "invite_token, invite_payload, peer_pubkey, display_name required"
-#define JOIN_ERR_PUBKEY "peer_pubkey must be 64 hex chars (32 bytes)"
+#define JOIN_ERR_PUBKEY   "peer_pubkey must be 64 hex chars (32 bytes)"
 
 static void join_reply(struct worker *w, int status, cJSON *body /* consumed */)
 {
@@ -93,16 +93,22 @@ static void join_cb(void *arg, const struct join_row *r, const char *err)
 	snprintf(q->invite_id, sizeof q->invite_id, "%s", r->invite_id ? r->invite_id : "");
 }
 
+void join_too_large(struct worker *w)
+{
+	static const char body[] = "{\"ok\":false,\"error\":\"payload too large\"}";
+	http_respond(w->fd, 413, "application/json", NULL, body, sizeof body - 1, JOIN_TIMEOUT_MS);
+}
+
 /* the invite_* error of a mesh.invite_join result other than ok/already */
 static const char *result_error(const char *r)
 {
 	static const struct {
 		const char *result, *error;
 	} map[] = {
-		{"not_found", "invite_not_found"}, {"mesh_mismatch", "invite_mesh_mismatch"},
-		{"revoked", "invite_revoked"},     {"expired", "invite_expired"},
-		{"exhausted", "invite_exhausted"}, {"member_revoked", "member_revoked"},
-		{"mesh_archived", "mesh_archived"},
+	    {"not_found", "invite_not_found"},  {"mesh_mismatch", "invite_mesh_mismatch"},
+	    {"revoked", "invite_revoked"},      {"expired", "invite_expired"},
+	    {"exhausted", "invite_exhausted"},  {"member_revoked", "member_revoked"},
+	    {"mesh_archived", "mesh_archived"},
 	};
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
 		if (strcmp(map[i].result, r) == 0)
@@ -111,16 +117,16 @@ static const char *result_error(const char *r)
 }
 
 /* the checks that need no database; NULL when they pass, else the error */
-static const char *join_static_checks(const cJSON *body, struct invite *tok, struct invite *pay,
-				      cJSON **tok_obj, int *status)
+static const char *join_static_checks(const cJSON *body, struct invite *tok, struct invite *pay, cJSON **tok_obj,
+                                      int *status)
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "invite_token");
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "invite_payload");
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(body, "peer_pubkey");
 	const cJSON *n = cJSON_GetObjectItemCaseSensitive(body, "display_name");
 	*status = 400;
-	if (!cJSON_IsString(t) || !*t->valuestring || !cJSON_IsObject(p) || !cJSON_IsString(k) ||
-	    !cJSON_IsString(n) || !*n->valuestring)
+	if (!cJSON_IsString(t) || !*t->valuestring || !cJSON_IsObject(p) || !cJSON_IsString(k) || !cJSON_IsString(n) ||
+	    !*n->valuestring)
 		return JOIN_ERR_REQUIRED;
 	if (!is_hex(k->valuestring, 64))
 		return JOIN_ERR_PUBKEY;

@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "db/db.h"
 #include "worker/hook.h"
+#include "worker/join.h"
 #include "worker/http.h"
 #include "worker/routes.h"
 #include "worker/skel.h"
@@ -124,6 +125,8 @@ int main(int argc, char **argv)
 	case HTTP_READ_TOO_LARGE:
 		if (strcmp(req.path, "/hook/set-status") == 0)
 			hook_too_large(&w);
+		else if (strcmp(req.path, "/join") == 0)
+			join_too_large(&w);
 		else
 			http_respond_error(w.fd, 413, "payload too large", HTTP_REFUSAL_MS);
 		break;

@@ -6,6 +6,8 @@ ALTER TABLE mesh.api_key ADD COLUMN IF NOT EXISTS expires_at timestamptz;
 ALTER TABLE mesh.api_key ALTER COLUMN issuer_member_id DROP NOT NULL;
 CREATE INDEX IF NOT EXISTS api_key_mesh_idx ON mesh.api_key (mesh_id);
 CREATE INDEX IF NOT EXISTS invite_mesh_idx ON mesh.invite (mesh_id);
+-- a hook authenticated by a member's key stashes a status for that member only
+ALTER TABLE mesh.pending_status ADD COLUMN IF NOT EXISTS member_id text REFERENCES mesh.member(id) ON DELETE CASCADE;
 
 -- One join, atomically: the invite row is locked (FOR UPDATE) for the whole
 -- call, so concurrent joins on one invite run one after the other and never

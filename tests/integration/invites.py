@@ -85,3 +85,18 @@ def meshctl(args, env=None, timeout=30, check=True, cwd="/tmp", input=None):
     if check:
         assert r.returncode == 0, f"meshctl {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
     return r
+
+
+def apikey(pg, mesh, caps="send,read", member=None, *extra):
+    """a new API key's secret, made with meshctl apikey create"""
+    args = ["apikey", "create", mesh.id, "--caps", caps]
+    if member is not None:
+        args += ["--member", member.id]
+    r = meshctl(args + list(extra), env={"DATABASE_URL": pg.url})
+    secret = r.stdout.strip()
+    assert secret.startswith("cm_") and len(secret) == 46, r.stdout
+    return secret
+
+
+def bearer(secret):
+    return {"Authorization": f"Bearer {secret}"}

@@ -36,6 +36,16 @@ def test_join_with_a_valid_invite_makes_a_member_and_an_audit_row(broker, mesh, 
     assert used_count(db, iid) == 1
 
 
+def test_member_joined_keeps_the_audit_chain_verifiable(broker, mesh, db, pg):
+    b = broker()
+    m = mesh("owner")
+    token, payload, _ = invite(db, m, max_uses=3)
+    for i in range(3):
+        assert post_join(b, token, payload, new_key()[1], f"j{i}")[0] == 200
+    r = invites.meshctl(["audit", "verify", m.id], env={"DATABASE_URL": pg.url})
+    assert r.stdout.strip() == "audit: 3 rows, chain intact", r.stdout
+
+
 def test_join_again_with_the_same_pubkey_is_already_member_and_counts_once(broker, mesh, db):
     b = broker()
     m = mesh("owner")
@@ -272,3 +282,10 @@ def test_meshctl_invite_and_join_make_a_member_that_talks_and_is_then_revoked(br
                         check=False)
     assert r.returncode == 1 and "invite_revoked" in r.stderr, r.stderr
     assert not (tmp_path / "dave.json").exists()
+
+
+def test_join_body_over_max_message_bytes_is_a_json_413(broker):
+    b = broker(MAX_MESSAGE_BYTES=1024)
+    st, hdrs, data = b.request("POST", "/join", body=b"{" + b" " * 5000 + b"}",
+                               headers={"Content-Type": "application/json"})
+    assert st == 413 and json.loads(data) == {"ok": False, "error": "payload too large"}

@@ -7,7 +7,23 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from mbtest import Peer, is_push, new_id, require_bin, run, wait_until
+
+
+@pytest.fixture
+def broker(broker):
+    """Brokers in the laptop mode: these tests pin the unauthenticated hook
+    from loopback, which since issue 8 needs the explicit
+    HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=1 (a broker setting; keyed hooks are
+    tests/integration/test_hook_auth.py's)."""
+
+    def start(*args, **env):
+        env.setdefault("HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED", "1")
+        return broker(*args, **env)
+
+    return start
 
 
 def hook(b, body, raw=None, headers=None):
