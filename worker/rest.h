@@ -9,6 +9,10 @@
 #include "worker/worker.h"
 
 #define REST_DB_TIMEOUT_MS 5000
+/* A mesh-wide API key (no issuing member) has no topic keys, posts or
+ * notifications of its own: to it the member routes do not exist, and it
+ * gets the 404 of an unknown /v1/ route. */
+#define REST_NO_MEMBER_ROUTE "not_found"
 
 /* the answer a route's callback leaves for rest_finish */
 struct rest_answer {

@@ -98,7 +98,7 @@ void topic_post_message(struct worker *w, struct http_req *req)
 	if (apikey_authorize(w, req, "send", &key) != 0)
 		return;
 	if (!key.member_id[0]) {
-		apikey_deny(w, 403, "api_key_not_member_bound");
+		apikey_deny(w, 404, REST_NO_MEMBER_ROUTE);
 		return;
 	}
 	cJSON *b = cJSON_ParseWithLength(req->body ? req->body : "", req->body_len);
@@ -207,7 +207,7 @@ void topic_post_notifications(struct worker *w, struct http_req *req)
 	if (apikey_authorize(w, req, "read", &key) != 0)
 		return;
 	if (!key.member_id[0]) {
-		apikey_deny(w, 403, "api_key_not_member_bound");
+		apikey_deny(w, 404, REST_NO_MEMBER_ROUTE);
 		return;
 	}
 	struct rest_answer a = {0};

@@ -185,7 +185,7 @@ static void topic_key_route(struct worker *w, struct http_req *req, const char *
 	if (apikey_authorize(w, req, post ? "send" : "read", &key) != 0)
 		return;
 	if (!key.member_id[0]) {
-		apikey_deny(w, 403, "api_key_not_member_bound");
+		apikey_deny(w, 404, REST_NO_MEMBER_ROUTE);
 		return;
 	}
 	if (!topic_name_ok(ref)) {

@@ -143,7 +143,8 @@ def test_rest_post_reaches_members_and_mentions_reach_notifications(broker, mesh
     assert call(b, kc, "POST", "/v1/messages", {"topic": tid, "nonce": "x", "ciphertext": "eA=="})[0] == 403
     assert call(b, read_only, "POST", "/v1/messages", {"topic": tid, "nonce": "x", "ciphertext": "eA=="}) == \
         (403, {"error": "api_key_missing_capability"})
-    assert call(b, mesh_wide, "GET", "/v1/topics/posts/key")[0] == 403
+    for method, path in (("GET", "/v1/topics/posts/key"), ("GET", "/v1/notifications"), ("POST", "/v1/messages")):
+        assert call(b, mesh_wide, method, path, {} if method == "POST" else None) == (404, {"error": "not_found"})
     assert call(b, scoped, "GET", "/v1/topics/posts/key") == (403, {"error": "api_key_topic_out_of_scope"})
     assert call(b, scoped, "GET", f"/v1/topics/{tid}/key") == (403, {"error": "api_key_topic_out_of_scope"})
     # a scope names the topic by name or by id; either way the path may use the other
