@@ -13,6 +13,7 @@
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
 #include "cli/peercmd.h"
+#include "cli/topiccmd.h"
 
 struct command {
 	const char *group; /* "mesh", "member", or NULL for one-word commands */
@@ -51,6 +52,14 @@ static const struct command main_commands[] = {
 	{NULL, "send", peercmd_send,
 	 "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]"},
 	{NULL, "status", peercmd_status, "status idle|working|dnd [--timeout SECONDS]"},
+	{"topic", "create", topiccmd_create, "topic create NAME [--description TEXT] [--visibility public|private]"},
+	{"topic", "list", topiccmd_list, "topic list"},
+	{"topic", "join", topiccmd_join, "topic join TOPIC [--role member|observer|lead]"},
+	{"topic", "leave", topiccmd_leave, "topic leave TOPIC"},
+	{"topic", "members", topiccmd_members, "topic members TOPIC"},
+	{"topic", "history", topiccmd_history, "topic history TOPIC [--limit N]"},
+	{"topic", "post", topiccmd_post, "topic post TOPIC TEXT [--priority now|next|low]"},
+	{"topic", "tail", topiccmd_tail, "topic tail TOPIC [--timeout SECONDS]"},
 	{NULL, "hook", hookpost_run,
 	 "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http://HOST:PORT]"},
 	{NULL, "help", main_help, "help"},
@@ -74,6 +83,10 @@ static void main_usage(FILE *f)
 	      "connect prints every frame from the broker as one JSON line on stdout (pushes\n"
 	      "it can read get \"text\" or \"textB64\"), and sends each JSON object line read\n"
 	      "from stdin as a frame.\n"
+	      "topic commands use the peer config too; TOPIC is a topic id or name.  create\n"
+	      "seals a fresh key to you (the broker never sees it); post encrypts with the\n"
+	      "topic key (version 2), history and tail print messages with \"text\", and tail\n"
+	      "re-seals the key for members still waiting for a copy while it runs.\n"
 	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; without\n"
 	      "--pid the broker matches the newest peer in that cwd; the API key sent as Bearer\n"
 	      "is MESHBROKER_API_KEY, else the peer config's \"apiKey\".  Claude Code's hook JSON\n"

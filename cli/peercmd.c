@@ -29,7 +29,7 @@
 #define PEER_LINE_MAX WSCLIENT_MAX_MSG   /* one stdin line = one frame */
 #define PEER_STDIN_BACKLOG (32u << 20)   /* stop reading stdin above this much queued */
 
-enum peercmd_mode { PEER_CONNECT, PEER_SEND, PEER_STATUS };
+enum peercmd_mode { PEER_CONNECT, PEER_SEND, PEER_STATUS, PEER_APP };
 enum peercmd_phase { PH_HELLO, PH_READY, PH_REJECTED };
 
 struct peer {
@@ -53,6 +53,8 @@ struct peer {
 	/* send */
 	char send_id[ID_LEN + 1];
 	char *send_frame;
+	/* app */
+	struct peercmd_app *app;
 };
 
 /* SIGINT/SIGTERM during connect: close with 1000 instead of dropping the
@@ -296,6 +298,16 @@ static void peercmd_on_text(void *arg, const char *msg, size_t len)
 	case PEER_STATUS:
 		peercmd_status_frame(p, j, type);
 		break;
+	case PEER_APP:
+		if (p->phase == PH_HELLO && type && !strcmp(type, "hello_ack")) {
+			p->phase = PH_READY;
+			p->app->ops->ready(p->app);
+		} else if (p->phase == PH_HELLO && type && !strcmp(type, "error")) {
+			peercmd_rejected(p, j);
+		} else if (p->phase == PH_READY) {
+			p->app->ops->frame(p->app, j, type);
+		}
+		break;
 	}
 	cJSON_Delete(j);
 }
@@ -322,7 +334,7 @@ static int peercmd_send_hello(struct peer *p)
 		 cJSON_AddStringToObject(h, "signature", sig);
 	if (ok && c->display_name[0])
 		ok = cJSON_AddStringToObject(h, "displayName", c->display_name) != NULL;
-	if (ok && p->mode != PEER_CONNECT) {
+	if (ok && p->mode != PEER_CONNECT && !(p->app && p->app->ops->wants_pushes)) {
 		/* a one-shot session does not print pushes: on brokers that offer
 		 * at-least-once delivery, leave them for the real client */
 		const char *caps[] = {"client_ack"};
@@ -451,7 +463,7 @@ static int peercmd_setup(struct peer *p, const struct cli_opts *o)
 }
 
 /* --timeout SECONDS (decimals allowed) into ms; def when absent */
-static int peercmd_timeout(const struct cli_opts *o, int64_t def, int64_t *out)
+int peercmd_parse_timeout(const struct cli_opts *o, int64_t def, int64_t *out)
 {
 	const char *s = cli_opt(o, "timeout");
 	if (!s) {
@@ -502,12 +514,13 @@ static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout
 		return cli_err("%s", err);
 	if (peercmd_send_hello(p) != 0)
 		return CLI_EXIT_FAIL;
-	if (p->mode == PEER_CONNECT) {
+	int tail = p->app && p->app->ops->wants_pushes;
+	if (p->mode == PEER_CONNECT || tail) {
 		struct sigaction sa = {.sa_handler = peercmd_on_signal, .sa_flags = SA_RESETHAND};
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGTERM, &sa, NULL);
-		p->stdin_open = fcntl(STDIN_FILENO, F_GETFD) >= 0;
+		p->stdin_open = p->mode == PEER_CONNECT && fcntl(STDIN_FILENO, F_GETFD) >= 0;
 	}
 
 	for (;;) {
@@ -524,7 +537,7 @@ static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout
 			} else if (p->phase == PH_READY && p->grace_until && now >= p->grace_until) {
 				peercmd_finish(p, 0);
 			} else if (deadline && now >= deadline) {
-				if (p->mode == PEER_CONNECT && p->phase == PH_READY) {
+				if ((p->mode == PEER_CONNECT || tail) && p->phase == PH_READY) {
 					peercmd_finish(p, 0);
 				} else {
 					cli_err("timed out waiting for %s",
@@ -533,6 +546,8 @@ static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout
 				}
 			}
 		}
+		if (!p->finishing && p->app && p->app->ops->tick && p->phase == PH_READY)
+			p->app->ops->tick(p->app, now);
 		if (!p->finishing) {
 			if (p->phase == PH_HELLO && hello_deadline < next)
 				next = hello_deadline;
@@ -586,7 +601,7 @@ int peercmd_connect(int argc, char **argv)
 	if (cli_opt(&o, "count") && (cli_parse_uint(cli_opt(&o, "count"), INT32_MAX, &p.count_max) != 0 ||
 				     p.count_max < 1))
 		return cli_usage_err("--count must be a positive integer");
-	if (peercmd_timeout(&o, 0, &timeout_ms) != 0)
+	if (peercmd_parse_timeout(&o, 0, &timeout_ms) != 0)
 		return cli_usage_err("--timeout must be a positive number of seconds");
 	if (cli_opt(&o, "status") && !(p.status = peercmd_status_ok(cli_opt(&o, "status"))))
 		return cli_usage_err("--status must be idle, working or dnd");
@@ -662,7 +677,7 @@ int peercmd_send(int argc, char **argv)
 	}
 	if (!peercmd_utf8_ok((const unsigned char *)o.pos[1], strlen(o.pos[1])) && o.pos[1][0])
 		return cli_usage_err("TEXT must be UTF-8");
-	if (peercmd_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
+	if (peercmd_parse_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
 		return cli_usage_err("--timeout must be a positive number of seconds");
 	if ((rc = peercmd_setup(&p, &o)) == 0) {
 		if (!(p.send_frame = peercmd_build_send(&p, target, priority, o.pos[1])))
@@ -686,10 +701,41 @@ int peercmd_status(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1 || !(p.status = peercmd_status_ok(o.pos[0])))
 		return cli_usage_err("usage: meshctl status idle|working|dnd [--config FILE]");
-	if (peercmd_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
+	if (peercmd_parse_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
 		return cli_usage_err("--timeout must be a positive number of seconds");
 	if ((rc = peercmd_setup(&p, &o)) == 0)
 		rc = peercmd_run(&p, &o, timeout_ms);
 	peercmd_cleanup(&p);
 	return rc;
 }
+
+/* ---- commands with their own requests (meshctl topic ...) ---- */
+
+int peercmd_app_run(struct peercmd_app *a, const struct cli_opts *o, int64_t timeout_ms)
+{
+	struct peer *p = calloc(1, sizeof *p);
+	if (!p)
+		return cli_err("out of memory");
+	p->mode = PEER_APP;
+	p->app = a;
+	a->p = p;
+	int rc = peercmd_setup(p, o);
+	if (rc == 0)
+		rc = peercmd_run(p, o, timeout_ms);
+	peercmd_cleanup(p);
+	a->p = NULL;
+	free(p);
+	return rc;
+}
+
+int peercmd_app_send(struct peercmd_app *a, cJSON *frame)
+{
+	char *s = cJSON_PrintUnformatted(frame);
+	int rc = s && wsclient_send_text(a->p->ws, s, strlen(s)) == 0 ? 0 : -1;
+	free(s);
+	return rc;
+}
+
+void peercmd_app_finish(struct peercmd_app *a, int rc) { peercmd_finish(a->p, rc); }
+
+const struct keyfile_peer *peercmd_app_peer(const struct peercmd_app *a) { return &a->p->cfg; }

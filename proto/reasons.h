@@ -51,7 +51,15 @@
 	X(DB_DOWN, "internal", "database unavailable, try again", 0)                                                  \
 	X(DB_UNMIGRATED, "internal", "database not migrated (run meshctl migrate), try again later", 0)              \
 	X(NO_WORKER_SOCKET, "internal", "broker could not open its worker socket", 0)                                 \
-	X(NUL_IN_STRING, "bad_json", "invalid JSON: strings may not contain \\u0000", 1)
+	X(NUL_IN_STRING, "bad_json", "invalid JSON: strings may not contain \\u0000", 1)                          \
+	X(TOPIC_NOT_FOUND, "topic_not_found", "no such topic in this mesh", 1)                                        \
+	X(NOT_A_MEMBER, "not_a_member", "not a member of this topic (topic_join first)", 1)                          \
+	X(TOPIC_UNENCRYPTED, "topic_unencrypted", "legacy topic without a key: bodies are version 1", 1)              \
+	X(KEY_NOT_SEALED, "key_not_sealed_for_member",                                                              \
+	  "no sealed copy of the topic key for you yet: a member holding it must re-seal it", 1)                    \
+	X(RECIPIENT_NOT_IN_TOPIC, "recipient_not_in_topic", "memberId is not a member of this topic", 1)             \
+	X(ALREADY_SEALED, "already_sealed", "that member already has a sealed copy: it is never overwritten", 1)     \
+	X(TOPIC_DB, "internal", "database unavailable, try again", 1)
 
 enum peer_error {
 	PEER_ERR_NONE = 0, /* nothing is sent */

@@ -13,6 +13,8 @@
 #include "worker/msg.h"
 #include "worker/peerstatus.h"
 #include "worker/send.h"
+#include "worker/topic.h"
+#include "worker/topic_key.h"
 #include "worker/ws.h"
 
 #define BEFORE PHASE_BIT(PHASE_BEFORE_HELLO)
@@ -33,6 +35,17 @@ static const struct phase_row table[] = {
 	{"send", AUTHED, NEEDS_HELLO, send_on_msg},
 	{"set_status", AUTHED, NEEDS_HELLO, peerstatus_on_set_status},
 	{"client_ack", AUTHED, NEEDS_HELLO, delivery_on_client_ack},
+	/* topics (§5.2), and the key routes of §5.3 over the socket */
+	{"topic_create", AUTHED, NEEDS_HELLO, topic_on_create},
+	{"topic_list", AUTHED, NEEDS_HELLO, topic_on_list},
+	{"topic_join", AUTHED, NEEDS_HELLO, topic_on_join},
+	{"topic_leave", AUTHED, NEEDS_HELLO, topic_on_leave},
+	{"topic_mark_read", AUTHED, NEEDS_HELLO, topic_on_mark_read},
+	{"topic_members", AUTHED, NEEDS_HELLO, topic_on_members},
+	{"topic_history", AUTHED, NEEDS_HELLO, topic_on_history},
+	{"topic_key", AUTHED, NEEDS_HELLO, topic_key_on_get},
+	{"topic_pending_seals", AUTHED, NEEDS_HELLO, topic_key_on_pending},
+	{"topic_seal", AUTHED, NEEDS_HELLO, topic_key_on_seal},
 	/* last: no type, or one not listed above */
 	{NULL, 0,
 	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,

@@ -10,12 +10,12 @@
 #include "common/util.h"
 #include "proto/version.h"
 #include "db/store.h"
-#include "worker/apikey.h"
 #include "worker/hook.h"
 #include "worker/join.h"
 #include "worker/routes.h"
 #include "worker/session.h"
 #include "worker/skel.h"
+#include "worker/topic_rest.h"
 
 #define RESP_TIMEOUT_MS 5000
 #define PROBE_TIMEOUT_MS 3000
@@ -239,12 +239,8 @@ void route_request(struct worker *w, struct http_req *req)
 	} else if (strcmp(p, "/join") == 0) {
 		join_request(w, req); /* JSON answers for every method (§6) */
 	} else if (strncmp(p, "/v1/", 4) == 0) {
-		/* the REST API (§5.3): the key is checked before anything else, so
-		 * an unauthenticated caller learns nothing, not even which routes
-		 * exist; the topic routes (issue 9) go above this line */
-		struct apikey_row key;
-		if (apikey_authorize(w, req, NULL, &key) == 0)
-			apikey_deny(w, 404, "not_found");
+		/* the REST API (§5.3), every route behind the Bearer check */
+		topic_rest_route(w, req);
 	} else {
 		http_respond(w->fd, 404, "text/plain", NULL, "not found", 9, RESP_TIMEOUT_MS);
 	}

@@ -8,13 +8,16 @@
 #include <string.h>
 
 #include "db/store.h"
+#include "db/store_topic.h"
 #include "common/opaque.h"
 #include "common/log.h"
 #include "proto/reasons.h"
 #include "common/util.h"
+#include "proto/box.h"
 #include "worker/audit.h"
+#include "worker/mention.h"
 #include "worker/msg.h"
-#include "worker/uds.h"
+#include "worker/wake.h"
 #include "worker/ws.h"
 
 #define SEND_ID_MAX 128 /* the client's correlation id */
@@ -63,39 +66,6 @@ static void send_refuse(struct worker *w, const char *id, enum send_rejection r,
 	send_ack(w, id, "", detail ? detail : rejections[r].message);
 }
 
-struct wake_ctx {
-	struct worker *w;
-	const char *const *ids; /* recipient member ids, sorted */
-	int n;
-};
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-static int wake_cb(const struct presence_view *v, void *arg)
-{
-	struct wake_ctx *wc = arg;
-	const char *key = v->info.member_id;
-	if (bsearch(&key, wc->ids, (size_t)wc->n, sizeof *wc->ids, cmp_str))
-		uds_wake(wc->w, v->slot, v->gen);
-	return 0;
-}
-
-/* wake every live connection of the recipients: one pass over the mesh's
- * slots, whatever the number of recipients */
-static void wake_members(struct worker *w, const char *const *member_ids, int n)
-{
-	if (n == 0)
-		return;
-	const char **ids = malloc((size_t)n * sizeof *ids);
-	if (!ids)
-		log_fatal("out of memory");
-	memcpy(ids, member_ids, (size_t)n * sizeof *ids);
-	qsort(ids, (size_t)n, sizeof *ids, cmp_str);
-	struct wake_ctx wc = {w, ids, n};
-	presence_foreach(w->shm, w->me.mesh_id, wake_cb, &wc);
-	free(ids);
-}
-
 static void send_cb(void *arg, const char *const *recipients, int n, const char *err)
 {
 	struct send_ctx *sc = arg;
@@ -112,9 +82,81 @@ static void send_cb(void *arg, const char *const *recipients, int n, const char 
 		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
 		cJSON_AddStringToObject(pl, "targetSpec", sc->target);
 		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
-		wake_members(w, recipients, n);
+		wake_members(w, w->me.mesh_id, recipients, n);
 	}
 	free(sc);
+}
+
+/* ---- topic posts (docs/protocol.md §5.2) ---- */
+
+static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *const *recipients,
+		     int n, const char *err)
+{
+	struct send_ctx *sc = arg;
+	struct worker *w = sc->w;
+	if (err) {
+		log_warn("topic send: not stored", "error", err);
+		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
+	} else if (st == TOPIC_NOT_FOUND) {
+		send_refuse(w, sc->id, SEND_REJ_NO_SUCH_TOPIC, NULL);
+	} else if (st != TOPIC_OK) {
+		send_refuse(w, sc->id, SEND_REJ_NO_SUCH_TOPIC, "no such topic: you are not a member of it (topic_join first)");
+	} else {
+		send_ack(w, sc->id, sc->message_id, NULL);
+		char spec[SEND_TARGET_MAX + 1];
+		snprintf(spec, sizeof spec, "#%s", topic_id);
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "messageId", sc->message_id);
+		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
+		cJSON_AddStringToObject(pl, "targetSpec", spec);
+		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
+		wake_members(w, w->me.mesh_id, recipients, n);
+	}
+	free(sc);
+}
+
+/* the topic ref (id or name), bodyVersion (1 when absent) and mentions */
+static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, const char *topic, const char *nonce,
+		       const char *ct)
+{
+	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(msg, "bodyVersion");
+	int version = 1;
+	if (bv && !cJSON_IsNull(bv)) {
+		if (!cJSON_IsNumber(bv) || (bv->valuedouble != 1 && bv->valuedouble != 2)) {
+			send_refuse(w, sc->id, SEND_REJ_MALFORMED, "malformed send: bodyVersion must be 1 or 2");
+			free(sc);
+			return;
+		}
+		version = (int)bv->valuedouble;
+	}
+	unsigned char *body = NULL;
+	size_t blen = 0;
+	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(msg, "mentions");
+	if ((!mv || cJSON_IsNull(mv)) && version == 1 && box_b64_decode(ct, &body, &blen) != 0)
+		body = NULL; /* not base64: no @name tokens to find */
+	char *names[MENTION_MAX], ids[MENTION_MAX][ID_LEN + 1];
+	const char *idp[MENTION_MAX];
+	int n = mention_collect(mv, body, blen, names);
+	free(body);
+	if (n < 0) {
+		send_refuse(w, sc->id, SEND_REJ_MALFORMED,
+			    "malformed send: mentions must be an array of display names (1-64 bytes each)");
+		free(sc);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		id_new(ids[i]);
+		idp[i] = ids[i];
+	}
+	snprintf(sc->target, sizeof sc->target, "#%s", topic);
+	struct topic_post p = {sc->message_id, w->me.mesh_id, w->me.member_id, topic,   msg_priority_names[sc->prio],
+			       nonce,          ct,            version,          (const char *const *)names, n,
+			       idp};
+	if (store_topic_post(w->db, &p, topic_cb, sc) != 0) {
+		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
+		free(sc);
+	}
+	mention_free(names, n);
 }
 
 void send_on_msg(struct worker *w, const cJSON *msg)
@@ -140,7 +182,7 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 		send_refuse(w, id, SEND_REJ_INVALID_TARGET, NULL);
 		return;
 	}
-	if (target[0] == '#') {
+	if (target[0] == '#' && (!target[1] || strlen(target) > SEND_TARGET_MAX)) {
 		send_refuse(w, id, SEND_REJ_NO_SUCH_TOPIC, NULL);
 		return;
 	}
@@ -177,6 +219,10 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 	snprintf(sc->id, sizeof sc->id, "%s", id);
 	id_new(sc->message_id);
 	sc->prio = prio;
+	if (target[0] == '#') {
+		send_topic(w, sc, msg, target + 1, nonce, ct);
+		return;
+	}
 	char lower[65];
 	if (direct) {
 		for (int i = 0; i < 64; i++)

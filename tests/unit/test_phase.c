@@ -10,6 +10,8 @@
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
 #include "worker/send.h"
+#include "worker/topic.h"
+#include "worker/topic_key.h"
 
 /* what the protocol says, written out independently of the table */
 struct expect {
@@ -21,6 +23,17 @@ static const struct expect known[] = {
 	{"send", send_on_msg},
 	{"set_status", peerstatus_on_set_status},
 	{"client_ack", delivery_on_client_ack},
+	/* topics (§5.2) and the key routes over the socket */
+	{"topic_create", topic_on_create},
+	{"topic_list", topic_on_list},
+	{"topic_join", topic_on_join},
+	{"topic_leave", topic_on_leave},
+	{"topic_mark_read", topic_on_mark_read},
+	{"topic_members", topic_on_members},
+	{"topic_history", topic_on_history},
+	{"topic_key", topic_key_on_get},
+	{"topic_pending_seals", topic_key_on_pending},
+	{"topic_seal", topic_key_on_seal},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 

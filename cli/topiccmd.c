@@ -1,0 +1,455 @@
+/* topiccmd — meshctl's topic commands (see topiccmd.h).  Each is a small
+ * state machine over peercmd's app runner: requests carry a _reqId, the
+ * matching reply or error moves it on.  Output: one JSON object per line on
+ * stdout (messages with "text" when they could be read); errors one line on
+ * stderr.  The topic key is wiped when the command ends. */
+#include "cli/topiccmd.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/keyfile.h"
+#include "cli/peercmd.h"
+#include "common/util.h"
+#include "proto/box.h"
+#include "proto/topickey.h"
+
+#define TOPIC_TIMEOUT_MS 10000
+#define TAIL_RESEAL_MS   2000 /* how often tail asks for pending seals */
+
+enum op { OP_CREATE, OP_LIST, OP_JOIN, OP_LEAVE, OP_MEMBERS, OP_HISTORY, OP_POST, OP_TAIL };
+
+struct tcmd {
+	struct peercmd_app app;
+	enum op op;
+	const char *topic, *text, *description, *visibility, *role, *priority;
+	long limit;
+	char rid_main[24], rid_key[24], rid_after[24];
+	unsigned char key[TOPICKEY_KEY_BYTES];
+	int have_key, unencrypted, key_asked;
+	char topic_id[128];
+	int64_t next_tick;
+};
+
+static void rid_new(char *rid, size_t cap)
+{
+	char id[ID_LEN + 1];
+	id_new(id);
+	snprintf(rid, cap, "%.16s", id);
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void print_json(const cJSON *o)
+{
+	char *s = cJSON_PrintUnformatted(o);
+	if (s) {
+		puts(s);
+		fflush(stdout);
+	}
+	free(s);
+}
+
+static void send_req(struct tcmd *t, const char *type, char *rid, size_t cap, cJSON *extra)
+{
+	cJSON *o = extra ? extra : cJSON_CreateObject();
+	rid_new(rid, cap);
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddStringToObject(o, "_reqId", rid);
+	if (t->topic && strcmp(type, "topic_create") && strcmp(type, "topic_list") && !cJSON_HasObjectItem(o, "topic"))
+		cJSON_AddStringToObject(o, "topic", t->topic);
+	if (peercmd_app_send(&t->app, o) != 0) {
+		cli_err("could not queue a request");
+		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+	}
+	cJSON_Delete(o);
+}
+
+static void fail_with(struct tcmd *t, const cJSON *err)
+{
+	const char *code = jstr(err, "code"), *msg = jstr(err, "message");
+	cli_err("topic %s: %s%s%s%s", t->topic ? t->topic : "", code ? code : "error", msg ? " (" : "", msg ? msg : "",
+	        msg ? ")" : "");
+	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+}
+
+/* "text" on a message or push we can read: v2 under the key, v1 base64 */
+static void add_text(struct tcmd *t, cJSON *m)
+{
+	const char *nonce = jstr(m, "nonce"), *ct = jstr(m, "ciphertext");
+	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(m, "bodyVersion");
+	unsigned char *plain = NULL;
+	size_t n = 0;
+	int ok;
+	if (!ct)
+		return;
+	if (cJSON_IsNumber(bv) && bv->valuedouble == 2)
+		ok = t->have_key && nonce && topickey_decrypt_body(t->key, nonce, ct, &plain, &n) == 0;
+	else
+		ok = box_b64_decode(ct, &plain, &n) == 0;
+	if (ok && peercmd_utf8_ok(plain, n))
+		cJSON_AddStringToObject(m, "text", (const char *)plain);
+	free(plain);
+}
+
+/* the reply to topic_key: 0 go on (key or none), -1 finished */
+static int take_key(struct tcmd *t, const cJSON *j, const char *type)
+{
+	if (!strcmp(type, "error")) {
+		const char *code = jstr(j, "code");
+		if (code && !strcmp(code, "topic_unencrypted")) {
+			t->unencrypted = 1;
+			return 0;
+		}
+		if (code && !strcmp(code, "key_not_sealed_for_member") && t->op != OP_POST)
+			return 0; /* v1 bodies still read; tail asks again */
+		if (code && !strcmp(code, "key_not_sealed_for_member"))
+			cli_err("topic %s: no sealed copy of the key for you yet: a member who holds it must "
+			        "re-seal it (meshctl topic tail %s)",
+			        t->topic, t->topic);
+		else
+			fail_with(t, j);
+		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+		return -1;
+	}
+	const struct keyfile_peer *me = peercmd_app_peer(&t->app);
+	if (topickey_open(jstr(j, "encryptedKey"), jstr(j, "nonce"), me->key.sk, t->key) != 0) {
+		cli_err("topic %s: the sealed key does not open with this member's key", t->topic);
+		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+		return -1;
+	}
+	t->have_key = 1;
+	const char *id = jstr(j, "topicId");
+	if (id)
+		snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
+	return 0;
+}
+
+static void do_post(struct tcmd *t)
+{
+	char *nonce = NULL, *ct = NULL;
+	int version = 1;
+	if (t->have_key) {
+		version = 2;
+		if (topickey_encrypt_body(t->key, (const unsigned char *)t->text, strlen(t->text), &nonce, &ct) != 0) {
+			cli_err("cannot encrypt the message");
+			peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+			return;
+		}
+	} else {
+		unsigned char rnd[24];
+		randombytes_buf(rnd, sizeof rnd);
+		nonce = box_b64_encode(rnd, sizeof rnd);
+		ct = box_b64_encode((const unsigned char *)t->text, strlen(t->text));
+	}
+	char target[160];
+	snprintf(target, sizeof target, "#%s", t->topic_id[0] ? t->topic_id : t->topic);
+	rid_new(t->rid_main, sizeof t->rid_main);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "send");
+	cJSON_AddStringToObject(o, "id", t->rid_main);
+	cJSON_AddStringToObject(o, "targetSpec", target);
+	cJSON_AddStringToObject(o, "priority", t->priority);
+	cJSON_AddStringToObject(o, "nonce", nonce ? nonce : "");
+	cJSON_AddStringToObject(o, "ciphertext", ct ? ct : "");
+	cJSON_AddNumberToObject(o, "bodyVersion", version);
+	if (!nonce || !ct || peercmd_app_send(&t->app, o) != 0) {
+		cli_err("could not queue the message");
+		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+	}
+	cJSON_Delete(o);
+	free(nonce);
+	free(ct);
+}
+
+/* tail: seal our key for each pending member */
+static void reseal(struct tcmd *t, const cJSON *pending)
+{
+	const cJSON *m;
+	cJSON_ArrayForEach(m, pending)
+	{
+		const char *id = jstr(m, "memberId"), *pk = jstr(m, "pubkey");
+		unsigned char edpk[32];
+		char *enc = NULL, *nonce = NULL, sender[65];
+		if (!id || !pk || !is_hex(pk, 64) || hex_decode(pk, edpk, sizeof edpk) != 0 ||
+		    topickey_seal(t->key, edpk, &enc, &nonce, sender) != 0) {
+			cli_err("topic %s: cannot seal for member %s", t->topic, id ? id : "?");
+			continue;
+		}
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "memberId", id);
+		cJSON_AddStringToObject(o, "encryptedKey", enc);
+		cJSON_AddStringToObject(o, "nonce", nonce);
+		char rid[24];
+		send_req(t, "topic_seal", rid, sizeof rid, o);
+		free(enc);
+		free(nonce);
+	}
+}
+
+static void on_ready(struct peercmd_app *a)
+{
+	struct tcmd *t = a->arg;
+	cJSON *o = NULL;
+	switch (t->op) {
+	case OP_CREATE: {
+		const struct keyfile_peer *me = peercmd_app_peer(a);
+		unsigned char key[TOPICKEY_KEY_BYTES];
+		char *enc = NULL, *nonce = NULL, sender[65];
+		randombytes_buf(key, sizeof key);
+		int ok = topickey_seal(key, me->key.pk, &enc, &nonce, sender) == 0;
+		sodium_memzero(key, sizeof key);
+		if (!ok) {
+			cli_err("cannot seal the new topic key");
+			peercmd_app_finish(a, CLI_EXIT_FAIL);
+			return;
+		}
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", t->topic);
+		if (t->description)
+			cJSON_AddStringToObject(o, "description", t->description);
+		if (t->visibility)
+			cJSON_AddStringToObject(o, "visibility", t->visibility);
+		cJSON_AddStringToObject(o, "encryptedKey", enc);
+		cJSON_AddStringToObject(o, "nonce", nonce);
+		free(enc);
+		free(nonce);
+		send_req(t, "topic_create", t->rid_main, sizeof t->rid_main, o);
+		break;
+	}
+	case OP_LIST:
+		send_req(t, "topic_list", t->rid_main, sizeof t->rid_main, NULL);
+		break;
+	case OP_JOIN:
+	case OP_LEAVE:
+		o = cJSON_CreateObject();
+		if (t->op == OP_JOIN && t->role)
+			cJSON_AddStringToObject(o, "role", t->role);
+		send_req(t, t->op == OP_JOIN ? "topic_join" : "topic_leave", t->rid_main, sizeof t->rid_main, o);
+		/* no reply on success: a later reply means it is done */
+		send_req(t, "topic_list", t->rid_after, sizeof t->rid_after, NULL);
+		break;
+	case OP_MEMBERS:
+		send_req(t, "topic_members", t->rid_main, sizeof t->rid_main, NULL);
+		break;
+	case OP_HISTORY:
+	case OP_POST:
+	case OP_TAIL:
+		send_req(t, "topic_key", t->rid_key, sizeof t->rid_key, NULL);
+		t->key_asked = 1;
+		if (t->op == OP_TAIL) /* the topic id, whether or not we hold the key */
+			send_req(t, "topic_members", t->rid_after, sizeof t->rid_after, NULL);
+		break;
+	}
+}
+
+static void print_list(const cJSON *arr)
+{
+	const cJSON *x;
+	cJSON_ArrayForEach(x, arr) print_json(x);
+}
+
+static void on_frame(struct peercmd_app *a, cJSON *j, const char *type)
+{
+	struct tcmd *t = a->arg;
+	if (!type)
+		return;
+	const char *rid = jstr(j, !strcmp(type, "error") || !strcmp(type, "ack") ? "id" : "_reqId");
+	if (!strcmp(type, "push")) {
+		const char *topic = jstr(j, "topic");
+		if (t->op == OP_TAIL && topic && t->topic_id[0] && !strcmp(topic, t->topic_id)) {
+			add_text(t, j);
+			print_json(j);
+		}
+		return;
+	}
+	if (!rid)
+		return;
+	if (!strcmp(rid, t->rid_key)) {
+		t->key_asked = 0;
+		if (take_key(t, j, type) != 0)
+			return;
+		if (t->op == OP_POST) {
+			do_post(t);
+		} else if (t->op == OP_HISTORY) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddNumberToObject(o, "limit", (double)t->limit);
+			send_req(t, "topic_history", t->rid_main, sizeof t->rid_main, o);
+		}
+		return;
+	}
+	if (!strcmp(rid, t->rid_after) && t->op == OP_TAIL) {
+		if (!strcmp(type, "error")) {
+			fail_with(t, j);
+			return;
+		}
+		const char *id = jstr(j, "topic");
+		if (id)
+			snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
+		return;
+	}
+	if (!strcmp(rid, t->rid_after)) { /* join/leave went through */
+		peercmd_app_finish(a, 0);
+		return;
+	}
+	if (!strcmp(type, "error")) {
+		if (!strcmp(rid, t->rid_main))
+			fail_with(t, j);
+		else if (t->op == OP_TAIL) /* a re-seal someone else did first, say */
+			cli_err("topic %s: %s", t->topic, jstr(j, "message") ? jstr(j, "message") : "error");
+		return;
+	}
+	if (t->op == OP_TAIL) {
+		if (!strcmp(type, "topic_pending_seals_response") && t->have_key)
+			reseal(t, cJSON_GetObjectItemCaseSensitive(j, "pending"));
+		else if (!strcmp(type, "topic_sealed"))
+			fprintf(stderr, "meshctl: sealed the topic key for member %s\n", jstr(j, "memberId"));
+		return;
+	}
+	if (strcmp(rid, t->rid_main) != 0)
+		return;
+	if (!strcmp(type, "topic_created")) {
+		cJSON *topic = cJSON_DetachItemFromObjectCaseSensitive(j, "topic");
+		if (topic) {
+			cJSON_AddBoolToObject(topic, "created",
+			                      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "created")));
+			print_json(topic);
+		}
+		cJSON_Delete(topic);
+	} else if (!strcmp(type, "topic_list_response")) {
+		print_list(cJSON_GetObjectItemCaseSensitive(j, "topics"));
+	} else if (!strcmp(type, "topic_members_response")) {
+		print_list(cJSON_GetObjectItemCaseSensitive(j, "members"));
+	} else if (!strcmp(type, "topic_history_response")) {
+		cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+		for (int i = cJSON_GetArraySize(msgs) - 1; i >= 0; i--) { /* oldest first */
+			cJSON *m = cJSON_GetArrayItem(msgs, i);
+			add_text(t, m);
+			print_json(m);
+		}
+	} else if (!strcmp(type, "ack")) {
+		print_json(j);
+		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "queued"))) {
+			cli_err("post refused: %s", jstr(j, "error") ? jstr(j, "error") : "not queued");
+			peercmd_app_finish(a, CLI_EXIT_FAIL);
+			return;
+		}
+	} else {
+		return;
+	}
+	peercmd_app_finish(a, 0);
+}
+
+static void on_tick(struct peercmd_app *a, int64_t now)
+{
+	struct tcmd *t = a->arg;
+	if (t->op != OP_TAIL || now < t->next_tick)
+		return;
+	t->next_tick = now + TAIL_RESEAL_MS;
+	if (t->have_key) {
+		char rid[24];
+		send_req(t, "topic_pending_seals", rid, sizeof rid, NULL);
+	} else if (!t->unencrypted && !t->key_asked) {
+		send_req(t, "topic_key", t->rid_key, sizeof t->rid_key, NULL);
+		t->key_asked = 1;
+	}
+}
+
+static const struct peercmd_app_ops oneshot_ops = {0, on_ready, on_frame, NULL};
+static const struct peercmd_app_ops tail_ops = {1, on_ready, on_frame, on_tick};
+
+/* parse, check the positional count, run */
+static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char *usage)
+{
+	static const struct cli_optspec spec[] = {{"timeout", 1},     {"pid", 1},        {"cwd", 1},  {"session-id", 1},
+	                                          {"description", 1}, {"visibility", 1}, {"role", 1}, {"limit", 1},
+	                                          {"priority", 1},    {NULL, 0}};
+	struct cli_opts o;
+	struct tcmd *t = calloc(1, sizeof *t);
+	int64_t timeout_ms;
+	if (!t)
+		return cli_err("out of memory");
+	int rc = CLI_EXIT_USAGE;
+	if (cli_opts_parse(argc, argv, spec, &o) != 0)
+		goto out;
+	if (o.npos != npos) {
+		rc = cli_usage_err("usage: meshctl %s", usage);
+		goto out;
+	}
+	t->op = op;
+	t->topic = npos > 0 ? o.pos[0] : NULL;
+	t->text = npos > 1 ? o.pos[1] : NULL;
+	t->description = cli_opt(&o, "description");
+	t->visibility = cli_opt(&o, "visibility");
+	t->role = cli_opt(&o, "role");
+	t->priority = cli_opt(&o, "priority") ? cli_opt(&o, "priority") : "next";
+	t->limit = 50;
+	if (t->topic && (!*t->topic || strlen(t->topic) > 128)) {
+		rc = cli_usage_err("TOPIC must be a topic id or name");
+		goto out;
+	}
+	if (cli_opt(&o, "limit") && (cli_parse_uint(cli_opt(&o, "limit"), 200, &t->limit) != 0 || t->limit < 1)) {
+		rc = cli_usage_err("--limit must be 1..200");
+		goto out;
+	}
+	if (strcmp(t->priority, "now") && strcmp(t->priority, "next") && strcmp(t->priority, "low")) {
+		rc = cli_usage_err("--priority must be now, next or low");
+		goto out;
+	}
+	if (t->text && !peercmd_utf8_ok((const unsigned char *)t->text, strlen(t->text))) {
+		rc = cli_usage_err("TEXT must be UTF-8");
+		goto out;
+	}
+	if (peercmd_parse_timeout(&o, op == OP_TAIL ? 0 : TOPIC_TIMEOUT_MS, &timeout_ms) != 0) {
+		rc = cli_usage_err("--timeout must be a positive number of seconds");
+		goto out;
+	}
+	t->app.ops = op == OP_TAIL ? &tail_ops : &oneshot_ops;
+	t->app.arg = t;
+	rc = peercmd_app_run(&t->app, &o, timeout_ms);
+out:
+	sodium_memzero(t->key, sizeof t->key);
+	free(t);
+	return rc;
+}
+
+int topiccmd_create(int argc, char **argv)
+{
+	return topiccmd_run(OP_CREATE, argc, argv, 1,
+	                    "topic create NAME [--description TEXT] [--visibility public|private]");
+}
+int topiccmd_list(int argc, char **argv)
+{
+	return topiccmd_run(OP_LIST, argc, argv, 0, "topic list");
+}
+int topiccmd_join(int argc, char **argv)
+{
+	return topiccmd_run(OP_JOIN, argc, argv, 1, "topic join TOPIC [--role member|observer|lead]");
+}
+int topiccmd_leave(int argc, char **argv)
+{
+	return topiccmd_run(OP_LEAVE, argc, argv, 1, "topic leave TOPIC");
+}
+int topiccmd_members(int argc, char **argv)
+{
+	return topiccmd_run(OP_MEMBERS, argc, argv, 1, "topic members TOPIC");
+}
+int topiccmd_history(int argc, char **argv)
+{
+	return topiccmd_run(OP_HISTORY, argc, argv, 1, "topic history TOPIC [--limit N]");
+}
+int topiccmd_post(int argc, char **argv)
+{
+	return topiccmd_run(OP_POST, argc, argv, 2, "topic post TOPIC TEXT [--priority now|next|low]");
+}
+int topiccmd_tail(int argc, char **argv)
+{
+	return topiccmd_run(OP_TAIL, argc, argv, 1, "topic tail TOPIC [--timeout SECONDS]");
+}

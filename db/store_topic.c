@@ -1,0 +1,516 @@
+/* store_topic — the topic statements (see store_topic.h).  Each statement
+ * resolves the topic itself (TOPIC_BY), so a request is one round trip and
+ * one transaction; result columns are named by the enum beside each. */
+#include "db/store_topic.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define ISO_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+/* the topic named by id or name (an id wins) in mesh m */
+#define TOPIC_BY(m, ref)                                                                                              \
+	"SELECT id, name, encrypted_key_pubkey FROM mesh.topic WHERE mesh_id = " m " AND (id = " ref                \
+	" OR name = " ref ") AND archived_at IS NULL ORDER BY (id = " ref ") DESC LIMIT 1"
+/* the caller (member parameter) is a member of t */
+#define TOPIC_ME(member) "SELECT 1 FROM mesh.topic_member tm, t WHERE tm.topic_id = t.id AND tm.member_id = " member
+
+struct tcall {
+	union {
+		store_topic_cb topic;
+		store_topic_id_cb id;
+		store_topic_members_cb members;
+		store_topic_history_cb history;
+		store_topic_key_cb key;
+		store_topic_pending_cb pending;
+		store_topic_seal_cb seal;
+		store_topic_post_cb post;
+		store_notification_cb notif;
+	} cb;
+	void *arg;
+};
+
+static int tsend(struct db *d, const char *sql, int n, const char *const *p, db_cb adapter, struct tcall c)
+{
+	struct tcall *cp = malloc(sizeof *cp);
+	if (!cp)
+		log_fatal("out of memory");
+	*cp = c;
+	if (db_query(d, sql, n, p, adapter, cp) != 0) {
+		free(cp);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *val(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static int is_true(const PGresult *res, int row, int col)
+{
+	return !PQgetisnull(res, row, col) && strcmp(PQgetvalue(res, row, col), "t") == 0;
+}
+
+static void *rows_alloc(int n, size_t size)
+{
+	void *r = n ? calloc((size_t)n, size) : NULL;
+	if (n && !r)
+		log_fatal("out of memory");
+	return r;
+}
+
+/* ---- create, list ---- */
+
+enum { TOP_ID, TOP_NAME, TOP_DESCRIPTION, TOP_VISIBILITY, TOP_MEMBERS, TOP_CREATED_AT, TOP_CREATED };
+static const char topic_create_sql[] =
+	"WITH t AS (INSERT INTO mesh.topic (id, mesh_id, name, description, visibility, created_by, "
+	"  encrypted_key_pubkey) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (mesh_id, name) DO NOTHING "
+	"  RETURNING id, name, description, visibility, created_at), "
+	"m AS (INSERT INTO mesh.topic_member (topic_id, member_id, role) SELECT id, $6, 'lead' FROM t), "
+	"k AS (INSERT INTO mesh.topic_member_key (id, topic_id, member_id, encrypted_key, nonce, sealed_by) "
+	"  SELECT $8, id, $6, $9, $10, $6 FROM t WHERE $9::text IS NOT NULL) "
+	"SELECT id, name, description, visibility, 1, " ISO_SQL("created_at") ", true FROM t "
+	"UNION ALL SELECT x.id, x.name, x.description, x.visibility, "
+	"  (SELECT count(*) FROM mesh.topic_member tm WHERE tm.topic_id = x.id), " ISO_SQL("x.created_at") ", false "
+	"  FROM mesh.topic x WHERE x.mesh_id = $2 AND x.name = $3 AND NOT EXISTS (SELECT 1 FROM t)";
+
+static const char topic_list_sql[] =
+	"SELECT x.id, x.name, x.description, x.visibility, "
+	"  (SELECT count(*) FROM mesh.topic_member tm WHERE tm.topic_id = x.id), " ISO_SQL("x.created_at") ", false "
+	"FROM mesh.topic x WHERE x.mesh_id = $1 AND x.archived_at IS NULL AND (x.visibility <> 'private' OR EXISTS "
+	"  (SELECT 1 FROM mesh.topic_member tm WHERE tm.topic_id = x.id AND tm.member_id = $2)) "
+	"ORDER BY x.name LIMIT 1000";
+
+static void topic_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	struct topic_row *rows = rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, TOP_ID);
+		rows[i].name = PQgetvalue(res, i, TOP_NAME);
+		rows[i].description = val(res, i, TOP_DESCRIPTION);
+		rows[i].visibility = PQgetvalue(res, i, TOP_VISIBILITY);
+		rows[i].member_count = strtol(PQgetvalue(res, i, TOP_MEMBERS), NULL, 10);
+		rows[i].created_at = PQgetvalue(res, i, TOP_CREATED_AT);
+		rows[i].created = is_true(res, i, TOP_CREATED);
+	}
+	c->cb.topic(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_create(struct db *d, const struct topic_new *t, store_topic_cb cb, void *arg)
+{
+	const char *p[] = {t->id,         t->mesh_id,    t->name,   t->description,   t->visibility,
+			   t->creator_id, t->key_pubkey, t->key_id, t->encrypted_key, t->key_nonce};
+	return tsend(d, topic_create_sql, 10, p, topic_adapter, (struct tcall){.cb.topic = cb, .arg = arg});
+}
+
+int store_topic_list(struct db *d, const char *mesh_id, const char *member_id, store_topic_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, member_id};
+	return tsend(d, topic_list_sql, 2, p, topic_adapter, (struct tcall){.cb.topic = cb, .arg = arg});
+}
+
+/* ---- join, leave, mark read ---- */
+
+static void id_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	const char *id = !err && PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : NULL;
+	c->cb.id(c->arg, id, err);
+	free(c);
+}
+
+static int topic_id_stmt(struct db *d, const char *sql, int n, const char *const *p, store_topic_id_cb cb, void *arg)
+{
+	return tsend(d, sql, n, p, id_adapter, (struct tcall){.cb.id = cb, .arg = arg});
+}
+
+int store_topic_join(struct db *d, const char *mesh_id, const char *topic, const char *member_id, const char *role,
+		     store_topic_id_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, topic, member_id, role};
+	return topic_id_stmt(d,
+			     "WITH t AS (" TOPIC_BY("$1", "$2") "), "
+			     "j AS (INSERT INTO mesh.topic_member (topic_id, member_id, role) SELECT id, $3, $4 FROM t "
+			     "  ON CONFLICT (topic_id, member_id) DO NOTHING) "
+			     "SELECT id FROM t",
+			     4, p, cb, arg);
+}
+
+int store_topic_leave(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+		      store_topic_id_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, topic, member_id};
+	return topic_id_stmt(d,
+			     "WITH t AS (" TOPIC_BY("$1", "$2") "), "
+			     "l AS (DELETE FROM mesh.topic_member tm USING t WHERE tm.topic_id = t.id AND "
+			     "  tm.member_id = $3) "
+			     "SELECT id FROM t",
+			     3, p, cb, arg);
+}
+
+int store_topic_mark_read(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+			  store_topic_id_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, topic, member_id};
+	return topic_id_stmt(d,
+			     "WITH t AS (" TOPIC_BY("$1", "$2") "), "
+			     "u AS (UPDATE mesh.topic_member tm SET last_read_at = now() FROM t WHERE "
+			     "  tm.topic_id = t.id AND tm.member_id = $3), "
+			     "n AS (UPDATE mesh.notification x SET read_at = now() FROM t WHERE x.topic_id = t.id AND "
+			     "  x.member_id = $3 AND x.read_at IS NULL) "
+			     "SELECT id FROM t",
+			     3, p, cb, arg);
+}
+
+/* ---- members ---- */
+
+enum { TMB_TOPIC, TMB_MEMBER, TMB_PUBKEY, TMB_NAME, TMB_ROLE, TMB_JOINED, TMB_READ };
+static const char topic_members_sql[] =
+	"WITH t AS (" TOPIC_BY("$1", "$2") ") "
+	"SELECT t.id, tm.member_id, m.peer_pubkey, m.display_name, tm.role, " ISO_SQL("tm.joined_at") ", " ISO_SQL(
+		"tm.last_read_at") " FROM t LEFT JOIN mesh.topic_member tm ON tm.topic_id = t.id "
+				   "LEFT JOIN mesh.member m ON m.id = tm.member_id "
+				   "ORDER BY tm.joined_at, tm.member_id LIMIT 1000";
+
+static void members_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	const char *topic_id = n ? PQgetvalue(res, 0, TMB_TOPIC) : NULL;
+	if (n == 1 && PQgetisnull(res, 0, TMB_MEMBER))
+		n = 0; /* a topic without members */
+	struct topic_member_row *rows = rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].member_id = PQgetvalue(res, i, TMB_MEMBER);
+		rows[i].pubkey = PQgetvalue(res, i, TMB_PUBKEY);
+		rows[i].display_name = PQgetvalue(res, i, TMB_NAME);
+		rows[i].role = PQgetvalue(res, i, TMB_ROLE);
+		rows[i].joined_at = PQgetvalue(res, i, TMB_JOINED);
+		rows[i].last_read_at = val(res, i, TMB_READ);
+	}
+	c->cb.members(c->arg, topic_id, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_members(struct db *d, const char *mesh_id, const char *topic, store_topic_members_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, topic};
+	return tsend(d, topic_members_sql, 2, p, members_adapter, (struct tcall){.cb.members = cb, .arg = arg});
+}
+
+/* ---- history ---- */
+
+enum { HIS_TOPIC, HIS_MEMBER, HIS_ID, HIS_SENDER, HIS_NONCE, HIS_CIPHERTEXT, HIS_CREATED, HIS_VERSION };
+static const char topic_history_sql[] =
+	"WITH t AS (" TOPIC_BY("$1", "$2") "), me AS (" TOPIC_ME("$3") "), "
+	"b AS (SELECT x.created_at, x.id FROM mesh.topic_message x, t WHERE x.id = $5 AND x.topic_id = t.id) "
+	"SELECT t.id, EXISTS (SELECT 1 FROM me), h.id, s.peer_pubkey, h.nonce, h.ciphertext, " ISO_SQL(
+		"h.created_at") ", h.body_version "
+				"FROM t LEFT JOIN LATERAL (SELECT y.* FROM (SELECT x.*, sum(length(x.nonce) + "
+				"  length(x.ciphertext)) OVER (ORDER BY x.created_at DESC, x.id DESC) AS bytes, "
+				"  row_number() OVER (ORDER BY x.created_at DESC, x.id DESC) AS rn "
+				"  FROM mesh.topic_message x WHERE x.topic_id = t.id "
+				"  AND EXISTS (SELECT 1 FROM me) AND ($5::text IS NULL OR (x.created_at, x.id) < "
+				"  (SELECT b.created_at, b.id FROM b)) "
+				"  ORDER BY x.created_at DESC, x.id DESC LIMIT $4::int) y WHERE y.rn = 1 OR y.bytes <= $6::bigint) "
+				"  h ON true "
+				"LEFT JOIN mesh.member s ON s.id = h.sender_member_id "
+				"ORDER BY h.created_at DESC, h.id DESC";
+
+static void history_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	enum store_topic_status st = TOPIC_OK;
+	const char *topic_id = NULL;
+	if (!err && n == 0)
+		st = TOPIC_NOT_FOUND;
+	else if (!err && !is_true(res, 0, HIS_MEMBER))
+		st = TOPIC_NOT_MEMBER;
+	if (n)
+		topic_id = PQgetvalue(res, 0, HIS_TOPIC);
+	if (st != TOPIC_OK || (n == 1 && PQgetisnull(res, 0, HIS_ID)))
+		n = 0;
+	struct topic_message_row *rows = rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, HIS_ID);
+		rows[i].sender_pubkey = PQgetvalue(res, i, HIS_SENDER);
+		rows[i].nonce = PQgetvalue(res, i, HIS_NONCE);
+		rows[i].ciphertext = PQgetvalue(res, i, HIS_CIPHERTEXT);
+		rows[i].created_at = PQgetvalue(res, i, HIS_CREATED);
+		rows[i].body_version = atoi(PQgetvalue(res, i, HIS_VERSION));
+	}
+	c->cb.history(c->arg, st, topic_id, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_history(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,
+			const char *before_id, store_topic_history_cb cb, void *arg)
+{
+	char lim[16];
+	snprintf(lim, sizeof lim, "%d", limit);
+	char cap[24];
+	snprintf(cap, sizeof cap, "%d", STORE_HISTORY_BYTES_MAX);
+	const char *p[] = {mesh_id, topic, member_id, lim, before_id, cap};
+	return tsend(d, topic_history_sql, 6, p, history_adapter, (struct tcall){.cb.history = cb, .arg = arg});
+}
+
+/* ---- keys ---- */
+
+enum { KEY_TOPIC, KEY_NAME, KEY_ENCRYPTED, KEY_SEALED, KEY_NONCE, KEY_CREATED };
+static const char topic_key_sql[] =
+	"WITH t AS (" TOPIC_BY("$1", "$2") ") "
+	"SELECT t.id, t.name, t.encrypted_key_pubkey IS NOT NULL, k.encrypted_key, k.nonce, " ISO_SQL(
+		"k.created_at") " FROM t LEFT JOIN mesh.topic_member_key k ON k.topic_id = t.id AND k.member_id = $3";
+
+static void key_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	struct topic_key_row k = {0};
+	enum store_topic_status st = TOPIC_OK;
+	if (!err && PQntuples(res) == 0) {
+		st = TOPIC_NOT_FOUND;
+	} else if (!err) {
+		k.topic_id = PQgetvalue(res, 0, KEY_TOPIC);
+		k.name = PQgetvalue(res, 0, KEY_NAME);
+		k.encrypted_key = val(res, 0, KEY_SEALED);
+		k.nonce = val(res, 0, KEY_NONCE);
+		k.created_at = val(res, 0, KEY_CREATED);
+		if (!is_true(res, 0, KEY_ENCRYPTED))
+			st = TOPIC_UNENCRYPTED;
+		else if (!k.encrypted_key)
+			st = TOPIC_NOT_SEALED;
+	}
+	c->cb.key(c->arg, st, err ? NULL : &k, err);
+	free(c);
+}
+
+int store_topic_key(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+		    store_topic_key_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, topic, member_id};
+	return tsend(d, topic_key_sql, 3, p, key_adapter, (struct tcall){.cb.key = cb, .arg = arg});
+}
+
+enum { PEN_TOPIC, PEN_NAME, PEN_SENDER, PEN_ME, PEN_MEMBER, PEN_PUBKEY, PEN_DISPLAY };
+static const char topic_pending_sql[] =
+	"WITH t AS (" TOPIC_BY("$1", "$2") "), me AS (" TOPIC_ME("$3") ") "
+	"SELECT t.id, t.name, t.encrypted_key_pubkey, EXISTS (SELECT 1 FROM me), p.id, p.peer_pubkey, "
+	"  p.display_name FROM t LEFT JOIN LATERAL (SELECT m.id, m.peer_pubkey, m.display_name "
+	"  FROM mesh.topic_member tm JOIN mesh.member m ON m.id = tm.member_id AND m.revoked_at IS NULL "
+	"  WHERE tm.topic_id = t.id AND EXISTS (SELECT 1 FROM me) AND NOT EXISTS (SELECT 1 FROM "
+	"  mesh.topic_member_key k WHERE k.topic_id = t.id AND k.member_id = tm.member_id) "
+	"  ORDER BY tm.joined_at, tm.member_id LIMIT $4::int) p ON true";
+
+static void pending_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	enum store_topic_status st = TOPIC_OK;
+	const char *topic_id = NULL, *name = NULL, *sender = NULL;
+	if (!err && n == 0)
+		st = TOPIC_NOT_FOUND;
+	else if (!err && !is_true(res, 0, PEN_ME))
+		st = TOPIC_NOT_MEMBER;
+	if (n) {
+		topic_id = PQgetvalue(res, 0, PEN_TOPIC);
+		name = PQgetvalue(res, 0, PEN_NAME);
+		sender = val(res, 0, PEN_SENDER);
+	}
+	if (st != TOPIC_OK || (n == 1 && PQgetisnull(res, 0, PEN_MEMBER)))
+		n = 0;
+	struct topic_pending_row *rows = rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].member_id = PQgetvalue(res, i, PEN_MEMBER);
+		rows[i].pubkey = PQgetvalue(res, i, PEN_PUBKEY);
+		rows[i].display_name = PQgetvalue(res, i, PEN_DISPLAY);
+	}
+	c->cb.pending(c->arg, st, topic_id, name, sender, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_pending(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,
+			store_topic_pending_cb cb, void *arg)
+{
+	char lim[16];
+	snprintf(lim, sizeof lim, "%d", limit);
+	const char *p[] = {mesh_id, topic, member_id, lim};
+	return tsend(d, topic_pending_sql, 4, p, pending_adapter, (struct tcall){.cb.pending = cb, .arg = arg});
+}
+
+/* never overwrite: the insert runs only when every check passed, and ON
+ * CONFLICT keeps a copy sealed concurrently */
+enum { SEAL_TOPIC, SEAL_RECIPIENT, SEAL_EXISTS, SEAL_CALLER, SEAL_AT };
+static const char topic_seal_sql[] =
+	"WITH t AS (" TOPIC_BY("$1", "$2") "), "
+	"r AS (SELECT 1 FROM mesh.topic_member tm, t WHERE tm.topic_id = t.id AND tm.member_id = $4), "
+	"e AS (SELECT 1 FROM mesh.topic_member_key k, t WHERE k.topic_id = t.id AND k.member_id = $4), "
+	"me AS (" TOPIC_ME("$3") "), "
+	"i AS (INSERT INTO mesh.topic_member_key (id, topic_id, member_id, encrypted_key, nonce, sealed_by) "
+	"  SELECT $5, t.id, $4, $6, $7, $3 FROM t WHERE EXISTS (SELECT 1 FROM r) AND EXISTS (SELECT 1 FROM me) "
+	"  AND NOT EXISTS (SELECT 1 FROM e) ON CONFLICT (topic_id, member_id) DO NOTHING RETURNING created_at) "
+	"SELECT t.id, EXISTS (SELECT 1 FROM r), EXISTS (SELECT 1 FROM e), EXISTS (SELECT 1 FROM me), "
+	"  (SELECT " ISO_SQL("i.created_at") " FROM i) FROM t";
+
+static void seal_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	enum store_topic_status st = TOPIC_OK;
+	const char *topic_id = NULL, *at = NULL;
+	if (!err && PQntuples(res) == 0) {
+		st = TOPIC_NOT_FOUND;
+	} else if (!err) {
+		topic_id = PQgetvalue(res, 0, SEAL_TOPIC);
+		at = val(res, 0, SEAL_AT);
+		if (!is_true(res, 0, SEAL_RECIPIENT))
+			st = TOPIC_NO_RECIPIENT;
+		else if (is_true(res, 0, SEAL_EXISTS))
+			st = TOPIC_ALREADY_SEALED;
+		else if (!is_true(res, 0, SEAL_CALLER))
+			st = TOPIC_NOT_MEMBER;
+		else if (!at)
+			st = TOPIC_ALREADY_SEALED; /* sealed concurrently */
+	}
+	c->cb.seal(c->arg, st, topic_id, at, err);
+	free(c);
+}
+
+int store_topic_seal(struct db *d, const struct topic_seal *s, store_topic_seal_cb cb, void *arg)
+{
+	const char *p[] = {s->mesh_id, s->topic, s->sealer_id, s->recipient_id, s->key_id, s->encrypted_key, s->nonce};
+	return tsend(d, topic_seal_sql, 7, p, seal_adapter, (struct tcall){.cb.seal = cb, .arg = arg});
+}
+
+/* ---- posting ---- */
+
+/* rows: ('t', topic id) when the topic exists, ('q', topic id) when posted,
+ * ('r', member id) per recipient */
+enum { POST_KIND, POST_VALUE };
+static const char topic_post_sql[] =
+	"WITH t AS (" TOPIC_BY("$2", "$4") "), me AS (" TOPIC_ME("$3") "), "
+	"q AS (INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, priority, nonce, "
+	"  ciphertext, topic_id, body_version) SELECT $1, $2, $3, '#' || t.id, $5, $6, $7, t.id, $8::int FROM t "
+	"  WHERE EXISTS (SELECT 1 FROM me) RETURNING id, topic_id), "
+	"h AS (INSERT INTO mesh.topic_message (id, topic_id, sender_member_id, nonce, ciphertext, body_version) "
+	"  SELECT q.id, q.topic_id, $3, $6, $7, $8::int FROM q), "
+	"r AS (SELECT tm.member_id FROM q, mesh.topic_member tm JOIN mesh.member m ON m.id = tm.member_id "
+	"  WHERE tm.topic_id = q.topic_id AND tm.member_id <> $3 AND m.revoked_at IS NULL), "
+	"d AS (INSERT INTO mesh.delivery (message_id, mesh_id, recipient_member_id, priority) "
+	"  SELECT q.id, $2, r.member_id, $5 FROM q, r ORDER BY r.member_id RETURNING recipient_member_id), "
+	"mn AS (SELECT m.id, row_number() OVER (ORDER BY m.id) AS n FROM mesh.member m, q WHERE m.mesh_id = $2 "
+	"  AND m.revoked_at IS NULL AND m.id <> $3 AND lower(m.display_name) IN "
+	"  (SELECT lower(x) FROM unnest($9::text[]) x)), "
+	"n AS (INSERT INTO mesh.notification (id, mesh_id, topic_id, message_id, member_id, sender_member_id, kind) "
+	"  SELECT ($10::text[])[mn.n::int], $2, q.topic_id, q.id, mn.id, $3, 'mention' FROM q, mn "
+	"  WHERE mn.n <= cardinality($10::text[])) "
+	"SELECT 't', id FROM t UNION ALL SELECT 'q', topic_id FROM q UNION ALL SELECT 'r', recipient_member_id FROM d";
+
+static void post_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res), nr = 0, posted = 0;
+	const char *topic_id = NULL;
+	const char **ids = rows_alloc(n, sizeof *ids);
+	for (int i = 0; i < n; i++) {
+		char kind = PQgetvalue(res, i, POST_KIND)[0];
+		const char *v = PQgetvalue(res, i, POST_VALUE);
+		if (kind == 't')
+			topic_id = v;
+		else if (kind == 'q')
+			posted = 1;
+		else
+			ids[nr++] = v;
+	}
+	enum store_topic_status st = !topic_id ? TOPIC_NOT_FOUND : posted ? TOPIC_OK : TOPIC_NOT_MEMBER;
+	c->cb.post(c->arg, err ? TOPIC_OK : st, topic_id, ids, nr, err);
+	free(ids);
+	free(c);
+}
+
+/* "{a,b}" text[] literal; every element quoted, quotes and backslashes escaped */
+static char *text_array(const char *const *v, int n)
+{
+	size_t cap = 3;
+	for (int i = 0; i < n; i++)
+		cap += 2 * strlen(v[i]) + 3;
+	char *out = malloc(cap), *o = out;
+	if (!out)
+		log_fatal("out of memory");
+	*o++ = '{';
+	for (int i = 0; i < n; i++) {
+		if (i)
+			*o++ = ',';
+		*o++ = '"';
+		for (const char *s = v[i]; *s; s++) {
+			if (*s == '"' || *s == '\\')
+				*o++ = '\\';
+			*o++ = *s;
+		}
+		*o++ = '"';
+	}
+	*o++ = '}';
+	*o = 0;
+	return out;
+}
+
+int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg)
+{
+	char ver[8];
+	snprintf(ver, sizeof ver, "%d", p->body_version);
+	char *names = text_array(p->mentions, p->n_mentions), *nids = text_array(p->notification_ids, p->n_mentions);
+	const char *prm[] = {p->id, p->mesh_id, p->sender_id, p->topic, p->priority, p->nonce, p->ciphertext, ver,
+			     names, nids};
+	int r = tsend(d, topic_post_sql, 10, prm, post_adapter, (struct tcall){.cb.post = cb, .arg = arg});
+	free(names);
+	free(nids);
+	return r;
+}
+
+/* ---- notifications ---- */
+
+enum { NOT_ID, NOT_TOPIC, NOT_TOPIC_NAME, NOT_MESSAGE, NOT_SENDER, NOT_SENDER_NAME, NOT_KIND, NOT_CREATED };
+static const char notifications_sql[] =
+	"SELECT x.id, x.topic_id, t.name, x.message_id, s.peer_pubkey, s.display_name, x.kind, " ISO_SQL(
+		"x.created_at") " FROM mesh.notification x LEFT JOIN mesh.topic t ON t.id = x.topic_id "
+				"LEFT JOIN mesh.member s ON s.id = x.sender_member_id "
+				"WHERE x.member_id = $1 AND x.read_at IS NULL ORDER BY x.created_at DESC, x.id "
+				"LIMIT $2::int";
+
+static void notif_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	struct notification_row *rows = rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, NOT_ID);
+		rows[i].topic_id = val(res, i, NOT_TOPIC);
+		rows[i].topic_name = val(res, i, NOT_TOPIC_NAME);
+		rows[i].message_id = val(res, i, NOT_MESSAGE);
+		rows[i].sender_pubkey = val(res, i, NOT_SENDER);
+		rows[i].sender_name = val(res, i, NOT_SENDER_NAME);
+		rows[i].kind = PQgetvalue(res, i, NOT_KIND);
+		rows[i].created_at = PQgetvalue(res, i, NOT_CREATED);
+	}
+	c->cb.notif(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_notifications(struct db *d, const char *member_id, int limit, store_notification_cb cb, void *arg)
+{
+	char lim[16];
+	snprintf(lim, sizeof lim, "%d", limit);
+	const char *p[] = {member_id, lim};
+	return tsend(d, notifications_sql, 2, p, notif_adapter, (struct tcall){.cb.notif = cb, .arg = arg});
+}

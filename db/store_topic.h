@@ -1,0 +1,130 @@
+/* store_topic — the worker's statements for topics (docs/protocol.md §5),
+ * one function per statement, typed rows out, with the rules of store.h:
+ * callbacks run in FIFO order from db_service, -1 = nothing queued and no
+ * callback.  `topic` arguments are an id or a name inside the mesh (an id
+ * wins).  Rows are valid during the callback only. */
+#ifndef DB_STORE_TOPIC_H
+#define DB_STORE_TOPIC_H
+
+#include <stddef.h>
+
+#include "db/db.h"
+
+/* what a topic statement found, when it was not simply done */
+enum store_topic_status {
+	TOPIC_OK = 0,
+	TOPIC_NOT_FOUND,      /* no such topic in the mesh */
+	TOPIC_NOT_MEMBER,     /* the caller is not a topic member */
+	TOPIC_UNENCRYPTED,    /* legacy topic: encrypted_key_pubkey is NULL */
+	TOPIC_NOT_SEALED,     /* no sealed copy for the caller */
+	TOPIC_NO_RECIPIENT,   /* seal: memberId is not a topic member */
+	TOPIC_ALREADY_SEALED, /* seal: a copy exists and is never overwritten */
+};
+
+struct topic_row {
+	const char *id, *name, *description, *visibility, *created_at;
+	long member_count;
+	int created; /* topic_create: 1 when this call made it */
+};
+typedef void (*store_topic_cb)(void *arg, const struct topic_row *rows, int n, const char *err);
+
+/* ---- topic_create: the topic, the creator as lead and (when
+ * encrypted_key is set) the creator's sealed copy, in one statement; an
+ * existing name gives that topic with created = 0 (n = 0 only when a
+ * concurrent create of the same name committed meanwhile) ---- */
+struct topic_new {
+	const char *id, *mesh_id, *name, *description, *visibility, *creator_id;
+	const char *key_pubkey;                         /* hex x25519, NULL = unencrypted */
+	const char *key_id, *encrypted_key, *key_nonce; /* the creator's copy, or NULL */
+};
+int store_topic_create(struct db *d, const struct topic_new *t, store_topic_cb cb, void *arg);
+/* topics of the mesh visible to member_id (public ones and its private ones), by name */
+int store_topic_list(struct db *d, const char *mesh_id, const char *member_id, store_topic_cb cb, void *arg);
+
+/* join (idempotent), leave, mark read: topic_id is NULL when there is no such topic */
+typedef void (*store_topic_id_cb)(void *arg, const char *topic_id, const char *err);
+int store_topic_join(struct db *d, const char *mesh_id, const char *topic, const char *member_id, const char *role,
+                     store_topic_id_cb cb, void *arg);
+int store_topic_leave(struct db *d, const char *mesh_id, const char *topic, const char *member_id, store_topic_id_cb cb,
+                      void *arg);
+/* also marks the member's notifications of the topic read */
+int store_topic_mark_read(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+                          store_topic_id_cb cb, void *arg);
+
+struct topic_member_row {
+	const char *member_id, *pubkey, *display_name, *role, *joined_at, *last_read_at; /* last_read_at may be NULL */
+};
+typedef void (*store_topic_members_cb)(void *arg, const char *topic_id, const struct topic_member_row *rows, int n,
+                                       const char *err);
+int store_topic_members(struct db *d, const char *mesh_id, const char *topic, store_topic_members_cb cb, void *arg);
+
+struct topic_message_row {
+	const char *id, *sender_pubkey, *nonce, *ciphertext, *created_at;
+	int body_version;
+};
+/* newest first, at most limit messages and, past the first, at most
+ * STORE_HISTORY_BYTES_MAX bytes of nonces and ciphertexts (a client pages
+ * on with before_id); before_id NULL or a message id of the topic */
+#define STORE_HISTORY_BYTES_MAX (4 << 20)
+typedef void (*store_topic_history_cb)(void *arg, enum store_topic_status st, const char *topic_id,
+                                       const struct topic_message_row *rows, int n, const char *err);
+int store_topic_history(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,
+                        const char *before_id, store_topic_history_cb cb, void *arg);
+
+/* ---- keys ---- */
+struct topic_key_row {
+	const char *topic_id, *name, *encrypted_key, *nonce, *created_at;
+};
+/* the member's own sealed copy: st OK, NOT_FOUND, UNENCRYPTED or NOT_SEALED */
+typedef void (*store_topic_key_cb)(void *arg, enum store_topic_status st, const struct topic_key_row *k,
+                                   const char *err);
+int store_topic_key(struct db *d, const char *mesh_id, const char *topic, const char *member_id, store_topic_key_cb cb,
+                    void *arg);
+
+struct topic_pending_row {
+	const char *member_id, *pubkey, *display_name;
+};
+/* topic members without a sealed copy (at most limit), asked by a member:
+ * st OK, NOT_FOUND or NOT_MEMBER; sender_pubkey is the topic's
+ * encrypted_key_pubkey (NULL for a legacy topic) */
+typedef void (*store_topic_pending_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
+                                       const char *sender_pubkey, const struct topic_pending_row *rows, int n,
+                                       const char *err);
+int store_topic_pending(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,
+                        store_topic_pending_cb cb, void *arg);
+
+/* a member seals the key for another: never overwrites, records the sealer.
+ * st OK (sealed_at set), NOT_FOUND, NO_RECIPIENT, ALREADY_SEALED or
+ * NOT_MEMBER (the caller), checked in that order */
+struct topic_seal {
+	const char *mesh_id, *topic, *sealer_id, *recipient_id, *key_id, *encrypted_key, *nonce;
+};
+typedef void (*store_topic_seal_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at,
+                                    const char *err);
+int store_topic_seal(struct db *d, const struct topic_seal *s, store_topic_seal_cb cb, void *arg);
+
+/* ---- posting: the message (message_queue + topic_message, same id), one
+ * delivery per other non-revoked topic member, and one notification per
+ * mentioned mesh member (names compared case-insensitively, never the
+ * sender, at most n_mentions rows with the ids given), in one statement.
+ * st OK (recipients listed), NOT_FOUND or NOT_MEMBER (the sender). */
+#define STORE_MENTIONS_MAX 32
+struct topic_post {
+	const char *id, *mesh_id, *sender_id, *topic, *priority, *nonce, *ciphertext;
+	int body_version;
+	const char *const *mentions; /* display names */
+	int n_mentions;
+	const char *const *notification_ids; /* n_mentions fresh ids */
+};
+typedef void (*store_topic_post_cb)(void *arg, enum store_topic_status st, const char *topic_id,
+                                    const char *const *recipients, int n, const char *err);
+int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg);
+
+/* ---- notifications (REST GET /v1/notifications): the member's unread mentions, newest first ---- */
+struct notification_row {
+	const char *id, *topic_id, *topic_name, *message_id, *sender_pubkey, *sender_name, *kind, *created_at;
+};
+typedef void (*store_notification_cb)(void *arg, const struct notification_row *rows, int n, const char *err);
+int store_notifications(struct db *d, const char *member_id, int limit, store_notification_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,95 @@
+/* rest — JSON answers of the REST routes (see rest.h). */
+#include "worker/rest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "db/db.h"
+#include "db/store_topic.h"
+#include "worker/apikey.h"
+#include "worker/skel.h"
+#include "worker/http.h"
+
+#define REST_WRITE_MS 5000
+
+void rest_reply(struct worker *w, int status, cJSON *body)
+{
+	char *s = cJSON_PrintUnformatted(body);
+	if (!s)
+		log_fatal("out of memory");
+	http_respond(w->fd, status, "application/json", NULL, s, strlen(s), REST_WRITE_MS);
+	free(s);
+	cJSON_Delete(body);
+}
+
+void rest_error(struct worker *w, int status, const char *error)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "error", error);
+	rest_reply(w, status, o);
+}
+
+void rest_set(struct rest_answer *a, int status, cJSON *body)
+{
+	cJSON_Delete(a->body);
+	a->status = status;
+	a->body = body;
+}
+
+void rest_set_error(struct rest_answer *a, int status, const char *error)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "error", error);
+	rest_set(a, status, o);
+}
+
+void rest_finish(struct worker *w, struct rest_answer *a)
+{
+	if (w->db)
+		db_drain_sync(w->db, REST_DB_TIMEOUT_MS);
+	if (!a->status)
+		rest_set_error(a, 503, "db_unavailable");
+	rest_reply(w, a->status, a->body);
+	a->body = NULL;
+}
+
+struct scope_q {
+	int done, found;
+	char id[128], name[128];
+};
+
+static void scope_cb(void *arg, enum store_topic_status st, const struct topic_key_row *k, const char *err)
+{
+	struct scope_q *q = arg;
+	if (err)
+		return;
+	q->done = 1;
+	if (st == TOPIC_NOT_FOUND || !k)
+		return;
+	q->found = 1;
+	snprintf(q->id, sizeof q->id, "%s", k->topic_id);
+	snprintf(q->name, sizeof q->name, "%s", k->name);
+}
+
+int rest_topic_scope(struct worker *w, const struct apikey_row *key, const char *ref)
+{
+	if (apikey_topic_allowed(key, ref, ref))
+		return 0;
+	/* the ref may be the id of a topic scoped by name, or the other way round */
+	struct scope_q q = {0};
+	if (worker_db(w) != 0 || store_topic_key(w->db, key->mesh_id, ref, key->member_id, scope_cb, &q) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return -1;
+	}
+	db_drain_sync(w->db, REST_DB_TIMEOUT_MS);
+	if (!q.done) {
+		rest_error(w, 503, "db_unavailable");
+		return -1;
+	}
+	if (!q.found || apikey_topic_allowed(key, q.name, q.id))
+		return 0;
+	apikey_deny(w, 403, APIKEY_ERR_TOPIC_SCOPE);
+	return -1;
+}

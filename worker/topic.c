@@ -1,0 +1,340 @@
+/* topic — topic requests (see topic.h).  Each handler checks its fields,
+ * queues one statement of db/store_topic.h and answers from its callback. */
+#include "worker/topic.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "db/store_topic.h"
+#include "worker/audit.h"
+#include "worker/msg.h"
+#include "worker/topic_key.h"
+#include "worker/topicreq.h"
+
+#define BEFORE_ID_MAX 64
+
+int topic_name_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > TOPIC_NAME_MAX)
+		return 0;
+	for (const char *c = s; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+		      *c == '_' || *c == '-'))
+			return 0;
+	return 1;
+}
+
+static void db_failed(struct topic_req *tr, const char *what, const char *err)
+{
+	log_warn("topic request failed", "request", what, "error", err);
+	topicreq_error(tr, PEER_ERR_TOPIC_DB);
+}
+
+/* ---- topic_create ---- */
+
+struct create_ctx {
+	struct topic_req *tr;
+	enum topic_key_source source;
+};
+
+static void create_cb(void *arg, const struct topic_row *rows, int n, const char *err)
+{
+	struct create_ctx *cc = arg;
+	struct topic_req *tr = cc->tr;
+	struct worker *w = tr->w;
+	if (err) {
+		db_failed(tr, "topic_create", err);
+	} else if (n == 0) {
+		/* a concurrent create of the same name committed meanwhile */
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	} else {
+		cJSON *o = topicreq_reply("topic_created");
+		cJSON *t = cJSON_AddObjectToObject(o, "topic");
+		cJSON_AddStringToObject(t, "id", rows[0].id);
+		cJSON_AddStringToObject(t, "name", rows[0].name);
+		cJSON_AddStringToObject(t, "visibility", rows[0].visibility);
+		cJSON_AddBoolToObject(o, "created", rows[0].created);
+		topicreq_send(tr, o);
+		if (rows[0].created) {
+			static const char *const sources[] = {"none", "client", "broker"};
+			cJSON *pl = cJSON_CreateObject();
+			cJSON_AddStringToObject(pl, "topicId", rows[0].id);
+			cJSON_AddStringToObject(pl, "name", rows[0].name);
+			cJSON_AddStringToObject(pl, "visibility", rows[0].visibility);
+			cJSON_AddStringToObject(pl, "keySealedBy", sources[cc->source]);
+			audit_event(w, w->me.mesh_id, "topic_created", w->me.member_id, w->me.display_name, pl);
+		}
+	}
+	free(tr);
+	free(cc);
+}
+
+void topic_on_create(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	const char *name = msg_str(msg, "name"), *description = msg_str(msg, "description"),
+	           *visibility = msg_str(msg, "visibility");
+	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(msg, "description"),
+	            *vv = cJSON_GetObjectItemCaseSensitive(msg, "visibility");
+	if (!topic_name_ok(name)) {
+		topicreq_malformed(tr, "name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+		free(tr);
+		return;
+	}
+	if ((dv && !cJSON_IsNull(dv) && !description) || (description && strlen(description) > TOPIC_DESCRIPTION_MAX)) {
+		topicreq_malformed(tr, "description must be a string of at most 1024 bytes");
+		free(tr);
+		return;
+	}
+	if ((vv && !cJSON_IsNull(vv) && !visibility) ||
+	    (visibility && strcmp(visibility, "public") != 0 && strcmp(visibility, "private") != 0)) {
+		topicreq_malformed(tr, "visibility must be public or private");
+		free(tr);
+		return;
+	}
+	snprintf(tr->topic, sizeof tr->topic, "%s", name);
+	struct topic_copy copy;
+	if (topic_key_creator_copy(tr, msg, w->me.pubkey, &copy) != 0) {
+		free(tr);
+		return;
+	}
+	struct create_ctx *cc = calloc(1, sizeof *cc);
+	if (!cc)
+		log_fatal("out of memory");
+	cc->tr = tr;
+	cc->source = copy.source;
+	char topic_id[ID_LEN + 1], key_id[ID_LEN + 1];
+	id_new(topic_id);
+	id_new(key_id);
+	struct topic_new t = {topic_id,
+	                      w->me.mesh_id,
+	                      name,
+	                      description,
+	                      visibility ? visibility : "public",
+	                      w->me.member_id,
+	                      copy.pubkey_hex,
+	                      copy.encrypted_key ? key_id : NULL,
+	                      copy.encrypted_key,
+	                      copy.nonce};
+	int queued = 0;
+	if (topicreq_db(tr)) {
+		queued = store_topic_create(w->db, &t, create_cb, cc) == 0;
+		if (!queued)
+			topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	}
+	if (!queued) {
+		free(tr);
+		free(cc);
+	}
+	topic_key_copy_free(&copy);
+}
+
+/* ---- topic_list ---- */
+
+static void list_cb(void *arg, const struct topic_row *rows, int n, const char *err)
+{
+	struct topic_req *tr = arg;
+	if (err) {
+		db_failed(tr, "topic_list", err);
+	} else {
+		cJSON *o = topicreq_reply("topic_list_response");
+		cJSON *arr = cJSON_AddArrayToObject(o, "topics");
+		for (int i = 0; i < n; i++) {
+			cJSON *t = cJSON_CreateObject();
+			cJSON_AddStringToObject(t, "id", rows[i].id);
+			cJSON_AddStringToObject(t, "name", rows[i].name);
+			if (rows[i].description)
+				cJSON_AddStringToObject(t, "description", rows[i].description);
+			else
+				cJSON_AddNullToObject(t, "description");
+			cJSON_AddStringToObject(t, "visibility", rows[i].visibility);
+			cJSON_AddNumberToObject(t, "memberCount", (double)rows[i].member_count);
+			cJSON_AddStringToObject(t, "createdAt", rows[i].created_at);
+			cJSON_AddItemToArray(arr, t);
+		}
+		topicreq_send(tr, o);
+	}
+	free(tr);
+}
+
+void topic_on_list(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	if (topicreq_db(tr)) {
+		if (store_topic_list(w->db, w->me.mesh_id, w->me.member_id, list_cb, tr) == 0)
+			return;
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	}
+	free(tr);
+}
+
+/* ---- join, leave, mark read: no reply on success ---- */
+
+static void quiet_cb(void *arg, const char *topic_id, const char *err)
+{
+	struct topic_req *tr = arg;
+	if (err)
+		db_failed(tr, "topic membership", err);
+	else if (!topic_id)
+		topicreq_error(tr, PEER_ERR_TOPIC_NOT_FOUND);
+	free(tr);
+}
+
+enum quiet_op { Q_JOIN, Q_LEAVE, Q_READ };
+
+static void quiet_request(struct worker *w, const cJSON *msg, enum quiet_op op)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	const cJSON *rv = cJSON_GetObjectItemCaseSensitive(msg, "role");
+	const char *role = msg_str(msg, "role");
+	if (topicreq_topic(tr, msg) != 0)
+		goto done;
+	if (op == Q_JOIN && rv && !cJSON_IsNull(rv) &&
+	    (!role || (strcmp(role, "lead") && strcmp(role, "member") && strcmp(role, "observer")))) {
+		topicreq_malformed(tr, "role must be lead, member or observer");
+		goto done;
+	}
+	if (!topicreq_db(tr))
+		goto done;
+	int r = op == Q_JOIN    ? store_topic_join(w->db, w->me.mesh_id, tr->topic, w->me.member_id,
+                                                role ? role : "member", quiet_cb, tr)
+	        : op == Q_LEAVE ? store_topic_leave(w->db, w->me.mesh_id, tr->topic, w->me.member_id, quiet_cb, tr)
+	                        : store_topic_mark_read(w->db, w->me.mesh_id, tr->topic, w->me.member_id, quiet_cb, tr);
+	if (r == 0)
+		return;
+	topicreq_error(tr, PEER_ERR_TOPIC_DB);
+done:
+	free(tr);
+}
+
+void topic_on_join(struct worker *w, const cJSON *msg)
+{
+	quiet_request(w, msg, Q_JOIN);
+}
+void topic_on_leave(struct worker *w, const cJSON *msg)
+{
+	quiet_request(w, msg, Q_LEAVE);
+}
+void topic_on_mark_read(struct worker *w, const cJSON *msg)
+{
+	quiet_request(w, msg, Q_READ);
+}
+
+/* ---- topic_members ---- */
+
+static void members_cb(void *arg, const char *topic_id, const struct topic_member_row *rows, int n, const char *err)
+{
+	struct topic_req *tr = arg;
+	if (err) {
+		db_failed(tr, "topic_members", err);
+	} else if (!topic_id) {
+		topicreq_error(tr, PEER_ERR_TOPIC_NOT_FOUND);
+	} else {
+		cJSON *o = topicreq_reply("topic_members_response");
+		cJSON_AddStringToObject(o, "topic", topic_id);
+		cJSON *arr = cJSON_AddArrayToObject(o, "members");
+		for (int i = 0; i < n; i++) {
+			cJSON *m = cJSON_CreateObject();
+			cJSON_AddStringToObject(m, "memberId", rows[i].member_id);
+			cJSON_AddStringToObject(m, "pubkey", rows[i].pubkey);
+			cJSON_AddStringToObject(m, "displayName", rows[i].display_name);
+			cJSON_AddStringToObject(m, "role", rows[i].role);
+			cJSON_AddStringToObject(m, "joinedAt", rows[i].joined_at);
+			if (rows[i].last_read_at)
+				cJSON_AddStringToObject(m, "lastReadAt", rows[i].last_read_at);
+			else
+				cJSON_AddNullToObject(m, "lastReadAt");
+			cJSON_AddItemToArray(arr, m);
+		}
+		topicreq_send(tr, o);
+	}
+	free(tr);
+}
+
+void topic_on_members(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	if (topicreq_topic(tr, msg) == 0 && topicreq_db(tr)) {
+		if (store_topic_members(w->db, w->me.mesh_id, tr->topic, members_cb, tr) == 0)
+			return;
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	}
+	free(tr);
+}
+
+/* ---- topic_history ---- */
+
+static void history_cb(void *arg, enum store_topic_status st, const char *topic_id,
+                       const struct topic_message_row *rows, int n, const char *err)
+{
+	struct topic_req *tr = arg;
+	if (err) {
+		db_failed(tr, "topic_history", err);
+	} else if (st == TOPIC_NOT_FOUND) {
+		topicreq_error(tr, PEER_ERR_TOPIC_NOT_FOUND);
+	} else if (st == TOPIC_NOT_MEMBER) {
+		topicreq_error(tr, PEER_ERR_NOT_A_MEMBER);
+	} else {
+		cJSON *o = topicreq_reply("topic_history_response");
+		cJSON_AddStringToObject(o, "topic", topic_id);
+		cJSON *arr = cJSON_AddArrayToObject(o, "messages");
+		for (int i = 0; i < n; i++) {
+			cJSON *m = cJSON_CreateObject();
+			cJSON_AddStringToObject(m, "id", rows[i].id);
+			cJSON_AddStringToObject(m, "senderPubkey", rows[i].sender_pubkey);
+			cJSON_AddStringToObject(m, "nonce", rows[i].nonce);
+			cJSON_AddStringToObject(m, "ciphertext", rows[i].ciphertext);
+			cJSON_AddStringToObject(m, "createdAt", rows[i].created_at);
+			cJSON_AddNumberToObject(m, "bodyVersion", rows[i].body_version);
+			cJSON_AddItemToArray(arr, m);
+		}
+		topicreq_send(tr, o);
+	}
+	free(tr);
+}
+
+void topic_on_history(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(msg, "limit"),
+	            *bv = cJSON_GetObjectItemCaseSensitive(msg, "beforeId");
+	int limit = TOPIC_HISTORY_DEFAULT;
+	const char *before = NULL;
+	if (topicreq_topic(tr, msg) != 0)
+		goto done;
+	if (lv && !cJSON_IsNull(lv)) {
+		if (!cJSON_IsNumber(lv) || lv->valuedouble < 1 || lv->valuedouble > 1e9) {
+			topicreq_malformed(tr, "limit must be a number from 1 to 200");
+			goto done;
+		}
+		limit = lv->valuedouble > TOPIC_HISTORY_MAX ? TOPIC_HISTORY_MAX : (int)lv->valuedouble;
+	}
+	if (bv && !cJSON_IsNull(bv)) {
+		if (!cJSON_IsString(bv) || !bv->valuestring[0] || strlen(bv->valuestring) > BEFORE_ID_MAX) {
+			topicreq_malformed(tr, "beforeId must be a message id");
+			goto done;
+		}
+		before = bv->valuestring;
+	}
+	if (!topicreq_db(tr))
+		goto done;
+	if (store_topic_history(w->db, w->me.mesh_id, tr->topic, w->me.member_id, limit, before, history_cb, tr) == 0)
+		return;
+	topicreq_error(tr, PEER_ERR_TOPIC_DB);
+done:
+	free(tr);
+}

@@ -1,0 +1,219 @@
+/* topic_key — creator copies and the key requests (see topic_key.h).  The
+ * broker's own key lives only inside topic_key_creator_copy and is wiped
+ * there together with the ephemeral secret; nothing here logs a key, a
+ * sealed copy or a nonce. */
+#include "worker/topic_key.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "db/store_topic.h"
+#include "proto/topickey.h"
+#include "worker/audit.h"
+#include "worker/msg.h"
+
+#define MEMBER_ID_MAX 64
+
+int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *member_pubkey_hex, struct topic_copy *c)
+{
+	memset(c, 0, sizeof *c);
+	const char *enc = msg_str(msg, "encryptedKey"), *nonce = msg_str(msg, "nonce");
+	if (enc || nonce) {
+		struct topickey_sealed s;
+		if (!enc || !nonce || topickey_parse(enc, nonce, &s) != 0) {
+			topicreq_malformed(tr, "encryptedKey must be base64 of 80 bytes (sender x25519 pk ‖ "
+			                       "crypto_box of the key) and nonce base64 of 24 bytes");
+			return -1;
+		}
+		c->encrypted_key = strdup(enc);
+		c->nonce = strdup(nonce);
+		if (!c->encrypted_key || !c->nonce)
+			log_fatal("out of memory");
+		sodium_bin2hex(c->pubkey_hex, sizeof c->pubkey_hex, s.sender_pk, sizeof s.sender_pk);
+		c->source = TOPIC_KEY_CLIENT;
+		return 0;
+	}
+	unsigned char key[TOPICKEY_KEY_BYTES], member_pk[32];
+	randombytes_buf(key, sizeof key);
+	int sealed = hex_decode(member_pubkey_hex, member_pk, sizeof member_pk) == 0 &&
+	             topickey_seal(key, member_pk, &c->encrypted_key, &c->nonce, c->pubkey_hex) == 0;
+	sodium_memzero(key, sizeof key);
+	if (sealed) {
+		c->source = TOPIC_KEY_BROKER;
+		return 0;
+	}
+	/* the topic is made all the same: encrypted, without a copy for its
+	 * creator (who sees key_not_sealed_for_member until one is sealed) */
+	log_warn("topic key: could not seal the creator's copy", "member_pubkey", member_pubkey_hex);
+	unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
+	crypto_box_keypair(pk, sk);
+	sodium_memzero(sk, sizeof sk);
+	sodium_bin2hex(c->pubkey_hex, sizeof c->pubkey_hex, pk, sizeof pk);
+	c->source = TOPIC_KEY_NONE;
+	return 0;
+}
+
+void topic_key_copy_free(struct topic_copy *c)
+{
+	free(c->encrypted_key);
+	free(c->nonce);
+	c->encrypted_key = c->nonce = NULL;
+}
+
+/* ---- topic_key ---- */
+
+static void key_cb(void *arg, enum store_topic_status st, const struct topic_key_row *k, const char *err)
+{
+	struct topic_req *tr = arg;
+	if (err) {
+		log_warn("topic_key failed", "error", err);
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	} else if (st == TOPIC_NOT_FOUND) {
+		topicreq_error(tr, PEER_ERR_TOPIC_NOT_FOUND);
+	} else if (st == TOPIC_UNENCRYPTED) {
+		topicreq_error(tr, PEER_ERR_TOPIC_UNENCRYPTED);
+	} else if (st == TOPIC_NOT_SEALED) {
+		topicreq_error(tr, PEER_ERR_KEY_NOT_SEALED);
+	} else {
+		struct topickey_sealed s;
+		char sender[65] = "";
+		if (topickey_parse(k->encrypted_key, k->nonce, &s) == 0)
+			sodium_bin2hex(sender, sizeof sender, s.sender_pk, sizeof s.sender_pk);
+		cJSON *o = topicreq_reply("topic_key_response");
+		cJSON_AddStringToObject(o, "topic", k->name);
+		cJSON_AddStringToObject(o, "topicId", k->topic_id);
+		cJSON_AddStringToObject(o, "encryptedKey", k->encrypted_key);
+		cJSON_AddStringToObject(o, "nonce", k->nonce);
+		cJSON_AddStringToObject(o, "senderPubkey", sender);
+		cJSON_AddStringToObject(o, "createdAt", k->created_at ? k->created_at : "");
+		topicreq_send(tr, o);
+	}
+	free(tr);
+}
+
+void topic_key_on_get(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	if (topicreq_topic(tr, msg) == 0 && topicreq_db(tr)) {
+		if (store_topic_key(w->db, w->me.mesh_id, tr->topic, w->me.member_id, key_cb, tr) == 0)
+			return;
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	}
+	free(tr);
+}
+
+/* ---- topic_pending_seals ---- */
+
+static void pending_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
+                       const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
+{
+	struct topic_req *tr = arg;
+	if (err) {
+		log_warn("topic_pending_seals failed", "error", err);
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	} else if (st == TOPIC_NOT_FOUND) {
+		topicreq_error(tr, PEER_ERR_TOPIC_NOT_FOUND);
+	} else if (st == TOPIC_NOT_MEMBER) {
+		topicreq_error(tr, PEER_ERR_NOT_A_MEMBER);
+	} else {
+		cJSON *o = topicreq_reply("topic_pending_seals_response");
+		cJSON_AddStringToObject(o, "topic", name);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		if (sender_pubkey)
+			cJSON_AddStringToObject(o, "senderPubkey", sender_pubkey);
+		else
+			cJSON_AddNullToObject(o, "senderPubkey");
+		cJSON *arr = cJSON_AddArrayToObject(o, "pending");
+		for (int i = 0; i < n; i++) {
+			cJSON *m = cJSON_CreateObject();
+			cJSON_AddStringToObject(m, "memberId", rows[i].member_id);
+			cJSON_AddStringToObject(m, "pubkey", rows[i].pubkey);
+			cJSON_AddStringToObject(m, "displayName", rows[i].display_name);
+			cJSON_AddItemToArray(arr, m);
+		}
+		topicreq_send(tr, o);
+	}
+	free(tr);
+}
+
+void topic_key_on_pending(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	if (topicreq_topic(tr, msg) == 0 && topicreq_db(tr)) {
+		if (store_topic_pending(w->db, w->me.mesh_id, tr->topic, w->me.member_id, TOPIC_PENDING_MAX, pending_cb,
+		                        tr) == 0)
+			return;
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	}
+	free(tr);
+}
+
+/* ---- topic_seal ---- */
+
+static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at, const char *err)
+{
+	struct topic_req *tr = arg;
+	struct worker *w = tr->w;
+	static const enum peer_error errors[] = {
+	    [TOPIC_NOT_FOUND] = PEER_ERR_TOPIC_NOT_FOUND,           [TOPIC_NOT_MEMBER] = PEER_ERR_NOT_A_MEMBER,
+	    [TOPIC_NO_RECIPIENT] = PEER_ERR_RECIPIENT_NOT_IN_TOPIC, [TOPIC_ALREADY_SEALED] = PEER_ERR_ALREADY_SEALED,
+	    [TOPIC_UNENCRYPTED] = PEER_ERR_TOPIC_UNENCRYPTED,       [TOPIC_NOT_SEALED] = PEER_ERR_KEY_NOT_SEALED,
+	};
+	if (err) {
+		log_warn("topic_seal failed", "error", err);
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	} else if (st != TOPIC_OK) {
+		topicreq_error(tr, errors[st]);
+	} else {
+		cJSON *o = topicreq_reply("topic_sealed");
+		cJSON_AddStringToObject(o, "topic", tr->topic);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		cJSON_AddStringToObject(o, "memberId", tr->extra);
+		cJSON_AddStringToObject(o, "sealedAt", sealed_at);
+		topicreq_send(tr, o);
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "topicId", topic_id);
+		cJSON_AddStringToObject(pl, "memberId", tr->extra);
+		audit_event(w, w->me.mesh_id, "topic_key_sealed", w->me.member_id, w->me.display_name, pl);
+	}
+	free(tr);
+}
+
+void topic_key_on_seal(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	const char *member = msg_str(msg, "memberId"), *enc = msg_str(msg, "encryptedKey"),
+	           *nonce = msg_str(msg, "nonce");
+	struct topickey_sealed s;
+	char key_id[ID_LEN + 1];
+	if (topicreq_topic(tr, msg) != 0)
+		goto done;
+	if (!member || !*member || strlen(member) > MEMBER_ID_MAX) {
+		topicreq_malformed(tr, "memberId must be a member id");
+		goto done;
+	}
+	if (!enc || !nonce || topickey_parse(enc, nonce, &s) != 0) {
+		topicreq_malformed(tr, "encryptedKey must be base64 of 80 bytes and nonce base64 of 24 bytes");
+		goto done;
+	}
+	snprintf(tr->extra, sizeof tr->extra, "%s", member);
+	id_new(key_id);
+	struct topic_seal ts = {w->me.mesh_id, tr->topic, w->me.member_id, member, key_id, enc, nonce};
+	if (!topicreq_db(tr))
+		goto done;
+	if (store_topic_seal(w->db, &ts, seal_cb, tr) == 0)
+		return;
+	topicreq_error(tr, PEER_ERR_TOPIC_DB);
+done:
+	free(tr);
+}
