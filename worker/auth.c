@@ -16,6 +16,8 @@
 #include "worker/audit.h"
 #include "worker/delivery.h"
 #include "worker/msg.h"
+#include "worker/peerevents.h"
+#include "worker/peers.h"
 #include "worker/skel.h"
 #include "worker/status.h"
 #include "worker/uds.h"
@@ -49,10 +51,17 @@ static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_i
 	}
 }
 
+struct count_ctx {
+	struct worker *w;
+	int live;
+};
+
+/* a connection our hello replaces does not count against the capacity */
 static int count_cb(const struct presence_view *v, void *arg)
 {
-	(void)v;
-	++*(int *)arg;
+	struct count_ctx *c = arg;
+	if (!peers_is_replaced(c->w, v))
+		c->live++;
 	return 0;
 }
 
@@ -113,6 +122,8 @@ static void hello_accept(struct worker *w, int pending)
 	cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
 	audit_event(w, w->me.mesh_id, "peer_joined", w->me.member_id, w->me.display_name, pl);
 	log_info("peer joined", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
+	peers_replace_older(w);
+	peerevents_start(w);
 	delivery_drain(w);
 }
 
@@ -153,9 +164,9 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		return;
 	}
 	w->have_slot = 1;
-	int live = 0;
-	presence_foreach(w->shm, w->me.mesh_id, count_cb, &live);
-	if (live > limit) {
+	struct count_ctx cc = {.w = w};
+	presence_foreach(w->shm, w->me.mesh_id, count_cb, &cc);
+	if (cc.live > limit) {
 		presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;
 		hello_reject(w, HELLO_CAPACITY, w->me.mesh_id);
@@ -196,11 +207,17 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 	snprintf(w->me.cwd, sizeof w->me.cwd, "%s", h.cwd);
 	w->me.pid = (int32_t)h.pid;
 	w->hello_obj = cJSON_Duplicate(msg, 1);
+	/* optional, shown by list_peers; a value too long for its place is left out */
+	str_copy(w->me.hostname, sizeof w->me.hostname, msg_str(msg, "hostname") ? msg_str(msg, "hostname") : "");
+	str_copy(w->me.repo, sizeof w->me.repo, msg_str(msg, "repo") ? msg_str(msg, "repo") : "");
+	str_copy(w->me.peer_type, sizeof w->me.peer_type, msg_str(msg, "peerType") ? msg_str(msg, "peerType") : "");
 	const cJSON *cap;
 	cJSON_ArrayForEach(cap, h.capabilities)
 	{
 		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
 			w->client_ack = 1;
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "peer_events") == 0)
+			w->peer_events = 1;
 	}
 	/* check 6: a live member of a live mesh, and the memberId it signed */
 	if (worker_db(w) != 0 ||

@@ -10,6 +10,7 @@
 #include "worker/auth.h"
 #include "worker/delivery.h"
 #include "worker/msg.h"
+#include "worker/peers.h"
 #include "worker/peerstatus.h"
 #include "worker/send.h"
 #include "worker/ws.h"
@@ -32,6 +33,8 @@ static const struct phase_row table[] = {
 	{"send", AUTHED, NEEDS_HELLO, send_on_msg},
 	{"set_status", AUTHED, NEEDS_HELLO, peerstatus_on_set_status},
 	{"client_ack", AUTHED, NEEDS_HELLO, delivery_on_client_ack},
+	{"list_peers", AUTHED, NEEDS_HELLO, peers_on_list},
+	{"set_summary", AUTHED, NEEDS_HELLO, peers_on_set_summary},
 	/* last: no type, or one not listed above */
 	{NULL, 0,
 	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,

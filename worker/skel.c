@@ -96,8 +96,10 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		deadline = min_deadline(deadline, w->close_deadline);
 	if (w->db)
 		deadline = min_deadline(deadline, db_next_deadline(w->db));
-	if (w->joined)
+	if (w->joined) {
 		deadline = min_deadline(deadline, w->next_ttl_check);
+		deadline = min_deadline(deadline, w->pe_next);
+	}
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)
 		timeout = 0;

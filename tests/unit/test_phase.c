@@ -7,6 +7,7 @@
 
 #include "worker/auth.h"
 #include "worker/delivery.h"
+#include "worker/peers.h"
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
 #include "worker/send.h"
@@ -21,6 +22,8 @@ static const struct expect known[] = {
 	{"send", send_on_msg},
 	{"set_status", peerstatus_on_set_status},
 	{"client_ack", delivery_on_client_ack},
+	{"list_peers", peers_on_list},
+	{"set_summary", peers_on_set_summary},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 
