@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
+#include "cli/mcp.h"
 #include "cli/peercmd.h"
 
 struct command {
@@ -38,6 +39,7 @@ static const struct command main_commands[] = {
 	{NULL, "send", peercmd_send,
 	 "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]"},
 	{NULL, "status", peercmd_status, "status idle|working|dnd [--timeout SECONDS]"},
+	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)"},
 	{NULL, "hook", hookpost_run,
 	 "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http://HOST:PORT]"},
 	{NULL, "help", main_help, "help"},
@@ -126,7 +128,7 @@ int main(int argc, char **argv)
 				continue;
 			skip = 2;
 		}
-		for (int k = skip; k < argc; k++) {
+		for (int k = skip; k < argc && c->run != mcp_main; k++) {
 			if (!strcmp(argv[k], "--"))
 				break;
 			if (!strcmp(argv[k], "--help")) {

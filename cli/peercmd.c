@@ -177,8 +177,11 @@ static void peercmd_send_json(struct peer *p, cJSON *o)
 static void peercmd_send_status(struct peer *p, const char *status)
 {
 	cJSON *o = cJSON_CreateObject();
+	/* meshctl status speaks for the user: every live session of the
+	 * member, not only this short connection (docs/protocol.md §11) */
 	if (o && cJSON_AddStringToObject(o, "type", "set_status") &&
-	    cJSON_AddStringToObject(o, "status", status))
+	    cJSON_AddStringToObject(o, "status", status) &&
+	    (p->mode != PEER_STATUS || cJSON_AddStringToObject(o, "scope", "member")))
 		peercmd_send_json(p, o);
 	cJSON_Delete(o);
 }

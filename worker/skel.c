@@ -174,6 +174,10 @@ void skel_serve_ws(struct worker *w, struct http_req *req, const struct worker_h
 	w->hello_deadline = now + (int64_t)w->cfg.hello_timeout_seconds * 1000;
 	uds_init(w);
 	skel_loop(w);
+	/* the connection is over however it ended: a reply still in flight (a
+	 * hello's membership lookup finishing in the leave's db drain) must
+	 * not write to the socket we are about to free */
+	w->phase = PHASE_CLOSING;
 	hooks->leave(w);
 	uds_close_all(w);
 	ws_stop(w);
