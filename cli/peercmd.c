@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #define PEER_REJECT_WAIT_MS 5000  /* for the close that follows a rejection */
 #define PEER_STATUS_GRACE_MS 200  /* for an error after set_status */
 #define PEER_SEND_TIMEOUT_MS 10000
+#define PEER_BACKOFF_MAX_S 30     /* connect: reconnect after 1, 2, 4 ... 30 s */
 #define PEER_LINE_MAX WSCLIENT_MAX_MSG   /* one stdin line = one frame */
 #define PEER_STDIN_BACKLOG (32u << 20)   /* stop reading stdin above this much queued */
 
@@ -42,6 +44,7 @@ struct peer {
 	char session_id[129];
 	const char *status; /* set_status to send after hello_ack, or NULL */
 	int finishing;      /* we decided the outcome and closed with 1000 */
+	int was_ready;      /* connect: a hello_ack came once, so a lost connection is retried */
 	int result;         /* the exit code once finishing */
 	int64_t reject_deadline, grace_until;
 	/* connect */
@@ -220,6 +223,7 @@ static void peercmd_connect_frame(struct peer *p, cJSON *j, const char *type, co
 		return;
 	if (!strcmp(type, "hello_ack")) {
 		p->phase = PH_READY;
+		p->was_ready = 1;
 		if (p->status)
 			peercmd_send_status(p, p->status);
 	} else if (!strcmp(type, "error")) {
@@ -489,6 +493,43 @@ static int peercmd_report(struct peer *p)
 	return cli_err("%s", e ? e : "connection closed");
 }
 
+/* connect: wait out the backoff (a signal ends it), then connect again
+ * until it works.  0 = connected and hello sent, -1 = stopped. */
+static int peercmd_reconnect(struct peer *p, const char *url, int64_t deadline)
+{
+	int backoff = 1;
+	for (;;) {
+		uint16_t code;
+		const char *reason;
+		char why[300];
+		if (p->ws && wsclient_peer_close(p->ws, &code, &reason))
+			snprintf(why, sizeof why, "closed %u%s%s", code, *reason ? " " : "", reason);
+		else
+			snprintf(why, sizeof why, "%s", p->ws && wsclient_error(p->ws) ? wsclient_error(p->ws) : "connection lost");
+		wsclient_free(p->ws);
+		p->ws = NULL;
+		cli_err("%s; reconnecting in %d s", why, backoff);
+		int64_t until = mono_ms() + backoff * 1000;
+		while (!peercmd_stop && mono_ms() < until && !(deadline && mono_ms() >= deadline))
+			poll(NULL, 0, 100);
+		if (peercmd_stop || (deadline && mono_ms() >= deadline))
+			return -1;
+		backoff = backoff * 2 > PEER_BACKOFF_MAX_S ? PEER_BACKOFF_MAX_S : backoff * 2;
+		char err[512];
+		p->ws = wsclient_open(url, PEER_CONNECT_MS, peercmd_on_text, p, err, sizeof err);
+		if (!p->ws) {
+			cli_err("%s; reconnecting in %d s", err, backoff);
+			until = mono_ms() + backoff * 1000;
+			while (!peercmd_stop && mono_ms() < until)
+				poll(NULL, 0, 100);
+			continue;
+		}
+		p->phase = PH_HELLO;
+		if (peercmd_send_hello(p) == 0)
+			return 0;
+	}
+}
+
 /* connect, hello, then run until the outcome is known and the socket shut */
 static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout_ms)
 {
@@ -512,6 +553,7 @@ static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout
 		sigaction(SIGTERM, &sa, NULL);
 		p->stdin_open = fcntl(STDIN_FILENO, F_GETFD) >= 0;
 	}
+again:
 
 	for (;;) {
 		/* a signal landing just before poll() waits at most a second */
@@ -554,6 +596,19 @@ static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout
 			break;
 		if (ready)
 			peercmd_read_stdin(p);
+	}
+	/* connect keeps a session that worked once: a lost connection (not a
+	 * rejection, not our own close) is tried again with backoff */
+	if (p->mode == PEER_CONNECT && p->was_ready && !p->finishing && p->phase != PH_REJECTED && !peercmd_stop) {
+		uint16_t code;
+		const char *reason;
+		int session_replaced = wsclient_peer_close(p->ws, &code, &reason) && code == 1000;
+		if (!session_replaced && peercmd_reconnect(p, url, deadline) == 0) {
+			hello_deadline = mono_ms() + PEER_HELLO_WAIT_MS;
+			goto again;
+		}
+		if (!p->ws)
+			return 0;
 	}
 	return peercmd_report(p);
 }
