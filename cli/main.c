@@ -39,6 +39,7 @@ static const struct command main_commands[] = {
 	{NULL, "send", peercmd_send,
 	 "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]"},
 	{NULL, "status", peercmd_status, "status idle|working|dnd [--timeout SECONDS]"},
+	{NULL, "peers", peercmd_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]"},
 	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)"},
 	{NULL, "hook", hookpost_run,
 	 "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http://HOST:PORT]"},
@@ -63,6 +64,10 @@ static void main_usage(FILE *f)
 	      "connect prints every frame from the broker as one JSON line on stdout (pushes\n"
 	      "it can read get \"text\" or \"textB64\"), and sends each JSON object line read\n"
 	      "from stdin as a frame.\n"
+	      "status applies to every live session of the member (scope member).\n"
+	      "peers lists the live peers (the table leaves out meshctl's own connection).\n"
+	      "mcp is the MCP server for Claude Code; meshctl mcp --help prints the\n"
+	      "claude mcp add line.\n"
 	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; without\n"
 	      "--pid the broker matches the newest peer in that cwd; MESHBROKER_API_KEY, when\n"
 	      "set, is sent as Bearer.\n"

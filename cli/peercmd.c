@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "keyfile.h"
+#include "peertable.h"
 #include "proto/box.h"
 #include "proto/hello.h"
 #include "common/util.h"
@@ -31,7 +32,7 @@
 #define PEER_LINE_MAX WSCLIENT_MAX_MSG   /* one stdin line = one frame */
 #define PEER_STDIN_BACKLOG (32u << 20)   /* stop reading stdin above this much queued */
 
-enum peercmd_mode { PEER_CONNECT, PEER_SEND, PEER_STATUS };
+enum peercmd_mode { PEER_CONNECT, PEER_SEND, PEER_STATUS, PEER_PEERS };
 enum peercmd_phase { PH_HELLO, PH_READY, PH_REJECTED };
 
 struct peer {
@@ -53,6 +54,9 @@ struct peer {
 	char *line;
 	size_t line_len, line_cap;
 	int line_skip;
+	/* peers */
+	const char *scope;
+	int json;
 	/* send */
 	char send_id[ID_LEN + 1];
 	char *send_frame;
@@ -286,6 +290,33 @@ static void peercmd_status_frame(struct peer *p, cJSON *j, const char *type)
 	}
 }
 
+static void peercmd_peers_frame(struct peer *p, cJSON *j, const char *type)
+{
+	if (!type)
+		return;
+	if (p->phase == PH_HELLO) {
+		if (!strcmp(type, "hello_ack")) {
+			p->phase = PH_READY;
+			cJSON *o = cJSON_CreateObject();
+			if (o && cJSON_AddStringToObject(o, "type", "list_peers") &&
+			    cJSON_AddStringToObject(o, "_reqId", "meshctl-peers") &&
+			    (!p->scope || cJSON_AddStringToObject(o, "scope", p->scope)))
+				peercmd_send_json(p, o);
+			cJSON_Delete(o);
+		} else if (!strcmp(type, "error")) {
+			peercmd_rejected(p, j);
+		}
+	} else if (p->phase == PH_READY && !strcmp(type, "peers_list")) {
+		peertable_print(stdout, cJSON_GetObjectItemCaseSensitive(j, "peers"), p->json);
+		fflush(stdout);
+		peercmd_finish(p, 0);
+	} else if (p->phase == PH_READY && !strcmp(type, "error")) {
+		const char *m = peercmd_str(j, "message"), *c = peercmd_str(j, "code");
+		cli_err("list_peers refused: %s", m ? m : c ? c : "error");
+		peercmd_finish(p, CLI_EXIT_FAIL);
+	}
+}
+
 static void peercmd_on_text(void *arg, const char *msg, size_t len)
 {
 	struct peer *p = arg;
@@ -302,6 +333,9 @@ static void peercmd_on_text(void *arg, const char *msg, size_t len)
 		break;
 	case PEER_STATUS:
 		peercmd_status_frame(p, j, type);
+		break;
+	case PEER_PEERS:
+		peercmd_peers_frame(p, j, type);
 		break;
 	}
 	cJSON_Delete(j);
@@ -329,6 +363,9 @@ static int peercmd_send_hello(struct peer *p)
 		 cJSON_AddStringToObject(h, "signature", sig);
 	if (ok && c->display_name[0])
 		ok = cJSON_AddStringToObject(h, "displayName", c->display_name) != NULL;
+	char host[256] = "";
+	if (ok && gethostname(host, sizeof host - 1) == 0 && host[0]) /* for list_peers scope machine */
+		ok = cJSON_AddStringToObject(h, "hostname", host) != NULL;
 	if (ok && p->mode != PEER_CONNECT) {
 		/* a one-shot session does not print pushes: on brokers that offer
 		 * at-least-once delivery, leave them for the real client */
@@ -743,6 +780,30 @@ int peercmd_status(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1 || !(p.status = peercmd_status_ok(o.pos[0])))
 		return cli_usage_err("usage: meshctl status idle|working|dnd [--config FILE]");
+	if (peercmd_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
+		return cli_usage_err("--timeout must be a positive number of seconds");
+	if ((rc = peercmd_setup(&p, &o)) == 0)
+		rc = peercmd_run(&p, &o, timeout_ms);
+	peercmd_cleanup(&p);
+	return rc;
+}
+
+int peercmd_peers(int argc, char **argv)
+{
+	static const struct cli_optspec spec[] = {
+		{"scope", 1}, {"json", 0}, {"timeout", 1}, {"pid", 1}, {"cwd", 1}, {"session-id", 1}, {NULL, 0}};
+	struct cli_opts o;
+	struct peer p = {.mode = PEER_PEERS};
+	int64_t timeout_ms;
+	int rc;
+	if (cli_opts_parse(argc, argv, spec, &o) != 0)
+		return CLI_EXIT_USAGE;
+	p.scope = cli_opt(&o, "scope");
+	p.json = cli_opt(&o, "json") != NULL;
+	if (o.npos != 0 || (p.scope && strcmp(p.scope, "mesh") && strcmp(p.scope, "machine") &&
+			     strcmp(p.scope, "directory") && strcmp(p.scope, "repo")))
+		return cli_usage_err("usage: meshctl peers [--scope mesh|machine|directory|repo] [--json] "
+				     "[--config FILE]");
 	if (peercmd_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
 		return cli_usage_err("--timeout must be a positive number of seconds");
 	if ((rc = peercmd_setup(&p, &o)) == 0)

@@ -320,3 +320,37 @@ def test_meshctl_connect_survives_a_broker_restart(broker, mesh, pg, db, tmp_pat
     finally:
         p.terminate()
         p.wait(15)
+
+
+def test_meshctl_peers_prints_a_table_and_json_with_scopes(broker, mesh, pg, db, tmp_path):
+    b = broker()
+    m = mesh()
+    alice = m.add("alice")
+    bob_cfg, _ = make_c_member(tmp_path, pg, db, m, "bob")
+    env = {"MESHBROKER_URL": b.ws_url + "/ws"}
+
+    async def go():
+        a = Peer(b, alice)
+        await a.connect()
+        assert (await a.hello(cwd="/tmp", hostname="elsewhere"))["type"] == "hello_ack"
+        await a.send_json({"type": "set_summary", "summary": "reviewing the broker"})
+        await a.barrier()
+        r = meshctl(["peers", "--config", str(bob_cfg)], env=env)
+        lines = r.stdout.splitlines()
+        assert lines[0].split()[:3] == ["NAME", "STATUS", "PUBKEY"]
+        assert any(l.startswith("alice") and "idle" in l and "reviewing the broker" in l for l in lines[1:])
+        assert not any(l.startswith("bob") for l in lines[1:]), "the table leaves out meshctl itself"
+        j = json.loads(meshctl(["peers", "--json", "--config", str(bob_cfg)], env=env).stdout)
+        assert {p["displayName"] for p in j} == {"alice", "bob"}
+        assert [p["self"] for p in j if p["displayName"] == "bob"] == [True]
+        j = json.loads(meshctl(["peers", "--json", "--scope", "directory", "--config", str(bob_cfg)],
+                               env=env).stdout)
+        assert {p["displayName"] for p in j} == {"alice", "bob"}  # both in /tmp
+        j = json.loads(meshctl(["peers", "--json", "--scope", "machine", "--config", str(bob_cfg)],
+                               env=env).stdout)
+        assert {p["displayName"] for p in j} == {"bob"}
+        r = meshctl(["peers", "--scope", "galaxy", "--config", str(bob_cfg)], env=env, check=False)
+        assert r.returncode == 2 and "usage" in r.stderr
+        await a.close()
+
+    run(go())
