@@ -22,6 +22,7 @@
 #define MCP_NAMES_MAX 1024     /* pubkey -> display name cache */
 #define MCP_TEXT_MAX 32768     /* a message's text, bytes */
 #define MCP_CALL_MS 15000      /* a tool call waits this long for the broker */
+#define MCP_NAMES_WAIT_MS 3000 /* a notification waits this long for its sender's name */
 
 struct mcp;
 
@@ -49,6 +50,7 @@ struct mcp_msg {
 	char topic[64];
 	char *text;
 	int link;
+	int notified; /* the claude/channel notification went out (or never will) */
 };
 
 enum mcp_call_kind { CALL_NONE, CALL_LIST, CALL_RESOLVE, CALL_SEND };
@@ -84,6 +86,7 @@ struct mcp {
 	struct mcp_name names[MCP_NAMES_MAX];
 	size_t names_next;
 	unsigned tag_seq;
+	int64_t names_wait; /* a push from an unknown sender waits for a names refresh until then */
 };
 
 /* mcp.c */

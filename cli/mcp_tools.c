@@ -151,6 +151,8 @@ static void name_learn(struct mcp *m, const char *pubkey, const char *name)
 	snprintf(n->name, sizeof n->name, "%s", name);
 }
 
+static void notify_waiting(struct mcp *m);
+
 /* ------------------------------------------------------------ calls */
 
 static struct mcp_call *call_new(struct mcp *m, enum mcp_call_kind kind, const cJSON *id)
@@ -190,6 +192,8 @@ static struct mcp_call *call_by_tag(struct mcp *m, const char *tag)
 
 void mcp_tools_tick(struct mcp *m, int64_t now)
 {
+	if (m->names_wait && now >= m->names_wait)
+		notify_waiting(m);
 	for (int i = 0; i < MCP_CALLS_MAX; i++)
 		if (m->calls[i].kind != CALL_NONE && now >= m->calls[i].deadline)
 			call_end(&m->calls[i], text_result(1, "the broker did not answer within %d s; try again",
@@ -376,7 +380,8 @@ static void tool_check(struct mcp *m, const cJSON *id)
 	cJSON *content = cJSON_AddArrayToObject(r, "content");
 	cJSON *sc = cJSON_AddObjectToObject(r, "structuredContent");
 	cJSON *arr = cJSON_AddArrayToObject(sc, "messages");
-	size_t textcap = 256 + n * 160;
+	/* per message: the line's frame, created (< 40), from (< 256), priority (< 8), then the text */
+	size_t textcap = 64 + n * (64 + 40 + 256 + 8);
 	for (size_t i = 0; i < n; i++)
 		textcap += strlen(m->inbox[i].text);
 	char *text = malloc(textcap), *t = text;
@@ -386,7 +391,10 @@ static void tool_check(struct mcp *m, const cJSON *id)
 	}
 	t += sprintf(t, n ? "%zu message%s:\n" : "no new messages", n, n == 1 ? "" : "s");
 	for (size_t i = 0; i < n; i++) {
-		const struct mcp_msg *g = &m->inbox[i];
+		struct mcp_msg *g = &m->inbox[i];
+		const char *nm = name_of(m, g->from_pubkey);
+		if (nm) /* learnt since it arrived */
+			snprintf(g->from, sizeof g->from, "%s", nm);
 		t += sprintf(t, "[%s] from %s (%s): %s\n", g->created, g->from, g->priority, g->text);
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "messageId", g->id);
@@ -413,8 +421,10 @@ static void tool_check(struct mcp *m, const cJSON *id)
 		sodium_memzero(g->text, strlen(g->text));
 		free(g->text);
 	}
-	memmove(m->inbox, m->inbox + n, (m->ninbox - n) * sizeof *m->inbox);
-	m->ninbox -= n;
+	if (n) {
+		memmove(m->inbox, m->inbox + n, (m->ninbox - n) * sizeof *m->inbox);
+		m->ninbox -= n;
+	}
 }
 
 /* ------------------------------------------------------------ list_peers */
@@ -571,6 +581,34 @@ static char *push_text(const struct mcp_link *l, const cJSON *push)
 	return NULL;
 }
 
+/* claude/channel: shown in the session at once; still acked only when
+ * check_messages hands it over */
+static void notify(struct mcp *m, struct mcp_msg *g)
+{
+	if (g->notified)
+		return;
+	g->notified = 1;
+	const char *nm = name_of(m, g->from_pubkey);
+	if (nm)
+		snprintf(g->from, sizeof g->from, "%s", nm);
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "content", g->text);
+	cJSON *meta = cJSON_AddObjectToObject(p, "meta");
+	cJSON_AddStringToObject(meta, "from", g->from);
+	cJSON_AddStringToObject(meta, "from_pubkey", g->from_pubkey);
+	cJSON_AddStringToObject(meta, "priority", g->priority);
+	cJSON_AddStringToObject(meta, "message_id", g->id);
+	mcp_write(mcp_rpc_notification("notifications/claude/channel", p));
+}
+
+/* the names refresh came back, or waited long enough */
+static void notify_waiting(struct mcp *m)
+{
+	m->names_wait = 0;
+	for (size_t i = 0; i < m->ninbox; i++)
+		notify(m, &m->inbox[i]);
+}
+
 static void on_push(struct mcp_link *l, const cJSON *j)
 {
 	struct mcp *m = l->m;
@@ -621,17 +659,17 @@ static void on_push(struct mcp_link *l, const cJSON *j)
 	snprintf(g->priority, sizeof g->priority, "%s", str_of(j, "priority") ? str_of(j, "priority") : "next");
 	snprintf(g->created, sizeof g->created, "%s", str_of(j, "createdAt") ? str_of(j, "createdAt") : "");
 	snprintf(g->topic, sizeof g->topic, "%s", str_of(j, "topic") ? str_of(j, "topic") : "");
-	if (m->initialized) {
-		/* claude/channel: shown in the session at once; still acked only
-		 * when check_messages hands it over */
-		cJSON *p = cJSON_CreateObject();
-		cJSON_AddStringToObject(p, "content", g->text);
-		cJSON *meta = cJSON_AddObjectToObject(p, "meta");
-		cJSON_AddStringToObject(meta, "from", g->from);
-		cJSON_AddStringToObject(meta, "from_pubkey", g->from_pubkey);
-		cJSON_AddStringToObject(meta, "priority", g->priority);
-		cJSON_AddStringToObject(meta, "message_id", g->id);
-		mcp_write(mcp_rpc_notification("notifications/claude/channel", p));
+	g->notified = !m->initialized;
+	if (nm || !m->initialized) {
+		notify(m, g);
+	} else if (!m->names_wait) {
+		/* a sender we cannot name yet: ask who is there, then notify */
+		cJSON *f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "type", "list_peers");
+		cJSON_AddStringToObject(f, "_reqId", "mcp-names");
+		mcp_link_send(l, f);
+		cJSON_Delete(f);
+		m->names_wait = mono_ms() + MCP_NAMES_WAIT_MS;
 	}
 }
 
@@ -640,6 +678,8 @@ static void on_peers(struct mcp_link *l, cJSON *j)
 	struct mcp *m = l->m;
 	cJSON *peers = cJSON_GetObjectItemCaseSensitive(j, "peers"), *p;
 	cJSON_ArrayForEach(p, peers) name_learn(m, str_of(p, "pubkey"), str_of(p, "displayName"));
+	if (m->names_wait && str_of(j, "_reqId") && !strcmp(str_of(j, "_reqId"), "mcp-names"))
+		notify_waiting(m);
 	struct mcp_call *c = call_by_tag(m, str_of(j, "_reqId"));
 	if (!c || (c->kind != CALL_LIST && c->kind != CALL_RESOLVE))
 		return;

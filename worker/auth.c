@@ -93,6 +93,7 @@ static void presence_row_insert(struct worker *w)
 		.capabilities = caps_s,
 		.groups = groups_s,
 		.broker_host = host,
+		.repo = msg_str(h, "repo"),
 	};
 	store_presence_insert(w->db, &r);
 	w->presence_row = 1;

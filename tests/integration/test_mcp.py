@@ -44,8 +44,12 @@ class Mcp:
             self.err.append(line.decode())
 
     def write(self, raw):
-        self.p.stdin.write(raw if isinstance(raw, bytes) else raw.encode())
-        self.p.stdin.flush()
+        try:
+            self.p.stdin.write(raw if isinstance(raw, bytes) else raw.encode())
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            time.sleep(0.5)
+            raise AssertionError(f"meshctl mcp is gone ({self.p.poll()}); stderr: {''.join(self.err)}")
 
     def next(self, timeout=30):
         line = self.lines.get(timeout=timeout)

@@ -27,7 +27,7 @@ async def list_peers(p, **kw):
     return r
 
 
-def test_list_peers_shows_every_live_peer_with_status_summary_and_self(broker, mesh):
+def test_list_peers_shows_every_live_peer_with_status_summary_and_self(broker, mesh, db):
     b = broker()
     m = mesh("alice", "bob")
     alice, bob = m.members
@@ -60,6 +60,13 @@ def test_list_peers_shows_every_live_peer_with_status_summary_and_self(broker, m
         assert names(await list_peers(a, scope="repo")) == ["alice", "bob"]
         e = await list_peers(a, scope="galaxy")
         assert e["type"] == "error" and e["code"] == "invalid_scope"
+
+        def stored_repo():
+            with db.cursor() as cur:
+                cur.execute("SELECT repo FROM mesh.presence WHERE session_id = %s", (a.session_id,))
+                row = cur.fetchone()
+                return row and row[0]
+        assert mbtest.wait_until(lambda: stored_repo() == "git@x:r.git", 20), "repo kept in mesh.presence"
         await a.close()
         await c.close()
 
@@ -225,7 +232,10 @@ def test_200_peers_with_peer_events_get_at_most_one_push_a_second_and_all_are_li
 
         async def one(member, counts):
             p = Peer(b, member)
-            await p.connect()
+            # all at once: on a busy machine 200 fork+execs take a while, so
+            # the opening handshake gets a generous deadline (Peer's is 5 s)
+            p.ws = await mbtest.websockets.connect(b.ws_url + "/ws", max_queue=None, max_size=2 ** 24,
+                                                   ping_interval=None, open_timeout=120, close_timeout=10)
             await p.send_json(p.hello_msg(capabilities=["peer_events"]))
             await p.wait_for(is_type("hello_ack"), timeout=120)
             counts[member.name] = 0
