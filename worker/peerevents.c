@@ -136,8 +136,12 @@ static void push_events(struct worker *w, cJSON *events)
 
 void peerevents_tick(struct worker *w, int64_t now)
 {
-	if (!w->peer_events || !w->pe_next || now < w->pe_next || w->phase != PHASE_AUTHENTICATED)
+	if (!w->peer_events || !w->pe_next || now < w->pe_next)
 		return;
+	if (w->phase != PHASE_AUTHENTICATED) {
+		w->pe_next = 0; /* closing: no more events, and no timer that is always due */
+		return;
+	}
 	if (presence_changes(w->shm) == w->pe_seen) {
 		w->pe_next = now + EVENTS_LOOK_MS;
 		return;
