@@ -101,7 +101,7 @@ int mcp_link_send(struct mcp_link *l, cJSON *frame);    /* 0 queued; frame kept 
 void mcp_link_close(struct mcp_link *l);
 
 /* mcp_tools.c */
-cJSON *mcp_tools_list(void);
+cJSON *mcp_tools_list(void); /* mcp_schema.c */
 /* a tools/call: answers now (mcp_write) or later, when the broker has */
 void mcp_tools_call(struct mcp *m, const cJSON *id, const cJSON *params);
 void mcp_tools_on_frame(struct mcp_link *l, const char *text, size_t len);
