@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
+#include "cli/mcp.h"
 #include "cli/peercmd.h"
 #include "cli/topiccmd.h"
 
@@ -60,6 +61,8 @@ static const struct command main_commands[] = {
 	{"topic", "history", topiccmd_history, "topic history TOPIC [--limit N]"},
 	{"topic", "post", topiccmd_post, "topic post TOPIC TEXT [--priority now|next|low]"},
 	{"topic", "tail", topiccmd_tail, "topic tail TOPIC [--timeout SECONDS]"},
+	{NULL, "peers", peercmd_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]"},
+	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)"},
 	{NULL, "hook", hookpost_run,
 	 "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http://HOST:PORT]"},
 	{NULL, "help", main_help, "help"},
@@ -87,6 +90,10 @@ static void main_usage(FILE *f)
 	      "seals a fresh key to you (the broker never sees it); post encrypts with the\n"
 	      "topic key (version 2), history and tail print messages with \"text\", and tail\n"
 	      "re-seals the key for members still waiting for a copy while it runs.\n"
+	      "status applies to every live session of the member (scope member).\n"
+	      "peers lists the live peers (the table leaves out meshctl's own connection).\n"
+	      "mcp is the MCP server for Claude Code; meshctl mcp --help prints the\n"
+	      "claude mcp add line.\n"
 	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; without\n"
 	      "--pid the broker matches the newest peer in that cwd; the API key sent as Bearer\n"
 	      "is MESHBROKER_API_KEY, else the peer config's \"apiKey\".  Claude Code's hook JSON\n"
@@ -156,7 +163,7 @@ int main(int argc, char **argv)
 				continue;
 			skip = 2;
 		}
-		for (int k = skip; k < argc; k++) {
+		for (int k = skip; k < argc && c->run != mcp_main; k++) {
 			if (!strcmp(argv[k], "--"))
 				break;
 			if (!strcmp(argv[k], "--help")) {

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "cli.h"
 #include "keyfile.h"
+#include "peertable.h"
 #include "proto/box.h"
 #include "proto/hello.h"
 #include "common/util.h"
@@ -26,10 +28,11 @@
 #define PEER_REJECT_WAIT_MS 5000  /* for the close that follows a rejection */
 #define PEER_STATUS_GRACE_MS 200  /* for an error after set_status */
 #define PEER_SEND_TIMEOUT_MS 10000
+#define PEER_BACKOFF_MAX_S 30     /* connect: reconnect after 1, 2, 4 ... 30 s */
 #define PEER_LINE_MAX WSCLIENT_MAX_MSG   /* one stdin line = one frame */
 #define PEER_STDIN_BACKLOG (32u << 20)   /* stop reading stdin above this much queued */
 
-enum peercmd_mode { PEER_CONNECT, PEER_SEND, PEER_STATUS, PEER_APP };
+enum peercmd_mode { PEER_CONNECT, PEER_SEND, PEER_STATUS, PEER_APP, PEER_PEERS };
 enum peercmd_phase { PH_HELLO, PH_READY, PH_REJECTED };
 
 struct peer {
@@ -42,6 +45,7 @@ struct peer {
 	char session_id[129];
 	const char *status; /* set_status to send after hello_ack, or NULL */
 	int finishing;      /* we decided the outcome and closed with 1000 */
+	int was_ready;      /* connect: a hello_ack came once, so a lost connection is retried */
 	int result;         /* the exit code once finishing */
 	int64_t reject_deadline, grace_until;
 	/* connect */
@@ -50,6 +54,9 @@ struct peer {
 	char *line;
 	size_t line_len, line_cap;
 	int line_skip;
+	/* peers */
+	const char *scope;
+	int json;
 	/* send */
 	char send_id[ID_LEN + 1];
 	char *send_frame;
@@ -179,8 +186,11 @@ static void peercmd_send_json(struct peer *p, cJSON *o)
 static void peercmd_send_status(struct peer *p, const char *status)
 {
 	cJSON *o = cJSON_CreateObject();
+	/* meshctl status speaks for the user: every live session of the
+	 * member, not only this short connection (docs/protocol.md §11) */
 	if (o && cJSON_AddStringToObject(o, "type", "set_status") &&
-	    cJSON_AddStringToObject(o, "status", status))
+	    cJSON_AddStringToObject(o, "status", status) &&
+	    (p->mode != PEER_STATUS || cJSON_AddStringToObject(o, "scope", "member")))
 		peercmd_send_json(p, o);
 	cJSON_Delete(o);
 }
@@ -219,6 +229,7 @@ static void peercmd_connect_frame(struct peer *p, cJSON *j, const char *type, co
 		return;
 	if (!strcmp(type, "hello_ack")) {
 		p->phase = PH_READY;
+		p->was_ready = 1;
 		if (p->status)
 			peercmd_send_status(p, p->status);
 	} else if (!strcmp(type, "error")) {
@@ -281,6 +292,33 @@ static void peercmd_status_frame(struct peer *p, cJSON *j, const char *type)
 	}
 }
 
+static void peercmd_peers_frame(struct peer *p, cJSON *j, const char *type)
+{
+	if (!type)
+		return;
+	if (p->phase == PH_HELLO) {
+		if (!strcmp(type, "hello_ack")) {
+			p->phase = PH_READY;
+			cJSON *o = cJSON_CreateObject();
+			if (o && cJSON_AddStringToObject(o, "type", "list_peers") &&
+			    cJSON_AddStringToObject(o, "_reqId", "meshctl-peers") &&
+			    (!p->scope || cJSON_AddStringToObject(o, "scope", p->scope)))
+				peercmd_send_json(p, o);
+			cJSON_Delete(o);
+		} else if (!strcmp(type, "error")) {
+			peercmd_rejected(p, j);
+		}
+	} else if (p->phase == PH_READY && !strcmp(type, "peers_list")) {
+		peertable_print(stdout, cJSON_GetObjectItemCaseSensitive(j, "peers"), p->json);
+		fflush(stdout);
+		peercmd_finish(p, 0);
+	} else if (p->phase == PH_READY && !strcmp(type, "error")) {
+		const char *m = peercmd_str(j, "message"), *c = peercmd_str(j, "code");
+		cli_err("list_peers refused: %s", m ? m : c ? c : "error");
+		peercmd_finish(p, CLI_EXIT_FAIL);
+	}
+}
+
 static void peercmd_on_text(void *arg, const char *msg, size_t len)
 {
 	struct peer *p = arg;
@@ -308,6 +346,9 @@ static void peercmd_on_text(void *arg, const char *msg, size_t len)
 			p->app->ops->frame(p->app, j, type);
 		}
 		break;
+	case PEER_PEERS:
+		peercmd_peers_frame(p, j, type);
+		break;
 	}
 	cJSON_Delete(j);
 }
@@ -334,6 +375,9 @@ static int peercmd_send_hello(struct peer *p)
 		 cJSON_AddStringToObject(h, "signature", sig);
 	if (ok && c->display_name[0])
 		ok = cJSON_AddStringToObject(h, "displayName", c->display_name) != NULL;
+	char host[256] = "";
+	if (ok && gethostname(host, sizeof host - 1) == 0 && host[0]) /* for list_peers scope machine */
+		ok = cJSON_AddStringToObject(h, "hostname", host) != NULL;
 	if (ok && p->mode != PEER_CONNECT && !(p->app && p->app->ops->wants_pushes)) {
 		/* a one-shot session does not print pushes: on brokers that offer
 		 * at-least-once delivery, leave them for the real client */
@@ -498,6 +542,43 @@ static int peercmd_report(struct peer *p)
 	return cli_err("%s", e ? e : "connection closed");
 }
 
+/* connect: wait out the backoff (a signal ends it), then connect again
+ * until it works.  0 = connected and hello sent, -1 = stopped. */
+static int peercmd_reconnect(struct peer *p, const char *url, int64_t deadline)
+{
+	int backoff = 1;
+	for (;;) {
+		uint16_t code;
+		const char *reason;
+		char why[300];
+		if (p->ws && wsclient_peer_close(p->ws, &code, &reason))
+			snprintf(why, sizeof why, "closed %u%s%s", code, *reason ? " " : "", reason);
+		else
+			snprintf(why, sizeof why, "%s", p->ws && wsclient_error(p->ws) ? wsclient_error(p->ws) : "connection lost");
+		wsclient_free(p->ws);
+		p->ws = NULL;
+		cli_err("%s; reconnecting in %d s", why, backoff);
+		int64_t until = mono_ms() + backoff * 1000;
+		while (!peercmd_stop && mono_ms() < until && !(deadline && mono_ms() >= deadline))
+			poll(NULL, 0, 100);
+		if (peercmd_stop || (deadline && mono_ms() >= deadline))
+			return -1;
+		backoff = backoff * 2 > PEER_BACKOFF_MAX_S ? PEER_BACKOFF_MAX_S : backoff * 2;
+		char err[512];
+		p->ws = wsclient_open(url, PEER_CONNECT_MS, peercmd_on_text, p, err, sizeof err);
+		if (!p->ws) {
+			cli_err("%s; reconnecting in %d s", err, backoff);
+			until = mono_ms() + backoff * 1000;
+			while (!peercmd_stop && mono_ms() < until)
+				poll(NULL, 0, 100);
+			continue;
+		}
+		p->phase = PH_HELLO;
+		if (peercmd_send_hello(p) == 0)
+			return 0;
+	}
+}
+
 /* connect, hello, then run until the outcome is known and the socket shut */
 static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout_ms)
 {
@@ -522,6 +603,7 @@ static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout
 		sigaction(SIGTERM, &sa, NULL);
 		p->stdin_open = p->mode == PEER_CONNECT && fcntl(STDIN_FILENO, F_GETFD) >= 0;
 	}
+again:
 
 	for (;;) {
 		/* a signal landing just before poll() waits at most a second */
@@ -566,6 +648,19 @@ static int peercmd_run(struct peer *p, const struct cli_opts *o, int64_t timeout
 			break;
 		if (ready)
 			peercmd_read_stdin(p);
+	}
+	/* connect keeps a session that worked once: a lost connection (not a
+	 * rejection, not our own close) is tried again with backoff */
+	if (p->mode == PEER_CONNECT && p->was_ready && !p->finishing && p->phase != PH_REJECTED && !peercmd_stop) {
+		uint16_t code;
+		const char *reason;
+		int session_replaced = wsclient_peer_close(p->ws, &code, &reason) && code == 1000;
+		if (!session_replaced && peercmd_reconnect(p, url, deadline) == 0) {
+			hello_deadline = mono_ms() + PEER_HELLO_WAIT_MS;
+			goto again;
+		}
+		if (!p->ws)
+			return 0;
 	}
 	return peercmd_report(p);
 }
@@ -739,3 +834,27 @@ int peercmd_app_send(struct peercmd_app *a, cJSON *frame)
 void peercmd_app_finish(struct peercmd_app *a, int rc) { peercmd_finish(a->p, rc); }
 
 const struct keyfile_peer *peercmd_app_peer(const struct peercmd_app *a) { return &a->p->cfg; }
+
+int peercmd_peers(int argc, char **argv)
+{
+	static const struct cli_optspec spec[] = {
+		{"scope", 1}, {"json", 0}, {"timeout", 1}, {"pid", 1}, {"cwd", 1}, {"session-id", 1}, {NULL, 0}};
+	struct cli_opts o;
+	struct peer p = {.mode = PEER_PEERS};
+	int64_t timeout_ms;
+	int rc;
+	if (cli_opts_parse(argc, argv, spec, &o) != 0)
+		return CLI_EXIT_USAGE;
+	p.scope = cli_opt(&o, "scope");
+	p.json = cli_opt(&o, "json") != NULL;
+	if (o.npos != 0 || (p.scope && strcmp(p.scope, "mesh") && strcmp(p.scope, "machine") &&
+			     strcmp(p.scope, "directory") && strcmp(p.scope, "repo")))
+		return cli_usage_err("usage: meshctl peers [--scope mesh|machine|directory|repo] [--json] "
+				     "[--config FILE]");
+	if (peercmd_parse_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
+		return cli_usage_err("--timeout must be a positive number of seconds");
+	if ((rc = peercmd_setup(&p, &o)) == 0)
+		rc = peercmd_run(&p, &o, timeout_ms);
+	peercmd_cleanup(&p);
+	return rc;
+}

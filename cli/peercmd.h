@@ -38,6 +38,7 @@ int peercmd_parse_timeout(const struct cli_opts *o, int64_t def, int64_t *out);
 int peercmd_connect(int argc, char **argv);
 int peercmd_send(int argc, char **argv);
 int peercmd_status(int argc, char **argv);
+int peercmd_peers(int argc, char **argv); /* list_peers as a table or JSON */
 
 /* 1 when s[0..n) is valid UTF-8 without NUL (strict: no overlongs, no
  * surrogates, nothing above U+10FFFF). */

@@ -478,6 +478,24 @@ int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_r
 	return !w->done;
 }
 
+void wsclient_pollfd(const struct wsclient *w, struct pollfd *p)
+{
+	*p = (struct pollfd){.fd = w->done ? -1 : w->fd};
+	if (w->done)
+		return;
+	if (wslay_event_want_read(w->ctx))
+		p->events |= POLLIN;
+	if (wslay_event_want_write(w->ctx))
+		p->events |= POLLOUT;
+}
+
+int wsclient_timer_ms(const struct wsclient *w, int cap_ms)
+{
+	if (w->pre_off < w->pre_len)
+		return 0;
+	return wsc_next_timer(w, mono_ms(), cap_ms);
+}
+
 int wsclient_peer_close(const struct wsclient *w, uint16_t *code, const char **reason)
 {
 	if (!w->peer_closed)

@@ -6,6 +6,7 @@
 #define CLI_WSCLIENT_H
 
 #include <stddef.h>
+#include <poll.h>
 #include <stdint.h>
 
 #define WSCLIENT_MAX_MSG (16u << 20) /* larger frames from the broker: close 1009 */
@@ -34,6 +35,12 @@ size_t wsclient_queued(const struct wsclient *w);
  * readable when it is >= 0; *extra_ready tells).  Text callbacks run from
  * here.  Returns 1 while the connection lives, 0 once it is over. */
 int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_ready);
+
+/* For a caller that polls several connections itself: what to wait for on
+ * the socket (events 0 once the connection is over), and the ms until the
+ * next timer of this connection; then wsclient_step(w, 0, -1, &x). */
+void wsclient_pollfd(const struct wsclient *w, struct pollfd *p);
+int wsclient_timer_ms(const struct wsclient *w, int cap_ms);
 
 /* After the end: 1 when the broker sent a close frame (*code 1005 when it had
  * no status; *reason printable, possibly ""), else 0. */

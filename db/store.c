@@ -123,14 +123,14 @@ int store_presence_insert(struct db *d, const struct presence_row *r)
 	snprintf(wpid, sizeof wpid, "%d", r->worker_pid);
 	const char *p[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
 			   r->status_source, r->display_name, r->hostname, r->peer_type, r->channel, r->model,
-			   r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid};
+			   r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid, r->repo};
 	return db_query(d,
 			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
 			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "
-			"capabilities, groups, broker_host, worker_pid) VALUES ($1, $2, $3, $4, $5::int, $6, $7, $8, "
-			"$9, $10, $11, $12, $13, $14, $15::jsonb, $16::jsonb, $17, $18::int) RETURNING member_id) "
-			"UPDATE mesh.member SET last_seen_at = now() WHERE id IN (SELECT member_id FROM p)",
-			18, p, NULL, NULL);
+			"capabilities, groups, broker_host, worker_pid, repo) VALUES ($1, $2, $3, $4, $5::int, $6, $7, "
+			"$8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16::jsonb, $17, $18::int, $19) RETURNING "
+			"member_id) UPDATE mesh.member SET last_seen_at = now() WHERE id IN (SELECT member_id FROM p)",
+			19, p, NULL, NULL);
 }
 
 int store_presence_status(struct db *d, const char *presence_id, const char *status, const char *source)

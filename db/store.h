@@ -32,6 +32,7 @@ struct presence_row {
 	/* optional hello fields, NULL when absent; capabilities/groups as JSON text */
 	const char *display_name, *hostname, *peer_type, *channel, *model, *protocol_version;
 	const char *capabilities, *groups, *broker_host;
+	const char *repo; /* §11, NULL when absent */
 };
 /* the row, and the member's last_seen_at, in one statement */
 int store_presence_insert(struct db *d, const struct presence_row *p);

@@ -48,6 +48,9 @@
 	X(ALREADY_AUTHENTICATED, "already_authenticated", "already authenticated", 1)                                \
 	X(INVALID_STATUS, "invalid_status", "status must be idle, working or dnd", 1)                                \
 	X(CLIENT_ACK_MALFORMED, "malformed", "client_ack needs brokerMessageId", 1)                                  \
+	X(INVALID_SCOPE, "invalid_scope", "scope must be mesh, machine, directory or repo (member for set_status)", 1) \
+	X(SUMMARY_MALFORMED, "malformed", "set_summary needs a string summary", 1)                                   \
+	X(SUMMARY_TOO_LONG, "summary_too_long", "summary is longer than 1024 bytes", 1)                              \
 	X(DB_DOWN, "internal", "database unavailable, try again", 0)                                                  \
 	X(DB_UNMIGRATED, "internal", "database not migrated (run meshctl migrate), try again later", 0)              \
 	X(NO_WORKER_SOCKET, "internal", "broker could not open its worker socket", 0)                                 \

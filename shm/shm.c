@@ -22,7 +22,7 @@
 #include "common/util.h"
 
 #define SHM_MAGIC 0x314d48534853454dULL /* "MESHSHM1" in a little-endian file */
-#define SHM_VERSION 1u
+#define SHM_VERSION 2u /* 2: hostname, repo, peer_type, 1 KiB summary, change count */
 #define SHM_FILE "presence.shm"
 #define SHM_LOCK_FILE "presence.lock"
 #define SHM_NSLOTS_MAX (1u << 20)
@@ -65,6 +65,7 @@ struct shm_header {
 	uint64_t epoch; /* random, new on every (re)creation */
 	int64_t created_ms;
 	_Atomic int64_t start_ms;
+	_Atomic uint64_t presence_changes;
 	unsigned char bucket_key[crypto_shorthash_KEYBYTES];
 	unsigned char replay_key[crypto_generichash_KEYBYTES];
 	_Atomic uint64_t counters[C_COUNTER_MAX];
@@ -481,6 +482,16 @@ static void seq_end(struct shm_slot *sl, uint32_t q)
 	atomic_store_explicit(&sl->seq, q + 1, memory_order_release);
 }
 
+static void changes_bump(struct shm *s)
+{
+	atomic_fetch_add_explicit(&s->hdr->presence_changes, 1, memory_order_release);
+}
+
+uint64_t presence_changes(const struct shm *s)
+{
+	return atomic_load_explicit(&s->hdr->presence_changes, memory_order_acquire);
+}
+
 static void slot_write(struct shm_slot *sl, const struct presence_info *info)
 {
 	uint32_t q = seq_begin(sl);
@@ -545,6 +556,7 @@ static void slot_reclaim(struct shm *s, uint32_t i, int fd)
 		snprintf(slot, sizeof slot, "%u", i);
 		snprintf(pid, sizeof pid, "%u", st_pid(st));
 		log_info("reclaimed a dead worker's slot", "slot", slot, "pid", pid);
+		changes_bump(s);
 		sock_unlink(s, i, st_gen(st));
 	}
 	ofd_unlock(fd, i);
@@ -581,6 +593,7 @@ int presence_claim(struct shm *s, const struct presence_info *info, uint32_t *sl
 			memset(&sl->info, 0, sizeof sl->info);
 		seq_end(sl, q);
 		owned_set(s, i, 1);
+		changes_bump(s);
 		*slot = i;
 		*gen = g;
 		return 0;
@@ -596,6 +609,7 @@ void presence_update(struct shm *s, uint32_t slot, const struct presence_info *i
 		return;
 	}
 	slot_write(&s->slots[slot], info);
+	changes_bump(s);
 }
 
 void presence_release(struct shm *s, uint32_t slot, uint32_t gen)
@@ -615,6 +629,7 @@ void presence_release(struct shm *s, uint32_t slot, uint32_t gen)
 	slot_write(sl, NULL);
 	sock_unlink(s, slot, gen);
 	owned_set(s, slot, 0);
+	changes_bump(s);
 	if (fd >= 0)
 		ofd_unlock(fd, slot);
 }
@@ -629,6 +644,9 @@ static void info_terminate(struct presence_info *in)
 	in->session_id[sizeof in->session_id - 1] = 0;
 	in->cwd[sizeof in->cwd - 1] = 0;
 	in->summary[sizeof in->summary - 1] = 0;
+	in->hostname[sizeof in->hostname - 1] = 0;
+	in->repo[sizeof in->repo - 1] = 0;
+	in->peer_type[sizeof in->peer_type - 1] = 0;
 }
 
 int presence_read(struct shm *s, uint32_t slot, struct presence_view *out)

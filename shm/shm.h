@@ -16,7 +16,10 @@
 #define SHM_NAME_MAX 128
 #define SHM_SESSION_MAX 129    /* 128 + NUL */
 #define SHM_CWD_MAX 4097       /* 4096 + NUL */
-#define SHM_SUMMARY_MAX 256
+#define SHM_SUMMARY_MAX 1025   /* 1024 + NUL (docs/protocol.md §11 set_summary) */
+#define SHM_HOST_MAX 256
+#define SHM_REPO_MAX 1025
+#define SHM_PEER_TYPE_MAX 16
 
 /* status values and sources (docs/protocol.md §4.2); numeric source = rank */
 enum peer_status { ST_IDLE = 0, ST_WORKING = 1, ST_DND = 2 };
@@ -32,6 +35,9 @@ struct presence_info {
 	char session_id[SHM_SESSION_MAX];
 	char cwd[SHM_CWD_MAX];
 	char summary[SHM_SUMMARY_MAX];
+	char hostname[SHM_HOST_MAX];       /* hello's optional fields, "" when absent */
+	char repo[SHM_REPO_MAX];
+	char peer_type[SHM_PEER_TYPE_MAX];
 	int32_t pid;          /* the peer's (client's) pid from hello */
 	int32_t status;       /* enum peer_status */
 	int32_t status_source; /* enum status_source */
@@ -107,6 +113,9 @@ int presence_foreach(struct shm *s, const char *mesh_id,
 		     int (*fn)(const struct presence_view *v, void *arg), void *arg);
 /* Number of live slots (reclaims dead ones on the way). */
 int presence_count(struct shm *s);
+/* A broker-wide count of presence changes (claims, updates, releases,
+ * reclaims): readers that keep a copy of the table rescan only when it moved. */
+uint64_t presence_changes(const struct shm *s);
 /* "<runtime>/w/<slot>.<gen>.sock" */
 void presence_sock_path(const struct shm *s, uint32_t slot, uint32_t gen, char *buf, size_t cap);
 

@@ -16,6 +16,8 @@
 #include "worker/audit.h"
 #include "worker/delivery.h"
 #include "worker/msg.h"
+#include "worker/peerevents.h"
+#include "worker/peers.h"
 #include "worker/skel.h"
 #include "worker/status.h"
 #include "worker/uds.h"
@@ -64,15 +66,18 @@ static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_i
 }
 
 struct live_count {
-	const char *member_id;
+	struct worker *w;
 	int mesh, member; /* live presences in the mesh, and of this member */
 };
 
+/* a connection our hello replaces does not count against the capacity */
 static int count_cb(const struct presence_view *v, void *arg)
 {
 	struct live_count *n = arg;
+	if (peers_is_replaced(n->w, v))
+		return 0;
 	n->mesh++;
-	n->member += strcmp(v->info.member_id, n->member_id) == 0;
+	n->member += strcmp(v->info.member_id, n->w->me.member_id) == 0;
 	return 0;
 }
 
@@ -104,6 +109,7 @@ static void presence_row_insert(struct worker *w)
 		.capabilities = caps_s,
 		.groups = groups_s,
 		.broker_host = host,
+		.repo = msg_str(h, "repo"),
 	};
 	store_presence_insert(w->db, &r);
 	w->presence_row = 1;
@@ -133,6 +139,8 @@ static void hello_accept(struct worker *w, int pending)
 	cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
 	audit_event(w, w->me.mesh_id, "peer_joined", w->me.member_id, w->me.display_name, pl);
 	log_info("peer joined", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
+	peers_replace_older(w);
+	peerevents_start(w);
 	delivery_drain(w);
 }
 
@@ -173,7 +181,7 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		return;
 	}
 	w->have_slot = 1;
-	struct live_count live = {.member_id = w->me.member_id};
+	struct live_count live = {.w = w};
 	presence_foreach(w->shm, w->me.mesh_id, count_cb, &live);
 	if (live.mesh > limit || live.member > w->cfg.max_connections_per_member) {
 		presence_release(w->shm, w->slot, w->gen);
@@ -219,11 +227,17 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 	snprintf(w->me.cwd, sizeof w->me.cwd, "%s", h.cwd);
 	w->me.pid = (int32_t)h.pid;
 	w->hello_obj = cJSON_Duplicate(msg, 1);
+	/* optional, shown by list_peers; a value too long for its place is left out */
+	str_copy(w->me.hostname, sizeof w->me.hostname, msg_str(msg, "hostname") ? msg_str(msg, "hostname") : "");
+	str_copy(w->me.repo, sizeof w->me.repo, msg_str(msg, "repo") ? msg_str(msg, "repo") : "");
+	str_copy(w->me.peer_type, sizeof w->me.peer_type, msg_str(msg, "peerType") ? msg_str(msg, "peerType") : "");
 	const cJSON *cap;
 	cJSON_ArrayForEach(cap, h.capabilities)
 	{
 		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
 			w->client_ack = 1;
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "peer_events") == 0)
+			w->peer_events = 1;
 	}
 	/* check 6: a live member of a live mesh, and the memberId it signed */
 	if (worker_db(w) != 0 ||

@@ -14,8 +14,8 @@ int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_
 	memcpy(&e, buf, sizeof e);
 	if (e.dst_slot != my_slot || e.dst_gen != my_gen)
 		return -1; /* meant for an earlier owner of this slot */
-	if (e.type == UDS_WAKE) {
-		*type = UDS_WAKE;
+	if (e.type == UDS_WAKE || e.type == UDS_REPLACE) {
+		*type = e.type;
 		return 0;
 	}
 	if (e.type == UDS_STATUS && e.len == sizeof(struct uds_status) && n == sizeof e + sizeof(struct uds_status)) {

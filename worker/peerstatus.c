@@ -3,6 +3,8 @@
  * turns idle drains what was held for it. */
 #include "worker/peerstatus.h"
 
+#include <string.h>
+
 #include "db/store.h"
 #include "common/log.h"
 #include "proto/reasons.h"
@@ -11,6 +13,7 @@
 #include "worker/jsonl.h"
 #include "worker/msg.h"
 #include "worker/status.h"
+#include "worker/uds.h"
 #include "worker/ws.h"
 
 #define TTL_LOOK_MS 15000     /* the TTL is looked at at least this often */
@@ -26,14 +29,42 @@ static void status_changed(struct worker *w, int before)
 		delivery_drain(w); /* held next/low messages flow now */
 }
 
+struct member_ctx {
+	struct worker *w;
+	int status;
+};
+
+static int member_cb(const struct presence_view *v, void *arg)
+{
+	struct member_ctx *c = arg;
+	if (strcmp(v->info.member_id, c->w->me.member_id) == 0 && !(v->slot == c->w->slot && v->gen == c->w->gen) &&
+	    uds_request_status(c->w, v->slot, v->gen, c->status, SRC_MANUAL) != 0)
+		log_warn("set_status scope member: a session's worker did not answer", "presence",
+			 v->info.presence_id);
+	return 0;
+}
+
+/* scope "member" (docs/protocol.md §11): every live session of our member
+ * gets the status, each applied by its own worker as a manual set_status */
 void peerstatus_on_set_status(struct worker *w, const cJSON *msg)
 {
 	int st = status_parse(msg_str(msg, "status"));
+	const cJSON *scope = cJSON_GetObjectItemCaseSensitive(msg, "scope");
 	if (st < 0) {
 		ws_send_peer_error(w, PEER_ERR_INVALID_STATUS, msg_str(msg, "id"));
 		return;
 	}
+	int member = cJSON_IsString(scope) && strcmp(scope->valuestring, "member") == 0;
+	if (scope && !cJSON_IsNull(scope) && !member &&
+	    !(cJSON_IsString(scope) && strcmp(scope->valuestring, "session") == 0)) {
+		ws_send_peer_error(w, PEER_ERR_INVALID_SCOPE, msg_str(msg, "id"));
+		return;
+	}
 	peerstatus_request(w, st, SRC_MANUAL);
+	if (member) {
+		struct member_ctx c = {.w = w, .status = st};
+		presence_foreach(w->shm, w->me.mesh_id, member_cb, &c);
+	}
 }
 
 /* TTL (docs/protocol.md §4.2): a `working` older than STATUS_TTL_SECONDS

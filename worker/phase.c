@@ -11,6 +11,7 @@
 #include "worker/auth.h"
 #include "worker/delivery.h"
 #include "worker/msg.h"
+#include "worker/peers.h"
 #include "worker/peerstatus.h"
 #include "worker/send.h"
 #include "worker/topic.h"
@@ -46,6 +47,8 @@ static const struct phase_row table[] = {
 	{"topic_key", AUTHED, NEEDS_HELLO, topic_key_on_get},
 	{"topic_pending_seals", AUTHED, NEEDS_HELLO, topic_key_on_pending},
 	{"topic_seal", AUTHED, NEEDS_HELLO, topic_key_on_seal},
+	{"list_peers", AUTHED, NEEDS_HELLO, peers_on_list},
+	{"set_summary", AUTHED, NEEDS_HELLO, peers_on_set_summary},
 	/* last: no type, or one not listed above */
 	{NULL, 0,
 	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,

@@ -10,9 +10,11 @@
 #include "common/log.h"
 #include "worker/audit.h"
 #include "worker/delivery.h"
+#include "worker/peerevents.h"
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
 #include "worker/uds.h"
+#include "worker/ws.h"
 
 /* a leaving worker waits this long for its last writes (marks, presence row,
  * audit) when PostgreSQL is busy; the acceptor allows 10 s on shutdown */
@@ -55,13 +57,32 @@ static void session_leave(struct worker *w)
 	}
 	cJSON_Delete(w->hello_obj);
 	w->hello_obj = NULL;
+	peerevents_free(w);
+}
+
+/* a newer hello of our member with our sessionId took over (§11): what we
+ * claimed and did not deliver is given back by the leave, and its worker
+ * is woken then */
+static void session_on_replaced(struct worker *w)
+{
+	if (w->phase != PHASE_AUTHENTICATED)
+		return;
+	log_info("session replaced by a newer connection", "presence", w->me.presence_id);
+	ws_close(w, WS_CLOSE_NORMAL, "session_replaced");
+}
+
+static void session_tick(struct worker *w, int64_t now)
+{
+	peerstatus_tick(w, now);
+	peerevents_tick(w, now);
 }
 
 const struct worker_hooks session_hooks = {
 	.on_text = phase_dispatch,
 	.on_wake = delivery_drain,
 	.on_status = peerstatus_request,
-	.tick = peerstatus_tick,
+	.on_replaced = session_on_replaced,
+	.tick = session_tick,
 	.pump = delivery_pump,
 	.leave = session_leave,
 };

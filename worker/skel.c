@@ -96,8 +96,10 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		deadline = min_deadline(deadline, w->close_deadline);
 	if (w->db)
 		deadline = min_deadline(deadline, db_next_deadline(w->db));
-	if (w->joined)
+	if (w->joined) {
 		deadline = min_deadline(deadline, w->next_ttl_check);
+		deadline = min_deadline(deadline, w->pe_next);
+	}
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)
 		timeout = 0;
@@ -172,6 +174,10 @@ void skel_serve_ws(struct worker *w, struct http_req *req, const struct worker_h
 	w->hello_deadline = now + (int64_t)w->cfg.hello_timeout_seconds * 1000;
 	uds_init(w);
 	skel_loop(w);
+	/* the connection is over however it ended: a reply still in flight (a
+	 * hello's membership lookup finishing in the leave's db drain) must
+	 * not write to the socket we are about to free */
+	w->phase = PHASE_CLOSING;
 	hooks->leave(w);
 	uds_close_all(w);
 	ws_stop(w);

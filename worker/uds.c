@@ -204,6 +204,8 @@ static void in_read(struct worker *w, int idx)
 			continue; /* not an envelope for us */
 		if (type == UDS_WAKE)
 			w->hooks->on_wake(w);
+		else if (type == UDS_REPLACE)
+			w->hooks->on_replaced(w);
 		else
 			w->hooks->on_status(w, status, source);
 	}
@@ -238,14 +240,9 @@ void uds_handle(struct worker *w, const struct pollfd *fds, int n)
 	}
 }
 
-int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source)
+/* one envelope on a fresh socket (a short blocking send) */
+static int uds_oneshot(struct worker *w, uint32_t slot, uint32_t gen, const void *pkt, size_t len)
 {
-	struct {
-		struct uds_env e;
-		struct uds_status st;
-	} pkt = {.e = {.type = UDS_STATUS, .len = sizeof(struct uds_status), .src_slot = UINT32_MAX,
-		       .dst_slot = slot, .dst_gen = gen},
-		 .st = {.status = status, .source = source}};
 	struct sockaddr_un a;
 	if (sock_addr(w, slot, gen, &a) != 0)
 		return -1;
@@ -256,7 +253,25 @@ int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status
 	struct timeval tv = {.tv_sec = 1};
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-		 send(fd, &pkt, sizeof pkt, MSG_NOSIGNAL) == (ssize_t)sizeof pkt;
+		 send(fd, pkt, len, MSG_NOSIGNAL) == (ssize_t)len;
 	close(fd);
 	return ok ? 0 : -1;
+}
+
+int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source)
+{
+	struct {
+		struct uds_env e;
+		struct uds_status st;
+	} pkt = {.e = {.type = UDS_STATUS, .len = sizeof(struct uds_status), .src_slot = UINT32_MAX,
+		       .dst_slot = slot, .dst_gen = gen},
+		 .st = {.status = status, .source = source}};
+	return uds_oneshot(w, slot, gen, &pkt, sizeof pkt);
+}
+
+int uds_request_replace(struct worker *w, uint32_t slot, uint32_t gen)
+{
+	struct uds_env e = {.type = UDS_REPLACE, .src_slot = w->slot, .src_gen = w->gen, .dst_slot = slot,
+			    .dst_gen = gen};
+	return uds_oneshot(w, slot, gen, &e, sizeof e);
 }

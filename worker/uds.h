@@ -17,6 +17,8 @@ void uds_close_all(struct worker *w);
 int uds_wake(struct worker *w, uint32_t slot, uint32_t gen);
 /* ask the owner of (slot, gen) to apply a status (one-shot; 0 = sent) */
 int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source);
+/* tell the owner of (slot, gen) that our hello replaced its session */
+int uds_request_replace(struct worker *w, uint32_t slot, uint32_t gen);
 /* poll integration: fill fds, return count; then handle */
 int uds_pollfds(struct worker *w, struct pollfd *fds, int max);
 void uds_handle(struct worker *w, const struct pollfd *fds, int n);

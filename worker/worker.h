@@ -14,6 +14,7 @@
 
 struct db;
 struct worker;
+struct pe_peer;
 
 #define PUSH_BATCH 100 /* deliveries claimed per drain query */
 #define UDS_OUT_MAX 16 /* cached connections to other workers */
@@ -36,6 +37,7 @@ struct worker_hooks {
 	void (*on_text)(struct worker *w, const char *text, size_t len); /* ws: one text frame */
 	void (*on_wake)(struct worker *w);                                /* uds: drain now */
 	void (*on_status)(struct worker *w, int status, int source);      /* uds: a hook's status */
+	void (*on_replaced)(struct worker *w);                            /* uds: our session moved on */
 	void (*tick)(struct worker *w, int64_t now);                      /* skel: timers (joined only) */
 	void (*pump)(struct worker *w);                                   /* skel: room to write (joined only) */
 	void (*leave)(struct worker *w);                                  /* skel: the connection ended */
@@ -87,6 +89,13 @@ struct worker {
 	int presence_row; /* the mesh.presence row was written */
 	cJSON *hello_obj; /* the accepted hello, for the optional fields */
 	int client_ack;   /* hello listed "client_ack": delivered only when the client acks */
+	int peer_events;  /* hello listed "peer_events": system pushes about other peers */
+
+	/* peer events (peerevents.c): the mesh's peers as last pushed */
+	struct pe_peer *pe_snap;
+	size_t pe_n;
+	uint64_t pe_seen; /* presence_changes() at the last scan */
+	int64_t pe_next;  /* mono ms of the next look, 0 = none */
 
 	/* delivery */
 	int drain_inflight, drain_again;

@@ -12,6 +12,7 @@
 #include "worker/worker.h"
 
 /* close codes (RFC 6455 §7.4.1) */
+#define WS_CLOSE_NORMAL 1000       /* session_replaced */
 #define WS_CLOSE_GOING_AWAY 1001   /* shutdown, ping_timeout */
 #define WS_CLOSE_UNSUPPORTED 1003  /* binary frames */
 #define WS_CLOSE_POLICY 1008       /* hello rejections, hello_timeout */

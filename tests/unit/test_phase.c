@@ -7,6 +7,7 @@
 
 #include "worker/auth.h"
 #include "worker/delivery.h"
+#include "worker/peers.h"
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
 #include "worker/send.h"
@@ -34,6 +35,8 @@ static const struct expect known[] = {
 	{"topic_key", topic_key_on_get},
 	{"topic_pending_seals", topic_key_on_pending},
 	{"topic_seal", topic_key_on_seal},
+	{"list_peers", peers_on_list},
+	{"set_summary", peers_on_set_summary},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 

@@ -1,0 +1,279 @@
+/* mcp — `meshctl mcp --config peer.json [--config other.json ...]`: the
+ * stdio MCP server of docs/protocol.md §11.  This file is the loop (stdin,
+ * the broker connections, timers), the line reader (bounded: a line over
+ * MCP_LINE_MAX is answered with a parse error and skipped) and the JSON-RPC
+ * methods; the tools are mcp_tools.c's, the connections mcplink.c's. */
+#include "cli/mcp.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/mcp_rpc.h"
+#include "common/util.h"
+#include "proto/version.h"
+
+#define MCP_PROTOCOL_VERSION "2025-06-18"
+#define MCP_IDLE_POLL_MS 1000
+
+static volatile sig_atomic_t mcp_stop;
+
+static void mcp_on_signal(int sig)
+{
+	(void)sig;
+	mcp_stop = 1;
+}
+
+void mcp_log(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("meshctl mcp: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+void mcp_write(cJSON *msg)
+{
+	char *s = msg ? cJSON_PrintUnformatted(msg) : NULL;
+	if (s) {
+		fputs(s, stdout);
+		fputc('\n', stdout);
+		fflush(stdout);
+	} else {
+		mcp_log("out of memory: a reply was lost");
+	}
+	free(s);
+	cJSON_Delete(msg);
+}
+
+static cJSON *initialize_result(const cJSON *params)
+{
+	cJSON *r = cJSON_CreateObject();
+	const cJSON *pv = cJSON_GetObjectItemCaseSensitive(params, "protocolVersion");
+	/* answer with the client's version when it is one we speak */
+	const char *v = MCP_PROTOCOL_VERSION;
+	if (cJSON_IsString(pv) && (!strcmp(pv->valuestring, "2024-11-05") || !strcmp(pv->valuestring, "2025-03-26") ||
+				   !strcmp(pv->valuestring, "2025-06-18")))
+		v = pv->valuestring;
+	cJSON_AddStringToObject(r, "protocolVersion", v);
+	cJSON *caps = cJSON_AddObjectToObject(r, "capabilities");
+	cJSON_AddObjectToObject(caps, "tools");
+	cJSON *exp = cJSON_AddObjectToObject(caps, "experimental");
+	cJSON_AddObjectToObject(exp, "claude/channel");
+	cJSON *info = cJSON_AddObjectToObject(r, "serverInfo");
+	cJSON_AddStringToObject(info, "name", "meshbroker");
+	cJSON_AddStringToObject(info, "version", MESHBROKER_VERSION);
+	cJSON_AddStringToObject(r, "instructions",
+				"You are connected to a claudemesh mesh: other Claude Code sessions you can message. "
+				"list_peers shows who is live and what they work on; send_message sends to a peer by "
+				"name; check_messages returns what arrived (messages may also arrive as "
+				"<channel source=\"meshbroker\"> notifications). set_summary tells others what you do.");
+	return r;
+}
+
+static void handle_line(struct mcp *m, const char *line, size_t n)
+{
+	struct mcp_rpc r;
+	mcp_rpc_parse(line, n, &r);
+	switch (r.kind) {
+	case MCP_RPC_PARSE_ERROR:
+		mcp_write(mcp_rpc_error(NULL, MCP_PARSE_ERROR, "Parse error: the line is not a JSON object"));
+		break;
+	case MCP_RPC_INVALID:
+		mcp_write(mcp_rpc_error(r.id, MCP_INVALID_REQUEST, r.why));
+		break;
+	case MCP_RPC_RESPONSE:
+		break;
+	case MCP_RPC_NOTIFICATION:
+		if (!strcmp(r.method, "notifications/initialized"))
+			m->initialized = 1;
+		break;
+	case MCP_RPC_REQUEST:
+		if (!strcmp(r.method, "initialize"))
+			mcp_write(mcp_rpc_result(r.id, initialize_result(r.params)));
+		else if (!strcmp(r.method, "ping"))
+			mcp_write(mcp_rpc_result(r.id, cJSON_CreateObject()));
+		else if (!strcmp(r.method, "tools/list")) {
+			cJSON *res = cJSON_CreateObject();
+			cJSON_AddItemToObject(res, "tools", mcp_tools_list());
+			mcp_write(mcp_rpc_result(r.id, res));
+		} else if (!strcmp(r.method, "tools/call"))
+			mcp_tools_call(m, r.id, r.params);
+		else
+			mcp_write(mcp_rpc_error(r.id, MCP_METHOD_NOT_FOUND, "Method not found"));
+		break;
+	}
+	mcp_rpc_free(&r);
+}
+
+struct line_buf {
+	char *buf;
+	size_t len, cap;
+	int skipping; /* the current line went over MCP_LINE_MAX */
+};
+
+static int line_feed(struct mcp *m, struct line_buf *lb)
+{
+	char chunk[65536];
+	ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (n <= 0)
+		return -1; /* EOF: the client is gone */
+	const char *s = chunk, *end = chunk + n;
+	while (s < end) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t take = (size_t)((nl ? nl : end) - s);
+		if (!lb->skipping) {
+			if (lb->len + take > MCP_LINE_MAX) {
+				lb->skipping = 1;
+				lb->len = 0;
+			} else {
+				if (lb->len + take + 1 > lb->cap) {
+					size_t cap = lb->cap ? lb->cap : 4096;
+					while (cap < lb->len + take + 1)
+						cap *= 2;
+					char *nb = realloc(lb->buf, cap);
+					if (!nb) {
+						lb->skipping = 1;
+						lb->len = 0;
+						goto next;
+					}
+					lb->buf = nb;
+					lb->cap = cap;
+				}
+				memcpy(lb->buf + lb->len, s, take);
+				lb->len += take;
+			}
+		}
+	next:
+		if (!nl)
+			break;
+		if (lb->skipping)
+			mcp_write(mcp_rpc_error(NULL, MCP_PARSE_ERROR, "Parse error: line longer than 1 MiB"));
+		else {
+			size_t k = lb->len;
+			while (k && (lb->buf[k - 1] == '\r' || lb->buf[k - 1] == ' ' || lb->buf[k - 1] == '\t'))
+				k--;
+			if (k)
+				handle_line(m, lb->buf, k);
+		}
+		lb->len = 0;
+		lb->skipping = 0;
+		s = nl + 1;
+	}
+	return 0;
+}
+
+static void mcp_help(int nconf, const char **conf)
+{
+	char exe[PATH_MAX], path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[n > 0 ? n : 0] = 0;
+	if (n <= 0)
+		snprintf(exe, sizeof exe, "meshctl");
+	puts("usage: meshctl mcp --config PEERCONFIG [--config PEERCONFIG ...] [--broker URL]\n"
+	     "\n"
+	     "A Model Context Protocol server on stdin/stdout for Claude Code: tools send_message,\n"
+	     "check_messages, list_peers, set_status and set_summary, and incoming messages pushed\n"
+	     "into the session as claude/channel notifications.  Logs go to stderr.\n"
+	     "\n"
+	     "Add it to Claude Code with:\n");
+	fputs("  claude mcp add meshbroker -- ", stdout);
+	fputs(exe, stdout);
+	fputs(" mcp", stdout);
+	if (!nconf)
+		fputs(" --config /path/to/peer.json", stdout);
+	for (int i = 0; i < nconf; i++)
+		printf(" --config %s", realpath(conf[i], path) ? path : conf[i]);
+	putchar('\n');
+}
+
+int mcp_main(int argc, char **argv)
+{
+	const char *conf[MCP_LINKS_MAX];
+	const char *broker = NULL;
+	int nconf = 0, help = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			help = 1;
+		else if ((!strcmp(a, "--config") || !strcmp(a, "--broker")) && i + 1 < argc) {
+			if (a[2] == 'b')
+				broker = argv[++i];
+			else if (nconf == MCP_LINKS_MAX)
+				return cli_usage_err("mcp: at most %d --config files", MCP_LINKS_MAX);
+			else
+				conf[nconf++] = argv[++i];
+		} else if (!strncmp(a, "--config=", 9) && nconf < MCP_LINKS_MAX)
+			conf[nconf++] = a + 9;
+		else
+			return cli_usage_err("mcp: unexpected argument \"%s\" (see meshctl mcp --help)", a);
+	}
+	if (!nconf && getenv("MESHCTL_CONFIG") && *getenv("MESHCTL_CONFIG"))
+		conf[nconf++] = getenv("MESHCTL_CONFIG");
+	if (help) {
+		mcp_help(nconf, conf);
+		return 0;
+	}
+	if (!nconf)
+		return cli_usage_err("mcp: no peer config: give --config FILE or set MESHCTL_CONFIG");
+
+	struct mcp *m = calloc(1, sizeof *m);
+	if (!m)
+		return cli_err("out of memory");
+	int rc = 0;
+	for (int i = 0; i < nconf && rc == 0; i++, m->nlinks++)
+		if (mcp_link_setup(m, i, conf[i], broker) != 0)
+			rc = CLI_EXIT_FAIL;
+	struct sigaction sa = {.sa_handler = mcp_on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	struct line_buf lb = {0};
+	while (rc == 0 && !mcp_stop) {
+		int64_t now = mono_ms();
+		for (int i = 0; i < m->nlinks; i++)
+			mcp_link_service(&m->links[i], now);
+		mcp_tools_tick(m, now);
+		struct pollfd p[1 + MCP_LINKS_MAX];
+		int timeout = MCP_IDLE_POLL_MS;
+		p[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+		for (int i = 0; i < m->nlinks; i++) {
+			struct mcp_link *l = &m->links[i];
+			if (l->ws) {
+				wsclient_pollfd(l->ws, &p[1 + i]);
+				int t = wsclient_timer_ms(l->ws, timeout);
+				timeout = t < timeout ? t : timeout;
+			} else {
+				p[1 + i] = (struct pollfd){.fd = -1};
+				int64_t t = l->next_try - now;
+				if (t < timeout)
+					timeout = t < 0 ? 0 : (int)t;
+			}
+		}
+		int n = poll(p, (nfds_t)(1 + m->nlinks), timeout);
+		if (n < 0 && errno != EINTR) {
+			rc = cli_err("mcp: poll: %s", strerror(errno));
+			break;
+		}
+		if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && line_feed(m, &lb) != 0)
+			break; /* stdin closed: Claude Code ended the session */
+	}
+	for (int i = 0; i < m->nlinks; i++)
+		mcp_link_close(&m->links[i]);
+	mcp_tools_free(m);
+	free(lb.buf);
+	free(m);
+	return rc;
+}

@@ -1,0 +1,169 @@
+/* peerevents — the recipient keeps a copy of its mesh's live peers (the
+ * snapshot) and, no more than once a second and only when the table's change
+ * count moved, compares it with the table: new sessions are peer_joined,
+ * vanished ones peer_left, a changed status peer_status.  A diff is by
+ * nature coalesced (a session that came and went in between is no event,
+ * and each session appears once), it needs no message between workers, and
+ * a burst of N joins costs each recipient one push a second, not N. */
+#include "worker/peerevents.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "worker/status.h"
+#include "worker/ws.h"
+
+#define EVENTS_EVERY_MS 1000 /* at most one event push a second */
+#define EVENTS_LOOK_MS 250   /* how often the change count is looked at */
+
+struct pe_peer {
+	uint32_t slot, gen;
+	int32_t status;
+	char pubkey[SHM_PUBKEY_MAX];
+	char display_name[SHM_NAME_MAX];
+	char session_id[SHM_SESSION_MAX];
+};
+
+struct pe_scan {
+	struct worker *w;
+	struct pe_peer *v;
+	size_t n, cap;
+};
+
+static int scan_cb(const struct presence_view *v, void *arg)
+{
+	struct pe_scan *s = arg;
+	if (v->slot == s->w->slot && v->gen == s->w->gen)
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 32;
+		struct pe_peer *nv = realloc(s->v, cap * sizeof *nv);
+		if (!nv)
+			return 1;
+		s->v = nv;
+		s->cap = cap;
+	}
+	struct pe_peer *p = &s->v[s->n++];
+	p->slot = v->slot;
+	p->gen = v->gen;
+	p->status = v->info.status;
+	memcpy(p->pubkey, v->info.pubkey, sizeof p->pubkey);
+	memcpy(p->display_name, v->info.display_name, sizeof p->display_name);
+	memcpy(p->session_id, v->info.session_id, sizeof p->session_id);
+	return 0;
+}
+
+static struct pe_scan scan(struct worker *w)
+{
+	struct pe_scan s = {.w = w};
+	w->pe_seen = presence_changes(w->shm);
+	presence_foreach(w->shm, w->me.mesh_id, scan_cb, &s);
+	return s;
+}
+
+void peerevents_start(struct worker *w)
+{
+	if (!w->peer_events)
+		return;
+	struct pe_scan s = scan(w);
+	w->pe_snap = s.v;
+	w->pe_n = s.n;
+	w->pe_next = mono_ms() + EVENTS_LOOK_MS;
+}
+
+void peerevents_free(struct worker *w)
+{
+	free(w->pe_snap);
+	w->pe_snap = NULL;
+	w->pe_n = 0;
+	w->pe_next = 0;
+}
+
+static const struct pe_peer *find(const struct pe_peer *v, size_t n, const struct pe_peer *p)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].slot == p->slot && v[i].gen == p->gen)
+			return &v[i];
+	return NULL;
+}
+
+static cJSON *event_obj(const char *event, const struct pe_peer *p, int with_status)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "event", event);
+	cJSON_AddStringToObject(o, "pubkey", p->pubkey);
+	cJSON_AddStringToObject(o, "displayName", p->display_name);
+	cJSON_AddStringToObject(o, "sessionId", p->session_id);
+	if (with_status)
+		cJSON_AddStringToObject(o, "status", status_str(p->status));
+	return o;
+}
+
+static void push_events(struct worker *w, cJSON *events)
+{
+	int n = cJSON_GetArraySize(events);
+	cJSON *push = cJSON_CreateObject();
+	char at[32], id[ID_LEN + 1];
+	if (!push)
+		return;
+	iso8601_ms(now_ms(), at);
+	id_new(id);
+	cJSON_AddStringToObject(push, "type", "push");
+	cJSON_AddStringToObject(push, "subtype", "system");
+	cJSON_AddStringToObject(push, "messageId", id);
+	cJSON_AddStringToObject(push, "meshId", w->me.mesh_id);
+	cJSON_AddStringToObject(push, "senderPubkey", "system");
+	cJSON_AddStringToObject(push, "priority", "now");
+	cJSON_AddStringToObject(push, "nonce", "");
+	cJSON_AddStringToObject(push, "ciphertext", "");
+	cJSON_AddStringToObject(push, "createdAt", at);
+	if (n == 1) {
+		cJSON *e = cJSON_DetachItemFromArray(events, 0);
+		cJSON *name = cJSON_DetachItemFromObjectCaseSensitive(e, "event");
+		cJSON_AddItemToObject(push, "event", name);
+		cJSON_AddItemToObject(push, "eventData", e);
+	} else {
+		cJSON_AddStringToObject(push, "event", "peers_changed");
+		cJSON *d = cJSON_AddObjectToObject(push, "eventData");
+		cJSON_AddItemReferenceToObject(d, "events", events);
+	}
+	ws_send_json(w, push);
+	cJSON_Delete(push);
+}
+
+void peerevents_tick(struct worker *w, int64_t now)
+{
+	if (!w->peer_events || !w->pe_next || now < w->pe_next)
+		return;
+	if (w->phase != PHASE_AUTHENTICATED) {
+		w->pe_next = 0; /* closing: no more events, and no timer that is always due */
+		return;
+	}
+	if (presence_changes(w->shm) == w->pe_seen) {
+		w->pe_next = now + EVENTS_LOOK_MS;
+		return;
+	}
+	struct pe_scan s = scan(w);
+	cJSON *events = cJSON_CreateArray();
+	for (size_t i = 0; events && i < s.n; i++) {
+		const struct pe_peer *old = find(w->pe_snap, w->pe_n, &s.v[i]);
+		if (!old)
+			cJSON_AddItemToArray(events, event_obj("peer_joined", &s.v[i], 1));
+		else if (old->status != s.v[i].status)
+			cJSON_AddItemToArray(events, event_obj("peer_status", &s.v[i], 1));
+	}
+	for (size_t i = 0; events && i < w->pe_n; i++)
+		if (!find(s.v, s.n, &w->pe_snap[i]))
+			cJSON_AddItemToArray(events, event_obj("peer_left", &w->pe_snap[i], 0));
+	free(w->pe_snap);
+	w->pe_snap = s.v;
+	w->pe_n = s.n;
+	if (events && cJSON_GetArraySize(events) > 0) {
+		push_events(w, events);
+	}
+	w->pe_next = now + EVENTS_EVERY_MS; /* a scan at most once a second, too */
+	cJSON_Delete(events);
+}

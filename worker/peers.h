@@ -1,0 +1,22 @@
+/* peers — who else is on the mesh (docs/protocol.md §11): list_peers from
+ * the presence table with its four scopes, set_summary on our own slot, and
+ * session replace (a newer hello of the same member and sessionId closes the
+ * older connection). */
+#ifndef WORKER_PEERS_H
+#define WORKER_PEERS_H
+
+#include <cjson/cJSON.h>
+
+#include "worker/worker.h"
+
+void peers_on_list(struct worker *w, const cJSON *msg);
+void peers_on_set_summary(struct worker *w, const cJSON *msg);
+/* after our hello: every other live connection of our member with our
+ * sessionId is told to close (1000 session_replaced); returns how many */
+int peers_replace_older(struct worker *w);
+/* 1 when v is an older connection our hello replaces */
+int peers_is_replaced(const struct worker *w, const struct presence_view *v);
+/* the request's correlation id: _reqId (§11), else id */
+const char *peers_req_id(const cJSON *msg);
+
+#endif
