@@ -42,7 +42,4 @@ cJSON *mcp_rpc_error(const cJSON *id, int code, const char *message);
 /* {"jsonrpc":"2.0","method":method,"params":params} (params taken over) */
 cJSON *mcp_rpc_notification(const char *method, cJSON *params);
 
-/* 1 when s[0..n) is valid UTF-8 without NUL */
-int mcp_rpc_utf8_ok(const unsigned char *s, size_t n);
-
 #endif

@@ -489,7 +489,7 @@ static char *push_text(const struct mcp_link *l, const cJSON *push)
 	if (!cJSON_GetObjectItemCaseSensitive(push, "topic") && nonce && sender && is_hex(sender, 64) &&
 	    hex_decode(sender, spk, sizeof spk) == 0 &&
 	    box_decrypt_direct(nonce, ct, spk, l->cfg.key.sk, &plain, &n) == 0) {
-		if (mcp_rpc_utf8_ok(plain, n))
+		if (utf8_valid(plain, n))
 			return (char *)plain;
 		sodium_memzero(plain, n);
 		free(plain);
@@ -497,7 +497,7 @@ static char *push_text(const struct mcp_link *l, const cJSON *push)
 	}
 	if (cJSON_IsNumber(bv) && bv->valuedouble == 2)
 		return strdup("(an encrypted topic message: this client has no topic key)");
-	if (box_b64_decode(ct, &plain, &n) == 0 && mcp_rpc_utf8_ok(plain, n))
+	if (box_b64_decode(ct, &plain, &n) == 0 && utf8_valid(plain, n))
 		return (char *)plain;
 	free(plain);
 	return NULL;

@@ -74,45 +74,6 @@ static void peercmd_on_signal(int sig)
 	peercmd_stop = 1;
 }
 
-int peercmd_utf8_ok(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t need;
-		unsigned cp;
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		if (n - i <= need)
-			return 0;
-		for (size_t k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += need + 1;
-	}
-	return 1;
-}
-
 static const char *peercmd_str(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -154,7 +115,7 @@ static int peercmd_add_text(const struct peer *p, cJSON *push)
 	if (!topic && nonce && sender && is_hex(sender, 64) && hex_decode(sender, spk, sizeof spk) == 0 &&
 	    box_decrypt_direct(nonce, ct, spk, p->cfg.key.sk, &plain, &n) == 0) {
 		/* a direct message to us */
-		if (peercmd_utf8_ok(plain, n)) {
+		if (utf8_valid(plain, n)) {
 			added = cJSON_AddStringToObject(push, "text", (const char *)plain) != NULL;
 		} else {
 			char *b64 = box_b64_encode(plain, n);
@@ -168,7 +129,7 @@ static int peercmd_add_text(const struct peer *p, cJSON *push)
 	if (cJSON_IsNumber(bv) && bv->valuedouble == 2)
 		return 0;
 	if (box_b64_decode(ct, &plain, &n) == 0) {
-		if (peercmd_utf8_ok(plain, n))
+		if (utf8_valid(plain, n))
 			added = cJSON_AddStringToObject(push, "text", (const char *)plain) != NULL;
 		free(plain);
 	}
@@ -408,7 +369,7 @@ static void peercmd_stdin_line(struct peer *p)
 	if (n == 0)
 		return;
 	s[n] = 0;
-	if (!peercmd_utf8_ok((const unsigned char *)s, n)) {
+	if (!utf8_valid((const unsigned char *)s, n)) {
 		cli_err("stdin: line is not UTF-8 text, ignored");
 		return;
 	}
@@ -770,7 +731,7 @@ int peercmd_send(int argc, char **argv)
 	} else if (strcmp(target, "*") != 0 && target[0] != '#' && target[0] != '@') {
 		return cli_usage_err("target must be a member pubkey (64 hex), '*', #TOPIC_ID or @GROUP");
 	}
-	if (!peercmd_utf8_ok((const unsigned char *)o.pos[1], strlen(o.pos[1])) && o.pos[1][0])
+	if (!utf8_valid((const unsigned char *)o.pos[1], strlen(o.pos[1])) && o.pos[1][0])
 		return cli_usage_err("TEXT must be UTF-8");
 	if (peercmd_parse_timeout(&o, PEER_SEND_TIMEOUT_MS, &timeout_ms) != 0)
 		return cli_usage_err("--timeout must be a positive number of seconds");

@@ -40,8 +40,4 @@ int peercmd_send(int argc, char **argv);
 int peercmd_status(int argc, char **argv);
 int peercmd_peers(int argc, char **argv); /* list_peers as a table or JSON */
 
-/* 1 when s[0..n) is valid UTF-8 without NUL (strict: no overlongs, no
- * surrogates, nothing above U+10FFFF). */
-int peercmd_utf8_ok(const unsigned char *s, size_t n);
-
 #endif

@@ -94,7 +94,7 @@ static void add_text(struct tcmd *t, cJSON *m)
 		ok = t->have_key && nonce && topickey_decrypt_body(t->key, nonce, ct, &plain, &n) == 0;
 	else
 		ok = box_b64_decode(ct, &plain, &n) == 0;
-	if (ok && peercmd_utf8_ok(plain, n))
+	if (ok && utf8_valid(plain, n))
 		cJSON_AddStringToObject(m, "text", (const char *)plain);
 	free(plain);
 }
@@ -403,7 +403,7 @@ static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char 
 		rc = cli_usage_err("--priority must be now, next or low");
 		goto out;
 	}
-	if (t->text && !peercmd_utf8_ok((const unsigned char *)t->text, strlen(t->text))) {
+	if (t->text && !utf8_valid((const unsigned char *)t->text, strlen(t->text))) {
 		rc = cli_usage_err("TEXT must be UTF-8");
 		goto out;
 	}

@@ -26,4 +26,8 @@ size_t buf_take(const unsigned char *src, size_t len, size_t *off, unsigned char
 /* copy with truncation guard: -1 when src does not fit */
 int str_copy(char *dst, size_t cap, const char *src);
 
+/* 1 when s[0..n) is well-formed UTF-8 with no NUL, no overlong form, no
+ * surrogate and nothing past U+10FFFF */
+int utf8_valid(const unsigned char *s, size_t n);
+
 #endif
