@@ -2,6 +2,7 @@
  * the constants that name its result columns; results are turned into typed
  * rows before the caller sees them. */
 #include "db/migrations.h"
+#include "db/store_call.h"
 #include "db/store.h"
 
 #include <inttypes.h>
@@ -41,20 +42,7 @@ struct call {
 
 static int send_call(struct db *d, const char *sql, int n, const char *const *p, db_cb adapter, struct call c)
 {
-	struct call *cp = malloc(sizeof *cp);
-	if (!cp)
-		log_fatal("out of memory");
-	*cp = c;
-	if (db_query(d, sql, n, p, adapter, cp) != 0) {
-		free(cp);
-		return -1;
-	}
-	return 0;
-}
-
-static const char *val(const PGresult *res, int row, int col)
-{
-	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+	return store_call_send(d, sql, n, p, adapter, &c, sizeof c);
 }
 
 /* "{a,b,c}" of n ids for a bigint[] parameter */
@@ -98,7 +86,7 @@ static void member_adapter(void *arg, const PGresult *res, const char *err)
 		rows[i].mesh_archived = strcmp(PQgetvalue(res, i, MEM_ARCHIVED), "t") == 0;
 		rows[i].max_peers = PQgetisnull(res, i, MEM_MAX_PEERS) ? 0
 								       : strtol(PQgetvalue(res, i, MEM_MAX_PEERS), NULL, 10);
-		rows[i].pending_status = val(res, i, MEM_PENDING);
+		rows[i].pending_status = store_val(res, i, MEM_PENDING);
 	}
 	c->cb.member(c->arg, rows, n, err);
 	free(rows);
@@ -259,7 +247,7 @@ static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 		r->nonce = PQgetvalue(res, i, DLV_NONCE);
 		r->ciphertext = PQgetvalue(res, i, DLV_CIPHERTEXT);
 		r->created_at = PQgetvalue(res, i, DLV_CREATED_AT);
-		r->topic_id = val(res, i, DLV_TOPIC_ID);
+		r->topic_id = store_val(res, i, DLV_TOPIC_ID);
 		r->body_version = PQgetvalue(res, i, DLV_BODY_VERSION);
 	}
 	c->cb.delivery(c->arg, rows, n, err);
@@ -380,7 +368,7 @@ enum { TXT_VALUE };
 static void text_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct call *c = arg;
-	const char *v = !err && PQntuples(res) > 0 ? val(res, 0, TXT_VALUE) : NULL;
+	const char *v = !err && PQntuples(res) > 0 ? store_val(res, 0, TXT_VALUE) : NULL;
 	c->cb.text(c->arg, v, err);
 	free(c);
 }
@@ -403,10 +391,10 @@ static void join_adapter(void *arg, const PGresult *res, const char *err)
 	} else {
 		struct join_row r = {
 			.result = PQgetvalue(res, 0, JOIN_RESULT),
-			.member_id = val(res, 0, JOIN_MEMBER_ID),
-			.mesh_id = val(res, 0, JOIN_MESH_ID),
-			.role = val(res, 0, JOIN_ROLE),
-			.invite_id = val(res, 0, JOIN_INVITE_ID),
+			.member_id = store_val(res, 0, JOIN_MEMBER_ID),
+			.mesh_id = store_val(res, 0, JOIN_MESH_ID),
+			.role = store_val(res, 0, JOIN_ROLE),
+			.invite_id = store_val(res, 0, JOIN_INVITE_ID),
 		};
 		c->cb.join(c->arg, &r, NULL);
 	}

@@ -1,6 +1,7 @@
 /* store_topic — the topic statements (see store_topic.h).  Each statement
  * resolves the topic itself (TOPIC_BY), so a request is one round trip and
  * one transaction; result columns are named by the enum beside each. */
+#include "db/store_call.h"
 #include "db/store_topic.h"
 
 #include <stdio.h>
@@ -34,33 +35,7 @@ struct tcall {
 
 static int tsend(struct db *d, const char *sql, int n, const char *const *p, db_cb adapter, struct tcall c)
 {
-	struct tcall *cp = malloc(sizeof *cp);
-	if (!cp)
-		log_fatal("out of memory");
-	*cp = c;
-	if (db_query(d, sql, n, p, adapter, cp) != 0) {
-		free(cp);
-		return -1;
-	}
-	return 0;
-}
-
-static const char *val(const PGresult *res, int row, int col)
-{
-	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
-static int is_true(const PGresult *res, int row, int col)
-{
-	return !PQgetisnull(res, row, col) && strcmp(PQgetvalue(res, row, col), "t") == 0;
-}
-
-static void *rows_alloc(int n, size_t size)
-{
-	void *r = n ? calloc((size_t)n, size) : NULL;
-	if (n && !r)
-		log_fatal("out of memory");
-	return r;
+	return store_call_send(d, sql, n, p, adapter, &c, sizeof c);
 }
 
 /* ---- create, list ---- */
@@ -89,15 +64,15 @@ static void topic_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct tcall *c = arg;
 	int n = err ? 0 : PQntuples(res);
-	struct topic_row *rows = rows_alloc(n, sizeof *rows);
+	struct topic_row *rows = store_rows_alloc(n, sizeof *rows);
 	for (int i = 0; i < n; i++) {
 		rows[i].id = PQgetvalue(res, i, TOP_ID);
 		rows[i].name = PQgetvalue(res, i, TOP_NAME);
-		rows[i].description = val(res, i, TOP_DESCRIPTION);
+		rows[i].description = store_val(res, i, TOP_DESCRIPTION);
 		rows[i].visibility = PQgetvalue(res, i, TOP_VISIBILITY);
 		rows[i].member_count = strtol(PQgetvalue(res, i, TOP_MEMBERS), NULL, 10);
 		rows[i].created_at = PQgetvalue(res, i, TOP_CREATED_AT);
-		rows[i].created = is_true(res, i, TOP_CREATED);
+		rows[i].created = store_is_true(res, i, TOP_CREATED);
 	}
 	c->cb.topic(c->arg, rows, n, err);
 	free(rows);
@@ -187,14 +162,14 @@ static void members_adapter(void *arg, const PGresult *res, const char *err)
 	const char *topic_id = n ? PQgetvalue(res, 0, TMB_TOPIC) : NULL;
 	if (n == 1 && PQgetisnull(res, 0, TMB_MEMBER))
 		n = 0; /* a topic without members */
-	struct topic_member_row *rows = rows_alloc(n, sizeof *rows);
+	struct topic_member_row *rows = store_rows_alloc(n, sizeof *rows);
 	for (int i = 0; i < n; i++) {
 		rows[i].member_id = PQgetvalue(res, i, TMB_MEMBER);
 		rows[i].pubkey = PQgetvalue(res, i, TMB_PUBKEY);
 		rows[i].display_name = PQgetvalue(res, i, TMB_NAME);
 		rows[i].role = PQgetvalue(res, i, TMB_ROLE);
 		rows[i].joined_at = PQgetvalue(res, i, TMB_JOINED);
-		rows[i].last_read_at = val(res, i, TMB_READ);
+		rows[i].last_read_at = store_val(res, i, TMB_READ);
 	}
 	c->cb.members(c->arg, topic_id, rows, n, err);
 	free(rows);
@@ -234,13 +209,13 @@ static void history_adapter(void *arg, const PGresult *res, const char *err)
 	const char *topic_id = NULL;
 	if (!err && n == 0)
 		st = TOPIC_NOT_FOUND;
-	else if (!err && !is_true(res, 0, HIS_MEMBER))
+	else if (!err && !store_is_true(res, 0, HIS_MEMBER))
 		st = TOPIC_NOT_MEMBER;
 	if (n)
 		topic_id = PQgetvalue(res, 0, HIS_TOPIC);
 	if (st != TOPIC_OK || (n == 1 && PQgetisnull(res, 0, HIS_ID)))
 		n = 0;
-	struct topic_message_row *rows = rows_alloc(n, sizeof *rows);
+	struct topic_message_row *rows = store_rows_alloc(n, sizeof *rows);
 	for (int i = 0; i < n; i++) {
 		rows[i].id = PQgetvalue(res, i, HIS_ID);
 		rows[i].sender_pubkey = PQgetvalue(res, i, HIS_SENDER);
@@ -283,10 +258,10 @@ static void key_adapter(void *arg, const PGresult *res, const char *err)
 	} else if (!err) {
 		k.topic_id = PQgetvalue(res, 0, KEY_TOPIC);
 		k.name = PQgetvalue(res, 0, KEY_NAME);
-		k.encrypted_key = val(res, 0, KEY_SEALED);
-		k.nonce = val(res, 0, KEY_NONCE);
-		k.created_at = val(res, 0, KEY_CREATED);
-		if (!is_true(res, 0, KEY_ENCRYPTED))
+		k.encrypted_key = store_val(res, 0, KEY_SEALED);
+		k.nonce = store_val(res, 0, KEY_NONCE);
+		k.created_at = store_val(res, 0, KEY_CREATED);
+		if (!store_is_true(res, 0, KEY_ENCRYPTED))
 			st = TOPIC_UNENCRYPTED;
 		else if (!k.encrypted_key)
 			st = TOPIC_NOT_SEALED;
@@ -320,16 +295,16 @@ static void pending_adapter(void *arg, const PGresult *res, const char *err)
 	const char *topic_id = NULL, *name = NULL, *sender = NULL;
 	if (!err && n == 0)
 		st = TOPIC_NOT_FOUND;
-	else if (!err && !is_true(res, 0, PEN_ME))
+	else if (!err && !store_is_true(res, 0, PEN_ME))
 		st = TOPIC_NOT_MEMBER;
 	if (n) {
 		topic_id = PQgetvalue(res, 0, PEN_TOPIC);
 		name = PQgetvalue(res, 0, PEN_NAME);
-		sender = val(res, 0, PEN_SENDER);
+		sender = store_val(res, 0, PEN_SENDER);
 	}
 	if (st != TOPIC_OK || (n == 1 && PQgetisnull(res, 0, PEN_MEMBER)))
 		n = 0;
-	struct topic_pending_row *rows = rows_alloc(n, sizeof *rows);
+	struct topic_pending_row *rows = store_rows_alloc(n, sizeof *rows);
 	for (int i = 0; i < n; i++) {
 		rows[i].member_id = PQgetvalue(res, i, PEN_MEMBER);
 		rows[i].pubkey = PQgetvalue(res, i, PEN_PUBKEY);
@@ -372,12 +347,12 @@ static void seal_adapter(void *arg, const PGresult *res, const char *err)
 		st = TOPIC_NOT_FOUND;
 	} else if (!err) {
 		topic_id = PQgetvalue(res, 0, SEAL_TOPIC);
-		at = val(res, 0, SEAL_AT);
-		if (!is_true(res, 0, SEAL_RECIPIENT))
+		at = store_val(res, 0, SEAL_AT);
+		if (!store_is_true(res, 0, SEAL_RECIPIENT))
 			st = TOPIC_NO_RECIPIENT;
-		else if (is_true(res, 0, SEAL_EXISTS))
+		else if (store_is_true(res, 0, SEAL_EXISTS))
 			st = TOPIC_ALREADY_SEALED;
-		else if (!is_true(res, 0, SEAL_CALLER))
+		else if (!store_is_true(res, 0, SEAL_CALLER))
 			st = TOPIC_NOT_MEMBER;
 		else if (!at)
 			st = TOPIC_ALREADY_SEALED; /* sealed concurrently */
@@ -421,7 +396,7 @@ static void post_adapter(void *arg, const PGresult *res, const char *err)
 	struct tcall *c = arg;
 	int n = err ? 0 : PQntuples(res), nr = 0, posted = 0;
 	const char *topic_id = NULL;
-	const char **ids = rows_alloc(n, sizeof *ids);
+	const char **ids = store_rows_alloc(n, sizeof *ids);
 	for (int i = 0; i < n; i++) {
 		char kind = PQgetvalue(res, i, POST_KIND)[0];
 		const char *v = PQgetvalue(res, i, POST_VALUE);
@@ -491,14 +466,14 @@ static void notif_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct tcall *c = arg;
 	int n = err ? 0 : PQntuples(res);
-	struct notification_row *rows = rows_alloc(n, sizeof *rows);
+	struct notification_row *rows = store_rows_alloc(n, sizeof *rows);
 	for (int i = 0; i < n; i++) {
 		rows[i].id = PQgetvalue(res, i, NOT_ID);
-		rows[i].topic_id = val(res, i, NOT_TOPIC);
-		rows[i].topic_name = val(res, i, NOT_TOPIC_NAME);
-		rows[i].message_id = val(res, i, NOT_MESSAGE);
-		rows[i].sender_pubkey = val(res, i, NOT_SENDER);
-		rows[i].sender_name = val(res, i, NOT_SENDER_NAME);
+		rows[i].topic_id = store_val(res, i, NOT_TOPIC);
+		rows[i].topic_name = store_val(res, i, NOT_TOPIC_NAME);
+		rows[i].message_id = store_val(res, i, NOT_MESSAGE);
+		rows[i].sender_pubkey = store_val(res, i, NOT_SENDER);
+		rows[i].sender_name = store_val(res, i, NOT_SENDER_NAME);
 		rows[i].kind = PQgetvalue(res, i, NOT_KIND);
 		rows[i].created_at = PQgetvalue(res, i, NOT_CREATED);
 	}
