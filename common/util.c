@@ -38,11 +38,23 @@ void iso8601_ms(int64_t ms, char *buf)
 	buf[n + 5] = 0;
 }
 
+/* One randombytes_buf per id (randombytes_uniform costs a getrandom call per
+ * character): bytes below 248 = 4 * 62 map uniformly onto the alphabet, the
+ * rest are skipped; 64 bytes almost always hold 32 usable ones. */
 void id_new(char out[ID_LEN + 1])
 {
 	static const char abc[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-	for (int i = 0; i < ID_LEN; i++)
-		out[i] = abc[randombytes_uniform(62)];
+	unsigned char buf[2 * ID_LEN];
+	size_t used = sizeof buf;
+	for (int i = 0; i < ID_LEN;) {
+		if (used == sizeof buf) {
+			randombytes_buf(buf, sizeof buf);
+			used = 0;
+		}
+		unsigned char b = buf[used++];
+		if (b < 248)
+			out[i++] = abc[b % 62];
+	}
 	out[ID_LEN] = 0;
 }
 
