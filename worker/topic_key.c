@@ -110,6 +110,25 @@ void topic_key_on_get(struct worker *w, const cJSON *msg)
 
 /* ---- topic_pending_seals ---- */
 
+void topic_key_pending_fill(cJSON *o, const char *name, const char *topic_id, const char *sender_pubkey,
+                            const struct topic_pending_row *rows, int n)
+{
+	cJSON_AddStringToObject(o, "topic", name);
+	cJSON_AddStringToObject(o, "topicId", topic_id);
+	if (sender_pubkey)
+		cJSON_AddStringToObject(o, "senderPubkey", sender_pubkey);
+	else
+		cJSON_AddNullToObject(o, "senderPubkey");
+	cJSON *arr = cJSON_AddArrayToObject(o, "pending");
+	for (int i = 0; i < n; i++) {
+		cJSON *m = cJSON_CreateObject();
+		cJSON_AddStringToObject(m, "memberId", rows[i].member_id);
+		cJSON_AddStringToObject(m, "pubkey", rows[i].pubkey);
+		cJSON_AddStringToObject(m, "displayName", rows[i].display_name);
+		cJSON_AddItemToArray(arr, m);
+	}
+}
+
 static void pending_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
                        const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
 {
@@ -123,20 +142,7 @@ static void pending_cb(void *arg, enum store_topic_status st, const char *topic_
 		topicreq_error(tr, PEER_ERR_NOT_A_MEMBER);
 	} else {
 		cJSON *o = topicreq_reply("topic_pending_seals_response");
-		cJSON_AddStringToObject(o, "topic", name);
-		cJSON_AddStringToObject(o, "topicId", topic_id);
-		if (sender_pubkey)
-			cJSON_AddStringToObject(o, "senderPubkey", sender_pubkey);
-		else
-			cJSON_AddNullToObject(o, "senderPubkey");
-		cJSON *arr = cJSON_AddArrayToObject(o, "pending");
-		for (int i = 0; i < n; i++) {
-			cJSON *m = cJSON_CreateObject();
-			cJSON_AddStringToObject(m, "memberId", rows[i].member_id);
-			cJSON_AddStringToObject(m, "pubkey", rows[i].pubkey);
-			cJSON_AddStringToObject(m, "displayName", rows[i].display_name);
-			cJSON_AddItemToArray(arr, m);
-		}
+		topic_key_pending_fill(o, name, topic_id, sender_pubkey, rows, n);
 		topicreq_send(tr, o);
 	}
 	free(tr);

@@ -34,4 +34,11 @@ void topic_key_on_get(struct worker *w, const cJSON *msg);
 void topic_key_on_pending(struct worker *w, const cJSON *msg);
 void topic_key_on_seal(struct worker *w, const cJSON *msg);
 
+/* the body of a pending-seals answer, over the socket or REST: topic,
+ * topicId, senderPubkey (null when unknown) and pending[{memberId, pubkey,
+ * displayName}] */
+struct topic_pending_row;
+void topic_key_pending_fill(cJSON *o, const char *name, const char *topic_id, const char *sender_pubkey,
+                            const struct topic_pending_row *rows, int n);
+
 #endif

@@ -78,20 +78,7 @@ static void pending_cb(void *arg, enum store_topic_status st, const char *topic_
 		rest_set_error(&q->a, 403, "not_a_member");
 	} else {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "topic", name);
-		cJSON_AddStringToObject(o, "topicId", topic_id);
-		if (sender_pubkey)
-			cJSON_AddStringToObject(o, "senderPubkey", sender_pubkey);
-		else
-			cJSON_AddNullToObject(o, "senderPubkey");
-		cJSON *arr = cJSON_AddArrayToObject(o, "pending");
-		for (int i = 0; i < n; i++) {
-			cJSON *m = cJSON_CreateObject();
-			cJSON_AddStringToObject(m, "memberId", rows[i].member_id);
-			cJSON_AddStringToObject(m, "pubkey", rows[i].pubkey);
-			cJSON_AddStringToObject(m, "displayName", rows[i].display_name);
-			cJSON_AddItemToArray(arr, m);
-		}
+		topic_key_pending_fill(o, name, topic_id, sender_pubkey, rows, n);
 		rest_set(&q->a, 200, o);
 	}
 }
