@@ -1,6 +1,8 @@
 /* opaque — base64 and escaped-NUL checks (see opaque.h). */
 #include "common/opaque.h"
 
+#include <string.h>
+
 static int b64_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
@@ -23,13 +25,14 @@ int b64_is_valid(const char *s, size_t n)
 
 int json_has_nul_escape(const char *text, size_t len)
 {
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (text[i] != '\\')
-			continue;
-		if (text[i + 1] == 'u' && i + 5 < len && text[i + 2] == '0' && text[i + 3] == '0' && text[i + 4] == '0' &&
-		    text[i + 5] == '0')
+	/* from backslash to backslash (memchr): most frames have few or none */
+	const char *p = text, *end = text + len;
+	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+		if (end - p < 2)
+			return 0;
+		if (p[1] == 'u' && end - p >= 6 && memcmp(p + 2, "0000", 4) == 0)
 			return 1;
-		i++; /* the escaped character, so that \\ never starts another escape */
+		p += 2; /* the escaped character, so that \\ never starts another escape */
 	}
 	return 0;
 }

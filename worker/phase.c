@@ -28,32 +28,33 @@
 		[PHASE_CLOSING] = PEER_ERR_NONE                                                                       \
 	}
 
+/* rows: type, legal phases, error elsewhere, handler, own \u0000 refusal */
 static const struct phase_row table[] = {
 	{"hello", BEFORE,
 	 {[PHASE_HELLO_PENDING] = PEER_ERR_ALREADY_AUTHENTICATED, [PHASE_AUTHENTICATED] = PEER_ERR_ALREADY_AUTHENTICATED,
 	  [PHASE_CLOSING] = PEER_ERR_NONE},
-	 auth_on_hello},
-	{"send", AUTHED, NEEDS_HELLO, send_on_msg},
-	{"set_status", AUTHED, NEEDS_HELLO, peerstatus_on_set_status},
-	{"client_ack", AUTHED, NEEDS_HELLO, delivery_on_client_ack},
+	 auth_on_hello, 0},
+	{"send", AUTHED, NEEDS_HELLO, send_on_msg, 1},
+	{"set_status", AUTHED, NEEDS_HELLO, peerstatus_on_set_status, 0},
+	{"client_ack", AUTHED, NEEDS_HELLO, delivery_on_client_ack, 0},
 	/* topics (§5.2), and the key routes of §5.3 over the socket */
-	{"topic_create", AUTHED, NEEDS_HELLO, topic_on_create},
-	{"topic_list", AUTHED, NEEDS_HELLO, topic_on_list},
-	{"topic_join", AUTHED, NEEDS_HELLO, topic_on_join},
-	{"topic_leave", AUTHED, NEEDS_HELLO, topic_on_leave},
-	{"topic_mark_read", AUTHED, NEEDS_HELLO, topic_on_mark_read},
-	{"topic_members", AUTHED, NEEDS_HELLO, topic_on_members},
-	{"topic_history", AUTHED, NEEDS_HELLO, topic_on_history},
-	{"topic_key", AUTHED, NEEDS_HELLO, topic_key_on_get},
-	{"topic_pending_seals", AUTHED, NEEDS_HELLO, topic_key_on_pending},
-	{"topic_seal", AUTHED, NEEDS_HELLO, topic_key_on_seal},
-	{"list_peers", AUTHED, NEEDS_HELLO, peers_on_list},
-	{"set_summary", AUTHED, NEEDS_HELLO, peers_on_set_summary},
+	{"topic_create", AUTHED, NEEDS_HELLO, topic_on_create, 0},
+	{"topic_list", AUTHED, NEEDS_HELLO, topic_on_list, 0},
+	{"topic_join", AUTHED, NEEDS_HELLO, topic_on_join, 0},
+	{"topic_leave", AUTHED, NEEDS_HELLO, topic_on_leave, 0},
+	{"topic_mark_read", AUTHED, NEEDS_HELLO, topic_on_mark_read, 0},
+	{"topic_members", AUTHED, NEEDS_HELLO, topic_on_members, 0},
+	{"topic_history", AUTHED, NEEDS_HELLO, topic_on_history, 0},
+	{"topic_key", AUTHED, NEEDS_HELLO, topic_key_on_get, 0},
+	{"topic_pending_seals", AUTHED, NEEDS_HELLO, topic_key_on_pending, 0},
+	{"topic_seal", AUTHED, NEEDS_HELLO, topic_key_on_seal, 0},
+	{"list_peers", AUTHED, NEEDS_HELLO, peers_on_list, 0},
+	{"set_summary", AUTHED, NEEDS_HELLO, peers_on_set_summary, 0},
 	/* last: no type, or one not listed above */
 	{NULL, 0,
 	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,
 	  [PHASE_AUTHENTICATED] = PEER_ERR_UNKNOWN_TYPE, [PHASE_CLOSING] = PEER_ERR_NONE},
-	 NULL},
+	 NULL, 0},
 };
 #define NROWS (sizeof table / sizeof table[0])
 
@@ -72,10 +73,10 @@ struct phase_verdict phase_lookup(const char *type, enum phase phase)
 			break;
 		}
 	if ((unsigned)phase >= PHASE_COUNT)
-		return (struct phase_verdict){NULL, PEER_ERR_NONE};
+		return (struct phase_verdict){NULL, PEER_ERR_NONE, 0};
 	if (r->handler && (r->legal & PHASE_BIT(phase)))
-		return (struct phase_verdict){r->handler, PEER_ERR_NONE};
-	return (struct phase_verdict){NULL, r->refused[phase]};
+		return (struct phase_verdict){r->handler, PEER_ERR_NONE, r->own_nul_refusal};
+	return (struct phase_verdict){NULL, r->refused[phase], 0};
 }
 
 void phase_dispatch(struct worker *w, const char *text, size_t len)
@@ -88,10 +89,10 @@ void phase_dispatch(struct worker *w, const char *text, size_t len)
 	}
 	struct phase_verdict v = phase_lookup(msg_str(msg, "type"), w->phase);
 	/* a string with \u0000 reaches the handlers cut at the NUL: nothing may
-	 * store or forward it.  A send answers with its own refusal (an ack the
-	 * client waits for); every other frame gets this error */
-	w->frame_nul = json_has_nul_escape(text, len);
-	if (w->frame_nul && v.handler && strcmp(msg_str(msg, "type"), "send") != 0)
+	 * store or forward it.  A row that says so refuses it itself (send: an
+	 * ack the client waits for); every other frame gets this error */
+	w->frame_nul = v.handler && json_has_nul_escape(text, len);
+	if (w->frame_nul && !v.own_nul_refusal)
 		ws_send_peer_error(w, PEER_ERR_NUL_IN_STRING, msg_str(msg, "id"));
 	else if (v.handler)
 		v.handler(w, msg);

@@ -18,6 +18,7 @@ struct phase_row {
 	unsigned legal;   /* PHASE_BIT()s in which handler runs */
 	enum peer_error refused[PHASE_COUNT]; /* the error in a phase where it is not legal (NONE: dropped) */
 	phase_handler handler;
+	int own_nul_refusal; /* 1: the handler refuses a frame holding \u0000 itself (send: with an ack) */
 };
 
 /* what to do with a message of type (NULL when it has none) in phase:
@@ -25,6 +26,7 @@ struct phase_row {
 struct phase_verdict {
 	phase_handler handler;
 	enum peer_error error;
+	int own_nul_refusal; /* the row's flag, with the handler */
 };
 struct phase_verdict phase_lookup(const char *type, enum phase phase);
 

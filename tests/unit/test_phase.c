@@ -44,7 +44,7 @@ static const enum phase phases[] = {PHASE_BEFORE_HELLO, PHASE_HELLO_PENDING, PHA
 
 static struct phase_verdict expected(const char *type, enum phase ph)
 {
-	struct phase_verdict v = {NULL, PEER_ERR_NONE};
+	struct phase_verdict v = {NULL, PEER_ERR_NONE, 0};
 	if (ph == PHASE_CLOSING)
 		return v; /* a closing connection drops everything */
 	for (size_t i = 0; type && i < NKNOWN; i++) {
