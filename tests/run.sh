@@ -32,6 +32,12 @@ skipped=0
 logdir=$(mktemp -d /tmp/meshbroker-tests.XXXXXX)
 trap 'rm -rf "$logdir"' EXIT
 parts=" ${PARTS:-unit fuzz integration asan} "
+# PYTEST_ARGS naming test files or directories runs those alone; otherwise
+# (say -k or -x) it narrows or changes the run of the whole directory
+itdir=tests/integration
+for a in ${PYTEST_ARGS:-}; do
+	case "$a" in tests/*|*.py|*.py::*) itdir= ;; esac
+done
 partial=0 # a run of a subset of tests (-k, a path) does not check the floors
 [ -n "${PYTEST_ARGS:-}" ] && partial=1
 
@@ -167,7 +173,7 @@ run_pytest() { # label bindir floor-name extra-args...
 		PYTHONDONTWRITEBYTECODE=1 MESHBROKER_BIN="$bindir" \
 		timeout --kill-after=15 "${IT_TIMEOUT:-600}" \
 		"$py" -m pytest -q -p no:cacheprovider -rfEs --durations=5 --color=no \
-		--junitxml="$xml" -o junit_family=xunit2 "$@" ${PYTEST_ARGS:-} tests/integration \
+		--junitxml="$xml" -o junit_family=xunit2 "$@" ${PYTEST_ARGS:-} $itdir \
 		2>&1 | tee "$itlog"
 	local rc=${PIPESTATUS[0]}
 	local counts

@@ -129,7 +129,7 @@ static int replace_cb(const struct presence_view *v, void *arg)
 	struct replace_ctx *c = arg;
 	if (!peers_is_replaced(c->w, v))
 		return 0;
-	if (uds_request_replace(c->w, v->slot, v->gen) == 0)
+	if (uds_queue_replace(c->w, v->slot, v->gen) == 0)
 		c->n++;
 	else
 		log_warn("session replace: the older connection's worker did not answer", "presence",

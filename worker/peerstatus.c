@@ -38,7 +38,7 @@ static int member_cb(const struct presence_view *v, void *arg)
 {
 	struct member_ctx *c = arg;
 	if (strcmp(v->info.member_id, c->w->me.member_id) == 0 && !(v->slot == c->w->slot && v->gen == c->w->gen) &&
-	    uds_request_status(c->w, v->slot, v->gen, c->status, SRC_MANUAL) != 0)
+	    uds_queue_status(c->w, v->slot, v->gen, c->status, SRC_MANUAL) != 0)
 		log_warn("set_status scope member: a session's worker did not answer", "presence",
 			 v->info.presence_id);
 	return 0;

@@ -70,12 +70,19 @@ void uds_close_all(struct worker *w)
 		}
 }
 
+static int out_pending(const struct uds_out *o) { return o->wake_pending || o->replace_pending || o->status_pending; }
+
 static void out_drop(struct uds_out *o)
 {
 	if (o->fd >= 0)
 		close(o->fd);
 	o->fd = -1;
-	o->wake_pending = 0;
+}
+
+static void out_forget(struct uds_out *o)
+{
+	out_drop(o);
+	o->wake_pending = o->replace_pending = o->status_pending = 0;
 }
 
 static int out_connect(struct worker *w, struct uds_out *o)
@@ -94,26 +101,96 @@ static int out_connect(struct worker *w, struct uds_out *o)
 	return 0;
 }
 
-/* 0 sent, 1 pending (socket full), -1 failed */
+/* Send what is pending for one destination, in a fixed order (status,
+ * replace, wake), each envelope a packet of its own: 0 all sent, 1 some
+ * still pending (socket full; POLLOUT resumes), -1 the peer worker is gone
+ * (what was pending is forgotten). */
 static int out_send(struct worker *w, struct uds_out *o)
 {
-	struct uds_env e = {.type = UDS_WAKE, .src_slot = w->slot, .src_gen = w->gen, .dst_slot = o->slot,
-			    .dst_gen = o->gen};
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (o->fd < 0 && out_connect(w, o) != 0)
+	int reconnected = 0;
+	while (out_pending(o)) {
+		struct {
+			struct uds_env e;
+			struct uds_status st;
+		} pkt = {.e = {.src_slot = w->slot, .src_gen = w->gen, .dst_slot = o->slot, .dst_gen = o->gen}};
+		size_t len = sizeof pkt.e;
+		int *flag;
+		if (o->status_pending) {
+			pkt.e.type = UDS_STATUS;
+			pkt.e.len = sizeof pkt.st;
+			pkt.st = (struct uds_status){.status = o->status, .source = o->status_source};
+			len = sizeof pkt;
+			flag = &o->status_pending;
+		} else if (o->replace_pending) {
+			pkt.e.type = UDS_REPLACE;
+			flag = &o->replace_pending;
+		} else {
+			pkt.e.type = UDS_WAKE;
+			flag = &o->wake_pending;
+		}
+		if (o->fd < 0 && out_connect(w, o) != 0) {
+			out_forget(o);
 			return -1;
-		ssize_t n = send(o->fd, &e, sizeof e, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n == (ssize_t)sizeof e) {
-			o->wake_pending = 0;
-			return 0;
 		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			o->wake_pending = 1;
+		ssize_t n = send(o->fd, &pkt, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n == (ssize_t)len) {
+			*flag = 0;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 1;
-		}
 		out_drop(o); /* stale cached socket (peer restarted): reconnect once */
+		if (reconnected++) {
+			out_forget(o);
+			return -1;
+		}
 	}
-	return -1;
+	return 0;
+}
+
+/* the cached outbound entry for (slot, gen): the existing one, else a free
+ * one, else the least recently used one with nothing pending, else the least
+ * recently used one (what it had pending is lost: at most UDS_OUT_MAX
+ * destinations are kept) */
+static struct uds_out *out_get(struct worker *w, uint32_t slot, uint32_t gen)
+{
+	struct uds_out *free_e = NULL, *idle = NULL, *any = NULL;
+	for (int i = 0; i < UDS_OUT_MAX; i++) {
+		struct uds_out *c = &w->uds_out[i];
+		int busy = out_pending(c);
+		if ((c->fd >= 0 || busy) && c->slot == slot && c->gen == gen)
+			return c;
+		if (c->fd < 0 && !busy) {
+			if (!free_e)
+				free_e = c;
+		} else if (!busy) {
+			if (!idle || c->used_ms < idle->used_ms)
+				idle = c;
+		} else if (!any || c->used_ms < any->used_ms) {
+			any = c;
+		}
+	}
+	struct uds_out *o = free_e ? free_e : idle ? idle : any;
+	out_forget(o);
+	o->slot = slot;
+	o->gen = gen;
+	return o;
+}
+
+static int out_queue(struct worker *w, uint32_t slot, uint32_t gen, struct uds_out **po)
+{
+	struct uds_out *o = out_get(w, slot, gen);
+	o->used_ms = mono_ms();
+	*po = o;
+	return 0;
+}
+
+static int out_kick(struct uds_out *o, struct worker *w, const char *what)
+{
+	int r = out_send(w, o);
+	if (r < 0)
+		log_debug("envelope not delivered: peer worker gone", "type", what);
+	return r < 0 ? -1 : 0;
 }
 
 int uds_wake(struct worker *w, uint32_t slot, uint32_t gen)
@@ -122,29 +199,28 @@ int uds_wake(struct worker *w, uint32_t slot, uint32_t gen)
 		w->hooks->on_wake(w);
 		return 0;
 	}
-	struct uds_out *o = NULL, *lru = &w->uds_out[0];
-	for (int i = 0; i < UDS_OUT_MAX; i++) {
-		struct uds_out *c = &w->uds_out[i];
-		if (c->fd >= 0 && c->slot == slot && c->gen == gen) {
-			o = c;
-			break;
-		}
-		if (c->fd < 0 && !c->wake_pending)
-			lru = c;
-		else if (lru->fd >= 0 && c->used_ms < lru->used_ms)
-			lru = c;
-	}
-	if (!o) {
-		o = lru;
-		out_drop(o);
-		o->slot = slot;
-		o->gen = gen;
-	}
-	o->used_ms = mono_ms();
-	int r = out_send(w, o);
-	if (r < 0)
-		log_debug("wake not delivered: peer worker gone");
-	return r < 0 ? -1 : 0;
+	struct uds_out *o;
+	out_queue(w, slot, gen, &o);
+	o->wake_pending = 1;
+	return out_kick(o, w, "wake");
+}
+
+int uds_queue_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source)
+{
+	struct uds_out *o;
+	out_queue(w, slot, gen, &o);
+	o->status_pending = 1;
+	o->status = status;
+	o->status_source = source;
+	return out_kick(o, w, "status");
+}
+
+int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen)
+{
+	struct uds_out *o;
+	out_queue(w, slot, gen, &o);
+	o->replace_pending = 1;
+	return out_kick(o, w, "replace");
 }
 
 int uds_pollfds(struct worker *w, struct pollfd *fds, int max)
@@ -158,7 +234,7 @@ int uds_pollfds(struct worker *w, struct pollfd *fds, int max)
 	for (int i = 0; i < UDS_OUT_MAX && n < max; i++)
 		if (w->uds_out[i].fd >= 0)
 			fds[n++] = (struct pollfd){.fd = w->uds_out[i].fd,
-						   .events = (short)(w->uds_out[i].wake_pending ? POLLOUT : 0)};
+						   .events = (short)(out_pending(&w->uds_out[i]) ? POLLOUT : 0)};
 	return n;
 }
 
@@ -229,18 +305,18 @@ void uds_handle(struct worker *w, const struct pollfd *fds, int n)
 			if (o->fd != fd)
 				continue;
 			if (fds[k].revents & (POLLHUP | POLLERR)) {
-				int pending = o->wake_pending;
 				out_drop(o);
-				if (pending)
+				if (out_pending(o))
 					out_send(w, o);
-			} else if ((fds[k].revents & POLLOUT) && o->wake_pending) {
+			} else if ((fds[k].revents & POLLOUT) && out_pending(o)) {
 				out_send(w, o);
 			}
 		}
 	}
 }
 
-/* one envelope on a fresh socket (a short blocking send) */
+/* one envelope on a fresh socket (a short blocking send): for an HTTP
+ * worker, which answers and exits and has no loop to finish a queued send */
 static int uds_oneshot(struct worker *w, uint32_t slot, uint32_t gen, const void *pkt, size_t len)
 {
 	struct sockaddr_un a;
@@ -267,11 +343,4 @@ int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status
 		       .dst_slot = slot, .dst_gen = gen},
 		 .st = {.status = status, .source = source}};
 	return uds_oneshot(w, slot, gen, &pkt, sizeof pkt);
-}
-
-int uds_request_replace(struct worker *w, uint32_t slot, uint32_t gen)
-{
-	struct uds_env e = {.type = UDS_REPLACE, .src_slot = w->slot, .src_gen = w->gen, .dst_slot = slot,
-			    .dst_gen = gen};
-	return uds_oneshot(w, slot, gen, &e, sizeof e);
 }

@@ -15,10 +15,14 @@ int uds_listen_open(struct worker *w);
 void uds_close_all(struct worker *w);
 /* ring the doorbell of (slot, gen): "drain now"; our own slot wakes us directly */
 int uds_wake(struct worker *w, uint32_t slot, uint32_t gen);
-/* ask the owner of (slot, gen) to apply a status (one-shot; 0 = sent) */
+/* ask the owner of (slot, gen) to apply a status: one blocking send on a
+ * fresh socket, for an HTTP worker that answers and exits (0 = sent) */
 int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source);
-/* tell the owner of (slot, gen) that our hello replaced its session */
-int uds_request_replace(struct worker *w, uint32_t slot, uint32_t gen);
+/* the same from a WebSocket worker, and the session-replace notice: queued on
+ * the cached non-blocking socket, finished from the loop on POLLOUT (0 = sent
+ * or pending, -1 = the owner is gone) */
+int uds_queue_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source);
+int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen);
 /* poll integration: fill fds, return count; then handle */
 int uds_pollfds(struct worker *w, struct pollfd *fds, int max);
 void uds_handle(struct worker *w, const struct pollfd *fds, int n);

@@ -54,7 +54,10 @@ struct push {
 struct uds_out {
 	int fd;
 	uint32_t slot, gen;
-	int wake_pending; /* a wake that could not be sent yet */
+	int wake_pending;    /* a wake that could not be sent yet */
+	int replace_pending; /* a session-replace envelope not sent yet */
+	int status_pending;  /* a status envelope not sent yet (the latest wins) */
+	int32_t status, status_source;
 	int64_t used_ms;
 };
 
