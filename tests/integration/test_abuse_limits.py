@@ -4,6 +4,7 @@ for IPv6, SOURCE_PREFIX_V4/V6), and its refusals are counted in /metrics by
 reason.  Clients bind other loopback addresses (127.0.1.x, all on this
 machine) to stand for a block of addresses; nothing leaves loopback."""
 
+import asyncio
 import socket
 
 import mbtest
@@ -70,22 +71,31 @@ def test_source_prefix_32_counts_each_address_alone(broker):
             s.close()
 
 
-def test_max_connections_refusals_are_counted(broker):
+def test_max_connections_refusals_are_counted(broker, mesh):
+    """a connection is refused only when every place is held by an
+    authenticated peer (or an HTTP request): there is nobody to evict"""
     b = broker("accept", MAX_CONNECTIONS=2, HTTP_TIMEOUT_SECONDS=60)
-    held = [silent_from(b, "127.0.2.1"), silent_from(b, "127.0.3.1")]
-    try:
-        wait_workers(b, 2)
-        extra = silent_from(b, "127.0.4.1")
-        got = refused(extra)
-        extra.close()
-        assert got and got.startswith(b"HTTP/1.1 503 "), got
-    finally:
-        for s in held:
-            s.close()
-    # the slots come back once the silent clients are gone; then /metrics has room
+    m = mesh("A", "B")
+
+    async def go():
+        peers = [mbtest.Peer(b, x) for x in m.members]
+        for p in peers:
+            await p.join()
+        try:
+            extra = silent_from(b, "127.0.4.1")
+            got = await asyncio.get_running_loop().run_in_executor(None, refused, extra)
+            extra.close()
+            assert got and got.startswith(b"HTTP/1.1 503 "), got
+        finally:
+            for p in peers:
+                await p.close()
+
+    mbtest.run(go(), 60)
+    # the slots come back once the peers are gone; then /metrics has room
     assert b.wait_no_workers(20)
     assert b.metric("broker_connections_refused_total", reason="max_connections") == 1
     assert b.metric("broker_connections_refused_total", reason="max_connections_per_source") == 0
+    assert b.metric("broker_connections_evicted_total", reason="max_connections") == 0
 
 
 def test_one_member_cannot_take_more_than_its_cap_and_others_still_get_in(broker, mesh):
