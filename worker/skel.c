@@ -73,9 +73,11 @@ void worker_child_open(struct worker *w)
 
 int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to)
 {
-	if (!w->ct)
+	if (!w->ct || childtab_move(w->ct, w->ct_slot, getpid(), from_mask, to))
 		return 0;
-	return childtab_move(w->ct, w->ct_slot, getpid(), from_mask, to) ? 0 : -1;
+	/* only an eviction stops us: an entry that is not ours (a table an
+	 * acceptor restart replaced) is as good as no table */
+	return worker_evicted(w) ? -1 : 0;
 }
 
 int worker_evicted(const struct worker *w)

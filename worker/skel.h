@@ -19,8 +19,9 @@ const sigset_t *worker_wait_mask(void); /* the mask to wait with: SIGTERM/SIGINT
 /* The acceptor's child table (shm/childtab.h): open our entry when the
  * acceptor named one (MESHBROKER_CHILD_SLOT); none under systemd. */
 void worker_child_open(struct worker *w);
-/* Move our entry from a state in from_mask (CHILD_BIT) to `to`.  0 done or no
- * table, -1 when the entry is elsewhere (EVICTED: the acceptor wants us gone). */
+/* Move our entry from a state in from_mask (CHILD_BIT) to `to`.  -1 only when
+ * the acceptor evicted this connection (it wants us gone); else 0, also when
+ * there is no table or the entry is not ours. */
 int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to);
 /* 1 when the acceptor evicted this connection (SIGTERM is on its way) */
 int worker_evicted(const struct worker *w);

@@ -217,8 +217,12 @@ def test_eviction_takes_the_oldest_silent_connection_never_a_peer_or_an_http_req
 
     mbtest.run(go(), 90)
     assert b.wait_no_workers(20)
-    assert b.metric("broker_connections_evicted_total", reason="unauthenticated_share") == 3
-    assert b.metric("broker_connections_refused_total", reason="max_connections") == 0
+    mx = b.metrics()
+    # the share was full each time; s4 also found all four places taken
+    # (a, s2, s3 and the lingering request) when it came while h lingered
+    assert (mx.value("broker_connections_evicted_total", reason="unauthenticated_share") +
+            mx.value("broker_connections_evicted_total", reason="max_connections")) == 3
+    assert mx.value("broker_connections_refused_total", reason="max_connections") == 0
     # the evicted workers closed by themselves: no "worker killed" line (the
     # fixture would name it), an info line each
     assert b.log_text().count("connection evicted before its") == 3, mbtest.tail(b.log, 30)
