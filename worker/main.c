@@ -169,7 +169,11 @@ int main(int argc, char **argv)
 		db_free(w.db);
 		w.db = NULL;
 	}
+	int evicted = worker_evicted(&w);
 	worker_close_handles(&w);
-	linger_close(w.fd);
+	if (evicted)
+		close(w.fd); /* its place is wanted now: no lingering for a client that never spoke */
+	else
+		linger_close(w.fd);
 	return 0;
 }
