@@ -7,9 +7,11 @@ machine) to stand for a block of addresses; nothing leaves loopback."""
 import asyncio
 import resource
 import socket
+import threading
 import time
 
 import pytest
+import websockets
 
 import mbtest
 
@@ -236,17 +238,52 @@ def test_1100_silent_connections_from_many_slash_24s_leave_room_for_a_peer_and_h
     defaults MAX_CONNECTIONS=1024 and UNAUTH_SHARE_PERCENT=75: at most 768
     are ever before their hello at once, the oldest are evicted, nothing is
     refused, an authenticated peer still connects and helloes, /health
-    answers 200, and the evictions are in /metrics."""
+    answers 200, and the evictions are in /metrics.  A second peer that
+    connects and helloes while the flood is still coming gets in and is
+    never evicted."""
     n = 1100
     assert raise_nofile(n + 512) >= n + 256, "not enough file descriptors for the clients"
     b = broker("accept", HELLO_TIMEOUT_SECONDS=300, HTTP_TIMEOUT_SECONDS=300)
-    m = mesh("A")
+    m = mesh("A", "B")
     socks = []
     t0 = time.monotonic()
+    flood_done = threading.Event()
+    during = {}
+
+    async def peer_during_the_flood():
+        # connects and helloes while silent connections keep coming, then
+        # stays: it must never be taken for one of them
+        p = mbtest.Peer(b, m.members[1])
+        # its connection waits in the listen backlog behind the flood's, as
+        # every newcomer's does: a generous open timeout, then a prompt hello
+        t = time.monotonic()
+        p.ws = await websockets.connect(b.ws_url + "/ws", max_queue=None, ping_interval=None,
+                                        open_timeout=60, close_timeout=3)
+        during["ack"] = await p.hello()
+        during["took"] = time.monotonic() - t
+        while not flood_done.is_set():
+            await asyncio.sleep(0.1)
+        during["barrier"] = await p.barrier()
+        await p.close()
+
+    def run_catching():
+        try:
+            mbtest.run(peer_during_the_flood(), 120)
+        except Exception as e:  # noqa: BLE001 - reported by the asserts below
+            during["error"] = repr(e)
+
+    th = None
     try:
         for i in range(n):
             src = f"127.0.{10 + i // 32}.{1 + i % 32}"
             socks.append(silent_ws_from(b, src) if i % 2 else silent_from(b, src))
+            if i == 900:
+                th = threading.Thread(target=run_catching, daemon=True)
+                th.start()
+        flood_done.set()
+        th.join(130)
+        assert during.get("ack", {}).get("type") == "hello_ack", during
+        assert during.get("barrier"), f"the peer that joined during the flood lost its connection: {during}"
         # every one was accepted and the share holds: 1100 - 768 evicted
         want = n - 768
         got = mbtest.wait_until(lambda: sum(is_closed(s) for s in socks[:want + 50]) >= want, 60, interval=0.5)
@@ -273,8 +310,10 @@ def test_1100_silent_connections_from_many_slash_24s_leave_room_for_a_peer_and_h
         assert metrics.value("broker_connections_refused_total", reason="max_connections_per_source") == 0
         assert metrics.value("broker_connections_evicted_total", reason="max_connections") == 0
         print(f"\n1100 silent connections: {evicted:.0f} evicted, {len(b.workers())} workers left, "
-              f"{time.monotonic() - t0:.1f}s")
+              f"{time.monotonic() - t0:.1f}s; the peer that came during the flood was in after "
+              f"{during['took']:.2f}s")
     finally:
+        flood_done.set()
         for s in socks:
             s.close()
     assert b.wait_no_workers(120), f"{len(b.workers())} workers left after the clients closed"
