@@ -11,8 +11,8 @@
  * moved to EVICTED, then SIGTERM; the worker closes at once and exits 0).
  * Only when every place is held by authenticated or HTTP children is a
  * connection refused.  Evicted children are counted until reaped, in a
- * table with EVICT_SLACK spare entries; while those are all in use, accept()
- * waits (the backlog holds the rest). */
+ * table with MAX_CONNECTIONS / 8 (at least 16) spare entries; while those are
+ * all in use, accept() waits (the backlog holds the rest). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
