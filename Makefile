@@ -42,7 +42,7 @@ say = printf '  %-6s %s\n' $(1) $(2);
 endif
 
 .PHONY: all build deps deps-test deps-package run test unit-bins asan-bins callgraph clean install fuzz \
-	bench package-test
+	bench package-test soak
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -120,6 +120,15 @@ package-test: deps-package
 
 bench: all
 	@bash bench/run.sh
+
+# Mixed traffic, reconnects, SIGKILLed workers and a PostgreSQL restart for
+# SOAK_MINUTES (default 30) against its own PostgreSQL and broker on loopback,
+# then every message and resource accounted for (scripts/soak.py).  Not in
+# `make test`: `make soak SOAK_MINUTES=2` is a quick look.
+SOAK_MINUTES ?= 30
+soak: deps-test
+	@$(MAKE) --no-print-directory build
+	@SOAK_MINUTES=$(SOAK_MINUTES) /usr/bin/python3 scripts/soak.py
 
 # `make install DESTDIR=... PREFIX=/usr`: stripped binaries (INSTALL_STRIP= keeps
 # the symbols, as debian/rules does so that dh_strip makes the -dbgsym package),

@@ -1,7 +1,18 @@
 /* meshbroker-accept — the standalone super-server, shaped like s6-ipcserverd
  * (docs/design.md "Processes"): listen, accept, enforce the connection limits, fork+exec
  * one meshbroker-worker per connection exactly as systemd's Accept=yes would, reap,
- * pass SIGTERM on.  It holds no broker state: workers outlive a crash or kill of it. */
+ * pass SIGTERM on.  It holds no broker state: workers outlive a crash or kill of it.
+ *
+ * Each child gets an entry of the shared child table (shm/childtab.h) in which
+ * its worker says how far the connection got (PREAUTH, HELLO, AUTHENTICATED,
+ * HTTP).  At most UNAUTH_SHARE_PERCENT of MAX_CONNECTIONS may be before their
+ * hello: a new connection beyond that share, or beyond MAX_CONNECTIONS, is
+ * admitted and the oldest child still before its hello is evicted (its entry
+ * moved to EVICTED, then SIGTERM; the worker closes at once and exits 0).
+ * Only when every place is held by authenticated or HTTP children is a
+ * connection refused.  Evicted children are counted until reaped, in a
+ * table with MAX_CONNECTIONS / 8 (at least 16) spare entries; while those are
+ * all in use, accept() waits (the backlog holds the rest). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +34,7 @@
 #include "common/netaddr.h"
 #include "common/util.h"
 #include "proto/version.h"
+#include "shm/childtab.h"
 #include "shm/shm.h"
 
 #define ACCEPT_BACKLOG 1024
@@ -31,6 +43,8 @@
 #define ACCEPT_DRAIN_MS 10000  /* after SIGTERM, children get this long before SIGKILL */
 #define ACCEPT_PAUSE_MS 100    /* back-off after EMFILE/ENOMEM/fork failure (no busy loop) */
 #define ACCEPT_WARN_EVERY_MS 1000 /* at most one warning of a kind a second */
+#define ACCEPT_EVICT_KILL_MS 5000 /* an evicted child still there after this is SIGKILLed (a bug) */
+#define ACCEPT_TICK_MS 1000       /* how often evicted children are checked while any are left */
 
 /* exit codes, as in s6 */
 #define EXIT_USAGE 100
@@ -39,6 +53,8 @@
 struct child {
 	pid_t pid;              /* 0 = free entry */
 	unsigned char src[16]; /* source key: the remote address masked to its prefix (common/netaddr.h) */
+	uint64_t seq;           /* accept order: the smallest is the oldest */
+	int64_t evicted_ms;     /* mono ms of the eviction, 0 = not evicted */
 };
 
 struct acceptor {
@@ -46,8 +62,15 @@ struct acceptor {
 	int lfd;                 /* listening socket, -1 once closed */
 	int sfd;                 /* signalfd for SIGCHLD, SIGTERM, SIGINT */
 	char worker[PATH_MAX];   /* what each connection execs */
-	struct child *children;  /* cfg.max_connections entries */
-	int nchildren;
+	struct child *children;  /* cap entries, index = child table index */
+	int cap;                 /* cfg.max_connections + the eviction slack */
+	int nchildren;           /* entries in use, evicted ones included until reaped */
+	int nevicted;            /* of those, evicted and not yet reaped */
+	int unauth_cap;          /* children before their hello at most (UNAUTH_SHARE_PERCENT) */
+	uint64_t seq;
+	struct childtab *ct;     /* the shared per-child states */
+	int64_t evict_log_ms;    /* mono ms of the last "evicted" line */
+	unsigned long evicted_quiet; /* evictions not logged since then */
 	int64_t pause_until;     /* mono ms: accept() paused until then */
 	int64_t refuse_log_ms;   /* mono ms of the last "refused" warning */
 	struct shm *shm;         /* only its counters are touched: refusals for /metrics */
@@ -61,7 +84,8 @@ static const char accept_usage[] =
 	"  address; or the socket systemd\n"
 	"  passes with Accept=no) and runs one meshbroker-worker per connection (fd 3,\n"
 	"  LISTEN_FDS=1, REMOTE_ADDR/REMOTE_PORT).  Limits: MAX_CONNECTIONS,\n"
-	"  MAX_CONNECTIONS_PER_SOURCE.  Worker: MESHBROKER_WORKER, default next to this binary.\n"
+	"  MAX_CONNECTIONS_PER_SOURCE, UNAUTH_SHARE_PERCENT.  Worker: MESHBROKER_WORKER,\n"
+	"  default next to this binary.\n"
 	"  Exit codes: 100 usage/config, 111 system error.\n";
 
 static _Noreturn void accept_die_usage(const char *msg, const char *detail)
@@ -222,6 +246,13 @@ static int accept_listen(const struct config *cfg)
 	return fd;
 }
 
+/* spare entries for evicted children not yet reaped */
+static int accept_evict_slack(int max_connections)
+{
+	int slack = max_connections / 8;
+	return slack < 16 ? 16 : slack;
+}
+
 static int accept_signals_open(void)
 {
 	sigset_t set;
@@ -242,13 +273,20 @@ static int accept_signals_open(void)
 /* In the child, between fork and exec: present the connection the way
  * systemd's Accept=yes does, so the worker has one start-up path. */
 static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, const char *ip,
-					 int port)
+					 int port, uint32_t slot)
 {
+	/* before exec, so the entry is ours however the parent is scheduled */
+	childtab_start(a->ct, slot, getpid());
 	for (int s = 1; s < NSIG; s++)
 		signal(s, SIG_DFL); /* SIG_IGN survives exec; KILL/STOP/internal ones just fail */
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* SIGTERM and SIGINT stay blocked across exec (a pending one stays
+	 * pending) until the worker has its handler: an eviction or a shutdown
+	 * that comes this early must not kill it with the default action */
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigaddset(&term, SIGINT);
+	sigprocmask(SIG_SETMASK, &term, NULL);
 	if (cfd != SD_LISTEN_FDS_START && dup2(cfd, SD_LISTEN_FDS_START) < 0)
 		_exit(EXIT_SYSTEM);
 	if (fcntl(SD_LISTEN_FDS_START, F_SETFD, 0) != 0)
@@ -256,8 +294,9 @@ static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, cons
 	if (close_range(SD_LISTEN_FDS_START + 1, ~0U, 0) != 0)
 		for (long fd = SD_LISTEN_FDS_START + 1, max = sysconf(_SC_OPEN_MAX); fd < max; fd++)
 			close((int)fd);
-	char pid[24], portbuf[24];
+	char pid[24], portbuf[24], slotbuf[24];
 	if (setenv("LISTEN_FDS", "1", 1) != 0 ||
+	    setenv(CHILDTAB_ENV, accept_itoa((long)slot, slotbuf), 1) != 0 ||
 	    setenv("LISTEN_PID", accept_itoa(getpid(), pid), 1) != 0 ||
 	    unsetenv("LISTEN_FDNAMES") != 0 || setenv("REMOTE_ADDR", ip, 1) != 0 ||
 	    setenv("REMOTE_PORT", accept_itoa(port, portbuf), 1) != 0)
@@ -270,9 +309,14 @@ static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, cons
 
 static void accept_forget(struct acceptor *a, pid_t pid)
 {
-	for (int i = 0; i < a->cfg.max_connections; i++)
+	for (int i = 0; i < a->cap; i++)
 		if (a->children[i].pid == pid) {
 			a->children[i].pid = 0;
+			if (a->children[i].evicted_ms) {
+				a->children[i].evicted_ms = 0;
+				a->nevicted--;
+			}
+			childtab_free(a->ct, (uint32_t)i);
 			a->nchildren--;
 			return;
 		}
@@ -311,7 +355,7 @@ static int accept_signals_read(struct acceptor *a)
 static int accept_count_source(const struct acceptor *a, const unsigned char src[16])
 {
 	int n = 0, seen = 0;
-	for (int i = 0; i < a->cfg.max_connections && seen < a->nchildren; i++) {
+	for (int i = 0; i < a->cap && seen < a->nchildren; i++) {
 		if (!a->children[i].pid)
 			continue;
 		seen++;
@@ -319,6 +363,102 @@ static int accept_count_source(const struct acceptor *a, const unsigned char src
 			n++;
 	}
 	return n;
+}
+
+/* children that count against MAX_CONNECTIONS: the evicted are on their way out */
+static int accept_live(const struct acceptor *a) { return a->nchildren - a->nevicted; }
+
+/* the state a live child's worker last wrote; a child that has not written
+ * its entry yet is before its hello */
+static enum child_state accept_child_state(const struct acceptor *a, int i)
+{
+	enum child_state st = childtab_get(a->ct, (uint32_t)i, a->children[i].pid);
+	return st == CHILD_FREE ? CHILD_PREAUTH : st;
+}
+
+static int accept_count_unauth(const struct acceptor *a)
+{
+	int n = 0, seen = 0;
+	for (int i = 0; i < a->cap && seen < a->nchildren; i++) {
+		if (!a->children[i].pid)
+			continue;
+		seen++;
+		if (a->children[i].evicted_ms)
+			continue;
+		enum child_state st = accept_child_state(a, i);
+		n += st == CHILD_PREAUTH || st == CHILD_HELLO;
+	}
+	return n;
+}
+
+/* Evict the oldest live child that has sent no hello yet, else the oldest
+ * whose hello is waiting for its membership lookup: its entry becomes
+ * EVICTED (a worker that authenticates at this moment wins or loses that
+ * CAS, never both), then SIGTERM.  0 done, -1 when every live child has
+ * authenticated or serves HTTP. */
+static int accept_evict(struct acceptor *a, enum shm_counter counter, const char *why)
+{
+	for (int attempt = 0; attempt < 8; attempt++) {
+		int best = -1, best_hello = -1, seen = 0;
+		for (int i = 0; i < a->cap && seen < a->nchildren; i++) {
+			const struct child *c = &a->children[i];
+			if (!c->pid)
+				continue;
+			seen++;
+			if (c->evicted_ms)
+				continue;
+			enum child_state st = accept_child_state(a, i);
+			if (st == CHILD_PREAUTH && (best < 0 || c->seq < a->children[best].seq))
+				best = i;
+			else if (st == CHILD_HELLO && (best_hello < 0 || c->seq < a->children[best_hello].seq))
+				best_hello = i;
+		}
+		if (best < 0)
+			best = best_hello;
+		if (best < 0)
+			return -1;
+		struct child *c = &a->children[best];
+		/* a child that has not written its entry yet cannot move it
+		 * either: the table only says PREAUTH once one of us wrote it */
+		childtab_start(a->ct, (uint32_t)best, c->pid);
+		if (!childtab_move(a->ct, (uint32_t)best, c->pid, CHILD_BIT(CHILD_PREAUTH) | CHILD_BIT(CHILD_HELLO),
+				   CHILD_EVICTED))
+			continue; /* it authenticated (or began HTTP) just now: look again */
+		kill(c->pid, SIGTERM);
+		c->evicted_ms = mono_ms();
+		a->nevicted++;
+		counter_add(a->shm, counter, 1);
+		int64_t now = c->evicted_ms;
+		if (now - a->evict_log_ms < ACCEPT_WARN_EVERY_MS) {
+			a->evicted_quiet++;
+			return 0;
+		}
+		char p[24], n[24], q[24];
+		log_info("evicted a connection before its hello", "reason", why, "pid", accept_itoa(c->pid, p),
+			 "live", accept_itoa(accept_live(a), n), "suppressed", accept_itoa((long)a->evicted_quiet, q));
+		a->evict_log_ms = now;
+		a->evicted_quiet = 0;
+		return 0;
+	}
+	return -1;
+}
+
+/* An evicted worker closes at once; one still there after ACCEPT_EVICT_KILL_MS
+ * is stuck, and its entry is needed. */
+static void accept_evict_overdue(struct acceptor *a)
+{
+	if (!a->nevicted)
+		return;
+	int64_t now = mono_ms();
+	for (int i = 0; i < a->cap; i++) {
+		struct child *c = &a->children[i];
+		if (c->pid && c->evicted_ms && now - c->evicted_ms >= ACCEPT_EVICT_KILL_MS) {
+			char p[24];
+			log_warn("an evicted worker did not exit; killing it", "pid", accept_itoa(c->pid, p));
+			kill(c->pid, SIGKILL);
+			c->evicted_ms = now; /* once more at most, until it is reaped */
+		}
+	}
 }
 
 /* Best effort: a client that sent a request should see why, not a reset. */
@@ -383,12 +523,8 @@ static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_stora
 	int port;
 	accept_peer(ss, addr, ip, sizeof ip, &port);
 	source_key(addr, a->cfg.source_prefix_v4, a->cfg.source_prefix_v6, src);
-	if (a->nchildren >= a->cfg.max_connections)
+	if (accept_live(a) >= a->cfg.max_connections)
 		accept_reap(a); /* a child may have exited since the last SIGCHLD read */
-	if (a->nchildren >= a->cfg.max_connections) {
-		accept_refuse(a, fd, ip, C_ACC_MAX_CONNECTIONS, "max_connections");
-		return;
-	}
 	if (accept_count_source(a, src) >= a->cfg.max_per_source) {
 		accept_reap(a);
 		if (accept_count_source(a, src) >= a->cfg.max_per_source) {
@@ -396,12 +532,23 @@ static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_stora
 			return;
 		}
 	}
+	/* room for one more: past MAX_CONNECTIONS or past the unauthenticated
+	 * share, the oldest child before its hello goes */
+	if (accept_live(a) >= a->cfg.max_connections) {
+		if (accept_evict(a, C_EVICT_MAX_CONNECTIONS, "max_connections") != 0) {
+			accept_refuse(a, fd, ip, C_ACC_MAX_CONNECTIONS, "max_connections");
+			return;
+		}
+	} else if (accept_count_unauth(a) >= a->unauth_cap) {
+		accept_evict(a, C_EVICT_UNAUTH_SHARE, "unauthenticated_share");
+	}
 	struct child *c = NULL;
-	for (int i = 0; i < a->cfg.max_connections && !c; i++)
+	for (int i = 0; i < a->cap && !c; i++)
 		if (!a->children[i].pid)
 			c = &a->children[i];
 	if (!c)
 		log_fatal("child table out of step with its count");
+	uint32_t slot = (uint32_t)(c - a->children);
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_warn("fork failed", "error", strerror(errno), "remote", ip);
@@ -410,10 +557,13 @@ static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_stora
 		return;
 	}
 	if (pid == 0)
-		accept_exec_worker(a, fd, ip, port);
+		accept_exec_worker(a, fd, ip, port, slot);
 	close(fd);
+	childtab_start(a->ct, slot, pid); /* or the child did it already */
 	c->pid = pid;
 	memcpy(c->src, src, 16);
+	c->seq = ++a->seq;
+	c->evicted_ms = 0;
 	a->nchildren++;
 	char p[24], pt[24];
 	log_debug("worker started", "pid", accept_itoa(pid, p), "remote", ip, "port",
@@ -423,6 +573,11 @@ static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_stora
 static void accept_burst(struct acceptor *a)
 {
 	for (int i = 0; i < ACCEPT_BURST; i++) {
+		if (a->nchildren >= a->cap) {
+			accept_reap(a);
+			if (a->nchildren >= a->cap)
+				return; /* evictions in flight use the slack: wait for them (SIGCHLD) */
+		}
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
 		int fd = accept4(a->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
@@ -456,7 +611,7 @@ static void accept_burst(struct acceptor *a)
 
 static void accept_kill_all(struct acceptor *a, int sig)
 {
-	for (int i = 0; i < a->cfg.max_connections; i++)
+	for (int i = 0; i < a->cap; i++)
 		if (a->children[i].pid)
 			kill(a->children[i].pid, sig);
 }
@@ -485,6 +640,8 @@ static void accept_drain(struct acceptor *a)
 	if (a->refused_quiet > 0)
 		log_warn("connections refused since the last warning", "count",
 			 accept_itoa((long)a->refused_quiet, n));
+	if (a->evicted_quiet > 0)
+		log_info("connections evicted since the last line", "count", accept_itoa((long)a->evicted_quiet, n));
 	if (a->nchildren > 0) {
 		log_warn("children did not exit in time; killing them", "children",
 			 accept_itoa(a->nchildren, n));
@@ -518,33 +675,45 @@ int main(int argc, char **argv)
 	if (config_load(&a.cfg, 0, err, sizeof err) != 0)
 		accept_die_usage(err, NULL);
 	log_init("accept");
-	a.children = calloc((size_t)a.cfg.max_connections, sizeof *a.children);
+	a.cap = a.cfg.max_connections + accept_evict_slack(a.cfg.max_connections);
+	a.unauth_cap = (int)((long)a.cfg.max_connections * a.cfg.unauth_share_percent / 100);
+	if (a.unauth_cap < 1)
+		a.unauth_cap = 1;
+	a.children = calloc((size_t)a.cap, sizeof *a.children);
 	if (!a.children)
 		log_fatal("out of memory");
 	accept_find_worker(&a);
 	a.sfd = accept_signals_open();
 	a.lfd = accept_listen(&a.cfg);
 	a.shm = accept_open_shm(&a.cfg);
+	if (childtab_create(a.cfg.runtime_dir, (uint32_t)a.cap, &a.ct, err, sizeof err) != 0)
+		log_fatal("cannot create the child table", "error", err, "runtime_dir", a.cfg.runtime_dir);
 
 	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof ss;
 	unsigned char src[16];
-	char addr[INET6_ADDRSTRLEN], port[24], maxc[24], maxs[24];
+	char addr[INET6_ADDRSTRLEN], port[24], maxc[24], maxs[24], maxu[24];
 	int lport;
 	getsockname(a.lfd, (struct sockaddr *)&ss, &sl);
 	accept_peer(&ss, src, addr, sizeof addr, &lport);
 	log_info("listening", "addr", addr, "port", accept_itoa(lport, port), "worker", a.worker,
 		 "max_connections", accept_itoa(a.cfg.max_connections, maxc),
-		 "max_connections_per_source", accept_itoa(a.cfg.max_per_source, maxs));
+		 "max_connections_per_source", accept_itoa(a.cfg.max_per_source, maxs),
+		 "max_unauthenticated", accept_itoa(a.unauth_cap, maxu));
 	for (;;) {
 		struct pollfd p[2] = {{.fd = a.sfd, .events = POLLIN}, {.fd = a.lfd, .events = POLLIN}};
 		nfds_t np = 2;
 		int timeout = -1;
+		accept_evict_overdue(&a);
 		int64_t now = mono_ms();
 		if (now < a.pause_until) {
 			np = 1;
 			timeout = (int)(a.pause_until - now);
 		}
+		if (a.nchildren >= a.cap)
+			np = 1; /* the slack is in use by evicted children: SIGCHLD frees it */
+		if (a.nevicted > 0 && (timeout < 0 || timeout > ACCEPT_TICK_MS))
+			timeout = ACCEPT_TICK_MS;
 		if (poll(p, np, timeout) < 0) {
 			if (errno == EINTR)
 				continue;

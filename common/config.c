@@ -63,6 +63,8 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"PRESENCE_SLOTS", 4096, 1 << 20, &c->presence_slots},
 		{"MAX_CONNECTIONS", 1024, 1 << 20, &c->max_connections},
 		{"MAX_CONNECTIONS_PER_SOURCE", 64, 1 << 20, &c->max_per_source},
+		{"UNAUTH_SHARE_PERCENT", 75, 100, &c->unauth_share_percent},
+		{"MEMBER_NEGATIVE_CACHE_SECONDS", 15, 300, &c->member_negative_cache_seconds},
 		{"SOURCE_PREFIX_V4", 24, 32, &c->source_prefix_v4},
 		{"SOURCE_PREFIX_V6", 64, 128, &c->source_prefix_v6},
 		{"HTTP_TIMEOUT_SECONDS", 5, 3600, &c->http_timeout_seconds},

@@ -23,6 +23,8 @@ struct config {
 	int presence_slots;          /* PRESENCE_SLOTS 4096 */
 	int max_connections;         /* MAX_CONNECTIONS 1024 (acceptor) */
 	int max_per_source;          /* MAX_CONNECTIONS_PER_SOURCE 64 (acceptor) */
+	int unauth_share_percent;    /* UNAUTH_SHARE_PERCENT 75: of MAX_CONNECTIONS, at most this share before a hello (acceptor) */
+	int member_negative_cache_seconds; /* MEMBER_NEGATIVE_CACHE_SECONDS 15: how long "not a member" is remembered */
 	int source_prefix_v4;        /* SOURCE_PREFIX_V4 24: IPv4 addresses in one /24 are one source */
 	int source_prefix_v6;        /* SOURCE_PREFIX_V6 64: IPv6 addresses in one /64 are one source */
 	int http_timeout_seconds;    /* HTTP_TIMEOUT_SECONDS 5: whole request must arrive */

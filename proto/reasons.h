@@ -39,6 +39,24 @@
 	X(MAX_CONNECTIONS, "max_connections")                                                                          \
 	X(PER_SOURCE, "max_connections_per_source")
 
+/* Connections the acceptor closed to make room for a new one, always the
+ * oldest that had not authenticated (SIGTERM; the worker closes at once):
+ * broker_connections_evicted_total{reason=label}.  unauthenticated_share:
+ * UNAUTH_SHARE_PERCENT of MAX_CONNECTIONS were before their hello;
+ * max_connections: every place was taken. */
+#define ACCEPT_EVICTIONS(X)                                                                                           \
+	X(UNAUTH_SHARE, "unauthenticated_share")                                                                       \
+	X(MAX_CONNECTIONS, "max_connections")
+
+/* The membership lookups of hellos (check 6): broker_member_lookups_total{result=label}.
+ * negative_cache_hit: a key remembered as no member of the mesh was refused
+ * without asking the database (MEMBER_NEGATIVE_CACHE_SECONDS). */
+#define MEMBER_LOOKUPS(X)                                                                                             \
+	X(MEMBER, "member")                                                                                            \
+	X(NOT_MEMBER, "not_member")                                                                                    \
+	X(NEGATIVE_CACHE_HIT, "negative_cache_hit")                                                                    \
+	X(ERROR, "error")
+
 /* Error frames of the peer protocol that count nothing: {code, message};
  * echo_id = 1 when the request's "id" is echoed in the frame. */
 #define PEER_ERRORS(X)                                                                                                \

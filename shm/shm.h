@@ -69,6 +69,13 @@ enum shm_counter {
 #define X(id, label) C_ACC_##id,
 	ACCEPT_REFUSALS(X)
 #undef X
+	/* new counters go here, after everything else */
+#define X(id, label) C_EVICT_##id,
+	ACCEPT_EVICTIONS(X)
+#undef X
+#define X(id, label) C_LOOKUP_##id,
+	MEMBER_LOOKUPS(X)
+#undef X
 	C_COUNTER_MAX
 };
 

@@ -11,6 +11,7 @@
 #include "db/db.h"
 #include "db/store.h"
 #include "proto/hello.h"
+#include "shm/negcache.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/audit.h"
@@ -150,15 +151,28 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 	if (w->phase == PHASE_CLOSING)
 		return;
 	if (err) {
+		counter_add(w->shm, C_LOOKUP_ERROR, 1);
 		log_warn("hello: membership lookup failed", "error", err);
 		ws_send_peer_error(w, db_err_unmigrated(err) ? PEER_ERR_DB_UNMIGRATED : PEER_ERR_DB_DOWN, NULL);
 		ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
 		return;
 	}
 	if (n != 1 || rows[0].revoked || rows[0].mesh_archived || strcmp(rows[0].id, w->me.member_id) != 0) {
+		counter_add(w->shm, C_LOOKUP_NOT_MEMBER, 1);
+		/* a key that is no (live) member of a live mesh is remembered
+		 * as such; one that is a member under another memberId is not
+		 * (only that member's own client signs with it) */
+		if ((n == 0 || rows[0].revoked || rows[0].mesh_archived) && worker_negcache(w) == 0)
+			negcache_put(w->negcache, w->me.mesh_id, w->me.pubkey, mono_ms(),
+				     (int64_t)w->cfg.member_negative_cache_seconds * 1000, w->neg_stamp);
 		hello_reject(w, HELLO_UNAUTHORIZED, w->me.mesh_id);
 		return;
 	}
+	counter_add(w->shm, C_LOOKUP_MEMBER, 1);
+	/* a member: from now on the acceptor never evicts this connection
+	 * (unless it already did: then it is on its way out) */
+	if (worker_child_mark(w, CHILD_BIT(CHILD_HELLO), CHILD_AUTHENTICATED) != 0)
+		return;
 	snprintf(w->me.display_name, sizeof w->me.display_name, "%s", rows[0].display_name);
 	long limit = w->cfg.max_connections_per_mesh;
 	if (rows[0].max_peers > 0 && rows[0].max_peers < limit)
@@ -239,7 +253,18 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "peer_events") == 0)
 			w->peer_events = 1;
 	}
-	/* check 6: a live member of a live mesh, and the memberId it signed */
+	/* proven key possession: the acceptor evicts this connection only after
+	 * every one that has not come this far */
+	if (worker_child_mark(w, CHILD_BIT(CHILD_PREAUTH), CHILD_HELLO) != 0)
+		return; /* evicted: the loop closes it */
+	/* check 6: a live member of a live mesh, and the memberId it signed; a
+	 * key recently found to be none costs no database work */
+	if (worker_negcache(w) == 0 &&
+	    negcache_hit(w->negcache, w->me.mesh_id, w->me.pubkey, mono_ms(), &w->neg_stamp)) {
+		counter_add(w->shm, C_LOOKUP_NEGATIVE_CACHE_HIT, 1);
+		hello_reject(w, HELLO_UNAUTHORIZED, w->me.mesh_id);
+		return;
+	}
 	if (worker_db(w) != 0 ||
 	    store_hello_member(w->db, w->me.mesh_id, w->me.pubkey, w->me.pid, w->me.cwd, hello_member_cb, w) != 0) {
 		ws_close(w, WS_CLOSE_INTERNAL, "internal");

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -145,17 +146,20 @@ static int on_message_complete(http_parser *p)
 	return 0;
 }
 
-static int wait_fd(int fd, short ev, int64_t deadline)
+static int wait_fd_mask(int fd, short ev, int64_t deadline, const sigset_t *mask)
 {
 	int64_t left = deadline - mono_ms();
 	if (left <= 0)
 		return 0;
 	struct pollfd pfd = {.fd = fd, .events = ev};
-	int n = poll(&pfd, 1, (int)left);
+	struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000};
+	int n = mask ? ppoll(&pfd, 1, &ts, mask) : poll(&pfd, 1, (int)left);
 	if (n < 0 && errno == EINTR)
 		return 1;
 	return n;
 }
+
+static int wait_fd(int fd, short ev, int64_t deadline) { return wait_fd_mask(fd, ev, deadline, NULL); }
 
 static const http_parser_settings settings = {
 	.on_url = on_url,
@@ -229,6 +233,12 @@ enum http_read_result http_parse_finish(struct http_parse *hp)
 
 enum http_read_result http_read_request(int fd, struct http_req *req, size_t max_body, int timeout_ms)
 {
+	return http_read_request_until(fd, req, max_body, timeout_ms, NULL, NULL);
+}
+
+enum http_read_result http_read_request_until(int fd, struct http_req *req, size_t max_body, int timeout_ms,
+					      const sigset_t *wait_mask, int (*stop)(void))
+{
 	struct http_parse hp;
 	http_parse_init(&hp, req, max_body);
 	int64_t deadline = mono_ms() + timeout_ms;
@@ -241,7 +251,9 @@ enum http_read_result http_read_request(int fd, struct http_req *req, size_t max
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				return HTTP_READ_IOERR;
-			int w = wait_fd(fd, POLLIN, deadline);
+			if (stop && stop())
+				return HTTP_READ_CANCELLED;
+			int w = wait_fd_mask(fd, POLLIN, deadline, wait_mask);
 			if (w < 0)
 				return HTTP_READ_IOERR;
 			if (w == 0)

@@ -5,6 +5,7 @@
 #define WORKER_HTTP_H
 
 #include <http_parser.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,7 @@ enum http_read_result {
 	HTTP_READ_TOO_LARGE = 413,
 	HTTP_READ_HEAD_TOO_LARGE = 431,
 	HTTP_READ_IOERR = -2,
+	HTTP_READ_CANCELLED = -3, /* stop() said so (a signal arrived) */
 };
 
 /* The parse of one request from bytes in memory; the fields are http.c's.
@@ -66,6 +68,11 @@ enum http_read_result http_parse_finish(struct http_parse *hp);
 /* Read and parse one request from fd (non-blocking) within timeout_ms; bodies
  * over max_body bytes are refused (413) before they are read. */
 enum http_read_result http_read_request(int fd, struct http_req *req, size_t max_body, int timeout_ms);
+/* The same, waiting with ppoll(wait_mask) and giving up (HTTP_READ_CANCELLED)
+ * as soon as stop() returns nonzero: checked before each wait, so a signal
+ * that wait_mask lets in and whose handler makes stop() true is never missed. */
+enum http_read_result http_read_request_until(int fd, struct http_req *req, size_t max_body, int timeout_ms,
+					      const sigset_t *wait_mask, int (*stop)(void));
 void http_req_free(struct http_req *req);
 
 /* Write a whole response (status line, CORS headers, Content-Length,

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "db/store.h"
 #include "proto/invite.h"
+#include "shm/negcache.h"
 #include "worker/audit.h"
 #include "worker/skel.h"
 
@@ -209,6 +210,10 @@ void join_request(struct worker *w, struct http_req *req)
 		status = strcmp(jq.result, "member_revoked") == 0 ? 403 : 400;
 		goto fail;
 	}
+	/* the key is a member now: a hello it sent a moment ago as a stranger
+	 * must not keep it out (the member row is committed before this) */
+	if (worker_negcache(w) == 0)
+		negcache_drop(w->negcache, jq.mesh_id, pubkey);
 	if (ok) {
 		cJSON *a = cJSON_CreateObject();
 		cJSON_AddStringToObject(a, "memberId", jq.member_id);

@@ -24,6 +24,7 @@
 #include "worker/http.h"
 #include "worker/routes.h"
 #include "worker/skel.h"
+#include "shm/negcache.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Sanitizer builds only (make asan-bins): ASan keeps 256 MB of freed blocks
@@ -61,6 +62,18 @@ static void linger_close(int fd)
 			total += (size_t)n;
 	}
 	close(fd);
+}
+
+/* the shared tables this process mapped (the database handle goes first) */
+static void worker_close_handles(struct worker *w)
+{
+	if (w->shm)
+		shm_close(w->shm);
+	w->shm = NULL;
+	negcache_close(w->negcache);
+	w->negcache = NULL;
+	childtab_close(w->ct);
+	w->ct = NULL;
 }
 
 static const char worker_usage[] =
@@ -108,10 +121,22 @@ int main(int argc, char **argv)
 	}
 	if (sodium_init() < 0)
 		log_fatal("libsodium failed to initialise");
+	worker_child_open(&w);
 
 	struct http_req req;
+	/* SIGTERM before a whole request (shutdown, or the acceptor evicting
+	 * a connection that never spoke) ends the wait at once */
 	enum http_read_result r =
-		http_read_request(w.fd, &req, (size_t)w.cfg.max_message_bytes, w.cfg.http_timeout_seconds * 1000);
+		http_read_request_until(w.fd, &req, (size_t)w.cfg.max_message_bytes, w.cfg.http_timeout_seconds * 1000,
+					worker_wait_mask(), worker_terminating);
+	if (r == HTTP_READ_CANCELLED) {
+		log_info(worker_evicted(&w) ? "connection evicted before its request" : "stopping before a request arrived",
+			 "remote", w.remote_addr);
+		http_req_free(&req);
+		worker_close_handles(&w);
+		close(w.fd); /* nothing was asked: no answer, no linger */
+		return 0;
+	}
 	switch (r) {
 	case HTTP_READ_OK:
 		route_request(&w, &req);
@@ -142,9 +167,13 @@ int main(int argc, char **argv)
 	if (w.db) {
 		db_drain_sync(w.db, EXIT_DB_MS);
 		db_free(w.db);
+		w.db = NULL;
 	}
-	if (w.shm)
-		shm_close(w.shm);
-	linger_close(w.fd);
+	int evicted = worker_evicted(&w);
+	worker_close_handles(&w);
+	if (evicted)
+		close(w.fd); /* its place is wanted now: no lingering for a client that never spoke */
+	else
+		linger_close(w.fd);
 	return 0;
 }

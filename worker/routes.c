@@ -185,6 +185,14 @@ static void route_metrics(struct worker *w)
 #define X(id, label) {label, C_ACC_##id},
 		ACCEPT_REFUSALS(X)
 #undef X
+	}, evicted[] = {
+#define X(id, label) {label, C_EVICT_##id},
+		ACCEPT_EVICTIONS(X)
+#undef X
+	}, lookups[] = {
+#define X(id, label) {label, C_LOOKUP_##id},
+		MEMBER_LOOKUPS(X)
+#undef X
 	};
 	if (worker_shm(w) != 0) {
 		http_respond_error(w->fd, 503, "presence table unavailable", RESP_TIMEOUT_MS);
@@ -203,6 +211,13 @@ static void route_metrics(struct worker *w)
 	       "Connections the acceptor refused before a worker ran, by reason.");
 	labelled_family(&b, s, "broker_connections_refused_total", "reason", refused,
 			sizeof refused / sizeof refused[0]);
+	family(&b, "broker_connections_evicted_total", "counter",
+	       "Connections before their hello that the acceptor closed to make room, by reason.");
+	labelled_family(&b, s, "broker_connections_evicted_total", "reason", evicted,
+			sizeof evicted / sizeof evicted[0]);
+	family(&b, "broker_member_lookups_total", "counter",
+	       "Membership lookups of hellos, by result (negative_cache_hit: answered without the database).");
+	labelled_family(&b, s, "broker_member_lookups_total", "result", lookups, sizeof lookups / sizeof lookups[0]);
 	family(&b, "broker_connections_active", "gauge", "Live authenticated peers (presence slots).");
 	mb_printf(&b, "broker_connections_active %d\n", presence_count(s));
 	family(&b, "broker_messages_routed_total", "counter", "Messages pushed to a peer, by priority.");
@@ -226,9 +241,14 @@ static void route_metrics(struct worker *w)
 void route_request(struct worker *w, struct http_req *req)
 {
 	const char *m = req->method, *p = req->path;
+	int ws = strcmp(p, "/ws") == 0 && strcmp(m, "GET") == 0;
+	/* a whole request of a plain route: served now, and no longer the
+	 * acceptor's to evict (a WebSocket stays PREAUTH until its hello) */
+	if (!ws)
+		worker_child_mark(w, CHILD_BIT(CHILD_PREAUTH), CHILD_HTTP);
 	if (strcmp(m, "OPTIONS") == 0) {
 		http_respond(w->fd, 204, NULL, NULL, NULL, 0, RESP_TIMEOUT_MS);
-	} else if (strcmp(p, "/ws") == 0 && strcmp(m, "GET") == 0) {
+	} else if (ws) {
 		skel_serve_ws(w, req, &session_hooks);
 	} else if (strcmp(p, "/health") == 0 && strcmp(m, "GET") == 0) {
 		route_health(w);

@@ -11,9 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <stdlib.h>
+
 #include "db/db.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "shm/negcache.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 
@@ -45,6 +48,54 @@ void worker_signals_init(void)
 }
 
 int worker_terminating(void) { return got_term; }
+
+const sigset_t *worker_wait_mask(void) { return &open_mask; }
+
+void worker_child_open(struct worker *w)
+{
+	const char *v = getenv(CHILDTAB_ENV);
+	long slot = 0;
+	if (!v || !*v)
+		return; /* systemd's Accept=yes: no acceptor, no table */
+	if (strcmp(v, "0") != 0 && parse_pos_int(v, CHILDTAB_MAX - 1, &slot) != 0) {
+		log_warn("ignoring a bad " CHILDTAB_ENV, "value", v);
+		return;
+	}
+	char err[256];
+	if (childtab_open(w->cfg.runtime_dir, &w->ct, err, sizeof err) != 0) {
+		log_warn("child table unavailable", "error", err);
+		return;
+	}
+	w->ct_slot = (uint32_t)slot;
+	/* normally the acceptor or our pre-exec self wrote it already */
+	childtab_start(w->ct, w->ct_slot, getpid());
+}
+
+int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to)
+{
+	if (!w->ct || childtab_move(w->ct, w->ct_slot, getpid(), from_mask, to))
+		return 0;
+	/* only an eviction stops us: an entry that is not ours (a table an
+	 * acceptor restart replaced) is as good as no table */
+	return worker_evicted(w) ? -1 : 0;
+}
+
+int worker_evicted(const struct worker *w)
+{
+	return w->ct && childtab_get(w->ct, w->ct_slot, getpid()) == CHILD_EVICTED;
+}
+
+int worker_negcache(struct worker *w)
+{
+	if (w->negcache)
+		return 0;
+	char err[256];
+	if (negcache_open(w->cfg.runtime_dir, &w->negcache, err, sizeof err) != 0) {
+		log_warn("negative member cache unavailable; asking the database", "error", err);
+		return -1;
+	}
+	return 0;
+}
 
 int worker_shm(struct worker *w)
 {
@@ -113,8 +164,17 @@ static void skel_loop(struct worker *w)
 	struct pollfd fds[2 + UDS_IN_MAX + UDS_OUT_MAX + 1];
 	for (;;) {
 		int64_t now = mono_ms();
-		if (worker_terminating() && w->phase != PHASE_CLOSING)
+		if (w->phase != PHASE_CLOSING && !w->joined && worker_evicted(w)) {
+			/* the acceptor needs the place of a connection that has not
+			 * authenticated: close now, owed no close handshake */
+			log_info("connection evicted before its hello", "remote", w->remote_addr);
+			ws_close(w, WS_CLOSE_TRY_AGAIN, "evicted");
+			w->close_deadline = now;
+		} else if (worker_terminating() && w->phase != PHASE_CLOSING) {
 			ws_close(w, WS_CLOSE_GOING_AWAY, "shutdown");
+			if (!w->joined)
+				w->close_deadline = now;
+		}
 		skel_timers(w, now);
 		if (w->joined)
 			w->hooks->pump(w);

@@ -5,12 +5,27 @@
 #ifndef WORKER_SKEL_H
 #define WORKER_SKEL_H
 
+#include <signal.h>
+
+#include "shm/childtab.h"
 #include "worker/http.h"
 #include "worker/worker.h"
 
 /* SIGPIPE ignored; SIGTERM/SIGINT noted, and blocked except inside ppoll() */
 void worker_signals_init(void);
 int worker_terminating(void); /* SIGTERM or SIGINT arrived */
+const sigset_t *worker_wait_mask(void); /* the mask to wait with: SIGTERM/SIGINT let in */
+
+/* The acceptor's child table (shm/childtab.h): open our entry when the
+ * acceptor named one (MESHBROKER_CHILD_SLOT); none under systemd. */
+void worker_child_open(struct worker *w);
+/* Move our entry from a state in from_mask (CHILD_BIT) to `to`.  -1 only when
+ * the acceptor evicted this connection (it wants us gone); else 0, also when
+ * there is no table or the entry is not ours. */
+int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to);
+/* 1 when the acceptor evicted this connection (SIGTERM is on its way) */
+int worker_evicted(const struct worker *w);
+int worker_negcache(struct worker *w); /* open the negative member cache on first use; 0 ok */
 
 int worker_shm(struct worker *w); /* open the presence table on first use; 0 ok */
 int worker_db(struct worker *w);  /* create the db handle on first use; 0 ok */

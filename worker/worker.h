@@ -13,6 +13,8 @@
 #include "shm/shm.h"
 
 struct db;
+struct childtab;
+struct negcache;
 struct worker;
 struct pe_peer;
 
@@ -67,6 +69,10 @@ struct worker {
 	char remote_addr[64];
 	struct shm *shm; /* opened on first use: worker_shm() */
 	struct db *db;   /* created on first use: worker_db() */
+	struct childtab *ct; /* the acceptor's child table (none under systemd): worker_child_open() */
+	uint32_t ct_slot;    /* our entry in it */
+	struct negcache *negcache; /* opened on first use: worker_negcache() */
+	uint32_t neg_stamp;  /* negcache_hit's stamp for the lookup in flight */
 	const struct worker_hooks *hooks;
 
 	/* WebSocket */

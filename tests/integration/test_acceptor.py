@@ -46,18 +46,27 @@ def test_connections_over_the_per_source_limit_get_503(broker):
     assert ok, "connections refused after the held ones closed"
 
 
-def test_connections_over_max_connections_get_503(broker):
-    b = broker(MAX_CONNECTIONS=2, HELLO_TIMEOUT_SECONDS=30)
+def test_a_connection_over_max_connections_evicts_the_oldest_one_without_a_hello(broker):
+    """MAX_CONNECTIONS full of connections that never sent a hello: the new
+    one gets in and the oldest silent one is closed (1013 "evicted"); the
+    503 is only for a broker full of authenticated peers (test_abuse_limits)"""
+    b = broker(MAX_CONNECTIONS=2, UNAUTH_SHARE_PERCENT=100, HELLO_TIMEOUT_SECONDS=30)
     held = [mbtest.RawWS(b.port) for _ in range(2)]
     try:
         c = mbtest.RawHTTP(b.port)
         c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         st, _, _, closed = c.read_response(5)
         c.close()
-        assert st == 503 and closed
+        assert st == 200 and closed
+        fin, op, payload = held[0].recv_frame(5)
+        assert op == 0x8 and mbtest.close_payload(payload) == (1013, "evicted"), (op, payload)
+        assert held[0].sock.recv(1) == b""  # and the connection is gone
     finally:
         for h in held:
             h.close()
+    assert b.wait_no_workers(20)  # or /metrics would evict the second one
+    assert b.metric("broker_connections_evicted_total", reason="max_connections") == 1
+    assert b.metric("broker_connections_refused_total", reason="max_connections") == 0
 
 
 def test_sigterm_to_the_acceptor_closes_peers_and_exits_after_its_workers(broker, mesh):
