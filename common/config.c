@@ -72,6 +72,7 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"PONG_TIMEOUT_SECONDS", 75, 3600, &c->pong_timeout_seconds},
 		{"SEND_RATE_LIMIT_PER_MIN", 60, 1000000, &c->send_rate_per_min},
 		{"SEND_RATE_BURST", 10, 1000000, &c->send_rate_burst},
+		{"SEND_BUFFER_BYTES", 65536, 64L << 20, &c->send_buffer_bytes},
 	};
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
 		if (env_int(ints[i].name, ints[i].def, ints[i].max, ints[i].out, err, errlen) != 0)

@@ -32,6 +32,7 @@ struct config {
 	int pong_timeout_seconds;    /* PONG_TIMEOUT_SECONDS 75 */
 	int send_rate_per_min;       /* SEND_RATE_LIMIT_PER_MIN 60 */
 	int send_rate_burst;         /* SEND_RATE_BURST 10 */
+	int send_buffer_bytes;       /* SEND_BUFFER_BYTES 65536: SO_SNDBUF of a WebSocket connection */
 	int hook_allow_loopback_unauthenticated; /* HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED 0|1, default 0 */
 };
 

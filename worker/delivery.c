@@ -1,6 +1,8 @@
 /* delivery — the drain claims this member's deliverable rows (oldest first,
  * only `now` unless idle), the pump hands them to wslay one at a time, and a
- * push is marked delivered only once it is known to be written. */
+ * push is marked delivered only once the recipient's TCP has acknowledged
+ * its last byte (docs/protocol.md §3.4): each written push keeps its end
+ * offset in the outgoing byte stream until SIOCOUTQ says the peer has it. */
 #include "worker/delivery.h"
 
 #include <stdlib.h>
@@ -17,6 +19,9 @@
 #define MARK_BATCH 50     /* written pushes marked delivered in one statement */
 #define LIVE_IDS_MAX 124  /* live connections of one member passed to a claim */
 #define CLIENT_ACK_ID_MAX 64
+#define ACK_CHECK_MIN_MS 10  /* first look at what the peer acknowledged after a write */
+#define ACK_CHECK_MAX_MS 250 /* the gap doubles up to this while nothing is acknowledged */
+#define ACK_LINGER_MS 500    /* at the end, the wait for the last pushes to be acknowledged */
 
 struct live_ids {
 	const char *member_id;
@@ -155,9 +160,72 @@ static void written_add(struct worker *w, int64_t id)
 	w->written[w->nwritten++] = id;
 }
 
-/* Hand pushes to wslay one at a time: a push counts as written (and is
- * marked delivered) only once wslay has nothing left to send and no close
- * went out before it, so a push cut off by a close stays queued for later. */
+/* a written push: its end offset is now, when wslay has nothing left (the
+ * bytes of anything written after it only make the wait a little longer) */
+static void unacked_add(struct worker *w, int64_t id)
+{
+	if (w->nunacked == w->unacked_cap) {
+		if (w->unacked_head) { /* reuse the room of what was confirmed */
+			memmove(w->unacked, w->unacked + w->unacked_head,
+				(w->nunacked - w->unacked_head) * sizeof *w->unacked);
+			w->nunacked -= w->unacked_head;
+			w->unacked_head = 0;
+		} else {
+			size_t cap = w->unacked_cap ? w->unacked_cap * 2 : 64;
+			struct unacked *nu = realloc(w->unacked, cap * sizeof *nu);
+			if (!nu)
+				log_fatal("out of memory");
+			w->unacked = nu;
+			w->unacked_cap = cap;
+		}
+	}
+	w->unacked[w->nunacked++] = (struct unacked){.delivery_id = id, .end = ws_sent_bytes(w)};
+	if (!w->ack_check_at) {
+		w->ack_interval_ms = ACK_CHECK_MIN_MS;
+		w->ack_check_at = mono_ms() + ACK_CHECK_MIN_MS;
+	}
+}
+
+/* Move what the peer has acknowledged from unacked to written.  Called on
+ * every turn of the loop (a wake, a readable or writable socket, the timer);
+ * the timer (ack_check_at, in skel.c's poll) is armed only while something
+ * is unconfirmed, 10 ms after a write and doubling to 250 ms while nothing
+ * moves, so a recipient that stopped reading costs four looks a second. */
+static void delivery_confirm(struct worker *w)
+{
+	if (w->unacked_head == w->nunacked) {
+		w->ack_check_at = 0;
+		return;
+	}
+	uint64_t acked;
+	if (ws_acked_bytes(w, &acked) != 0) {
+		/* SIOCOUTQ failed: the old rule for this connection, written counts */
+		log_warn("SIOCOUTQ failed: pushes count as delivered once written", "presence", w->me.presence_id);
+		w->ack_tracking = 0;
+		acked = UINT64_MAX;
+	}
+	size_t before = w->unacked_head;
+	while (w->unacked_head < w->nunacked && w->unacked[w->unacked_head].end <= acked)
+		written_add(w, w->unacked[w->unacked_head++].delivery_id);
+	if (w->unacked_head == w->nunacked) {
+		w->unacked_head = w->nunacked = 0;
+		w->ack_check_at = 0;
+		return;
+	}
+	int64_t now = mono_ms();
+	if (w->unacked_head != before)
+		w->ack_interval_ms = ACK_CHECK_MIN_MS; /* moving: look again soon */
+	else if (now < w->ack_check_at)
+		return; /* an early look (some other event): the timer stays */
+	else if (w->ack_interval_ms < ACK_CHECK_MAX_MS)
+		w->ack_interval_ms = w->ack_interval_ms * 2 < ACK_CHECK_MAX_MS ? w->ack_interval_ms * 2 : ACK_CHECK_MAX_MS;
+	w->ack_check_at = now + w->ack_interval_ms;
+}
+
+/* Hand pushes to wslay one at a time: a push counts as written only once
+ * wslay has nothing left to send and no close went out before it, so a push
+ * cut off by a close stays queued for later; it counts as delivered (and is
+ * marked) once the peer has acknowledged it (delivery_confirm). */
 void delivery_pump(struct worker *w)
 {
 	for (;;) {
@@ -170,8 +238,10 @@ void delivery_pump(struct worker *w)
 			else {
 				/* a client_ack client marks its own deliveries; what it never
 				 * acks is given back when it leaves */
-				if (!w->client_ack)
-					written_add(w, w->outstanding);
+				if (!w->client_ack && w->ack_tracking)
+					unacked_add(w, w->outstanding);
+				else if (!w->client_ack)
+					written_add(w, w->outstanding); /* no TCP: written counts */
 				w->outstanding = 0;
 			}
 		}
@@ -194,8 +264,22 @@ void delivery_pump(struct worker *w)
 			delivery_drain(w);
 		}
 	}
-	if (w->nwritten >= MARK_BATCH || (w->nwritten && w->push_head == w->npush))
+	delivery_confirm(w);
+	/* marks go out in batches, and whenever the pump has to stop: nothing
+	 * left to push, or a socket full until the peer reads (then what it did
+	 * acknowledge is not held back behind the pushes still waiting) */
+	if (w->nwritten >= MARK_BATCH || (w->nwritten && (w->push_head == w->npush || ws_busy(w))))
 		delivery_flush(w);
+}
+
+void delivery_settle(struct worker *w)
+{
+	if (w->unacked_head == w->nunacked)
+		return;
+	/* a clean close acknowledges all the peer read within a round trip; a
+	 * reset or a peer that stopped reading leaves the rest unconfirmed */
+	ws_await_acked(w, w->unacked[w->nunacked - 1].end, ACK_LINGER_MS);
+	delivery_confirm(w);
 }
 
 /* client_ack (docs/protocol.md §3.4 ext): at-least-once for clients that ask */
@@ -217,8 +301,15 @@ void delivery_free(struct worker *w)
 		free(w->pushes[i].json);
 	free(w->pushes);
 	free(w->written);
+	free(w->unacked);
 	w->pushes = NULL;
 	w->written = NULL;
+	w->unacked = NULL;
+	w->nunacked = w->unacked_head = w->unacked_cap = 0;
+	w->ack_check_at = 0;
 }
 
+/* every row of ours not marked delivered: claimed and never pushed, and
+ * pushed but never acknowledged by the peer (never marked, see
+ * delivery_settle), so the next connection gets it again */
 void delivery_give_back(struct worker *w) { store_delivery_unclaim_all(w->db, w->me.presence_id); }

@@ -1,5 +1,5 @@
 /* session — wires the protocol modules into the skeleton's hooks, and the
- * leave: what reached the socket is marked delivered, the slot is released,
+ * leave: what the peer acknowledged is marked delivered, the slot is released,
  * what was claimed but not delivered is given back to the member's other
  * live connections, and the presence row and audit chain record the end. */
 #include "worker/session.h"
@@ -31,9 +31,10 @@ static int wake_others_cb(const struct presence_view *v, void *arg)
 static void session_leave(struct worker *w)
 {
 	if (w->joined) {
-		/* what reached the socket is delivered; mark it while our slot
-		 * still says these rows are ours */
+		/* what the peer acknowledged is delivered; mark it while our slot
+		 * still says these rows are ours (the rest is given back below) */
 		delivery_pump(w);
+		delivery_settle(w);
 		delivery_flush(w);
 		if (w->db)
 			db_drain_sync(w->db, LEAVE_DB_MS);

@@ -1,8 +1,9 @@
 /* skel — the worker skeleton: signals, the lazily opened shm/db handles, and
  * the WebSocket event loop.  One ppoll() waits on the client socket, the
  * database, the Unix sockets of other workers and the timers (hello timeout,
- * ping/pong, the protocol's tick); SIGTERM/SIGINT are let in only there, so
- * one can never slip in between the flag check and the wait. */
+ * ping/pong, the protocol's tick, the look at what the peer acknowledged);
+ * SIGTERM/SIGINT are let in only there, so one can never slip in between
+ * the flag check and the wait. */
 #include "worker/skel.h"
 
 #include <errno.h>
@@ -150,6 +151,9 @@ static int skel_timeout(const struct worker *w, int64_t now)
 	if (w->joined) {
 		deadline = min_deadline(deadline, w->next_ttl_check);
 		deadline = min_deadline(deadline, w->pe_next);
+		/* pushes written but not yet acknowledged by the peer: the pump
+		 * looks again (delivery.c), armed only while there are some */
+		deadline = min_deadline(deadline, w->ack_check_at);
 	}
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)
@@ -184,6 +188,8 @@ static void skel_loop(struct worker *w)
 			w->hooks->pump(w); /* what the send just wrote may free room for the next push */
 		if (ws_flush(w) != 0)
 			break;
+		if (w->joined)
+			w->hooks->pump(w); /* a push that flush finished is noted now: nothing else wakes us for it */
 		if (ws_done(w))
 			break; /* closed both ways */
 		if (w->phase == PHASE_CLOSING && now >= w->close_deadline)

@@ -45,6 +45,13 @@ struct worker_hooks {
 	void (*leave)(struct worker *w);                                  /* skel: the connection ended */
 };
 
+/* one push written to the socket whose last byte the recipient's TCP has
+ * not acknowledged yet (delivery.c) */
+struct unacked {
+	int64_t delivery_id;
+	uint64_t end; /* its end in the connection's outgoing byte stream (ws_sent_bytes) */
+};
+
 /* one claimed delivery waiting to be written to the socket */
 struct push {
 	int64_t delivery_id;
@@ -86,6 +93,8 @@ struct worker {
 	char close_reason[124];
 	int64_t close_deadline; /* give up on a clean close after this */
 	long recv_budget;       /* bytes wslay may still read this turn */
+	uint64_t sent_bytes;    /* every byte send() took since the upgrade (frame headers included) */
+	int ack_tracking;       /* TCP and SIOCOUTQ works: a push counts once the peer acknowledged it */
 
 	enum phase phase;
 	int frame_nul; /* the frame being handled holds \u0000 (its C strings are cut): send refuses it */
@@ -111,7 +120,11 @@ struct worker {
 	struct push *pushes; /* claimed, not yet handed to wslay (FIFO) */
 	size_t npush, push_head, push_cap;
 	int64_t outstanding; /* delivery id handed to wslay, not yet confirmed written, or 0 */
-	int64_t *written;    /* written to the socket, not yet marked delivered */
+	struct unacked *unacked; /* written, not yet acknowledged by the peer's TCP (FIFO) */
+	size_t nunacked, unacked_head, unacked_cap;
+	int64_t ack_check_at; /* mono ms of the next look at what the peer acknowledged, 0 = none */
+	int ack_interval_ms;  /* the gap before that look: 10 ms, doubling while nothing moves */
+	int64_t *written;    /* acknowledged (or, without ack tracking, written), not yet marked delivered */
 	size_t nwritten, written_cap;
 	int64_t next_ttl_check; /* mono ms of the next TTL / JSONL look */
 

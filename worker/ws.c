@@ -3,6 +3,8 @@
  * budget and backpressure, the close handshake and ping/pong.  Text frames
  * go to w->hooks->on_text; the loop around it is skel.c's. */
 #include <errno.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
 #include <nettle/sha1.h>
 #include <poll.h>
 #include <sodium.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +25,7 @@
 #define HANDSHAKE_WRITE_MS 5000 /* the 101 answer */
 #define WS_OUT_CAP (1u << 20) /* queued outbound bytes before we stop reading */
 #define RECV_BUDGET (256 << 10) /* bytes read per turn of the loop */
+#define ACK_POLL_MS 5           /* ws_await_acked looks this often */
 
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
@@ -68,6 +72,7 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 										       : WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
+	w->sent_bytes += (uint64_t)n; /* the outgoing byte stream that ws_acked_bytes measures */
 	return n;
 }
 
@@ -265,6 +270,61 @@ int ws_close_sent(const struct worker *w) { return wslay_event_get_close_sent(w-
 
 int ws_close_received(const struct worker *w) { return wslay_event_get_close_received(w->ws); }
 
+uint64_t ws_sent_bytes(const struct worker *w) { return w->sent_bytes; }
+
+/* For TCP, SIOCOUTQ is write_seq - snd_una: the bytes the peer's stack has
+ * not acknowledged yet, whether still unsent or in flight; it keeps its
+ * value after a reset.  It may also count the 101 answer's last bytes, which
+ * sent_bytes does not: that only makes the answer smaller, never larger. */
+int ws_acked_bytes(const struct worker *w, uint64_t *acked)
+{
+	int outq = 0;
+	if (!w->ack_tracking || ioctl(w->fd, SIOCOUTQ, &outq) != 0 || outq < 0)
+		return -1;
+	*acked = (uint64_t)outq >= w->sent_bytes ? 0 : w->sent_bytes - (uint64_t)outq;
+	return 0;
+}
+
+void ws_await_acked(const struct worker *w, uint64_t upto, int ms)
+{
+	int64_t deadline = mono_ms() + ms;
+	for (;;) {
+		uint64_t acked;
+		if (ws_acked_bytes(w, &acked) != 0 || acked >= upto)
+			return;
+		int64_t left = deadline - mono_ms();
+		if (left <= 0)
+			return;
+		/* no event says "acknowledged": look again shortly, unless the
+		 * connection was reset or is gone (then nothing more comes) */
+		struct pollfd p = {.fd = w->fd, .events = 0};
+		if (poll(&p, 1, left < ACK_POLL_MS ? (int)left : ACK_POLL_MS) > 0 &&
+		    (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+			return;
+	}
+}
+
+/* A TCP connection gets a capped send buffer (SEND_BUFFER_BYTES; the kernel
+ * doubles it and no longer autotunes it, up to 4 MB otherwise), so that what
+ * is written but not yet acknowledged stays a small window, and its pushes
+ * count as delivered once acknowledged.  Anything else (a Unix socket) keeps
+ * the old rule: a push counts once written. */
+static void ws_socket_setup(struct worker *w)
+{
+	int proto = 0;
+	socklen_t len = sizeof proto;
+	if (getsockopt(w->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0 || proto != IPPROTO_TCP)
+		return;
+	int size = w->cfg.send_buffer_bytes;
+	if (setsockopt(w->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0)
+		log_warn("SO_SNDBUF refused", "error", strerror(errno));
+	int outq;
+	if (ioctl(w->fd, SIOCOUTQ, &outq) == 0)
+		w->ack_tracking = 1;
+	else
+		log_warn("SIOCOUTQ unavailable: pushes count as delivered once written", "error", strerror(errno));
+}
+
 void ws_start(struct worker *w, const struct http_req *req, int64_t now)
 {
 	static const struct wslay_event_callbacks cbs = {
@@ -275,6 +335,7 @@ void ws_start(struct worker *w, const struct http_req *req, int64_t now)
 	if (wslay_event_context_server_init(&w->ws, &cbs, w) != 0)
 		log_fatal("out of memory");
 	wslay_event_config_set_max_recv_msg_length(w->ws, (uint64_t)w->cfg.max_message_bytes);
+	ws_socket_setup(w);
 	w->pre = req->extra;
 	w->pre_len = req->extra_len;
 	w->last_pong = now;

@@ -48,4 +48,12 @@ int ws_close_sent(const struct worker *w);
 int ws_close_received(const struct worker *w);
 int ws_write(struct worker *w);                   /* wslay_event_send; -1 = failed */
 
+/* What the peer acknowledged (TCP only, w->ack_tracking): offsets count
+ * every byte send() took since the upgrade, frame headers included. */
+uint64_t ws_sent_bytes(const struct worker *w);
+int ws_acked_bytes(const struct worker *w, uint64_t *acked); /* 0, or -1: SIOCOUTQ failed */
+/* the connection is ending: wait up to ms until the peer acknowledged bytes
+ * up to upto, or was reset or gone */
+void ws_await_acked(const struct worker *w, uint64_t upto, int ms);
+
 #endif

@@ -971,8 +971,15 @@ class RawWS:
     """A minimal RFC 6455 client over a plain socket: sees every frame the
     server sends (pings included) and answers nothing on its own."""
 
-    def __init__(self, port, path="/ws", timeout=15):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, path="/ws", timeout=15, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        else:
+            # set before connect: the window scale is fixed by the SYN
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect(("127.0.0.1", port))
         key = b64e(os.urandom(16))
         req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -1041,6 +1048,12 @@ class RawWS:
         self.send_frame(0x1, text)
 
     def close(self):
+        self.sock.close()
+
+    def reset(self):
+        """close with SO_LINGER 0: an RST, and whatever sat unread in our
+        receive buffer is thrown away"""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
 
