@@ -1,58 +1,9 @@
 """PgBouncer in transaction-pooling mode between the workers and PostgreSQL
 (docs/design.md): unnamed statements only, no session state, no LISTEN — so hello,
-send, push, status and the audit chain all work through it."""
+send, push, status and the audit chain all work through it.  The `bouncer`
+fixture (conftest.py) is the one `make run` starts (scripts/pg.sh bouncer)."""
 
-import os
-import shutil
-import subprocess
-import tempfile
-
-import pytest
-
-from mbtest import PG_USER, Peer, as_pg_user, free_port, is_push, run, tail, wait_until
-
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-@pytest.fixture
-def bouncer(pg):
-    if not os.access(PGBOUNCER, os.X_OK):
-        pytest.fail("pgbouncer is not installed (scripts/deps.sh test installs it)")
-    root = tempfile.mkdtemp(prefix="mbbouncer-", dir="/tmp")
-    port = free_port()
-    ini = os.path.join(root, "pgbouncer.ini")
-    with open(os.path.join(root, "users.txt"), "w") as f:
-        f.write(f'"{PG_USER}" ""\n')
-    with open(ini, "w") as f:
-        f.write(f"""[databases]
-meshbroker = host={pg.sock} port={pg.port} dbname=meshbroker user={PG_USER}
-[pgbouncer]
-listen_addr =
-listen_port = {port}
-unix_socket_dir = {root}
-auth_type = trust
-auth_file = {root}/users.txt
-pool_mode = transaction
-max_client_conn = 200
-default_pool_size = 5
-logfile = {root}/pgbouncer.log
-pidfile = {root}/pgbouncer.pid
-""")
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", PG_USER, root], check=True)
-    proc = subprocess.Popen(as_pg_user([PGBOUNCER, ini]), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    sock = os.path.join(root, f".s.PGSQL.{port}")
-    assert wait_until(lambda: os.path.exists(sock), 10), tail(os.path.join(root, "pgbouncer.log"))
-    try:
-        yield f"postgresql:///meshbroker?host={root}&port={port}&user={PG_USER}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
+from mbtest import Peer, is_push, run, wait_until
 
 
 def test_broker_works_through_pgbouncer_transaction_pooling(broker, mesh, db, bouncer):
