@@ -220,12 +220,19 @@ static void conn_start(struct db *d, int64_t now)
 
 /* Connecting failed: every waiting query fails.  No retry here (the next
  * db_query starts from scratch), so a dead server costs one attempt per
- * batch of queries, never a loop. */
+ * batch of queries, never a loop.  Except when the server (or the PgBouncer
+ * in front of it) is only full or briefly unable to serve: then conn_fail
+ * waits and retries within DB_BUSY_RETRY_MS. */
 static int server_busy(const char *why)
 {
 	return why && (strstr(why, "too many clients") || strstr(why, "remaining connection slots") ||
 		       strstr(why, "Resource temporarily unavailable") ||
-		       strstr(why, "the database system is starting up"));
+		       strstr(why, "the database system is starting up") ||
+		       /* PgBouncer: its max_client_conn reached, or its server
+			* logins failing for a moment (server_login_retry) */
+		       strstr(why, "no more connections allowed") ||
+		       strstr(why, "server login has been failing") ||
+		       strstr(why, "pgbouncer cannot connect to server"));
 }
 
 static void conn_fail(struct db *d, const char *why)
