@@ -41,3 +41,33 @@ def _count_left(db, mesh_id):
         c.execute("SELECT count(*) FROM mesh.audit_log WHERE mesh_id = %s AND event_type = 'peer_left'",
                   (mesh_id,))
         return c.fetchone()[0]
+
+
+def test_large_messages_back_to_back_through_pgbouncer_all_arrive(broker, mesh, bouncer):
+    # A 16 KiB send spans several packets; with a second query of the same
+    # worker in flight (the previous send's audit row), PgBouncer 1.18 in
+    # transaction mode hands the server session on at the first
+    # ReadyForQuery and the big query reaches two sessions.  The workers send
+    # one query at a time (DB_PIPELINE_DEPTH=1): every message arrives.  With
+    # DB_PIPELINE_DEPTH=32 this failed within 60 sends ("database unavailable").
+    b = broker(database_url=bouncer, SEND_RATE_LIMIT_PER_MIN=100000, SEND_RATE_BURST=100000)
+    m = mesh("A", "B")
+    am, bm = m.members
+    n = 300
+    text = "x" * 16384
+
+    async def go():
+        a, bb = Peer(b, am), Peer(b, bm)
+        await a.join()
+        await bb.join()
+        for i in range(n):
+            _, ack = await a.send_direct(bm.pubkey, text, id=f"m{i}", timeout=30)
+            assert ack.get("queued"), f"send {i}: {ack}"
+        got = set()
+        while len(got) < n:
+            p = await bb.push(timeout=30)
+            got.add(p["messageId"])
+        await a.close()
+        await bb.close()
+
+    run(go(), 240)
