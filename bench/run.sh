@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh — what `make bench` runs: build the bench client
-# (bench/meshbench.c against proto/ and wslay/libsodium/cJSON/libpq), start a
-# private PostgreSQL (scripts/pg.sh) and meshbroker-accept on 127.0.0.1 (a
-# free port, temporary directories), run the benchmarks, print the table and
-# stop everything, also on failure or Ctrl-C.
+# (bench/meshbench.c against proto/ and wslay/libsodium/cJSON/libpq), start
+# what `make run` starts — a private PostgreSQL and its PgBouncer
+# (scripts/pg.sh; synchronous_commit on) and meshbroker-accept on 127.0.0.1
+# (a free port, temporary directories), its workers going through the
+# bouncer — run the benchmarks, print the target table and every figure,
+# append the run to bench/RESULTS.md (BENCH_NO_RESULTS=1: don't), and stop
+# everything, also on failure or Ctrl-C.
 #
 #   bash bench/run.sh [meshbench options]     e.g. --quick, --reps 5, --only health,msg
 #
@@ -13,7 +16,7 @@
 #   MAX_CONNECTIONS_PER_MESH / MAX_CONNECTIONS / MAX_CONNECTIONS_PER_SOURCE raised: 500 peers
 #     from one address in one mesh
 # Env: MESHBROKER_BIN (default build/bin), BENCH_KEEP=1 keeps the temporary
-# directory (logs), BENCH_TIMEOUT (seconds, default 420) bounds the client.
+# directory (logs), BENCH_TIMEOUT (seconds, default 600) bounds the client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -79,12 +82,19 @@ pg_started=1
 DATABASE_URL=$(bash scripts/pg.sh start "$work/pg" 5432)
 export DATABASE_URL
 "$bin/meshctl" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; exit 1; }
+direct_url=$DATABASE_URL # the client's own session (setup, pg_stat_activity): PostgreSQL itself
+maxconn=2000
+DATABASE_URL=$(MAX_CONNECTIONS=$maxconn bash scripts/pg.sh bouncer "$work/pg" 5432 6432)
+export DATABASE_URL
+cdir=$(readlink -f "$work/pg/cluster")
+pg_pid=$(head -n 1 "$cdir/data/postmaster.pid" 2>/dev/null || echo 0)
+bouncer_pid=$(cat "$cdir/bouncer/pgbouncer.pid" 2>/dev/null || echo 0)
 
 db_idle=2
 ulimit -n 8192 2>/dev/null || true
 env MESHBROKER_RUNTIME_DIR="$work/run" BROKER_BIND=127.0.0.1 BROKER_PORT="$port" \
   DB_IDLE_SECONDS=$db_idle SEND_RATE_LIMIT_PER_MIN=1000000 SEND_RATE_BURST=1000000 \
-  MAX_CONNECTIONS_PER_MESH=2000 MAX_CONNECTIONS=2000 MAX_CONNECTIONS_PER_SOURCE=2000 \
+  MAX_CONNECTIONS_PER_MESH=$maxconn MAX_CONNECTIONS=$maxconn MAX_CONNECTIONS_PER_SOURCE=$maxconn \
   "$bin/meshbroker-accept" 2>"$work/broker.log" &
 acc=$!
 up=0
@@ -96,19 +106,31 @@ done
 [ "$up" = 1 ] || { echo "bench: the broker did not start" >&2; tail -n 20 "$work/broker.log" >&2; exit 1; }
 
 mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)
-pgver=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 | awk -F/ '{print $5}')
-pgmax=$(psql "$DATABASE_URL" -Atqc 'SHOW max_connections' 2>/dev/null ||
-        runuser -u meshbroker -- psql "$DATABASE_URL" -Atqc 'SHOW max_connections' 2>/dev/null || echo '?')
-echo "meshbroker bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, ${mem_gib} GiB, Linux $(uname -r)," \
-  "PostgreSQL ${pgver:-?} (max_connections=$pgmax)"
-echo "tree: commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$(git status --porcelain -- accept worker shm db proto 2>/dev/null)" ] && echo ' + uncommitted changes in the tree'),"\
-  "binaries built $(date -u -r "$bin/meshbroker-worker" '+%Y-%m-%d %H:%M UTC')"
-echo "broker: meshbroker-accept on 127.0.0.1:$port, DB_IDLE_SECONDS=$db_idle, rate limits raised, else defaults;" \
-  "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+pgver=$("$pgbin/postgres" --version 2>/dev/null | awk '{print $3}')
+bver=$(pgbouncer --version 2>/dev/null | head -n 1 | awk '{print $2}')
+pgq() { psql "$direct_url" -Atqc "$1" 2>/dev/null || runuser -u meshbroker -- psql "$direct_url" -Atqc "$1" 2>/dev/null || echo '?'; }
+pgmax=$(pgq 'SHOW max_connections')
+synccommit=$(pgq 'SHOW synchronous_commit')
+pool=$(sed -n 's/^default_pool_size = //p' "$cdir/bouncer/pgbouncer.ini")
+machine="machine: ${cpu:-unknown CPU}, $(nproc) cores, ${mem_gib} GiB, Linux $(uname -r), PostgreSQL ${pgver:-?} (max_connections=$pgmax, synchronous_commit=$synccommit), PgBouncer ${bver:-?} (transaction pooling, pool $pool)"
+header() {
+  echo "meshbroker bench — $started_at"
+  echo "$machine"
+  echo "tree: commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$(git status --porcelain -- accept worker shm db proto bench 2>/dev/null)" ] && echo ' + uncommitted changes in the tree'),"\
+    "binaries built $(date -u -r "$bin/meshbroker-worker" '+%Y-%m-%d %H:%M UTC')"
+  echo "broker: meshbroker-accept on 127.0.0.1:$port through the embedded PgBouncer, DB_IDLE_SECONDS=$db_idle," \
+    "rate limits and MAX_CONNECTIONS* raised to $maxconn, else defaults; load average before: $load_before"
+}
+started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+header
 echo
 
-timeout_s=${BENCH_TIMEOUT:-420}
-timeout -s TERM "$timeout_s" "$work/meshbench" --port "$port" --db "$DATABASE_URL" --acceptor "$acc" \
+timeout_s=${BENCH_TIMEOUT:-600}
+timeout -s TERM "$timeout_s" "$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" \
+  --bouncer-pid "$bouncer_pid" --pg-pid "$pg_pid" \
   --db-idle "$db_idle" --worker "$bin/meshbroker-worker" "$@" >"$work/table.md" 2>"$work/meshbench.log" &
 client=$!
 # the client prints its progress on stderr; show it while it runs
@@ -122,7 +144,25 @@ wait "$tailer" 2>/dev/null || true
 echo
 cat "$work/table.md"
 echo
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average after: $load_after"
+
+# the run, dated, at the end of bench/RESULTS.md
+if [ "${BENCH_NO_RESULTS:-0}" != 1 ] && [ -s "$work/table.md" ]; then
+  {
+    echo
+    echo "## Run of $started_at (commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    echo
+    echo "Command: \`make bench\`$([ $# -gt 0 ] && printf ' (bash bench/run.sh %s)' "$*"); exit status $rc; load average before $load_before, after $load_after."
+    echo
+    echo '```'
+    header
+    echo '```'
+    echo
+    cat "$work/table.md"
+  } >>"$root/bench/RESULTS.md"
+  echo "bench: the run is appended to bench/RESULTS.md" >&2
+fi
 
 # what the broker and PostgreSQL said while we measured
 warn=$(grep -c '"level":"warn"' "$work/broker.log" || true)

@@ -60,6 +60,9 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"HOOK_RATE_LIMIT_PER_MIN", 30, 1000000, &c->hook_rate_limit_per_min},
 		{"HELLO_TIMEOUT_SECONDS", 10, 3600, &c->hello_timeout_seconds},
 		{"DB_IDLE_SECONDS", 30, 86400, &c->db_idle_seconds},
+		/* 1: safe through PgBouncer's transaction pooling; 32 is
+		 * DB_PIPELINE_MAX (db/db.h) */
+		{"DB_PIPELINE_DEPTH", 1, 32, &c->db_pipeline_depth},
 		{"PRESENCE_SLOTS", 4096, 1 << 20, &c->presence_slots},
 		{"MAX_CONNECTIONS", 1024, 1 << 20, &c->max_connections},
 		{"MAX_CONNECTIONS_PER_SOURCE", 64, 1 << 20, &c->max_per_source},

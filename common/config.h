@@ -20,6 +20,7 @@ struct config {
 	/* meshbroker's own */
 	const char *runtime_dir;     /* RUNTIME_DIRECTORY or MESHBROKER_RUNTIME_DIR, default ./var/run */
 	int db_idle_seconds;         /* DB_IDLE_SECONDS 30 */
+	int db_pipeline_depth;       /* DB_PIPELINE_DEPTH 1: queries in flight per worker */
 	int presence_slots;          /* PRESENCE_SLOTS 4096 */
 	int max_connections;         /* MAX_CONNECTIONS 1024 (acceptor) */
 	int max_per_source;          /* MAX_CONNECTIONS_PER_SOURCE 64 (acceptor) */

@@ -14,7 +14,6 @@
 #include "common/util.h"
 
 #define DB_CONNECT_MS 5000
-#define DB_FLIGHT_MAX 32 /* queries sent and not yet answered */
 #define DB_PARAMS_MAX 65535 /* the protocol's limit (a 16-bit count) */
 #define DB_ERR_MAX 256
 
@@ -65,6 +64,7 @@ struct db {
 	int64_t retry_at;      /* DB_BACKOFF: when to connect again */
 	int busy_tries;
 	int closing;
+	int flight_max;        /* queries sent and not yet answered, at most */
 };
 
 /* libpq prints server notices on stderr, which would break the JSON log */
@@ -220,12 +220,19 @@ static void conn_start(struct db *d, int64_t now)
 
 /* Connecting failed: every waiting query fails.  No retry here (the next
  * db_query starts from scratch), so a dead server costs one attempt per
- * batch of queries, never a loop. */
+ * batch of queries, never a loop.  Except when the server (or the PgBouncer
+ * in front of it) is only full or briefly unable to serve: then conn_fail
+ * waits and retries within DB_BUSY_RETRY_MS. */
 static int server_busy(const char *why)
 {
 	return why && (strstr(why, "too many clients") || strstr(why, "remaining connection slots") ||
 		       strstr(why, "Resource temporarily unavailable") ||
-		       strstr(why, "the database system is starting up"));
+		       strstr(why, "the database system is starting up") ||
+		       /* PgBouncer: its max_client_conn reached, or its server
+			* logins failing for a moment (server_login_retry) */
+		       strstr(why, "no more connections allowed") ||
+		       strstr(why, "server login has been failing") ||
+		       strstr(why, "pgbouncer cannot connect to server"));
 }
 
 static void conn_fail(struct db *d, const char *why)
@@ -421,7 +428,7 @@ static void results_read(struct db *d, int64_t now)
  * cap, then flush what libpq buffered. */
 static void queries_send(struct db *d, int64_t now)
 {
-	while (d->wait.head && d->flight.n < DB_FLIGHT_MAX) {
+	while (d->wait.head && d->flight.n < d->flight_max) {
 		struct query *q = d->wait.head;
 		if (!PQsendQueryParams(d->conn, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
 			conn_lost(d, now);
@@ -494,7 +501,14 @@ struct db *db_new(const char *database_url, int idle_seconds)
 	}
 	d->idle_ms = idle_seconds > 0 ? (int64_t)idle_seconds * 1000 : 0;
 	d->state = DB_IDLE;
+	d->flight_max = DB_PIPELINE_MAX;
 	return d;
+}
+
+void db_set_pipeline_depth(struct db *d, int depth)
+{
+	if (d)
+		d->flight_max = depth < 1 ? 1 : depth > DB_PIPELINE_MAX ? DB_PIPELINE_MAX : depth;
 }
 
 /* Fail everything pending with err and close the connection. */
@@ -550,7 +564,7 @@ int db_pollfd(const struct db *d, short *events)
 		*events = d->connect_events;
 	} else {
 		*events = POLLIN;
-		if (d->flush_pending || (d->wait.n > 0 && d->flight.n < DB_FLIGHT_MAX))
+		if (d->flush_pending || (d->wait.n > 0 && d->flight.n < d->flight_max))
 			*events |= POLLOUT;
 	}
 	return fd;

@@ -43,6 +43,16 @@ void db_service(struct db *d, short revents, int64_t now);
 /* The next time (mono ms) db_service must run even without I/O, or -1. */
 int64_t db_next_deadline(const struct db *d);
 
+/* How many queries may be sent before the first is answered (1..
+ * DB_PIPELINE_MAX; db_new's default is DB_PIPELINE_MAX).  Through a
+ * transaction-pooling PgBouncer (1.18, Debian 12's) it must be 1: PgBouncer
+ * gives the server session back to its pool at the first ReadyForQuery even
+ * when more of this client's queries are already on their way to that
+ * session, and a query that spans several packets then reaches two server
+ * sessions ("invalid message length", "server conn crashed?"). */
+#define DB_PIPELINE_MAX 32
+void db_set_pipeline_depth(struct db *d, int depth);
+
 /* Queries queued or in flight. */
 int db_pending(const struct db *d);
 /* 1 when a connection is open and idle or busy; 0 otherwise. */

@@ -4,11 +4,23 @@
 # root, so as root the cluster belongs to the unprivileged system user
 # "meshbroker" (created when missing).
 #   pg.sh start DIR [PORT]   init (first time) and start; prints DATABASE_URL
-#   pg.sh stop DIR           fast shutdown
-#   pg.sh url DIR [PORT]     print DATABASE_URL
+#                            (direct: what `meshctl migrate` uses)
+#   pg.sh bouncer DIR [PORT] [BOUNCER_PORT]
+#                            start PgBouncer in front of the running cluster
+#                            (transaction pooling, its own private socket
+#                            directory, same user); prints the broker's
+#                            DATABASE_URL (through the bouncer)
+#   pg.sh stop DIR           stop the bouncer (if any), then fast shutdown
+#   pg.sh url DIR [PORT]     print the direct DATABASE_URL
+# PG_SOCKET_DIR (env) puts the bouncer in front of another cluster's socket
+# directory instead of DIR's (the integration tests do, with their cluster).
+# Bouncer sizing (env): BOUNCER_POOL_SIZE (server sessions, default 20, well
+# under max_connections), BOUNCER_MAX_CLIENT_CONN (default MAX_CONNECTIONS,
+# or 1024, plus 256: one session per worker, plus meshctl and probes).
 set -euo pipefail
-cmd=${1:-}; dir=${2:-}; port=${3:-5432}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: pg.sh start|stop|url DIR [PORT]" >&2; exit 2; }
+cmd=${1:-}; dir=${2:-}; port=${3:-5432}; bport=${4:-6432}
+usage="usage: pg.sh start|bouncer|stop|url DIR [PORT] [BOUNCER_PORT]"
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "$usage" >&2; exit 2; }
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$pgbin/initdb" ] || { echo "meshbroker: PostgreSQL server binaries not found (apt-get install postgresql)" >&2; exit 1; }
 
@@ -37,8 +49,80 @@ else
 fi
 chown "$pguser" "$base" 2>/dev/null || true
 chmod 0700 "$base"
-data=$base/data sock=$base/sock
+data=$base/data sock=${PG_SOCKET_DIR:-$base/sock} bdir=$base/bouncer
 url="postgresql:///meshbroker?host=$sock&port=$port&user=$pguser"
+
+# The bouncer runs as the cluster's user, listens only on a Unix socket in
+# $bdir (under the 0700 cluster directory) and hands out at most
+# BOUNCER_POOL_SIZE server sessions in transaction mode: a hello burst or a
+# reconnect storm of a thousand workers queues for a few sessions instead of
+# running PostgreSQL out of max_connections.
+bouncer_start() {
+  local bin pool maxc need hard
+  bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+  [ -x "$bin" ] || { echo "meshbroker: pgbouncer not found (apt-get install pgbouncer)" >&2; exit 1; }
+  pool=${BOUNCER_POOL_SIZE:-20}
+  maxc=${BOUNCER_MAX_CLIENT_CONN:-$(( ${MAX_CONNECTIONS:-1024} + 256 ))}
+  as_user mkdir -p "$bdir"
+  as_user chmod 0700 "$bdir"
+  if [ "$(cat /proc/"$(cat "$bdir/pgbouncer.pid" 2>/dev/null || echo 0)"/comm 2>/dev/null)" = pgbouncer ]; then
+    return 0 # already running (a second start)
+  fi
+  as_user sh -c "printf '\"%s\" \"\"\n' '$pguser' > '$bdir/users.txt'"
+  as_user sh -c "cat > '$bdir/pgbouncer.ini'" <<INI
+; written by scripts/pg.sh: meshbroker's embedded PgBouncer
+[databases]
+meshbroker = host=$sock port=$port dbname=meshbroker user=$pguser
+[pgbouncer]
+listen_addr =
+listen_port = $bport
+unix_socket_dir = $bdir
+unix_socket_mode = 0700
+listen_backlog = 4096
+auth_type = trust
+auth_file = $bdir/users.txt
+pool_mode = transaction
+default_pool_size = $pool
+max_db_connections = $pool
+max_client_conn = $maxc
+log_connections = 0
+log_disconnections = 0
+logfile = $bdir/pgbouncer.log
+pidfile = $bdir/pgbouncer.pid
+INI
+  # one descriptor per client and per server session, plus its own; set in
+  # the bouncer's own shell (runuser's PAM session resets the soft limit)
+  need=$((maxc + pool + 64))
+  hard=$(ulimit -Hn)
+  if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+    ulimit -Hn "$need" 2>/dev/null || need=$hard
+  fi
+  as_user sh -c 'ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$2" -d -q "$3"' \
+    pgbouncer "$need" "$bin" "$bdir/pgbouncer.ini" 2>>"$bdir/start.log" ||
+    { tail -n 20 "$bdir/pgbouncer.log" "$bdir/start.log" >&2 2>/dev/null; exit 1; }
+  for _ in $(seq 1 100); do
+    [ -S "$bdir/.s.PGSQL.$bport" ] && return 0
+    sleep 0.05
+  done
+  echo "meshbroker: pgbouncer did not open its socket in $bdir" >&2
+  tail -n 20 "$bdir/pgbouncer.log" >&2 2>/dev/null || true
+  exit 1
+}
+bouncer_stop() {
+  local pid
+  [ -f "$bdir/pgbouncer.pid" ] || return 0
+  pid=$(cat "$bdir/pgbouncer.pid" 2>/dev/null || true)
+  case $pid in '' | *[!0-9]*) return 0 ;; esac
+  # only a pgbouncer: the pid file may be stale and the pid reused
+  [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = pgbouncer ] || { rm -f "$bdir/pgbouncer.pid"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = pgbouncer ] || break
+    sleep 0.05
+  done
+  [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = pgbouncer ] && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$bdir/pgbouncer.pid"
+}
 
 case $cmd in
 url) echo "$url" ;;
@@ -60,10 +144,17 @@ start)
   fi
   echo "$url"
   ;;
+bouncer)
+  [ -n "${PG_SOCKET_DIR:-}" ] || as_user "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1 ||
+    { echo "meshbroker: the cluster in $data is not running (pg.sh start first)" >&2; exit 1; }
+  bouncer_start
+  echo "postgresql:///meshbroker?host=$bdir&port=$bport&user=$pguser"
+  ;;
 stop)
+  bouncer_stop
   if [ -f "$data/PG_VERSION" ]; then
     as_user "$pgbin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
   fi
   ;;
-*) echo "usage: pg.sh start|stop|url DIR [PORT]" >&2; exit 2 ;;
+*) echo "$usage" >&2; exit 2 ;;
 esac

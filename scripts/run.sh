@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # run.sh — what `make run` does after building: start the embedded PostgreSQL
-# (unless DATABASE_URL is set), apply migrations, run the standalone acceptor
-# on BROKER_PORT in the foreground and say how to connect.  Ctrl-C stops the
-# broker and the embedded PostgreSQL.
+# and its PgBouncer (unless DATABASE_URL is set), apply migrations (directly,
+# not through the bouncer: they hold a session advisory lock), run the
+# standalone acceptor on BROKER_PORT in the foreground, its workers talking to
+# the bouncer, and say how to connect.  Ctrl-C stops the broker, the bouncer
+# and the embedded PostgreSQL.  EMBEDDED_PGBOUNCER=0 points the workers at
+# PostgreSQL directly (each worker then holds its own server session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,6 +24,12 @@ fi
 stop_pg() { [ "$embedded" = 1 ] && bash scripts/pg.sh stop "$var/pg" || true; }
 
 "$bin/meshctl" migrate >&2 || { stop_pg; exit 1; }
+admin_url=$DATABASE_URL # meshctl's admin commands and migrations: PostgreSQL itself
+if [ "$embedded" = 1 ] && [ "${EMBEDDED_PGBOUNCER:-1}" != 0 ]; then
+  DATABASE_URL=$(MAX_CONNECTIONS=${MAX_CONNECTIONS:-1024} bash scripts/pg.sh bouncer "$var/pg" \
+    "${EMBEDDED_PG_PORT:-5432}" "${EMBEDDED_BOUNCER_PORT:-6432}") || { stop_pg; exit 1; }
+  export DATABASE_URL
+fi
 
 export MESHBROKER_RUNTIME_DIR=${MESHBROKER_RUNTIME_DIR:-$var/run}
 export BROKER_PORT=$port
@@ -99,7 +108,7 @@ meshbroker is up, listening on $where port $port: ws://$urlhost:$port/ws   (heal
 $([ "$HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED" = 1 ] && echo "Hooks from this machine need no API key (HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=1); BROKER_BIND=:: listens on every address.")
 
 Connect two peers (in another terminal, from $root):
-  export DATABASE_URL='$DATABASE_URL'
+  export DATABASE_URL='$admin_url'
   export MESHBROKER_URL=ws://$urlhost:$port/ws
   alice=\$(build/bin/meshctl keygen --out alice.key); bob=\$(build/bin/meshctl keygen --out bob.key)
   mesh=\$(build/bin/meshctl mesh create demo --owner-key alice.key)
@@ -108,7 +117,8 @@ Connect two peers (in another terminal, from $root):
   build/bin/meshctl --config bob.json connect &
   build/bin/meshctl --config alice.json send \$bob 'hello bob'
 
-Ctrl-C stops the broker$([ "$embedded" = 1 ] && echo " and its embedded PostgreSQL").
+$([ "$DATABASE_URL" != "$admin_url" ] && echo "The workers reach PostgreSQL through the embedded PgBouncer (transaction pooling): $DATABASE_URL")
+Ctrl-C stops the broker$([ "$embedded" = 1 ] && echo " and its embedded PostgreSQL$([ "$DATABASE_URL" != "$admin_url" ] && echo " and PgBouncer")").
 MSG
 fi
 

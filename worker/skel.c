@@ -112,8 +112,10 @@ int worker_shm(struct worker *w)
 
 int worker_db(struct worker *w)
 {
-	if (!w->db)
+	if (!w->db) {
 		w->db = db_new(w->cfg.database_url, w->cfg.db_idle_seconds);
+		db_set_pipeline_depth(w->db, w->cfg.db_pipeline_depth);
+	}
 	return w->db ? 0 : -1;
 }
 

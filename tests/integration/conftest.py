@@ -5,7 +5,9 @@ meshes.  See mbtest.py for the helpers themselves."""
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import warnings
 
 import pytest
@@ -113,3 +115,39 @@ def mesh(db):
         return m
 
     return make
+
+
+@pytest.fixture
+def bouncer_factory(pg):
+    """bouncer_factory(**env) -> the DATABASE_URL of a PgBouncer in front of
+    the session's PostgreSQL, started by scripts/pg.sh exactly as `make run`
+    starts its embedded one (transaction pooling, private socket directory,
+    the cluster's user; env: MAX_CONNECTIONS, BOUNCER_POOL_SIZE, ...).
+    Stopped at teardown."""
+    script = os.path.join(mbtest.REPO, "scripts", "pg.sh")
+    started = []
+
+    def start(**env):
+        if not shutil.which("pgbouncer") and not os.access("/usr/sbin/pgbouncer", os.X_OK):
+            pytest.fail("pgbouncer is not installed (scripts/deps.sh installs it)")
+        root = tempfile.mkdtemp(prefix="mbbouncer-", dir="/tmp")
+        os.chmod(root, 0o755)  # the cluster's user makes its private directory inside
+        started.append(root)
+        e = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+        e.update({k: str(v) for k, v in env.items()})
+        e["PG_SOCKET_DIR"] = pg.sock
+        r = subprocess.run(["bash", script, "bouncer", root, str(pg.port), str(mbtest.free_port())],
+                           env=e, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"pg.sh bouncer failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        return r.stdout.strip().splitlines()[-1]
+
+    yield start
+    for root in started:
+        subprocess.run(["bash", script, "stop", root], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def bouncer(bouncer_factory):
+    """the DATABASE_URL of a PgBouncer as `make run` starts it (see bouncer_factory)"""
+    return bouncer_factory()

@@ -64,6 +64,17 @@ def test_make_run_serves_health_200_and_stops_its_postgres_on_sigterm():
             f"make run did not print its URL:\n{mbtest.tail(out_path)}"
         pg_pids = postgres_pids_under(var)
         assert pg_pids, "no embedded PostgreSQL under MESHBROKER_VAR_DIR"
+        # the workers go through the embedded PgBouncer (issue 13), which runs as
+        # the cluster's user and listens in the cluster's private directory
+        bdir = os.path.join(var, "pg", "cluster", "bouncer")
+        bpid = int(open(os.path.join(bdir, "pgbouncer.pid")).read())
+        assert "pgbouncer" in os.path.basename(mbtest.proc_exe(bpid)), f"pid {bpid} is no pgbouncer"
+        acc = [pid for pid in mbtest.all_pids() if mbtest.proc_exe(pid).endswith("meshbroker-accept")
+               and mbtest.proc_environ(pid).get("BROKER_PORT") == str(port)]
+        assert acc, "no meshbroker-accept of make run found"
+        url = mbtest.proc_environ(acc[0]).get("DATABASE_URL", "")
+        assert f"host={os.path.realpath(bdir)}" in url or f"host={bdir}" in url, \
+            f"the broker's DATABASE_URL does not go through the bouncer: {url}"
 
         os.kill(p.pid, signal.SIGTERM)
         try:
@@ -73,6 +84,8 @@ def test_make_run_serves_health_200_and_stops_its_postgres_on_sigterm():
         alive = lambda: [x for x in pg_pids if mbtest.proc_state(x) not in (None, "Z", "X")]  # noqa: E731
         gone = mbtest.wait_until(lambda: not alive(), 10)
         assert gone, f"embedded PostgreSQL still running after run.sh exited: {alive()}"
+        assert mbtest.wait_until(lambda: mbtest.proc_state(bpid) in (None, "Z", "X"), 10), \
+            f"embedded PgBouncer {bpid} still running after run.sh exited"
         left = [pid for pid in mbtest.all_pids()
                 if "meshbroker" in os.path.basename(mbtest.proc_exe(pid))
                 and f"BROKER_PORT={port}" in "\n".join(f"{k}={v}" for k, v in mbtest.proc_environ(pid).items())]
@@ -94,6 +107,12 @@ def test_make_run_serves_health_200_and_stops_its_postgres_on_sigterm():
                 except ProcessLookupError:
                     pass
         mbtest.wait_until(lambda: not postgres_pids_under(var), 10)
+        try:  # a bouncer left by a failed run
+            left_b = int(open(os.path.join(var, "pg", "cluster", "bouncer", "pgbouncer.pid")).read())
+            if "pgbouncer" in os.path.basename(mbtest.proc_exe(left_b)):
+                os.kill(left_b, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
         # a cluster kept outside the var dir (pg.sh does that when its user
         # cannot reach var) goes too
         for d, dirs, files in os.walk(var):
