@@ -56,6 +56,18 @@ struct replay_entry {
 };
 _Static_assert(sizeof(struct replay_entry) == 24, "replay entry layout");
 
+/* The header's first fields, which table_map() checks before it maps the file:
+ * read into a struct of its own, because the whole header is 1.8 MB (buckets
+ * and replay cache) and a copy of it on the stack made every worker's stack
+ * that big and private (issue 13). */
+struct shm_ident {
+	uint64_t magic; /* first, so that any foreign file is refused */
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t slot_size;
+	uint32_t nslots;
+};
+
 struct shm_header {
 	uint64_t magic; /* first, so that any foreign file is refused */
 	uint32_t version;
@@ -76,6 +88,11 @@ struct shm_header {
 };
 _Static_assert(offsetof(struct shm_header, magic) == 0, "magic comes first");
 _Static_assert(offsetof(struct shm_header, version) == 8, "version follows magic");
+_Static_assert(offsetof(struct shm_header, epoch) == sizeof(struct shm_ident) &&
+		       offsetof(struct shm_header, header_size) == offsetof(struct shm_ident, header_size) &&
+		       offsetof(struct shm_header, slot_size) == offsetof(struct shm_ident, slot_size) &&
+		       offsetof(struct shm_header, nslots) == offsetof(struct shm_ident, nslots),
+	       "struct shm_ident is the header's first fields");
 _Static_assert(sizeof(struct shm_header) % 64 == 0, "slots start on a cache line");
 
 /* state = (generation << 32) | worker pid; pid 0 = FREE */
@@ -239,7 +256,7 @@ static int table_map(struct shm *s, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	struct stat st;
-	struct shm_header h;
+	struct shm_ident h;
 	int rc = -2;
 	if (fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -247,9 +264,7 @@ static int table_map(struct shm *s, const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	memset(&h, 0, sizeof h);
-	if ((size_t)st.st_size < offsetof(struct shm_header, epoch) ||
-	    pread(fd, &h, offsetof(struct shm_header, epoch), 0) !=
-		    (ssize_t)offsetof(struct shm_header, epoch) ||
+	if ((size_t)st.st_size < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
 	    h.magic != SHM_MAGIC) {
 		snprintf(err, errlen, "%s: bad magic, not a meshbroker presence table", path);
 		goto out;
