@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "db/db.h"
+#include "db/pq.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/uds.h"
@@ -60,8 +61,15 @@ int worker_shm(struct worker *w)
 
 int worker_db(struct worker *w)
 {
-	if (!w->db)
+	if (!w->db) {
+		/* the first session: libpq is loaded here, not at exec (db/pq.h) */
+		char err[512];
+		if (pq_check_url(w->cfg.database_url, err, sizeof err) != 0) {
+			log_error("bad configuration", "error", err);
+			return -1;
+		}
 		w->db = db_new(w->cfg.database_url, w->cfg.db_idle_seconds);
+	}
 	return w->db ? 0 : -1;
 }
 
