@@ -32,7 +32,9 @@ static struct pq_api api;    /* wrappers in place of the connect and finish call
 static struct pq_api real;   /* what dlsym found */
 static void *handle;
 static int live;             /* connections made through us and not finished */
+#if !defined(__SANITIZE_ADDRESS__)
 static int unloads;
+#endif
 
 /* Count connections, so that pq_unload never pulls the library from under
  * one.  (Results are not counted: db.c clears each before its callback
