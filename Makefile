@@ -9,7 +9,10 @@ PKGS    := libsodium libpq libcjson libsystemd nettle
 CFLAGS_OPT ?= -O2
 CFLAGS  = -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(CFLAGS_OPT) -I. -I$(BUILD)/gen \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  = -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lhttp_parser -lpthread $(SANFLAGS)
+# libpq is not linked: db/pq.c loads it with dlopen when a database session
+# starts (issue 13, docs/design.md "Cost of a worker"); only its headers are used.
+LDLIBS  = -Wl,--as-needed $(shell pkg-config --libs $(filter-out libpq,$(PKGS)) 2>/dev/null) -lwslay -lhttp_parser \
+          -lpthread $(SANFLAGS)
 ifeq ($(SAN),1)
 SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 CFLAGS_OPT := -O1

@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "common/util.h"
+#include "db/pq.h"
 #include "proto/version.h"
 #include "shm/childtab.h"
 #include "shm/shm.h"
@@ -672,8 +673,10 @@ int main(int argc, char **argv)
 	accept_fix_stdio();
 	static struct acceptor a = {.lfd = -1, .sfd = -1};
 	char err[256];
-	if (config_load(&a.cfg, 0, err, sizeof err) != 0)
+	if (config_load(&a.cfg, 0, err, sizeof err) != 0 ||
+	    (a.cfg.database_url && pq_check_url(a.cfg.database_url, err, sizeof err) != 0))
 		accept_die_usage(err, NULL);
+	pq_unload(); /* loaded for that check only: no need to fork with it mapped */
 	log_init("accept");
 	a.cap = a.cfg.max_connections + accept_evict_slack(a.cfg.max_connections);
 	a.unauth_cap = (int)((long)a.cfg.max_connections * a.cfg.unauth_share_percent / 100);

@@ -37,7 +37,10 @@ struct config {
 	int hook_allow_loopback_unauthenticated; /* HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED 0|1, default 0 */
 };
 
-/* need_db: DATABASE_URL must be set and valid. 0 ok, -1 with err filled. */
+/* need_db: DATABASE_URL must be set.  When set, its scheme is checked here;
+ * the rest of it by db/pq.h's pq_check_url, which needs libpq (the acceptor
+ * at start-up, the worker before its first database session).  0 ok, -1
+ * with err filled. */
 int config_load(struct config *c, int need_db, char *err, size_t errlen);
 
 #endif

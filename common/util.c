@@ -2,10 +2,13 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sodium.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t now_ms(void)
 {
@@ -157,4 +160,56 @@ int utf8_valid(const unsigned char *s, size_t n)
 		i += need + 1;
 	}
 	return 1;
+}
+
+/* strict non-negative decimal int: 0 ok, -1 bad */
+static int parse_nonneg_int(const char *s, long max, long *out)
+{
+	if (!*s)
+		return -1;
+	long v = 0;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (max - (*p - '0')) / 10)
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+int listen_fds(int unset_env)
+{
+	int r = 0;
+	long pid, n;
+	const char *e = getenv("LISTEN_PID");
+	if (!e)
+		goto out;
+	if (parse_nonneg_int(e, INT_MAX, &pid) != 0 || pid == 0) {
+		r = -EINVAL;
+		goto out;
+	}
+	if ((pid_t)pid != getpid())
+		goto out; /* meant for another process (a parent that did not unset it) */
+	e = getenv("LISTEN_FDS");
+	if (!e)
+		goto out;
+	if (parse_nonneg_int(e, INT_MAX - LISTEN_FDS_START, &n) != 0) {
+		r = -EINVAL;
+		goto out;
+	}
+	for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + (int)n; fd++) {
+		int fl = fcntl(fd, F_GETFD);
+		if (fl < 0 || (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) != 0)) {
+			r = -errno;
+			goto out;
+		}
+	}
+	r = (int)n;
+out:
+	if (unset_env) {
+		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_FDNAMES");
+	}
+	return r;
 }

@@ -7,7 +7,7 @@
 #ifndef DB_DB_H
 #define DB_DB_H
 
-#include <libpq-fe.h>
+#include "db/pq.h"
 #include <string.h>
 #include <stdint.h>
 

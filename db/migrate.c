@@ -3,9 +3,10 @@
  * starters never race.  Blocking libpq: for meshctl and scripts only. */
 #include "migrations.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "db/pq.h"
 
 /* "meshmigr" read as a big-endian int8: any fixed key works, as long as every
  * migrator of every version uses the same one */

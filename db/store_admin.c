@@ -2,10 +2,11 @@
  * parameterized; result columns are named by the constants beside it. */
 #include "db/store_admin.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "db/pq.h"
 
 #define ISO_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define ADMIN_CONNECT_TIMEOUT "10"   /* seconds; the URL's own connect_timeout wins */

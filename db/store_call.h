@@ -5,12 +5,12 @@
 #ifndef DB_STORE_CALL_H
 #define DB_STORE_CALL_H
 
-#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "db/db.h"
+#include "db/pq.h"
 
 /* send sql with the call (size bytes at call) for adapter; -1 when it could
  * not be queued (the copy is freed then) */

@@ -22,7 +22,8 @@
 #include "common/util.h"
 
 #define SHM_MAGIC 0x314d48534853454dULL /* "MESHSHM1" in a little-endian file */
-#define SHM_VERSION 2u /* 2: hostname, repo, peer_type, 1 KiB summary, change count */
+#define SHM_VERSION 3u /* 2: hostname, repo, peer_type, 1 KiB summary, change count;
+			* 3: the per-slot mesh index and the high-water mark (issue 13) */
 #define SHM_FILE "presence.shm"
 #define SHM_LOCK_FILE "presence.lock"
 #define SHM_NSLOTS_MAX (1u << 20)
@@ -56,6 +57,18 @@ struct replay_entry {
 };
 _Static_assert(sizeof(struct replay_entry) == 24, "replay entry layout");
 
+/* The header's first fields, which table_map() checks before it maps the file:
+ * read into a struct of its own, because the whole header is 1.8 MB (buckets
+ * and replay cache) and a copy of it on the stack made every worker's stack
+ * that big and private (issue 13). */
+struct shm_ident {
+	uint64_t magic; /* first, so that any foreign file is refused */
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t slot_size;
+	uint32_t nslots;
+};
+
 struct shm_header {
 	uint64_t magic; /* first, so that any foreign file is refused */
 	uint32_t version;
@@ -68,6 +81,12 @@ struct shm_header {
 	_Atomic uint64_t presence_changes;
 	unsigned char bucket_key[crypto_shorthash_KEYBYTES];
 	unsigned char replay_key[crypto_generichash_KEYBYTES];
+	unsigned char index_key[crypto_shorthash_KEYBYTES]; /* the mesh tags' SipHash key */
+	/* 1 + the highest slot index ever claimed: readers of the index stop
+	 * there (claims take the lowest free slot, so it is the peak number of
+	 * peers, not PRESENCE_SLOTS) */
+	_Atomic uint32_t slot_hwm;
+	uint32_t pad;
 	_Atomic uint64_t counters[C_COUNTER_MAX];
 	/* guards buckets and replay; robust, process-shared */
 	_Alignas(64) pthread_mutex_t mu;
@@ -76,7 +95,27 @@ struct shm_header {
 };
 _Static_assert(offsetof(struct shm_header, magic) == 0, "magic comes first");
 _Static_assert(offsetof(struct shm_header, version) == 8, "version follows magic");
+_Static_assert(offsetof(struct shm_header, epoch) == sizeof(struct shm_ident) &&
+		       offsetof(struct shm_header, header_size) == offsetof(struct shm_ident, header_size) &&
+		       offsetof(struct shm_header, slot_size) == offsetof(struct shm_ident, slot_size) &&
+		       offsetof(struct shm_header, nslots) == offsetof(struct shm_ident, nslots),
+	       "struct shm_ident is the header's first fields");
 _Static_assert(sizeof(struct shm_header) % 64 == 0, "slots start on a cache line");
+
+/* The mesh index (issue 13): between the header and the slots, one 8-byte tag
+ * per slot, 0 when the slot is free, else a keyed hash of its mesh id (never
+ * 0).  Written only by whoever holds the slot's OFD lock (its claimer, owner
+ * or reclaimer), always before the state word makes the slot live and cleared
+ * only after it is FREE again, so every live slot carries its mesh's tag.  A
+ * reader looks for one mesh in this dense array (8 bytes a slot, up to the
+ * high-water mark) and copies only the slots whose tag matches; a stale or
+ * colliding tag costs a slot read, never a wrong answer, because the slot's
+ * own mesh id is still compared.  No lists, no lock: nothing for a killed
+ * worker to leave half-linked. */
+static inline size_t index_size(uint32_t nslots)
+{
+	return ((size_t)nslots * sizeof(uint64_t) + 63) & ~(size_t)63;
+}
 
 /* state = (generation << 32) | worker pid; pid 0 = FREE */
 struct shm_slot {
@@ -91,6 +130,7 @@ _Static_assert(offsetof(struct shm_slot, info) == 16, "slot layout");
 /* What one process knows about its mapping; never shared. */
 struct shm {
 	struct shm_header *hdr;
+	_Atomic uint64_t *index; /* nslots mesh tags */
 	struct shm_slot *slots;
 	size_t map_len;
 	uint32_t nslots;
@@ -116,7 +156,7 @@ static void owned_set(struct shm *s, uint32_t i, int on)
 
 static size_t table_size(uint32_t nslots)
 {
-	return sizeof(struct shm_header) + (size_t)nslots * sizeof(struct shm_slot);
+	return sizeof(struct shm_header) + index_size(nslots) + (size_t)nslots * sizeof(struct shm_slot);
 }
 
 /* ---------------------------------------------------------------- files */
@@ -162,6 +202,8 @@ static void table_init(struct shm_header *h, uint32_t nslots)
 	atomic_init(&h->start_ms, h->created_ms);
 	randombytes_buf(h->bucket_key, sizeof h->bucket_key);
 	randombytes_buf(h->replay_key, sizeof h->replay_key);
+	randombytes_buf(h->index_key, sizeof h->index_key);
+	atomic_init(&h->slot_hwm, 0);
 	for (int c = 0; c < C_COUNTER_MAX; c++)
 		atomic_init(&h->counters[c], 0);
 
@@ -239,7 +281,7 @@ static int table_map(struct shm *s, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	struct stat st;
-	struct shm_header h;
+	struct shm_ident h;
 	int rc = -2;
 	if (fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -247,9 +289,7 @@ static int table_map(struct shm *s, const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	memset(&h, 0, sizeof h);
-	if ((size_t)st.st_size < offsetof(struct shm_header, epoch) ||
-	    pread(fd, &h, offsetof(struct shm_header, epoch), 0) !=
-		    (ssize_t)offsetof(struct shm_header, epoch) ||
+	if ((size_t)st.st_size < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
 	    h.magic != SHM_MAGIC) {
 		snprintf(err, errlen, "%s: bad magic, not a meshbroker presence table", path);
 		goto out;
@@ -278,7 +318,8 @@ static int table_map(struct shm *s, const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	s->hdr = map;
-	s->slots = (struct shm_slot *)((char *)map + sizeof(struct shm_header));
+	s->index = (_Atomic uint64_t *)((char *)map + sizeof(struct shm_header));
+	s->slots = (struct shm_slot *)((char *)map + sizeof(struct shm_header) + index_size(h.nslots));
 	s->map_len = (size_t)st.st_size;
 	s->nslots = h.nslots;
 	rc = 1;
@@ -450,6 +491,38 @@ static int ofd_held(int fd, uint32_t i)
 	return fl.l_type != F_UNLCK;
 }
 
+/* ---------------------------------------------------------- mesh index */
+
+/* The tag of a mesh id: SipHash under the table's key, never 0 (= free). */
+static uint64_t mesh_tag(const struct shm *s, const char *mesh_id)
+{
+	unsigned char h[crypto_shorthash_BYTES];
+	uint64_t t;
+	crypto_shorthash(h, (const unsigned char *)mesh_id, strnlen(mesh_id, SHM_MESH_ID_MAX),
+			 s->hdr->index_key);
+	memcpy(&t, h, sizeof t);
+	return t | 1;
+}
+
+/* seq_cst, like the tag stores: two claimers that each store their tag and
+ * then read the other's cannot both miss (auth.c's capacity check) */
+static uint64_t tag_get(const struct shm *s, uint32_t i) { return atomic_load(&s->index[i]); }
+static void tag_set(struct shm *s, uint32_t i, uint64_t t) { atomic_store(&s->index[i], t); }
+
+/* How far readers of the index must look. */
+static uint32_t index_end(const struct shm *s)
+{
+	uint32_t n = atomic_load(&s->hdr->slot_hwm);
+	return n < s->nslots ? n : s->nslots;
+}
+
+static void hwm_raise(struct shm *s, uint32_t i)
+{
+	uint32_t cur = atomic_load(&s->hdr->slot_hwm);
+	while (cur < i + 1 && !atomic_compare_exchange_weak(&s->hdr->slot_hwm, &cur, i + 1))
+		;
+}
+
 /* ------------------------------------------------------------- presence */
 
 void presence_sock_path(const struct shm *s, uint32_t slot, uint32_t gen, char *buf, size_t cap)
@@ -556,10 +629,50 @@ static void slot_reclaim(struct shm *s, uint32_t i, int fd)
 		snprintf(slot, sizeof slot, "%u", i);
 		snprintf(pid, sizeof pid, "%u", st_pid(st));
 		log_info("reclaimed a dead worker's slot", "slot", slot, "pid", pid);
+		tag_set(s, i, 0); /* FREE first, then the tag: a live slot always has one */
 		changes_bump(s);
 		sock_unlink(s, i, st_gen(st));
 	}
 	ofd_unlock(fd, i);
+}
+
+/* Claim slot i if its lock is free (it is then FREE, or dead): 0 ok. */
+static int claim_at(struct shm *s, int fd, uint32_t i, uint64_t tag, const struct presence_info *info,
+		    uint32_t *slot, uint32_t *gen)
+{
+	if (owned_get(s, i))
+		return -1;
+	/* the lock first: a held byte means live, or being claimed or
+	 * reclaimed by someone else right now */
+	if (ofd_trylock(fd, i) != 0)
+		return -1;
+	struct shm_slot *sl = &s->slots[i];
+	uint64_t st = atomic_load_explicit(&sl->state, memory_order_acquire);
+	uint32_t g = st_gen(st) + 1;
+	/* the index before the state: readers stop at the high-water mark and
+	 * skip by the tag, so both must cover the slot before it is live */
+	hwm_raise(s, i);
+	tag_set(s, i, tag);
+	/* readers must not pair the old info with the new state */
+	uint32_t q = seq_begin(sl);
+	if (!atomic_compare_exchange_strong(&sl->state, &st, st_make(g, (uint32_t)getpid()))) {
+		/* cannot happen while we hold the lock; a stale tag is harmless */
+		seq_end(sl, q);
+		ofd_unlock(fd, i);
+		return -1;
+	}
+	if (st_pid(st) != 0)
+		sock_unlink(s, i, st_gen(st)); /* a dead owner's socket */
+	if (info)
+		memcpy(&sl->info, info, sizeof sl->info);
+	else
+		memset(&sl->info, 0, sizeof sl->info);
+	seq_end(sl, q);
+	owned_set(s, i, 1);
+	changes_bump(s);
+	*slot = i;
+	*gen = g;
+	return 0;
 }
 
 int presence_claim(struct shm *s, const struct presence_info *info, uint32_t *slot, uint32_t *gen)
@@ -567,37 +680,17 @@ int presence_claim(struct shm *s, const struct presence_info *info, uint32_t *sl
 	int fd = shm_lockfd(s);
 	if (fd < 0)
 		return -1;
-	uint32_t me = (uint32_t)getpid();
-	for (uint32_t i = 0; i < s->nslots; i++) {
-		if (owned_get(s, i))
-			continue;
-		/* the lock first: a held byte means live, or being claimed or
-		 * reclaimed by someone else right now */
-		if (ofd_trylock(fd, i) != 0)
-			continue;
-		struct shm_slot *sl = &s->slots[i];
-		uint64_t st = atomic_load_explicit(&sl->state, memory_order_acquire);
-		uint32_t g = st_gen(st) + 1;
-		/* readers must not pair the old info with the new state */
-		uint32_t q = seq_begin(sl);
-		if (!atomic_compare_exchange_strong(&sl->state, &st, st_make(g, me))) {
-			seq_end(sl, q);
-			ofd_unlock(fd, i);
-			continue;
-		}
-		if (st_pid(st) != 0)
-			sock_unlink(s, i, st_gen(st)); /* a dead owner's socket */
-		if (info)
-			memcpy(&sl->info, info, sizeof sl->info);
-		else
-			memset(&sl->info, 0, sizeof sl->info);
-		seq_end(sl, q);
-		owned_set(s, i, 1);
-		changes_bump(s);
-		*slot = i;
-		*gen = g;
-		return 0;
-	}
+	uint64_t tag = mesh_tag(s, info ? info->mesh_id : "");
+	/* the lowest slot whose tag says FREE: one lock attempt, usually, and
+	 * no slot touched but the one we take */
+	for (uint32_t i = 0; i < s->nslots; i++)
+		if (tag_get(s, i) == 0 && claim_at(s, fd, i, tag, info, slot, gen) == 0)
+			return 0;
+	/* none: a dead worker's slot that no reader has reclaimed yet (or one
+	 * whose claimer died before its state moved), reclaimed directly */
+	for (uint32_t i = 0; i < s->nslots; i++)
+		if (tag_get(s, i) != 0 && claim_at(s, fd, i, tag, info, slot, gen) == 0)
+			return 0;
 	return -1;
 }
 
@@ -608,6 +701,9 @@ void presence_update(struct shm *s, uint32_t slot, const struct presence_info *i
 		log_error("refused to write a slot this process does not own");
 		return;
 	}
+	uint64_t tag = mesh_tag(s, info ? info->mesh_id : "");
+	if (tag_get(s, slot) != tag)
+		tag_set(s, slot, tag); /* a new mesh: the tag first, as in a claim */
 	slot_write(&s->slots[slot], info);
 	changes_bump(s);
 }
@@ -627,6 +723,7 @@ void presence_release(struct shm *s, uint32_t slot, uint32_t gen)
 	/* after FREE, so no reader takes the blank for a live peer; still
 	 * ours until the unlock, so no claimer races this */
 	slot_write(sl, NULL);
+	tag_set(s, slot, 0); /* after FREE; still ours until the unlock */
 	sock_unlink(s, slot, gen);
 	owned_set(s, slot, 0);
 	changes_bump(s);
@@ -675,20 +772,14 @@ int presence_foreach(struct shm *s, const char *mesh_id,
 		     int (*fn)(const struct presence_view *v, void *arg), void *arg)
 {
 	struct presence_view v;
+	uint64_t want = mesh_id ? mesh_tag(s, mesh_id) : 0;
+	uint32_t end = index_end(s);
 	int n = 0;
-	for (uint32_t i = 0; i < s->nslots; i++) {
-		if (st_pid(atomic_load_explicit(&s->slots[i].state, memory_order_relaxed)) == 0)
+	for (uint32_t i = 0; i < end; i++) {
+		/* the index, not the slots: most slots are free or other meshes' */
+		uint64_t t = tag_get(s, i);
+		if (t == 0 || (mesh_id && t != want))
 			continue;
-		if (mesh_id) {
-			/* the 64-byte mesh id first: most slots are other meshes' */
-			uint64_t st;
-			int rc = slot_copy(&s->slots[i], offsetof(struct presence_info, mesh_id),
-					   sizeof v.info.mesh_id, v.info.mesh_id, &st);
-			if (rc == 0)
-				continue;
-			if (rc == 1 && strncmp(v.info.mesh_id, mesh_id, sizeof v.info.mesh_id) != 0)
-				continue;
-		}
 		if (!presence_read(s, i, &v))
 			continue;
 		if (mesh_id && strncmp(v.info.mesh_id, mesh_id, sizeof v.info.mesh_id) != 0)
@@ -703,8 +794,11 @@ int presence_foreach(struct shm *s, const char *mesh_id,
 int presence_count(struct shm *s)
 {
 	int fd = shm_lockfd(s);
+	uint32_t end = index_end(s);
 	int n = 0;
-	for (uint32_t i = 0; i < s->nslots; i++) {
+	for (uint32_t i = 0; i < end; i++) {
+		if (tag_get(s, i) == 0)
+			continue;
 		uint64_t st = atomic_load_explicit(&s->slots[i].state, memory_order_acquire);
 		if (st_pid(st) == 0)
 			continue;

@@ -1,5 +1,6 @@
 /* meshbroker-worker — serves exactly one connection, handed over as fd 3
- * the systemd way (LISTEN_FDS=1, LISTEN_PID, REMOTE_ADDR/REMOTE_PORT) by
+ * the systemd way (LISTEN_FDS=1, LISTEN_PID, REMOTE_ADDR/REMOTE_PORT; read by
+ * common/util.c's listen_fds, so that the worker does not load libsystemd) by
  * systemd (Accept=yes) or meshbroker-accept: reads one HTTP request, answers
  * it or upgrades to the WebSocket peer protocol, and exits. */
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "proto/version.h"
@@ -98,14 +98,14 @@ int main(int argc, char **argv)
 	static struct worker w; /* the one context, zeroed */
 	char err[256];
 	int cfg_ok = config_load(&w.cfg, 1, err, sizeof err) == 0;
-	int n = sd_listen_fds(1);
+	int n = listen_fds(1);
 	if (n != 1) {
 		fprintf(stderr, "meshbroker-worker: expected one connection in LISTEN_FDS, got %d "
 				"(start it from meshbroker-accept or a systemd socket with Accept=yes)\n",
 			n);
 		return 100;
 	}
-	w.fd = SD_LISTEN_FDS_START;
+	w.fd = LISTEN_FDS_START;
 	const char *ra = getenv("REMOTE_ADDR");
 	snprintf(w.remote_addr, sizeof w.remote_addr, "%s", ra ? ra : "");
 	fcntl(w.fd, F_SETFD, FD_CLOEXEC);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "db/db.h"
+#include "db/pq.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "shm/negcache.h"
@@ -113,6 +114,12 @@ int worker_shm(struct worker *w)
 int worker_db(struct worker *w)
 {
 	if (!w->db) {
+		/* the first session: libpq is loaded here, not at exec (db/pq.h) */
+		char err[512];
+		if (pq_check_url(w->cfg.database_url, err, sizeof err) != 0) {
+			log_error("bad configuration", "error", err);
+			return -1;
+		}
 		w->db = db_new(w->cfg.database_url, w->cfg.db_idle_seconds);
 		db_set_pipeline_depth(w->db, w->cfg.db_pipeline_depth);
 	}

@@ -3,7 +3,6 @@
  * Uses TEST_DATABASE_URL when set, else starts a private cluster. */
 #include <arpa/inet.h>
 #include <check.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
@@ -19,6 +18,7 @@
 
 #include "db/db.h"
 #include "db/migrations.h"
+#include "db/pq.h"
 #include "common/log.h"
 #include "common/util.h"
 

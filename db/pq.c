@@ -1,0 +1,143 @@
+/* pq — libpq through dlopen (see pq.h). */
+#define PQ_NO_MACROS
+#include "pq.h"
+
+#include <dlfcn.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define PQ_SONAME "libpq.so.5"
+
+/* RTLD_DEEPBIND: libpq's 18 libraries look their symbols up among
+ * themselves (libc included) before the program's global scope.  Without
+ * it each of their ~8,500 symbol lookups first misses through every object
+ * the worker linked, and a dlopen cost 13.6M instructions against 10.4M for
+ * the same libraries linked at exec; with it, 10.1M.  No binding changes:
+ * none of those libraries defines a symbol that the worker's own libraries
+ * (sodium, cJSON, nettle, wslay, http_parser) or its executable define, but
+ * for libc's, which is the same object in both scopes (the executable's
+ * stdout/stderr copies hold the same FILE pointers as libc's and are never
+ * reassigned).  Sanitizer runtimes refuse RTLD_DEEPBIND (their malloc must
+ * win), so ASan builds do without. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PQ_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL)
+#else
+#define PQ_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)
+#endif
+
+static struct pq_api api;    /* wrappers in place of the connect and finish calls */
+static struct pq_api real;   /* what dlsym found */
+static void *handle;
+static int live;             /* connections made through us and not finished */
+#if !defined(__SANITIZE_ADDRESS__)
+static int unloads;
+#endif
+
+/* Count connections, so that pq_unload never pulls the library from under
+ * one.  (Results are not counted: db.c clears each before its callback
+ * returns, and nothing else in a worker holds libpq objects.) */
+static PGconn *conn_counted(PGconn *c)
+{
+	if (c)
+		live++;
+	return c;
+}
+
+static PGconn *w_connectdb(const char *conninfo) { return conn_counted(real.PQconnectdb(conninfo)); }
+
+static PGconn *w_connectdbParams(const char *const *keys, const char *const *values, int expand)
+{
+	return conn_counted(real.PQconnectdbParams(keys, values, expand));
+}
+
+static PGconn *w_connectStartParams(const char *const *keys, const char *const *values, int expand)
+{
+	return conn_counted(real.PQconnectStartParams(keys, values, expand));
+}
+
+static void w_finish(PGconn *c)
+{
+	if (c && live > 0)
+		live--;
+	real.PQfinish(c);
+}
+
+int pq_loaded(void) { return handle != NULL; }
+
+int pq_load(char *err, size_t errlen)
+{
+	if (handle)
+		return 0;
+	void *h = dlopen(PQ_SONAME, PQ_DLOPEN_FLAGS);
+	if (!h) {
+		const char *why = dlerror();
+		snprintf(err, errlen, "cannot load %s: %s", PQ_SONAME, why ? why : "unknown error");
+		return -1;
+	}
+#define PQ_SYM(f)                                                                           \
+	*(void **)&real.f = dlsym(h, #f);                                                  \
+	if (!real.f) {                                                                     \
+		snprintf(err, errlen, "%s has no %s (libpq older than 14?)", PQ_SONAME, #f); \
+		dlclose(h);                                                                \
+		memset(&real, 0, sizeof real);                                             \
+		return -1;                                                                 \
+	}
+	PQ_FUNCS(PQ_SYM)
+#undef PQ_SYM
+	api = real;
+	api.PQconnectdb = w_connectdb;
+	api.PQconnectdbParams = w_connectdbParams;
+	api.PQconnectStartParams = w_connectStartParams;
+	api.PQfinish = w_finish;
+	handle = h;
+	return 0;
+}
+
+const struct pq_api *pq_api(void)
+{
+	if (!handle) {
+		char err[512];
+		if (pq_load(err, sizeof err) != 0)
+			log_fatal("cannot use PostgreSQL", "error", err);
+	}
+	return &api;
+}
+
+int pq_unload(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	/* LeakSanitizer would take what the unloaded libraries still hold for
+	 * leaks of ours; sanitizer builds keep libpq */
+	return 0;
+#else
+	if (!handle || live > 0 || unloads >= PQ_UNLOADS_MAX)
+		return 0;
+	dlclose(handle);
+	handle = NULL;
+	memset(&real, 0, sizeof real);
+	memset(&api, 0, sizeof api);
+	unloads++;
+	/* the unloaded libraries' heap blocks are free now: give the pages back */
+	malloc_trim(0);
+	return 1;
+#endif
+}
+
+int pq_check_url(const char *url, char *err, size_t errlen)
+{
+	if (pq_load(err, errlen) != 0)
+		return -1;
+	char *perr = NULL;
+	PQconninfoOption *o = api.PQconninfoParse(url, &perr);
+	if (!o) {
+		snprintf(err, errlen, "DATABASE_URL is not a valid connection URI: %s",
+			 perr ? strtok(perr, "\n") : "parse error");
+		api.PQfreemem(perr);
+		return -1;
+	}
+	api.PQconninfoFree(o);
+	return 0;
+}

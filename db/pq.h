@@ -1,0 +1,90 @@
+/* pq — libpq, loaded when first needed instead of at exec (issue 13).
+ *
+ * libpq.so.5 on Debian brings 18 more libraries (OpenSSL, and the Kerberos,
+ * LDAP and GnuTLS chain of its GSSAPI and LDAP support).  Linked, they were
+ * 10.9M of the 11.7M instructions of a worker's exec and ~980 KiB of an idle
+ * worker's private memory, paid by every connection, including those that
+ * never reach the database (docs/design.md "Cost of a worker").  Loaded
+ * with dlopen, a connection pays for them only when it opens a database
+ * session, and a worker whose session closed for idleness (DB_IDLE_SECONDS)
+ * unloads them again (pq_unload), except OpenSSL and p11-kit, which are
+ * NODELETE.
+ *
+ * Code keeps calling PQexec, PQgetvalue...: after <libpq-fe.h> (for the
+ * types), each function name below is a macro for the loaded pointer, and
+ * pq_api() loads the library on first use (log_fatal when it cannot: the
+ * package depends on libpq5).  Callers that can fail gracefully call
+ * pq_load() first. */
+#ifndef DB_PQ_H
+#define DB_PQ_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#define PQ_FUNCS(X)                                                                                     \
+	X(PQclear) X(PQconnectPoll) X(PQconnectStartParams) X(PQconnectdb) X(PQconnectdbParams)         \
+	X(PQconninfoFree) X(PQconninfoParse) X(PQconsumeInput) X(PQenterPipelineMode)                   \
+	X(PQerrorMessage) X(PQexec) X(PQexecParams) X(PQfinish) X(PQflush) X(PQfreemem)                 \
+	X(PQgetResult) X(PQgetisnull) X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQntuples)               \
+	X(PQpipelineSync) X(PQresultErrorField) X(PQresultErrorMessage) X(PQresultStatus)               \
+	X(PQsendQueryParams) X(PQsetNoticeProcessor) X(PQsetnonblocking) X(PQsocket) X(PQstatus)        \
+	X(PQtransactionStatus)
+
+struct pq_api {
+#define PQ_MEMBER(f) __typeof__(f) *f;
+	PQ_FUNCS(PQ_MEMBER)
+#undef PQ_MEMBER
+};
+
+/* Load libpq now: 0 ok (also when it already is), -1 with err filled. */
+int pq_load(char *err, size_t errlen);
+/* 1 while libpq is mapped. */
+int pq_loaded(void);
+/* Unload libpq (and what only it needs) when no connection made through it
+ * is open; a no-op under sanitizers and after PQ_UNLOADS_MAX unloads (each
+ * load/unload cycle leaks ~100 bytes inside GnuTLS and OpenLDAP, so a worker
+ * that keeps waking up keeps the library instead).  1 = unloaded. */
+#define PQ_UNLOADS_MAX 8
+int pq_unload(void);
+/* DATABASE_URL as libpq parses it: 0 ok, -1 with a one-line reason in err
+ * (loads libpq). */
+int pq_check_url(const char *url, char *err, size_t errlen);
+
+/* the table, loaded on first use */
+const struct pq_api *pq_api(void);
+
+#ifndef PQ_NO_MACROS /* db/pq.c itself */
+#define PQclear (pq_api()->PQclear)
+#define PQconnectPoll (pq_api()->PQconnectPoll)
+#define PQconnectStartParams (pq_api()->PQconnectStartParams)
+#define PQconnectdb (pq_api()->PQconnectdb)
+#define PQconnectdbParams (pq_api()->PQconnectdbParams)
+#define PQconninfoFree (pq_api()->PQconninfoFree)
+#define PQconninfoParse (pq_api()->PQconninfoParse)
+#define PQconsumeInput (pq_api()->PQconsumeInput)
+#define PQenterPipelineMode (pq_api()->PQenterPipelineMode)
+#define PQerrorMessage (pq_api()->PQerrorMessage)
+#define PQexec (pq_api()->PQexec)
+#define PQexecParams (pq_api()->PQexecParams)
+#define PQfinish (pq_api()->PQfinish)
+#define PQflush (pq_api()->PQflush)
+#define PQfreemem (pq_api()->PQfreemem)
+#define PQgetResult (pq_api()->PQgetResult)
+#define PQgetisnull (pq_api()->PQgetisnull)
+#define PQgetvalue (pq_api()->PQgetvalue)
+#define PQisBusy (pq_api()->PQisBusy)
+#define PQnfields (pq_api()->PQnfields)
+#define PQntuples (pq_api()->PQntuples)
+#define PQpipelineSync (pq_api()->PQpipelineSync)
+#define PQresultErrorField (pq_api()->PQresultErrorField)
+#define PQresultErrorMessage (pq_api()->PQresultErrorMessage)
+#define PQresultStatus (pq_api()->PQresultStatus)
+#define PQsendQueryParams (pq_api()->PQsendQueryParams)
+#define PQsetNoticeProcessor (pq_api()->PQsetNoticeProcessor)
+#define PQsetnonblocking (pq_api()->PQsetnonblocking)
+#define PQsocket (pq_api()->PQsocket)
+#define PQstatus (pq_api()->PQstatus)
+#define PQtransactionStatus (pq_api()->PQtransactionStatus)
+#endif
+
+#endif

@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""worker-cost.py — what one meshbroker-worker costs (issue 13; docs/design.md
+"Cost of a worker"), in figures that do not depend on how busy the machine is:
+instructions (valgrind --tool=callgrind), page faults (perf stat) and system
+calls (strace -c), plus private memory from /proc.
+
+    /usr/bin/python3 scripts/worker-cost.py [--hellos N] [--idle N] BINDIR [BINDIR...]
+
+For each BINDIR (a build's bin/, e.g. build/bin, or an older build to compare)
+it starts a private PostgreSQL (tests/integration/mbtest.py) and
+meshbroker-accept, then prints:
+  exec     the worker binary started with no connection (it refuses and
+           exits): shared objects, symbol relocations (LD_DEBUG=statistics),
+           instructions, page faults;
+  hello    one connect + upgrade + signed hello + close, median of N, in the
+           worker only: instructions, page faults, system calls (the worker
+           run under callgrind / perf stat / strace -c by MESHBROKER_WORKER;
+           page faults and system calls include a few of the sh that execs it);
+  idle     N idle authenticated peers (DB_IDLE_SECONDS=2): per worker, the
+           median USS (Private_Clean + Private_Dirty of smaps_rollup), RSS and
+           PageTables, right after the hellos and once the database session
+           has closed, and the private memory of one worker by mapping.
+Needs valgrind, perf and strace for the first two; run as root or as a user
+who may run PostgreSQL (see mbtest.PgCluster)."""
+
+import argparse
+import asyncio
+import glob
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+import mbtest  # noqa: E402
+
+
+def exec_figures(worker):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+    out = {}
+    ldd = subprocess.run(["ldd", worker], capture_output=True, text=True).stdout
+    out["objects"] = len([x for x in ldd.splitlines() if x.strip()])
+    st = subprocess.run([worker], capture_output=True, text=True, env=dict(env, LD_DEBUG="statistics")).stderr
+    m = re.findall(r"final number of relocations: (\d+)", st)
+    out["symbol relocations"] = int(m[-1]) if m else None
+    if shutil.which("valgrind"):
+        r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", worker],
+                           capture_output=True, text=True, env=env)
+        m = re.search(r"Collected : (\d+)", r.stderr)
+        out["instructions"] = int(m.group(1)) if m else None
+    if shutil.which("perf"):
+        r = subprocess.run(["perf", "stat", "-x,", "-r", "20", "-e", "page-faults", worker],
+                           capture_output=True, text=True, env=env)
+        m = re.search(r"^([\d.]+),,page-faults", r.stderr, re.M)
+        out["page faults"] = round(float(m.group(1))) if m else None
+    return out
+
+
+def wrapper(d, kind, worker):
+    path = os.path.join(d, f"run-{kind}.sh")
+    if kind == "callgrind":
+        body = f'exec valgrind --tool=callgrind --callgrind-out-file={d}/cg.%p.out {worker} 2>>{d}/vg.log'
+    elif kind == "perf":
+        body = (f"exec perf stat -x, -o {d}/perf.$$.out -e page-faults "
+                f"sh -c 'LISTEN_PID=$$ exec {worker}'")
+    else:
+        body = f"exec strace -f -c -o {d}/strace.$$.out sh -c 'LISTEN_PID=$$ exec {worker}'"
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def read_results(d, kind):
+    vals = []
+    for f in glob.glob(f"{d}/{ {'callgrind': 'cg', 'perf': 'perf', 'strace': 'strace'}[kind] }.*"):
+        for line in open(f):
+            if kind == "callgrind" and line.startswith(("totals:", "summary:")):
+                vals.append(int(line.split()[1]))
+                break
+            if kind == "perf" and ",page-faults" in line:
+                vals.append(int(float(line.split(",")[0])))
+            if kind == "strace" and line.strip().endswith("total"):
+                vals.append(int(line.split()[3]))
+        os.unlink(f)
+    return vals
+
+
+async def hellos(b, members, n, pause=0.3):
+    for i in range(n):
+        p = mbtest.Peer(b, members[i % len(members)])
+        await p.join(timeout=60)
+        await p.ws.close()
+        await asyncio.sleep(pause)
+
+
+def rollup(pid):
+    d = {}
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        m = re.match(r"(\w+):\s+(\d+) kB", line)
+        if m:
+            d[m.group(1)] = int(m.group(2))
+    for line in open(f"/proc/{pid}/status"):
+        m = re.match(r"(VmPTE):\s+(\d+) kB", line)
+        if m:
+            d[m.group(1)] = int(m.group(2))
+    d["USS"] = d["Private_Clean"] + d["Private_Dirty"]
+    return d
+
+
+def by_mapping(pid):
+    out, cur = {}, None
+    for line in open(f"/proc/{pid}/smaps"):
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            parts = line.split()
+            cur = os.path.basename(parts[5]) if len(parts) > 5 else "[anon]"
+        else:
+            m = re.match(r"(Private_Clean|Private_Dirty):\s+(\d+) kB", line)
+            if m:
+                out[cur] = out.get(cur, 0) + int(m.group(2))
+    return sorted(((k, v) for k, v in out.items() if v), key=lambda x: -x[1])
+
+
+def idle_line(b, when):
+    rs = [rollup(p) for p in b.workers()]
+    med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
+    return (f"  idle ({when}): {len(rs)} workers, USS {med('USS'):.0f} KiB, RSS {med('Rss'):.0f} KiB, "
+            f"PageTables {med('VmPTE'):.0f} KiB")
+
+
+async def measure(bindir, pg, db, n_hello, n_idle):
+    worker = os.path.join(bindir, "meshbroker-worker")
+    mbtest.BIN = bindir
+    print(bindir)
+    print("  exec:", ", ".join(f"{k} {v}" for k, v in exec_figures(worker).items()))
+    mesh = mbtest.Mesh(db)
+    for i in range(max(n_idle, 5)):
+        mesh.add(f"p{i}")
+    if n_hello:
+        d = tempfile.mkdtemp(prefix="worker-cost-", dir="/tmp")
+        figures = []
+        for kind, tool in (("callgrind", "valgrind"), ("perf", "perf"), ("strace", "strace")):
+            if not shutil.which(tool):
+                continue
+            b = mbtest.Broker("accept", pg.url, dict(MESHBROKER_WORKER=wrapper(d, kind, worker),
+                                                     HELLO_TIMEOUT_SECONDS=60)).start()
+            try:
+                time.sleep(1)
+                read_results(d, kind)  # the start-up probe's
+                await hellos(b, mesh.members, n_hello)
+                time.sleep(2)
+            finally:
+                b.stop()
+            vals = read_results(d, kind)
+            name = {"callgrind": "instructions", "perf": "page faults", "strace": "syscalls"}[kind]
+            figures.append(f"{name} {statistics.median(vals):.0f}" if vals else f"{name} ?")
+        shutil.rmtree(d, ignore_errors=True)
+        print(f"  hello (median of {n_hello}):", ", ".join(figures))
+    if n_idle:
+        b = mbtest.Broker("accept", pg.url, dict(DB_IDLE_SECONDS=2, MAX_CONNECTIONS_PER_MESH=2000,
+                                                 MAX_CONNECTIONS_PER_MEMBER=2000)).start()
+        try:
+            peers = [mbtest.Peer(b, m) for m in mesh.members[:n_idle]]
+            for p in peers:
+                await p.join()
+            time.sleep(0.5)
+            print(idle_line(b, "database session open"))
+            time.sleep(4.5)
+            print(idle_line(b, "after DB_IDLE_SECONDS"))
+            print("  one worker's private KiB by mapping:",
+                  ", ".join(f"{k} {v}" for k, v in by_mapping(b.workers()[0])))
+            for p in peers:
+                await p.ws.close()
+        finally:
+            b.stop()
+
+
+async def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hellos", type=int, default=5)
+    ap.add_argument("--idle", type=int, default=20)
+    ap.add_argument("bindirs", nargs="+")
+    a = ap.parse_args()
+    pg = mbtest.PgCluster(prefix="mbcost-").init()
+    try:
+        mbtest.migrate(pg.url)
+        db = pg.connect()
+        for bindir in a.bindirs:
+            await measure(os.path.abspath(bindir), pg, db, a.hellos, a.idle)
+    finally:
+        pg.destroy()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,550 @@
+/* test_shm_index — the presence table's per-mesh index (shm layout v3, issue
+ * 13): presence_foreach(mesh) finds a mesh's slots through the index of mesh
+ * tags, through insert, remove, reuse by another mesh, a killed owner, a
+ * changed mesh, and while other processes churn; a reader of one mesh maps
+ * only the index and that mesh's slots; a v2 table is refused. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "shm/shm.h"
+
+static char tmp_root[64];
+static char rt[96];
+
+static void rt_setup(void)
+{
+	umask(022);
+	snprintf(tmp_root, sizeof tmp_root, "/tmp/test_shm_index.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmp_root));
+	snprintf(rt, sizeof rt, "%s/run", tmp_root);
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static void rt_teardown(void) { nftw(tmp_root, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+static struct shm *table_open(uint32_t nslots)
+{
+	struct shm *s = NULL;
+	char err[256];
+	int rc = shm_open_table(rt, nslots, 0, &s, err, sizeof err);
+	ck_assert_msg(rc == 0, "shm_open_table: %s", err);
+	return s;
+}
+
+static struct presence_info info_make(const char *mesh, const char *name)
+{
+	struct presence_info in;
+	memset(&in, 0, sizeof in);
+	str_copy(in.mesh_id, sizeof in.mesh_id, mesh);
+	str_copy(in.member_id, sizeof in.member_id, name);
+	str_copy(in.display_name, sizeof in.display_name, name);
+	return in;
+}
+
+static int collect(const struct presence_view *v, void *arg)
+{
+	char *names = arg;
+	strcat(names, v->info.display_name);
+	strcat(names, ",");
+	return 0;
+}
+
+/* "a,b," of the live peers of mesh (NULL: all) */
+static const char *names_of(struct shm *s, const char *mesh)
+{
+	static char names[1024];
+	names[0] = 0;
+	presence_foreach(s, mesh, collect, names);
+	return names;
+}
+
+static void wait_exit_ok(pid_t pid)
+{
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+}
+
+static void child_die_with_parent(pid_t parent)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+		_exit(92);
+}
+
+START_TEST(index_insert_remove_reuse)
+{
+	struct shm *s = table_open(8);
+	struct presence_info a = info_make("red", "a"), b = info_make("blue", "b"),
+			     c = info_make("red", "c");
+	uint32_t sa, ga, sb, gb, sc, gc;
+	ck_assert_int_eq(presence_claim(s, &a, &sa, &ga), 0);
+	ck_assert_int_eq(presence_claim(s, &b, &sb, &gb), 0);
+	ck_assert_int_eq(presence_claim(s, &c, &sc, &gc), 0);
+	/* the lowest free slots, in order */
+	ck_assert_uint_eq(sa, 0);
+	ck_assert_uint_eq(sb, 1);
+	ck_assert_uint_eq(sc, 2);
+	ck_assert_str_eq(names_of(s, "red"), "a,c,");
+	ck_assert_str_eq(names_of(s, "blue"), "b,");
+	ck_assert_str_eq(names_of(s, NULL), "a,b,c,");
+
+	/* remove: gone from its mesh, the others stay */
+	presence_release(s, sa, ga);
+	ck_assert_str_eq(names_of(s, "red"), "c,");
+	ck_assert_str_eq(names_of(s, NULL), "b,c,");
+	ck_assert_int_eq(presence_count(s), 2);
+
+	/* reuse by another mesh: the freed slot is found under its new mesh only */
+	struct presence_info d = info_make("green", "d");
+	uint32_t sd, gd;
+	ck_assert_int_eq(presence_claim(s, &d, &sd, &gd), 0);
+	ck_assert_uint_eq(sd, sa);
+	ck_assert_uint_gt(gd, ga);
+	ck_assert_str_eq(names_of(s, "green"), "d,");
+	ck_assert_str_eq(names_of(s, "red"), "c,");
+
+	/* an update that moves a slot to another mesh moves its index entry */
+	struct presence_info d2 = info_make("blue", "d");
+	presence_update(s, sd, &d2);
+	ck_assert_str_eq(names_of(s, "green"), "");
+	ck_assert_str_eq(names_of(s, "blue"), "d,b,");
+	/* ordinary updates (same mesh) keep it */
+	str_copy(d2.summary, sizeof d2.summary, "busy");
+	presence_update(s, sd, &d2);
+	ck_assert_str_eq(names_of(s, "blue"), "d,b,");
+
+	/* a slot claimed without info is in the "" mesh, nowhere else */
+	uint32_t se, ge;
+	ck_assert_int_eq(presence_claim(s, NULL, &se, &ge), 0);
+	ck_assert_str_eq(names_of(s, "blue"), "d,b,");
+	ck_assert_int_eq(presence_foreach(s, "", NULL, NULL), 1);
+	ck_assert_int_eq(presence_foreach(s, NULL, NULL, NULL), 4);
+
+	presence_release(s, sb, gb);
+	presence_release(s, sc, gc);
+	presence_release(s, sd, gd);
+	presence_release(s, se, ge);
+	ck_assert_str_eq(names_of(s, NULL), "");
+	ck_assert_int_eq(presence_count(s), 0);
+	shm_close(s);
+}
+END_TEST
+
+/* mesh ids that differ only past where a short hash might look, or in case */
+START_TEST(index_tells_similar_mesh_ids_apart)
+{
+	struct shm *s = table_open(8);
+	char long1[SHM_MESH_ID_MAX], long2[SHM_MESH_ID_MAX];
+	memset(long1, 'x', sizeof long1 - 1);
+	long1[sizeof long1 - 1] = 0;
+	memcpy(long2, long1, sizeof long2);
+	long2[sizeof long2 - 2] = 'y';
+	const char *mesh[] = {"Red", "red", long1, long2};
+	const char *name[] = {"A", "a", "x", "y"};
+	uint32_t slot, gen;
+	for (int i = 0; i < 4; i++) {
+		struct presence_info in = info_make(mesh[i], name[i]);
+		ck_assert_int_eq(presence_claim(s, &in, &slot, &gen), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		char want[8];
+		snprintf(want, sizeof want, "%s,", name[i]);
+		ck_assert_str_eq(names_of(s, mesh[i]), want);
+	}
+	shm_close(s);
+}
+END_TEST
+
+/* child: claims one slot in mesh, reports it, hangs until killed */
+static pid_t child_holding(const char *mesh, uint32_t nslots, uint32_t *slot)
+{
+	int p[2];
+	pid_t parent = getpid();
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		child_die_with_parent(parent);
+		close(p[0]);
+		struct shm *c;
+		char err[256];
+		uint32_t r[2];
+		if (shm_open_table(rt, nslots, 0, &c, err, sizeof err) != 0)
+			_exit(1);
+		struct presence_info in = info_make(mesh, "child");
+		if (presence_claim(c, &in, &r[0], &r[1]) != 0)
+			_exit(2);
+		if (write(p[1], r, sizeof r) != (ssize_t)sizeof r)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	uint32_t r[2];
+	ck_assert_int_eq(read(p[0], r, sizeof r), (ssize_t)sizeof r);
+	close(p[0]);
+	*slot = r[0];
+	return pid;
+}
+
+START_TEST(index_entry_of_a_killed_owner_is_cleared_and_reused)
+{
+	struct shm *s = table_open(4);
+	uint32_t dead;
+	pid_t pid = child_holding("red", 4, &dead);
+	ck_assert_str_eq(names_of(s, "red"), "child,");
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	/* the dead slot is not reported, and its reader reclaims it */
+	ck_assert_str_eq(names_of(s, "red"), "");
+	struct presence_info b = info_make("blue", "b");
+	uint32_t sb, gb;
+	ck_assert_int_eq(presence_claim(s, &b, &sb, &gb), 0);
+	ck_assert_uint_eq(sb, dead); /* reclaimed: FREE again, the lowest */
+	ck_assert_str_eq(names_of(s, "blue"), "b,");
+	ck_assert_str_eq(names_of(s, "red"), "");
+
+	/* killed and never looked at: the claim that needs it reclaims it */
+	uint32_t d1, d2, d3;
+	pid_t k1 = child_holding("red", 4, &d1), k2 = child_holding("red", 4, &d2),
+	      k3 = child_holding("red", 4, &d3);
+	struct presence_info x = info_make("green", "x");
+	uint32_t sx, gx;
+	ck_assert_int_eq(presence_claim(s, &x, &sx, &gx), -1); /* full of live slots */
+	kill(k2, SIGKILL);
+	ck_assert_int_eq(waitpid(k2, NULL, 0), k2);
+	ck_assert_int_eq(presence_claim(s, &x, &sx, &gx), 0);
+	ck_assert_uint_eq(sx, d2);
+	ck_assert_str_eq(names_of(s, "green"), "x,");
+	ck_assert_str_eq(names_of(s, "red"), "child,child,");
+	kill(k1, SIGKILL);
+	kill(k3, SIGKILL);
+	waitpid(k1, NULL, 0);
+	waitpid(k3, NULL, 0);
+	ck_assert_int_eq(presence_count(s), 2); /* b and x */
+	shm_close(s);
+}
+END_TEST
+
+/* Rss of the presence.shm mapping in this process, in KiB */
+static long shm_rss_kb(void)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	char line[512];
+	int in = 0;
+	long kb = -1;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long a, b;
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+			in = strstr(line, "/presence.shm") != NULL;
+			continue;
+		}
+		long v;
+		if (in && sscanf(line, "Rss: %ld kB", &v) == 1)
+			kb = (kb < 0 ? 0 : kb) + v;
+	}
+	fclose(f);
+	return kb;
+}
+
+/* The point of the index: a reader of one mesh (a fresh process, as every
+ * worker is) maps the header page it reads, the index and that mesh's slots,
+ * not the table.  1024 slots are 7 MB; 600 live peers of other meshes. */
+START_TEST(foreach_of_one_mesh_maps_only_its_slots)
+{
+	enum { NSLOTS = 1024, OTHERS = 600 };
+	struct shm *s = table_open(NSLOTS);
+	uint32_t slot, gen;
+	for (int i = 0; i < OTHERS; i++) {
+		char mesh[16];
+		snprintf(mesh, sizeof mesh, "m%d", i % 50);
+		struct presence_info in = info_make(mesh, "o");
+		ck_assert_int_eq(presence_claim(s, &in, &slot, &gen), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		struct presence_info in = info_make("mine", "p");
+		ck_assert_int_eq(presence_claim(s, &in, &slot, &gen), 0);
+	}
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shm *c;
+		char err[256];
+		if (shm_open_table(rt, NSLOTS, 0, &c, err, sizeof err) != 0)
+			_exit(1);
+		long before = shm_rss_kb();
+		if (presence_foreach(c, "mine", NULL, NULL) != 3)
+			_exit(2);
+		long after = shm_rss_kb();
+		fprintf(stderr, "foreach of one mesh: presence.shm Rss %ld -> %ld KiB (table %zu KiB)\n",
+			before, after, (size_t)NSLOTS * sizeof(struct presence_info) / 1024);
+		/* header, index and 3 slots, each with the kernel's fault-around
+		 * (64 KiB): well under 1 MiB, where the walk mapped all 7 MiB */
+		if (after < 0 || after > 1024)
+			_exit(3);
+		_exit(0);
+	}
+	wait_exit_ok(pid);
+	shm_close(s);
+}
+END_TEST
+
+/* Churn: children claim, update and release slots in a loop, each in its
+ * own mesh (so freed slots are reused across meshes), while a holder per
+ * mesh keeps one slot for the whole test.  The reader must see every holder
+ * on every pass, and never a slot of another mesh. */
+START_TEST(foreach_under_churn_never_misses_or_mixes)
+{
+	enum { MESHES = 4, NSLOTS = 64 };
+	struct shm *s = table_open(NSLOTS);
+	pid_t holders[MESHES], churners[MESHES];
+	char mesh[MESHES][16];
+	for (int m = 0; m < MESHES; m++)
+		snprintf(mesh[m], sizeof mesh[m], "mesh%d", m);
+	/* the churners first, so that holders get slots in among theirs */
+	pid_t parent = getpid();
+	for (int m = 0; m < MESHES; m++) {
+		churners[m] = fork();
+		ck_assert_int_ge(churners[m], 0);
+		if (churners[m] == 0) {
+			child_die_with_parent(parent);
+			struct shm *c;
+			char err[256];
+			if (shm_open_table(rt, NSLOTS, 0, &c, err, sizeof err) != 0)
+				_exit(1);
+			struct presence_info in = info_make(mesh[m], "churn");
+			for (unsigned n = 0;; n++) {
+				uint32_t sl[3], g[3];
+				for (int k = 0; k < 3; k++)
+					if (presence_claim(c, &in, &sl[k], &g[k]) != 0)
+						_exit(2);
+				presence_update(c, sl[n % 3], &in);
+				for (int k = 0; k < 3; k++)
+					presence_release(c, sl[k], g[k]);
+				if (n % 16 == 0)
+					sched_yield();
+			}
+		}
+	}
+	for (int m = 0; m < MESHES; m++) {
+		uint32_t slot;
+		holders[m] = child_holding(mesh[m], NSLOTS, &slot);
+	}
+	int64_t end = mono_ms() + 700;
+	long passes = 0;
+	while (mono_ms() < end) {
+		for (int m = 0; m < MESHES; m++) {
+			char names[1024] = "";
+			int n = presence_foreach(s, mesh[m], collect, names);
+			ck_assert_msg(strstr(names, "child,") != NULL, "pass %ld: %s's holder missed (%s)",
+				      passes, mesh[m], names);
+			/* a holder and at most 3 churners of that mesh */
+			ck_assert_int_ge(n, 1);
+			ck_assert_int_le(n, 4);
+		}
+		char all[4096] = "";
+		int n = presence_foreach(s, NULL, collect, all);
+		ck_assert_int_ge(n, MESHES);
+		ck_assert_int_le(n, MESHES * 4);
+		passes++;
+	}
+	/* every view of a mesh was of that mesh */
+	for (int m = 0; m < MESHES; m++)
+		kill(churners[m], SIGKILL);
+	for (int m = 0; m < MESHES; m++) {
+		waitpid(churners[m], NULL, 0);
+		kill(holders[m], SIGKILL);
+		waitpid(holders[m], NULL, 0);
+	}
+	ck_assert_msg(passes > 50, "only %ld passes", passes);
+	ck_assert_int_eq(presence_count(s), 0);
+	shm_close(s);
+}
+END_TEST
+
+struct mesh_check {
+	const char *mesh;
+	int wrong;
+};
+
+static int check_mesh(const struct presence_view *v, void *arg)
+{
+	struct mesh_check *mc = arg;
+	if (strcmp(v->info.mesh_id, mc->mesh) != 0)
+		mc->wrong++;
+	return 0;
+}
+
+/* the same churn, checking the other half: no slot of another mesh */
+START_TEST(foreach_under_churn_reports_only_its_mesh)
+{
+	enum { NSLOTS = 16 };
+	struct shm *s = table_open(NSLOTS);
+	pid_t parent = getpid();
+	pid_t kids[2];
+	const char *mesh[] = {"left", "right"};
+	for (int k = 0; k < 2; k++) {
+		kids[k] = fork();
+		ck_assert_int_ge(kids[k], 0);
+		if (kids[k] == 0) {
+			child_die_with_parent(parent);
+			struct shm *c;
+			char err[256];
+			if (shm_open_table(rt, NSLOTS, 0, &c, err, sizeof err) != 0)
+				_exit(1);
+			/* one slot, its mesh flipping between the two */
+			struct presence_info in = info_make(mesh[k], "flip");
+			uint32_t sl, g;
+			for (;;) {
+				if (presence_claim(c, &in, &sl, &g) != 0)
+					_exit(2);
+				struct presence_info other = info_make(mesh[1 - k], "flip");
+				presence_update(c, sl, &other);
+				presence_release(c, sl, g);
+			}
+		}
+	}
+	int64_t end = mono_ms() + 500;
+	long seen = 0;
+	while (mono_ms() < end) {
+		for (int k = 0; k < 2; k++) {
+			struct mesh_check mc = {.mesh = mesh[k]};
+			seen += presence_foreach(s, mesh[k], check_mesh, &mc);
+			ck_assert_int_eq(mc.wrong, 0);
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		kill(kids[k], SIGKILL);
+		waitpid(kids[k], NULL, 0);
+	}
+	ck_assert_msg(seen > 0, "the readers never saw a live slot");
+	shm_close(s);
+}
+END_TEST
+
+/* two hellos racing for the last place: each claims, then counts its mesh;
+ * at least one of them must see the other (auth.c's capacity check) */
+START_TEST(racing_claimers_see_each_other)
+{
+	enum { NSLOTS = 8, ROUNDS = 200 };
+	struct shm *s = table_open(NSLOTS);
+	for (int r = 0; r < ROUNDS; r++) {
+		int go[2], done[2], res[2];
+		ck_assert_int_eq(pipe(go), 0);
+		ck_assert_int_eq(pipe(done), 0);
+		ck_assert_int_eq(pipe(res), 0);
+		pid_t kids[2];
+		for (int k = 0; k < 2; k++) {
+			kids[k] = fork();
+			ck_assert_int_ge(kids[k], 0);
+			if (kids[k] == 0) {
+				close(go[1]);
+				close(done[1]);
+				close(res[0]);
+				struct shm *c;
+				char err[256], b;
+				if (shm_open_table(rt, NSLOTS, 0, &c, err, sizeof err) != 0)
+					_exit(1);
+				struct presence_info in = info_make("race", "r");
+				(void)read(go[0], &b, 1); /* EOF = go */
+				uint32_t sl, g;
+				if (presence_claim(c, &in, &sl, &g) != 0)
+					_exit(2);
+				char n = (char)presence_foreach(c, "race", NULL, NULL);
+				if (write(res[1], &n, 1) != 1)
+					_exit(3);
+				(void)read(done[0], &b, 1); /* hold until both have counted */
+				shm_close(c); /* no dead slot for the next round to see */
+				_exit(0);
+			}
+		}
+		close(go[0]);
+		close(done[0]);
+		close(res[1]);
+		close(go[1]);
+		char n[2];
+		ck_assert_int_eq(read(res[0], &n[0], 1), 1);
+		ck_assert_int_eq(read(res[0], &n[1], 1), 1);
+		close(res[0]);
+		close(done[1]);
+		for (int k = 0; k < 2; k++)
+			wait_exit_ok(kids[k]);
+		ck_assert_msg(n[0] == 2 || n[1] == 2, "round %d: both counted only themselves (%d, %d)", r,
+			      n[0], n[1]);
+		ck_assert_int_le(n[0], 2);
+		ck_assert_int_le(n[1], 2);
+		ck_assert_int_eq(presence_count(s), 0);
+	}
+	shm_close(s);
+}
+END_TEST
+
+/* a table of the layout before the index is refused, and replaced only by
+ * the acceptor's recreate */
+START_TEST(v2_table_is_refused)
+{
+	struct shm *s = table_open(4);
+	shm_close(s);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/presence.shm", rt);
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	uint32_t v2 = 2;
+	ck_assert_int_eq(pwrite(fd, &v2, sizeof v2, 8), (ssize_t)sizeof v2);
+	close(fd);
+	char err[256];
+	s = NULL;
+	ck_assert_int_eq(shm_open_table(rt, 4, 0, &s, err, sizeof err), -1);
+	ck_assert_msg(strstr(err, "version 2") != NULL, "%s", err);
+	ck_assert_int_eq(shm_open_table(rt, 4, 1, &s, err, sizeof err), 0);
+	shm_close(s);
+}
+END_TEST
+
+static Suite *index_suite(void)
+{
+	Suite *su = suite_create("shm_index");
+	TCase *tc = tcase_create("shm_index");
+	tcase_add_checked_fixture(tc, rt_setup, rt_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, index_insert_remove_reuse);
+	tcase_add_test(tc, index_tells_similar_mesh_ids_apart);
+	tcase_add_test(tc, index_entry_of_a_killed_owner_is_cleared_and_reused);
+	tcase_add_test(tc, foreach_of_one_mesh_maps_only_its_slots);
+	tcase_add_test(tc, foreach_under_churn_never_misses_or_mixes);
+	tcase_add_test(tc, foreach_under_churn_reports_only_its_mesh);
+	tcase_add_test(tc, racing_claimers_see_each_other);
+	tcase_add_test(tc, v2_table_is_refused);
+	suite_add_tcase(su, tc);
+	return su;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(index_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
