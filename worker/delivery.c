@@ -11,12 +11,12 @@
 #include "proto/reasons.h"
 #include "common/util.h"
 #include "worker/msg.h"
+#include "worker/msgcheck.h"
 #include "worker/skel.h"
 #include "worker/ws.h"
 
 #define MARK_BATCH 50     /* written pushes marked delivered in one statement */
 #define LIVE_IDS_MAX 124  /* live connections of one member passed to a claim */
-#define CLIENT_ACK_ID_MAX 64
 
 struct live_ids {
 	const char *member_id;
@@ -201,10 +201,8 @@ void delivery_pump(struct worker *w)
 /* client_ack (docs/protocol.md §3.4 ext): at-least-once for clients that ask */
 void delivery_on_client_ack(struct worker *w, const cJSON *msg)
 {
-	const char *id = msg_str(msg, "brokerMessageId");
-	if (!id)
-		id = msg_str(msg, "messageId");
-	if (!id || strlen(id) > CLIENT_ACK_ID_MAX) {
+	const char *id = msgcheck_client_ack(msg);
+	if (!id) {
 		ws_send_peer_error(w, PEER_ERR_CLIENT_ACK_MALFORMED, msg_str(msg, "id"));
 		return;
 	}
