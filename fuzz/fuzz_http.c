@@ -1,6 +1,7 @@
 /* fuzz_http — libFuzzer target for the HTTP request parser (worker/http.c)
  * on memory: the input arrives in 1-3 chunks, like reads from a socket, and
- * the request must be parsed or refused without a crash or a leak. */
+ * the request must be parsed or refused without a crash or a leak, and a
+ * parsed one is HTTP/1.x (anything else is refused with 505). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* what the routes rely on */
 		if (r == HTTP_READ_OK && (!req.body || req.body[req.body_len] != 0 || req.body_len > max_body ||
 					  strlen(req.path) >= HTTP_URL_MAX || req.extra_len > n ||
-					  (req.extra_len && !req.is_upgrade)))
+					  (req.extra_len && !req.is_upgrade) || hp.parser.http_major != 1))
 			abort();
 	}
 	http_req_free(&req);

@@ -13,12 +13,12 @@
 #include "proto/reasons.h"
 #include "common/util.h"
 #include "worker/msg.h"
+#include "worker/msgcheck.h"
 #include "worker/skel.h"
 #include "worker/ws.h"
 
 #define MARK_BATCH 50     /* written pushes marked delivered in one statement */
 #define LIVE_IDS_MAX 124  /* live connections of one member passed to a claim */
-#define CLIENT_ACK_ID_MAX 64
 #define ACK_CHECK_MIN_MS 10  /* first look at what the peer acknowledged after a write */
 #define ACK_CHECK_MAX_MS 250 /* the gap doubles up to this while nothing is acknowledged */
 #define ACK_LINGER_MS 500    /* at the end, the wait for the last pushes to be acknowledged */
@@ -285,10 +285,8 @@ void delivery_settle(struct worker *w)
 /* client_ack (docs/protocol.md §3.4 ext): at-least-once for clients that ask */
 void delivery_on_client_ack(struct worker *w, const cJSON *msg)
 {
-	const char *id = msg_str(msg, "brokerMessageId");
-	if (!id)
-		id = msg_str(msg, "messageId");
-	if (!id || strlen(id) > CLIENT_ACK_ID_MAX) {
+	const char *id = msgcheck_client_ack(msg);
+	if (!id) {
 		ws_send_peer_error(w, PEER_ERR_CLIENT_ACK_MALFORMED, msg_str(msg, "id"));
 		return;
 	}

@@ -53,6 +53,11 @@ static char *header_slot(struct http_req *r, const char *name)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
 	struct http_parse *st = p->data;
+	/* a field name is a token: no whitespace in it, nor between it and
+	 * its colon ("Host : x"), which RFC 9112 §5.1 says a server MUST
+	 * refuse with 400 (libhttp-parser lets it through) */
+	if (memchr(at, ' ', len) || memchr(at, '\t', len))
+		return -1;
 	if (st->in_value) {
 		st->in_value = 0;
 		st->hname_len = 0;
@@ -188,6 +193,18 @@ enum http_read_result http_parse_feed(struct http_parse *hp, const unsigned char
 	if (len == 0)
 		return HTTP_READ_OK; /* http_parser would take it for the end of input */
 	size_t used = http_parser_execute(&hp->parser, &settings, (const char *)buf, len);
+	/* the version is known once the request line has ended: only HTTP/1.x
+	 * is spoken here (RFC 9110 §15.6.6: 505 for another major version),
+	 * answered without waiting for the rest of the head */
+	for (size_t i = 0; i < used && !hp->line_done; i++) {
+		if (buf[i] == '\n' && hp->line_started) {
+			hp->line_done = 1;
+			if (hp->parser.http_major != 1)
+				return HTTP_READ_BAD_VERSION;
+		} else if (buf[i] != '\r' && buf[i] != '\n') {
+			hp->line_started = 1; /* empty lines before a request are skipped */
+		}
+	}
 	if (!hp->head_done) {
 		hp->head_bytes += used;
 		if (hp->head_bytes > HTTP_HEAD_MAX)
@@ -295,6 +312,7 @@ const char *http_reason(int status)
 	case 426: return "Upgrade Required";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
+	case 505: return "HTTP Version Not Supported";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
 	default: return "Unknown";

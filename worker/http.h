@@ -39,6 +39,7 @@ enum http_read_result {
 	HTTP_READ_TIMEOUT = 408,
 	HTTP_READ_TOO_LARGE = 413,
 	HTTP_READ_HEAD_TOO_LARGE = 431,
+	HTTP_READ_BAD_VERSION = 505, /* a request line of another HTTP than 1.x */
 	HTTP_READ_IOERR = -2,
 	HTTP_READ_CANCELLED = -3, /* stop() said so (a signal arrived) */
 };
@@ -53,6 +54,7 @@ struct http_parse {
 	size_t hname_len, hval_len;
 	char *hval; /* where the current header's value goes, or NULL */
 	int hname_overflow, in_value, head_done, msg_done, too_large;
+	int line_started, line_done; /* the request line: begun, ended (its version checked) */
 };
 
 /* Start parsing into req (zeroed; release it with http_req_free). */

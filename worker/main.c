@@ -158,6 +158,9 @@ int main(int argc, char **argv)
 	case HTTP_READ_HEAD_TOO_LARGE:
 		http_respond_error(w.fd, 431, "request header fields too large", HTTP_REFUSAL_MS);
 		break;
+	case HTTP_READ_BAD_VERSION:
+		http_respond_error(w.fd, 505, "http version not supported", HTTP_REFUSAL_MS);
+		break;
 	default:
 		break;
 	}

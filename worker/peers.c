@@ -8,25 +8,10 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/msg.h"
+#include "worker/msgcheck.h"
 #include "worker/status.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
-
-enum peers_scope { SCOPE_MESH, SCOPE_MACHINE, SCOPE_DIRECTORY, SCOPE_REPO };
-
-/* absent is the default scope; -1 for anything unknown */
-static int scope_parse(const cJSON *v)
-{
-	static const char *const names[] = {"mesh", "machine", "directory", "repo"};
-	if (!v || cJSON_IsNull(v))
-		return SCOPE_MESH;
-	if (!cJSON_IsString(v))
-		return -1;
-	for (int i = 0; i < 4; i++)
-		if (strcmp(v->valuestring, names[i]) == 0)
-			return i;
-	return -1;
-}
 
 const char *peers_req_id(const cJSON *msg)
 {
@@ -76,7 +61,7 @@ static int list_cb(const struct presence_view *v, void *arg)
 
 void peers_on_list(struct worker *w, const cJSON *msg)
 {
-	int scope = scope_parse(cJSON_GetObjectItemCaseSensitive(msg, "scope"));
+	int scope = msgcheck_peers_scope(msg);
 	if (scope < 0) {
 		ws_send_peer_error(w, PEER_ERR_INVALID_SCOPE, peers_req_id(msg));
 		return;
@@ -99,17 +84,13 @@ void peers_on_list(struct worker *w, const cJSON *msg)
 
 void peers_on_set_summary(struct worker *w, const cJSON *msg)
 {
-	const char *s = msg_str(msg, "summary");
-	if (!s) {
-		ws_send_peer_error(w, PEER_ERR_SUMMARY_MALFORMED, peers_req_id(msg));
+	const char *s;
+	enum peer_error e = msgcheck_summary(msg, sizeof w->me.summary, &s);
+	if (e != PEER_ERR_NONE) {
+		ws_send_peer_error(w, e, peers_req_id(msg));
 		return;
 	}
-	size_t n = strlen(s);
-	if (n >= sizeof w->me.summary) {
-		ws_send_peer_error(w, PEER_ERR_SUMMARY_TOO_LONG, peers_req_id(msg));
-		return;
-	}
-	memcpy(w->me.summary, s, n + 1);
+	memcpy(w->me.summary, s, strlen(s) + 1);
 	presence_update(w->shm, w->slot, &w->me);
 }
 

@@ -12,6 +12,7 @@
 #include "worker/delivery.h"
 #include "worker/jsonl.h"
 #include "worker/msg.h"
+#include "worker/msgcheck.h"
 #include "worker/status.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
@@ -48,16 +49,10 @@ static int member_cb(const struct presence_view *v, void *arg)
  * gets the status, each applied by its own worker as a manual set_status */
 void peerstatus_on_set_status(struct worker *w, const cJSON *msg)
 {
-	int st = status_parse(msg_str(msg, "status"));
-	const cJSON *scope = cJSON_GetObjectItemCaseSensitive(msg, "scope");
-	if (st < 0) {
-		ws_send_peer_error(w, PEER_ERR_INVALID_STATUS, msg_str(msg, "id"));
-		return;
-	}
-	int member = cJSON_IsString(scope) && strcmp(scope->valuestring, "member") == 0;
-	if (scope && !cJSON_IsNull(scope) && !member &&
-	    !(cJSON_IsString(scope) && strcmp(scope->valuestring, "session") == 0)) {
-		ws_send_peer_error(w, PEER_ERR_INVALID_SCOPE, msg_str(msg, "id"));
+	int st, member;
+	enum peer_error e = msgcheck_set_status(msg, &st, &member);
+	if (e != PEER_ERR_NONE) {
+		ws_send_peer_error(w, e, msg_str(msg, "id"));
 		return;
 	}
 	peerstatus_request(w, st, SRC_MANUAL);

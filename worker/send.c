@@ -9,25 +9,15 @@
 
 #include "db/store.h"
 #include "db/store_topic.h"
-#include "common/opaque.h"
 #include "common/log.h"
 #include "proto/reasons.h"
 #include "common/util.h"
-#include "proto/box.h"
 #include "worker/audit.h"
 #include "worker/mention.h"
 #include "worker/msg.h"
+#include "worker/msgcheck.h"
 #include "worker/wake.h"
 #include "worker/ws.h"
-
-#define SEND_ID_MAX 128 /* the client's correlation id */
-#define SEND_TARGET_MAX 79
-
-enum send_rejection {
-#define X(id, label, code, message) SEND_REJ_##id,
-	SEND_REJECTIONS(X)
-#undef X
-};
 
 static const struct {
 	const char *message;
@@ -119,31 +109,16 @@ static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id
 static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, const char *topic, const char *nonce,
 		       const char *ct)
 {
-	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(msg, "bodyVersion");
-	int version = 1;
-	if (bv && !cJSON_IsNull(bv)) {
-		if (!cJSON_IsNumber(bv) || (bv->valuedouble != 1 && bv->valuedouble != 2)) {
-			send_refuse(w, sc->id, SEND_REJ_MALFORMED, "malformed send: bodyVersion must be 1 or 2");
-			free(sc);
-			return;
-		}
-		version = (int)bv->valuedouble;
-	}
-	unsigned char *body = NULL;
-	size_t blen = 0;
-	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(msg, "mentions");
-	if ((!mv || cJSON_IsNull(mv)) && version == 1 && box_b64_decode(ct, &body, &blen) != 0)
-		body = NULL; /* not base64: no @name tokens to find */
-	char *names[MENTION_MAX], ids[MENTION_MAX][ID_LEN + 1];
-	const char *idp[MENTION_MAX];
-	int n = mention_collect(mv, body, blen, names);
-	free(body);
-	if (n < 0) {
-		send_refuse(w, sc->id, SEND_REJ_MALFORMED,
-			    "malformed send: mentions must be an array of display names (1-64 bytes each)");
+	struct send_topic_fields tf;
+	const char *detail;
+	if (msgcheck_send_topic(msg, ct, &tf, &detail) >= 0) {
+		send_refuse(w, sc->id, SEND_REJ_MALFORMED, detail);
 		free(sc);
 		return;
 	}
+	int version = tf.version, n = tf.n;
+	char **names = tf.names, ids[MENTION_MAX][ID_LEN + 1];
+	const char *idp[MENTION_MAX];
 	for (int i = 0; i < n; i++) {
 		id_new(ids[i]);
 		idp[i] = ids[i];
@@ -161,49 +136,22 @@ static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, 
 
 void send_on_msg(struct worker *w, const cJSON *msg)
 {
-	const cJSON *idv = cJSON_GetObjectItemCaseSensitive(msg, "id");
-	char id[SEND_ID_MAX + 1] = "";
-	if (cJSON_IsString(idv)) {
-		if (strlen(idv->valuestring) >= sizeof id) {
-			send_refuse(w, "", SEND_REJ_MALFORMED, "malformed send: id is longer than 128 characters");
-			return;
-		}
-		snprintf(id, sizeof id, "%s", idv->valuestring);
-	}
-	const char *target = msg_str(msg, "targetSpec"), *nonce = msg_str(msg, "nonce"),
-		   *ct = msg_str(msg, "ciphertext");
-	int prio = msg_priority_parse(msg_str(msg, "priority"));
-	if (prio < 0) {
-		send_refuse(w, id, SEND_REJ_INVALID_PRIORITY, NULL);
-		return;
-	}
-	int direct = target && is_hex(target, 64);
-	if (!target || (!direct && strcmp(target, "*") != 0 && target[0] != '#')) {
-		send_refuse(w, id, SEND_REJ_INVALID_TARGET, NULL);
-		return;
-	}
-	if (target[0] == '#' && (!target[1] || strlen(target) > SEND_TARGET_MAX)) {
-		send_refuse(w, id, SEND_REJ_NO_SUCH_TOPIC, NULL);
-		return;
-	}
-	if (!nonce || !ct || !*ct) {
-		send_refuse(w, id, SEND_REJ_MALFORMED, NULL);
-		return;
-	}
-	size_t size = strlen(ct) + strlen(nonce);
+	struct send_fields f;
+	const char *detail;
 	char e[160];
-	if (size > (size_t)w->cfg.max_message_bytes) {
-		snprintf(e, sizeof e, rejections[SEND_REJ_PAYLOAD_TOO_LARGE].message, size, w->cfg.max_message_bytes);
-		send_refuse(w, id, SEND_REJ_PAYLOAD_TOO_LARGE, e);
+	int r = msgcheck_send(msg, (size_t)w->cfg.max_message_bytes, w->frame_nul, &f, &detail);
+	if (r == SEND_REJ_PAYLOAD_TOO_LARGE) {
+		snprintf(e, sizeof e, rejections[r].message, f.size, w->cfg.max_message_bytes);
+		detail = e;
+	}
+	if (r >= 0) {
+		send_refuse(w, f.id, (enum send_rejection)r, detail);
 		return;
 	}
-	/* opaque, so carried whole or not at all: never a value cut at \u0000 */
-	if (w->frame_nul || !b64_is_valid(nonce, strlen(nonce)) || !b64_is_valid(ct, strlen(ct))) {
-		send_refuse(w, id, SEND_REJ_MALFORMED,
-			    w->frame_nul ? "malformed send: a string holds \\u0000 (nonce and ciphertext are base64)"
-					 : "malformed send: nonce and ciphertext must be standard base64");
-		return;
-	}
+	char id[SEND_ID_MAX + 1];
+	snprintf(id, sizeof id, "%s", f.id);
+	const char *target = f.target, *nonce = f.nonce, *ct = f.ct;
+	int prio = f.prio, direct = f.direct;
 	char key[SHM_MEMBER_ID_MAX + 8];
 	snprintf(key, sizeof key, "send:%s", w->me.member_id);
 	if (!bucket_take(w->shm, key, w->cfg.send_rate_burst, w->cfg.send_rate_per_min, now_ms())) {

@@ -14,20 +14,6 @@
 #include "worker/topic_key.h"
 #include "worker/topicreq.h"
 
-#define BEFORE_ID_MAX 64
-
-int topic_name_ok(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > TOPIC_NAME_MAX)
-		return 0;
-	for (const char *c = s; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
-		      *c == '_' || *c == '-'))
-			return 0;
-	return 1;
-}
-
 static void db_failed(struct topic_req *tr, const char *what, const char *err)
 {
 	log_warn("topic request failed", "request", what, "error", err);
@@ -78,23 +64,10 @@ void topic_on_create(struct worker *w, const cJSON *msg)
 	struct topic_req *tr = topicreq_new(w, msg);
 	if (!tr)
 		return;
-	const char *name = msg_str(msg, "name"), *description = msg_str(msg, "description"),
-	           *visibility = msg_str(msg, "visibility");
-	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(msg, "description"),
-	            *vv = cJSON_GetObjectItemCaseSensitive(msg, "visibility");
-	if (!topic_name_ok(name)) {
-		topicreq_malformed(tr, "name must be 1-64 characters of A-Z a-z 0-9 . _ -");
-		free(tr);
-		return;
-	}
-	if ((dv && !cJSON_IsNull(dv) && !description) || (description && strlen(description) > TOPIC_DESCRIPTION_MAX)) {
-		topicreq_malformed(tr, "description must be a string of at most 1024 bytes");
-		free(tr);
-		return;
-	}
-	if ((vv && !cJSON_IsNull(vv) && !visibility) ||
-	    (visibility && strcmp(visibility, "public") != 0 && strcmp(visibility, "private") != 0)) {
-		topicreq_malformed(tr, "visibility must be public or private");
+	const char *name, *description, *visibility;
+	const char *bad = msgcheck_topic_create(msg, &name, &description, &visibility);
+	if (bad) {
+		topicreq_malformed(tr, bad);
 		free(tr);
 		return;
 	}
@@ -195,13 +168,11 @@ static void quiet_request(struct worker *w, const cJSON *msg, enum quiet_op op)
 	struct topic_req *tr = topicreq_new(w, msg);
 	if (!tr)
 		return;
-	const cJSON *rv = cJSON_GetObjectItemCaseSensitive(msg, "role");
-	const char *role = msg_str(msg, "role");
+	const char *role = NULL, *bad;
 	if (topicreq_topic(tr, msg) != 0)
 		goto done;
-	if (op == Q_JOIN && rv && !cJSON_IsNull(rv) &&
-	    (!role || (strcmp(role, "lead") && strcmp(role, "member") && strcmp(role, "observer")))) {
-		topicreq_malformed(tr, "role must be lead, member or observer");
+	if (op == Q_JOIN && (bad = msgcheck_topic_join(msg, &role)) != NULL) {
+		topicreq_malformed(tr, bad);
 		goto done;
 	}
 	if (!topicreq_db(tr))
@@ -310,25 +281,13 @@ void topic_on_history(struct worker *w, const cJSON *msg)
 	struct topic_req *tr = topicreq_new(w, msg);
 	if (!tr)
 		return;
-	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(msg, "limit"),
-	            *bv = cJSON_GetObjectItemCaseSensitive(msg, "beforeId");
-	int limit = TOPIC_HISTORY_DEFAULT;
-	const char *before = NULL;
+	int limit;
+	const char *before, *bad;
 	if (topicreq_topic(tr, msg) != 0)
 		goto done;
-	if (lv && !cJSON_IsNull(lv)) {
-		if (!cJSON_IsNumber(lv) || lv->valuedouble < 1 || lv->valuedouble > 1e9) {
-			topicreq_malformed(tr, "limit must be a number from 1 to 200");
-			goto done;
-		}
-		limit = lv->valuedouble > TOPIC_HISTORY_MAX ? TOPIC_HISTORY_MAX : (int)lv->valuedouble;
-	}
-	if (bv && !cJSON_IsNull(bv)) {
-		if (!cJSON_IsString(bv) || !bv->valuestring[0] || strlen(bv->valuestring) > BEFORE_ID_MAX) {
-			topicreq_malformed(tr, "beforeId must be a message id");
-			goto done;
-		}
-		before = bv->valuestring;
+	if ((bad = msgcheck_topic_history(msg, &limit, &before)) != NULL) {
+		topicreq_malformed(tr, bad);
+		goto done;
 	}
 	if (!topicreq_db(tr))
 		goto done;

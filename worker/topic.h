@@ -7,12 +7,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "worker/msgcheck.h" /* topic_name_ok() and the limits */
 #include "worker/worker.h"
 
-#define TOPIC_NAME_MAX        64
-#define TOPIC_DESCRIPTION_MAX 1024
-#define TOPIC_HISTORY_DEFAULT 50
-#define TOPIC_HISTORY_MAX     200
 
 void topic_on_create(struct worker *w, const cJSON *msg);
 void topic_on_list(struct worker *w, const cJSON *msg);
@@ -22,7 +19,5 @@ void topic_on_mark_read(struct worker *w, const cJSON *msg);
 void topic_on_members(struct worker *w, const cJSON *msg);
 void topic_on_history(struct worker *w, const cJSON *msg);
 
-/* 1 when s is a valid topic name: 1-64 bytes of [A-Za-z0-9._-] */
-int topic_name_ok(const char *s);
 
 #endif

@@ -16,19 +16,18 @@
 #include "worker/audit.h"
 #include "worker/msg.h"
 
-#define MEMBER_ID_MAX 64
-
 int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *member_pubkey_hex, struct topic_copy *c)
 {
 	memset(c, 0, sizeof *c);
-	const char *enc = msg_str(msg, "encryptedKey"), *nonce = msg_str(msg, "nonce");
-	if (enc || nonce) {
-		struct topickey_sealed s;
-		if (!enc || !nonce || topickey_parse(enc, nonce, &s) != 0) {
-			topicreq_malformed(tr, "encryptedKey must be base64 of 80 bytes (sender x25519 pk ‖ "
-			                       "crypto_box of the key) and nonce base64 of 24 bytes");
-			return -1;
-		}
+	const char *enc, *nonce;
+	int given;
+	struct topickey_sealed s;
+	const char *bad = msgcheck_topic_copy(msg, &given, &enc, &nonce, &s);
+	if (bad) {
+		topicreq_malformed(tr, bad);
+		return -1;
+	}
+	if (given) {
 		c->encrypted_key = strdup(enc);
 		c->nonce = strdup(nonce);
 		if (!c->encrypted_key || !c->nonce)
@@ -198,18 +197,13 @@ void topic_key_on_seal(struct worker *w, const cJSON *msg)
 	struct topic_req *tr = topicreq_new(w, msg);
 	if (!tr)
 		return;
-	const char *member = msg_str(msg, "memberId"), *enc = msg_str(msg, "encryptedKey"),
-	           *nonce = msg_str(msg, "nonce");
+	const char *member, *enc, *nonce, *bad;
 	struct topickey_sealed s;
 	char key_id[ID_LEN + 1];
 	if (topicreq_topic(tr, msg) != 0)
 		goto done;
-	if (!member || !*member || strlen(member) > MEMBER_ID_MAX) {
-		topicreq_malformed(tr, "memberId must be a member id");
-		goto done;
-	}
-	if (!enc || !nonce || topickey_parse(enc, nonce, &s) != 0) {
-		topicreq_malformed(tr, "encryptedKey must be base64 of 80 bytes and nonce base64 of 24 bytes");
+	if ((bad = msgcheck_topic_seal(msg, &member, &enc, &nonce, &s)) != NULL) {
+		topicreq_malformed(tr, bad);
 		goto done;
 	}
 	snprintf(tr->extra, sizeof tr->extra, "%s", member);

@@ -15,32 +15,22 @@ struct topic_req *topicreq_new(struct worker *w, const cJSON *msg)
 	if (!tr)
 		log_fatal("out of memory");
 	tr->w = w;
-	const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "_reqId");
-	if (!r)
-		r = cJSON_GetObjectItemCaseSensitive(msg, "id");
-	if (cJSON_IsString(r)) {
-		if (strlen(r->valuestring) > TOPIC_REQID_MAX) {
-			ws_send_error(w, "malformed", "_reqId is longer than 128 characters", NULL);
-			free(tr);
-			return NULL;
-		}
-		snprintf(tr->req_id, sizeof tr->req_id, "%s", r->valuestring);
-		tr->has_req_id = 1;
-	} else if (cJSON_IsNumber(r)) {
-		snprintf(tr->req_id, sizeof tr->req_id, "%.17g", r->valuedouble);
-		tr->has_req_id = 1;
+	if (msgcheck_topic_reqid(msg, tr->req_id, &tr->has_req_id) != 0) {
+		ws_send_error(w, "malformed", "_reqId is longer than 128 characters", NULL);
+		free(tr);
+		return NULL;
 	}
 	return tr;
 }
 
 int topicreq_topic(struct topic_req *tr, const cJSON *msg)
 {
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "topic");
-	if (!cJSON_IsString(t) || !t->valuestring[0] || strlen(t->valuestring) > TOPIC_REF_MAX) {
-		topicreq_malformed(tr, "topic must be a topic id or name (1-128 bytes)");
+	const char *topic, *bad = msgcheck_topic_ref(msg, &topic);
+	if (bad) {
+		topicreq_malformed(tr, bad);
 		return -1;
 	}
-	snprintf(tr->topic, sizeof tr->topic, "%s", t->valuestring);
+	snprintf(tr->topic, sizeof tr->topic, "%s", topic);
 	return 0;
 }
 

@@ -8,10 +8,9 @@
 #include <cjson/cJSON.h>
 
 #include "proto/reasons.h"
+#include "worker/msgcheck.h"
 #include "worker/worker.h"
 
-#define TOPIC_REF_MAX   128 /* a topic id or name */
-#define TOPIC_REQID_MAX 128
 
 struct topic_req {
 	struct worker *w;

@@ -52,6 +52,24 @@ struct unacked {
 	uint64_t end; /* its end in the connection's outgoing byte stream (ws_sent_bytes) */
 };
 
+/* ws.c's frame gate: the client's byte stream is read through it before
+ * wslay sees it.  It checks every frame header (RFC 6455 §5.2) and keeps
+ * close frames for itself (§5.5.1, §7.4), so each violation is answered
+ * with its close code and a close is echoed after what was answered
+ * before it.  Its state between two reads: */
+struct ws_gate {
+	uint8_t hdr[14];   /* the header of the frame being read */
+	uint8_t hlen;      /* header bytes seen (0: at a frame boundary) */
+	uint8_t hneed;     /* the header's length, known from its second byte */
+	uint64_t left;     /* payload bytes of the frame still to come, once hlen == hneed */
+	int in_close;      /* the frame is a close: its bytes stay here */
+	uint8_t close[125]; /* its payload, unmasked (control frames hold <= 125 bytes) */
+	uint8_t close_len;
+	int verdict;        /* WS_GATE_*: what to do once wslay has what came before */
+	const char *why;    /* the reason of a WS_GATE_VIOLATION */
+	int close_seen;     /* the client's close frame arrived */
+};
+
 /* one claimed delivery waiting to be written to the socket */
 struct push {
 	int64_t delivery_id;
@@ -95,6 +113,7 @@ struct worker {
 	long recv_budget;       /* bytes wslay may still read this turn */
 	uint64_t sent_bytes;    /* every byte send() took since the upgrade (frame headers included) */
 	int ack_tracking;       /* TCP and SIOCOUTQ works: a push counts once the peer acknowledged it */
+	struct ws_gate gate;
 
 	enum phase phase;
 	int frame_nul; /* the frame being handled holds \u0000 (its C strings are cut): send refuses it */

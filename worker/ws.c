@@ -27,36 +27,200 @@
 #define RECV_BUDGET (256 << 10) /* bytes read per turn of the loop */
 #define ACK_POLL_MS 5           /* ws_await_acked looks this often */
 
+/* ---- the frame gate (worker.h struct ws_gate) ----
+ * wslay 1.1 answers a malformed frame header (a control frame over 125
+ * bytes or fragmented, a length not in its shortest form, a 64-bit length
+ * with its top bit set) with an empty close and an error that ends the
+ * loop before the close is written; it takes a close payload of one byte
+ * for none, refuses the registered codes 1012-1014, and queues its close
+ * echo ahead of the answers to what came before the close.  So every
+ * header is checked here first, and close frames never reach wslay. */
+
+void ws_gate_init(struct ws_gate *g) { memset(g, 0, sizeof *g); }
+
+static int gate_header2(struct ws_gate *g)
+{
+	uint8_t b0 = g->hdr[0], b1 = g->hdr[1], op = b0 & 0x0f, len7 = b1 & 0x7f;
+	if (b0 & 0x70) {
+		g->why = "reserved bit set";
+		return -1;
+	}
+	if ((op >= 0x3 && op <= 0x7) || op >= 0xb) {
+		g->why = "reserved opcode";
+		return -1;
+	}
+	if (!(b1 & 0x80)) {
+		g->why = "unmasked client frame";
+		return -1;
+	}
+	if ((op & 0x8) && (len7 > 125 || !(b0 & 0x80))) {
+		g->why = len7 > 125 ? "control frame over 125 bytes" : "fragmented control frame";
+		return -1;
+	}
+	g->hneed = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4);
+	return 0;
+}
+
+/* the payload length, once its last byte is in (before the mask key: wslay
+ * checks it there too) */
+static int gate_length(struct ws_gate *g)
+{
+	uint8_t len7 = g->hdr[1] & 0x7f;
+	uint64_t n = len7;
+	if (len7 == 126) {
+		n = (uint64_t)g->hdr[2] << 8 | g->hdr[3];
+		if (n < 126) {
+			g->why = "16-bit length under 126";
+			return -1;
+		}
+	} else if (len7 == 127) {
+		n = 0;
+		for (int i = 2; i < 10; i++)
+			n = n << 8 | g->hdr[i];
+		if (n < 65536 || (n >> 63)) {
+			g->why = n >> 63 ? "64-bit length with its top bit set" : "64-bit length under 65536";
+			return -1;
+		}
+	}
+	g->left = n;
+	return 0;
+}
+
+size_t ws_gate_scan(struct ws_gate *g, const uint8_t *buf, size_t n)
+{
+	size_t i = 0, start = 0; /* start: where the frame being read began in buf (0: before it) */
+	while (i < n && !g->verdict) {
+		if (g->hlen == 0 || g->hlen < g->hneed) { /* in a header */
+			if (g->hlen == 0) {
+				start = i;
+				g->hneed = 2;
+				g->in_close = (buf[i] & 0x0f) == 0x8;
+				g->close_len = 0;
+			}
+			g->hdr[g->hlen++] = buf[i++];
+			if ((g->hlen == 2 && gate_header2(g) != 0) ||
+			    (g->hlen == g->hneed - 4 && gate_length(g) != 0)) {
+				g->verdict = WS_GATE_VIOLATION;
+				return start;
+			}
+			if (g->hlen < g->hneed)
+				continue;
+		} else {
+			size_t take = n - i < g->left ? n - i : (size_t)g->left;
+			if (g->in_close) {
+				const uint8_t *key = g->hdr + g->hneed - 4;
+				for (size_t k = 0; k < take; k++, g->close_len++)
+					g->close[g->close_len] = buf[i + k] ^ key[g->close_len % 4];
+			}
+			i += take;
+			g->left -= take;
+		}
+		if (g->hlen == g->hneed && g->left == 0) { /* the frame is complete */
+			if (g->in_close) {
+				g->verdict = WS_GATE_CLOSE;
+				return start;
+			}
+			g->hlen = 0;
+		}
+	}
+	if (g->verdict)
+		return start;
+	return g->in_close ? start : n;
+}
+
+int ws_close_code_valid(unsigned code)
+{
+	/* RFC 6455 §7.4.1 and the IANA registry (1012-1014); 1004-1006 and
+	 * 1015 are never sent, 1016-2999 unassigned, 3000-4999 registered or
+	 * private */
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
+/* UTF-8 (§8.1) of a close reason: utf8_valid() less its refusal of NUL */
+static int reason_utf8(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		const uint8_t *nul = memchr(s + i, 0, n - i);
+		size_t run = nul ? (size_t)(nul - (s + i)) : n - i;
+		if (!utf8_valid(s + i, run))
+			return 0;
+		i += run + (nul ? 1 : 0);
+	}
+	return 1;
+}
+
+/* What the gate found, once wslay has handled everything before it: reading
+ * stops, and the close goes out after what is already queued (ws_close). */
+static void gate_act(struct worker *w)
+{
+	struct ws_gate *g = &w->gate;
+	int verdict = g->verdict;
+	g->verdict = WS_GATE_DONE;
+	wslay_event_shutdown_read(w->ws);
+	w->pre_off = w->pre_len; /* nothing more is read */
+	if (verdict == WS_GATE_VIOLATION) {
+		ws_close(w, WS_CLOSE_PROTOCOL, g->why);
+		return;
+	}
+	g->close_seen = 1;
+	if (g->close_len == 0) {
+		ws_close(w, 0, ""); /* no code: an empty close answers it */
+		return;
+	}
+	unsigned code = g->close_len >= 2 ? (unsigned)g->close[0] << 8 | g->close[1] : 0;
+	if (g->close_len == 1 || !ws_close_code_valid(code))
+		ws_close(w, WS_CLOSE_PROTOCOL, g->close_len == 1 ? "close payload of one byte" : "invalid close code");
+	else if (!reason_utf8(g->close + 2, g->close_len - 2u))
+		ws_close(w, WS_CLOSE_BAD_DATA, "close reason is not UTF-8");
+	else
+		ws_close(w, (uint16_t)code, ""); /* echo the code (§5.5.1) */
+}
+
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
 	(void)flags;
 	struct worker *w = user;
-	/* fairness and backpressure: at most RECV_BUDGET bytes per turn of the
-	 * loop, and nothing while the client leaves our replies unread */
-	if (w->recv_budget <= 0 ||
-	    wslay_event_get_queued_msg_length(ctx) >= WS_OUT_CAP + (size_t)w->cfg.max_message_bytes) {
-		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-		return -1;
+	for (;;) {
+		if (w->gate.verdict) {
+			if (w->gate.verdict != WS_GATE_DONE)
+				gate_act(w);
+			wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+			return -1;
+		}
+		/* fairness and backpressure: at most RECV_BUDGET bytes per turn of the
+		 * loop, and nothing while the client leaves our replies unread */
+		if (w->recv_budget <= 0 ||
+		    wslay_event_get_queued_msg_length(ctx) >= WS_OUT_CAP + (size_t)w->cfg.max_message_bytes) {
+			wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+			return -1;
+		}
+		size_t want = len > (size_t)w->recv_budget ? (size_t)w->recv_budget : len;
+		ssize_t n;
+		if (w->pre_off < w->pre_len) { /* frames that arrived with the HTTP head */
+			n = (ssize_t)buf_take(w->pre, w->pre_len, &w->pre_off, buf, want);
+		} else {
+			do
+				n = recv(w->fd, buf, want, 0);
+			while (n < 0 && errno == EINTR);
+			if (n < 0) {
+				wslay_event_set_error(ctx, (errno == EAGAIN || errno == EWOULDBLOCK)
+								   ? WSLAY_ERR_WOULDBLOCK
+								   : WSLAY_ERR_CALLBACK_FAILURE);
+				return -1;
+			}
+			if (n == 0) {
+				wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+				return -1;
+			}
+			w->recv_budget -= n;
+		}
+		/* wslay gets what precedes a close frame or a bad header; when
+		 * that is nothing, the gate acts (or reads on) right away */
+		size_t pass = ws_gate_scan(&w->gate, buf, (size_t)n);
+		if (pass > 0)
+			return (ssize_t)pass;
 	}
-	if (len > (size_t)w->recv_budget)
-		len = (size_t)w->recv_budget;
-	if (w->pre_off < w->pre_len) /* frames that arrived with the HTTP head */
-		return (ssize_t)buf_take(w->pre, w->pre_len, &w->pre_off, buf, len);
-	ssize_t n;
-	do
-		n = recv(w->fd, buf, len, 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		wslay_event_set_error(ctx, (errno == EAGAIN || errno == EWOULDBLOCK) ? WSLAY_ERR_WOULDBLOCK
-										       : WSLAY_ERR_CALLBACK_FAILURE);
-		return -1;
-	}
-	if (n == 0) {
-		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-		return -1;
-	}
-	w->recv_budget -= n;
-	return n;
 }
 
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
@@ -91,7 +255,7 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 	case WSLAY_PONG:
 		w->last_pong = mono_ms();
 		break;
-	default: /* ping is answered and close is handled by wslay itself */
+	default: /* ping is answered by wslay itself; close frames stay in the gate */
 		break;
 	}
 }
@@ -253,7 +417,10 @@ int ws_pollfd(const struct worker *w, struct pollfd *p)
 	return 1;
 }
 
-int ws_has_early_bytes(const struct worker *w) { return w->pre_off < w->pre_len && !out_full(w); }
+int ws_has_early_bytes(const struct worker *w)
+{
+	return w->pre_off < w->pre_len && wslay_event_want_read(w->ws) && !out_full(w);
+}
 
 int ws_read(struct worker *w)
 {
@@ -268,7 +435,7 @@ int ws_busy(const struct worker *w)
 
 int ws_close_sent(const struct worker *w) { return wslay_event_get_close_sent(w->ws); }
 
-int ws_close_received(const struct worker *w) { return wslay_event_get_close_received(w->ws); }
+int ws_close_received(const struct worker *w) { return w->gate.close_seen; }
 
 uint64_t ws_sent_bytes(const struct worker *w) { return w->sent_bytes; }
 
@@ -336,6 +503,7 @@ void ws_start(struct worker *w, const struct http_req *req, int64_t now)
 		log_fatal("out of memory");
 	wslay_event_config_set_max_recv_msg_length(w->ws, (uint64_t)w->cfg.max_message_bytes);
 	ws_socket_setup(w);
+	ws_gate_init(&w->gate);
 	w->pre = req->extra;
 	w->pre_len = req->extra_len;
 	w->last_pong = now;

@@ -14,11 +14,23 @@
 /* close codes (RFC 6455 §7.4.1) */
 #define WS_CLOSE_NORMAL 1000       /* session_replaced */
 #define WS_CLOSE_GOING_AWAY 1001   /* shutdown, ping_timeout */
+#define WS_CLOSE_PROTOCOL 1002     /* a frame RFC 6455 forbids (sent by the gate or wslay) */
 #define WS_CLOSE_UNSUPPORTED 1003  /* binary frames */
+#define WS_CLOSE_BAD_DATA 1007     /* text or a close reason that is not UTF-8 */
 #define WS_CLOSE_POLICY 1008       /* hello rejections, hello_timeout */
 #define WS_CLOSE_TOO_BIG 1009      /* over MAX_MESSAGE_BYTES (sent by wslay itself) */
 #define WS_CLOSE_INTERNAL 1011     /* database or socket failure */
 #define WS_CLOSE_TRY_AGAIN 1013    /* presence table full */
+
+/* the frame gate (struct ws_gate in worker.h) */
+enum { WS_GATE_NONE, WS_GATE_VIOLATION, WS_GATE_CLOSE, WS_GATE_DONE };
+void ws_gate_init(struct ws_gate *g);
+/* Look at the next n bytes of the client's stream: how many leading ones
+ * wslay may have (those before a close frame or a bad header); g->verdict
+ * says when one of those was found (the rest of the stream is not read). */
+size_t ws_gate_scan(struct ws_gate *g, const uint8_t *buf, size_t n);
+/* 1 for a close code a peer may send (RFC 6455 §7.4, IANA 1012-1014) */
+int ws_close_code_valid(unsigned code);
 
 /* Validate the upgrade and answer 101; on failure the HTTP error is sent.  0 = upgraded. */
 int ws_handshake(int fd, const struct http_req *req);

@@ -229,3 +229,52 @@ def test_many_bad_requests_leave_no_worker_behind(broker):
     finally:
         for s in socks:
             s.close()
+
+
+@pytest.mark.parametrize("line", [b"GET /health HTTP/9.9", b"GET /health HTTP/2.0", b"GET /health HTTP/0.9",
+                                  b"GET /health HTTP/3.1", b"GET /health"],
+                         ids=["9.9", "2.0", "0.9", "3.1", "no-version"])
+def test_http_version_other_than_1_gets_505_with_a_json_body(broker, line):
+    b = broker()
+    st, hdrs, body, closed = exchange(b, line + b"\r\nHost: x\r\n\r\n")
+    assert st == 505, f"{line!r}: status {st}"
+    assert closed
+    assert_json_error(st, hdrs, body)
+    assert json.loads(body)["error"] == "http version not supported"
+
+
+def test_request_line_of_http_9_9_is_answered_505_before_the_head_ends(broker):
+    """the version is known once the request line ends: no wait for the
+    408 of a head that never comes"""
+    b = broker(HTTP_TIMEOUT_SECONDS=30)
+    st, hdrs, body, closed = exchange(b, b"GET / HTTP/9.9\r\n", timeout=10)
+    assert st == 505 and closed, f"status {st}"
+    assert_json_error(st, hdrs, body)
+
+
+@pytest.mark.parametrize("version", [b"1.0", b"1.1", b"1.2"])
+def test_http_1_x_is_served(broker, version):
+    b = broker()
+    st, hdrs, body, closed = exchange(b, b"GET /health HTTP/" + version + b"\r\nHost: x\r\n\r\n")
+    assert st == 200, f"HTTP/{version.decode()}: status {st} {body[:200]!r}"
+
+
+@pytest.mark.parametrize("header", [b"Host : x", b"Host\t: x", b"Ho st: x", b" Host: x", b"X-Thing  : y"],
+                         ids=["space-before-colon", "tab-before-colon", "space-inside", "leading-space",
+                              "spaces-before-colon"])
+def test_whitespace_in_or_after_a_header_name_gets_400(broker, header):
+    # RFC 9112 §5.1: no whitespace between a field name and its colon (MUST 400)
+    b = broker()
+    st, hdrs, body, closed = exchange(b, b"GET /health HTTP/1.1\r\n" + header + b"\r\n\r\n")
+    assert st == 400, f"{header!r}: status {st}"
+    assert closed
+    assert_json_error(st, hdrs, body)
+
+
+def test_whitespace_before_the_colon_of_an_upgrade_header_gets_400_not_an_upgrade(broker):
+    b = broker()
+    req = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade : websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    st, hdrs, body, closed = exchange(b, req)
+    assert st == 400, f"status {st}"
+    assert_json_error(st, hdrs, body)

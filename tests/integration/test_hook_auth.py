@@ -145,9 +145,13 @@ def test_a_flood_with_changing_pids_from_one_source_is_limited(broker):
     b = broker(HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=1, HOOK_RATE_LIMIT_PER_MIN=5)
     cwd = cwd_()
     limited = b.metric("broker_hook_requests_rate_limited_total")
+    t0 = time.monotonic()
     codes = [hook(b, {"cwd": cwd, "status": "working", "pid": 1000 + i})[0] for i in range(40)]
+    elapsed = time.monotonic() - t0
     assert codes.count(429) >= 15, codes
-    assert codes.count(200) <= 20, codes  # the source's budget: 4 x HOOK_RATE_LIMIT_PER_MIN
+    # the source's budget: 4 x HOOK_RATE_LIMIT_PER_MIN at once, refilled at
+    # that rate per minute (a loaded machine takes seconds for the 40)
+    assert codes.count(200) <= 20 + int(elapsed * 20 / 60) + 1, (codes, elapsed)
     assert b.metric("broker_hook_requests_rate_limited_total") >= limited + 15
 
 

@@ -1,6 +1,7 @@
 /* test_worker — unit tests of the worker's pure logic: status write rules,
  * JSONL key candidates and inference, the HTTP request reader (over a real
- * socketpair) and the hello checks. */
+ * socketpair), the hello checks, the WebSocket frame gate and the message
+ * checks. */
 #include <check.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -14,7 +15,9 @@
 #include "common/util.h"
 #include "worker/http.h"
 #include "worker/jsonl.h"
+#include "worker/msgcheck.h"
 #include "worker/status.h"
+#include "worker/ws.h"
 
 static struct presence_info fresh_peer(int64_t t)
 {
@@ -253,6 +256,177 @@ static enum hello_code check(cJSON *o, int64_t now)
 	return c;
 }
 
+START_TEST(http_version_other_than_1_is_505_once_the_request_line_ends)
+{
+	struct http_req req;
+	ck_assert_int_eq(read_req("GET / HTTP/9.9\r\n", 16, &req, 1024), HTTP_READ_BAD_VERSION);
+	http_req_free(&req);
+	ck_assert_int_eq(read_req("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 27, &req, 1024), HTTP_READ_BAD_VERSION);
+	http_req_free(&req);
+	/* empty lines before the request line are skipped, not taken for it */
+	ck_assert_int_eq(read_req("\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n", 35, &req, 1024), HTTP_READ_OK);
+	ck_assert_str_eq(req.path, "/health");
+	http_req_free(&req);
+	ck_assert_int_eq(read_req("GET / HTTP/1.0\r\n\r\n", 18, &req, 1024), HTTP_READ_OK);
+	http_req_free(&req);
+}
+END_TEST
+
+START_TEST(http_whitespace_in_a_header_name_is_malformed)
+{
+	static const char *const bad[] = {"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
+					  "GET / HTTP/1.1\r\n Host: x\r\n\r\n"};
+	struct http_req req;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_int_eq(read_req(bad[i], strlen(bad[i]), &req, 1024), HTTP_READ_MALFORMED);
+		http_req_free(&req);
+	}
+	ck_assert_int_eq(read_req("GET / HTTP/1.1\r\nHost:  x \r\n\r\n", 29, &req, 1024), HTTP_READ_OK);
+	http_req_free(&req);
+}
+END_TEST
+
+/* ---- the WebSocket frame gate ---- */
+
+/* one masked client frame (key 0): header then payload */
+static size_t ws_frame(uint8_t *out, uint8_t b0, const char *payload, size_t n)
+{
+	size_t h = 0;
+	out[h++] = b0;
+	if (n < 126) {
+		out[h++] = (uint8_t)(0x80 | n);
+	} else {
+		out[h++] = 0x80 | 126;
+		out[h++] = (uint8_t)(n >> 8);
+		out[h++] = (uint8_t)n;
+	}
+	memset(out + h, 0, 4);
+	memcpy(out + h + 4, payload, n);
+	return h + 4 + n;
+}
+
+START_TEST(ws_gate_passes_data_frames_and_keeps_the_close)
+{
+	struct ws_gate g;
+	uint8_t buf[512];
+	size_t n = ws_frame(buf, 0x81, "{}", 2);
+	size_t at_close = n + ws_frame(buf + n, 0x89, "p", 1);
+	n = at_close + ws_frame(buf + at_close, 0x88, "\x03\xe8ok", 4);
+	n += ws_frame(buf + n, 0x81, "after", 5);
+	ws_gate_init(&g);
+	ck_assert_uint_eq(ws_gate_scan(&g, buf, n), at_close); /* text and ping pass, the close stays */
+	ck_assert_int_eq(g.verdict, WS_GATE_CLOSE);
+	ck_assert_uint_eq(g.close_len, 4);
+	ck_assert_int_eq(memcmp(g.close, "\x03\xe8ok", 4), 0);
+	/* the same stream one byte at a time */
+	ws_gate_init(&g);
+	size_t passed = 0;
+	for (size_t i = 0; i < n && !g.verdict; i++)
+		passed += ws_gate_scan(&g, buf + i, 1);
+	ck_assert_uint_eq(passed, at_close);
+	ck_assert_int_eq(g.verdict, WS_GATE_CLOSE);
+	ck_assert_uint_eq(g.close_len, 4);
+}
+END_TEST
+
+START_TEST(ws_gate_stops_before_a_bad_header)
+{
+	static const struct {
+		uint8_t b0, b1;
+	} bad[] = {
+		{0xc1, 0x80}, /* RSV1 */
+		{0x83, 0x80}, /* reserved opcode */
+		{0x8b, 0x80}, /* reserved control opcode */
+		{0x81, 0x00}, /* unmasked */
+		{0x09, 0x80}, /* fragmented ping */
+		{0x89, 0xfe}, /* ping with a 16-bit length */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct ws_gate g;
+		uint8_t buf[64];
+		size_t n = ws_frame(buf, 0x81, "ok", 2);
+		buf[n] = bad[i].b0;
+		buf[n + 1] = bad[i].b1;
+		ws_gate_init(&g);
+		ck_assert_uint_eq(ws_gate_scan(&g, buf, n + 2), n);
+		ck_assert_int_eq(g.verdict, WS_GATE_VIOLATION);
+		ck_assert_ptr_nonnull(g.why);
+	}
+	/* a 16-bit length under 126 */
+	struct ws_gate g;
+	const uint8_t shortform[] = {0x81, 0x80 | 126, 0x00, 0x05};
+	ws_gate_init(&g);
+	ck_assert_uint_eq(ws_gate_scan(&g, shortform, 3), 3);
+	ck_assert_uint_eq(ws_gate_scan(&g, shortform + 3, 1), 0);
+	ck_assert_int_eq(g.verdict, WS_GATE_VIOLATION);
+}
+END_TEST
+
+START_TEST(ws_close_codes)
+{
+	static const unsigned valid[] = {1000, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999};
+	static const unsigned invalid[] = {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535};
+	for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
+		ck_assert_msg(ws_close_code_valid(valid[i]), "%u", valid[i]);
+	for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
+		ck_assert_msg(!ws_close_code_valid(invalid[i]), "%u", invalid[i]);
+}
+END_TEST
+
+/* ---- message checks ---- */
+
+START_TEST(msgcheck_send_refusals_in_order)
+{
+	static const struct {
+		const char *json;
+		int want;
+	} cases[] = {
+		{"{\"priority\":\"now\",\"targetSpec\":\"*\",\"nonce\":\"\",\"ciphertext\":\"YQ==\"}", -1},
+		{"{\"priority\":\"soon\",\"targetSpec\":\"bad\"}", SEND_REJ_INVALID_PRIORITY},
+		{"{\"priority\":\"now\",\"targetSpec\":\"bad\"}", SEND_REJ_INVALID_TARGET},
+		{"{\"priority\":\"now\",\"targetSpec\":\"#\"}", SEND_REJ_NO_SUCH_TOPIC},
+		{"{\"priority\":\"now\",\"targetSpec\":\"*\",\"nonce\":\"\"}", SEND_REJ_MALFORMED},
+		{"{\"priority\":\"now\",\"targetSpec\":\"*\",\"nonce\":\"\",\"ciphertext\":\"YQ=!\"}", SEND_REJ_MALFORMED},
+		{"{\"priority\":\"now\",\"targetSpec\":\"*\",\"nonce\":\"\",\"ciphertext\":\"YWJjZGVmZ2g=\"}",
+		 SEND_REJ_PAYLOAD_TOO_LARGE},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cJSON *m = cJSON_Parse(cases[i].json);
+		struct send_fields f;
+		const char *detail;
+		ck_assert_msg(msgcheck_send(m, 8, 0, &f, &detail) == cases[i].want, "%s", cases[i].json);
+		cJSON_Delete(m);
+	}
+	cJSON *m = cJSON_Parse("{\"id\":\"x\",\"priority\":\"low\",\"targetSpec\":\"#t\",\"nonce\":\"\",\"ciphertext\":\"YQ==\"}");
+	struct send_fields f;
+	const char *detail;
+	ck_assert_int_eq(msgcheck_send(m, 8, 1, &f, &detail), SEND_REJ_MALFORMED); /* held \\u0000 */
+	ck_assert_ptr_nonnull(detail);
+	ck_assert_int_eq(msgcheck_send(m, 8, 0, &f, &detail), -1);
+	ck_assert_str_eq(f.id, "x");
+	ck_assert_int_eq(f.prio, 2);
+	cJSON_Delete(m);
+}
+END_TEST
+
+START_TEST(msgcheck_topic_fields)
+{
+	cJSON *m = cJSON_Parse("{\"topic\":\"general\",\"role\":\"boss\",\"limit\":1000,\"name\":\"a b\"}");
+	const char *s, *d, *v;
+	int limit;
+	ck_assert_ptr_null(msgcheck_topic_ref(m, &s));
+	ck_assert_str_eq(s, "general");
+	ck_assert_ptr_nonnull(msgcheck_topic_join(m, &s));
+	ck_assert_ptr_null(msgcheck_topic_history(m, &limit, &s));
+	ck_assert_int_eq(limit, TOPIC_HISTORY_MAX);
+	ck_assert_ptr_nonnull(msgcheck_topic_create(m, &s, &d, &v));
+	cJSON_Delete(m);
+	ck_assert(topic_name_ok("eng.ops_1-x"));
+	ck_assert(!topic_name_ok(""));
+	ck_assert(!topic_name_ok("ümlaut"));
+}
+END_TEST
+
 START_TEST(hello_valid_and_exact_skew_boundary_pass)
 {
 	int64_t now = 1700000000000;
@@ -315,6 +489,13 @@ int main(void)
 	tcase_add_test(tc, http_huge_header_is_431);
 	tcase_add_test(tc, http_head_limit_is_16k_however_it_arrives);
 	tcase_add_test(tc, http_token_matching);
+	tcase_add_test(tc, http_version_other_than_1_is_505_once_the_request_line_ends);
+	tcase_add_test(tc, http_whitespace_in_a_header_name_is_malformed);
+	tcase_add_test(tc, ws_gate_passes_data_frames_and_keeps_the_close);
+	tcase_add_test(tc, ws_gate_stops_before_a_bad_header);
+	tcase_add_test(tc, ws_close_codes);
+	tcase_add_test(tc, msgcheck_send_refusals_in_order);
+	tcase_add_test(tc, msgcheck_topic_fields);
 	tcase_add_test(tc, hello_valid_and_exact_skew_boundary_pass);
 	tcase_add_test(tc, hello_rejections);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,103 @@
+/* msgcheck — the checks each client message of the peer protocol gets
+ * before its handler touches the database, the presence table or the rate
+ * limits (docs/protocol.md §3-§5.2, §11): field types and lengths, the
+ * opaque fields, priorities, statuses, scopes, topic names and sealed keys.
+ * Pure (no socket, no database, no clock), so fuzz/fuzz_messages.c runs
+ * every one of them on any input.  Strings handed back point into msg. */
+#ifndef WORKER_MSGCHECK_H
+#define WORKER_MSGCHECK_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "proto/reasons.h"
+#include "proto/topickey.h"
+#include "worker/mention.h"
+
+/* ---- send (§3.1, §5.2) ---- */
+
+#define SEND_ID_MAX 128    /* the client's correlation id */
+#define SEND_TARGET_MAX 79 /* '#' and a topic ref */
+
+enum send_rejection {
+#define X(id, label, code, message) SEND_REJ_##id,
+	SEND_REJECTIONS(X)
+#undef X
+		SEND_REJ_COUNT
+};
+
+struct send_fields {
+	const char *id; /* the id to echo: "" when absent or refused for its length */
+	const char *target, *nonce, *ct;
+	int prio;      /* msg_priority_parse() */
+	int direct;    /* target is a member's 64-hex pubkey (either case) */
+	size_t size;   /* nonce plus ciphertext bytes */
+};
+/* The checks of a send before its rate limit: -1 when it passes, else the
+ * rejection, with *detail when the ack says more than the table's message
+ * (PAYLOAD_TOO_LARGE: the caller formats the table's message with f->size).
+ * frame_nul: the frame held \u0000 (its strings are cut). */
+int msgcheck_send(const cJSON *msg, size_t max_bytes, int frame_nul, struct send_fields *f, const char **detail);
+
+struct send_topic_fields {
+	int version; /* bodyVersion: 1 or 2 */
+	char *names[MENTION_MAX]; /* who it mentions (mention_free) */
+	int n;
+};
+/* A #topic send's bodyVersion and mentions (ct: its ciphertext, whose @names
+ * a v1 body without "mentions" is searched for): -1 when they pass (free
+ * t->names with mention_free), else SEND_REJ_MALFORMED with *detail. */
+int msgcheck_send_topic(const cJSON *msg, const char *ct, struct send_topic_fields *t, const char **detail);
+
+/* ---- set_status (§3.1, §11) ---- */
+
+/* PEER_ERR_NONE with *status (status_parse) and *member (scope "member"),
+ * or INVALID_STATUS / INVALID_SCOPE */
+enum peer_error msgcheck_set_status(const cJSON *msg, int *status, int *member);
+
+/* ---- client_ack (§3.4) ---- */
+
+#define CLIENT_ACK_ID_MAX 64
+/* brokerMessageId (or messageId), or NULL when missing or too long */
+const char *msgcheck_client_ack(const cJSON *msg);
+
+/* ---- list_peers, set_summary (§11) ---- */
+
+enum peers_scope { SCOPE_MESH, SCOPE_MACHINE, SCOPE_DIRECTORY, SCOPE_REPO };
+/* the scope (absent: mesh), or -1 for an unknown one */
+int msgcheck_peers_scope(const cJSON *msg);
+/* PEER_ERR_NONE with *summary (shorter than cap), or SUMMARY_MALFORMED /
+ * SUMMARY_TOO_LONG */
+enum peer_error msgcheck_summary(const cJSON *msg, size_t cap, const char **summary);
+
+/* ---- topic requests (§5.2) ---- */
+
+#define TOPIC_NAME_MAX 64
+#define TOPIC_DESCRIPTION_MAX 1024
+#define TOPIC_HISTORY_DEFAULT 50
+#define TOPIC_HISTORY_MAX 200
+#define TOPIC_REF_MAX 128 /* a topic id or name */
+#define TOPIC_REQID_MAX 128
+#define TOPIC_MEMBER_ID_MAX 64
+#define TOPIC_BEFORE_ID_MAX 64
+
+/* 1 when s is a valid topic name: 1-64 bytes of [A-Za-z0-9._-] */
+int topic_name_ok(const char *s);
+/* The request id (_reqId, else id; a number is printed %.17g) into out,
+ * *has set when there is one: 0, or -1 when it is over 128 characters. */
+int msgcheck_topic_reqid(const cJSON *msg, char out[TOPIC_REQID_MAX + 1], int *has);
+/* Each of these: NULL when the fields pass, else the message of the
+ * error{code:"malformed"} the request gets. */
+const char *msgcheck_topic_ref(const cJSON *msg, const char **topic); /* "topic", 1-128 bytes */
+const char *msgcheck_topic_create(const cJSON *msg, const char **name, const char **description,
+				  const char **visibility); /* absent description / visibility: NULL */
+/* the creator's own sealed copy of a topic_create: *given = 0 when it sent
+ * none (the broker seals one), 1 when it did (*s parsed) */
+const char *msgcheck_topic_copy(const cJSON *msg, int *given, const char **enc, const char **nonce,
+				struct topickey_sealed *s);
+const char *msgcheck_topic_join(const cJSON *msg, const char **role); /* absent role: NULL */
+const char *msgcheck_topic_history(const cJSON *msg, int *limit, const char **before);
+const char *msgcheck_topic_seal(const cJSON *msg, const char **member, const char **enc, const char **nonce,
+				struct topickey_sealed *s);
+
+#endif
