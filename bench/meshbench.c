@@ -59,6 +59,9 @@ static struct {
 	int health_seq, health_conc_n, conc;
 	int hello_seq, hello_conc_n;
 	int msgs, window;
+	int pairs;            /* sender -> recipient pairs at once in the message rows */
+	int windows[4], n_windows; /* sends in flight per pair; 0 = {1, window} */
+	int sizes[4], n_sizes;     /* plaintext bytes */
 	int idle_n[4], n_idle_n;
 	int db_idle_s;
 	int run_timeout_s; /* bound of every single run */
@@ -74,6 +77,9 @@ static struct {
 	.hello_conc_n = 200,
 	.msgs = 1000,
 	.window = 64,
+	.pairs = 1,
+	.sizes = {100, 16384},
+	.n_sizes = 2,
 	.idle_n = {100, 500},
 	.n_idle_n = 2,
 	.db_idle_s = 2,
@@ -369,6 +375,74 @@ static struct procsum workers_scan(int with_mem)
 	}
 	closedir(d);
 	return s;
+}
+
+/* CPU time (ns, /proc/PID/schedstat) of the children of ppid with the given
+ * comm, plus ppid itself when self */
+static int64_t cpu_ns_children(int ppid, const char *comm, int self)
+{
+	int64_t sum = 0;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		char path[300], buf[512];
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		int fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+		if (!lp || !rp)
+			continue;
+		*rp = 0;
+		char state;
+		int pp;
+		if (sscanf(rp + 2, "%c %d", &state, &pp) != 2)
+			continue;
+		if (!((pp == ppid && strcmp(lp + 1, comm) == 0) || (self && atoi(e->d_name) == ppid)))
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/schedstat", e->d_name);
+		FILE *f = fopen(path, "r");
+		long long ns = 0;
+		if (f) {
+			if (fscanf(f, "%lld", &ns) == 1)
+				sum += ns;
+			fclose(f);
+		}
+	}
+	closedir(d);
+	return sum;
+}
+
+/* the postmaster of our PostgreSQL: the parent of our own backend */
+static int pg_postmaster(void)
+{
+	static int pm;
+	if (pm)
+		return pm;
+	PGresult *r = PQexec(pg, "SELECT pg_backend_pid()");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		char path[64], buf[512];
+		snprintf(path, sizeof path, "/proc/%s/stat", PQgetvalue(r, 0, 0));
+		int fd = open(path, O_RDONLY);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		char *rp = n > 0 ? (buf[n] = 0, strrchr(buf, ')')) : NULL;
+		char state;
+		if (rp && sscanf(rp + 2, "%c %d", &state, &pm) != 2)
+			pm = 0;
+	}
+	PQclear(r);
+	return pm;
 }
 
 /* client backends of database meshbroker other than ours (pg_backends()
@@ -992,10 +1066,12 @@ static void bench_connections(enum kind kind, const char *name, int n, int conc,
 }
 
 /* ------------------------------------------------------------------ */
-/* 3: direct messages A -> B                                           */
+/* 3: direct messages A -> B, over one pair or --pairs pairs at once     */
 
+/* one sender -> recipient pair: members 2p (A) and 2p+1 (B) */
 struct msgrun {
 	int n, size;
+	int a, b;      /* member indices */
 	char **frames; /* the send frames, ready */
 	size_t *frame_len;
 	char **ct;     /* expected ciphertext (b64) per seq */
@@ -1004,12 +1080,10 @@ struct msgrun {
 	int dup, wrong, reorder, refused, last_seq;
 	char first_err[200];
 };
-static struct msgrun *cur;
 
 static void on_sender_text(struct conn *c, const char *type, cJSON *m)
 {
-	(void)c;
-	struct msgrun *r = cur;
+	struct msgrun *r = c->arg;
 	if (strcmp(type, "ack") != 0 || !r)
 		return;
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
@@ -1032,8 +1106,7 @@ static void on_sender_text(struct conn *c, const char *type, cJSON *m)
 
 static void on_recipient_text(struct conn *c, const char *type, cJSON *m)
 {
-	(void)c;
-	struct msgrun *r = cur;
+	struct msgrun *r = c->arg;
 	if (strcmp(type, "push") != 0 || !r)
 		return;
 	int64_t t = now_ns();
@@ -1051,7 +1124,7 @@ static void on_recipient_text(struct conn *c, const char *type, cJSON *m)
 	}
 	uint32_t seq;
 	memcpy(&seq, nb, sizeof seq);
-	if (seq >= (uint32_t)r->n || strcmp(sender->valuestring, members[0].pub_hex) != 0 ||
+	if (seq >= (uint32_t)r->n || strcmp(sender->valuestring, members[r->a].pub_hex) != 0 ||
 	    strcmp(ct->valuestring, r->ct[seq]) != 0) {
 		r->wrong++;
 		return;
@@ -1067,13 +1140,15 @@ static void on_recipient_text(struct conn *c, const char *type, cJSON *m)
 	r->pushed++;
 }
 
-static struct msgrun *msgrun_new(int n, int size)
+static struct msgrun *msgrun_new(int n, int size, int a, int b)
 {
 	struct msgrun *r = calloc(1, sizeof *r);
 	if (!r)
 		die("out of memory");
 	r->n = n;
 	r->size = size;
+	r->a = a;
+	r->b = b;
 	r->frames = calloc((size_t)n, sizeof *r->frames);
 	r->frame_len = calloc((size_t)n, sizeof *r->frame_len);
 	r->ct = calloc((size_t)n, sizeof *r->ct);
@@ -1085,8 +1160,8 @@ static struct msgrun *msgrun_new(int n, int size)
 		die("out of memory");
 	/* crypto_box between the x25519 forms of A's and B's keys, as clients do */
 	unsigned char a_sk[32], b_pk[32], shared[crypto_box_BEFORENMBYTES];
-	if (crypto_sign_ed25519_sk_to_curve25519(a_sk, members[0].sk) != 0 ||
-	    crypto_sign_ed25519_pk_to_curve25519(b_pk, members[1].pk) != 0 ||
+	if (crypto_sign_ed25519_sk_to_curve25519(a_sk, members[a].sk) != 0 ||
+	    crypto_sign_ed25519_pk_to_curve25519(b_pk, members[b].pk) != 0 ||
 	    crypto_box_beforenm(shared, b_pk, a_sk) != 0)
 		die("key conversion failed");
 	for (int i = 0; i < n; i++) {
@@ -1111,7 +1186,7 @@ static struct msgrun *msgrun_new(int n, int size)
 		r->frame_len[i] = (size_t)snprintf(r->frames[i], cap,
 						   "{\"type\":\"send\",\"id\":\"m%d\",\"targetSpec\":\"%s\",\"priority\":"
 						   "\"now\",\"nonce\":\"%s\",\"ciphertext\":\"%s\"}",
-						   i, members[1].pub_hex, nb64, r->ct[i]);
+						   i, members[b].pub_hex, nb64, r->ct[i]);
 	}
 	sodium_memzero(shared, sizeof shared);
 	free(plain);
@@ -1135,68 +1210,106 @@ static void msgrun_free(struct msgrun *r)
 	free(r);
 }
 
-/* peers[0] = A (sender), peers[1] = B (recipient); window 1 = one at a time */
-static void msg_run(struct conn *peers, int size, int window, const char *name)
+/* np pairs: peers[2p] = A (sender), peers[2p+1] = B (recipient), each pair
+ * with window sends in flight (1 = one at a time); throughput counts every
+ * pair's pushes from the common start to the last push of any pair */
+static void msg_run(struct conn *peers, int np, int size, int window, const char *name)
 {
 	int n = opt.msgs;
-	struct msgrun *r = msgrun_new(n, size);
-	cur = r;
+	struct msgrun **rs = calloc((size_t)np, sizeof *rs);
+	if (!rs)
+		die("out of memory");
+	for (int p = 0; p < np; p++) {
+		rs[p] = msgrun_new(n, size, 2 * p, 2 * p + 1);
+		peers[2 * p].arg = rs[p];
+		peers[2 * p + 1].arg = rs[p];
+	}
+	int pm = pg_postmaster();
+	int64_t pg0 = pm ? cpu_ns_children(pm, "postgres", 1) : 0, wk0 = cpu_ns_children(opt.acceptor_pid,
+												"meshbroker-work", 0);
 	int64_t t0 = now_ns(), deadline = t0 + (int64_t)opt.run_timeout_s * 1000000000;
-	while (r->pushed < n || r->acked < r->sent) {
-		if (!conn_active(&peers[0]) || !conn_active(&peers[1]))
-			break;
-		if (now_ns() >= deadline)
-			break;
-		if (r->refused || r->wrong)
-			break;
-		/* in flight = sent, not yet pushed at B (or not yet acked at A) */
-		while (r->sent < n && r->sent - r->pushed < window && r->sent - r->acked < window) {
-			int i = r->sent++;
-			r->t_send[i] = now_ns();
-			if (ws_queue_text(&peers[0], r->frames[i], r->frame_len[i]) != 0)
-				die("cannot queue a send");
-			conn_io(&peers[0], POLLOUT);
+	for (;;) {
+		int busy = 0, broken = 0;
+		for (int p = 0; p < np; p++) {
+			struct msgrun *r = rs[p];
+			if (!conn_active(&peers[2 * p]) || !conn_active(&peers[2 * p + 1]) || r->refused || r->wrong)
+				broken = 1;
+			if (r->pushed < n || r->acked < r->sent)
+				busy = 1;
 		}
-		pump(peers, 2, 100);
+		if (!busy || broken || now_ns() >= deadline)
+			break;
+		for (int p = 0; p < np; p++) {
+			struct msgrun *r = rs[p];
+			/* in flight = sent, not yet pushed at B (or not yet acked at A) */
+			while (r->sent < n && r->sent - r->pushed < window && r->sent - r->acked < window) {
+				int i = r->sent++;
+				r->t_send[i] = now_ns();
+				if (ws_queue_text(&peers[2 * p], r->frames[i], r->frame_len[i]) != 0)
+					die("cannot queue a send");
+				conn_io(&peers[2 * p], POLLOUT);
+			}
+		}
+		pump(peers, 2 * np, 100);
 	}
+	/* while every connection is still open: CPU of PostgreSQL (postmaster
+	 * and its children, the bench's own backend included) and of the
+	 * workers during the run, per message pushed */
+	int64_t pg1 = pm ? cpu_ns_children(pm, "postgres", 1) : 0, wk1 = cpu_ns_children(opt.acceptor_pid,
+												"meshbroker-work", 0);
 	int64_t t_last = 0;
-	double *e2e = calloc((size_t)n, sizeof *e2e), *ack = calloc((size_t)n, sizeof *ack);
+	double *e2e = calloc((size_t)n * (size_t)np, sizeof *e2e), *ack = calloc((size_t)n * (size_t)np, sizeof *ack);
 	int ne = 0, na = 0;
-	for (int i = 0; i < n; i++) {
-		if (r->t_push[i]) {
-			e2e[ne++] = (double)(r->t_push[i] - r->t_send[i]) / 1e6;
-			if (r->t_push[i] > t_last)
-				t_last = r->t_push[i];
+	for (int p = 0; p < np; p++)
+		for (int i = 0; i < n; i++) {
+			struct msgrun *r = rs[p];
+			if (r->t_push[i]) {
+				e2e[ne++] = (double)(r->t_push[i] - r->t_send[i]) / 1e6;
+				if (r->t_push[i] > t_last)
+					t_last = r->t_push[i];
+			}
+			if (r->t_ack[i])
+				ack[na++] = (double)(r->t_ack[i] - r->t_send[i]) / 1e6;
 		}
-		if (r->t_ack[i])
-			ack[na++] = (double)(r->t_ack[i] - r->t_send[i]) / 1e6;
-	}
 	double secs = t_last ? (double)(t_last - t0) / 1e9 : 0;
 	rec(name, "msgs/s (send -> last push)", 1, secs > 0 ? ne / secs : 0);
 	rec(name, "payload MiB/s", 2, secs > 0 ? ne * (double)size / secs / (1 << 20) : 0);
 	rec(name, "e2e p50 ms", 2, pct(e2e, ne, 50));
 	rec(name, "e2e p99 ms", 2, pct_sorted(e2e, ne, 99));
 	rec(name, "ack p50 ms", 2, pct(ack, na, 50));
-	if (r->pushed < n || r->dup || r->wrong || r->reorder || r->refused || r->acked < r->sent) {
-		failures++;
-		char why[1024];
-		snprintf(why, sizeof why,
-			 "**problem**: %d/%d pushed, %d/%d acked, %d refused, %d duplicate, %d wrong, %d out of order%s%s%s%s",
-			 r->pushed, n, r->acked, r->sent, r->refused, r->dup, r->wrong, r->reorder,
-			 r->first_err[0] ? "; " : "", r->first_err, !conn_active(&peers[0]) ? "; A: " : "",
-			 !conn_active(&peers[0]) ? peers[0].err : "");
-		if (!conn_active(&peers[1]))
-			snprintf(why + strlen(why), sizeof why - strlen(why), "; B: %s", peers[1].err);
-		if (now_ns() >= deadline)
-			snprintf(why + strlen(why), sizeof why - strlen(why), "; timed out after %d s",
-				 opt.run_timeout_s);
-		row_note(name, "msgs/s (send -> last push)", "%.150s", why);
-		note("%s: %s", name, why);
+	if (ne > 0) {
+		rec(name, "PostgreSQL CPU us/msg", 0, (double)(pg1 - pg0) / 1e3 / ne);
+		rec(name, "worker CPU us/msg", 0, (double)(wk1 - wk0) / 1e3 / ne);
+	}
+	for (int p = 0; p < np; p++) {
+		struct msgrun *r = rs[p];
+		struct conn *a = &peers[2 * p], *b = &peers[2 * p + 1];
+		if (r->pushed < n || r->dup || r->wrong || r->reorder || r->refused || r->acked < r->sent) {
+			failures++;
+			char why[1024];
+			snprintf(why, sizeof why,
+				 "**problem**%s: %d/%d pushed, %d/%d acked, %d refused, %d duplicate, %d wrong, %d out of "
+				 "order%s%s%s%s",
+				 np > 1 ? " (a pair)" : "", r->pushed, n, r->acked, r->sent, r->refused, r->dup, r->wrong,
+				 r->reorder, r->first_err[0] ? "; " : "", r->first_err, !conn_active(a) ? "; A: " : "",
+				 !conn_active(a) ? a->err : "");
+			if (!conn_active(b))
+				snprintf(why + strlen(why), sizeof why - strlen(why), "; B: %s", b->err);
+			if (now_ns() >= deadline)
+				snprintf(why + strlen(why), sizeof why - strlen(why), "; timed out after %d s",
+					 opt.run_timeout_s);
+			row_note(name, "msgs/s (send -> last push)", "%.150s", why);
+			note("%s: %s", name, why);
+			break;
+		}
 	}
 	free(e2e);
 	free(ack);
-	cur = NULL;
-	msgrun_free(r);
+	for (int p = 0; p < np; p++) {
+		peers[2 * p].arg = peers[2 * p + 1].arg = NULL;
+		msgrun_free(rs[p]);
+	}
+	free(rs);
 }
 
 /* connect one WebSocket peer and wait (bounded) for its hello_ack */
@@ -1215,37 +1328,47 @@ static int ws_connect_wait(struct conn *c, int member, text_cb cb)
 
 static void bench_messages(void)
 {
-	static const int sizes[] = {100, 16384};
-	for (int si = 0; si < 2; si++)
-		for (int mode = 0; mode < 2; mode++) {
-			char name[64];
-			int window = mode == 0 ? 1 : opt.window;
-			if (mode == 0)
-				snprintf(name, sizeof name, "direct %s x%d, one at a time",
-					 sizes[si] == 100 ? "100 B" : "16 KiB", opt.msgs);
+	int np = opt.pairs;
+	struct conn *peers = calloc((size_t)np * 2, sizeof *peers);
+	if (!peers)
+		die("out of memory");
+	for (int si = 0; si < opt.n_sizes; si++)
+		for (int wi = 0; wi < opt.n_windows; wi++) {
+			char name[64], size[16], who[24] = "";
+			int window = opt.windows[wi];
+			if (opt.sizes[si] % 1024 == 0)
+				snprintf(size, sizeof size, "%d KiB", opt.sizes[si] / 1024);
 			else
-				snprintf(name, sizeof name, "direct %s x%d, pipelined (window %d)",
-					 sizes[si] == 100 ? "100 B" : "16 KiB", opt.msgs, window);
+				snprintf(size, sizeof size, "%d B", opt.sizes[si]);
+			if (np > 1)
+				snprintf(who, sizeof who, ", %d pairs", np);
+			if (window == 1)
+				snprintf(name, sizeof name, "direct %s x%d%s, one at a time", size, opt.msgs, who);
+			else
+				snprintf(name, sizeof name, "direct %s x%d%s, pipelined (window %d)", size, opt.msgs, who,
+					 window);
 			for (int rep = 0; rep < opt.reps; rep++) {
-				struct conn peers[2];
-				if (ws_connect_wait(&peers[0], 0, on_sender_text) != 0 ||
-				    ws_connect_wait(&peers[1], 1, on_recipient_text) != 0) {
+				int ok = 1;
+				for (int i = 0; i < 2 * np; i++)
+					peers[i].fd = -1, peers[i].st = S_DONE;
+				for (int i = 0; i < 2 * np && ok; i++)
+					ok = ws_connect_wait(&peers[i], i, i % 2 ? on_recipient_text : on_sender_text) == 0;
+				if (!ok) {
 					failures++;
 					row_note(name, "msgs/s (send -> last push)", "**peers could not connect**");
-					conn_close(&peers[0]);
-					conn_close(&peers[1]);
-					continue;
+				} else {
+					/* let the recipients' first (empty) drains finish */
+					int64_t settle = now_ns() + 200000000;
+					while (now_ns() < settle)
+						pump(peers, 2 * np, 50);
+					msg_run(peers, np, opt.sizes[si], window, name);
 				}
-				/* let the recipient's first (empty) drain finish */
-				int64_t settle = now_ns() + 200000000;
-				while (now_ns() < settle)
-					pump(peers, 2, 50);
-				msg_run(peers, sizes[si], window, name);
-				conn_close(&peers[0]);
-				conn_close(&peers[1]);
+				for (int i = 0; i < 2 * np; i++)
+					conn_close(&peers[i]);
 				workers_wait_gone(10000);
 			}
 		}
+	free(peers);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1341,6 +1464,8 @@ static void usage(void)
 		"usage: meshbench --port P --db DATABASE_URL --acceptor PID [--reps N] [--quick]\n"
 		"                 [--db-idle S] [--msgs N] [--window W] [--idle N[,N...]] [--only LIST]\n"
 		"                 [--worker PATH (adds the spawn+exec baseline)] [--conc N (default 8)]\n"
+		"                 [--pairs N (default 1)] [--windows W[,W...] (default 1,--window)]\n"
+		"                 [--sizes B[,B...] (default 100,16384)]\n"
 		"  LIST: comma-separated of health,hello,msg,idle (default: all)\n");
 	exit(2);
 }
@@ -1352,6 +1477,7 @@ int main(int argc, char **argv)
 		{"port", 1, 0, 'p'},  {"db", 1, 0, 'd'},     {"acceptor", 1, 0, 'a'}, {"reps", 1, 0, 'r'},
 		{"quick", 0, 0, 'q'}, {"db-idle", 1, 0, 'i'}, {"msgs", 1, 0, 'm'},     {"window", 1, 0, 'w'},
 		{"idle", 1, 0, 'n'},  {"only", 1, 0, 'o'},    {"worker", 1, 0, 'W'},   {"conc", 1, 0, 'c'},
+		{"pairs", 1, 0, 'P'}, {"windows", 1, 0, 'L'}, {"sizes", 1, 0, 'S'},
 		{0, 0, 0, 0},
 	};
 	int c;
@@ -1377,12 +1503,33 @@ int main(int argc, char **argv)
 		case 'o': only = optarg; break;
 		case 'W': opt.worker = optarg; break;
 		case 'c': opt.conc = atoi(optarg); break;
+		case 'P': opt.pairs = atoi(optarg); break;
+		case 'L':
+			opt.n_windows = 0;
+			for (char *t = strtok(optarg, ","); t && opt.n_windows < 4; t = strtok(NULL, ","))
+				opt.windows[opt.n_windows++] = atoi(t);
+			break;
+		case 'S':
+			opt.n_sizes = 0;
+			for (char *t = strtok(optarg, ","); t && opt.n_sizes < 4; t = strtok(NULL, ","))
+				opt.sizes[opt.n_sizes++] = atoi(t);
+			break;
 		default: usage();
 		}
 	}
 	if (opt.port <= 0 || !opt.db_url || opt.acceptor_pid <= 0 || opt.reps < 1 || opt.reps > MAX_REPS ||
-	    opt.msgs < 1 || opt.window < 1 || opt.conc < 1 || opt.conc > 1000)
+	    opt.msgs < 1 || opt.window < 1 || opt.conc < 1 || opt.conc > 1000 || opt.pairs < 1 || opt.pairs > 32)
 		usage();
+	if (!opt.n_windows) {
+		opt.windows[0] = 1, opt.windows[1] = opt.window;
+		opt.n_windows = 2;
+	}
+	for (int i = 0; i < opt.n_windows; i++)
+		if (opt.windows[i] < 1)
+			usage();
+	for (int i = 0; i < opt.n_sizes; i++)
+		if (opt.sizes[i] < 1 || opt.sizes[i] > (1 << 20))
+			usage();
 	t_start = now_ns();
 	if (sodium_init() < 0)
 		die("libsodium failed to initialise");
@@ -1398,7 +1545,8 @@ int main(int argc, char **argv)
 			die("RLIMIT_NOFILE %lu is too low for %d peers", (unsigned long)rl.rlim_cur, max_idle);
 	}
 
-	/* members 0 and 1 talk, 2.. are the idle peers and the hello pool */
+	/* members 0 and 1 talk (0..2*pairs-1 with --pairs), 2.. are the idle
+	 * peers and the hello pool */
 	int need = 2 + (max_idle > 64 ? max_idle : 64);
 	setup_members(need);
 	note("mesh %s with %d members", mesh_id, need);
