@@ -1,6 +1,7 @@
 """PgBouncer in transaction-pooling mode between the workers and PostgreSQL
-(docs/design.md): unnamed statements only, no session state, no LISTEN — so hello,
-send, push, status and the audit chain all work through it."""
+(docs/design.md): unnamed statements only through it (db.c's probe sees the
+pooler), no session state, no LISTEN — so hello, send, push, status and the
+audit chain all work through it."""
 
 import os
 import shutil
@@ -90,3 +91,24 @@ def _count_left(db, mesh_id):
         c.execute("SELECT count(*) FROM mesh.audit_log WHERE mesh_id = %s AND event_type = 'peer_left'",
                   (mesh_id,))
         return c.fetchone()[0]
+
+
+def test_pgbouncer_hands_out_a_backend_key_of_its_own(pg, bouncer):
+    """what db/db.c's probe relies on to keep prepared statements off pooled
+    connections: through PgBouncer the pid of the startup's BackendKeyData
+    (PQbackendPID) is not the server backend's; directly it is"""
+    import psycopg2
+
+    def pids(url):
+        conn = psycopg2.connect(url)
+        try:
+            with conn.cursor() as c:
+                c.execute("SELECT pg_backend_pid()")
+                return conn.info.backend_pid, c.fetchone()[0]
+        finally:
+            conn.close()
+
+    told, server = pids(pg.url)
+    assert told == server, "a direct connection's BackendKeyData names its backend"
+    told, server = pids(bouncer)
+    assert told != server, "PgBouncer's BackendKeyData is its own"
