@@ -99,6 +99,7 @@ static int skel_timeout(const struct worker *w, int64_t now)
 	if (w->joined) {
 		deadline = min_deadline(deadline, w->next_ttl_check);
 		deadline = min_deadline(deadline, w->pe_next);
+		deadline = min_deadline(deadline, w->chain_due);
 	}
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)
