@@ -72,7 +72,8 @@ struct db {
 	 * the probe proved it direct (PgBouncer's transaction pooling keeps no
 	 * prepared statement from one transaction to the next) */
 	int direct;            /* -1 unknown (probe pending), 0 through a pooler, 1 direct */
-	struct query *probe;   /* the probe in flight, or NULL */
+	int want_probe;        /* db_query_prepared was used: every connection gets its probe */
+	struct query *probe;   /* the probe queued or in flight, or NULL */
 	const void *prepared[DB_PREPARED_MAX]; /* statement "mb<i>" is the caller's sql pointer [i] */
 	int nprepared;
 };
@@ -295,7 +296,8 @@ static void conn_lost(struct db *d, int64_t now)
 /* Is this connection direct?  A pooler answers the startup with a backend
  * key of its own, so the server's pg_backend_pid() differs from the pid that
  * libpq was given (PgBouncer's is random); only a direct connection may keep
- * prepared statements across transactions. */
+ * prepared statements across transactions.  Asked only by a db that uses
+ * db_query_prepared (a worker's HTTP routes never do). */
 static void probe_cb(void *arg, const PGresult *res, const char *err)
 {
 	struct db *d = arg;
@@ -327,7 +329,8 @@ static void conn_ready(struct db *d, int64_t now)
 		conn_fail(d, PQerrorMessage(d->conn));
 		return;
 	}
-	probe_queue(d);
+	if (d->want_probe)
+		probe_queue(d);
 	d->state = DB_READY;
 	d->last_used = now;
 	d->busy_since = 0;
@@ -626,6 +629,13 @@ static int query_queue(struct db *d, const char *sql, int nparams, const char *c
 		return -1;
 	q->key = key;
 	qlist_push(&d->wait, q);
+	if (key && !d->want_probe) {
+		/* the first hot statement: from now on every connection is probed
+		 * (the one open now at once, ahead of this statement) */
+		d->want_probe = 1;
+		if (d->state == DB_READY && d->direct == -1 && !d->probe)
+			probe_queue(d);
+	}
 	/* Sending happens in db_service (db_pollfd asks for POLLOUT), so no
 	 * callback ever runs inside db_query. */
 	int64_t now = mono_ms();
