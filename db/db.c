@@ -16,6 +16,7 @@
 #define DB_CONNECT_MS 5000
 #define DB_PARAMS_MAX 65535 /* the protocol's limit (a 16-bit count) */
 #define DB_ERR_MAX 256
+#define DB_PREPARED_MAX 16 /* named statements prepared per connection */
 
 enum db_state { DB_IDLE, DB_CONNECTING, DB_READY, DB_BACKOFF };
 
@@ -36,6 +37,8 @@ struct query {
 	void *arg;
 	int done; /* the callback has run (it runs exactly once) */
 	enum query_phase phase;
+	int cmds;        /* commands in its segment still to answer: 2 when a Parse went first */
+	const void *key; /* db_query_prepared: the caller's sql pointer names the statement */
 	int nparams;
 	const char *sql;
 	const char **params;
@@ -65,6 +68,14 @@ struct db {
 	int busy_tries;
 	int closing;
 	int flight_max;        /* queries sent and not yet answered, at most */
+	/* prepared statements (db_query_prepared) on this connection: only once
+	 * the probe proved it direct (PgBouncer's transaction pooling keeps no
+	 * prepared statement from one transaction to the next) */
+	int direct;            /* -1 unknown (probe pending), 0 through a pooler, 1 direct */
+	int want_probe;        /* db_query_prepared was used: every connection gets its probe */
+	struct query *probe;   /* the probe queued or in flight, or NULL */
+	const void *prepared[DB_PREPARED_MAX]; /* statement "mb<i>" is the caller's sql pointer [i] */
+	int nprepared;
 };
 
 /* libpq prints server notices on stderr, which would break the JSON log */
@@ -200,6 +211,8 @@ static void conn_drop(struct db *d)
 	d->state = DB_IDLE;
 	d->flush_pending = 0;
 	d->conn_used = 0;
+	d->direct = -1;
+	d->nprepared = 0;
 }
 
 static void conn_start(struct db *d, int64_t now)
@@ -287,12 +300,44 @@ static void conn_lost(struct db *d, int64_t now)
 		conn_start(d, now);
 }
 
+/* Is this connection direct?  A pooler answers the startup with a backend
+ * key of its own, so the server's pg_backend_pid() differs from the pid that
+ * libpq was given (PgBouncer's is random); only a direct connection may keep
+ * prepared statements across transactions.  Asked only by a db that uses
+ * db_query_prepared (a worker's HTTP routes never do). */
+static void probe_cb(void *arg, const PGresult *res, const char *err)
+{
+	struct db *d = arg;
+	d->probe = NULL;
+	if (!d->conn || err || !res || PQntuples(res) != 1)
+		return; /* unknown: no prepared statements on this connection */
+	d->direct = atoi(PQgetvalue(res, 0, 0)) == PQbackendPID(d->conn);
+	log_debug(d->direct ? "database connection is direct: prepared statements"
+			    : "database connection is pooled: unnamed statements only");
+}
+
+static void probe_queue(struct db *d)
+{
+	struct query *q = query_new("SELECT pg_backend_pid()", 0, NULL, probe_cb, d);
+	if (!q)
+		return;
+	/* first in line: the hot statements after it can use what it finds */
+	q->next = d->wait.head;
+	d->wait.head = q;
+	if (!d->wait.tail)
+		d->wait.tail = q;
+	d->wait.n++;
+	d->probe = q;
+}
+
 static void conn_ready(struct db *d, int64_t now)
 {
 	if (PQsetnonblocking(d->conn, 1) != 0 || PQenterPipelineMode(d->conn) != 1) {
 		conn_fail(d, PQerrorMessage(d->conn));
 		return;
 	}
+	if (d->want_probe)
+		probe_queue(d);
 	d->state = DB_READY;
 	d->last_used = now;
 	d->busy_since = 0;
@@ -376,6 +421,16 @@ static void result_take(struct db *d, struct query *q, PGresult *r)
 	}
 }
 
+/* a Parse that failed: the statement is not prepared, and this connection
+ * prepares nothing more */
+static void prepared_forget(struct db *d, const void *key)
+{
+	for (int i = 0; i < d->nprepared; i++)
+		if (d->prepared[i] == key)
+			d->prepared[i] = NULL;
+	d->direct = 0;
+}
+
 /* Read every result libpq has buffered, in order; never blocks (PQgetResult
  * only after PQisBusy says it will not). */
 static void results_read(struct db *d, int64_t now)
@@ -388,6 +443,12 @@ static void results_read(struct db *d, int64_t now)
 		if (!r) {
 			if (PQstatus(d->conn) == CONNECTION_BAD)
 				break;
+			if (q->cmds > 1) {
+				/* the end of the Parse's results: the statement's own next */
+				q->cmds--;
+				q->phase = PHASE_RESULT;
+				continue;
+			}
 			if (q->phase == PHASE_SYNC) {
 				/* a second NULL: libpq and we disagree about the
 				 * pipeline; only a new connection is safe */
@@ -410,6 +471,16 @@ static void results_read(struct db *d, int64_t now)
 			PQclear(r); /* a second result for one statement: not ours to keep */
 			continue;
 		}
+		if (q->cmds > 1) {
+			/* the Parse of a statement prepared in this segment */
+			if (st != PGRES_COMMAND_OK) {
+				prepared_forget(d, q->key);
+				result_take(d, q, r); /* its error is the query's; the rest of the segment is skipped */
+			}
+			q->phase = PHASE_END;
+			PQclear(r);
+			continue;
+		}
 		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
 			/* libpq now expects COPY data: the connection is unusable */
 			PQclear(r);
@@ -424,18 +495,45 @@ static void results_read(struct db *d, int64_t now)
 		conn_lost(d, now);
 }
 
+/* Send q: by its prepared name when it has one (preparing it first, in the
+ * same segment, on its first use on this connection), else unnamed. */
+static int query_send(struct db *d, struct query *q)
+{
+	char name[16];
+	int k = -1;
+	q->cmds = 1;
+	if (q->key && d->direct == 1) {
+		for (int i = 0; i < d->nprepared && k < 0; i++)
+			if (d->prepared[i] == q->key)
+				k = i;
+		if (k < 0 && d->nprepared < DB_PREPARED_MAX) {
+			k = d->nprepared;
+			snprintf(name, sizeof name, "mb%d", k);
+			if (!PQsendPrepare(d->conn, name, q->sql, q->nparams, NULL))
+				return -1;
+			d->prepared[d->nprepared++] = q->key;
+			q->cmds = 2;
+		}
+	}
+	if (k < 0)
+		return PQsendQueryParams(d->conn, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0) ? 0 : -1;
+	snprintf(name, sizeof name, "mb%d", k);
+	return PQsendQueryPrepared(d->conn, name, q->nparams, q->params, NULL, NULL, 0) ? 0 : -1;
+}
+
 /* Send waiting queries (each followed by its own sync) up to the in-flight
  * cap, then flush what libpq buffered. */
 static void queries_send(struct db *d, int64_t now)
 {
 	while (d->wait.head && d->flight.n < d->flight_max) {
 		struct query *q = d->wait.head;
-		if (!PQsendQueryParams(d->conn, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+		if (query_send(d, q) != 0) {
 			conn_lost(d, now);
 			return;
 		}
 		qlist_push(&d->flight, qlist_pop(&d->wait));
-		d->conn_used = 1;
+		if (q != d->probe)
+			d->conn_used = 1;
 		if (!PQpipelineSync(d->conn)) {
 			conn_lost(d, now);
 			return;
@@ -502,6 +600,7 @@ struct db *db_new(const char *database_url, int idle_seconds)
 	d->idle_ms = idle_seconds > 0 ? (int64_t)idle_seconds * 1000 : 0;
 	d->state = DB_IDLE;
 	d->flight_max = DB_PIPELINE_MAX;
+	d->direct = -1;
 	return d;
 }
 
@@ -531,8 +630,8 @@ void db_free(struct db *d)
 	free(d);
 }
 
-int db_query(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
-	     void *arg)
+static int query_queue(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg,
+		       const void *key)
 {
 	if (!d || d->closing || !sql || nparams < 0 || nparams > DB_PARAMS_MAX ||
 	    (nparams > 0 && !params))
@@ -542,7 +641,15 @@ int db_query(struct db *d, const char *sql, int nparams, const char *const *para
 	struct query *q = query_new(sql, nparams, params, cb, arg);
 	if (!q)
 		return -1;
+	q->key = key;
 	qlist_push(&d->wait, q);
+	if (key && !d->want_probe) {
+		/* the first hot statement: from now on every connection is probed
+		 * (the one open now at once, ahead of this statement) */
+		d->want_probe = 1;
+		if (d->state == DB_READY && d->direct == -1 && !d->probe)
+			probe_queue(d);
+	}
 	/* Sending happens in db_service (db_pollfd asks for POLLOUT), so no
 	 * callback ever runs inside db_query. */
 	int64_t now = mono_ms();
@@ -550,6 +657,16 @@ int db_query(struct db *d, const char *sql, int nparams, const char *const *para
 	if (d->state == DB_IDLE)
 		conn_start(d, now);
 	return 0;
+}
+
+int db_query(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg)
+{
+	return query_queue(d, sql, nparams, params, cb, arg, NULL);
+}
+
+int db_query_prepared(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb, void *arg)
+{
+	return query_queue(d, sql, nparams, params, cb, arg, sql);
 }
 
 int db_pollfd(const struct db *d, short *events)

@@ -1,9 +1,11 @@
 /* db — the worker's PostgreSQL connection: opened lazily and non-blocking
  * (PQconnectStartParams/PQconnectPoll), driven from the worker's one poll()
- * loop, queries sent with PQsendQueryParams (unnamed statements only, no
- * session state: PgBouncer transaction pooling works) in pipeline mode with a
- * sync after each query, so one failing query never poisons the next; closed
- * after DB_IDLE_SECONDS without use.  Callbacks run in FIFO order. */
+ * loop, queries sent with PQsendQueryParams (unnamed statements, no session
+ * state: PgBouncer transaction pooling works) in pipeline mode with a sync
+ * after each query, so one failing query never poisons the next; closed
+ * after DB_IDLE_SECONDS without use.  Callbacks run in FIFO order.  The hot
+ * statements (db_query_prepared) are prepared by name, only on a connection
+ * that a probe proved direct. */
 #ifndef DB_DB_H
 #define DB_DB_H
 
@@ -34,6 +36,14 @@ void db_free(struct db *d);
 #define DB_QUEUE_MAX 1024
 int db_query(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
 	     void *arg);
+
+/* The same for a hot statement: sql must be a string constant (its address
+ * names the statement).  On a connection proven direct (not through a
+ * pooler: see db.c's probe) it is prepared once, on first use, and executed
+ * by name after that, so PostgreSQL neither parses nor plans it again; else
+ * it goes as db_query's. */
+int db_query_prepared(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
+		      void *arg);
 
 /* poll() integration: fd to watch (or -1 when there is no socket) and events. */
 int db_pollfd(const struct db *d, short *events);

@@ -27,7 +27,8 @@
 	X(PQerrorMessage) X(PQexec) X(PQexecParams) X(PQfinish) X(PQflush) X(PQfreemem)                 \
 	X(PQgetResult) X(PQgetisnull) X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQntuples)               \
 	X(PQpipelineSync) X(PQresultErrorField) X(PQresultErrorMessage) X(PQresultStatus)               \
-	X(PQsendQueryParams) X(PQsetNoticeProcessor) X(PQsetnonblocking) X(PQsocket) X(PQstatus)        \
+	X(PQsendQueryParams) X(PQsendPrepare) X(PQsendQueryPrepared) X(PQbackendPID)                    \
+	X(PQsetNoticeProcessor) X(PQsetnonblocking) X(PQsocket) X(PQstatus)                             \
 	X(PQtransactionStatus)
 
 struct pq_api {
@@ -80,6 +81,9 @@ const struct pq_api *pq_api(void);
 #define PQresultErrorMessage (pq_api()->PQresultErrorMessage)
 #define PQresultStatus (pq_api()->PQresultStatus)
 #define PQsendQueryParams (pq_api()->PQsendQueryParams)
+#define PQsendPrepare (pq_api()->PQsendPrepare)
+#define PQsendQueryPrepared (pq_api()->PQsendQueryPrepared)
+#define PQbackendPID (pq_api()->PQbackendPID)
 #define PQsetNoticeProcessor (pq_api()->PQsetNoticeProcessor)
 #define PQsetnonblocking (pq_api()->PQsetnonblocking)
 #define PQsocket (pq_api()->PQsocket)

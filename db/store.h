@@ -48,17 +48,44 @@ typedef void (*store_done_cb)(void *arg, const char *err);
 int store_pending_status_put(struct db *d, int64_t pid, const char *cwd, const char *status, int secs,
 			     const char *mesh_id, const char *member_id, store_done_cb cb, void *arg);
 
+typedef void (*store_count_cb)(void *arg, int64_t value, const char *err);
+
 /* ---- audit (metadata only) ---- */
+/* append the event (mesh.audit_record: chained, or left pending when the
+ * mesh's chain lock is taken) and run the mesh's chain step
+ * (mesh.audit_flush, waiting for the lock): two statements, queued together
+ * (migration 0004) */
 int store_audit_append(struct db *d, const char *mesh_id, const char *event, const char *actor,
 		       const char *actor_name, const char *canonical_payload);
+/* the chain step alone: the mesh's recorded events into mesh.audit_log; the
+ * value is the number of rows chained, or -1 when !wait and another chain
+ * step of the mesh held the lock (nothing done).  cb may be NULL. */
+int store_audit_flush(struct db *d, const char *mesh_id, int wait, store_count_cb cb, void *arg);
 
-/* ---- send: the message and one delivery row per recipient, atomically ---- */
+/* ---- send: messages, their delivery rows and audit rows, atomically ---- */
 struct message_row {
 	const char *id, *mesh_id, *sender_member_id, *target_spec, *priority, *nonce, *ciphertext;
+	const char *audit; /* canonical payload of its message_sent audit row, NULL for none */
 };
-/* recipient member ids (n of them) of the committed message */
-typedef void (*store_recipients_cb)(void *arg, const char *const *member_ids, int n, const char *err);
-int store_message_insert(struct db *d, const struct message_row *m, store_recipients_cb cb, void *arg);
+/* one per send, in the order given: stored = 0 when a direct target named no
+ * live member (nothing was stored); the recipient member ids otherwise */
+struct sent_row {
+	int stored;
+	const char *const *recipients;
+	int n;
+};
+/* audit_pending: the batch's audit rows could not be chained in its
+ * transaction (another held the mesh's chain lock) and wait in
+ * mesh.audit_pending for a chain step (store_audit_flush) */
+typedef void (*store_sent_cb)(void *arg, const struct sent_row *rows, int n, int audit_pending, const char *err);
+/* n sends of one sender in one mesh (m[0]'s), in one statement and one
+ * transaction (mesh.send_messages, migration 0004): messages, delivery rows
+ * and message_sent audit rows (actor the sender, actor_name its display
+ * name) all commit, or none does.  rows has n entries when err is NULL.
+ * -1 (nothing queued) also when an id, target, priority, nonce or ciphertext
+ * holds a comma: none does once checked (base64, hex, broker ids). */
+int store_messages_send(struct db *d, const struct message_row *m, int n, const char *actor_name, store_sent_cb cb,
+			void *arg);
 
 /* ---- delivery (§3.4) ---- */
 struct delivery_row {
@@ -119,7 +146,6 @@ int store_invite_join(struct db *d, const char *token, const char *mesh_id, cons
 		      const char *new_member_id, store_join_cb cb, void *arg);
 
 /* ---- HTTP probes ---- */
-typedef void (*store_count_cb)(void *arg, int64_t value, const char *err);
 int store_ping(struct db *d, store_count_cb cb, void *arg);        /* value 1 */
 int store_schema_table(struct db *d, store_count_cb cb, void *arg); /* 1: mesh.schema_migrations exists */
 /* the newest migration recorded ("" when none); names sort by their number */

@@ -413,37 +413,12 @@ static void post_adapter(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
-/* "{a,b}" text[] literal; every element quoted, quotes and backslashes escaped */
-static char *text_array(const char *const *v, int n)
-{
-	size_t cap = 3;
-	for (int i = 0; i < n; i++)
-		cap += 2 * strlen(v[i]) + 3;
-	char *out = malloc(cap), *o = out;
-	if (!out)
-		log_fatal("out of memory");
-	*o++ = '{';
-	for (int i = 0; i < n; i++) {
-		if (i)
-			*o++ = ',';
-		*o++ = '"';
-		for (const char *s = v[i]; *s; s++) {
-			if (*s == '"' || *s == '\\')
-				*o++ = '\\';
-			*o++ = *s;
-		}
-		*o++ = '"';
-	}
-	*o++ = '}';
-	*o = 0;
-	return out;
-}
-
 int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg)
 {
 	char ver[8];
 	snprintf(ver, sizeof ver, "%d", p->body_version);
-	char *names = text_array(p->mentions, p->n_mentions), *nids = text_array(p->notification_ids, p->n_mentions);
+	char *names = store_text_array(p->mentions, p->n_mentions),
+	     *nids = store_text_array(p->notification_ids, p->n_mentions);
 	const char *prm[] = {p->id, p->mesh_id, p->sender_id, p->topic, p->priority, p->nonce, p->ciphertext, ver,
 			     names, nids};
 	int r = tsend(d, topic_post_sql, 10, prm, post_adapter, (struct tcall){.cb.post = cb, .arg = arg});

@@ -21,3 +21,14 @@ void audit_event(struct worker *w, const char *mesh_id, const char *event, const
 	free(canon);
 	cJSON_Delete(payload);
 }
+
+char *audit_message_sent(const char *message_id, const char *priority, const char *target_spec)
+{
+	cJSON *pl = cJSON_CreateObject();
+	cJSON_AddStringToObject(pl, "messageId", message_id);
+	cJSON_AddStringToObject(pl, "priority", priority);
+	cJSON_AddStringToObject(pl, "targetSpec", target_spec);
+	char *canon = canon_json(pl);
+	cJSON_Delete(pl);
+	return canon;
+}

@@ -1,6 +1,22 @@
 /* send — refusals are acks with queued:false, an error line from
  * proto/reasons.h and a count in broker_messages_rejected_total; an accepted
- * send is acked only after its transaction committed. */
+ * send is acked only after its transaction committed.
+ *
+ * Group commit: accepted direct and `*` sends wait in w->sends while a send
+ * statement of this connection is running, and go out together in the next
+ * one (one statement, one transaction, one WAL flush for all of them, with
+ * their audit rows); with none running they go out at once, at the loop's
+ * next pump.  So a client that pipelines sends pays one commit per batch,
+ * and one that sends one at a time waits for nothing more than before.
+ *
+ * Audit: a batch writes its message_sent rows in its own transaction,
+ * chained there when the mesh's chain lock is free; when another worker's
+ * transaction holds it they are left pending (mesh.audit_pending) and we owe
+ * a chain step: our next batch tries again, and while we send nothing a
+ * chain step of its own (store_audit_flush) is tried every CHAIN_RETRY_MS
+ * until the lock was free or nothing of the mesh is pending.  No send ever
+ * waits for the lock.  (A leaving worker's peer_left row chains everything
+ * pending, waiting for the lock.) */
 #include "worker/send.h"
 
 #include <stdio.h>
@@ -19,6 +35,11 @@
 #include "worker/wake.h"
 #include "worker/ws.h"
 
+#define SEND_BATCH_MAX 64             /* sends in one statement */
+#define SEND_BATCH_BYTES (1L << 20)   /* nonce + ciphertext bytes in one statement (at least one send) */
+#define SEND_WAIT_MAX 1024            /* sends waiting for a batch (as many as the database queue holds) */
+#define CHAIN_RETRY_MS 20             /* an owed audit chain step, tried again this long after */
+
 static const struct {
 	const char *message;
 	enum shm_counter counter;
@@ -34,7 +55,25 @@ struct send_ctx {
 	char message_id[ID_LEN + 1];
 	char target[SEND_TARGET_MAX + 1];
 	int prio;
+	/* a direct or * send waiting for its batch: copies, freed with it */
+	char *nonce, *ct;
+	char *audit; /* canonical message_sent payload, NULL when it could not be built */
 };
+
+/* the sends of one statement, in the order they were accepted */
+struct send_batch {
+	struct worker *w;
+	int n;
+	struct send_ctx *s[];
+};
+
+static void send_ctx_free(struct send_ctx *sc)
+{
+	free(sc->nonce);
+	free(sc->ct);
+	free(sc->audit);
+	free(sc);
+}
 
 static void send_ack(struct worker *w, const char *id, const char *message_id, const char *error)
 {
@@ -56,25 +95,129 @@ static void send_refuse(struct worker *w, const char *id, enum send_rejection r,
 	send_ack(w, id, "", detail ? detail : rejections[r].message);
 }
 
-static void send_cb(void *arg, const char *const *recipients, int n, const char *err)
+/* our audit rows wait in mesh.audit_pending: a chain step is owed */
+static void chain_owe(struct worker *w)
 {
-	struct send_ctx *sc = arg;
-	struct worker *w = sc->w;
-	if (err) {
-		log_warn("send: not stored", "error", err);
-		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
-	} else if (n == 0 && strcmp(sc->target, "*") != 0) {
-		send_refuse(w, sc->id, SEND_REJ_NO_RECIPIENT, NULL);
-	} else {
-		send_ack(w, sc->id, sc->message_id, NULL);
-		cJSON *pl = cJSON_CreateObject();
-		cJSON_AddStringToObject(pl, "messageId", sc->message_id);
-		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
-		cJSON_AddStringToObject(pl, "targetSpec", sc->target);
-		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
-		wake_members(w, w->me.mesh_id, recipients, n);
+	w->chain_owed = 1;
+	if (!w->chain_due)
+		w->chain_due = mono_ms() + CHAIN_RETRY_MS;
+}
+
+static void chain_cb(void *arg, int64_t chained, const char *err)
+{
+	struct worker *w = arg;
+	w->chain_inflight--;
+	if (!err && chained < 0)
+		chain_owe(w); /* the lock was taken: again later */
+}
+
+void send_tick(struct worker *w, int64_t now)
+{
+	if (!w->chain_owed || !w->chain_due || now < w->chain_due)
+		return;
+	w->chain_due = 0;
+	/* a batch or chain step of ours is queued: it runs after our pending
+	 * rows committed, and its callback arms the timer again if they may
+	 * still be pending */
+	if (w->send_inflight || w->nsends || w->chain_inflight)
+		return;
+	w->chain_owed = 0;
+	if (store_audit_flush(w->db, w->me.mesh_id, 0, chain_cb, w) == 0)
+		w->chain_inflight++;
+}
+
+static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pending, const char *err)
+{
+	struct send_batch *b = arg;
+	struct worker *w = b->w;
+	w->send_inflight--;
+	if (!err && audit_pending) {
+		chain_owe(w);
+	} else if (!err) {
+		/* chained in the batch's transaction, and with them whatever of
+		 * ours was pending before it */
+		w->chain_owed = 0;
+		w->chain_due = 0;
 	}
-	free(sc);
+	if (!err && n != b->n)
+		err = "wrong number of results";
+	int nwake = 0;
+	for (int i = 0; !err && i < n; i++)
+		nwake += rows[i].n;
+	const char **wake = nwake ? malloc((size_t)nwake * sizeof *wake) : NULL;
+	if (nwake && !wake)
+		log_fatal("out of memory");
+	nwake = 0;
+	for (int i = 0; i < b->n; i++) {
+		struct send_ctx *sc = b->s[i];
+		if (err) {
+			send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
+		} else if (!rows[i].stored || (rows[i].n == 0 && strcmp(sc->target, "*") != 0)) {
+			send_refuse(w, sc->id, SEND_REJ_NO_RECIPIENT, NULL);
+		} else {
+			send_ack(w, sc->id, sc->message_id, NULL);
+			for (int k = 0; k < rows[i].n; k++)
+				wake[nwake++] = rows[i].recipients[k];
+		}
+		send_ctx_free(sc);
+	}
+	if (err)
+		log_warn("send: not stored", "error", err);
+	wake_members(w, w->me.mesh_id, wake, nwake);
+	free(wake);
+	free(b);
+	send_flush(w, 0); /* what came in meanwhile: the next batch */
+}
+
+/* Queue the next batch (when no send statement is running, or always when
+ * force), or everything waiting (force). */
+void send_flush(struct worker *w, int force)
+{
+	while (w->nsends > 0 && (force || w->send_inflight == 0)) {
+		size_t k = 0;
+		long bytes = 0;
+		while (k < w->nsends && k < SEND_BATCH_MAX) {
+			long sz = (long)(strlen(w->sends[k]->ct) + strlen(w->sends[k]->nonce));
+			if (k > 0 && bytes + sz > SEND_BATCH_BYTES)
+				break;
+			bytes += sz;
+			k++;
+		}
+		struct send_batch *b = malloc(sizeof *b + k * sizeof b->s[0]);
+		struct message_row *m = calloc(k, sizeof *m);
+		if (!b || !m)
+			log_fatal("out of memory");
+		b->w = w;
+		b->n = (int)k;
+		for (size_t i = 0; i < k; i++) {
+			struct send_ctx *sc = b->s[i] = w->sends[i];
+			m[i] = (struct message_row){sc->message_id, w->me.mesh_id, w->me.member_id, sc->target,
+						    msg_priority_names[sc->prio], sc->nonce, sc->ct, sc->audit};
+		}
+		w->nsends -= k;
+		memmove(w->sends, w->sends + k, w->nsends * sizeof *w->sends);
+		int r = store_messages_send(w->db, m, (int)k, w->me.display_name, batch_cb, b);
+		free(m);
+		if (r != 0) {
+			for (size_t i = 0; i < k; i++) {
+				send_refuse(w, b->s[i]->id, SEND_REJ_DB_UNAVAILABLE,
+					    "broker busy: message not queued, try again");
+				send_ctx_free(b->s[i]);
+			}
+			free(b);
+			continue;
+		}
+		w->send_inflight++;
+	}
+}
+
+void send_free(struct worker *w)
+{
+	for (size_t i = 0; i < w->nsends; i++)
+		send_ctx_free(w->sends[i]);
+	free(w->sends);
+	w->sends = NULL;
+	w->nsends = w->sends_cap = 0;
 }
 
 /* ---- topic posts (docs/protocol.md §5.2) ---- */
@@ -124,6 +267,9 @@ static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, 
 		idp[i] = ids[i];
 	}
 	snprintf(sc->target, sizeof sc->target, "#%s", topic);
+	/* per (sender, recipient) the order of acceptance: sends waiting for
+	 * their batch go first */
+	send_flush(w, 1);
 	struct topic_post p = {sc->message_id, w->me.mesh_id, w->me.member_id, topic,   msg_priority_names[sc->prio],
 			       nonce,          ct,            version,          (const char *const *)names, n,
 			       idp};
@@ -179,10 +325,23 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 		target = lower;
 	}
 	snprintf(sc->target, sizeof sc->target, "%s", target);
-	struct message_row m = {sc->message_id, w->me.mesh_id, w->me.member_id, sc->target,
-				msg_priority_names[prio], nonce, ct};
-	if (store_message_insert(w->db, &m, send_cb, sc) != 0) {
+	if (w->nsends >= SEND_WAIT_MAX) {
 		send_refuse(w, id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
 		free(sc);
+		return;
 	}
+	sc->nonce = strdup(nonce);
+	sc->ct = strdup(ct);
+	sc->audit = audit_message_sent(sc->message_id, msg_priority_names[prio], sc->target);
+	if (!sc->nonce || !sc->ct)
+		log_fatal("out of memory");
+	if (w->nsends == w->sends_cap) {
+		size_t cap = w->sends_cap ? w->sends_cap * 2 : 16;
+		struct send_ctx **ns = realloc(w->sends, cap * sizeof *ns);
+		if (!ns)
+			log_fatal("out of memory");
+		w->sends = ns;
+		w->sends_cap = cap;
+	}
+	w->sends[w->nsends++] = sc; /* stored by send_flush: at the next pump, or with the running batch's successor */
 }

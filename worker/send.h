@@ -5,9 +5,18 @@
 #define WORKER_SEND_H
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 
 #include "worker/worker.h"
 
 void send_on_msg(struct worker *w, const cJSON *msg);
+/* store the sends waiting for a batch: the next batch when no send statement
+ * of ours is running (the loop's pump), everything when force (before a
+ * topic post, at the leave) */
+void send_flush(struct worker *w, int force);
+/* an owed audit chain step, when it is due and no batch of ours runs */
+void send_tick(struct worker *w, int64_t now);
+/* drop what still waits (after the leave's flush nothing does) */
+void send_free(struct worker *w);
 
 #endif

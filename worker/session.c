@@ -13,6 +13,7 @@
 #include "worker/peerevents.h"
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
+#include "worker/send.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 
@@ -31,6 +32,9 @@ static int wake_others_cb(const struct presence_view *v, void *arg)
 static void session_leave(struct worker *w)
 {
 	if (w->joined) {
+		/* sends still waiting for a batch are stored (as they would
+		 * have been without the batching), acked if the socket allows */
+		send_flush(w, 1);
 		/* what the peer acknowledged is delivered; mark it while our slot
 		 * still says these rows are ours (the rest is given back below) */
 		delivery_pump(w);
@@ -44,6 +48,7 @@ static void session_leave(struct worker *w)
 		w->have_slot = 0;
 	}
 	delivery_free(w);
+	send_free(w);
 	if (w->joined) {
 		delivery_give_back(w);
 		if (w->presence_row)
@@ -72,10 +77,19 @@ static void session_on_replaced(struct worker *w)
 	ws_close(w, WS_CLOSE_NORMAL, "session_replaced");
 }
 
+/* room to write, once per turn of the loop: the sends that came in go out
+ * as one batch (send.c), then the pushes */
+static void session_pump(struct worker *w)
+{
+	send_flush(w, 0);
+	delivery_pump(w);
+}
+
 static void session_tick(struct worker *w, int64_t now)
 {
 	peerstatus_tick(w, now);
 	peerevents_tick(w, now);
+	send_tick(w, now);
 }
 
 const struct worker_hooks session_hooks = {
@@ -84,6 +98,6 @@ const struct worker_hooks session_hooks = {
 	.on_status = peerstatus_request,
 	.on_replaced = session_on_replaced,
 	.tick = session_tick,
-	.pump = delivery_pump,
+	.pump = session_pump,
 	.leave = session_leave,
 };

@@ -163,6 +163,7 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		/* pushes written but not yet acknowledged by the peer: the pump
 		 * looks again (delivery.c), armed only while there are some */
 		deadline = min_deadline(deadline, w->ack_check_at);
+		deadline = min_deadline(deadline, w->chain_due);
 	}
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)

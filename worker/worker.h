@@ -17,6 +17,7 @@ struct childtab;
 struct negcache;
 struct worker;
 struct pe_peer;
+struct send_ctx;
 
 #define PUSH_BATCH 100 /* deliveries claimed per drain query */
 #define UDS_OUT_MAX 16 /* cached connections to other workers */
@@ -133,6 +134,14 @@ struct worker {
 	size_t pe_n;
 	uint64_t pe_seen; /* presence_changes() at the last scan */
 	int64_t pe_next;  /* mono ms of the next look, 0 = none */
+
+	/* sends accepted and waiting for their batch's statement (send.c) */
+	struct send_ctx **sends;
+	size_t nsends, sends_cap;
+	int send_inflight; /* send statements queued or running */
+	int chain_inflight; /* audit chain steps queued or running */
+	int chain_owed;     /* our audit rows may still be pending (send.c) */
+	int64_t chain_due;  /* mono ms of the next chain step try, 0 = none */
 
 	/* delivery */
 	int drain_inflight, drain_again;

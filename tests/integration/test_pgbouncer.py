@@ -1,7 +1,8 @@
 """PgBouncer in transaction-pooling mode between the workers and PostgreSQL
-(docs/design.md): unnamed statements only, no session state, no LISTEN — so hello,
-send, push, status and the audit chain all work through it.  The `bouncer`
-fixture (conftest.py) is the one `make run` starts (scripts/pg.sh bouncer)."""
+(docs/design.md): unnamed statements only through it (db.c's probe sees the
+pooler), no session state, no LISTEN — so hello, send, push, status and the
+audit chain all work through it.  The `bouncer` fixture (conftest.py) is the
+one `make run` starts (scripts/pg.sh bouncer)."""
 
 from mbtest import Peer, is_push, run, wait_until
 
@@ -71,3 +72,24 @@ def test_large_messages_back_to_back_through_pgbouncer_all_arrive(broker, mesh, 
         await bb.close()
 
     run(go(), 240)
+
+
+def test_pgbouncer_hands_out_a_backend_key_of_its_own(pg, bouncer):
+    """what db/db.c's probe relies on to keep prepared statements off pooled
+    connections: through PgBouncer the pid of the startup's BackendKeyData
+    (PQbackendPID) is not the server backend's; directly it is"""
+    import psycopg2
+
+    def pids(url):
+        conn = psycopg2.connect(url)
+        try:
+            with conn.cursor() as c:
+                c.execute("SELECT pg_backend_pid()")
+                return conn.info.backend_pid, c.fetchone()[0]
+        finally:
+            conn.close()
+
+    told, server = pids(pg.url)
+    assert told == server, "a direct connection's BackendKeyData names its backend"
+    told, server = pids(bouncer)
+    assert told != server, "PgBouncer's BackendKeyData is its own"

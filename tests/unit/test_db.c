@@ -682,6 +682,76 @@ START_TEST(postgres_restart_fails_pending_query_then_new_query_succeeds)
 }
 END_TEST
 
+/* ---- prepared statements (db_query_prepared) ---- */
+
+static const char prep_add[] = "SELECT $1::int + 100";
+static const char prep_bad[] = "SELEC $1::int";
+
+/* db_query_prepared + db_drain_sync */
+static void prepared_run(struct db *d, const char *sql, const char *param, struct got *g)
+{
+	const char *params[1] = {param};
+	memset(g, 0, sizeof *g);
+	ck_assert_int_eq(db_query_prepared(d, sql, 1, params, got_cb, g), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(g->calls, 1);
+}
+
+START_TEST(prepared_statement_is_prepared_once_per_direct_connection)
+{
+	struct db *d = db_new(base_url, 30);
+	struct got g, n;
+	/* the first use goes out before the probe's answer: unnamed */
+	prepared_run(d, prep_add, "1", &g);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "101");
+	for (int i = 2; i < 5; i++) {
+		char v[16], want[16];
+		snprintf(v, sizeof v, "%d", i);
+		snprintf(want, sizeof want, "%d", i + 100);
+		prepared_run(d, prep_add, v, &g);
+		ck_assert_msg(g.ok, "err: %s", g.err);
+		ck_assert_str_eq(g.val, want);
+	}
+	/* the probe found the connection direct: one named statement, on it */
+	query_run(d, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'mb%'", NULL, &n);
+	ck_assert_str_eq(n.val, "1");
+	/* a new connection prepares it again */
+	struct got pid;
+	query_run(d, "SELECT pg_backend_pid()", NULL, &pid);
+	backend_terminate(pid.val);
+	usleep(100 * 1000);
+	prepared_run(d, prep_add, "7", &g);
+	prepared_run(d, prep_add, "8", &g);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "108");
+	query_run(d, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'mb%'", NULL, &n);
+	ck_assert_str_eq(n.val, "1");
+	db_free(d);
+}
+END_TEST
+
+START_TEST(prepared_statement_that_fails_to_prepare_is_an_error_and_the_next_query_runs)
+{
+	struct db *d = db_new(base_url, 30);
+	struct got g, bad, after;
+	query_run(d, "SELECT 1", NULL, &g); /* connected, probe answered */
+	memset(&bad, 0, sizeof bad);
+	memset(&after, 0, sizeof after);
+	const char *p[1] = {"1"};
+	ck_assert_int_eq(db_query_prepared(d, prep_bad, 1, p, got_cb, &bad), 0);
+	ck_assert_int_eq(db_query_prepared(d, prep_add, 1, p, got_cb, &after), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(bad.calls, 1);
+	ck_assert_msg(!bad.ok && strstr(bad.err, "syntax error") != NULL, "err: %s", bad.err);
+	ck_assert_int_eq(after.calls, 1);
+	ck_assert_msg(after.ok, "err: %s", after.err);
+	ck_assert_str_eq(after.val, "101");
+	ck_assert_int_eq(db_connected(d), 1);
+	db_free(d);
+}
+END_TEST
+
 static Suite *db_suite(void)
 {
 	Suite *s = suite_create("db");
@@ -703,6 +773,8 @@ static Suite *db_suite(void)
 	tcase_add_test(q, idle_connection_closes_after_idle_seconds);
 	tcase_add_test(q, connection_loss_fails_in_flight_and_retries_unsent);
 	tcase_add_test(q, connection_closed_by_server_while_idle_is_replaced_transparently);
+	tcase_add_test(q, prepared_statement_is_prepared_once_per_direct_connection);
+	tcase_add_test(q, prepared_statement_that_fails_to_prepare_is_an_error_and_the_next_query_runs);
 	/* last: it stops the server */
 	tcase_add_test(q, postgres_restart_fails_pending_query_then_new_query_succeeds);
 	suite_add_tcase(s, q);
