@@ -1962,7 +1962,7 @@ static void print_targets(void)
 	double ok = 0;
 	have = row_med(name, "ok", &ok) == 0 && row_med(name, "completed/s", &a) == 0 && row_med(name, "p50 ms", &b) == 0;
 	snprintf(f, sizeof f, "%.0f/%d ok, %.0f/s, p50 %.1f ms", ok, opt.burst_n, have ? a : 0, have ? b : 0);
-	char why[256];
+	char why[512];
 	snprintf(why, sizeof why,
 		 "%s%s%s: every hello is a fork+exec of the worker plus libpq loaded on first use (~12 M "
 		 "instructions, half of them libpq's GSSAPI/LDAP/TLS chain) and PostgreSQL round trips through the "
