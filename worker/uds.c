@@ -177,12 +177,11 @@ static struct uds_out *out_get(struct worker *w, uint32_t slot, uint32_t gen)
 	return o;
 }
 
-static int out_queue(struct worker *w, uint32_t slot, uint32_t gen, struct uds_out **po)
+static struct uds_out *out_queue(struct worker *w, uint32_t slot, uint32_t gen)
 {
 	struct uds_out *o = out_get(w, slot, gen);
 	o->used_ms = mono_ms();
-	*po = o;
-	return 0;
+	return o;
 }
 
 static int out_kick(struct uds_out *o, struct worker *w, const char *what)
@@ -199,16 +198,14 @@ int uds_wake(struct worker *w, uint32_t slot, uint32_t gen)
 		w->hooks->on_wake(w);
 		return 0;
 	}
-	struct uds_out *o;
-	out_queue(w, slot, gen, &o);
+	struct uds_out *o = out_queue(w, slot, gen);
 	o->wake_pending = 1;
 	return out_kick(o, w, "wake");
 }
 
 int uds_queue_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source)
 {
-	struct uds_out *o;
-	out_queue(w, slot, gen, &o);
+	struct uds_out *o = out_queue(w, slot, gen);
 	o->status_pending = 1;
 	o->status = status;
 	o->status_source = source;
@@ -217,8 +214,7 @@ int uds_queue_status(struct worker *w, uint32_t slot, uint32_t gen, int status, 
 
 int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen)
 {
-	struct uds_out *o;
-	out_queue(w, slot, gen, &o);
+	struct uds_out *o = out_queue(w, slot, gen);
 	o->replace_pending = 1;
 	return out_kick(o, w, "replace");
 }
