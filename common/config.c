@@ -69,6 +69,7 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"SEND_RATE_LIMIT_PER_MIN", 60, 1000000, &c->send_rate_per_min},
 		{"SEND_RATE_BURST", 10, 1000000, &c->send_rate_burst},
 		{"SEND_BUFFER_BYTES", 65536, 64L << 20, &c->send_buffer_bytes},
+		{"SEND_DEADLINE_MS", 10000, 600000, &c->send_deadline_ms},
 	};
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
 		if (env_int(ints[i].name, ints[i].def, ints[i].max, ints[i].out, err, errlen) != 0)
@@ -91,6 +92,13 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		return -1;
 	}
 	c->hook_allow_loopback_unauthenticated = hl && strcmp(hl, "1") == 0;
+	/* session_hello (docs/protocol.md §12.1 ext switch): on unless 0 */
+	const char *sh = getenv("SESSION_HELLO");
+	if (sh && *sh && strcmp(sh, "0") != 0 && strcmp(sh, "1") != 0) {
+		snprintf(err, errlen, "SESSION_HELLO must be 0 or 1");
+		return -1;
+	}
+	c->session_hello = !(sh && strcmp(sh, "0") == 0);
 	c->status_jsonl_dir = getenv("STATUS_JSONL_DIR");
 	if (c->status_jsonl_dir && !*c->status_jsonl_dir)
 		c->status_jsonl_dir = NULL;

@@ -35,6 +35,8 @@ struct config {
 	int send_rate_burst;         /* SEND_RATE_BURST 10 */
 	int send_buffer_bytes;       /* SEND_BUFFER_BYTES 65536: SO_SNDBUF of a WebSocket connection */
 	int hook_allow_loopback_unauthenticated; /* HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED 0|1, default 0 */
+	int session_hello;           /* SESSION_HELLO 1: session_hello accepted (0: unknown_message_type, close 1008) */
+	int send_deadline_ms;        /* SEND_DEADLINE_MS 10000: a send undecided this long is answered outcome_unknown */
 };
 
 /* need_db: DATABASE_URL must be set.  When set, its scheme is checked here;

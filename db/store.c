@@ -83,6 +83,8 @@ static char *id_array(const int64_t *ids, size_t n)
 	return arr;
 }
 
+static void text_adapter(void *arg, const PGresult *res, const char *err);
+
 /* ---- hello ---- */
 
 enum { MEM_ID, MEM_DISPLAY_NAME, MEM_REVOKED, MEM_ARCHIVED, MEM_MAX_PEERS, MEM_PENDING };
@@ -123,6 +125,23 @@ int store_hello_member(struct db *d, const char *mesh_id, const char *pubkey, in
 	snprintf(pidbuf, sizeof pidbuf, "%d", pid);
 	const char *p[] = {mesh_id, pubkey, pidbuf, cwd};
 	return send_call(d, hello_member_sql, 4, p, member_adapter, (struct call){.cb.member = cb, .arg = arg});
+}
+
+/* ---- session keys ---- */
+
+int store_session_key_claim(struct db *d, const char *mesh_id, const char *member_pubkey, const char *session,
+			    store_text_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, member_pubkey, session};
+	return send_call(d, "SELECT mesh.session_key_claim($1, $2, $3)", 3, p, text_adapter,
+			 (struct call){.cb.text = cb, .arg = arg});
+}
+
+int store_presence_session(struct db *d, const char *presence_id, const char *session, const char *role)
+{
+	const char *p[] = {presence_id, session, role};
+	return db_query(d, "UPDATE mesh.presence SET session_pubkey = $2, peer_role = $3 WHERE id = $1", 3, p, NULL,
+			NULL);
 }
 
 /* ---- presence history ---- */
@@ -219,16 +238,21 @@ int store_audit_flush(struct db *d, const char *mesh_id, int wait, store_count_c
 
 /* ---- send ---- */
 
-enum { SENT_INDEX, SENT_MEMBER };
+enum { SENT_INDEX, SENT_MEMBER, SENT_STATUS, SENT_FIRST_ID };
 /* One statement = one transaction: every send of the batch with its delivery
- * rows and audit rows (mesh.send_messages), or nothing.  The acks wait for
- * its commit.  Ids, targets, priorities, nonces and ciphertexts hold no comma
- * (base64, hex, [0-9A-Za-z]): their columns go comma-joined and are split by
- * string_to_array, several times cheaper than parsing a text[] literal
- * (measured: 48 against 278 us for a 16 KiB message's ciphertext). */
+ * rows and audit rows (mesh.send_batch, migration 0005), or nothing.  The
+ * acks wait for its commit.  When no id, target, priority, nonce or
+ * ciphertext of the batch holds a comma (base64 ones never do) their columns
+ * go comma-joined and are split by string_to_array, several times cheaper
+ * than parsing a text[] literal (measured: 48 against 278 us for a 16 KiB
+ * message's ciphertext); opaque fields that do go as text[] literals. */
 static const char messages_send_sql[] =
-	"SELECT i, member FROM mesh.send_messages($1, $2, $3, string_to_array($4, ','), string_to_array($5, ','), "
-	"string_to_array($6, ','), string_to_array($7, ','), string_to_array($8, ','), $9::text[]) ORDER BY i";
+	"SELECT i, member, status, first_id FROM mesh.send_batch($1, $2, $3, $4, string_to_array($5, ','), "
+	"string_to_array($6, ','), string_to_array($7, ','), string_to_array($8, ','), string_to_array($9, ','), "
+	"$10::text[], $11::text[], $12::text[]) ORDER BY i";
+static const char messages_send_literal_sql[] =
+	"SELECT i, member, status, first_id FROM mesh.send_batch($1, $2, $3, $4, $5::text[], $6::text[], "
+	"$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) ORDER BY i";
 
 /* v[0..n) joined by commas; NULL when one holds a comma (or is NULL) */
 static char *comma_join(const char *const *v, int n)
@@ -261,7 +285,8 @@ static void sent_adapter(void *arg, const PGresult *res, const char *err)
 	const char **ids = store_rows_alloc(nres, sizeof *ids);
 	/* (i, member) per delivery row, (i, NULL) for a send stored without
 	 * recipients, ordered by i: each send's members are contiguous; (0,
-	 * NULL) when the audit rows were left pending */
+	 * NULL) when the audit rows were left pending; (i, NULL, status) for a
+	 * client id stored before */
 	int pending = 0;
 	for (int r = 0, w = 0; r < nres; r++) {
 		int i = atoi(PQgetvalue(res, r, SENT_INDEX)) - 1;
@@ -269,6 +294,12 @@ static void sent_adapter(void *arg, const PGresult *res, const char *err)
 			pending = 1;
 		if (i < 0 || i >= n)
 			continue;
+		const char *st = store_val(res, r, SENT_STATUS);
+		if (st) {
+			rows[i].conflict = strcmp(st, "conflict") == 0;
+			rows[i].first_id = rows[i].conflict ? NULL : store_val(res, r, SENT_FIRST_ID);
+			continue;
+		}
 		if (!rows[i].stored) {
 			rows[i].stored = 1;
 			rows[i].recipients = ids + w;
@@ -284,6 +315,7 @@ static void sent_adapter(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
+#define SEND_COLS 8 /* ids, targets, priorities, nonces, ciphertexts, audit, client ids, fingerprints */
 int store_messages_send(struct db *d, const struct message_row *m, int n, const char *actor_name, store_sent_cb cb,
 			void *arg)
 {
@@ -292,28 +324,32 @@ int store_messages_send(struct db *d, const struct message_row *m, int n, const 
 	const char **col = malloc((size_t)n * sizeof *col);
 	if (!col)
 		log_fatal("out of memory");
-	char *arr[6];
-	int bad = 0;
-	for (int k = 0; k < 6; k++) {
+	char *arr[SEND_COLS];
+	int literal = 0;
+	for (int k = 0; k < SEND_COLS; k++) {
 		for (int i = 0; i < n; i++)
 			col[i] = k == 0 ? m[i].id
 			       : k == 1 ? m[i].target_spec
 			       : k == 2 ? m[i].priority
 			       : k == 3 ? m[i].nonce
 			       : k == 4 ? m[i].ciphertext
-					: m[i].audit;
-		arr[k] = k < 5 ? comma_join(col, n) : store_text_array(col, n);
-		bad |= !arr[k];
+			       : k == 5 ? m[i].audit
+			       : k == 6 ? m[i].client_id
+					: m[i].fingerprint;
+		arr[k] = k < 5 && !literal ? comma_join(col, n) : store_text_array(col, n);
+		if (!arr[k]) { /* a comma: the whole batch as literals, from the start */
+			for (int j = 0; j < k; j++)
+				free(arr[j]);
+			literal = 1;
+			k = -1;
+		}
 	}
 	free(col);
-	int r = -1;
-	if (!bad) {
-		const char *p[] = {m[0].mesh_id, m[0].sender_member_id, actor_name, arr[0], arr[1], arr[2], arr[3],
-				   arr[4], arr[5]};
-		r = send_call_hot(d, messages_send_sql, 9, p, sent_adapter,
-				  (struct call){.cb.sent = cb, .arg = arg, .n = n});
-	}
-	for (int k = 0; k < 6; k++)
+	const char *p[] = {m[0].mesh_id, m[0].sender_member_id, actor_name, m[0].sender_session, arr[0], arr[1],
+			   arr[2], arr[3], arr[4], arr[5], arr[6], arr[7]};
+	int r = send_call_hot(d, literal ? messages_send_literal_sql : messages_send_sql, 12, p, sent_adapter,
+			      (struct call){.cb.sent = cb, .arg = arg, .n = n});
+	for (int k = 0; k < SEND_COLS; k++)
 		free(arr[k]);
 	return r;
 }
@@ -321,12 +357,13 @@ int store_messages_send(struct db *d, const struct message_row *m, int n, const 
 /* ---- delivery ---- */
 
 enum { DLV_ID, DLV_MESSAGE_ID, DLV_MESH_ID, DLV_SENDER_PUBKEY, DLV_PRIORITY, DLV_NONCE, DLV_CIPHERTEXT,
-       DLV_CREATED_AT, DLV_TOPIC_ID, DLV_BODY_VERSION };
+       DLV_CREATED_AT, DLV_TOPIC_ID, DLV_BODY_VERSION, DLV_SENDER_MEMBER_PUBKEY, DLV_SENDER_MEMBER_ID,
+       DLV_SENDER_NAME, DLV_CLIENT_MESSAGE_ID, DLV_REQUEST_FINGERPRINT };
 /* mesh.delivery_claim (migration 0004) holds the claim's statement, so its
  * plan is cached per backend; it commits without waiting for the WAL flush
  * (a lost claim only frees its rows again) */
 static const char delivery_claim_sql[] =
-	"SELECT * FROM mesh.delivery_claim($1, $2::text[], $3 = 'idle', $4, $5::int)";
+	"SELECT * FROM mesh.delivery_claim_session($1, $2::text[], $3 = 'idle', $4, $5::int, $6)";
 
 static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 {
@@ -347,6 +384,11 @@ static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 		r->created_at = PQgetvalue(res, i, DLV_CREATED_AT);
 		r->topic_id = store_val(res, i, DLV_TOPIC_ID);
 		r->body_version = PQgetvalue(res, i, DLV_BODY_VERSION);
+		r->sender_member_pubkey = PQgetvalue(res, i, DLV_SENDER_MEMBER_PUBKEY);
+		r->sender_member_id = PQgetvalue(res, i, DLV_SENDER_MEMBER_ID);
+		r->sender_name = PQgetvalue(res, i, DLV_SENDER_NAME);
+		r->client_message_id = store_val(res, i, DLV_CLIENT_MESSAGE_ID);
+		r->request_fingerprint = store_val(res, i, DLV_REQUEST_FINGERPRINT);
 	}
 	c->cb.delivery(c->arg, rows, n, err);
 	free(rows);
@@ -354,7 +396,7 @@ static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 }
 
 int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
-			 const char *presence_id, int limit, store_delivery_cb cb, void *arg)
+			 const char *presence_id, const char *session, int limit, store_delivery_cb cb, void *arg)
 {
 	size_t cap = 3, len = 0;
 	for (size_t i = 0; i < n_live; i++)
@@ -369,8 +411,8 @@ int store_delivery_claim(struct db *d, const char *member_id, const char *const 
 	arr[len] = 0;
 	char lim[16];
 	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim};
-	int r = send_call_hot(d, delivery_claim_sql, 5, p, delivery_adapter,
+	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim, session};
+	int r = send_call_hot(d, delivery_claim_sql, 6, p, delivery_adapter,
 			      (struct call){.cb.delivery = cb, .arg = arg});
 	free(arr);
 	return r;
@@ -414,6 +456,17 @@ int store_delivery_client_ack(struct db *d, const char *message_id, const char *
 	return db_query(d,
 			"UPDATE mesh.delivery " DLV_DELIVERED " WHERE message_id = $1 AND recipient_member_id = $2 "
 			"AND " DLV_OURS("$3") " AND " DLV_UNDELIVERED,
+			3, p, NULL, NULL);
+}
+
+int store_delivery_client_ack_cid(struct db *d, const char *client_id, const char *member_id,
+				  const char *presence_id)
+{
+	const char *p[] = {client_id, member_id, presence_id};
+	return db_query(d,
+			"UPDATE mesh.delivery d " DLV_DELIVERED " FROM mesh.message_queue q WHERE q.id = d.message_id "
+			"AND q.client_message_id = $1 AND d.recipient_member_id = $2 AND d." DLV_OURS("$3") " AND d."
+			DLV_UNDELIVERED,
 			3, p, NULL, NULL);
 }
 

@@ -24,6 +24,16 @@ typedef void (*store_member_cb)(void *arg, const struct member_row *rows, int n,
 int store_hello_member(struct db *d, const char *mesh_id, const char *pubkey, int pid, const char *cwd,
 		       store_member_cb cb, void *arg);
 
+/* ---- session keys (§12.1, migration 0005) ---- */
+typedef void (*store_text_cb)(void *arg, const char *value, const char *err);
+/* mesh.session_key_claim: value "ok", "member_key", "other_member" or
+ * "no_member" (NULL with err on failure) */
+int store_session_key_claim(struct db *d, const char *mesh_id, const char *member_pubkey, const char *session,
+			    store_text_cb cb, void *arg);
+/* the presence row's session key and role (after store_presence_insert;
+ * without it the row says no key, role control-plane) */
+int store_presence_session(struct db *d, const char *presence_id, const char *session, const char *role);
+
 /* ---- presence history (mesh.presence) ---- */
 struct presence_row {
 	const char *presence_id, *mesh_id, *member_id, *session_id;
@@ -66,13 +76,22 @@ int store_audit_flush(struct db *d, const char *mesh_id, int wait, store_count_c
 struct message_row {
 	const char *id, *mesh_id, *sender_member_id, *target_spec, *priority, *nonce, *ciphertext;
 	const char *audit; /* canonical payload of its message_sent audit row, NULL for none */
+	/* §12.1, §12.2, idempotent sends (migration 0005); NULL when absent */
+	const char *sender_session; /* the sender connection's session key (m[0]'s counts) */
+	const char *client_id;      /* client_message_id, else the send's id: stored once per sender */
+	const char *fingerprint;    /* request_fingerprint */
 };
 /* one per send, in the order given: stored = 0 when a direct target named no
- * live member (nothing was stored); the recipient member ids otherwise */
+ * live member or session key (nothing was stored); the recipient member ids
+ * otherwise.  first_id: the client id was stored before by the same request
+ * (nothing new stored; the first message's id); conflict: the client id was
+ * stored before by another request (nothing stored). */
 struct sent_row {
 	int stored;
 	const char *const *recipients;
 	int n;
+	const char *first_id;
+	int conflict;
 };
 /* audit_pending: the batch's audit rows could not be chained in its
  * transaction (another held the mesh's chain lock) and wait in
@@ -82,8 +101,9 @@ typedef void (*store_sent_cb)(void *arg, const struct sent_row *rows, int n, int
  * transaction (mesh.send_messages, migration 0004): messages, delivery rows
  * and message_sent audit rows (actor the sender, actor_name its display
  * name) all commit, or none does.  rows has n entries when err is NULL.
- * -1 (nothing queued) also when an id, target, priority, nonce or ciphertext
- * holds a comma: none does once checked (base64, hex, broker ids). */
+ * Opaque nonces and ciphertexts may hold anything but NUL: a batch whose
+ * fields hold no comma goes comma-joined (the fast path), any other as
+ * text[] literals. */
 int store_messages_send(struct db *d, const struct message_row *m, int n, const char *actor_name, store_sent_cb cb,
 			void *arg);
 
@@ -93,14 +113,22 @@ struct delivery_row {
 	const char *message_id, *mesh_id, *sender_pubkey, *priority, *nonce, *ciphertext, *created_at;
 	const char *topic_id;     /* NULL for a direct or * message */
 	const char *body_version; /* with topic_id */
+	/* §12.2: sender_pubkey is the sender's session key when it had one */
+	const char *sender_member_pubkey, *sender_member_id, *sender_name;
+	const char *client_message_id, *request_fingerprint; /* NULL when the send had none */
 };
 typedef void (*store_delivery_cb)(void *arg, const struct delivery_row *rows, int n, const char *err);
 /* Claim up to limit undelivered rows of member_id for presence_id, oldest
  * first, skipping rows locked by a concurrent claim and rows claimed by a
  * live connection of the member (live: n_live presence ids); only `now`
- * rows unless idle. */
+ * rows unless idle; rows addressed to a session key only when session (the
+ * connection's session key, NULL for none) is that key. */
 int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
-			 const char *presence_id, int limit, store_delivery_cb cb, void *arg);
+			 const char *presence_id, const char *session, int limit, store_delivery_cb cb, void *arg);
+/* a client_ack by the client's own id (§12.1): the member's message sent with
+ * that client_message_id reached this member's client through presence_id */
+int store_delivery_client_ack_cid(struct db *d, const char *client_id, const char *member_id,
+				  const char *presence_id);
 /* give back the listed rows we claimed and have not delivered */
 int store_delivery_unclaim(struct db *d, const int64_t *ids, size_t n, const char *presence_id);
 /* give back every row presence_id claimed and did not deliver */

@@ -51,11 +51,14 @@ static void check_send(const cJSON *msg, int frame_nul, size_t max_bytes)
 	}
 	/* what send_on_msg and the store rely on */
 	need(f.prio >= 0 && f.prio < PRIORITY_COUNT && !frame_nul);
-	need(f.target && f.nonce && f.ct && *f.ct);
+	need(f.target && f.nonce && f.ct);
+	need(!f.client_id || (*f.client_id && strlen(f.client_id) <= SEND_CLIENT_ID_MAX));
+	need(!f.fingerprint || (*f.fingerprint && strlen(f.fingerprint) <= SEND_CLIENT_ID_MAX));
 	need(f.direct ? is_hex(f.target, 64)
 		      : strcmp(f.target, "*") == 0 || (f.target[0] == '#' && f.target[1] && strlen(f.target) <= SEND_TARGET_MAX));
 	need(f.size == strlen(f.nonce) + strlen(f.ct) && f.size <= max_bytes);
-	need(b64_is_valid(f.nonce, strlen(f.nonce)) && b64_is_valid(f.ct, strlen(f.ct)));
+	need(msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "nonce"), 0) == -1);
+	need(msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "ciphertext"), 1) == SEND_REJ_NUL_IN_FIELD);
 	if (f.target[0] != '#')
 		return;
 	struct send_topic_fields t;
@@ -131,8 +134,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else
 		need(e == PEER_ERR_INVALID_STATUS || e == PEER_ERR_INVALID_SCOPE);
 
-	const char *ack = msgcheck_client_ack(msg);
-	need(!ack || strlen(ack) <= CLIENT_ACK_ID_MAX);
+	const char *ack, *cack;
+	int ar = msgcheck_client_ack(msg, &ack, &cack);
+	need(!ack || (*ack && strlen(ack) <= CLIENT_ACK_ID_MAX));
+	need(!cack || (*cack && strlen(cack) <= SEND_CLIENT_ID_MAX));
+	need((ar == 0) == (ack || cack));
 
 	int scope = msgcheck_peers_scope(msg);
 	need(scope >= -1 && scope <= SCOPE_REPO);

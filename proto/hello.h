@@ -19,6 +19,7 @@ struct hello {
 	/* optional, NULL when absent */
 	const char *display_name, *hostname, *peer_type, *channel, *model, *protocol_version;
 	const cJSON *capabilities, *groups;
+	const char *session_pubkey; /* §12.1, NULL when absent or "" (then checked: 64 lowercase hex) */
 };
 
 /* rejection codes (proto/reasons.h); the wire string is hello_code_str().
@@ -39,8 +40,33 @@ int hello_canonical(char *buf, size_t cap, const char *mesh_id, const char *memb
 /* ed25519 signature (128 lowercase hex + NUL) of the canonical bytes */
 int hello_sign(char sig_hex[129], const unsigned char sk[64], const char *mesh_id,
 	       const char *member_id, const char *pubkey, int64_t timestamp);
-/* Checks 1-4 of §2 in order.  Fills h with pointers into obj (valid while obj
- * lives).  now_ms is the broker's clock. */
+/* Checks 1-4 of §2 in order (and sessionPubkey's shape right after check 3,
+ * §12.1: HELLO_BAD_SESSION_PUBKEY).  Fills h with pointers into obj (valid
+ * while obj lives).  now_ms is the broker's clock. */
 enum hello_code hello_check(const cJSON *obj, struct hello *h, int64_t now_ms);
+
+/* ---- session_hello (§12.1) ---- */
+
+#define SESSION_ATTEST_MAX_MS 86400000 /* an attestation lives at most 24 h */
+
+struct session_hello {
+	const char *mesh_id, *parent_pubkey, *parent_member_id /* NULL when absent */, *session_pubkey;
+	const char *session_id, *cwd, *signature, *att_signature;
+	int64_t pid, timestamp, expires_at;
+	const char *display_name; /* NULL when absent */
+	const cJSON *capabilities;
+};
+/* 1 when s is exactly 64 lowercase hex characters */
+int hello_key_shape_ok(const char *s);
+/* claudemesh-session-attest|<parent>|<session>|<expiresAt>, signed by the member key */
+int session_attest_canonical(char *buf, size_t cap, const char *parent, const char *session, int64_t expires_at);
+/* claudemesh-session-hello|<meshId>|<parent>|<session>|<timestamp>, signed by the session key */
+int session_hello_canonical(char *buf, size_t cap, const char *mesh_id, const char *parent, const char *session,
+			    int64_t timestamp);
+/* Checks 1-5 of §12.1's session_hello table in order; the codes are the
+ * HELLO_* rows (HELLO_MALFORMED for check 1, HELLO_ATT_* for 4,
+ * HELLO_SESSION_* for 5).  Replay, membership, ownership of the session key
+ * and capacity are the worker's.  Pointers into obj. */
+enum hello_code session_hello_check(const cJSON *obj, struct session_hello *h, int64_t now_ms);
 
 #endif

@@ -18,7 +18,25 @@
 	X(UNAUTHORIZED, "unauthorized", "unauthorized", "pubkey not found in mesh")                                  \
 	X(CAPACITY, "capacity", "capacity", "mesh at connection capacity")                                           \
 	X(TIMEOUT, "hello_timeout", NULL, NULL)                                                                        \
-	X(TABLE_FULL, "table_full", "capacity", "broker at connection capacity")
+	X(TABLE_FULL, "table_full", "capacity", "broker at connection capacity")                                     \
+	/* §12.1: session keys and session_hello (metric label attestation_<code>      \
+	 * for the attestation's checks, session_<code> for the session signature's) */ \
+	X(BAD_SESSION_PUBKEY, "bad_session_pubkey", "bad_session_pubkey", "sessionPubkey must be 64 lowercase hex chars") \
+	X(BAD_PARENT_PUBKEY, "bad_parent_pubkey", "bad_parent_pubkey",                                                 \
+	  "parentMemberPubkey must be 64 lowercase hex chars")                                                        \
+	X(ATTESTATION_MISMATCH, "attestation_mismatch", "attestation_mismatch",                                       \
+	  "parentAttestation does not bind the claimed session+parent pubkeys")                                       \
+	X(ATT_MALFORMED, "attestation_malformed", "malformed", "attestation rejected: malformed")                     \
+	X(ATT_EXPIRED, "attestation_expired", "expired", "attestation rejected: expired")                            \
+	X(ATT_TTL_TOO_LONG, "attestation_ttl_too_long", "ttl_too_long", "attestation rejected: ttl_too_long")         \
+	X(ATT_BAD_SIGNATURE, "attestation_bad_signature", "bad_signature", "attestation rejected: bad_signature")     \
+	X(SESSION_MALFORMED, "session_malformed", "malformed", "session_hello rejected: malformed")                   \
+	X(SESSION_TIMESTAMP_SKEW, "session_timestamp_skew", "timestamp_skew", "session_hello rejected: timestamp_skew") \
+	X(SESSION_BAD_SIGNATURE, "session_bad_signature", "bad_signature", "session_hello rejected: bad_signature")   \
+	X(REVOKED, "revoked", "revoked", "You've been removed from this mesh. Contact the mesh owner to rejoin.")     \
+	X(PARENT_MEMBER_ID_MISMATCH, "parent_member_id_mismatch", "parent_member_id_mismatch",                        \
+	  "parentMemberId does not match parentMemberPubkey")                                                          \
+	X(UNKNOWN_MESSAGE_TYPE, "unknown_message_type", "unknown_message_type", "unknown message type: session_hello")
 
 /* Sends refused: broker_messages_rejected_total{reason=label} and an ack
  * {queued:false, error:message}; a message with a printf conversion is a
@@ -31,7 +49,13 @@
 	X(NO_SUCH_TOPIC, "no_such_topic", NULL, "no such topic")                                                       \
 	X(DB_UNAVAILABLE, "db_unavailable", NULL, "database unavailable: message not queued, try again")            \
 	X(MALFORMED, "malformed", NULL, "malformed send: nonce and ciphertext must be strings")                       \
-	X(NO_RECIPIENT, "no_recipient", NULL, "no such recipient: targetSpec is not a member of this mesh")
+	X(NO_RECIPIENT, "no_recipient", NULL, "no such recipient: targetSpec is not a member of this mesh")          \
+	X(NUL_IN_FIELD, "nul_in_field", NULL,                                                                         \
+	  "nul_in_field: a string of the send holds \\u0000, which cannot be stored; nothing was queued")            \
+	X(OUTCOME_UNKNOWN, "outcome_unknown", NULL,                                                                   \
+	  "outcome_unknown: the database did not answer in time; resend with the same id (stored at most once)")    \
+	X(ID_CONFLICT, "client_id_conflict", NULL,                                                                    \
+	  "client_id_conflict: this client_message_id was already used for a different request")
 
 /* Connections the acceptor refused before any worker ran (an HTTP 503 and a
  * close): broker_connections_refused_total{reason=label}. */

@@ -38,6 +38,8 @@ struct presence_info {
 	char hostname[SHM_HOST_MAX];       /* hello's optional fields, "" when absent */
 	char repo[SHM_REPO_MAX];
 	char peer_type[SHM_PEER_TYPE_MAX];
+	char session_pubkey[SHM_PUBKEY_MAX]; /* §12.1: 64 lowercase hex, "" when none */
+	char peer_role[SHM_PEER_TYPE_MAX];   /* §12.3 peerRole: "control-plane" or "session" */
 	int32_t pid;          /* the peer's (client's) pid from hello */
 	int32_t status;       /* enum peer_status */
 	int32_t status_source; /* enum status_source */

@@ -118,6 +118,88 @@ static void presence_row_insert(struct worker *w)
 	free(groups_s);
 }
 
+/* ---- session keys (§12.1) ---- */
+
+#define SESSION_CLOSE_BANNED 4002 /* §12.4: a revoked member's session_hello */
+
+/* the session key claim queued beside the membership lookup */
+enum { SK_NONE, SK_PENDING, SK_OK, SK_TAKEN, SK_MEMBER_KEY, SK_ERROR };
+
+static void session_key_cb(void *arg, const char *value, const char *err)
+{
+	struct worker *w = arg;
+	if (err || !value)
+		w->sk_claim = SK_ERROR;
+	else if (strcmp(value, "ok") == 0 || strcmp(value, "no_member") == 0)
+		w->sk_claim = SK_OK; /* no_member: the membership check refuses it */
+	else
+		w->sk_claim = strcmp(value, "member_key") == 0 ? SK_MEMBER_KEY : SK_TAKEN;
+}
+
+/* queue the claim of our session key (if any) ahead of the membership
+ * lookup, so its answer is known when the lookup's callback runs */
+static int session_key_queue(struct worker *w)
+{
+	w->sk_claim = SK_NONE;
+	if (!w->me.session_pubkey[0])
+		return 0;
+	if (store_session_key_claim(w->db, w->me.mesh_id, w->me.pubkey, w->me.session_pubkey, session_key_cb, w) != 0)
+		return -1;
+	w->sk_claim = SK_PENDING;
+	return 0;
+}
+
+/* a session_hello's member checks 7-8 of §12.1 (the lookup found n rows by
+ * (meshId, parentMemberPubkey)): 0 with w->me.member_id set, or -1 refused */
+static int session_member_check(struct worker *w, const struct member_row *rows, int n)
+{
+	if (n == 1 && rows[0].revoked && !rows[0].mesh_archived) {
+		counter_add(w->shm, C_LOOKUP_NOT_MEMBER, 1);
+		counter_add(w->shm, rejections[HELLO_REVOKED].counter, 1);
+		ws_send_error(w, rejections[HELLO_REVOKED].code, rejections[HELLO_REVOKED].message, NULL);
+		ws_close(w, SESSION_CLOSE_BANNED, "banned");
+		log_info("session_hello rejected", "reason", "revoked", "remote", w->remote_addr);
+		return -1;
+	}
+	if (n != 1 || rows[0].mesh_archived) {
+		counter_add(w->shm, C_LOOKUP_NOT_MEMBER, 1);
+		hello_reject_why(w, HELLO_UNAUTHORIZED, w->me.mesh_id, "parent pubkey not found in mesh");
+		return -1;
+	}
+	if (w->parent_member_id[0] && strcmp(w->parent_member_id, rows[0].id) != 0) {
+		counter_add(w->shm, C_LOOKUP_NOT_MEMBER, 1);
+		hello_reject(w, HELLO_PARENT_MEMBER_ID_MISMATCH, w->me.mesh_id);
+		return -1;
+	}
+	snprintf(w->me.member_id, sizeof w->me.member_id, "%s", rows[0].id);
+	return 0;
+}
+
+/* check 9 (§12.1 fix): the session key is no member's pubkey and no other
+ * member's session key; 0 to go on, -1 refused */
+static int session_key_check(struct worker *w)
+{
+	if (w->sk_claim == SK_NONE || w->sk_claim == SK_OK)
+		return 0;
+	if (w->sk_claim == SK_ERROR || w->sk_claim == SK_PENDING) {
+		ws_send_peer_error(w, PEER_ERR_DB_DOWN, NULL);
+		ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
+		return -1;
+	}
+	hello_reject_why(w, HELLO_BAD_SESSION_PUBKEY, w->me.mesh_id,
+			 w->sk_claim == SK_MEMBER_KEY ? "sessionPubkey is a member's pubkey"
+						      : "sessionPubkey belongs to another member");
+	return -1;
+}
+
+/* the presence row's session key and role, when not the defaults */
+static void session_row_update(struct worker *w)
+{
+	if (w->me.session_pubkey[0] || strcmp(w->me.peer_role, "control-plane") != 0)
+		store_presence_session(w->db, w->me.presence_id, w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
+				       w->me.peer_role);
+}
+
 /* the slot is ours: a socket for other workers' wakes, hello_ack, the
  * history row, the audit row, then whatever is queued */
 static void hello_accept(struct worker *w, int pending)
@@ -134,6 +216,7 @@ static void hello_accept(struct worker *w, int pending)
 	ws_send_json(w, ack);
 	cJSON_Delete(ack);
 	presence_row_insert(w);
+	session_row_update(w);
 	if (pending >= 0)
 		store_pending_status_delete(w->db, w->me.pid, w->me.cwd);
 	cJSON *pl = cJSON_CreateObject();
@@ -149,6 +232,8 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 {
 	struct worker *w = arg;
 	if (w->phase == PHASE_CLOSING)
+		return;
+	if (!err && w->session_conn && session_member_check(w, rows, n) != 0)
 		return;
 	if (err) {
 		counter_add(w->shm, C_LOOKUP_ERROR, 1);
@@ -169,11 +254,15 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		return;
 	}
 	counter_add(w->shm, C_LOOKUP_MEMBER, 1);
+	if (session_key_check(w) != 0)
+		return;
 	/* a member: from now on the acceptor never evicts this connection
 	 * (unless it already did: then it is on its way out) */
 	if (worker_child_mark(w, CHILD_BIT(CHILD_HELLO), CHILD_AUTHENTICATED) != 0)
 		return;
 	snprintf(w->me.display_name, sizeof w->me.display_name, "%s", rows[0].display_name);
+	if (w->session_conn && msg_str(w->hello_obj, "displayName") && msg_str(w->hello_obj, "displayName")[0])
+		str_copy(w->me.display_name, sizeof w->me.display_name, msg_str(w->hello_obj, "displayName"));
 	long limit = w->cfg.max_connections_per_mesh;
 	if (rows[0].max_peers > 0 && rows[0].max_peers < limit)
 		limit = rows[0].max_peers;
@@ -245,6 +334,12 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 	str_copy(w->me.hostname, sizeof w->me.hostname, msg_str(msg, "hostname") ? msg_str(msg, "hostname") : "");
 	str_copy(w->me.repo, sizeof w->me.repo, msg_str(msg, "repo") ? msg_str(msg, "repo") : "");
 	str_copy(w->me.peer_type, sizeof w->me.peer_type, msg_str(msg, "peerType") ? msg_str(msg, "peerType") : "");
+	/* §12.1: the session key, and the role list_peers shows (ext: a hello
+	 * may ask to be listed as a session) */
+	str_copy(w->me.session_pubkey, sizeof w->me.session_pubkey, h.session_pubkey ? h.session_pubkey : "");
+	str_copy(w->me.peer_role, sizeof w->me.peer_role,
+		 msg_str(msg, "peerRole") && strcmp(msg_str(msg, "peerRole"), "session") == 0 ? "session"
+											 : "control-plane");
 	const cJSON *cap;
 	cJSON_ArrayForEach(cap, h.capabilities)
 	{
@@ -265,7 +360,83 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 		hello_reject(w, HELLO_UNAUTHORIZED, w->me.mesh_id);
 		return;
 	}
-	if (worker_db(w) != 0 ||
+	if (worker_db(w) != 0 || session_key_queue(w) != 0 ||
+	    store_hello_member(w->db, w->me.mesh_id, w->me.pubkey, w->me.pid, w->me.cwd, hello_member_cb, w) != 0) {
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return;
+	}
+	w->phase = PHASE_HELLO_PENDING;
+}
+
+/* ---- session_hello (§12.1) ---- */
+
+/* the capabilities a hello or session_hello lists */
+static void session_caps(struct worker *w, const cJSON *caps)
+{
+	const cJSON *cap;
+	cJSON_ArrayForEach(cap, caps)
+	{
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
+			w->client_ack = 1;
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "peer_events") == 0)
+			w->peer_events = 1;
+	}
+}
+
+/* legal in PHASE_BEFORE_HELLO only (phase.c): checks 1-5 (proto/hello.c),
+ * the replay cache (6), then the member lookup and the session key claim,
+ * whose callback (hello_member_cb) runs checks 7-10 and accepts */
+void auth_on_session_hello(struct worker *w, const cJSON *msg)
+{
+	if (!w->cfg.session_hello) { /* the ext switch: the daemon's session client stops retrying */
+		hello_reject(w, HELLO_UNKNOWN_MESSAGE_TYPE, NULL);
+		return;
+	}
+	struct session_hello h;
+	enum hello_code c = session_hello_check(msg, &h, now_ms());
+	if (c == HELLO_MALFORMED) {
+		hello_reject_why(w, c, msg_str(msg, "meshId"), "session_hello rejected: malformed");
+		return;
+	}
+	if (c != HELLO_OK) {
+		hello_reject(w, c, msg_str(msg, "meshId"));
+		return;
+	}
+	/* check 6: the session signature is accepted once while it could pass the skew check */
+	unsigned char sig[64];
+	hex_decode(h.signature, sig, sizeof sig);
+	int fresh = replay_check_and_remember(w->shm, sig, sizeof sig, now_ms(),
+					      h.timestamp + HELLO_SKEW_MS + REPLAY_SLACK_MS);
+	if (fresh <= 0) {
+		if (fresh == 0)
+			hello_reject_why(w, HELLO_REPLAYED, h.mesh_id, "session_hello rejected: replayed");
+		else
+			hello_reject(w, HELLO_TABLE_FULL, h.mesh_id);
+		return;
+	}
+	w->session_conn = 1;
+	snprintf(w->me.mesh_id, sizeof w->me.mesh_id, "%s", h.mesh_id);
+	snprintf(w->parent_member_id, sizeof w->parent_member_id, "%s", h.parent_member_id ? h.parent_member_id : "");
+	snprintf(w->me.pubkey, sizeof w->me.pubkey, "%s", h.parent_pubkey);
+	snprintf(w->me.session_pubkey, sizeof w->me.session_pubkey, "%s", h.session_pubkey);
+	snprintf(w->me.peer_role, sizeof w->me.peer_role, "session");
+	snprintf(w->me.session_id, sizeof w->me.session_id, "%s", h.session_id);
+	snprintf(w->me.cwd, sizeof w->me.cwd, "%s", h.cwd);
+	w->me.pid = (int32_t)h.pid;
+	w->hello_obj = cJSON_Duplicate(msg, 1);
+	str_copy(w->me.hostname, sizeof w->me.hostname, msg_str(msg, "hostname") ? msg_str(msg, "hostname") : "");
+	str_copy(w->me.repo, sizeof w->me.repo, msg_str(msg, "repo") ? msg_str(msg, "repo") : "");
+	str_copy(w->me.peer_type, sizeof w->me.peer_type, msg_str(msg, "peerType") ? msg_str(msg, "peerType") : "");
+	session_caps(w, h.capabilities);
+	if (worker_child_mark(w, CHILD_BIT(CHILD_PREAUTH), CHILD_HELLO) != 0)
+		return;
+	if (worker_negcache(w) == 0 &&
+	    negcache_hit(w->negcache, w->me.mesh_id, w->me.pubkey, mono_ms(), &w->neg_stamp)) {
+		counter_add(w->shm, C_LOOKUP_NEGATIVE_CACHE_HIT, 1);
+		hello_reject_why(w, HELLO_UNAUTHORIZED, w->me.mesh_id, "parent pubkey not found in mesh");
+		return;
+	}
+	if (worker_db(w) != 0 || session_key_queue(w) != 0 ||
 	    store_hello_member(w->db, w->me.mesh_id, w->me.pubkey, w->me.pid, w->me.cwd, hello_member_cb, w) != 0) {
 		ws_close(w, WS_CLOSE_INTERNAL, "internal");
 		return;

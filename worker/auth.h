@@ -9,5 +9,8 @@
 #include "worker/worker.h"
 
 void auth_on_hello(struct worker *w, const cJSON *msg);
+/* §12.1: a session connection's first frame (its checks 1-10), legal where
+ * hello is; refused with unknown_message_type when SESSION_HELLO=0 */
+void auth_on_session_hello(struct worker *w, const cJSON *msg);
 
 #endif

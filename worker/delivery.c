@@ -55,7 +55,11 @@ static char *push_json(const struct delivery_row *r)
 	cJSON_AddStringToObject(o, "type", "push");
 	cJSON_AddStringToObject(o, "messageId", r->message_id);
 	cJSON_AddStringToObject(o, "meshId", r->mesh_id);
-	cJSON_AddStringToObject(o, "senderPubkey", r->sender_pubkey);
+	cJSON_AddStringToObject(o, "senderPubkey", r->sender_pubkey); /* its session key when it had one (§12.1) */
+	/* §12.2 fix: who sent it, on every push of a message */
+	cJSON_AddStringToObject(o, "senderMemberPubkey", r->sender_member_pubkey);
+	cJSON_AddStringToObject(o, "senderMemberId", r->sender_member_id);
+	cJSON_AddStringToObject(o, "senderName", r->sender_name);
 	cJSON_AddStringToObject(o, "priority", r->priority);
 	cJSON_AddStringToObject(o, "nonce", r->nonce);
 	cJSON_AddStringToObject(o, "ciphertext", r->ciphertext);
@@ -64,6 +68,10 @@ static char *push_json(const struct delivery_row *r)
 		cJSON_AddStringToObject(o, "topic", r->topic_id);
 		cJSON_AddNumberToObject(o, "bodyVersion", atoi(r->body_version));
 	}
+	if (r->client_message_id)
+		cJSON_AddStringToObject(o, "client_message_id", r->client_message_id);
+	if (r->request_fingerprint)
+		cJSON_AddStringToObject(o, "request_fingerprint", r->request_fingerprint);
 	char *s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return s;
@@ -133,7 +141,9 @@ void delivery_drain(struct worker *w)
 	struct live_ids l = {.member_id = w->me.member_id};
 	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
 	if (worker_db(w) == 0 && store_delivery_claim(w->db, w->me.member_id, l.ids, l.n, w->me.status == ST_IDLE,
-						      w->me.presence_id, PUSH_BATCH, drain_cb, w) == 0)
+						      w->me.presence_id,
+						      w->me.session_pubkey[0] ? w->me.session_pubkey : NULL, PUSH_BATCH,
+						      drain_cb, w) == 0)
 		w->drain_inflight = 1;
 	for (size_t i = 0; i < l.n; i++)
 		free((char *)l.ids[i]);
@@ -282,15 +292,19 @@ void delivery_settle(struct worker *w)
 	delivery_confirm(w);
 }
 
-/* client_ack (docs/protocol.md §3.4 ext): at-least-once for clients that ask */
+/* client_ack (docs/protocol.md §3.4 ext): at-least-once for clients that
+ * ask; by brokerMessageId or by the sender's clientMessageId (§12.1), and
+ * with neither ignored without a reply (a stray error would settle some
+ * other pending request of the HEAD client) */
 void delivery_on_client_ack(struct worker *w, const cJSON *msg)
 {
-	const char *id = msgcheck_client_ack(msg);
-	if (!id) {
-		ws_send_peer_error(w, PEER_ERR_CLIENT_ACK_MALFORMED, msg_str(msg, "id"));
+	const char *broker_id, *client_id;
+	if (msgcheck_client_ack(msg, &broker_id, &client_id) != 0)
 		return;
-	}
-	store_delivery_client_ack(w->db, id, w->me.member_id, w->me.presence_id);
+	if (broker_id)
+		store_delivery_client_ack(w->db, broker_id, w->me.member_id, w->me.presence_id);
+	else
+		store_delivery_client_ack_cid(w->db, client_id, w->me.member_id, w->me.presence_id);
 }
 
 void delivery_free(struct worker *w)

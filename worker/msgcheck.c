@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/opaque.h"
 #include "common/util.h"
 #include "proto/box.h"
 #include "worker/msg.h"
@@ -41,18 +40,43 @@ int msgcheck_send(const cJSON *msg, size_t max_bytes, int frame_nul, struct send
 		return SEND_REJ_INVALID_TARGET;
 	if (t[0] == '#' && (!t[1] || strlen(t) > SEND_TARGET_MAX))
 		return SEND_REJ_NO_SUCH_TOPIC;
-	if (!f->nonce || !f->ct || !*f->ct)
+	if (msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "nonce"), 0) == SEND_REJ_MALFORMED ||
+	    msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "ciphertext"), 0) == SEND_REJ_MALFORMED)
 		return SEND_REJ_MALFORMED;
 	f->size = strlen(f->ct) + strlen(f->nonce);
 	if (f->size > max_bytes)
 		return SEND_REJ_PAYLOAD_TOO_LARGE;
 	/* opaque, so carried whole or not at all: never a value cut at \u0000 */
-	if (frame_nul || !b64_is_valid(f->nonce, strlen(f->nonce)) || !b64_is_valid(f->ct, strlen(f->ct))) {
-		*detail = frame_nul ? "malformed send: a string holds \\u0000 (nonce and ciphertext are base64)"
-				    : "malformed send: nonce and ciphertext must be standard base64";
+	if (frame_nul)
+		return SEND_REJ_NUL_IN_FIELD;
+	if (msgcheck_client_ids(msg, &f->client_id, &f->fingerprint) != 0) {
+		*detail = "malformed send: client_message_id and request_fingerprint must be strings of at most 128 bytes";
 		return SEND_REJ_MALFORMED;
 	}
 	return -1;
+}
+
+int msgcheck_opaque_field(const cJSON *v, int text_nul)
+{
+	if (!cJSON_IsString(v))
+		return SEND_REJ_MALFORMED;
+	return text_nul ? SEND_REJ_NUL_IN_FIELD : -1;
+}
+
+int msgcheck_client_ids(const cJSON *msg, const char **client_id, const char **fingerprint)
+{
+	static const char *const keys[] = {"client_message_id", "request_fingerprint"};
+	const char **out[] = {client_id, fingerprint};
+	for (int i = 0; i < 2; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg, keys[i]);
+		*out[i] = NULL;
+		if (!v || cJSON_IsNull(v))
+			continue;
+		if (!cJSON_IsString(v) || strlen(v->valuestring) > SEND_CLIENT_ID_MAX)
+			return -1;
+		*out[i] = v->valuestring[0] ? v->valuestring : NULL;
+	}
+	return 0;
 }
 
 int msgcheck_send_topic(const cJSON *msg, const char *ct, struct send_topic_fields *t, const char **detail)
@@ -101,12 +125,17 @@ enum peer_error msgcheck_set_status(const cJSON *msg, int *status, int *member)
 
 /* ---- client_ack ---- */
 
-const char *msgcheck_client_ack(const cJSON *msg)
+int msgcheck_client_ack(const cJSON *msg, const char **broker_id, const char **client_id)
 {
-	const char *id = msg_str(msg, "brokerMessageId");
-	if (!id)
-		id = msg_str(msg, "messageId");
-	return id && strlen(id) <= CLIENT_ACK_ID_MAX ? id : NULL;
+	*broker_id = msg_str(msg, "brokerMessageId");
+	if (!*broker_id)
+		*broker_id = msg_str(msg, "messageId");
+	*client_id = msg_str(msg, "clientMessageId");
+	if (*broker_id && (!**broker_id || strlen(*broker_id) > CLIENT_ACK_ID_MAX))
+		*broker_id = NULL;
+	if (*client_id && (!**client_id || strlen(*client_id) > SEND_CLIENT_ID_MAX))
+		*client_id = NULL;
+	return *broker_id || *client_id ? 0 : -1;
 }
 
 /* ---- list_peers, set_summary ---- */

@@ -18,6 +18,7 @@
 
 #define SEND_ID_MAX 128    /* the client's correlation id */
 #define SEND_TARGET_MAX 79 /* '#' and a topic ref */
+#define SEND_CLIENT_ID_MAX 128 /* client_message_id, request_fingerprint (§12.1) */
 
 enum send_rejection {
 #define X(id, label, code, message) SEND_REJ_##id,
@@ -30,14 +31,29 @@ struct send_fields {
 	const char *id; /* the id to echo: "" when absent or refused for its length */
 	const char *target, *nonce, *ct;
 	int prio;      /* msg_priority_parse() */
-	int direct;    /* target is a member's 64-hex pubkey (either case) */
+	int direct;    /* target is a member's or session's 64-hex pubkey (either case) */
 	size_t size;   /* nonce plus ciphertext bytes */
+	const char *client_id, *fingerprint; /* client_message_id, request_fingerprint: NULL when absent or "" */
 };
 /* The checks of a send before its rate limit: -1 when it passes, else the
  * rejection, with *detail when the ack says more than the table's message
  * (PAYLOAD_TOO_LARGE: the caller formats the table's message with f->size).
- * frame_nul: the frame held \u0000 (its strings are cut). */
+ * frame_nul: the frame held \u0000 (its strings are cut): NUL_IN_FIELD. */
 int msgcheck_send(const cJSON *msg, size_t max_bytes, int frame_nul, struct send_fields *f, const char **detail);
+
+/* An opaque field (nonce, ciphertext: §3.1, §12.6): any JSON string (empty
+ * too), carried byte for byte.  v: the field's value; text_nul: the JSON text
+ * it was parsed from holds the escape \u0000 (common/opaque.h
+ * json_has_nul_escape: cJSON handed out strings cut there, and PostgreSQL
+ * text cannot hold a NUL).  -1 when it passes, else SEND_REJ_MALFORMED (not
+ * a string) or SEND_REJ_NUL_IN_FIELD.  The one check of the socket's sends
+ * and the REST post path. */
+int msgcheck_opaque_field(const cJSON *v, int text_nul);
+
+/* client_message_id and request_fingerprint (§12.1): each absent, null, ""
+ * (then NULL) or a string of at most SEND_CLIENT_ID_MAX bytes; 0, or -1 for
+ * anything else. */
+int msgcheck_client_ids(const cJSON *msg, const char **client_id, const char **fingerprint);
 
 struct send_topic_fields {
 	int version; /* bodyVersion: 1 or 2 */
@@ -58,8 +74,9 @@ enum peer_error msgcheck_set_status(const cJSON *msg, int *status, int *member);
 /* ---- client_ack (§3.4) ---- */
 
 #define CLIENT_ACK_ID_MAX 64
-/* brokerMessageId (or messageId), or NULL when missing or too long */
-const char *msgcheck_client_ack(const cJSON *msg);
+/* brokerMessageId (or messageId) and clientMessageId (§12.1), each NULL when
+ * missing, empty or too long; 0 when one is there, else -1 (ignored) */
+int msgcheck_client_ack(const cJSON *msg, const char **broker_id, const char **client_id);
 
 /* ---- list_peers, set_summary (§11) ---- */
 

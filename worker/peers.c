@@ -96,7 +96,10 @@ void peers_on_set_summary(struct worker *w, const cJSON *msg)
 
 int peers_is_replaced(const struct worker *w, const struct presence_view *v)
 {
-	return strcmp(v->info.member_id, w->me.member_id) == 0 && strcmp(v->info.session_id, w->me.session_id) == 0 &&
+	/* same member, and the same sessionId (§11) or session key (§12.1) */
+	return strcmp(v->info.member_id, w->me.member_id) == 0 &&
+	       (strcmp(v->info.session_id, w->me.session_id) == 0 ||
+		(w->me.session_pubkey[0] && strcmp(v->info.session_pubkey, w->me.session_pubkey) == 0)) &&
 	       !(w->have_slot && v->slot == w->slot && v->gen == w->gen);
 }
 

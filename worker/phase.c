@@ -5,6 +5,7 @@
  * closing connection drops everything. */
 #include "worker/phase.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/opaque.h"
@@ -50,6 +51,11 @@ static const struct phase_row table[] = {
 	{"topic_seal", AUTHED, NEEDS_HELLO, topic_key_on_seal, 0},
 	{"list_peers", AUTHED, NEEDS_HELLO, peers_on_list, 0},
 	{"set_summary", AUTHED, NEEDS_HELLO, peers_on_set_summary, 0},
+	/* §12.1: a session's hello, signed by its session key under its member's attestation */
+	{"session_hello", BEFORE,
+	 {[PHASE_HELLO_PENDING] = PEER_ERR_ALREADY_AUTHENTICATED, [PHASE_AUTHENTICATED] = PEER_ERR_ALREADY_AUTHENTICATED,
+	  [PHASE_CLOSING] = PEER_ERR_NONE},
+	 auth_on_session_hello, 0},
 	/* last: no type, or one not listed above */
 	{NULL, 0,
 	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,
@@ -79,6 +85,32 @@ struct phase_verdict phase_lookup(const char *type, enum phase phase)
 	return (struct phase_verdict){NULL, r->refused[phase], 0};
 }
 
+/* §12.7: the request's _reqId (a string of at most 128 bytes; anything else
+ * is ignored), set on an authenticated connection while its frame is
+ * handled: ws.c puts it in every reply and error sent meanwhile (errors
+ * also as id), so no handler has to.  Handlers that answer later keep a
+ * copy (phase_req_id). */
+static void req_id_take(struct worker *w, const cJSON *msg)
+{
+	const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "_reqId");
+	w->req_id[0] = 0;
+	if (w->phase == PHASE_AUTHENTICATED && cJSON_IsString(r) && r->valuestring[0] &&
+	    strlen(r->valuestring) <= PHASE_REQ_ID_MAX)
+		memcpy(w->req_id, r->valuestring, strlen(r->valuestring) + 1);
+}
+
+const char *phase_req_id(const struct worker *w) { return w->req_id[0] ? w->req_id : NULL; }
+
+/* unknown_type names the type (§12.7 rule 2); the id echoed as before */
+static void unknown_type(struct worker *w, const cJSON *msg)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "type");
+	char m[64 + PHASE_TYPE_SHOWN];
+	snprintf(m, sizeof m, "unknown message type: %.*s", PHASE_TYPE_SHOWN,
+		 cJSON_IsString(t) ? t->valuestring : "(none)");
+	ws_send_error(w, "unknown_type", m, msg_str(msg, "id"));
+}
+
 void phase_dispatch(struct worker *w, const char *text, size_t len)
 {
 	cJSON *msg = cJSON_ParseWithLength(text, len);
@@ -87,6 +119,7 @@ void phase_dispatch(struct worker *w, const char *text, size_t len)
 		cJSON_Delete(msg);
 		return;
 	}
+	req_id_take(w, msg);
 	struct phase_verdict v = phase_lookup(msg_str(msg, "type"), w->phase);
 	/* a string with \u0000 reaches the handlers cut at the NUL: nothing may
 	 * store or forward it.  A row that says so refuses it itself (send: an
@@ -96,8 +129,11 @@ void phase_dispatch(struct worker *w, const char *text, size_t len)
 		ws_send_peer_error(w, PEER_ERR_NUL_IN_STRING, msg_str(msg, "id"));
 	else if (v.handler)
 		v.handler(w, msg);
+	else if (v.error == PEER_ERR_UNKNOWN_TYPE)
+		unknown_type(w, msg);
 	else
 		ws_send_peer_error(w, v.error, msg_str(msg, "id"));
 	w->frame_nul = 0;
+	w->req_id[0] = 0;
 	cJSON_Delete(msg);
 }

@@ -33,7 +33,15 @@ struct phase_verdict phase_lookup(const char *type, enum phase phase);
 /* the table itself, for tests: n rows, the last one the catch-all */
 const struct phase_row *phase_table(size_t *n);
 
-/* one text frame from the client: parse, look up, run or refuse */
+#define PHASE_REQ_ID_MAX 128 /* §12.7: a longer _reqId is ignored */
+#define PHASE_TYPE_SHOWN 64  /* bytes of an unknown type named in its error */
+
+/* the _reqId of the frame being handled (§12.7), NULL when none: a handler
+ * that answers later (from a database callback) copies it into its reply */
+const char *phase_req_id(const struct worker *w);
+
+/* one text frame from the client: parse, look up, run or refuse; while the
+ * handler runs, every frame sent carries the request's _reqId */
 void phase_dispatch(struct worker *w, const char *text, size_t len);
 
 #endif

@@ -32,6 +32,7 @@
 #include "worker/mention.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
+#include "worker/phase.h"
 #include "worker/wake.h"
 #include "worker/ws.h"
 
@@ -52,6 +53,9 @@ static const struct {
 struct send_ctx {
 	struct worker *w;
 	char id[SEND_ID_MAX + 1];
+	char req_id[PHASE_REQ_ID_MAX + 1]; /* §12.7: the send's _reqId, "" when none */
+	char *client_id, *fingerprint;     /* stored once per (sender, client id); NULL when none */
+	int64_t due;                       /* mono ms: answered by then, whatever the database does */
 	char message_id[ID_LEN + 1];
 	char target[SEND_TARGET_MAX + 1];
 	int prio;
@@ -60,9 +64,12 @@ struct send_ctx {
 	char *audit; /* canonical message_sent payload, NULL when it could not be built */
 };
 
-/* the sends of one statement, in the order they were accepted */
+/* the sends of one statement, in the order they were accepted; in
+ * w->batches (oldest first) while it runs */
 struct send_batch {
 	struct worker *w;
+	struct send_batch *next;
+	int answered; /* its deadline passed: every send got outcome_unknown */
 	int n;
 	struct send_ctx *s[];
 };
@@ -72,10 +79,16 @@ static void send_ctx_free(struct send_ctx *sc)
 	free(sc->nonce);
 	free(sc->ct);
 	free(sc->audit);
+	free(sc->client_id);
+	free(sc->fingerprint);
 	free(sc);
 }
 
-static void send_ack(struct worker *w, const char *id, const char *message_id, const char *error)
+/* code: the refusal's label (ext: the machine-readable twin of error);
+ * req_id: the send's _reqId for an ack sent later (one sent while the
+ * frame is handled gets it from phase.c) */
+static void send_ack(struct worker *w, const char *id, const char *req_id, const char *message_id,
+		     const char *error, const char *code)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "ack");
@@ -84,15 +97,73 @@ static void send_ack(struct worker *w, const char *id, const char *message_id, c
 	cJSON_AddBoolToObject(o, "queued", error == NULL);
 	if (error)
 		cJSON_AddStringToObject(o, "error", error);
+	if (code)
+		cJSON_AddStringToObject(o, "code", code);
+	if (req_id && req_id[0])
+		cJSON_AddStringToObject(o, "_reqId", req_id);
 	ws_send_json(w, o);
 	cJSON_Delete(o);
 }
 
+static const char *const rejection_labels[] = {
+#define X(id, label, code, message) [SEND_REJ_##id] = label,
+	SEND_REJECTIONS(X)
+#undef X
+};
+
 /* refuse with the table's message, or with detail when it says more */
-static void send_refuse(struct worker *w, const char *id, enum send_rejection r, const char *detail)
+static void send_refuse_req(struct worker *w, const char *id, const char *req_id, enum send_rejection r,
+			    const char *detail)
 {
 	counter_add(w->shm, rejections[r].counter, 1);
-	send_ack(w, id, "", detail ? detail : rejections[r].message);
+	send_ack(w, id, req_id, "", detail ? detail : rejections[r].message, rejection_labels[r]);
+}
+
+static void send_refuse(struct worker *w, const char *id, enum send_rejection r, const char *detail)
+{
+	send_refuse_req(w, id, NULL, r, detail);
+}
+
+/* the earliest deadline of what is undecided: waiting sends and running
+ * batches not yet answered */
+static void send_due_update(struct worker *w)
+{
+	int64_t due = 0;
+	for (struct send_batch *b = w->batches; b; b = b->next)
+		if (!b->answered && b->n && (!due || b->s[0]->due < due))
+			due = b->s[0]->due;
+	if (w->nsends && (!due || w->sends[0]->due < due))
+		due = w->sends[0]->due;
+	w->send_due = due;
+}
+
+/* Sends undecided at their deadline (docs/protocol.md "Idempotent sends"):
+ * a running batch may still commit, so its sends are told the outcome is
+ * unknown (a resend with the same id is stored at most once, and gets the
+ * first ack); sends still waiting for a batch were never sent to the
+ * database and are refused as not queued. */
+static void send_deadline(struct worker *w, int64_t now)
+{
+	for (struct send_batch *b = w->batches; b; b = b->next) {
+		if (b->answered || !b->n || b->s[0]->due > now)
+			continue;
+		b->answered = 1;
+		for (int i = 0; i < b->n; i++)
+			send_refuse_req(w, b->s[i]->id, b->s[i]->req_id, SEND_REJ_OUTCOME_UNKNOWN, NULL);
+		log_warn("send: undecided at its deadline", "sends", b->n == 1 ? "1" : "several");
+	}
+	size_t k = 0;
+	while (k < w->nsends && w->sends[k]->due <= now) {
+		struct send_ctx *sc = w->sends[k++];
+		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_DB_UNAVAILABLE,
+				"database unavailable: message not queued (deadline), try again");
+		send_ctx_free(sc);
+	}
+	if (k) {
+		w->nsends -= k;
+		memmove(w->sends, w->sends + k, w->nsends * sizeof *w->sends);
+	}
+	send_due_update(w);
 }
 
 /* our audit rows wait in mesh.audit_pending: a chain step is owed */
@@ -113,6 +184,8 @@ static void chain_cb(void *arg, int64_t chained, const char *err)
 
 void send_tick(struct worker *w, int64_t now)
 {
+	if (w->send_due && now >= w->send_due)
+		send_deadline(w, now);
 	if (!w->chain_owed || !w->chain_due || now < w->chain_due)
 		return;
 	w->chain_due = 0;
@@ -141,6 +214,15 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	}
 	if (!err && n != b->n)
 		err = "wrong number of results";
+	/* unlink: no longer running */
+	for (struct send_batch **pp = &w->batches; *pp; pp = &(*pp)->next)
+		if (*pp == b) {
+			*pp = b->next;
+			break;
+		}
+	/* a connection lost with the statement on its way: it may have
+	 * committed, and the client learns that the outcome is unknown */
+	int unknown = err && strstr(err, "connection lost") != NULL;
 	int nwake = 0;
 	for (int i = 0; !err && i < n; i++)
 		nwake += rows[i].n;
@@ -150,15 +232,23 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	nwake = 0;
 	for (int i = 0; i < b->n; i++) {
 		struct send_ctx *sc = b->s[i];
-		if (err) {
-			send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
+		if (b->answered) {
+			/* answered at its deadline; what it stored is still delivered */
+		} else if (err) {
+			send_refuse_req(w, sc->id, sc->req_id, unknown ? SEND_REJ_OUTCOME_UNKNOWN : SEND_REJ_DB_UNAVAILABLE,
+					NULL);
+		} else if (rows[i].conflict) {
+			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_ID_CONFLICT, NULL);
+		} else if (rows[i].first_id) {
+			send_ack(w, sc->id, sc->req_id, rows[i].first_id, NULL, NULL); /* stored before: the first ack again */
 		} else if (!rows[i].stored || (rows[i].n == 0 && strcmp(sc->target, "*") != 0)) {
-			send_refuse(w, sc->id, SEND_REJ_NO_RECIPIENT, NULL);
+			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_RECIPIENT, NULL);
 		} else {
-			send_ack(w, sc->id, sc->message_id, NULL);
+			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
+		}
+		if (!err && rows[i].stored)
 			for (int k = 0; k < rows[i].n; k++)
 				wake[nwake++] = rows[i].recipients[k];
-		}
 		send_ctx_free(sc);
 	}
 	if (err)
@@ -166,6 +256,7 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	wake_members(w, w->me.mesh_id, wake, nwake);
 	free(wake);
 	free(b);
+	send_due_update(w);
 	send_flush(w, 0); /* what came in meanwhile: the next batch */
 }
 
@@ -188,11 +279,22 @@ void send_flush(struct worker *w, int force)
 		if (!b || !m)
 			log_fatal("out of memory");
 		b->w = w;
+		b->next = NULL;
+		b->answered = 0;
 		b->n = (int)k;
 		for (size_t i = 0; i < k; i++) {
 			struct send_ctx *sc = b->s[i] = w->sends[i];
-			m[i] = (struct message_row){sc->message_id, w->me.mesh_id, w->me.member_id, sc->target,
-						    msg_priority_names[sc->prio], sc->nonce, sc->ct, sc->audit};
+			m[i] = (struct message_row){sc->message_id,
+						    w->me.mesh_id,
+						    w->me.member_id,
+						    sc->target,
+						    msg_priority_names[sc->prio],
+						    sc->nonce,
+						    sc->ct,
+						    sc->audit,
+						    w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
+						    sc->client_id,
+						    sc->fingerprint};
 		}
 		w->nsends -= k;
 		memmove(w->sends, w->sends + k, w->nsends * sizeof *w->sends);
@@ -200,19 +302,26 @@ void send_flush(struct worker *w, int force)
 		free(m);
 		if (r != 0) {
 			for (size_t i = 0; i < k; i++) {
-				send_refuse(w, b->s[i]->id, SEND_REJ_DB_UNAVAILABLE,
-					    "broker busy: message not queued, try again");
+				send_refuse_req(w, b->s[i]->id, b->s[i]->req_id, SEND_REJ_DB_UNAVAILABLE,
+						"broker busy: message not queued, try again");
 				send_ctx_free(b->s[i]);
 			}
 			free(b);
 			continue;
 		}
 		w->send_inflight++;
+		struct send_batch **tail = &w->batches;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = b;
 	}
+	send_due_update(w);
 }
 
 void send_free(struct worker *w)
 {
+	/* batches still running belong to their callbacks (db_drain_sync or
+	 * the db's own teardown runs them) */
 	for (size_t i = 0; i < w->nsends; i++)
 		send_ctx_free(w->sends[i]);
 	free(w->sends);
@@ -229,13 +338,14 @@ static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id
 	struct worker *w = sc->w;
 	if (err) {
 		log_warn("topic send: not stored", "error", err);
-		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
+		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_DB_UNAVAILABLE, NULL);
 	} else if (st == TOPIC_NOT_FOUND) {
-		send_refuse(w, sc->id, SEND_REJ_NO_SUCH_TOPIC, NULL);
+		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_SUCH_TOPIC, NULL);
 	} else if (st != TOPIC_OK) {
-		send_refuse(w, sc->id, SEND_REJ_NO_SUCH_TOPIC, "no such topic: you are not a member of it (topic_join first)");
+		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_SUCH_TOPIC,
+				"no such topic: you are not a member of it (topic_join first)");
 	} else {
-		send_ack(w, sc->id, sc->message_id, NULL);
+		send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
 		char spec[SEND_TARGET_MAX + 1];
 		snprintf(spec, sizeof spec, "#%s", topic_id);
 		cJSON *pl = cJSON_CreateObject();
@@ -245,7 +355,7 @@ static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id
 		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
 		wake_members(w, w->me.mesh_id, recipients, n);
 	}
-	free(sc);
+	send_ctx_free(sc);
 }
 
 /* the topic ref (id or name), bodyVersion (1 when absent) and mentions */
@@ -256,7 +366,7 @@ static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, 
 	const char *detail;
 	if (msgcheck_send_topic(msg, ct, &tf, &detail) >= 0) {
 		send_refuse(w, sc->id, SEND_REJ_MALFORMED, detail);
-		free(sc);
+		send_ctx_free(sc);
 		return;
 	}
 	int version = tf.version, n = tf.n;
@@ -275,7 +385,7 @@ static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, 
 			       idp};
 	if (store_topic_post(w->db, &p, topic_cb, sc) != 0) {
 		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
-		free(sc);
+		send_ctx_free(sc);
 	}
 	mention_free(names, n);
 }
@@ -311,8 +421,16 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 		log_fatal("out of memory");
 	sc->w = w;
 	snprintf(sc->id, sizeof sc->id, "%s", id);
+	snprintf(sc->req_id, sizeof sc->req_id, "%s", phase_req_id(w) ? phase_req_id(w) : "");
 	id_new(sc->message_id);
 	sc->prio = prio;
+	sc->due = mono_ms() + w->cfg.send_deadline_ms;
+	/* idempotent sends: the client's message id, else its correlation id */
+	const char *cid = f.client_id ? f.client_id : (id[0] ? id : NULL);
+	sc->client_id = cid ? strdup(cid) : NULL;
+	sc->fingerprint = f.fingerprint ? strdup(f.fingerprint) : NULL;
+	if ((cid && !sc->client_id) || (f.fingerprint && !sc->fingerprint))
+		log_fatal("out of memory");
 	if (target[0] == '#') {
 		send_topic(w, sc, msg, target + 1, nonce, ct);
 		return;
@@ -327,7 +445,7 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 	snprintf(sc->target, sizeof sc->target, "%s", target);
 	if (w->nsends >= SEND_WAIT_MAX) {
 		send_refuse(w, id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
-		free(sc);
+		send_ctx_free(sc);
 		return;
 	}
 	sc->nonce = strdup(nonce);
@@ -344,4 +462,5 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 		w->sends_cap = cap;
 	}
 	w->sends[w->nsends++] = sc; /* stored by send_flush: at the next pump, or with the running batch's successor */
+	send_due_update(w);
 }

@@ -164,6 +164,7 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		 * looks again (delivery.c), armed only while there are some */
 		deadline = min_deadline(deadline, w->ack_check_at);
 		deadline = min_deadline(deadline, w->chain_due);
+		deadline = min_deadline(deadline, w->send_due); /* a send's deadline (send.c) */
 	}
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)

@@ -18,6 +18,7 @@ struct negcache;
 struct worker;
 struct pe_peer;
 struct send_ctx;
+struct send_batch;
 
 #define PUSH_BATCH 100 /* deliveries claimed per drain query */
 #define UDS_OUT_MAX 16 /* cached connections to other workers */
@@ -117,6 +118,13 @@ struct worker {
 	struct ws_gate gate;
 
 	enum phase phase;
+	char req_id[129]; /* §12.7: the _reqId of the frame being handled, "" when none (phase.c) */
+	/* session keys (§12.1, auth.c): the hello's session key claim, and a
+	 * session_hello's member check */
+	int sk_claim;                 /* SK_* (auth.c) */
+	int session_conn;             /* authenticated by session_hello */
+	char parent_member_id[64];    /* session_hello's parentMemberId, "" when absent */
+	struct send_batch *batches;   /* send statements in flight (send.c), oldest first */
 	int frame_nul; /* the frame being handled holds \u0000 (its C strings are cut): send refuses it */
 	/* the hello succeeded: w->me, the slot and the presence row are this
 	 * connection's (stays set while closing, for the leave) */
@@ -142,6 +150,7 @@ struct worker {
 	int chain_inflight; /* audit chain steps queued or running */
 	int chain_owed;     /* our audit rows may still be pending (send.c) */
 	int64_t chain_due;  /* mono ms of the next chain step try, 0 = none */
+	int64_t send_due;   /* mono ms when the oldest undecided send reaches its deadline, 0 = none */
 
 	/* delivery */
 	int drain_inflight, drain_again;

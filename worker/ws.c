@@ -268,6 +268,9 @@ int ws_send_text(struct worker *w, const char *s, size_t len)
 
 int ws_send_json(struct worker *w, cJSON *obj)
 {
+	/* a reply to a request with a _reqId carries it (§12.7, phase.c) */
+	if (w->req_id[0] && !cJSON_GetObjectItemCaseSensitive(obj, "_reqId"))
+		cJSON_AddStringToObject(obj, "_reqId", w->req_id);
 	char *s = cJSON_PrintUnformatted(obj);
 	if (!s)
 		return -1;
@@ -282,6 +285,8 @@ void ws_send_error(struct worker *w, const char *code, const char *message, cons
 	cJSON_AddStringToObject(o, "type", "error");
 	cJSON_AddStringToObject(o, "code", code);
 	cJSON_AddStringToObject(o, "message", message);
+	if (w->req_id[0]) /* §12.7: an error's id is the request's _reqId */
+		id = w->req_id;
 	if (id)
 		cJSON_AddStringToObject(o, "id", id);
 	ws_send_json(w, o);

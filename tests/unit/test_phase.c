@@ -37,6 +37,8 @@ static const struct expect known[] = {
 	{"topic_seal", topic_key_on_seal},
 	{"list_peers", peers_on_list},
 	{"set_summary", peers_on_set_summary},
+	/* §12.1: the other first frame */
+	{"session_hello", auth_on_session_hello},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 
@@ -50,7 +52,7 @@ static struct phase_verdict expected(const char *type, enum phase ph)
 	for (size_t i = 0; type && i < NKNOWN; i++) {
 		if (strcmp(type, known[i].type) != 0)
 			continue;
-		if (strcmp(type, "hello") == 0) {
+		if (strcmp(type, "hello") == 0 || strcmp(type, "session_hello") == 0) {
 			if (ph == PHASE_BEFORE_HELLO)
 				v.handler = known[i].handler;
 			else
