@@ -249,10 +249,10 @@ enum { SENT_INDEX, SENT_MEMBER, SENT_STATUS, SENT_FIRST_ID };
 static const char messages_send_sql[] =
 	"SELECT i, member, status, first_id FROM mesh.send_batch($1, $2, $3, $4, string_to_array($5, ','), "
 	"string_to_array($6, ','), string_to_array($7, ','), string_to_array($8, ','), string_to_array($9, ','), "
-	"$10::text[], $11::text[], $12::text[]) ORDER BY i";
+	"$10::text[], $11::text[], $12::text[], $13::text[]) ORDER BY i";
 static const char messages_send_literal_sql[] =
 	"SELECT i, member, status, first_id FROM mesh.send_batch($1, $2, $3, $4, $5::text[], $6::text[], "
-	"$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) ORDER BY i";
+	"$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) ORDER BY i";
 
 /* v[0..n) joined by commas; NULL when one holds a comma (or is NULL) */
 static char *comma_join(const char *const *v, int n)
@@ -315,7 +315,7 @@ static void sent_adapter(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
-#define SEND_COLS 8 /* ids, targets, priorities, nonces, ciphertexts, audit, client ids, fingerprints */
+#define SEND_COLS 9 /* ids, targets, priorities, nonces, ciphertexts, audit, client keys, client ids, fingerprints */
 int store_messages_send(struct db *d, const struct message_row *m, int n, const char *actor_name, store_sent_cb cb,
 			void *arg)
 {
@@ -334,7 +334,8 @@ int store_messages_send(struct db *d, const struct message_row *m, int n, const 
 			       : k == 3 ? m[i].nonce
 			       : k == 4 ? m[i].ciphertext
 			       : k == 5 ? m[i].audit
-			       : k == 6 ? m[i].client_id
+			       : k == 6 ? m[i].client_key
+			       : k == 7 ? m[i].client_id
 					: m[i].fingerprint;
 		arr[k] = k < 5 && !literal ? comma_join(col, n) : store_text_array(col, n);
 		if (!arr[k]) { /* a comma: the whole batch as literals, from the start */
@@ -346,8 +347,8 @@ int store_messages_send(struct db *d, const struct message_row *m, int n, const 
 	}
 	free(col);
 	const char *p[] = {m[0].mesh_id, m[0].sender_member_id, actor_name, m[0].sender_session, arr[0], arr[1],
-			   arr[2], arr[3], arr[4], arr[5], arr[6], arr[7]};
-	int r = send_call_hot(d, literal ? messages_send_literal_sql : messages_send_sql, 12, p, sent_adapter,
+			   arr[2], arr[3], arr[4], arr[5], arr[6], arr[7], arr[8]};
+	int r = send_call_hot(d, literal ? messages_send_literal_sql : messages_send_sql, 13, p, sent_adapter,
 			      (struct call){.cb.sent = cb, .arg = arg, .n = n});
 	for (int k = 0; k < SEND_COLS; k++)
 		free(arr[k]);

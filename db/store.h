@@ -78,8 +78,9 @@ struct message_row {
 	const char *audit; /* canonical payload of its message_sent audit row, NULL for none */
 	/* §12.1, §12.2, idempotent sends (migration 0005); NULL when absent */
 	const char *sender_session; /* the sender connection's session key (m[0]'s counts) */
-	const char *client_id;      /* client_message_id, else the send's id: stored once per sender */
-	const char *fingerprint;    /* request_fingerprint */
+	const char *client_key;     /* client_message_id, else the send's id: stored once per sender (a day) */
+	const char *client_id;      /* client_message_id, echoed on the push */
+	const char *fingerprint;    /* request_fingerprint, echoed on the push */
 };
 /* one per send, in the order given: stored = 0 when a direct target named no
  * live member or session key (nothing was stored); the recipient member ids

@@ -54,7 +54,8 @@ struct send_ctx {
 	struct worker *w;
 	char id[SEND_ID_MAX + 1];
 	char req_id[PHASE_REQ_ID_MAX + 1]; /* §12.7: the send's _reqId, "" when none */
-	char *client_id, *fingerprint;     /* stored once per (sender, client id); NULL when none */
+	char *client_key;                  /* client_message_id, else id: stored once per (sender, key); NULL when none */
+	char *client_id, *fingerprint;     /* client_message_id, request_fingerprint (echoed); NULL when none */
 	int64_t due;                       /* mono ms: answered by then, whatever the database does */
 	char message_id[ID_LEN + 1];
 	char target[SEND_TARGET_MAX + 1];
@@ -79,6 +80,7 @@ static void send_ctx_free(struct send_ctx *sc)
 	free(sc->nonce);
 	free(sc->ct);
 	free(sc->audit);
+	free(sc->client_key);
 	free(sc->client_id);
 	free(sc->fingerprint);
 	free(sc);
@@ -293,6 +295,7 @@ void send_flush(struct worker *w, int force)
 						    sc->ct,
 						    sc->audit,
 						    w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
+						    sc->client_key,
 						    sc->client_id,
 						    sc->fingerprint};
 		}
@@ -426,10 +429,11 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 	sc->prio = prio;
 	sc->due = mono_ms() + w->cfg.send_deadline_ms;
 	/* idempotent sends: the client's message id, else its correlation id */
-	const char *cid = f.client_id ? f.client_id : (id[0] ? id : NULL);
-	sc->client_id = cid ? strdup(cid) : NULL;
+	const char *ckey = f.client_id ? f.client_id : (id[0] ? id : NULL);
+	sc->client_key = ckey ? strdup(ckey) : NULL;
+	sc->client_id = f.client_id ? strdup(f.client_id) : NULL;
 	sc->fingerprint = f.fingerprint ? strdup(f.fingerprint) : NULL;
-	if ((cid && !sc->client_id) || (f.fingerprint && !sc->fingerprint))
+	if ((ckey && !sc->client_key) || (f.client_id && !sc->client_id) || (f.fingerprint && !sc->fingerprint))
 		log_fatal("out of memory");
 	if (target[0] == '#') {
 		send_topic(w, sc, msg, target + 1, nonce, ct);

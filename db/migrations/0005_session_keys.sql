@@ -6,8 +6,10 @@
 -- and its delivery rows then say so (recipient_session_pubkey): only a
 -- connection holding that key claims them.  A message records the sender
 -- connection's session key and display name for the push, and the client's
--- client_message_id / request_fingerprint; a send is stored at most once per
--- (sender member, client_message_id).
+-- client_message_id / request_fingerprint (echoed on the push); a send is
+-- stored at most once per (sender member, client key) — the key is its
+-- client_message_id, else its id — within a day (IDEMPOTENCY_WINDOW below).
+-- client_key is that key; client_message_id is stored only when sent.
 
 ALTER TABLE mesh.presence ADD COLUMN IF NOT EXISTS session_pubkey text;
 ALTER TABLE mesh.presence ADD COLUMN IF NOT EXISTS peer_role text NOT NULL DEFAULT 'control-plane';
@@ -24,8 +26,9 @@ ALTER TABLE mesh.message_queue ADD COLUMN IF NOT EXISTS sender_session_pubkey te
 ALTER TABLE mesh.message_queue ADD COLUMN IF NOT EXISTS sender_name text;
 ALTER TABLE mesh.message_queue ADD COLUMN IF NOT EXISTS client_message_id text;
 ALTER TABLE mesh.message_queue ADD COLUMN IF NOT EXISTS request_fingerprint text;
-CREATE UNIQUE INDEX IF NOT EXISTS message_queue_client_id_idx
-  ON mesh.message_queue (sender_member_id, client_message_id) WHERE client_message_id IS NOT NULL;
+ALTER TABLE mesh.message_queue ADD COLUMN IF NOT EXISTS client_key text;
+CREATE UNIQUE INDEX IF NOT EXISTS message_queue_client_key_idx
+  ON mesh.message_queue (sender_member_id, client_key) WHERE client_key IS NOT NULL;
 
 ALTER TABLE mesh.delivery ADD COLUMN IF NOT EXISTS recipient_session_pubkey text;
 
@@ -61,15 +64,18 @@ $$;
 -- mesh.send_messages (0004) with session keys and client ids.  Per send k:
 -- a direct target is a live member's pubkey, or a session key recorded for a
 -- live member of the mesh (the delivery row then names it); '*' every other
--- live member.  A send with a client id (p_cids[k] not NULL) that the sender
--- already stored is not stored again: the row out is (k, NULL, 'dup', first
--- message id) when it is the same request (equal fingerprints, or without
--- fingerprints the same target, nonce and ciphertext), (k, NULL,
--- 'conflict', NULL) otherwise.  Rows out as 0004's otherwise (status and
--- message id NULL).
+-- live member.  A send with a client key (p_keys[k] not NULL) that the
+-- sender stored within the last day is not stored again: the row out is (k,
+-- NULL, 'dup', first message id) when it is the same request (equal
+-- fingerprints, or without fingerprints the same target, nonce and
+-- ciphertext), (k, NULL, 'conflict', NULL) otherwise; an older holder of the
+-- key gives it up (a client id reused after a day, e.g. a recycled pid in
+-- it, is a new message).  Rows out as 0004's otherwise (status and message
+-- id NULL).
 CREATE OR REPLACE FUNCTION mesh.send_batch(p_mesh text, p_sender text, p_actor_name text, p_session text,
                                            p_ids text[], p_targets text[], p_priorities text[], p_nonces text[],
-                                           p_ciphertexts text[], p_audit text[], p_cids text[], p_fps text[])
+                                           p_ciphertexts text[], p_audit text[], p_keys text[], p_cids text[],
+                                           p_fps text[])
 RETURNS TABLE (i integer, member text, status text, first_id text) LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   k integer;
@@ -94,14 +100,26 @@ BEGIN
     END IF;
     v_inserted := NULL;
     INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext,
-                                    sender_session_pubkey, sender_name, client_message_id, request_fingerprint)
+                                    sender_session_pubkey, sender_name, client_key, client_message_id,
+                                    request_fingerprint)
     VALUES (p_ids[k], p_mesh, p_sender, p_targets[k], p_priorities[k], coalesce(p_nonces[k], ''),
-            coalesce(p_ciphertexts[k], ''), p_session, p_actor_name, p_cids[k], p_fps[k])
-    ON CONFLICT (sender_member_id, client_message_id) WHERE client_message_id IS NOT NULL DO NOTHING
+            coalesce(p_ciphertexts[k], ''), p_session, p_actor_name, p_keys[k], p_cids[k], p_fps[k])
+    ON CONFLICT (sender_member_id, client_key) WHERE client_key IS NOT NULL DO NOTHING
     RETURNING id INTO v_inserted;
     IF v_inserted IS NULL THEN
-      SELECT mq.id, mq.request_fingerprint, mq.target_spec, mq.nonce, mq.ciphertext INTO q
-      FROM mesh.message_queue mq WHERE mq.sender_member_id = p_sender AND mq.client_message_id = p_cids[k];
+      SELECT mq.id, mq.request_fingerprint, mq.target_spec, mq.nonce, mq.ciphertext, mq.created_at INTO q
+      FROM mesh.message_queue mq WHERE mq.sender_member_id = p_sender AND mq.client_key = p_keys[k];
+      IF q.created_at < clock_timestamp() - interval '1 day' THEN -- IDEMPOTENCY_WINDOW
+        UPDATE mesh.message_queue SET client_key = NULL WHERE id = q.id;
+        INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, priority, nonce, ciphertext,
+                                        sender_session_pubkey, sender_name, client_key, client_message_id,
+                                        request_fingerprint)
+        VALUES (p_ids[k], p_mesh, p_sender, p_targets[k], p_priorities[k], coalesce(p_nonces[k], ''),
+                coalesce(p_ciphertexts[k], ''), p_session, p_actor_name, p_keys[k], p_cids[k], p_fps[k])
+        RETURNING id INTO v_inserted;
+      END IF;
+    END IF;
+    IF v_inserted IS NULL THEN
       i := k;
       member := NULL;
       IF (q.request_fingerprint IS NULL AND p_fps[k] IS NULL

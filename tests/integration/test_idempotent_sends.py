@@ -24,7 +24,7 @@ def frame(a, to, text, cid, fp=None, **extra):
 
 def stored(db, sender, cid):
     with db.cursor() as c:
-        c.execute("SELECT id FROM mesh.message_queue WHERE sender_member_id = %s AND client_message_id = %s",
+        c.execute("SELECT id FROM mesh.message_queue WHERE sender_member_id = %s AND client_key = %s",
                   (sender.id, cid))
         return [r[0] for r in c.fetchall()]
 
@@ -165,3 +165,43 @@ def test_postgres_stopping_mid_send_then_a_resend_stores_one_message(broker, own
         c.execute("SELECT count(*) FROM mesh.message_queue WHERE sender_member_id = %s", (am.id,))
         assert c.fetchone()[0] == 1
     c2.close()
+
+
+def test_a_client_id_reused_after_a_day_is_a_new_message(broker, mesh, db):
+    b = broker()
+    m = mesh("A", "B")
+    am, bm = m.members
+
+    async def go():
+        a = Peer(b, am)
+        await a.join()
+        first = await a.send_and_ack(a.send_frame_direct(bm.pubkey, "last week", id="mcp-4242-1"))
+        with db.cursor() as c:
+            c.execute("UPDATE mesh.message_queue SET created_at = now() - interval '2 days' WHERE id = %s",
+                      (first["messageId"],))
+        later = await a.send_and_ack(a.send_frame_direct(bm.pubkey, "today, same recycled id", id="mcp-4242-1"))
+        await a.close()
+        return first, later
+
+    first, later = run(go(), 30)
+    assert later["queued"] is True and later["messageId"] != first["messageId"], (first, later)
+    assert stored(db, am, "mcp-4242-1") == [later["messageId"]]
+
+
+def test_a_send_without_client_message_id_pushes_none(broker, mesh):
+    b = broker()
+    m = mesh("A", "B")
+    am, bm = m.members
+
+    async def go():
+        a, bb = Peer(b, am), Peer(b, bm)
+        await a.join()
+        await bb.join()
+        await a.send_direct(bm.pubkey, "plain", id="just-an-id")
+        p = await bb.push()
+        await a.close()
+        await bb.close()
+        return p
+
+    p = run(go(), 30)
+    assert "client_message_id" not in p and "request_fingerprint" not in p, p
