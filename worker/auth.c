@@ -1,6 +1,8 @@
-/* auth — a hello takes the connection from PHASE_BEFORE_HELLO through
- * PHASE_HELLO_PENDING (the membership lookup) to PHASE_AUTHENTICATED, or
- * rejects it: an error frame, close 1008, a counter and an audit row. */
+/* auth — a hello (or a session_hello, §12.1: a session key attested by its
+ * member) takes the connection from PHASE_BEFORE_HELLO through
+ * PHASE_HELLO_PENDING (the membership lookup, and the claim of a session
+ * key) to PHASE_AUTHENTICATED, or rejects it: an error frame, close 1008
+ * (4002 for a revoked member's session), a counter and an audit row. */
 #include "worker/auth.h"
 
 #include <stdio.h>
@@ -303,6 +305,19 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 	hello_accept(w, pending);
 }
 
+/* the capabilities a hello or session_hello lists */
+static void hello_caps(struct worker *w, const cJSON *caps)
+{
+	const cJSON *cap;
+	cJSON_ArrayForEach(cap, caps)
+	{
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
+			w->client_ack = 1;
+		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "peer_events") == 0)
+			w->peer_events = 1;
+	}
+}
+
 /* legal in PHASE_BEFORE_HELLO only (phase.c) */
 void auth_on_hello(struct worker *w, const cJSON *msg)
 {
@@ -340,14 +355,7 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 	str_copy(w->me.peer_role, sizeof w->me.peer_role,
 		 msg_str(msg, "peerRole") && strcmp(msg_str(msg, "peerRole"), "session") == 0 ? "session"
 											 : "control-plane");
-	const cJSON *cap;
-	cJSON_ArrayForEach(cap, h.capabilities)
-	{
-		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
-			w->client_ack = 1;
-		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "peer_events") == 0)
-			w->peer_events = 1;
-	}
+	hello_caps(w, h.capabilities);
 	/* proven key possession: the acceptor evicts this connection only after
 	 * every one that has not come this far */
 	if (worker_child_mark(w, CHILD_BIT(CHILD_PREAUTH), CHILD_HELLO) != 0)
@@ -369,19 +377,6 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 }
 
 /* ---- session_hello (§12.1) ---- */
-
-/* the capabilities a hello or session_hello lists */
-static void session_caps(struct worker *w, const cJSON *caps)
-{
-	const cJSON *cap;
-	cJSON_ArrayForEach(cap, caps)
-	{
-		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "client_ack") == 0)
-			w->client_ack = 1;
-		if (cJSON_IsString(cap) && strcmp(cap->valuestring, "peer_events") == 0)
-			w->peer_events = 1;
-	}
-}
 
 /* legal in PHASE_BEFORE_HELLO only (phase.c): checks 1-5 (proto/hello.c),
  * the replay cache (6), then the member lookup and the session key claim,
@@ -427,7 +422,7 @@ void auth_on_session_hello(struct worker *w, const cJSON *msg)
 	str_copy(w->me.hostname, sizeof w->me.hostname, msg_str(msg, "hostname") ? msg_str(msg, "hostname") : "");
 	str_copy(w->me.repo, sizeof w->me.repo, msg_str(msg, "repo") ? msg_str(msg, "repo") : "");
 	str_copy(w->me.peer_type, sizeof w->me.peer_type, msg_str(msg, "peerType") ? msg_str(msg, "peerType") : "");
-	session_caps(w, h.capabilities);
+	hello_caps(w, h.capabilities);
 	if (worker_child_mark(w, CHILD_BIT(CHILD_PREAUTH), CHILD_HELLO) != 0)
 		return;
 	if (worker_negcache(w) == 0 &&

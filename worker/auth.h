@@ -1,6 +1,7 @@
 /* auth — the hello of docs/protocol.md §2 on the broker's side: checks 1-4
  * (proto/hello.c), the replay cache (5), membership (6), capacity (7), then
- * the presence slot, hello_ack and the first drain. */
+ * the presence slot, hello_ack and the first drain; and the session_hello of
+ * §12.1 the same way. */
 #ifndef WORKER_AUTH_H
 #define WORKER_AUTH_H
 

@@ -71,6 +71,7 @@ struct send_batch {
 	struct worker *w;
 	struct send_batch *next;
 	int answered; /* its deadline passed: every send got outcome_unknown */
+	int topic;    /* a topic post (not keyed by client id: its resend is a new post) */
 	int n;
 	struct send_ctx *s[];
 };
@@ -126,6 +127,38 @@ static void send_refuse(struct worker *w, const char *id, enum send_rejection r,
 	send_refuse_req(w, id, NULL, r, detail);
 }
 
+/* a new statement of sends (n of them, or one topic post) is running */
+static struct send_batch *batch_new(struct worker *w, size_t n)
+{
+	struct send_batch *b = malloc(sizeof *b + n * sizeof b->s[0]);
+	if (!b)
+		log_fatal("out of memory");
+	b->w = w;
+	b->next = NULL;
+	b->answered = 0;
+	b->topic = 0;
+	b->n = (int)n;
+	return b;
+}
+
+static void batch_link(struct worker *w, struct send_batch *b)
+{
+	struct send_batch **tail = &w->batches;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = b;
+}
+
+/* its statement answered: no longer running */
+static void batch_unlink(struct worker *w, struct send_batch *b)
+{
+	for (struct send_batch **pp = &w->batches; *pp; pp = &(*pp)->next)
+		if (*pp == b) {
+			*pp = b->next;
+			break;
+		}
+}
+
 /* the earliest deadline of what is undecided: waiting sends and running
  * batches not yet answered */
 static void send_due_update(struct worker *w)
@@ -151,7 +184,10 @@ static void send_deadline(struct worker *w, int64_t now)
 			continue;
 		b->answered = 1;
 		for (int i = 0; i < b->n; i++)
-			send_refuse_req(w, b->s[i]->id, b->s[i]->req_id, SEND_REJ_OUTCOME_UNKNOWN, NULL);
+			send_refuse_req(w, b->s[i]->id, b->s[i]->req_id, SEND_REJ_OUTCOME_UNKNOWN,
+					b->topic ? "outcome_unknown: the database did not answer in time; the post may "
+						   "still be stored (topic posts are not deduplicated)"
+						 : NULL);
 		log_warn("send: undecided at its deadline", "sends", b->n == 1 ? "1" : "several");
 	}
 	size_t k = 0;
@@ -216,12 +252,7 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	}
 	if (!err && n != b->n)
 		err = "wrong number of results";
-	/* unlink: no longer running */
-	for (struct send_batch **pp = &w->batches; *pp; pp = &(*pp)->next)
-		if (*pp == b) {
-			*pp = b->next;
-			break;
-		}
+	batch_unlink(w, b);
 	/* a connection lost with the statement on its way: it may have
 	 * committed, and the client learns that the outcome is unknown */
 	int unknown = err && strstr(err, "connection lost") != NULL;
@@ -276,14 +307,10 @@ void send_flush(struct worker *w, int force)
 			bytes += sz;
 			k++;
 		}
-		struct send_batch *b = malloc(sizeof *b + k * sizeof b->s[0]);
+		struct send_batch *b = batch_new(w, k);
 		struct message_row *m = calloc(k, sizeof *m);
-		if (!b || !m)
+		if (!m)
 			log_fatal("out of memory");
-		b->w = w;
-		b->next = NULL;
-		b->answered = 0;
-		b->n = (int)k;
 		for (size_t i = 0; i < k; i++) {
 			struct send_ctx *sc = b->s[i] = w->sends[i];
 			m[i] = (struct message_row){sc->message_id,
@@ -313,10 +340,7 @@ void send_flush(struct worker *w, int force)
 			continue;
 		}
 		w->send_inflight++;
-		struct send_batch **tail = &w->batches;
-		while (*tail)
-			tail = &(*tail)->next;
-		*tail = b;
+		batch_link(w, b);
 	}
 	send_due_update(w);
 }
@@ -337,18 +361,16 @@ void send_free(struct worker *w)
 static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *const *recipients,
 		     int n, const char *err)
 {
-	struct send_ctx *sc = arg;
+	struct send_batch *b = arg;
+	struct send_ctx *sc = b->s[0];
 	struct worker *w = sc->w;
-	if (err) {
-		log_warn("topic send: not stored", "error", err);
-		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_DB_UNAVAILABLE, NULL);
-	} else if (st == TOPIC_NOT_FOUND) {
-		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_SUCH_TOPIC, NULL);
-	} else if (st != TOPIC_OK) {
-		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_SUCH_TOPIC,
-				"no such topic: you are not a member of it (topic_join first)");
-	} else {
-		send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
+	batch_unlink(w, b);
+	int answered = b->answered; /* at its deadline */
+	free(b);
+	send_due_update(w);
+	if (!err && st == TOPIC_OK) {
+		if (!answered)
+			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
 		char spec[SEND_TARGET_MAX + 1];
 		snprintf(spec, sizeof spec, "#%s", topic_id);
 		cJSON *pl = cJSON_CreateObject();
@@ -357,6 +379,16 @@ static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id
 		cJSON_AddStringToObject(pl, "targetSpec", spec);
 		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
 		wake_members(w, w->me.mesh_id, recipients, n);
+	} else if (answered) {
+		/* told at its deadline that the outcome is unknown: it was not stored */
+	} else if (err) {
+		log_warn("topic send: not stored", "error", err);
+		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_DB_UNAVAILABLE, NULL);
+	} else if (st == TOPIC_NOT_FOUND) {
+		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_SUCH_TOPIC, NULL);
+	} else {
+		send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_SUCH_TOPIC,
+				"no such topic: you are not a member of it (topic_join first)");
 	}
 	send_ctx_free(sc);
 }
@@ -386,9 +418,16 @@ static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, 
 	struct topic_post p = {sc->message_id, w->me.mesh_id, w->me.member_id, topic,   msg_priority_names[sc->prio],
 			       nonce,          ct,            version,          (const char *const *)names, n,
 			       idp};
-	if (store_topic_post(w->db, &p, topic_cb, sc) != 0) {
+	struct send_batch *b = batch_new(w, 1);
+	b->s[0] = sc;
+	b->topic = 1;
+	if (store_topic_post(w->db, &p, topic_cb, b) != 0) {
 		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
 		send_ctx_free(sc);
+		free(b);
+	} else {
+		batch_link(w, b);
+		send_due_update(w);
 	}
 	mention_free(names, n);
 }

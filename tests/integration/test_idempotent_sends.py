@@ -205,3 +205,39 @@ def test_a_send_without_client_message_id_pushes_none(broker, mesh):
 
     p = run(go(), 30)
     assert "client_message_id" not in p and "request_fingerprint" not in p, p
+
+
+def test_a_topic_post_undecided_at_its_deadline_is_answered_and_still_delivered(broker, mesh, pg):
+    b = broker(SEND_DEADLINE_MS="1000")
+    m = mesh("A", "B")
+    am, bm = m.members
+    lock = pg.connect()
+    lock.autocommit = False
+
+    async def go():
+        a, bb = Peer(b, am), Peer(b, bm)
+        await a.join()
+        await bb.join()
+        await a.send_json({"type": "topic_create", "name": "slow-topic", "_reqId": "t1"})
+        t = await a.wait_for(lambda x: x.get("type") == "topic_created")
+        await bb.send_json({"type": "topic_join", "topic": t["topic"]["id"], "_reqId": "j1"})
+        await bb.barrier()
+        with lock.cursor() as c:
+            c.execute("LOCK TABLE mesh.message_queue IN EXCLUSIVE MODE")
+        f = {"type": "send", "id": "post-1", "targetSpec": "#" + t["topic"]["id"], "priority": "now",
+             "nonce": mbtest.b64e(b"n" * 24), "ciphertext": mbtest.b64e(b"posted slowly")}
+        first = await a.send_and_ack(f, timeout=10)
+        lock.commit()
+        p = await bb.push()
+        await a.close()
+        await bb.close()
+        return first, p
+
+    try:
+        first, p = run(go(), 40)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert first["queued"] is False and first["code"] == "outcome_unknown", first
+    assert "not deduplicated" in first["error"], first
+    assert mbtest.b64d(p["ciphertext"]) == b"posted slowly"
