@@ -86,20 +86,18 @@ struct phase_verdict phase_lookup(const char *type, enum phase phase)
 }
 
 /* §12.7: the request's _reqId (a string of at most 128 bytes; anything else
- * is ignored), set on an authenticated connection while its frame is
- * handled: ws.c puts it in every reply and error sent meanwhile (errors
- * also as id), so no handler has to.  Handlers that answer later keep a
- * copy (phase_req_id). */
+ * is ignored), in w->req_id on an authenticated connection while its frame
+ * is handled: ws.c puts it in every reply and error sent meanwhile (errors
+ * also as id), so no handler has to.  Handlers that answer later (from a
+ * database callback) keep a copy of w->req_id. */
 static void req_id_take(struct worker *w, const cJSON *msg)
 {
 	const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "_reqId");
 	w->req_id[0] = 0;
 	if (w->phase == PHASE_AUTHENTICATED && cJSON_IsString(r) && r->valuestring[0] &&
-	    strlen(r->valuestring) <= PHASE_REQ_ID_MAX)
+	    strlen(r->valuestring) < sizeof w->req_id)
 		memcpy(w->req_id, r->valuestring, strlen(r->valuestring) + 1);
 }
-
-const char *phase_req_id(const struct worker *w) { return w->req_id[0] ? w->req_id : NULL; }
 
 /* unknown_type names the type (§12.7 rule 2); the id echoed as before */
 static void unknown_type(struct worker *w, const cJSON *msg)

@@ -33,15 +33,12 @@ struct phase_verdict phase_lookup(const char *type, enum phase phase);
 /* the table itself, for tests: n rows, the last one the catch-all */
 const struct phase_row *phase_table(size_t *n);
 
-#define PHASE_REQ_ID_MAX 128 /* §12.7: a longer _reqId is ignored */
-#define PHASE_TYPE_SHOWN 64  /* bytes of an unknown type named in its error */
-
-/* the _reqId of the frame being handled (§12.7), NULL when none: a handler
- * that answers later (from a database callback) copies it into its reply */
-const char *phase_req_id(const struct worker *w);
+#define PHASE_TYPE_SHOWN 64 /* bytes of an unknown type named in its error */
 
 /* one text frame from the client: parse, look up, run or refuse; while the
- * handler runs, every frame sent carries the request's _reqId */
+ * handler runs, w->req_id holds the request's _reqId (§12.7, at most 128
+ * bytes, "" when none) and every frame sent carries it; a handler that
+ * answers later copies it into its reply */
 void phase_dispatch(struct worker *w, const char *text, size_t len);
 
 #endif

@@ -32,7 +32,6 @@
 #include "worker/mention.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
-#include "worker/phase.h"
 #include "worker/wake.h"
 #include "worker/ws.h"
 
@@ -53,7 +52,7 @@ static const struct {
 struct send_ctx {
 	struct worker *w;
 	char id[SEND_ID_MAX + 1];
-	char req_id[PHASE_REQ_ID_MAX + 1]; /* §12.7: the send's _reqId, "" when none */
+	char req_id[sizeof((struct worker *)0)->req_id]; /* §12.7: the send's _reqId, "" when none */
 	char *client_key;                  /* client_message_id, else id: stored once per (sender, key); NULL when none */
 	char *client_id, *fingerprint;     /* client_message_id, request_fingerprint (echoed); NULL when none */
 	int64_t due;                       /* mono ms: answered by then, whatever the database does */
@@ -463,7 +462,7 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 		log_fatal("out of memory");
 	sc->w = w;
 	snprintf(sc->id, sizeof sc->id, "%s", id);
-	snprintf(sc->req_id, sizeof sc->req_id, "%s", phase_req_id(w) ? phase_req_id(w) : "");
+	snprintf(sc->req_id, sizeof sc->req_id, "%s", w->req_id); /* answered later: keep the _reqId (§12.7) */
 	id_new(sc->message_id);
 	sc->prio = prio;
 	sc->due = mono_ms() + w->cfg.send_deadline_ms;

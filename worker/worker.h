@@ -118,7 +118,9 @@ struct worker {
 	struct ws_gate gate;
 
 	enum phase phase;
-	char req_id[129]; /* §12.7: the _reqId of the frame being handled, "" when none (phase.c) */
+	/* §12.7: the _reqId (<= 128 bytes) of the frame being handled, "" when
+	 * none (set by phase.c; ws.c adds it to every frame sent meanwhile) */
+	char req_id[129];
 	/* session keys (§12.1, auth.c): the hello's session key claim, and a
 	 * session_hello's member check */
 	int sk_claim;                 /* SK_* (auth.c) */
