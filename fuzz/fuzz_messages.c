@@ -15,6 +15,7 @@
 #include "common/opaque.h"
 #include "common/util.h"
 #include "proto/hello.h"
+#include "worker/groupcheck.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
 #include "worker/status.h"
@@ -53,7 +54,8 @@ static void check_send(const cJSON *msg, int frame_nul, size_t max_bytes)
 	need(f.prio >= 0 && f.prio < PRIORITY_COUNT && !frame_nul);
 	need(f.target && f.nonce && f.ct && *f.ct);
 	need(f.direct ? is_hex(f.target, 64)
-		      : strcmp(f.target, "*") == 0 || (f.target[0] == '#' && f.target[1] && strlen(f.target) <= SEND_TARGET_MAX));
+		      : strcmp(f.target, "*") == 0 || (f.target[0] == '@' && groupcheck_target(f.target + 1)) ||
+				(f.target[0] == '#' && f.target[1] && strlen(f.target) <= SEND_TOPIC_REF_MAX));
 	need(f.size == strlen(f.nonce) + strlen(f.ct) && f.size <= max_bytes);
 	need(b64_is_valid(f.nonce, strlen(f.nonce)) && b64_is_valid(f.ct, strlen(f.ct)));
 	if (f.target[0] != '#')

@@ -9,7 +9,9 @@
 
 /* Hellos refused: broker_connections_rejected_total{reason=label}, an error
  * frame {code, message} (none when code is NULL), then close 1008 with the
- * code as reason (TABLE_FULL closes 1013 "table_full"). */
+ * code as reason (TABLE_FULL closes 1013 "table_full"; REVOKED, a banned
+ * member's, closes 4002 "banned" with the mesh named in its message:
+ * worker/moderation.c). */
 #define HELLO_REJECTIONS(X)                                                                                           \
 	X(MALFORMED, "malformed", "malformed", "hello rejected: malformed")                                           \
 	X(TIMESTAMP_SKEW, "timestamp_skew", "timestamp_skew", "hello rejected: timestamp_skew")                      \
@@ -18,7 +20,8 @@
 	X(UNAUTHORIZED, "unauthorized", "unauthorized", "pubkey not found in mesh")                                  \
 	X(CAPACITY, "capacity", "capacity", "mesh at connection capacity")                                           \
 	X(TIMEOUT, "hello_timeout", NULL, NULL)                                                                        \
-	X(TABLE_FULL, "table_full", "capacity", "broker at connection capacity")
+	X(TABLE_FULL, "table_full", "capacity", "broker at connection capacity")                                     \
+	X(REVOKED, "revoked", "revoked", "You've been removed from this mesh. Contact the mesh owner to rejoin.")
 
 /* Sends refused: broker_messages_rejected_total{reason=label} and an ack
  * {queued:false, error:message}; a message with a printf conversion is a
@@ -27,7 +30,7 @@
 	X(PAYLOAD_TOO_LARGE, "payload_too_large", NULL, "payload too large: %zu bytes > MAX_MESSAGE_BYTES=%d")       \
 	X(RATE_LIMIT, "rate_limit", NULL, "rate_limit: max %d msg/min (burst %d) — slow down")                        \
 	X(INVALID_PRIORITY, "invalid_priority", NULL, "invalid priority: expected now, next or low")                 \
-	X(INVALID_TARGET, "invalid_target", NULL, "invalid targetSpec: expected a 64-hex pubkey, * or #topicId")      \
+	X(INVALID_TARGET, "invalid_target", NULL, "invalid targetSpec: expected a 64-hex pubkey, *, @group or #topicId")      \
 	X(NO_SUCH_TOPIC, "no_such_topic", NULL, "no such topic")                                                       \
 	X(DB_UNAVAILABLE, "db_unavailable", NULL, "database unavailable: message not queued, try again")            \
 	X(MALFORMED, "malformed", NULL, "malformed send: nonce and ciphertext must be strings")                       \

@@ -11,6 +11,7 @@
 #include "common/opaque.h"
 #include "common/util.h"
 #include "proto/box.h"
+#include "worker/groupcheck.h"
 #include "worker/msg.h"
 #include "worker/status.h"
 
@@ -37,9 +38,10 @@ int msgcheck_send(const cJSON *msg, size_t max_bytes, int frame_nul, struct send
 		return SEND_REJ_INVALID_PRIORITY;
 	const char *t = f->target;
 	f->direct = t && is_hex(t, 64);
-	if (!t || (!f->direct && strcmp(t, "*") != 0 && t[0] != '#'))
+	if (!t || (!f->direct && strcmp(t, "*") != 0 && t[0] != '#' && t[0] != '@') ||
+	    (t[0] == '@' && !groupcheck_target(t + 1)))
 		return SEND_REJ_INVALID_TARGET;
-	if (t[0] == '#' && (!t[1] || strlen(t) > SEND_TARGET_MAX))
+	if (t[0] == '#' && (!t[1] || strlen(t) > SEND_TOPIC_REF_MAX))
 		return SEND_REJ_NO_SUCH_TOPIC;
 	if (!f->nonce || !f->ct || !*f->ct)
 		return SEND_REJ_MALFORMED;
