@@ -153,16 +153,17 @@ void peerevents_tick(struct worker *w, int64_t now)
 	struct pe_scan s = scan(w);
 	cJSON *events = cJSON_CreateArray();
 	for (size_t i = 0; events && i < s.n; i++) {
+		/* a hidden session is no event but its hiding and showing */
 		const struct pe_peer *old = find(w->pe_snap, w->pe_n, &s.v[i]);
-		if (!old)
+		if (!old && !s.v[i].hidden)
 			cJSON_AddItemToArray(events, event_obj("peer_joined", &s.v[i], 1));
-		else if (old->status != s.v[i].status)
-			cJSON_AddItemToArray(events, event_obj("peer_status", &s.v[i], 1));
-		else if (old->hidden != s.v[i].hidden)
+		else if (old && old->hidden != s.v[i].hidden)
 			cJSON_AddItemToArray(events, event_obj(s.v[i].hidden ? "peer_hidden" : "peer_visible", &s.v[i], 0));
+		else if (old && !s.v[i].hidden && old->status != s.v[i].status)
+			cJSON_AddItemToArray(events, event_obj("peer_status", &s.v[i], 1));
 	}
 	for (size_t i = 0; events && i < w->pe_n; i++)
-		if (!find(s.v, s.n, &w->pe_snap[i]))
+		if (!w->pe_snap[i].hidden && !find(s.v, s.n, &w->pe_snap[i]))
 			cJSON_AddItemToArray(events, event_obj("peer_left", &w->pe_snap[i], 0));
 	free(w->pe_snap);
 	w->pe_snap = s.v;
