@@ -109,6 +109,7 @@ def test_invalid_arguments_and_who_may_see_what(broker, mesh):
         theirs = await request(cp, {"type": "apikey_create", "label": "carol's", "capabilities": ["send"]})
         adm = await request(ap, {"type": "apikey_create", "label": "admin's", "capabilities": ["admin"]})
         assert adm["type"] == "apikey_created" and adm["capabilities"] == ["admin"]
+        assert rest(b, "/v1/notifications", adm["secret"])[0] == 200  # admin passes every capability check
         assert [k["id"] for k in (await request(bp, {"type": "apikey_list"}))["keys"]] == [mine["id"]]
         assert {k["id"] for k in (await request(ap, {"type": "apikey_list"}))["keys"]} == \
             {mine["id"], theirs["id"], adm["id"]}
