@@ -238,9 +238,15 @@ int groups_routes(struct worker *w, const char *target)
 		return 1;
 	if (strcmp(target, "*") != 0)
 		return 0;
-	int any = 0;
-	presence_foreach(w->shm, w->me.mesh_id, hidden_cb, &any);
-	return any;
+	uint64_t seen = presence_changes(w->shm);
+	if (!w->hidden_known || seen != w->hidden_seen) {
+		int any = 0;
+		presence_foreach(w->shm, w->me.mesh_id, hidden_cb, &any);
+		w->hidden_any = any;
+		w->hidden_seen = seen;
+		w->hidden_known = 1;
+	}
+	return w->hidden_any;
 }
 
 struct live {

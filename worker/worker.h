@@ -138,6 +138,13 @@ struct worker {
 	uint64_t pe_seen; /* presence_changes() at the last scan */
 	int64_t pe_next;  /* mono ms of the next look, 0 = none */
 
+	/* groups.c: whether a presence of our mesh is hidden, as of the
+	 * presence_changes() count hidden_seen (so a '*' send scans the mesh's
+	 * slots only after the table moved) */
+	uint64_t hidden_seen;
+	int hidden_any;
+	int hidden_known;
+
 	/* sends accepted and waiting for their batch's statement (send.c) */
 	struct send_ctx **sends;
 	size_t nsends, sends_cap;
