@@ -30,8 +30,8 @@ int store_group_send(struct db *d, const struct group_send *s, store_table_cb cb
 /* join (role may be NULL) or leave name; row (count): groups after it, -1
  * when a join would exceed max */
 enum { PG_COUNT };
-int store_presence_group(struct db *d, const char *presence_id, int join, const char *name, const char *role,
-			 int max, store_table_cb cb, void *arg);
+int store_presence_group(struct db *d, const char *presence_id, int join, const char *name, const char *role, int max,
+                         store_table_cb cb, void *arg);
 /* after a hello: restore the member's saved state (keep_groups: the
  * hello's own groups stay and are saved); row (visible 't'/'f') */
 enum { PR_VISIBLE };
@@ -40,7 +40,7 @@ int store_presence_restore(struct db *d, const char *presence_id, int keep_group
  * object text); visibility and profile are saved for the member too */
 int store_presence_visible(struct db *d, const char *presence_id, int visible, store_table_cb cb, void *arg);
 int store_presence_profile(struct db *d, const char *presence_id, const char *profile_json, store_table_cb cb,
-			   void *arg);
+                           void *arg);
 int store_presence_stats(struct db *d, const char *presence_id, const char *stats_json);
 /* the list_peers extras of n presences: rows (id, groups, profile, stats,
  * channel, model, visible), JSON as text */
@@ -59,8 +59,7 @@ int store_mesh_label(struct db *d, const char *mesh_id, store_table_cb cb, void 
  * when revoked, live ones otherwise: rows (id, display_name, pubkey,
  * is_owner) */
 enum { MF_ID, MF_NAME, MF_PUBKEY, MF_OWNER };
-int store_member_match(struct db *d, const char *mesh_id, const char *who, int revoked, store_table_cb cb,
-		       void *arg);
+int store_member_match(struct db *d, const char *mesh_id, const char *who, int revoked, store_table_cb cb, void *arg);
 /* set or clear revoked_at of one member: row (id) when it changed */
 int store_member_set_revoked(struct db *d, const char *member_id, int revoked, store_table_cb cb, void *arg);
 /* the revoked members of mesh_id: rows (name, pubkey, revokedAt ISO) */
@@ -70,10 +69,10 @@ int store_member_bans(struct db *d, const char *mesh_id, store_table_cb cb, void
 /* ---- API keys over the socket (§12.5): only the hash is stored ---- */
 struct apikey_new {
 	const char *id, *mesh_id, *issuer, *label, *hash, *prefix;
-	const char *caps;   /* text[] literal */
+	const char *caps;          /* text[] literal */
 	const char *const *scopes; /* topic names */
 	int n_scopes;              /* -1: every topic (NULL scopes) */
-	const char *expires_ms; /* ms since the epoch (decimal), NULL for never */
+	const char *expires_ms;    /* ms since the epoch (decimal), NULL for never */
 };
 /* row (createdAt ISO, topicScopes as a JSON array or NULL) */
 enum { AC_CREATED };
@@ -89,7 +88,7 @@ int store_apikey_ws_list(struct db *d, const char *mesh_id, const char *issuer, 
  * (matches, id): one match is revoked (idempotent), none or several
  * change nothing */
 enum { AR_MATCHES, AR_ID };
-int store_apikey_ws_revoke(struct db *d, const char *mesh_id, const char *issuer, const char *which,
-			   store_table_cb cb, void *arg);
+int store_apikey_ws_revoke(struct db *d, const char *mesh_id, const char *issuer, const char *which, store_table_cb cb,
+                           void *arg);
 
 #endif

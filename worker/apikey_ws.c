@@ -134,8 +134,8 @@ static void create_run(struct key_req *r)
 	const char *scopes[APIKEY_SCOPES_MAX];
 	for (int i = 0; i < ns && i < APIKEY_SCOPES_MAX; i++)
 		scopes[i] = cJSON_GetArrayItem(r->scope_list, i)->valuestring;
-	struct apikey_new k = {r->id,   w->me.mesh_id, w->me.member_id, r->label, r->hash,
-			       r->prefix, caps,        scopes,          ns,       r->expires_ms ? exp : NULL};
+	struct apikey_new k = {r->id,     w->me.mesh_id, w->me.member_id, r->label, r->hash,
+	                       r->prefix, caps,          scopes,          ns,       r->expires_ms ? exp : NULL};
 	int q = store_apikey_ws_create(w->db, &k, created_cb, r);
 	free(caps);
 	if (q != 0)

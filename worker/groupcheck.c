@@ -98,9 +98,9 @@ static const struct {
 	const char *name;
 	size_t max;
 } profile_fields[] = {
-	{"avatar", PROFILE_AVATAR_MAX},
-	{"title", PROFILE_TITLE_MAX},
-	{"bio", PROFILE_BIO_MAX},
+    {"avatar", PROFILE_AVATAR_MAX},
+    {"title", PROFILE_TITLE_MAX},
+    {"bio", PROFILE_BIO_MAX},
 };
 
 int groupcheck_profile(const cJSON *msg, cJSON **patch)
@@ -214,8 +214,8 @@ int64_t groupcheck_iso_ms(const char *s)
 		return -1;
 	size_t len = strlen(s);
 	/* 2026-04-04T21:53:40Z or 2026-04-04T21:53:40.123Z */
-	if ((len != 20 && len != 24) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-	    s[16] != ':' || s[len - 1] != 'Z')
+	if ((len != 20 && len != 24) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+	    s[len - 1] != 'Z')
 		return -1;
 	int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2), h = digits(s + 11, 2),
 	    mi = digits(s + 14, 2), se = digits(s + 17, 2), ms = 0;

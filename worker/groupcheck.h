@@ -10,18 +10,18 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-#define GROUP_NAME_MAX 128
-#define GROUP_SEGMENT_MAX 64
-#define GROUP_ROLE_MAX 32
-#define GROUPS_MAX 32
-#define PROFILE_AVATAR_MAX 256
-#define PROFILE_TITLE_MAX 64
-#define PROFILE_BIO_MAX 512
-#define PROFILE_CAPS_MAX 16
-#define PROFILE_CAP_LEN_MAX 64
-#define MOD_TARGET_MAX 128
-#define APIKEY_LABEL_MAX 128
-#define APIKEY_SCOPES_MAX 64
+#define GROUP_NAME_MAX       128
+#define GROUP_SEGMENT_MAX    64
+#define GROUP_ROLE_MAX       32
+#define GROUPS_MAX           32
+#define PROFILE_AVATAR_MAX   256
+#define PROFILE_TITLE_MAX    64
+#define PROFILE_BIO_MAX      512
+#define PROFILE_CAPS_MAX     16
+#define PROFILE_CAP_LEN_MAX  64
+#define MOD_TARGET_MAX       128
+#define APIKEY_LABEL_MAX     128
+#define APIKEY_SCOPES_MAX    64
 #define APIKEY_ID_PREFIX_MIN 6
 
 /* 1 when s is a group name: 1-128 bytes of '/'-separated segments
@@ -59,10 +59,10 @@ int groupcheck_moderation(const cJSON *msg, int target_only, struct mod_args *a)
 /* apikey_create{label, capabilities, topicScopes?, expiresAt?} */
 struct apikey_args {
 	const char *label;
-	unsigned caps;            /* proto/apikey.h bits */
+	unsigned caps; /* proto/apikey.h bits */
 	const char *scopes[APIKEY_SCOPES_MAX];
-	int n_scopes;             /* -1: no topicScopes (every topic) */
-	int64_t expires_ms;       /* 0: never */
+	int n_scopes;       /* -1: no topicScopes (every topic) */
+	int64_t expires_ms; /* 0: never */
 };
 /* 0 ok, else -1 with *why the invalid_args message */
 int groupcheck_apikey_create(const cJSON *msg, int64_t now, struct apikey_args *a, const char **why);

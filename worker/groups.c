@@ -17,8 +17,8 @@
 #define REQ_ID_MAX 128
 
 static const char invalid_group_msg[] =
-	"invalid group: names are 1-128 bytes of /-separated segments [A-Za-z0-9][A-Za-z0-9_.-]{0,63} (not all), "
-	"roles at most 32 bytes, at most 32 groups";
+    "invalid group: names are 1-128 bytes of /-separated segments [A-Za-z0-9][A-Za-z0-9_.-]{0,63} (not all), "
+    "roles at most 32 bytes, at most 32 groups";
 
 const char *groups_req_id(const cJSON *msg)
 {
@@ -164,10 +164,11 @@ void groups_on_set_profile(struct worker *w, const cJSON *msg)
 	int r = groupcheck_profile(msg, &patch);
 	if (r != 0) {
 		groups_error(w, r == -1 ? "profile_too_long" : "malformed",
-			     r == -1 ? "profile too long: avatar <= 256, title <= 64, bio <= 512 bytes, "
-				       "capabilities <= 16 strings of <= 64 bytes"
-				     : "set_profile: avatar, title and bio are strings, capabilities an array of strings",
-			     groups_req_id(msg));
+		             r == -1
+		                 ? "profile too long: avatar <= 256, title <= 64, bio <= 512 bytes, "
+		                   "capabilities <= 16 strings of <= 64 bytes"
+		                 : "set_profile: avatar, title and bio are strings, capabilities an array of strings",
+		             groups_req_id(msg));
 		return;
 	}
 	char *json = cJSON_PrintUnformatted(patch);
@@ -318,16 +319,15 @@ static void sent_cb(void *arg, const struct store_table *t, const char *err)
 	free(s);
 }
 
-int groups_send(struct worker *w, const char *message_id, const char *target, const char *priority,
-		const char *nonce, const char *ciphertext, groups_sent_cb cb, void *arg)
+int groups_send(struct worker *w, const char *message_id, const char *target, const char *priority, const char *nonce,
+                const char *ciphertext, groups_sent_cb cb, void *arg)
 {
 	/* '@all' is exactly '*' */
 	const char *group = target[0] == '@' && strcmp(target, "@all") != 0 ? target + 1 : NULL;
 	struct live l = {0};
 	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
-	struct group_send s = {message_id,    w->me.mesh_id, w->me.member_id, target,       group,
-			       priority,      nonce,         ciphertext,      l.members,    l.n_members,
-			       l.visible,     l.n_visible};
+	struct group_send s = {message_id, w->me.mesh_id, w->me.member_id, target,      group,     priority,
+	                       nonce,      ciphertext,    l.members,       l.n_members, l.visible, l.n_visible};
 	struct send_wait *sw = malloc(sizeof *sw);
 	if (!sw)
 		log_fatal("out of memory");

@@ -27,8 +27,8 @@ int groups_routes(struct worker *w, const char *target);
 typedef void (*groups_sent_cb)(void *arg, const char *const *members, int n, const char *err);
 /* store the send and one delivery row per recipient; cb gets the recipient
  * members (to wake).  -1 when it could not be queued (cb never runs). */
-int groups_send(struct worker *w, const char *message_id, const char *target, const char *priority,
-		const char *nonce, const char *ciphertext, groups_sent_cb cb, void *arg);
+int groups_send(struct worker *w, const char *message_id, const char *target, const char *priority, const char *nonce,
+                const char *ciphertext, groups_sent_cb cb, void *arg);
 
 /* the request's _reqId when it is a string of <= 128 bytes, else NULL */
 const char *groups_req_id(const cJSON *msg);

@@ -21,12 +21,11 @@
 #include "worker/ws.h"
 
 #define MOD_PREFIX_MIN 8 /* a pubkey prefix names a member from this many characters on */
-#define MOD_MATCH_MAX 1024
+#define MOD_MATCH_MAX  1024
 
 /* close reasons, by the index a UDS_CLOSE envelope carries */
 enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_COUNT };
-static const char *const reasons[R_COUNT] = {"kicked", "kicked_stale", "disconnected", "disconnected_stale",
-					     "banned"};
+static const char *const reasons[R_COUNT] = {"kicked", "kicked_stale", "disconnected", "disconnected_stale", "banned"};
 
 enum act { A_KICK, A_DISCONNECT, A_BAN, A_UNBAN, A_LIST };
 static const struct {
@@ -34,11 +33,11 @@ static const struct {
 	const char *reply;
 	int admin_only;
 } acts[] = {
-	[A_KICK] = {"kicked", "kick_ack", 1},
-	[A_DISCONNECT] = {"disconnected", "disconnect_ack", 1},
-	[A_BAN] = {"ban", "ban_ack", 1},
-	[A_UNBAN] = {"unban", "unban_ack", 1},
-	[A_LIST] = {"list_bans", "list_bans_result", 0},
+    [A_KICK] = {"kicked", "kick_ack", 1},
+    [A_DISCONNECT] = {"disconnected", "disconnect_ack", 1},
+    [A_BAN] = {"ban", "ban_ack", 1},
+    [A_UNBAN] = {"unban", "unban_ack", 1},
+    [A_LIST] = {"list_bans", "list_bans_result", 0},
 };
 
 struct mod_req {
@@ -212,7 +211,7 @@ static void revoked_cb(void *arg, const struct store_table *t, const char *err)
 			if (strcmp(m.v[i].info.member_id, r->member_id) == 0 &&
 			    uds_queue_close(w, m.v[i].slot, m.v[i].gen, MOD_CLOSE_BANNED, R_BANNED) != 0)
 				log_warn("moderation: the connection's worker did not answer", "presence",
-					 m.v[i].info.presence_id);
+				         m.v[i].info.presence_id);
 		free(m.v);
 	}
 	if (store_table_rows(t) > 0) {
@@ -221,8 +220,8 @@ static void revoked_cb(void *arg, const struct store_table *t, const char *err)
 		if (ban)
 			cJSON_AddStringToObject(pl, "targetPubkey", r->pubkey);
 		mod_audit(w, ban ? "member_banned" : "member_unbanned", pl);
-		log_info(ban ? "member banned" : "member unbanned", "mesh", w->me.mesh_id, "member", r->member_id,
-			 "by", w->me.member_id);
+		log_info(ban ? "member banned" : "member unbanned", "mesh", w->me.mesh_id, "member", r->member_id, "by",
+		         w->me.member_id);
 	}
 	cJSON *reply = groups_reply(acts[r->act].reply, req_id(r));
 	cJSON_AddStringToObject(reply, ban ? "banned" : "unbanned", r->name);
@@ -406,7 +405,7 @@ static void label_cb(void *arg, const struct store_table *t, const char *err)
 	const char *label = err ? NULL : store_table_get(t, 0, 0);
 	char msg[SHM_NAME_MAX + 256];
 	snprintf(msg, sizeof msg, "You've been removed from \"%.200s\". Contact the mesh owner to rejoin.",
-		 label ? label : w->me.mesh_id);
+	         label ? label : w->me.mesh_id);
 	counter_add(w->shm, C_REJ_REVOKED, 1);
 	if (w->phase == PHASE_CLOSING)
 		return;

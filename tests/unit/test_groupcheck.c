@@ -42,7 +42,7 @@ START_TEST(group_names_follow_the_segment_rules_and_never_all)
 	name[129] = 0;
 	ck_assert(!groupcheck_name(name)); /* 129 */
 	ck_assert(groupcheck_target("all") && groupcheck_target("eng") && !groupcheck_target("") &&
-		  !groupcheck_target("a//b"));
+	          !groupcheck_target("a//b"));
 }
 END_TEST
 
@@ -52,7 +52,7 @@ START_TEST(hello_groups_are_at_most_32_objects_with_a_valid_name_and_role)
 	ck_assert(groupcheck_list(ok));
 	cJSON_Delete(ok);
 	static const char *const bad[] = {"{}", "[\"a\"]", "[{\"name\":\"all\"}]", "[{\"name\":1}]",
-					  "[{\"name\":\"a\",\"role\":\"123456789012345678901234567890123\"}]"};
+	                                  "[{\"name\":\"a\",\"role\":\"123456789012345678901234567890123\"}]"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		cJSON *b = J(bad[i]);
 		ck_assert_msg(!groupcheck_list(b), "%s", bad[i]);
@@ -124,14 +124,18 @@ START_TEST(apikey_create_arguments_and_iso_times)
 {
 	ck_assert_int_eq(groupcheck_iso_ms("1970-01-01T00:00:01.500Z"), 1500);
 	ck_assert_int_eq(groupcheck_iso_ms("2026-02-02T02:40:00Z"), NOW);
-	static const char *const bad_times[] = {"2026-02-30T00:00:00Z", "2026-02-02 02:40:00Z", "2026-02-02T02:40:00",
-						"2026-02-02T24:00:00Z", "tomorrow", ""};
+	static const char *const bad_times[] = {"2026-02-30T00:00:00Z",
+	                                        "2026-02-02 02:40:00Z",
+	                                        "2026-02-02T02:40:00",
+	                                        "2026-02-02T24:00:00Z",
+	                                        "tomorrow",
+	                                        ""};
 	for (size_t i = 0; i < sizeof bad_times / sizeof bad_times[0]; i++)
 		ck_assert_msg(groupcheck_iso_ms(bad_times[i]) == -1, "%s", bad_times[i]);
 	struct apikey_args a;
 	const char *why;
 	cJSON *m = J("{\"label\":\"cli-x\",\"capabilities\":[\"read\",\"send\"],\"topicScopes\":[\"general\"],"
-		     "\"expiresAt\":\"2026-02-02T02:45:00.000Z\"}");
+	             "\"expiresAt\":\"2026-02-02T02:45:00.000Z\"}");
 	ck_assert_int_eq(groupcheck_apikey_create(m, NOW, &a, &why), 0);
 	ck_assert_uint_eq(a.caps, APIKEY_CAP_READ | APIKEY_CAP_SEND);
 	ck_assert_int_eq(a.n_scopes, 1);
@@ -139,8 +143,8 @@ START_TEST(apikey_create_arguments_and_iso_times)
 	ck_assert_int_eq(groupcheck_apikey_create(m, NOW + 300000, &a, &why), -1); /* expired by then */
 	cJSON_Delete(m);
 	static const char *const bad[] = {"{\"capabilities\":[\"read\"]}", "{\"label\":\"x\",\"capabilities\":[]}",
-					  "{\"label\":\"x\",\"capabilities\":[\"status\"]}",
-					  "{\"label\":\"x\",\"capabilities\":[\"read\"],\"topicScopes\":\"general\"}"};
+	                                  "{\"label\":\"x\",\"capabilities\":[\"status\"]}",
+	                                  "{\"label\":\"x\",\"capabilities\":[\"read\"],\"topicScopes\":\"general\"}"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		m = J(bad[i]);
 		ck_assert_msg(groupcheck_apikey_create(m, NOW, &a, &why) == -1 && why, "%s", bad[i]);
