@@ -218,7 +218,13 @@ static void restore_cb(void *arg, const struct store_table *t, const char *err)
 void groups_on_hello(struct worker *w)
 {
 	const cJSON *g = cJSON_GetObjectItemCaseSensitive(w->hello_obj, "groups");
-	store_presence_restore(w->db, w->me.presence_id, groupcheck_list(g), restore_cb, w);
+	store_presence_restore(w->db, w->me.presence_id, groupcheck_list(g), 1, restore_cb, w);
+}
+
+void groups_on_session_hello(struct worker *w)
+{
+	const cJSON *g = cJSON_GetObjectItemCaseSensitive(w->hello_obj, "groups");
+	store_presence_restore(w->db, w->me.presence_id, groupcheck_list(g), 0, restore_cb, w);
 }
 
 /* ---- fan-out ---- */

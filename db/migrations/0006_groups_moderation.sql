@@ -90,11 +90,13 @@ BEGIN
 END
 $$;
 
--- After a hello: the presence takes its member's saved visibility and
--- profile, and its saved groups (else default groups) unless the hello
+-- After a hello (p_saved): the presence takes its member's saved visibility
+-- and profile, and its saved groups (else default groups) unless the hello
 -- brought valid groups of its own (p_keep_groups: those are saved instead).
--- Returns the presence's visibility.
-CREATE OR REPLACE FUNCTION mesh.presence_restore(p_presence text, p_keep_groups boolean)
+-- After a session_hello (not p_saved): its own groups, else the member's
+-- default groups; visible, no profile; nothing saved.  Returns the
+-- presence's visibility.
+CREATE OR REPLACE FUNCTION mesh.presence_restore(p_presence text, p_keep_groups boolean, p_saved boolean)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   v_visible boolean;
@@ -102,13 +104,14 @@ DECLARE
   v_member text;
 BEGIN
   UPDATE mesh.presence p
-     SET groups = CASE WHEN p_keep_groups THEN p.groups ELSE coalesce(m.saved_groups, m.default_groups) END,
-         visible = coalesce(m.saved_visible, true),
-         profile = m.saved_profile
+     SET groups = CASE WHEN p_keep_groups THEN p.groups
+                       WHEN p_saved THEN coalesce(m.saved_groups, m.default_groups) ELSE m.default_groups END,
+         visible = CASE WHEN p_saved THEN coalesce(m.saved_visible, true) ELSE true END,
+         profile = CASE WHEN p_saved THEN m.saved_profile END
     FROM mesh.member m
    WHERE p.id = p_presence AND m.id = p.member_id
   RETURNING p.visible, p.groups, p.member_id INTO v_visible, v_groups, v_member;
-  IF p_keep_groups AND v_member IS NOT NULL THEN
+  IF p_keep_groups AND p_saved AND v_member IS NOT NULL THEN
     UPDATE mesh.member SET saved_groups = v_groups WHERE id = v_member;
   END IF;
   RETURN coalesce(v_visible, true);
