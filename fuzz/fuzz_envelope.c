@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int32_t status = 0, source = 0;
 	if (uds_parse(data, size, FUZZ_SLOT, FUZZ_GEN, &type, &status, &source) != 0)
 		return 0;
-	if (type == UDS_STATUS ? size != sizeof(struct uds_env) + sizeof(struct uds_status) : (type != UDS_WAKE && type != UDS_REPLACE))
+	if (type == UDS_STATUS || type == UDS_CLOSE ? size != sizeof(struct uds_env) + sizeof(struct uds_status) : (type != UDS_WAKE && type != UDS_REPLACE))
 		abort();
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include "common/opaque.h"
 #include "common/util.h"
 #include "proto/hello.h"
+#include "worker/groupcheck.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
 #include "worker/status.h"
@@ -55,7 +56,8 @@ static void check_send(const cJSON *msg, int frame_nul, size_t max_bytes)
 	need(!f.client_id || (*f.client_id && strlen(f.client_id) <= SEND_CLIENT_ID_MAX));
 	need(!f.fingerprint || (*f.fingerprint && strlen(f.fingerprint) <= SEND_CLIENT_ID_MAX));
 	need(f.direct ? is_hex(f.target, 64)
-		      : strcmp(f.target, "*") == 0 || (f.target[0] == '#' && f.target[1] && strlen(f.target) <= SEND_TARGET_MAX));
+		      : strcmp(f.target, "*") == 0 || (f.target[0] == '@' && groupcheck_target(f.target + 1)) ||
+				(f.target[0] == '#' && f.target[1] && strlen(f.target) <= SEND_TOPIC_REF_MAX));
 	need(f.size == strlen(f.nonce) + strlen(f.ct) && f.size <= max_bytes);
 	need(msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "nonce"), 0) == -1);
 	need(msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "ciphertext"), 1) == SEND_REJ_NUL_IN_FIELD);

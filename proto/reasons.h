@@ -9,7 +9,9 @@
 
 /* Hellos refused: broker_connections_rejected_total{reason=label}, an error
  * frame {code, message} (none when code is NULL), then close 1008 with the
- * code as reason (TABLE_FULL closes 1013 "table_full"). */
+ * code as reason (TABLE_FULL closes 1013 "table_full"; REVOKED, a banned
+ * member's, closes 4002 "banned" with the mesh named in its message:
+ * worker/moderation.c). */
 #define HELLO_REJECTIONS(X)                                                                                           \
 	X(MALFORMED, "malformed", "malformed", "hello rejected: malformed")                                           \
 	X(TIMESTAMP_SKEW, "timestamp_skew", "timestamp_skew", "hello rejected: timestamp_skew")                      \
@@ -45,7 +47,7 @@
 	X(PAYLOAD_TOO_LARGE, "payload_too_large", NULL, "payload too large: %zu bytes > MAX_MESSAGE_BYTES=%d")       \
 	X(RATE_LIMIT, "rate_limit", NULL, "rate_limit: max %d msg/min (burst %d) — slow down")                        \
 	X(INVALID_PRIORITY, "invalid_priority", NULL, "invalid priority: expected now, next or low")                 \
-	X(INVALID_TARGET, "invalid_target", NULL, "invalid targetSpec: expected a 64-hex pubkey, * or #topicId")      \
+	X(INVALID_TARGET, "invalid_target", NULL, "invalid targetSpec: expected a 64-hex pubkey, *, @group or #topicId")      \
 	X(NO_SUCH_TOPIC, "no_such_topic", NULL, "no such topic")                                                       \
 	X(DB_UNAVAILABLE, "db_unavailable", NULL, "database unavailable: message not queued, try again")            \
 	X(MALFORMED, "malformed", NULL, "malformed send: nonce and ciphertext must be strings")                       \

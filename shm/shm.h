@@ -45,6 +45,8 @@ struct presence_info {
 	int32_t status_source; /* enum status_source */
 	int64_t status_ms;    /* wall ms of the last status write */
 	int64_t connected_ms; /* wall ms */
+	int32_t hidden;       /* set_visible false (docs/protocol.md §12.3): out of list_peers, `*` and @group */
+	int32_t pad_hidden;
 };
 
 /* A live slot as a reader sees it: a consistent copy plus its identity. */

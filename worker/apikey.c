@@ -59,8 +59,8 @@ enum apikey_status apikey_check(struct worker *w, const struct http_req *req, st
 
 int apikey_has_capability(const struct apikey_row *k, const char *capability)
 {
-	if (!capability)
-		return 1;
+	if (!capability || (k->caps & APIKEY_CAP_ADMIN))
+		return 1; /* admin passes every capability check (docs/protocol.md §12.5) */
 	const char *p = capability;
 	while (*p) {
 		size_t n = strcspn(p, "|");

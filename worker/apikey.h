@@ -47,7 +47,8 @@ enum apikey_status apikey_check(struct worker *w, const struct http_req *req, st
  * it returns -1. */
 int apikey_authorize(struct worker *w, const struct http_req *req, const char *capability, struct apikey_row *out);
 
-/* 1 when the key has one of the '|'-separated capabilities (NULL: any) */
+/* 1 when the key has one of the '|'-separated capabilities (NULL: any), or
+ * admin, which passes every check */
 int apikey_has_capability(const struct apikey_row *k, const char *capability);
 /* 1 when the key may touch the topic named name or with id id (either may be
  * NULL): a key without topic scopes may touch every topic */

@@ -18,6 +18,8 @@
 #include "common/util.h"
 #include "worker/audit.h"
 #include "worker/delivery.h"
+#include "worker/groups.h"
+#include "worker/moderation.h"
 #include "worker/msg.h"
 #include "worker/peerevents.h"
 #include "worker/peers.h"
@@ -219,6 +221,7 @@ static void hello_accept(struct worker *w, int pending)
 	cJSON_Delete(ack);
 	presence_row_insert(w);
 	session_row_update(w);
+	groups_on_hello(w);
 	if (pending >= 0)
 		store_pending_status_delete(w->db, w->me.pid, w->me.cwd);
 	cJSON *pl = cJSON_CreateObject();
@@ -242,6 +245,11 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		log_warn("hello: membership lookup failed", "error", err);
 		ws_send_peer_error(w, db_err_unmigrated(err) ? PEER_ERR_DB_UNMIGRATED : PEER_ERR_DB_DOWN, NULL);
 		ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
+		return;
+	}
+	if (n == 1 && rows[0].revoked && !rows[0].mesh_archived && strcmp(rows[0].id, w->me.member_id) == 0) {
+		counter_add(w->shm, C_LOOKUP_NOT_MEMBER, 1);
+		moderation_refuse_hello(w); /* banned (§12.4): not cached, so an unban lets it back at once */
 		return;
 	}
 	if (n != 1 || rows[0].revoked || rows[0].mesh_archived || strcmp(rows[0].id, w->me.member_id) != 0) {

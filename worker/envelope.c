@@ -18,10 +18,11 @@ int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_
 		*type = e.type;
 		return 0;
 	}
-	if (e.type == UDS_STATUS && e.len == sizeof(struct uds_status) && n == sizeof e + sizeof(struct uds_status)) {
+	if ((e.type == UDS_STATUS || e.type == UDS_CLOSE) && e.len == sizeof(struct uds_status) &&
+	    n == sizeof e + sizeof(struct uds_status)) {
 		struct uds_status st;
 		memcpy(&st, buf + sizeof e, sizeof st);
-		*type = UDS_STATUS;
+		*type = e.type;
 		*status = st.status;
 		*source = st.source;
 		return 0;

@@ -9,7 +9,10 @@
 
 /* UDS_REPLACE: a newer connection of the same member took over this
  * session (docs/protocol.md §11): close 1000 session_replaced */
-enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3 };
+/* UDS_CLOSE: a moderator closed this connection (docs/protocol.md §12.4):
+ * its payload is a struct uds_status read as {close code, reason index of
+ * moderation.c's table} */
+enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3, UDS_CLOSE = 4 };
 
 struct uds_status {
 	int32_t status, source;
@@ -26,7 +29,7 @@ _Static_assert(sizeof(struct uds_env) == 24, "envelope header is 24 bytes");
 
 /* Read a received message of n bytes.  0 when it is a well-formed envelope
  * for (my_slot, my_gen): *type is UDS_WAKE or UDS_REPLACE, or UDS_STATUS
- * with *status and *source set.  -1 when it is to be ignored: short, for an earlier owner of
+ * (or UDS_CLOSE: code and reason) with *status and *source set.  -1 when it is to be ignored: short, for an earlier owner of
  * the slot, an unknown type, or a payload of the wrong size. */
 int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, int *type, int32_t *status,
 	      int32_t *source);

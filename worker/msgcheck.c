@@ -10,6 +10,7 @@
 
 #include "common/util.h"
 #include "proto/box.h"
+#include "worker/groupcheck.h"
 #include "worker/msg.h"
 #include "worker/status.h"
 
@@ -36,9 +37,10 @@ int msgcheck_send(const cJSON *msg, size_t max_bytes, int frame_nul, struct send
 		return SEND_REJ_INVALID_PRIORITY;
 	const char *t = f->target;
 	f->direct = t && is_hex(t, 64);
-	if (!t || (!f->direct && strcmp(t, "*") != 0 && t[0] != '#'))
+	if (!t || (!f->direct && strcmp(t, "*") != 0 && t[0] != '#' && t[0] != '@') ||
+	    (t[0] == '@' && !groupcheck_target(t + 1)))
 		return SEND_REJ_INVALID_TARGET;
-	if (t[0] == '#' && (!t[1] || strlen(t) > SEND_TARGET_MAX))
+	if (t[0] == '#' && (!t[1] || strlen(t) > SEND_TOPIC_REF_MAX))
 		return SEND_REJ_NO_SUCH_TOPIC;
 	if (msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "nonce"), 0) == SEND_REJ_MALFORMED ||
 	    msgcheck_opaque_field(cJSON_GetObjectItemCaseSensitive(msg, "ciphertext"), 0) == SEND_REJ_MALFORMED)

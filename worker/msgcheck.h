@@ -17,7 +17,8 @@
 /* ---- send (§3.1, §5.2) ---- */
 
 #define SEND_ID_MAX 128    /* the client's correlation id */
-#define SEND_TARGET_MAX 79 /* '#' and a topic ref */
+#define SEND_TARGET_MAX 129   /* '@' and a group name (docs/protocol.md §12.3) */
+#define SEND_TOPIC_REF_MAX 79 /* '#' and a topic ref */
 #define SEND_CLIENT_ID_MAX 128 /* client_message_id, request_fingerprint (§12.1) */
 
 enum send_rejection {

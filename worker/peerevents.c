@@ -1,7 +1,8 @@
 /* peerevents — the recipient keeps a copy of its mesh's live peers (the
  * snapshot) and, no more than once a second and only when the table's change
  * count moved, compares it with the table: new sessions are peer_joined,
- * vanished ones peer_left, a changed status peer_status.  A diff is by
+ * vanished ones peer_left, a changed status peer_status, a changed
+ * visibility peer_visible / peer_hidden (docs/protocol.md §12.3).  A diff is by
  * nature coalesced (a session that came and went in between is no event,
  * and each session appears once), it needs no message between workers, and
  * a burst of N joins costs each recipient one push a second, not N. */
@@ -20,6 +21,7 @@
 struct pe_peer {
 	uint32_t slot, gen;
 	int32_t status;
+	int32_t hidden;
 	char pubkey[SHM_PUBKEY_MAX];
 	char display_name[SHM_NAME_MAX];
 	char session_id[SHM_SESSION_MAX];
@@ -48,6 +50,7 @@ static int scan_cb(const struct presence_view *v, void *arg)
 	p->slot = v->slot;
 	p->gen = v->gen;
 	p->status = v->info.status;
+	p->hidden = v->info.hidden;
 	memcpy(p->pubkey, v->info.pubkey, sizeof p->pubkey);
 	memcpy(p->display_name, v->info.display_name, sizeof p->display_name);
 	memcpy(p->session_id, v->info.session_id, sizeof p->session_id);
@@ -96,6 +99,7 @@ static cJSON *event_obj(const char *event, const struct pe_peer *p, int with_sta
 	cJSON_AddStringToObject(o, "event", event);
 	cJSON_AddStringToObject(o, "pubkey", p->pubkey);
 	cJSON_AddStringToObject(o, "displayName", p->display_name);
+	cJSON_AddStringToObject(o, "name", p->display_name);
 	cJSON_AddStringToObject(o, "sessionId", p->session_id);
 	if (with_status)
 		cJSON_AddStringToObject(o, "status", status_str(p->status));
@@ -149,14 +153,17 @@ void peerevents_tick(struct worker *w, int64_t now)
 	struct pe_scan s = scan(w);
 	cJSON *events = cJSON_CreateArray();
 	for (size_t i = 0; events && i < s.n; i++) {
+		/* a hidden session is no event but its hiding and showing */
 		const struct pe_peer *old = find(w->pe_snap, w->pe_n, &s.v[i]);
-		if (!old)
+		if (!old && !s.v[i].hidden)
 			cJSON_AddItemToArray(events, event_obj("peer_joined", &s.v[i], 1));
-		else if (old->status != s.v[i].status)
+		else if (old && old->hidden != s.v[i].hidden)
+			cJSON_AddItemToArray(events, event_obj(s.v[i].hidden ? "peer_hidden" : "peer_visible", &s.v[i], 0));
+		else if (old && !s.v[i].hidden && old->status != s.v[i].status)
 			cJSON_AddItemToArray(events, event_obj("peer_status", &s.v[i], 1));
 	}
 	for (size_t i = 0; events && i < w->pe_n; i++)
-		if (!find(s.v, s.n, &w->pe_snap[i]))
+		if (!w->pe_snap[i].hidden && !find(s.v, s.n, &w->pe_snap[i]))
 			cJSON_AddItemToArray(events, event_obj("peer_left", &w->pe_snap[i], 0));
 	free(w->pe_snap);
 	w->pe_snap = s.v;

@@ -1,12 +1,16 @@
 /* peers — list_peers, set_summary and session replace (see peers.h).  The
- * listing reads only the shared presence table: it is the one place that
- * knows who is live right now, and reading it costs no database round trip. */
+ * listing reads the shared presence table, the one place that knows who is
+ * live right now, then the groups, profile, stats, channel and model of
+ * those presences in one statement (docs/protocol.md §12.3); when that
+ * statement fails the list goes out without them. */
 #include "worker/peers.h"
 
 #include <string.h>
 
 #include "common/log.h"
 #include "common/util.h"
+#include "db/store_groups.h"
+#include "worker/groups.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
 #include "worker/status.h"
@@ -19,11 +23,33 @@ const char *peers_req_id(const cJSON *msg)
 	return r ? r : msg_str(msg, "id");
 }
 
+const char *peers_pubkey(const struct presence_view *v)
+{
+	return v->info.pubkey;
+}
+
+const char *peers_role(const struct presence_view *v)
+{
+	(void)v;
+	return "control-plane";
+}
+
 struct list_ctx {
 	struct worker *w;
 	int scope;
 	cJSON *arr;
+	const char **ids; /* the listed presences, in arr's order */
+	char (*idbuf)[SHM_MEMBER_ID_MAX];
+	int n, cap;
+	int has_req;
+	char reqid[129];
 };
+
+static void add_if(cJSON *o, const char *k, const char *v)
+{
+	if (v && v[0])
+		cJSON_AddStringToObject(o, k, v);
+}
 
 static int same_nonempty(const char *a, const char *b)
 {
@@ -38,25 +64,95 @@ static int list_cb(const struct presence_view *v, void *arg)
 	    (c->scope == SCOPE_DIRECTORY && strcmp(me->cwd, p->cwd) != 0) ||
 	    (c->scope == SCOPE_REPO && !same_nonempty(me->repo, p->repo)))
 		return 0;
+	/* a hidden presence is listed only to its own member (§12.3) */
+	if (p->hidden && strcmp(p->member_id, me->member_id) != 0)
+		return 0;
+	if (c->n == c->cap) {
+		int cap = c->cap ? c->cap * 2 : 32;
+		char(*nb)[SHM_MEMBER_ID_MAX] = realloc(c->idbuf, (size_t)cap * sizeof *nb);
+		if (!nb)
+			return 1;
+		c->idbuf = nb;
+		c->cap = cap;
+	}
+	memcpy(c->idbuf[c->n++], p->presence_id, SHM_MEMBER_ID_MAX);
 	char at[32];
 	iso8601_ms(p->connected_ms, at);
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return 1;
-	cJSON_AddStringToObject(o, "pubkey", p->pubkey);
+	cJSON_AddStringToObject(o, "pubkey", peers_pubkey(v));
+	cJSON_AddStringToObject(o, "memberPubkey", p->pubkey);
 	cJSON_AddStringToObject(o, "memberId", p->member_id);
 	cJSON_AddStringToObject(o, "displayName", p->display_name);
 	cJSON_AddStringToObject(o, "sessionId", p->session_id);
 	cJSON_AddStringToObject(o, "status", status_str(p->status));
-	cJSON_AddStringToObject(o, "summary", p->summary);
+	if (p->summary[0])
+		cJSON_AddStringToObject(o, "summary", p->summary);
+	else
+		cJSON_AddNullToObject(o, "summary");
 	cJSON_AddStringToObject(o, "cwd", p->cwd);
-	cJSON_AddStringToObject(o, "hostname", p->hostname);
-	cJSON_AddStringToObject(o, "peerType", p->peer_type);
-	cJSON_AddStringToObject(o, "repo", p->repo);
+	add_if(o, "hostname", p->hostname);
+	add_if(o, "peerType", p->peer_type);
+	add_if(o, "repo", p->repo);
 	cJSON_AddStringToObject(o, "connectedAt", at);
+	cJSON_AddItemToObject(o, "groups", cJSON_CreateArray());
+	cJSON_AddStringToObject(o, "peerRole", peers_role(v));
+	cJSON_AddBoolToObject(o, "visible", !p->hidden);
 	cJSON_AddBoolToObject(o, "self", v->slot == c->w->slot && v->gen == c->w->gen);
 	cJSON_AddItemToArray(c->arr, o);
 	return 0;
+}
+
+/* a JSON text of the database (NULL: none), parsed */
+static cJSON *json_cell(const char *s)
+{
+	return s ? cJSON_Parse(s) : NULL;
+}
+
+/* merge the extras of t (NULL: none) into the listed entries, send, free c */
+static void list_send(struct list_ctx *c, const struct store_table *t)
+{
+	for (int r = 0; t && r < store_table_rows(t); r++) {
+		const char *id = store_table_get(t, r, PX_ID);
+		int i;
+		for (i = 0; id && i < c->n && strcmp(c->idbuf[i], id) != 0; i++)
+			;
+		cJSON *o = id && i < c->n ? cJSON_GetArrayItem(c->arr, i) : NULL;
+		if (!o)
+			continue;
+		cJSON *g = json_cell(store_table_get(t, r, PX_GROUPS));
+		if (cJSON_IsArray(g))
+			cJSON_ReplaceItemInObjectCaseSensitive(o, "groups", g);
+		else
+			cJSON_Delete(g);
+		cJSON *pr = json_cell(store_table_get(t, r, PX_PROFILE));
+		if (cJSON_IsObject(pr) && cJSON_GetArraySize(pr) > 0)
+			cJSON_AddItemToObject(o, "profile", pr);
+		else
+			cJSON_Delete(pr);
+		cJSON *st = json_cell(store_table_get(t, r, PX_STATS));
+		if (cJSON_IsObject(st))
+			cJSON_AddItemToObject(o, "stats", st);
+		else
+			cJSON_Delete(st);
+		add_if(o, "channel", store_table_get(t, r, PX_CHANNEL));
+		add_if(o, "model", store_table_get(t, r, PX_MODEL));
+	}
+	cJSON *reply = groups_reply("peers_list", c->has_req ? c->reqid : NULL);
+	cJSON_AddItemToObject(reply, "peers", c->arr);
+	ws_send_json(c->w, reply);
+	cJSON_Delete(reply);
+	free(c->idbuf);
+	free(c);
+}
+
+static void extras_cb(void *arg, const struct store_table *t, const char *err)
+{
+	struct list_ctx *c = arg;
+	if (err)
+		log_warn("list_peers: extras not read", "error", err);
+	list_send(c, err ? NULL : t);
 }
 
 void peers_on_list(struct worker *w, const cJSON *msg)
@@ -66,20 +162,24 @@ void peers_on_list(struct worker *w, const cJSON *msg)
 		ws_send_peer_error(w, PEER_ERR_INVALID_SCOPE, peers_req_id(msg));
 		return;
 	}
-	cJSON *reply = cJSON_CreateObject();
-	struct list_ctx c = {.w = w, .scope = scope, .arr = cJSON_CreateArray()};
-	if (!reply || !c.arr) {
-		cJSON_Delete(reply);
-		cJSON_Delete(c.arr);
-		return;
+	struct list_ctx *c = calloc(1, sizeof *c);
+	if (!c)
+		log_fatal("out of memory");
+	*c = (struct list_ctx){.w = w, .scope = scope, .arr = cJSON_CreateArray()};
+	const char *r = groups_req_id(msg);
+	if (r) {
+		c->has_req = 1;
+		memcpy(c->reqid, r, strlen(r) + 1);
 	}
-	presence_foreach(w->shm, w->me.mesh_id, list_cb, &c);
-	cJSON_AddStringToObject(reply, "type", "peers_list");
-	if (msg_str(msg, "_reqId"))
-		cJSON_AddStringToObject(reply, "_reqId", msg_str(msg, "_reqId"));
-	cJSON_AddItemToObject(reply, "peers", c.arr);
-	ws_send_json(w, reply);
-	cJSON_Delete(reply);
+	if (!c->arr)
+		log_fatal("out of memory");
+	presence_foreach(w->shm, w->me.mesh_id, list_cb, c);
+	const char **ids = c->n ? malloc((size_t)c->n * sizeof *ids) : NULL;
+	for (int i = 0; ids && i < c->n; i++)
+		ids[i] = c->idbuf[i];
+	if (c->n == 0 || !ids || store_presence_extras(w->db, ids, c->n, extras_cb, c) != 0)
+		list_send(c, NULL);
+	free(ids);
 }
 
 void peers_on_set_summary(struct worker *w, const cJSON *msg)

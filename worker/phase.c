@@ -10,7 +10,10 @@
 
 #include "common/opaque.h"
 #include "worker/auth.h"
+#include "worker/apikey_ws.h"
 #include "worker/delivery.h"
+#include "worker/groups.h"
+#include "worker/moderation.h"
 #include "worker/msg.h"
 #include "worker/peers.h"
 #include "worker/peerstatus.h"
@@ -56,6 +59,20 @@ static const struct phase_row table[] = {
 	 {[PHASE_HELLO_PENDING] = PEER_ERR_ALREADY_AUTHENTICATED, [PHASE_AUTHENTICATED] = PEER_ERR_ALREADY_AUTHENTICATED,
 	  [PHASE_CLOSING] = PEER_ERR_NONE},
 	 auth_on_session_hello, 0},
+	/* groups, visibility, profile (§12.3), moderation (§12.4), API keys (§12.5) */
+	{"join_group", AUTHED, NEEDS_HELLO, groups_on_join, 0},
+	{"leave_group", AUTHED, NEEDS_HELLO, groups_on_leave, 0},
+	{"set_visible", AUTHED, NEEDS_HELLO, groups_on_set_visible, 0},
+	{"set_profile", AUTHED, NEEDS_HELLO, groups_on_set_profile, 0},
+	{"set_stats", AUTHED, NEEDS_HELLO, groups_on_set_stats, 0},
+	{"kick", AUTHED, NEEDS_HELLO, moderation_on_kick, 0},
+	{"disconnect", AUTHED, NEEDS_HELLO, moderation_on_disconnect, 0},
+	{"ban", AUTHED, NEEDS_HELLO, moderation_on_ban, 0},
+	{"unban", AUTHED, NEEDS_HELLO, moderation_on_unban, 0},
+	{"list_bans", AUTHED, NEEDS_HELLO, moderation_on_list_bans, 0},
+	{"apikey_create", AUTHED, NEEDS_HELLO, apikey_ws_on_create, 0},
+	{"apikey_list", AUTHED, NEEDS_HELLO, apikey_ws_on_list, 0},
+	{"apikey_revoke", AUTHED, NEEDS_HELLO, apikey_ws_on_revoke, 0},
 	/* last: no type, or one not listed above */
 	{NULL, 0,
 	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,

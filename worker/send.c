@@ -29,6 +29,7 @@
 #include "proto/reasons.h"
 #include "common/util.h"
 #include "worker/audit.h"
+#include "worker/groups.h"
 #include "worker/mention.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
@@ -431,6 +432,37 @@ static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, 
 	mention_free(names, n);
 }
 
+/* ---- '@group', '@all', and '*' while a presence is hidden (groups.c, §12.3) ---- */
+
+static void group_cb(void *arg, const char *const *members, int n, const char *err)
+{
+	struct send_ctx *sc = arg;
+	struct worker *w = sc->w;
+	if (err) {
+		log_warn("group send: not stored", "error", err);
+		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
+	} else {
+		send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL); /* no recipient is still queued:true (§12.3) */
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "messageId", sc->message_id);
+		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
+		cJSON_AddStringToObject(pl, "targetSpec", sc->target);
+		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
+		wake_members(w, w->me.mesh_id, members, n);
+	}
+	send_ctx_free(sc);
+}
+
+static void send_group(struct worker *w, struct send_ctx *sc, const char *target, const char *nonce, const char *ct)
+{
+	snprintf(sc->target, sizeof sc->target, "%s", target);
+	send_flush(w, 1); /* per (sender, recipient) the order of acceptance */
+	if (groups_send(w, sc->message_id, sc->target, msg_priority_names[sc->prio], nonce, ct, group_cb, sc) != 0) {
+		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
+		send_ctx_free(sc);
+	}
+}
+
 void send_on_msg(struct worker *w, const cJSON *msg)
 {
 	struct send_fields f;
@@ -475,6 +507,10 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 		log_fatal("out of memory");
 	if (target[0] == '#') {
 		send_topic(w, sc, msg, target + 1, nonce, ct);
+		return;
+	}
+	if (groups_routes(w, target)) {
+		send_group(w, sc, target, nonce, ct);
 		return;
 	}
 	char lower[65];

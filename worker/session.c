@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "worker/audit.h"
 #include "worker/delivery.h"
+#include "worker/moderation.h"
 #include "worker/peerevents.h"
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
@@ -97,6 +98,7 @@ const struct worker_hooks session_hooks = {
 	.on_wake = delivery_drain,
 	.on_status = peerstatus_request,
 	.on_replaced = session_on_replaced,
+	.on_close = moderation_on_close,
 	.tick = session_tick,
 	.pump = session_pump,
 	.leave = session_leave,

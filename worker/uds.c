@@ -70,7 +70,10 @@ void uds_close_all(struct worker *w)
 		}
 }
 
-static int out_pending(const struct uds_out *o) { return o->wake_pending || o->replace_pending || o->status_pending; }
+static int out_pending(const struct uds_out *o)
+{
+	return o->wake_pending || o->replace_pending || o->status_pending || o->close_pending;
+}
 
 static void out_drop(struct uds_out *o)
 {
@@ -82,7 +85,7 @@ static void out_drop(struct uds_out *o)
 static void out_forget(struct uds_out *o)
 {
 	out_drop(o);
-	o->wake_pending = o->replace_pending = o->status_pending = 0;
+	o->wake_pending = o->replace_pending = o->status_pending = o->close_pending = 0;
 }
 
 static int out_connect(struct worker *w, struct uds_out *o)
@@ -121,6 +124,12 @@ static int out_send(struct worker *w, struct uds_out *o)
 			pkt.st = (struct uds_status){.status = o->status, .source = o->status_source};
 			len = sizeof pkt;
 			flag = &o->status_pending;
+		} else if (o->close_pending) {
+			pkt.e.type = UDS_CLOSE;
+			pkt.e.len = sizeof pkt.st;
+			pkt.st = (struct uds_status){.status = o->close_code, .source = o->close_reason};
+			len = sizeof pkt;
+			flag = &o->close_pending;
 		} else if (o->replace_pending) {
 			pkt.e.type = UDS_REPLACE;
 			flag = &o->replace_pending;
@@ -219,6 +228,15 @@ int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen)
 	return out_kick(o, w, "replace");
 }
 
+int uds_queue_close(struct worker *w, uint32_t slot, uint32_t gen, int code, int reason)
+{
+	struct uds_out *o = out_queue(w, slot, gen);
+	o->close_pending = 1;
+	o->close_code = code;
+	o->close_reason = reason;
+	return out_kick(o, w, "close");
+}
+
 int uds_pollfds(struct worker *w, struct pollfd *fds, int max)
 {
 	int n = 0;
@@ -278,6 +296,10 @@ static void in_read(struct worker *w, int idx)
 			w->hooks->on_wake(w);
 		else if (type == UDS_REPLACE)
 			w->hooks->on_replaced(w);
+		else if (type == UDS_CLOSE && w->hooks->on_close)
+			w->hooks->on_close(w, status, source);
+		else if (type == UDS_CLOSE)
+			continue;
 		else
 			w->hooks->on_status(w, status, source);
 	}

@@ -23,6 +23,9 @@ int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status
  * or pending, -1 = the owner is gone) */
 int uds_queue_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source);
 int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen);
+/* a moderator's close (docs/protocol.md §12.4): the owner of (slot, gen)
+ * closes its socket with code and the reason of index reason */
+int uds_queue_close(struct worker *w, uint32_t slot, uint32_t gen, int code, int reason);
 /* poll integration: fill fds, return count; then handle */
 int uds_pollfds(struct worker *w, struct pollfd *fds, int max);
 void uds_handle(struct worker *w, const struct pollfd *fds, int n);

@@ -42,6 +42,7 @@ struct worker_hooks {
 	void (*on_wake)(struct worker *w);                                /* uds: drain now */
 	void (*on_status)(struct worker *w, int status, int source);      /* uds: a hook's status */
 	void (*on_replaced)(struct worker *w);                            /* uds: our session moved on */
+	void (*on_close)(struct worker *w, int code, int reason);         /* uds: a moderator closed us (may be NULL) */
 	void (*tick)(struct worker *w, int64_t now);                      /* skel: timers (joined only) */
 	void (*pump)(struct worker *w);                                   /* skel: room to write (joined only) */
 	void (*leave)(struct worker *w);                                  /* skel: the connection ended */
@@ -87,6 +88,8 @@ struct uds_out {
 	int replace_pending; /* a session-replace envelope not sent yet */
 	int status_pending;  /* a status envelope not sent yet (the latest wins) */
 	int32_t status, status_source;
+	int close_pending; /* a moderation close envelope not sent yet */
+	int32_t close_code, close_reason;
 	int64_t used_ms;
 };
 
@@ -144,6 +147,13 @@ struct worker {
 	size_t pe_n;
 	uint64_t pe_seen; /* presence_changes() at the last scan */
 	int64_t pe_next;  /* mono ms of the next look, 0 = none */
+
+	/* groups.c: whether a presence of our mesh is hidden, as of the
+	 * presence_changes() count hidden_seen (so a '*' send scans the mesh's
+	 * slots only after the table moved) */
+	uint64_t hidden_seen;
+	int hidden_any;
+	int hidden_known;
 
 	/* sends accepted and waiting for their batch's statement (send.c) */
 	struct send_ctx **sends;

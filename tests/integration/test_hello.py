@@ -156,11 +156,25 @@ def test_replayed_hello_is_refused_while_the_first_is_live_or_gone(broker, mesh)
     assert b.wait_metric("broker_connections_rejected_total", before + 2, reason="replayed") == before + 2
 
 
-def test_revoked_member_is_unauthorized(broker, mesh):
+def test_revoked_member_is_refused_revoked_and_closed_4002(broker, mesh):
+    """docs/protocol.md §12.4: a member whose row is revoked (banned) gets
+    code revoked naming the mesh and close 4002 banned, not check 6's
+    unauthorized (issue 18)"""
     b = broker()
     m = mesh("alice")
     m.revoke(m.members[0])
-    assert_rejected(b, Peer(b, m.members[0]), "unauthorized")
+    before = b.metric("broker_connections_rejected_total", reason="revoked")
+
+    async def go():
+        p = Peer(b, m.members[0])
+        await p.connect()
+        reply = await p.hello()
+        assert reply.get("type") == "error" and reply.get("code") == "revoked", reply
+        assert reply["message"] == f'You\'ve been removed from "{m.name}". Contact the mesh owner to rejoin.'
+        assert await p.wait_closed(5) == (4002, "banned")
+
+    run(go(), 30)
+    assert b.wait_metric("broker_connections_rejected_total", before + 1, timeout=3, reason="revoked") == before + 1
 
 
 def test_pubkey_that_is_no_member_is_unauthorized(broker, mesh):

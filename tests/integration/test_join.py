@@ -273,7 +273,8 @@ def test_meshctl_invite_and_join_make_a_member_that_talks_and_is_then_revoked(br
     run(talk())
     invites.meshctl(["member", "revoke", mesh_id, bob_id], env=env)
     r = invites.meshctl(["send", alice.pubkey, "after revoke", "--config", str(cfg)], check=False)
-    assert r.returncode != 0 and "pubkey not found in mesh" in (r.stderr + r.stdout), r.stderr
+    # a revoked member is banned (docs/protocol.md §12.4): refused with code revoked
+    assert r.returncode != 0 and "removed from" in (r.stderr + r.stdout), r.stderr
     # the invite is revoked by meshctl too
     iid = invites.meshctl(["invite", "list", slug], env=env).stdout.split()[0]
     invites.meshctl(["invite", "revoke", slug, iid], env=env)

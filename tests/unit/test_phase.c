@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/apikey_ws.h"
 #include "worker/auth.h"
 #include "worker/delivery.h"
+#include "worker/groups.h"
+#include "worker/moderation.h"
 #include "worker/peers.h"
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
@@ -39,6 +42,20 @@ static const struct expect known[] = {
 	{"set_summary", peers_on_set_summary},
 	/* §12.1: the other first frame */
 	{"session_hello", auth_on_session_hello},
+	/* groups, moderation, API keys (§12.3-§12.5) */
+	{"join_group", groups_on_join},
+	{"leave_group", groups_on_leave},
+	{"set_visible", groups_on_set_visible},
+	{"set_profile", groups_on_set_profile},
+	{"set_stats", groups_on_set_stats},
+	{"kick", moderation_on_kick},
+	{"disconnect", moderation_on_disconnect},
+	{"ban", moderation_on_ban},
+	{"unban", moderation_on_unban},
+	{"list_bans", moderation_on_list_bans},
+	{"apikey_create", apikey_ws_on_create},
+	{"apikey_list", apikey_ws_on_list},
+	{"apikey_revoke", apikey_ws_on_revoke},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 

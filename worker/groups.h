@@ -1,0 +1,46 @@
+/* groups — groups, visibility, profile and stats of a presence
+ * (docs/protocol.md §12.3): join_group, leave_group, set_visible,
+ * set_profile, set_stats; the restore after a hello (hello groups > saved >
+ * member default groups); and the fan-out of '@group' sends and of '*'
+ * sends while a presence of the mesh is hidden, with the recipients fixed at
+ * send time (mesh.send_group, migration 0006). */
+#ifndef WORKER_GROUPS_H
+#define WORKER_GROUPS_H
+
+#include <cjson/cJSON.h>
+
+#include "worker/worker.h"
+
+void groups_on_join(struct worker *w, const cJSON *msg);
+void groups_on_leave(struct worker *w, const cJSON *msg);
+void groups_on_set_visible(struct worker *w, const cJSON *msg);
+void groups_on_set_profile(struct worker *w, const cJSON *msg);
+void groups_on_set_stats(struct worker *w, const cJSON *msg);
+
+/* after hello_ack and the presence row (w->hello_obj the accepted hello):
+ * the member's saved state (hello groups > saved > default groups, saved
+ * visibility and profile) */
+void groups_on_hello(struct worker *w);
+/* the same after a session_hello (docs/protocol.md §12.1): its own groups,
+ * else the member's default groups; visible, empty profile */
+void groups_on_session_hello(struct worker *w);
+
+/* 1 when a send to target goes through groups_send: '@all' and '@<group>',
+ * and '*' while a live presence of our mesh is hidden (one pass over the
+ * mesh's slots, no database) */
+int groups_routes(struct worker *w, const char *target);
+typedef void (*groups_sent_cb)(void *arg, const char *const *members, int n, const char *err);
+/* store the send and one delivery row per recipient; cb gets the recipient
+ * members (to wake).  -1 when it could not be queued (cb never runs). */
+int groups_send(struct worker *w, const char *message_id, const char *target, const char *priority, const char *nonce,
+                const char *ciphertext, groups_sent_cb cb, void *arg);
+
+/* the request's _reqId when it is a string of <= 128 bytes, else NULL */
+const char *groups_req_id(const cJSON *msg);
+/* {type:"error", code, message, id: reqid, _reqId: reqid} (ids when set) */
+void groups_error(struct worker *w, const char *code, const char *message, const char *reqid);
+/* a reply object of type with _reqId when set (the caller adds fields,
+ * sends and deletes it) */
+cJSON *groups_reply(const char *type, const char *reqid);
+
+#endif
