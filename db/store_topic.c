@@ -31,6 +31,7 @@ struct tcall {
 		store_notification_cb notif;
 	} cb;
 	void *arg;
+	int *notified; /* topic_post: where the count of notifications goes, or NULL */
 };
 
 static int tsend(struct db *d, const char *sql, int n, const char *const *p, db_cb adapter, struct tcall c)
@@ -348,12 +349,14 @@ static void seal_adapter(void *arg, const PGresult *res, const char *err)
 	} else if (!err) {
 		topic_id = PQgetvalue(res, 0, SEAL_TOPIC);
 		at = store_val(res, 0, SEAL_AT);
-		if (!store_is_true(res, 0, SEAL_RECIPIENT))
+		/* who asks before what it finds: a non-member learns nothing of
+		 * the topic's members or copies */
+		if (!store_is_true(res, 0, SEAL_CALLER))
+			st = TOPIC_NOT_MEMBER;
+		else if (!store_is_true(res, 0, SEAL_RECIPIENT))
 			st = TOPIC_NO_RECIPIENT;
 		else if (store_is_true(res, 0, SEAL_EXISTS))
 			st = TOPIC_ALREADY_SEALED;
-		else if (!store_is_true(res, 0, SEAL_CALLER))
-			st = TOPIC_NOT_MEMBER;
 		else if (!at)
 			st = TOPIC_ALREADY_SEALED; /* sealed concurrently */
 	}
@@ -388,13 +391,14 @@ static const char topic_post_sql[] =
 	"  (SELECT lower(x) FROM unnest($9::text[]) x)), "
 	"n AS (INSERT INTO mesh.notification (id, mesh_id, topic_id, message_id, member_id, sender_member_id, kind) "
 	"  SELECT ($10::text[])[mn.n::int], $2, q.topic_id, q.id, mn.id, $3, 'mention' FROM q, mn "
-	"  WHERE mn.n <= cardinality($10::text[])) "
-	"SELECT 't', id FROM t UNION ALL SELECT 'q', topic_id FROM q UNION ALL SELECT 'r', recipient_member_id FROM d";
+	"  WHERE mn.n <= cardinality($10::text[]) RETURNING id) "
+	"SELECT 't', id FROM t UNION ALL SELECT 'q', topic_id FROM q UNION ALL SELECT 'r', recipient_member_id FROM d "
+	"UNION ALL SELECT 'n', id FROM n";
 
 static void post_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct tcall *c = arg;
-	int n = err ? 0 : PQntuples(res), nr = 0, posted = 0;
+	int n = err ? 0 : PQntuples(res), nr = 0, posted = 0, notified = 0;
 	const char *topic_id = NULL;
 	const char **ids = store_rows_alloc(n, sizeof *ids);
 	for (int i = 0; i < n; i++) {
@@ -404,16 +408,21 @@ static void post_adapter(void *arg, const PGresult *res, const char *err)
 			topic_id = v;
 		else if (kind == 'q')
 			posted = 1;
+		else if (kind == 'n')
+			notified++;
 		else
 			ids[nr++] = v;
 	}
+	if (c->notified)
+		*c->notified = notified;
 	enum store_topic_status st = !topic_id ? TOPIC_NOT_FOUND : posted ? TOPIC_OK : TOPIC_NOT_MEMBER;
 	c->cb.post(c->arg, err ? TOPIC_OK : st, topic_id, ids, nr, err);
 	free(ids);
 	free(c);
 }
 
-int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg)
+int store_topic_post_counted(struct db *d, const struct topic_post *p, int *notified, store_topic_post_cb cb,
+			     void *arg)
 {
 	char ver[8];
 	snprintf(ver, sizeof ver, "%d", p->body_version);
@@ -421,46 +430,75 @@ int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_
 	     *nids = store_text_array(p->notification_ids, p->n_mentions);
 	const char *prm[] = {p->id, p->mesh_id, p->sender_id, p->topic, p->priority, p->nonce, p->ciphertext, ver,
 			     names, nids};
-	int r = tsend(d, topic_post_sql, 10, prm, post_adapter, (struct tcall){.cb.post = cb, .arg = arg});
+	int r = tsend(d, topic_post_sql, 10, prm, post_adapter,
+		      (struct tcall){.cb.post = cb, .arg = arg, .notified = notified});
 	free(names);
 	free(nids);
 	return r;
 }
 
+int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg)
+{
+	return store_topic_post_counted(d, p, NULL, cb, arg);
+}
+
 /* ---- notifications ---- */
 
-enum { NOT_ID, NOT_TOPIC, NOT_TOPIC_NAME, NOT_MESSAGE, NOT_SENDER, NOT_SENDER_NAME, NOT_KIND, NOT_CREATED };
+/* one row per notification after the asking member's own (mentionedAs),
+ * which comes back alone when there are none */
+enum {
+	NOT_AS, NOT_ID, NOT_MESSAGE, NOT_TOPIC, NOT_TOPIC_NAME, NOT_SENDER_NAME, NOT_SENDER, NOT_CT, NOT_VERSION,
+	NOT_KIND, NOT_READ, NOT_CREATED, NOT_MESH, NOT_SLUG, NOT_MESH_NAME
+};
 static const char notifications_sql[] =
-	"SELECT x.id, x.topic_id, t.name, x.message_id, s.peer_pubkey, s.display_name, x.kind, " ISO_SQL(
-		"x.created_at") " FROM mesh.notification x LEFT JOIN mesh.topic t ON t.id = x.topic_id "
-				"LEFT JOIN mesh.member s ON s.id = x.sender_member_id "
-				"WHERE x.member_id = $1 AND x.read_at IS NULL ORDER BY x.created_at DESC, x.id "
-				"LIMIT $2::int";
+	"SELECT mb.display_name, x.* FROM mesh.member mb LEFT JOIN LATERAL ("
+	"  SELECT x.id, x.message_id, x.topic_id, t.name, s.display_name, s.peer_pubkey, tm.ciphertext, tm.body_version, "
+	"  x.kind, " ISO_SQL("x.read_at") ", " ISO_SQL("x.created_at") ", me.id, me.slug, me.name "
+	"  FROM mesh.notification x JOIN mesh.mesh me ON me.id = x.mesh_id "
+	"  LEFT JOIN mesh.topic t ON t.id = x.topic_id LEFT JOIN mesh.member s ON s.id = x.sender_member_id "
+	"  LEFT JOIN mesh.topic_message tm ON tm.id = x.message_id "
+	"  WHERE x.member_id = $1 AND x.created_at >= to_timestamp($2::bigint / 1000.0) "
+	"  AND (NOT $3::boolean OR x.read_at IS NULL) "
+	"  AND ($4::text[] IS NULL OR t.name = ANY($4::text[]) OR t.id = ANY($4::text[])) "
+	"  ORDER BY x.created_at DESC, x.id DESC LIMIT $5::int) x ON true WHERE mb.id = $1";
 
 static void notif_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct tcall *c = arg;
 	int n = err ? 0 : PQntuples(res);
+	const char *as = n ? PQgetvalue(res, 0, NOT_AS) : NULL;
+	if (n == 1 && PQgetisnull(res, 0, NOT_ID))
+		n = 0;
 	struct notification_row *rows = store_rows_alloc(n, sizeof *rows);
 	for (int i = 0; i < n; i++) {
 		rows[i].id = PQgetvalue(res, i, NOT_ID);
+		rows[i].message_id = store_val(res, i, NOT_MESSAGE);
 		rows[i].topic_id = store_val(res, i, NOT_TOPIC);
 		rows[i].topic_name = store_val(res, i, NOT_TOPIC_NAME);
-		rows[i].message_id = store_val(res, i, NOT_MESSAGE);
-		rows[i].sender_pubkey = store_val(res, i, NOT_SENDER);
 		rows[i].sender_name = store_val(res, i, NOT_SENDER_NAME);
+		rows[i].sender_pubkey = store_val(res, i, NOT_SENDER);
+		rows[i].ciphertext = store_val(res, i, NOT_CT);
+		rows[i].body_version = store_val(res, i, NOT_VERSION) ? atoi(PQgetvalue(res, i, NOT_VERSION)) : 1;
 		rows[i].kind = PQgetvalue(res, i, NOT_KIND);
+		rows[i].read_at = store_val(res, i, NOT_READ);
 		rows[i].created_at = PQgetvalue(res, i, NOT_CREATED);
+		rows[i].mesh_id = PQgetvalue(res, i, NOT_MESH);
+		rows[i].mesh_slug = PQgetvalue(res, i, NOT_SLUG);
+		rows[i].mesh_name = PQgetvalue(res, i, NOT_MESH_NAME);
 	}
-	c->cb.notif(c->arg, rows, n, err);
+	c->cb.notif(c->arg, as, rows, n, err);
 	free(rows);
 	free(c);
 }
 
-int store_notifications(struct db *d, const char *member_id, int limit, store_notification_cb cb, void *arg)
+int store_notifications(struct db *d, const struct notification_query *q, store_notification_cb cb, void *arg)
 {
-	char lim[16];
-	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[] = {member_id, lim};
-	return tsend(d, notifications_sql, 2, p, notif_adapter, (struct tcall){.cb.notif = cb, .arg = arg});
+	char since[24], lim[16];
+	snprintf(since, sizeof since, "%lld", (long long)q->since_ms);
+	snprintf(lim, sizeof lim, "%d", q->limit);
+	char *scopes = q->n_scopes >= 0 ? store_text_array(q->scopes, q->n_scopes) : NULL;
+	const char *p[] = {q->member_id, since, q->unread_only ? "true" : "false", scopes, lim};
+	int r = tsend(d, notifications_sql, 5, p, notif_adapter, (struct tcall){.cb.notif = cb, .arg = arg});
+	free(scopes);
+	return r;
 }

@@ -7,6 +7,7 @@
 #define DB_STORE_TOPIC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "db/db.h"
 
@@ -94,8 +95,8 @@ int store_topic_pending(struct db *d, const char *mesh_id, const char *topic, co
                         store_topic_pending_cb cb, void *arg);
 
 /* a member seals the key for another: never overwrites, records the sealer.
- * st OK (sealed_at set), NOT_FOUND, NO_RECIPIENT, ALREADY_SEALED or
- * NOT_MEMBER (the caller), checked in that order */
+ * st OK (sealed_at set), NOT_FOUND, NOT_MEMBER (the caller), NO_RECIPIENT or
+ * ALREADY_SEALED, checked in that order */
 struct topic_seal {
 	const char *mesh_id, *topic, *sealer_id, *recipient_id, *key_id, *encrypted_key, *nonce;
 };
@@ -119,12 +120,28 @@ struct topic_post {
 typedef void (*store_topic_post_cb)(void *arg, enum store_topic_status st, const char *topic_id,
                                     const char *const *recipients, int n, const char *err);
 int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg);
+/* the same, *notified set before the callback: the notifications recorded */
+int store_topic_post_counted(struct db *d, const struct topic_post *p, int *notified, store_topic_post_cb cb,
+                             void *arg);
 
-/* ---- notifications (REST GET /v1/notifications): the member's unread mentions, newest first ---- */
-struct notification_row {
-	const char *id, *topic_id, *topic_name, *message_id, *sender_pubkey, *sender_name, *kind, *created_at;
+/* ---- notifications (REST GET notifications, me/notifications): the
+ * member's mentions since a time, newest first, limited to topic scopes ---- */
+struct notification_query {
+	const char *member_id;
+	int64_t since_ms;
+	int unread_only;
+	const char *const *scopes; /* topic names or ids */
+	int n_scopes;              /* -1: every topic */
+	int limit;
 };
-typedef void (*store_notification_cb)(void *arg, const struct notification_row *rows, int n, const char *err);
-int store_notifications(struct db *d, const char *member_id, int limit, store_notification_cb cb, void *arg);
+struct notification_row {
+	const char *id, *message_id, *topic_id, *topic_name, *sender_name, *sender_pubkey, *ciphertext, *kind,
+		*read_at, *created_at, *mesh_id, *mesh_slug, *mesh_name; /* message_id … ciphertext, read_at: NULL when none */
+	int body_version;
+};
+/* mentioned_as: the member's display name (NULL when there is no such member) */
+typedef void (*store_notification_cb)(void *arg, const char *mentioned_as, const struct notification_row *rows, int n,
+                                      const char *err);
+int store_notifications(struct db *d, const struct notification_query *q, store_notification_cb cb, void *arg);
 
 #endif

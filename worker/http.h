@@ -21,7 +21,7 @@ struct http_req {
 	/* the headers meshbroker reads (others are parsed and dropped) */
 	char upgrade[HTTP_HVAL_MAX], connection[HTTP_HVAL_MAX], ws_key[HTTP_HVAL_MAX],
 		ws_version[HTTP_HVAL_MAX], authorization[HTTP_HVAL_MAX], content_type[HTTP_HVAL_MAX],
-		origin[HTTP_HVAL_MAX], forwarded[HTTP_HVAL_MAX];
+		origin[HTTP_HVAL_MAX], forwarded[HTTP_HVAL_MAX], last_event_id[HTTP_HVAL_MAX];
 	int is_upgrade;
 	uint64_t content_length; /* 0 when absent */
 	char *body;              /* malloc'd, NUL-terminated, body_len bytes */
