@@ -29,6 +29,10 @@ struct tcall {
 		store_topic_seal_cb seal;
 		store_topic_post_cb post;
 		store_notification_cb notif;
+		store_topic_page_cb page;
+		store_topic_read_cb read;
+		store_topic_listing_cb listing;
+		store_apikey_live_cb live;
 	} cb;
 	void *arg;
 	int *notified; /* topic_post: where the count of notifications goes, or NULL */
@@ -501,4 +505,175 @@ int store_notifications(struct db *d, const struct notification_query *q, store_
 	int r = tsend(d, notifications_sql, 5, p, notif_adapter, (struct tcall){.cb.notif = cb, .arg = arg});
 	free(scopes);
 	return r;
+}
+
+/* ---- REST pages and streams (§12.6): one topic's messages around a cursor ---- */
+
+/* the topic, the caller's membership, whether the cursor is a message of it,
+ * then the messages (one row with NULL message columns when none) */
+enum {
+	PG_TOPIC, PG_NAME, PG_MEMBER, PG_CURSOR, PG_ID, PG_SENDER, PG_PUBKEY, PG_SENDER_NAME, PG_NONCE, PG_CT,
+	PG_VERSION, PG_CREATED
+};
+#define PAGE_SQL(cmp, order)                                                                                          \
+	"WITH t AS (" TOPIC_BY("$1", "$2") "), me AS (" TOPIC_ME("$3") "), "                                          \
+	"c AS (SELECT x.created_at, x.id FROM mesh.topic_message x, t WHERE x.id = $5 AND x.topic_id = t.id) "      \
+	"SELECT t.id, t.name, EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM c), h.id, h.sender_member_id, "       \
+	"  s.peer_pubkey, s.display_name, h.nonce, h.ciphertext, h.body_version, " ISO_SQL("h.created_at") " "      \
+	"FROM t LEFT JOIN LATERAL (SELECT y.* FROM (SELECT x.*, sum(length(x.nonce) + length(x.ciphertext)) "       \
+	"  OVER (ORDER BY x.created_at " order ", x.id " order ") AS bytes, "                                       \
+	"  row_number() OVER (ORDER BY x.created_at " order ", x.id " order ") AS rn "                              \
+	"  FROM mesh.topic_message x WHERE x.topic_id = t.id AND EXISTS (SELECT 1 FROM me) AND " cmp " "            \
+	"  ORDER BY x.created_at " order ", x.id " order " LIMIT $4::int) y "                                       \
+	"  WHERE y.rn = 1 OR y.bytes <= $6::bigint) h ON true "                                                      \
+	"LEFT JOIN mesh.member s ON s.id = h.sender_member_id ORDER BY h.created_at " order ", h.id " order
+/* older than the cursor, newest first (an unknown cursor is none) */
+static const char page_before_sql[] =
+	PAGE_SQL("($5::text IS NULL OR NOT EXISTS (SELECT 1 FROM c) OR "
+		 "(x.created_at, x.id) < (SELECT c.created_at, c.id FROM c))", "DESC");
+/* newer than the cursor, oldest first (an unknown cursor gives nothing; none gives all) */
+static const char page_after_sql[] =
+	PAGE_SQL("($5::text IS NULL OR (EXISTS (SELECT 1 FROM c) AND "
+		 "(x.created_at, x.id) > (SELECT c.created_at, c.id FROM c)))", "ASC");
+
+static void page_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res), cursor = 0;
+	enum store_topic_status st = TOPIC_OK;
+	const char *topic_id = NULL, *name = NULL;
+	if (!err && n == 0) {
+		st = TOPIC_NOT_FOUND;
+	} else if (!err) {
+		topic_id = PQgetvalue(res, 0, PG_TOPIC);
+		name = PQgetvalue(res, 0, PG_NAME);
+		cursor = store_is_true(res, 0, PG_CURSOR);
+		if (!store_is_true(res, 0, PG_MEMBER))
+			st = TOPIC_NOT_MEMBER;
+	}
+	if (st != TOPIC_OK || (n == 1 && PQgetisnull(res, 0, PG_ID)))
+		n = 0;
+	struct topic_page_row *rows = store_rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, PG_ID);
+		rows[i].sender_member_id = PQgetvalue(res, i, PG_SENDER);
+		rows[i].sender_pubkey = store_val(res, i, PG_PUBKEY);
+		rows[i].sender_name = store_val(res, i, PG_SENDER_NAME);
+		rows[i].nonce = PQgetvalue(res, i, PG_NONCE);
+		rows[i].ciphertext = PQgetvalue(res, i, PG_CT);
+		rows[i].body_version = atoi(PQgetvalue(res, i, PG_VERSION));
+		rows[i].created_at = PQgetvalue(res, i, PG_CREATED);
+	}
+	c->cb.page(c->arg, st, topic_id, name, cursor, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_page(struct db *d, const struct topic_page_query *q, store_topic_page_cb cb, void *arg)
+{
+	char lim[16], cap[24];
+	snprintf(lim, sizeof lim, "%d", q->limit);
+	snprintf(cap, sizeof cap, "%d", STORE_HISTORY_BYTES_MAX);
+	const char *p[] = {q->mesh_id, q->topic, q->member_id, lim, q->cursor && *q->cursor ? q->cursor : NULL, cap};
+	return tsend(d, q->after ? page_after_sql : page_before_sql, 6, p, page_adapter,
+		     (struct tcall){.cb.page = cb, .arg = arg});
+}
+
+/* ---- PATCH topics/:name/read: the member's last_read_at, its notifications read ---- */
+
+enum { RD_TOPIC, RD_NAME, RD_MEMBER, RD_AT };
+static const char topic_read_sql[] =
+	"WITH t AS (" TOPIC_BY("$1", "$2") "), "
+	"u AS (UPDATE mesh.topic_member tm SET last_read_at = now() FROM t WHERE tm.topic_id = t.id "
+	"  AND tm.member_id = $3 RETURNING tm.last_read_at), "
+	"n AS (UPDATE mesh.notification x SET read_at = now() FROM t, u WHERE x.topic_id = t.id "
+	"  AND x.member_id = $3 AND x.read_at IS NULL) "
+	"SELECT t.id, t.name, EXISTS (SELECT 1 FROM u), (SELECT " ISO_SQL("u.last_read_at") " FROM u) FROM t";
+
+static void read_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	enum store_topic_status st = TOPIC_OK;
+	const char *topic_id = NULL, *name = NULL, *at = NULL;
+	if (!err && PQntuples(res) == 0) {
+		st = TOPIC_NOT_FOUND;
+	} else if (!err) {
+		topic_id = PQgetvalue(res, 0, RD_TOPIC);
+		name = PQgetvalue(res, 0, RD_NAME);
+		at = store_val(res, 0, RD_AT);
+		if (!store_is_true(res, 0, RD_MEMBER))
+			st = TOPIC_NOT_MEMBER;
+	}
+	c->cb.read(c->arg, st, topic_id, name, at, err);
+	free(c);
+}
+
+int store_topic_read(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+		     store_topic_read_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, topic, member_id};
+	return tsend(d, topic_read_sql, 3, p, read_adapter, (struct tcall){.cb.read = cb, .arg = arg});
+}
+
+/* ---- GET topics, me/topics: the topics a member sees, with its unread counts ---- */
+
+enum { TL_ID, TL_NAME, TL_DESCRIPTION, TL_VISIBILITY, TL_CREATED, TL_MESH, TL_SLUG, TL_MESH_NAME, TL_UNREAD, TL_LAST };
+static const char topic_listing_sql[] =
+	"SELECT x.id, x.name, x.description, x.visibility, " ISO_SQL("x.created_at") ", me.id, me.slug, me.name, "
+	"  (SELECT count(*) FROM mesh.topic_message m WHERE m.topic_id = x.id AND m.sender_member_id <> $2 "
+	"   AND (tm.last_read_at IS NULL OR m.created_at > tm.last_read_at)), " ISO_SQL("lm.at") " "
+	"FROM mesh.topic x JOIN mesh.mesh me ON me.id = x.mesh_id "
+	"LEFT JOIN mesh.topic_member tm ON tm.topic_id = x.id AND tm.member_id = $2 "
+	"LEFT JOIN LATERAL (SELECT max(m.created_at) AS at FROM mesh.topic_message m WHERE m.topic_id = x.id) lm ON true "
+	"WHERE x.mesh_id = $1 AND x.archived_at IS NULL AND (x.visibility <> 'private' OR tm.member_id IS NOT NULL) "
+	"  AND (NOT $4::boolean OR tm.member_id IS NOT NULL) "
+	"  AND ($3::text[] IS NULL OR x.name = ANY($3::text[]) OR x.id = ANY($3::text[])) "
+	"ORDER BY (CASE WHEN $4::boolean THEN lm.at END) DESC NULLS LAST, x.name LIMIT 1000";
+
+static void listing_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	struct topic_listing_row *rows = store_rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, TL_ID);
+		rows[i].name = PQgetvalue(res, i, TL_NAME);
+		rows[i].description = store_val(res, i, TL_DESCRIPTION);
+		rows[i].visibility = PQgetvalue(res, i, TL_VISIBILITY);
+		rows[i].created_at = PQgetvalue(res, i, TL_CREATED);
+		rows[i].mesh_id = PQgetvalue(res, i, TL_MESH);
+		rows[i].mesh_slug = PQgetvalue(res, i, TL_SLUG);
+		rows[i].mesh_name = PQgetvalue(res, i, TL_MESH_NAME);
+		rows[i].unread = strtol(PQgetvalue(res, i, TL_UNREAD), NULL, 10);
+		rows[i].last_message_at = store_val(res, i, TL_LAST);
+	}
+	c->cb.listing(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_listing(struct db *d, const char *mesh_id, const char *member_id, const char *const *scopes,
+			int n_scopes, int mine, store_topic_listing_cb cb, void *arg)
+{
+	char *sc = n_scopes >= 0 ? store_text_array(scopes, n_scopes) : NULL;
+	const char *p[] = {mesh_id, member_id, sc, mine ? "true" : "false"};
+	int r = tsend(d, topic_listing_sql, 4, p, listing_adapter, (struct tcall){.cb.listing = cb, .arg = arg});
+	free(sc);
+	return r;
+}
+
+/* ---- a stream's key: still not revoked (expiry does not end a stream, §12.6) ---- */
+
+static void key_live_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	c->cb.live(c->arg, !err && PQntuples(res) == 1, err);
+	free(c);
+}
+
+int store_apikey_live(struct db *d, const char *key_id, store_apikey_live_cb cb, void *arg)
+{
+	const char *p[] = {key_id};
+	return tsend(d, "SELECT 1 FROM mesh.api_key WHERE id = $1 AND revoked_at IS NULL", 1, p, key_live_adapter,
+		     (struct tcall){.cb.live = cb, .arg = arg});
 }

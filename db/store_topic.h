@@ -144,4 +144,50 @@ typedef void (*store_notification_cb)(void *arg, const char *mentioned_as, const
                                       const char *err);
 int store_notifications(struct db *d, const struct notification_query *q, store_notification_cb cb, void *arg);
 
+/* ---- REST pages and streams (GET topics/:name/messages, …/stream, §12.6):
+ * a topic's messages older than the cursor, newest first (after = 0; an
+ * unknown cursor is none), or newer than it, oldest first (after = 1; an
+ * unknown cursor gives none, no cursor gives all); at most limit and, past
+ * the first, STORE_HISTORY_BYTES_MAX bytes.  Members only: st OK,
+ * NOT_FOUND or NOT_MEMBER; cursor_found says the cursor is a message of
+ * the topic. ---- */
+struct topic_page_query {
+	const char *mesh_id, *topic, *member_id;
+	int limit;
+	const char *cursor; /* a message id, NULL or "" for none */
+	int after;
+};
+struct topic_page_row {
+	const char *id, *sender_member_id, *sender_pubkey, *sender_name, *nonce, *ciphertext, *created_at;
+	int body_version; /* sender_pubkey, sender_name: NULL when the member row is gone */
+};
+typedef void (*store_topic_page_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
+                                    int cursor_found, const struct topic_page_row *rows, int n, const char *err);
+int store_topic_page(struct db *d, const struct topic_page_query *q, store_topic_page_cb cb, void *arg);
+
+/* PATCH topics/:name/read: a member's last_read_at = now (its notifications
+ * of the topic read); st OK (read_at set), NOT_FOUND or NOT_MEMBER (nothing
+ * joined, unlike the reference's upsert) */
+typedef void (*store_topic_read_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
+                                    const char *read_at, const char *err);
+int store_topic_read(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+                     store_topic_read_cb cb, void *arg);
+
+/* GET topics (mine = 0: every topic the member may see, by name) and
+ * me/topics (mine = 1: its own, newest message first, then unused ones by
+ * name), limited to scopes (n_scopes -1: all); unread = messages after its
+ * last_read_at (all when none) not its own */
+struct topic_listing_row {
+	const char *id, *name, *description, *visibility, *created_at, *mesh_id, *mesh_slug, *mesh_name,
+		*last_message_at; /* description, last_message_at: NULL when none */
+	long unread;
+};
+typedef void (*store_topic_listing_cb)(void *arg, const struct topic_listing_row *rows, int n, const char *err);
+int store_topic_listing(struct db *d, const char *mesh_id, const char *member_id, const char *const *scopes,
+                        int n_scopes, int mine, store_topic_listing_cb cb, void *arg);
+
+/* a live stream's key is still not revoked: live 1, else 0 */
+typedef void (*store_apikey_live_cb)(void *arg, int live, const char *err);
+int store_apikey_live(struct db *d, const char *key_id, store_apikey_live_cb cb, void *arg);
+
 #endif

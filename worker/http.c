@@ -376,6 +376,17 @@ int http_respond(int fd, int status, const char *content_type, const char *extra
 	return respond(fd, status, 1, content_type, extra_headers, body, body_len, timeout_ms);
 }
 
+int http_respond_head(int fd, int status, const char *content_type, const char *extra_headers, int timeout_ms)
+{
+	char head[1024];
+	int n = snprintf(head, sizeof head,
+			 "HTTP/1.1 %d %s\r\n" HTTP_CORS "Content-Type: %s\r\nConnection: close\r\n%s\r\n", status,
+			 http_reason(status), content_type, extra_headers ? extra_headers : "");
+	if (n < 0 || (size_t)n >= sizeof head)
+		return -1;
+	return http_write_all(fd, head, (size_t)n, timeout_ms);
+}
+
 int http_respond_private(int fd, int status, const char *content_type, const char *body, size_t body_len,
 			 int timeout_ms)
 {

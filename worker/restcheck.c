@@ -246,7 +246,7 @@ int restcheck_page(const struct http_req *req, size_t max_bytes, struct rest_arg
 	}
 	/* an unknown id is no cursor (§12.6): so is one that cannot be an id */
 	if (restcheck_query(req->url, "before", v, sizeof v) > 0 && id_shaped(v))
-		snprintf(a->before, sizeof a->before, "%s", v);
+		memcpy(a->before, v, strlen(v) + 1); /* id_shaped: at most 64 bytes */
 	return 0;
 }
 
@@ -268,6 +268,6 @@ int restcheck_stream(const struct http_req *req, size_t max_bytes, struct rest_a
 	(void)max_bytes;
 	(void)error;
 	if (id_shaped(req->last_event_id))
-		snprintf(a->last_event_id, sizeof a->last_event_id, "%s", req->last_event_id);
+		memcpy(a->last_event_id, req->last_event_id, strlen(req->last_event_id) + 1);
 	return 0;
 }

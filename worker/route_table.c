@@ -13,6 +13,7 @@
 #include "worker/routes.h"
 #include "worker/skel.h"
 #include "worker/source.h"
+#include "worker/sse.h"
 #include "worker/topic_post.h"
 #include "worker/topic_rest.h"
 
@@ -40,6 +41,15 @@ static const struct route_row table[] = {
 	{"POST", "/v1/messages", KEY, "send", ROUTE_SCOPE_BODY, ROUTE_BODY_MAX, restcheck_post, topic_post_message, V1},
 	{"GET", "/v1/notifications", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, restcheck_since,
 	 topic_post_notifications, V1},
+	{"GET", "/v1/me/notifications", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, restcheck_since,
+	 topic_post_me_notifications, V1},
+	{"GET", "/v1/topics/:name/messages", KEY, "read", ROUTE_SCOPE_PATH, ROUTE_BODY_NONE, restcheck_page,
+	 topic_rest_messages, V1},
+	{"GET", "/v1/topics/:name/stream", KEY, "read", ROUTE_SCOPE_PATH, ROUTE_BODY_NONE, restcheck_stream, sse_stream,
+	 V1},
+	{"PATCH", "/v1/topics/:name/read", KEY, "read", ROUTE_SCOPE_PATH, ROUTE_BODY_NONE, NULL, topic_rest_read, V1},
+	{"GET", "/v1/topics", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, NULL, topic_rest_topics, V1},
+	{"GET", "/v1/me/topics", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, NULL, topic_rest_me_topics, V1},
 	/* anything else under /v1/: the key first (an unauthenticated caller
 	 * learns nothing, not even which routes exist), then 404 */
 	{NULL, "/v1/*", KEY, NULL, ROUTE_SCOPE_NONE, ROUTE_BODY_ANY, NULL, route_api_not_found, ROUTE_API},

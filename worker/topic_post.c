@@ -63,9 +63,17 @@ static void post_cb(void *arg, enum store_topic_status st, const char *topic_id,
 		cJSON_AddStringToObject(pl, "targetSpec", spec);
 		audit_event(q->w, q->key->mesh_id, "message_sent", q->key->member_id, NULL, pl);
 		if (worker_shm(q->w) == 0) {
+			/* the recipients, and the poster's own streams (sse.h) */
+			const char **ids = malloc(((size_t)n + 1) * sizeof *ids);
+			if (!ids)
+				log_fatal("out of memory");
+			for (int i = 0; i < n; i++)
+				ids[i] = recipients[i];
+			ids[n] = q->key->member_id;
 			uds_init(q->w);
-			wake_members(q->w, q->key->mesh_id, recipients, n);
+			wake_members(q->w, q->key->mesh_id, ids, n + 1);
 			uds_close_all(q->w);
+			free(ids);
 		}
 	}
 }

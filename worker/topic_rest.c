@@ -157,3 +157,169 @@ void topic_rest_seal(struct worker *w, struct http_req *req, struct route_ctx *c
 				key_id,         c->args.enc, c->args.key_nonce};
 	key_finish(w, &q, worker_db(w) != 0 ? -1 : store_topic_seal(w->db, &ts, seal_cb, &q));
 }
+
+/* ---- GET /v1/topics/:name/messages (§12.6) ---- */
+
+cJSON *topic_rest_entry(const struct topic_page_row *r)
+{
+	cJSON *x = cJSON_CreateObject();
+	cJSON_AddStringToObject(x, "id", r->id);
+	cJSON_AddStringToObject(x, "senderMemberId", r->sender_member_id);
+	cJSON_AddStringToObject(x, "senderPubkey", r->sender_pubkey ? r->sender_pubkey : "");
+	cJSON_AddStringToObject(x, "senderName", r->sender_name ? r->sender_name : "");
+	cJSON_AddStringToObject(x, "nonce", r->nonce);
+	cJSON_AddStringToObject(x, "ciphertext", r->ciphertext);
+	cJSON_AddNumberToObject(x, "bodyVersion", r->body_version);
+	cJSON_AddNullToObject(x, "replyToId");
+	cJSON_AddStringToObject(x, "createdAt", r->created_at);
+	return x;
+}
+
+static void page_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name, int cursor_found,
+		    const struct topic_page_row *rows, int n, const char *err)
+{
+	struct rest_answer *a = arg;
+	(void)cursor_found;
+	if (err) {
+		log_warn("GET messages failed", "error", err);
+		rest_set_error(a, 503, "db_unavailable");
+	} else if (st == TOPIC_NOT_FOUND) {
+		rest_set_error(a, 404, "topic_not_found");
+	} else if (st != TOPIC_OK) {
+		rest_set_error(a, 403, "not_a_member");
+	} else {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "topic", name);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		cJSON *arr = cJSON_AddArrayToObject(o, "messages");
+		for (int i = 0; i < n; i++)
+			cJSON_AddItemToArray(arr, topic_rest_entry(&rows[i]));
+		rest_set(a, 200, o);
+	}
+}
+
+void topic_rest_messages(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	struct rest_answer a = {0};
+	struct topic_page_query q = {c->key.mesh_id, c->topic, c->key.member_id, c->args.limit, c->args.before, 0};
+	if (worker_db(w) != 0 || store_topic_page(w->db, &q, page_cb, &a) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	rest_finish(w, &a);
+}
+
+/* ---- PATCH /v1/topics/:name/read ---- */
+
+static void read_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name, const char *read_at,
+		    const char *err)
+{
+	struct rest_answer *a = arg;
+	if (err) {
+		log_warn("PATCH read failed", "error", err);
+		rest_set_error(a, 503, "db_unavailable");
+	} else if (st == TOPIC_NOT_FOUND) {
+		rest_set_error(a, 404, "topic_not_found");
+	} else if (st != TOPIC_OK) {
+		rest_set_error(a, 403, "not_a_member");
+	} else {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "topic", name);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		cJSON_AddStringToObject(o, "readAt", read_at ? read_at : "");
+		rest_set(a, 200, o);
+	}
+}
+
+void topic_rest_read(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	struct rest_answer a = {0};
+	if (worker_db(w) != 0 || store_topic_read(w->db, c->key.mesh_id, c->topic, c->key.member_id, read_cb, &a) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	rest_finish(w, &a);
+}
+
+/* ---- GET /v1/topics, GET /v1/me/topics ---- */
+
+struct listing_q {
+	struct rest_answer a;
+	int mine;
+	const char *member_id;
+};
+
+static void listing_cb(void *arg, const struct topic_listing_row *rows, int n, const char *err)
+{
+	struct listing_q *q = arg;
+	if (err) {
+		log_warn("GET topics failed", "error", err);
+		rest_set_error(&q->a, 503, "db_unavailable");
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(o, "topics");
+	long unread = 0;
+	for (int i = 0; i < n; i++) {
+		const struct topic_listing_row *r = &rows[i];
+		cJSON *x = cJSON_CreateObject();
+		cJSON_AddStringToObject(x, q->mine ? "topicId" : "id", r->id);
+		cJSON_AddStringToObject(x, "name", r->name);
+		if (r->description)
+			cJSON_AddStringToObject(x, "description", r->description);
+		else
+			cJSON_AddNullToObject(x, "description");
+		cJSON_AddStringToObject(x, "visibility", r->visibility);
+		cJSON_AddStringToObject(x, "createdAt", r->created_at);
+		if (q->mine) {
+			cJSON_AddStringToObject(x, "meshId", r->mesh_id);
+			cJSON_AddStringToObject(x, "meshSlug", r->mesh_slug);
+			cJSON_AddStringToObject(x, "meshName", r->mesh_name);
+			cJSON_AddStringToObject(x, "memberId", q->member_id);
+		}
+		cJSON_AddNumberToObject(x, "unread", (double)r->unread);
+		if (q->mine) {
+			if (r->last_message_at)
+				cJSON_AddStringToObject(x, "lastMessageAt", r->last_message_at);
+			else
+				cJSON_AddNullToObject(x, "lastMessageAt");
+		}
+		unread += r->unread;
+		cJSON_AddItemToArray(arr, x);
+	}
+	if (q->mine) {
+		cJSON *t = cJSON_AddObjectToObject(o, "totals");
+		cJSON_AddNumberToObject(t, "topics", n);
+		cJSON_AddNumberToObject(t, "unread", (double)unread);
+	}
+	rest_set(&q->a, 200, o);
+}
+
+static void listing(struct worker *w, struct route_ctx *c, int mine)
+{
+	struct listing_q q = {.mine = mine, .member_id = c->key.member_id};
+	/* the table's scope rule for a listing: the statement sees only the key's topics */
+	const char *scopes[APIKEY_TOPICS_MAX];
+	for (int i = 0; i < c->key.n_topics && i < APIKEY_TOPICS_MAX; i++)
+		scopes[i] = c->key.topics[i];
+	if (worker_db(w) != 0 || store_topic_listing(w->db, c->key.mesh_id, c->key.member_id, scopes, c->key.n_topics,
+						     mine, listing_cb, &q) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	rest_finish(w, &q.a);
+}
+
+void topic_rest_topics(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	listing(w, c, 0);
+}
+
+void topic_rest_me_topics(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	listing(w, c, 1);
+}

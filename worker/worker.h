@@ -18,6 +18,7 @@ struct negcache;
 struct worker;
 struct pe_peer;
 struct send_ctx;
+struct sse;
 
 #define PUSH_BATCH 100 /* deliveries claimed per drain query */
 #define UDS_OUT_MAX 16 /* cached connections to other workers */
@@ -155,6 +156,9 @@ struct worker {
 	int64_t *written;    /* acknowledged (or, without ack tracking, written), not yet marked delivered */
 	size_t nwritten, written_cap;
 	int64_t next_ttl_check; /* mono ms of the next TTL / JSONL look */
+
+	/* a topic stream's state (sse.c), while it runs */
+	struct sse *sse;
 
 	/* worker <-> worker */
 	int uds_listen;

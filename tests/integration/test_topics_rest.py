@@ -250,3 +250,74 @@ def test_notifications_honour_the_key_topic_scope(broker, mesh, db):
             assert st == 200 and [x["id"] for x in n["notifications"]] == [ids["inscope"]], n
             assert n["notifications"][0]["topicName"] == "inscope"
     assert call(b, everything, "GET", "/v1/notifications?since=yesterday") == refused(400, "invalid_since")
+
+
+def test_cli_rest_routes_messages_read_topics_and_me(broker, mesh, db):
+    """issue 18's REST surface (docs/protocol.md §12.6), under /api/v1/: paged messages, PATCH read, topics,
+    me/topics, me/notifications"""
+    b = broker()
+    m = mesh("alice", "bob", "carol")
+    am, bm, cm = m.members
+    ka, kb, kc = (api_key(db, m, x) for x in (am, bm, cm))
+
+    async def go():
+        a, bb = Peer(b, am), Peer(b, bm)
+        await a.join()
+        await bb.join()
+        tid = (await create(a, "paged"))["topic"]["id"]
+        await create(a, "quiet")
+        secret = (await create(a, "hidden", visibility="private"))["topic"]["id"]
+        assert await quiet_request(bb, {"type": "topic_join", "topic": tid}) is None
+        await a.close()
+        await bb.close()
+        return tid, secret
+
+    tid, hidden = run(go(), 30)
+    ids = []
+    for i in range(5):
+        ct = base64.b64encode(f"message {i} @bob".encode()).decode()
+        st, r = call(b, ka, "POST", "/api/v1/messages", {"topic": "paged", "nonce": f"n{i}", "ciphertext": ct})
+        assert st == 200, r
+        ids.append(r["messageId"])
+    st, p1 = call(b, kb, "GET", "/api/v1/topics/paged/messages?limit=2")
+    assert st == 200 and p1["topic"] == "paged" and p1["topicId"] == tid, p1
+    assert [x["id"] for x in p1["messages"]] == ids[::-1][:2]
+    x = p1["messages"][0]
+    assert (x["senderMemberId"], x["senderPubkey"], x["senderName"], x["nonce"], x["bodyVersion"],
+            x["replyToId"]) == (am.id, am.pubkey, "alice", "n4", 1, None), x
+    st, p2 = call(b, kb, "GET", f"/api/v1/topics/paged/messages?limit=2&before={p1['messages'][-1]['id']}")
+    assert [x["id"] for x in p2["messages"]] == ids[::-1][2:4], p2
+    st, p3 = call(b, kb, "GET", "/v1/topics/paged/messages?before=unknownid")
+    assert [x["id"] for x in p3["messages"]] == ids[::-1], "an unknown cursor is none"
+    assert call(b, kb, "GET", "/v1/topics/paged/messages?limit=0") == refused(400, "invalid_limit")
+    assert call(b, kb, "GET", "/v1/topics/paged/messages?limit=201") == refused(400, "invalid_limit")
+    assert call(b, kc, "GET", "/v1/topics/paged/messages") == refused(403, "not_a_member")
+    assert call(b, kb, "GET", "/v1/topics/nope/messages") == refused(404, "topic_not_found")
+    # me/topics: bob's, with unread counts; PATCH read clears them; carol is no member
+    st, mt = call(b, kb, "GET", "/api/v1/me/topics")
+    assert st == 200 and [t["name"] for t in mt["topics"]] == ["paged"], mt
+    t = mt["topics"][0]
+    assert t["topicId"] == tid and t["unread"] == 5 and t["memberId"] == bm.id and t["meshId"] == m.id, t
+    assert t["lastMessageAt"] and t["meshSlug"] and mt["totals"] == {"topics": 1, "unread": 5}, mt
+    st, rd = call(b, kb, "PATCH", "/api/v1/topics/paged/read")
+    assert st == 200 and rd["topic"] == "paged" and rd["topicId"] == tid and rd["readAt"], rd
+    assert call(b, kb, "GET", "/api/v1/me/topics")[1]["totals"] == {"topics": 1, "unread": 0}
+    assert call(b, kc, "PATCH", "/api/v1/topics/paged/read") == refused(403, "not_a_member")
+    with db.cursor() as c:
+        c.execute("SELECT count(*) FROM mesh.topic_member WHERE topic_id = %s AND member_id = %s", (tid, cm.id))
+        assert c.fetchone()[0] == 0, "PATCH read joins nobody"
+    # topics: what the member may see (private ones only to members), limited to the key's scopes
+    st, tl = call(b, kb, "GET", "/api/v1/topics")
+    assert st == 200 and [t["name"] for t in tl["topics"]] == ["paged", "quiet"], tl
+    assert [t["name"] for t in call(b, ka, "GET", "/v1/topics")[1]["topics"]] == ["hidden", "paged", "quiet"]
+    scoped = api_key(db, m, am, topics=("quiet", hidden))
+    assert [t["name"] for t in call(b, scoped, "GET", "/v1/topics")[1]["topics"]] == ["hidden", "quiet"]
+    # me/notifications: bob's mentions, read once the topic was read; include=all shows them
+    st, mn = call(b, kb, "GET", "/api/v1/me/notifications")
+    assert st == 200 and mn["notifications"] == [] and mn["totals"] == {"unread": 0, "total": 0}, mn
+    st, mn = call(b, kb, "GET", "/api/v1/me/notifications?include=all")
+    assert [x["messageId"] for x in mn["notifications"]] == ids[::-1] and mn["totals"]["total"] == 5, mn
+    x = mn["notifications"][0]
+    assert x["snippet"] == "message 4 @bob" and x["ciphertext"] is None and x["read"] is True, x
+    assert x["topicName"] == "paged" and x["meshId"] == m.id and x["senderName"] == "alice", x
+    assert call(b, kb, "GET", "/v1/me/notifications?since=never") == refused(400, "invalid_since")

@@ -12,6 +12,7 @@
 #include "worker/restcheck.h"
 #include "worker/route_table.h"
 #include "worker/routes.h"
+#include "worker/sse.h"
 #include "worker/topic_post.h"
 #include "worker/topic_rest.h"
 
@@ -43,6 +44,14 @@ static const struct expect known[] = {
 	REST("POST", "/v1/topics/general/seal", topic_rest_seal, "send", ROUTE_SCOPE_PATH, MAX, restcheck_seal),
 	REST("POST", "/v1/messages", topic_post_message, "send", ROUTE_SCOPE_BODY, MAX, restcheck_post),
 	REST("GET", "/v1/notifications", topic_post_notifications, "read", ROUTE_SCOPE_FILTER, NONE, restcheck_since),
+	/* §12.6: what the HEAD CLI's topic commands and the web UI read */
+	REST("GET", "/v1/me/notifications", topic_post_me_notifications, "read", ROUTE_SCOPE_FILTER, NONE,
+	     restcheck_since),
+	REST("GET", "/v1/topics/general/messages", topic_rest_messages, "read", ROUTE_SCOPE_PATH, NONE, restcheck_page),
+	REST("GET", "/v1/topics/general/stream", sse_stream, "read", ROUTE_SCOPE_PATH, NONE, restcheck_stream),
+	REST("PATCH", "/v1/topics/general/read", topic_rest_read, "read", ROUTE_SCOPE_PATH, NONE, NULL),
+	REST("GET", "/v1/topics", topic_rest_topics, "read", ROUTE_SCOPE_FILTER, NONE, NULL),
+	REST("GET", "/v1/me/topics", topic_rest_me_topics, "read", ROUTE_SCOPE_FILTER, NONE, NULL),
 	/* the /v1/ catch-all: any key, then 404 */
 	{"GET", "/v1/nothing-here", route_api_not_found, ROUTE_KEY, NULL, ROUTE_SCOPE_NONE, 0, ANY, NULL, 1},
 };
@@ -128,6 +137,8 @@ START_TEST(wrong_methods_and_unknown_paths_reach_a_catch_all)
 		{"GET", "/v1/topics/general/key/extra", route_api_not_found},
 		{"DELETE", "/api/v1/messages", route_api_not_found},
 		{"GET", "/v1/messages", route_api_not_found},
+		{"POST", "/v1/topics/general/read", route_api_not_found},
+		{"GET", "/v1/me", route_api_not_found},
 		{"GET", "/ws/", route_not_found},
 		{"PUT", "/join", route_join},
 	};
