@@ -47,6 +47,9 @@ static void check_rows(const struct http_req *req, size_t max)
 		need(strlen(a.nonce) + strlen(a.ct) <= max && a.prio >= 0 && a.prio < PRIORITY_COUNT);
 		need((a.version == 1 || a.version == 2) && a.n_names >= 0 && a.n_names <= MENTION_MAX);
 		need(msgcheck_json_nul_free(req->body, req->body_len));
+		/* what PostgreSQL text takes */
+		need(utf8_valid((const unsigned char *)a.nonce, strlen(a.nonce)) &&
+		     utf8_valid((const unsigned char *)a.ct, strlen(a.ct)));
 		for (int i = 0; i < a.n_names; i++)
 			need(a.names[i][0] && strlen(a.names[i]) <= MENTION_NAME_MAX &&
 			     utf8_valid((const unsigned char *)a.names[i], strlen(a.names[i])));
@@ -59,7 +62,8 @@ static void check_rows(const struct http_req *req, size_t max)
 	st = restcheck_seal(req, max, &a, &err);
 	refusal(st, err);
 	if (st == 0)
-		need(a.member && *a.member && strlen(a.member) < RESTCHECK_ID_MAX && a.enc && a.key_nonce);
+		need(a.member && id_shaped_or_empty(a.member) && *a.member && strlen(a.member) < RESTCHECK_ID_MAX &&
+		     a.enc && a.key_nonce);
 	restcheck_args_free(&a);
 
 	memset(&a, 0, sizeof a);
@@ -94,7 +98,8 @@ static void check_segments(const char *path)
 		size_t n = strcspn(p, "/");
 		char name[RESTCHECK_REF_MAX + 1];
 		if (restcheck_segment(p, n, name) == 0)
-			need(*name && strlen(name) <= RESTCHECK_REF_MAX && !strchr(name, '/'));
+			need(*name && strlen(name) <= RESTCHECK_REF_MAX && !strchr(name, '/') &&
+			     utf8_valid((const unsigned char *)name, strlen(name)));
 		p += n;
 	}
 }

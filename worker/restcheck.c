@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/util.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
 
@@ -60,7 +61,8 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap, int plus)
 int restcheck_segment(const char *s, size_t n, char out[RESTCHECK_REF_MAX + 1])
 {
 	int len = pct_decode(s, n, out, RESTCHECK_REF_MAX + 1, 0);
-	if (len <= 0 || strchr(out, '/'))
+	/* not UTF-8: PostgreSQL would refuse the parameter (a 503 for ever) */
+	if (len <= 0 || strchr(out, '/') || !utf8_valid((const unsigned char *)out, (size_t)len))
 		return -1;
 	return 0;
 }
@@ -194,13 +196,19 @@ int restcheck_post(const struct http_req *req, size_t max_bytes, struct rest_arg
 		return refuse(error, 400, "invalid_body");
 	if (strlen(a->nonce) + strlen(a->ct) > max_bytes)
 		return refuse(error, 413, "payload_too_large");
+	/* opaque, but text: a string that is not UTF-8 (raw bytes, or a lone
+	 * surrogate escape) cannot be stored, so it is refused before PostgreSQL */
+	if (!utf8_valid((const unsigned char *)a->nonce, strlen(a->nonce)) ||
+	    !utf8_valid((const unsigned char *)a->ct, strlen(a->ct)))
+		return refuse(error, 400, RESTCHECK_UTF8);
 	a->prio = pv && !cJSON_IsNull(pv) ? msg_priority_parse(cJSON_IsString(pv) ? pv->valuestring : NULL) : 1;
 	if (a->prio < 0)
 		return refuse(error, 400, "invalid_priority");
 	if (bv && !cJSON_IsNull(bv) && (!cJSON_IsNumber(bv) || (bv->valuedouble != 1 && bv->valuedouble != 2)))
 		return refuse(error, 400, "invalid_body_version");
 	if (rv && !cJSON_IsNull(rv)) {
-		if (!cJSON_IsString(rv) || !rv->valuestring[0] || strlen(rv->valuestring) > RESTCHECK_REPLY_TO_MAX)
+		if (!cJSON_IsString(rv) || !rv->valuestring[0] || strlen(rv->valuestring) > RESTCHECK_REPLY_TO_MAX ||
+		    !utf8_valid((const unsigned char *)rv->valuestring, strlen(rv->valuestring)))
 			return refuse(error, 400, "invalid_reply_to");
 		a->reply_to = rv->valuestring;
 	}
@@ -224,7 +232,7 @@ int restcheck_seal(const struct http_req *req, size_t max_bytes, struct rest_arg
 	a->member = field(a->json, "memberId");
 	a->enc = msg_str(a->json, "encryptedKey");
 	a->key_nonce = msg_str(a->json, "nonce");
-	if (!a->member || strlen(a->member) >= RESTCHECK_ID_MAX || !a->enc || !a->key_nonce ||
+	if (!a->member || !id_shaped(a->member) || strlen(a->member) >= RESTCHECK_ID_MAX || !a->enc || !a->key_nonce ||
 	    topickey_parse(a->enc, a->key_nonce, &a->sealed) != 0)
 		return refuse(error, 400, "invalid_body");
 	return 0;

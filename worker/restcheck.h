@@ -26,6 +26,8 @@
 /* the code of a string field holding U+0000: stored cut or refused, never
  * cut (docs/protocol.md §3.1, the same code as the socket's) */
 #define RESTCHECK_NUL "nul_in_field"
+/* the code of an opaque field that is not UTF-8 (PostgreSQL text cannot hold it) */
+#define RESTCHECK_UTF8 "invalid_utf8"
 
 struct rest_args {
 	cJSON *json; /* the parsed body, or NULL */
@@ -52,7 +54,7 @@ typedef int (*restcheck_fn)(const struct http_req *req, size_t max_bytes, struct
 
 /* URL-decode one path segment s[0..n) into out: 0, or -1 when it is empty,
  * longer than RESTCHECK_REF_MAX decoded, holds a bad %-escape, a NUL or a
- * '/' (a name never has one) */
+ * '/' (a name never has one), or is not UTF-8 */
 int restcheck_segment(const char *s, size_t n, char out[RESTCHECK_REF_MAX + 1]);
 /* the value of query parameter name in url (after '?'), decoded into out:
  * 1 found, 0 absent, -1 malformed or longer than cap - 1 */
@@ -63,8 +65,8 @@ int restcheck_time(const char *s, int64_t *ms);
 
 /* POST messages: {topic, ciphertext, nonce, priority?, bodyVersion?,
  * mentions?, replyToId?} — the socket's topic-send checks (msgcheck), the
- * opaque fields NUL-free (nul_in_field), nonce plus ciphertext at most
- * max_bytes (413 payload_too_large) */
+ * opaque fields NUL-free (nul_in_field) and UTF-8 (invalid_utf8), nonce plus
+ * ciphertext at most max_bytes (413 payload_too_large) */
 int restcheck_post(const struct http_req *req, size_t max_bytes, struct rest_args *a, const char **error);
 /* POST …/seal: {memberId, encryptedKey (80 bytes b64), nonce (24)} */
 int restcheck_seal(const struct http_req *req, size_t max_bytes, struct rest_args *a, const char **error);

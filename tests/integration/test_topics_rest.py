@@ -202,6 +202,12 @@ def test_rest_post_refuses_nul_and_non_utf8_mentions_and_a_valid_post_follows(br
     st, _, data = b.request("POST", "/v1/messages", body=raw,
                             headers={"Authorization": f"Bearer {ka}", "Content-Type": "application/json"})
     assert (st, json.loads(data)) == refused(400, "invalid_mentions")
+    # an opaque field of raw bytes that are not UTF-8: PostgreSQL text cannot hold it, refused before it
+    raw = b'{"topic":"strict","nonce":"n","ciphertext":"\xff\xfe"}'
+    st, _, data = b.request("POST", "/v1/messages", body=raw,
+                            headers={"Authorization": f"Bearer {ka}", "Content-Type": "application/json"})
+    assert (st, json.loads(data)) == refused(400, "invalid_utf8")
+    assert call(b, ka, "GET", "/v1/topics/str%FFict/key") == refused(404, "topic_not_found")
     assert topic_message_count(db, tid) == 0
     # the opaque fields of the reference's smoke test, then a plain mention: stored byte-identical
     st, r = call(b, ka, "POST", "/v1/messages", {"topic": "strict", "nonce": "fake-nonce-aaa",

@@ -160,7 +160,7 @@ START_TEST(a_topic_name_in_the_path_is_url_decoded_and_checked)
 	ck_assert(ok);
 	ck_assert_str_eq(name, "general");
 	const char *bad[] = {"/v1/topics/a%2Fb/key", "/v1/topics/a%00b/key", "/v1/topics/a%zz/key",
-			     "/v1/topics/a%4/key"};
+			     "/v1/topics/a%4/key", "/v1/topics/a%ff/key"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		r = route_find("GET", bad[i], name, &ok);
 		ck_assert_msg(r->handler == topic_rest_key && !ok, "%s: should be its row with a bad name", bad[i]);
@@ -215,6 +215,10 @@ START_TEST(a_rest_post_is_checked_like_a_socket_send)
 		{"{\"topic\":\"general\",\"nonce\":\"n\",\"ciphertext\":\"\"}", 400, "invalid_body"},
 		{"[1]", 400, "invalid_body"},
 		{"{\"topic\":\"general\",\"nonce\":\"nnnnnnnn\",\"ciphertext\":\"xxxxxxxxx\"}", 413, "payload_too_large"},
+		/* opaque but text: raw bytes that are not UTF-8; a lone surrogate is no JSON string at all */
+		{"{\"topic\":\"general\",\"nonce\":\"\xff\",\"ciphertext\":\"x\"}", 400, RESTCHECK_UTF8},
+		{"{\"topic\":\"general\",\"nonce\":\"n\",\"ciphertext\":\"x\xed\xb0\x80\"}", 400, RESTCHECK_UTF8},
+		{"{\"topic\":\"general\",\"nonce\":\"n\",\"ciphertext\":\"\\udc00\"}", 400, "invalid_body"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err = NULL;
