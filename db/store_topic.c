@@ -667,13 +667,16 @@ int store_topic_listing(struct db *d, const char *mesh_id, const char *member_id
 static void key_live_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct tcall *c = arg;
-	c->cb.live(c->arg, !err && PQntuples(res) == 1, err);
+	int live = !err && PQntuples(res) == 1;
+	c->cb.live(c->arg, live, live ? store_val(res, 0, 0) : NULL, live ? store_val(res, 0, 1) : NULL, err);
 	free(c);
 }
 
 int store_apikey_live(struct db *d, const char *key_id, store_apikey_live_cb cb, void *arg)
 {
 	const char *p[] = {key_id};
-	return tsend(d, "SELECT 1 FROM mesh.api_key WHERE id = $1 AND revoked_at IS NULL", 1, p, key_live_adapter,
-		     (struct tcall){.cb.live = cb, .arg = arg});
+	return tsend(d,
+		     "SELECT m.display_name, m.peer_pubkey FROM mesh.api_key k LEFT JOIN mesh.member m "
+		     "ON m.id = k.issuer_member_id WHERE k.id = $1 AND k.revoked_at IS NULL",
+		     1, p, key_live_adapter, (struct tcall){.cb.live = cb, .arg = arg});
 }

@@ -186,8 +186,10 @@ typedef void (*store_topic_listing_cb)(void *arg, const struct topic_listing_row
 int store_topic_listing(struct db *d, const char *mesh_id, const char *member_id, const char *const *scopes,
                         int n_scopes, int mine, store_topic_listing_cb cb, void *arg);
 
-/* a live stream's key is still not revoked: live 1, else 0 */
-typedef void (*store_apikey_live_cb)(void *arg, int live, const char *err);
+/* a live stream's key is still not revoked: live 1 (with its issuer's
+ * display name and pubkey, NULL for a mesh-wide key), else 0 */
+typedef void (*store_apikey_live_cb)(void *arg, int live, const char *display_name, const char *pubkey,
+                                     const char *err);
 int store_apikey_live(struct db *d, const char *key_id, store_apikey_live_cb cb, void *arg);
 
 #endif

@@ -177,25 +177,28 @@ static void sse_look(struct sse *s)
 	} while (s->more && !s->failed);
 }
 
-static void live_cb(void *arg, int live, const char *err)
+static void live_cb(void *arg, int live, const char *display_name, const char *pubkey, const char *err)
 {
 	struct sse *s = arg;
 	s->done = 1;
 	s->err = err ? "db_unavailable" : NULL;
 	s->more = live; /* reused: the key's answer */
+	/* who the stream's presence slot says it is (list_peers shows it) */
+	if (live && display_name)
+		snprintf(s->w->me.display_name, sizeof s->w->me.display_name, "%s", display_name);
+	if (live && pubkey)
+		snprintf(s->w->me.pubkey, sizeof s->w->me.pubkey, "%s", pubkey);
 }
 
-/* a revoked key ends the stream (an expired one does not, §12.6) */
-static void sse_check_key(struct sse *s)
+/* a revoked key ends the stream (an expired one does not, §12.6): 0 when
+ * the key is known to be revoked, else 1 (live, or no answer this time) */
+static int sse_key_live(struct sse *s)
 {
 	s->done = 0;
 	if (store_apikey_live(s->w->db, s->c->key.id, live_cb, s) != 0)
-		return;
+		return 1;
 	db_drain_sync(s->w->db, REST_DB_TIMEOUT_MS);
-	if (s->done && !s->err && !s->more) {
-		sse_error_event(s, "api_key_revoked");
-		s->failed = 1;
-	}
+	return !(s->done && !s->err && !s->more);
 }
 
 /* ---- the stream ---- */
@@ -204,7 +207,7 @@ static int sse_claim(struct sse *s)
 {
 	struct worker *w = s->w;
 	const struct route_ctx *c = s->c;
-	struct presence_info me = {0};
+	struct presence_info me = w->me; /* the display name and pubkey sse_key_live found */
 	snprintf(me.mesh_id, sizeof me.mesh_id, "%s", c->key.mesh_id);
 	snprintf(me.member_id, sizeof me.member_id, "%s", c->key.member_id);
 	id_new(me.presence_id);
@@ -263,7 +266,10 @@ static void sse_loop(struct sse *s)
 			s->wake = 0;
 			sse_look(s);
 			if (polled) {
-				sse_check_key(s);
+				if (!sse_key_live(s)) {
+					sse_error_event(s, "api_key_revoked");
+					s->failed = 1;
+				}
 				next_poll = now + SSE_POLL_MS;
 			}
 			continue;
@@ -297,6 +303,11 @@ void sse_stream(struct worker *w, struct http_req *req, struct route_ctx *c)
 	struct sse s = {.w = w, .c = c};
 	if (worker_shm(w) != 0 || worker_db(w) != 0) {
 		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	/* the member's name for the slot (a key revoked since the table's check ends here) */
+	if (!sse_key_live(&s)) {
+		rest_error(w, 401, "api_key_invalid");
 		return;
 	}
 	/* the slot first: a post stored from here on rings our doorbell */

@@ -224,8 +224,20 @@ def test_stream_heartbeats_own_posts_revocation_and_slot_release(broker, mesh, d
     s = Stream(b, "/v1/topics/live/stream", kb)
     try:
         assert s.event()["event"] == "ready"
-        # the stream is woken like a live connection of bob: its slot is in the presence table
+        # the stream is woken like a live connection of bob: its slot is in the presence table,
+        # and list_peers shows it as bob's, peerType "sse"
         assert wait_until(lambda: b.metric("broker_connections_active") == active + 1, 5)
+
+        async def peers():
+            a = Peer(b, am)
+            await a.join()
+            await a.send_json({"type": "list_peers", "_reqId": "lp1"})
+            r = await a.wait_for(lambda x: x.get("_reqId") == "lp1", 10)
+            await a.close()
+            return r["peers"]
+
+        ps = [p for p in run(peers(), 30) if p["peerType"] == "sse"]
+        assert [(p["memberId"], p["displayName"], p["pubkey"]) for p in ps] == [(bm.id, "bob", bm.pubkey)], ps
         hb = s.event(timeout=3)
         assert hb["event"] == "heartbeat" and int(hb["data"]) > 0, hb
         # bob's own post reaches bob's stream at once (the REST post rings its poster's doorbell too)
