@@ -530,11 +530,15 @@ enum {
 /* older than the cursor, newest first (an unknown cursor is none) */
 static const char page_before_sql[] =
 	PAGE_SQL("($5::text IS NULL OR NOT EXISTS (SELECT 1 FROM c) OR "
-		 "(x.created_at, x.id) < (SELECT c.created_at, c.id FROM c))", "DESC");
-/* newer than the cursor, oldest first (an unknown cursor gives nothing; none gives all) */
+		 "(x.created_at, x.id) < (SELECT c.created_at, c.id FROM c)) AND $7::int >= 0", "DESC");
+/* newer than the cursor, oldest first (an unknown cursor gives nothing; none
+ * gives all), and older than $7 ms: created_at is taken before the commit, so
+ * a row is read only once every post stamped before it has committed (else
+ * a reader whose cursor passed it would never see a post that committed late) */
 static const char page_after_sql[] =
 	PAGE_SQL("($5::text IS NULL OR (EXISTS (SELECT 1 FROM c) AND "
-		 "(x.created_at, x.id) > (SELECT c.created_at, c.id FROM c)))", "ASC");
+		 "(x.created_at, x.id) > (SELECT c.created_at, c.id FROM c))) "
+		 "AND x.created_at <= clock_timestamp() - make_interval(secs => $7::int / 1000.0)", "ASC");
 
 static void page_adapter(void *arg, const PGresult *res, const char *err)
 {
@@ -574,8 +578,11 @@ int store_topic_page(struct db *d, const struct topic_page_query *q, store_topic
 	char lim[16], cap[24];
 	snprintf(lim, sizeof lim, "%d", q->limit);
 	snprintf(cap, sizeof cap, "%d", STORE_HISTORY_BYTES_MAX);
-	const char *p[] = {q->mesh_id, q->topic, q->member_id, lim, q->cursor && *q->cursor ? q->cursor : NULL, cap};
-	return tsend(d, q->after ? page_after_sql : page_before_sql, 6, p, page_adapter,
+	char settle[16];
+	snprintf(settle, sizeof settle, "%d", q->settle_ms);
+	const char *p[] = {q->mesh_id, q->topic, q->member_id, lim, q->cursor && *q->cursor ? q->cursor : NULL, cap,
+			   settle};
+	return tsend(d, q->after ? page_after_sql : page_before_sql, 7, p, page_adapter,
 		     (struct tcall){.cb.page = cb, .arg = arg});
 }
 

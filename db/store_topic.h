@@ -156,6 +156,7 @@ struct topic_page_query {
 	int limit;
 	const char *cursor; /* a message id, NULL or "" for none */
 	int after;
+	int settle_ms; /* after: only messages stamped at least this long ago (see store_topic.c) */
 };
 struct topic_page_row {
 	const char *id, *sender_member_id, *sender_pubkey, *sender_name, *nonce, *ciphertext, *created_at;

@@ -146,7 +146,7 @@ static void open_cb(void *arg, enum store_topic_status st, const char *topic_id,
 static int run(struct sse *s, int after, int limit, const char *cursor, store_topic_page_cb cb)
 {
 	const struct route_ctx *c = s->c;
-	struct topic_page_query q = {c->key.mesh_id, c->topic, c->key.member_id, limit, cursor, after};
+	struct topic_page_query q = {c->key.mesh_id, c->topic, c->key.member_id, limit, cursor, after, SSE_SETTLE_MS};
 	s->done = 0;
 	s->err = NULL;
 	s->more = 0;
@@ -256,14 +256,20 @@ static void sse_loop(struct sse *s)
 {
 	struct worker *w = s->w;
 	int64_t heartbeat_ms = (int64_t)w->cfg.ping_interval_seconds * 1000;
-	int64_t now = mono_ms(), next_poll = now + SSE_POLL_MS, next_beat = now + heartbeat_ms;
+	int64_t now = mono_ms(), next_poll = now + SSE_POLL_MS, next_beat = now + heartbeat_ms, next_look = 0;
 	struct pollfd fds[1 + 1 + UDS_IN_MAX + UDS_OUT_MAX];
 	s->wake = 1; /* what was posted between the first look and the slot's socket */
 	while (!s->failed && !worker_terminating()) {
 		now = mono_ms();
-		if (s->wake || now >= next_poll) {
-			int polled = now >= next_poll;
+		if (s->wake) {
+			/* a post committed: it is read once it settled (store_topic.c) */
 			s->wake = 0;
+			if (!next_look)
+				next_look = now + SSE_SETTLE_MS + SSE_SETTLE_SLACK_MS;
+		}
+		if ((next_look && now >= next_look) || now >= next_poll) {
+			int polled = now >= next_poll;
+			next_look = 0;
 			sse_look(s);
 			if (polled) {
 				if (!sse_key_live(s)) {
@@ -284,6 +290,8 @@ static void sse_loop(struct sse *s)
 		fds[0] = (struct pollfd){.fd = w->fd, .events = POLLIN | POLLRDHUP};
 		int nf = 1 + uds_pollfds(w, fds + 1, (int)(sizeof fds / sizeof fds[0]) - 1);
 		int64_t due = next_poll < next_beat ? next_poll : next_beat;
+		if (next_look && next_look < due)
+			due = next_look;
 		int64_t left = due - now;
 		struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000};
 		int n = ppoll(fds, (nfds_t)nf, &ts, worker_wait_mask());

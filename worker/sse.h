@@ -13,6 +13,10 @@
 
 #define SSE_REPLAY_MAX 200   /* messages a fetch reads at most */
 #define SSE_POLL_MS 2000     /* a look without a wake: the member's own posts, a revoked key */
+/* a message is read once it is this old: a post stamped earlier but
+ * committed later than one already written is not skipped (store_topic.h) */
+#define SSE_SETTLE_MS 150
+#define SSE_SETTLE_SLACK_MS 20
 #define SSE_PEER_TYPE "sse"  /* the presence slot's peerType */
 
 void sse_stream(struct worker *w, struct http_req *req, struct route_ctx *c);

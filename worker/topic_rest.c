@@ -202,7 +202,7 @@ void topic_rest_messages(struct worker *w, struct http_req *req, struct route_ct
 {
 	(void)req;
 	struct rest_answer a = {0};
-	struct topic_page_query q = {c->key.mesh_id, c->topic, c->key.member_id, c->args.limit, c->args.before, 0};
+	struct topic_page_query q = {c->key.mesh_id, c->topic, c->key.member_id, c->args.limit, c->args.before, 0, 0};
 	if (worker_db(w) != 0 || store_topic_page(w->db, &q, page_cb, &a) != 0) {
 		rest_error(w, 503, "db_unavailable");
 		return;

@@ -259,3 +259,30 @@ def test_stream_heartbeats_own_posts_revocation_and_slot_release(broker, mesh, d
         s.close()
     assert wait_until(lambda: b.metric("broker_connections_active") == active, 5)
     assert b.wait_no_workers(5)
+
+
+def test_a_post_committed_after_a_later_one_is_not_skipped(broker, mesh, db, pg):
+    """created_at is stamped before the commit: a post stamped first but committed after a later one
+    (its transaction slower) still reaches the stream, which reads a message only once it settled"""
+    b = broker()
+    m = mesh("alice", "bob")
+    am, bm = m.members
+    tid = setup_topic(b, m)
+    ka, kb = api_key(db, m, am), api_key(db, m, bm)
+    s = Stream(b, "/v1/topics/live/stream", kb)
+    slow = pg.connect()
+    try:
+        assert s.event()["event"] == "ready"
+        slow.autocommit = False
+        first = new_id()
+        with slow.cursor() as c:  # stamped now, committed later
+            c.execute("INSERT INTO mesh.topic_message (id, topic_id, sender_member_id, nonce, ciphertext) "
+                      "VALUES (%s, %s, %s, 'n', 'stamped first')", (first, tid, am.id))
+        second = rest_post(b, ka, "live", "n", "stamped second")["messageId"]
+        time.sleep(0.05)
+        slow.commit()
+        got = s.messages(2)
+        assert [e["id"] for e in got] == [first, second], got
+    finally:
+        slow.close()
+        s.close()
