@@ -20,6 +20,7 @@
 #define KEY ROUTE_KEY
 #define OPEN ROUTE_OPEN
 #define V1 (ROUTE_API | ROUTE_MEMBER)
+#define V1_WRITE (V1 | ROUTE_ISSUER)
 
 static const struct route_row table[] = {
 	/* §1: preflight for any path, the peer protocol, health, metrics */
@@ -38,7 +39,8 @@ static const struct route_row table[] = {
 	 topic_rest_pending, V1},
 	{"POST", "/v1/topics/:name/seal", KEY, "send", ROUTE_SCOPE_PATH, ROUTE_BODY_MAX, restcheck_seal,
 	 topic_rest_seal, V1},
-	{"POST", "/v1/messages", KEY, "send", ROUTE_SCOPE_BODY, ROUTE_BODY_MAX, restcheck_post, topic_post_message, V1},
+	{"POST", "/v1/messages", KEY, "send", ROUTE_SCOPE_BODY, ROUTE_BODY_MAX, restcheck_post, topic_post_message,
+	 V1_WRITE},
 	{"GET", "/v1/notifications", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, restcheck_since,
 	 topic_post_notifications, V1},
 	{"GET", "/v1/me/notifications", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, restcheck_since,
@@ -47,7 +49,8 @@ static const struct route_row table[] = {
 	 topic_rest_messages, V1},
 	{"GET", "/v1/topics/:name/stream", KEY, "read", ROUTE_SCOPE_PATH, ROUTE_BODY_NONE, restcheck_stream, sse_stream,
 	 V1},
-	{"PATCH", "/v1/topics/:name/read", KEY, "read", ROUTE_SCOPE_PATH, ROUTE_BODY_NONE, NULL, topic_rest_read, V1},
+	{"PATCH", "/v1/topics/:name/read", KEY, "read", ROUTE_SCOPE_PATH, ROUTE_BODY_NONE, NULL, topic_rest_read,
+	 V1_WRITE},
 	{"GET", "/v1/topics", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, NULL, topic_rest_topics, V1},
 	{"GET", "/v1/me/topics", KEY, "read", ROUTE_SCOPE_FILTER, ROUTE_BODY_NONE, NULL, topic_rest_me_topics, V1},
 	/* anything else under /v1/: the key first (an unauthenticated caller
@@ -157,8 +160,8 @@ static int authenticate(struct worker *w, const struct http_req *req, const stru
 	/* a mesh-wide key has no topic keys, posts or notifications of its
 	 * own: to it the member routes do not exist */
 	if ((r->flags & ROUTE_MEMBER) && !c->key.member_id[0]) {
-		*error = "not_found";
-		return 404;
+		*error = r->flags & ROUTE_ISSUER ? "api_key_has_no_issuer" : "not_found";
+		return r->flags & ROUTE_ISSUER ? 400 : 404;
 	}
 	return 0;
 }
@@ -198,11 +201,12 @@ void route_print(FILE *f)
 	for (size_t i = 0; i < NROWS; i++) {
 		const struct route_row *r = &table[i];
 		const char *body = r->body_max == ROUTE_BODY_NONE ? "none" : r->body_max == ROUTE_BODY_MAX ? "max" : "any";
-		fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\t%s%s%s%s%s%s-\n", r->method ? r->method : "*",
+		fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\t%s%s%s%s%s%s%s-\n", r->method ? r->method : "*",
 			r->pattern ? r->pattern : "*", auth[r->auth], r->capability ? r->capability : "-", scope[r->scope],
 			body, r->flags & ROUTE_MEMBER ? "member," : "", r->flags & ROUTE_OK ? "ok," : "",
 			r->flags & ROUTE_PRIVATE ? "private," : "", r->flags & ROUTE_UPGRADE ? "upgrade," : "",
-			r->flags & ROUTE_API ? "api," : "", r->flags & ROUTE_HOOKS ? "hooks," : "");
+			r->flags & ROUTE_API ? "api," : "", r->flags & ROUTE_HOOKS ? "hooks," : "",
+			r->flags & ROUTE_ISSUER ? "issuer," : "");
 	}
 }
 

@@ -43,6 +43,7 @@ enum route_scope {
 #define ROUTE_UPGRADE 0x08u /* the connection stays pre-auth for the acceptor (the WebSocket) */
 #define ROUTE_API     0x10u /* served under /api/v1/… as well as /v1/… (§12.6) */
 #define ROUTE_HOOKS   0x20u /* counts in broker_hook_requests_total */
+#define ROUTE_ISSUER  0x40u /* with ROUTE_MEMBER: no issuing member is 400 api_key_has_no_issuer (§12.6's writes) */
 
 struct route_row {
 	const char *method;     /* NULL: any */

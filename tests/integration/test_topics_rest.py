@@ -152,8 +152,10 @@ def test_rest_post_reaches_members_and_mentions_reach_notifications(broker, mesh
     assert call(b, kc, "POST", "/v1/messages", {"topic": tid, "nonce": "x", "ciphertext": "eA=="})[0] == 403
     assert call(b, read_only, "POST", "/v1/messages", {"topic": tid, "nonce": "x", "ciphertext": "eA=="}) == \
         refused(403, "api_key_missing_capability")
-    for method, path in (("GET", "/v1/topics/posts/key"), ("GET", "/v1/notifications"), ("POST", "/v1/messages")):
-        assert call(b, mesh_wide, method, path, {} if method == "POST" else None) == refused(404, "not_found")
+    for method, path in (("GET", "/v1/topics/posts/key"), ("GET", "/v1/notifications")):
+        assert call(b, mesh_wide, method, path) == refused(404, "not_found")
+    # a post needs an issuer to post as (§12.6: the reference took the earliest-joined member)
+    assert call(b, mesh_wide, "POST", "/v1/messages", {}) == refused(400, "api_key_has_no_issuer")
     assert call(b, scoped, "GET", "/v1/topics/posts/key") == refused(403, "api_key_topic_out_of_scope")
     assert call(b, scoped, "GET", f"/v1/topics/{tid}/key") == refused(403, "api_key_topic_out_of_scope")
     # a scope names the topic by name or by id; either way the path may use the other

@@ -29,31 +29,33 @@ struct expect {
 	enum body body;
 	restcheck_fn check;
 	int api; /* served under /api/v1/ too */
+	int issuer; /* a key without an issuing member is 400 api_key_has_no_issuer, not 404 */
 };
-#define REST(m, p, h, cap, sc, b, chk) {m, p, h, ROUTE_KEY, cap, sc, 1, b, chk, 1}
+#define REST(m, p, h, cap, sc, b, chk) {m, p, h, ROUTE_KEY, cap, sc, 1, b, chk, 1, 0}
+#define WRITE(m, p, h, cap, sc, b, chk) {m, p, h, ROUTE_KEY, cap, sc, 1, b, chk, 1, 1}
 static const struct expect known[] = {
-	{"OPTIONS", "/anything", route_options, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, ANY, NULL, 0},
-	{"GET", "/ws", route_ws, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, NONE, NULL, 0},
-	{"GET", "/health", route_health, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, NONE, NULL, 0},
-	{"GET", "/metrics", route_metrics, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, NONE, NULL, 0},
+	{"OPTIONS", "/anything", route_options, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, ANY, NULL, 0, 0},
+	{"GET", "/ws", route_ws, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, NONE, NULL, 0, 0},
+	{"GET", "/health", route_health, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, NONE, NULL, 0, 0},
+	{"GET", "/metrics", route_metrics, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, NONE, NULL, 0, 0},
 	{"POST", "/hook/set-status", hook_set_status, ROUTE_KEY_OR_LOOPBACK, "status|send", ROUTE_SCOPE_NONE, 0, MAX,
-	 NULL, 0},
-	{"POST", "/join", route_join, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, MAX, NULL, 0},
+	 NULL, 0, 0},
+	{"POST", "/join", route_join, ROUTE_OPEN, NULL, ROUTE_SCOPE_NONE, 0, MAX, NULL, 0, 0},
 	REST("GET", "/v1/topics/general/key", topic_rest_key, "read", ROUTE_SCOPE_PATH, NONE, NULL),
 	REST("GET", "/v1/topics/general/pending-seals", topic_rest_pending, "read", ROUTE_SCOPE_PATH, NONE, NULL),
 	REST("POST", "/v1/topics/general/seal", topic_rest_seal, "send", ROUTE_SCOPE_PATH, MAX, restcheck_seal),
-	REST("POST", "/v1/messages", topic_post_message, "send", ROUTE_SCOPE_BODY, MAX, restcheck_post),
+	WRITE("POST", "/v1/messages", topic_post_message, "send", ROUTE_SCOPE_BODY, MAX, restcheck_post),
 	REST("GET", "/v1/notifications", topic_post_notifications, "read", ROUTE_SCOPE_FILTER, NONE, restcheck_since),
 	/* §12.6: what the HEAD CLI's topic commands and the web UI read */
 	REST("GET", "/v1/me/notifications", topic_post_me_notifications, "read", ROUTE_SCOPE_FILTER, NONE,
 	     restcheck_since),
 	REST("GET", "/v1/topics/general/messages", topic_rest_messages, "read", ROUTE_SCOPE_PATH, NONE, restcheck_page),
 	REST("GET", "/v1/topics/general/stream", sse_stream, "read", ROUTE_SCOPE_PATH, NONE, restcheck_stream),
-	REST("PATCH", "/v1/topics/general/read", topic_rest_read, "read", ROUTE_SCOPE_PATH, NONE, NULL),
+	WRITE("PATCH", "/v1/topics/general/read", topic_rest_read, "read", ROUTE_SCOPE_PATH, NONE, NULL),
 	REST("GET", "/v1/topics", topic_rest_topics, "read", ROUTE_SCOPE_FILTER, NONE, NULL),
 	REST("GET", "/v1/me/topics", topic_rest_me_topics, "read", ROUTE_SCOPE_FILTER, NONE, NULL),
 	/* the /v1/ catch-all: any key, then 404 */
-	{"GET", "/v1/nothing-here", route_api_not_found, ROUTE_KEY, NULL, ROUTE_SCOPE_NONE, 0, ANY, NULL, 1},
+	{"GET", "/v1/nothing-here", route_api_not_found, ROUTE_KEY, NULL, ROUTE_SCOPE_NONE, 0, ANY, NULL, 1, 0},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 
@@ -74,6 +76,7 @@ static void check_row(const struct expect *e, const char *path)
 		      "%s %s: capability %s", e->method, path, r->capability ? r->capability : "(none)");
 	ck_assert_msg(r->scope == e->scope, "%s %s: scope %d", e->method, path, (int)r->scope);
 	ck_assert_msg(!!(r->flags & ROUTE_MEMBER) == e->member, "%s %s: member rule", e->method, path);
+	ck_assert_msg(!!(r->flags & ROUTE_ISSUER) == e->issuer, "%s %s: issuer rule", e->method, path);
 	ck_assert_msg(r->body_max == limit_of(e->body), "%s %s: body limit", e->method, path);
 	ck_assert_msg(r->check == e->check, "%s %s: checker", e->method, path);
 	ck_assert_msg(ok, "%s %s: its :name did not decode", e->method, path);
