@@ -384,8 +384,8 @@ static const char topic_post_sql[] =
 	"q AS (INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, priority, nonce, "
 	"  ciphertext, topic_id, body_version) SELECT $1, $2, $3, '#' || t.id, $5, $6, $7, t.id, $8::int FROM t "
 	"  WHERE EXISTS (SELECT 1 FROM me) RETURNING id, topic_id), "
-	"h AS (INSERT INTO mesh.topic_message (id, topic_id, sender_member_id, nonce, ciphertext, body_version) "
-	"  SELECT q.id, q.topic_id, $3, $6, $7, $8::int FROM q), "
+	"h AS (INSERT INTO mesh.topic_message (id, topic_id, sender_member_id, nonce, ciphertext, body_version, "
+	"  reply_to_id) SELECT q.id, q.topic_id, $3, $6, $7, $8::int, $11 FROM q), "
 	"r AS (SELECT tm.member_id FROM q, mesh.topic_member tm JOIN mesh.member m ON m.id = tm.member_id "
 	"  WHERE tm.topic_id = q.topic_id AND tm.member_id <> $3 AND m.revoked_at IS NULL), "
 	"d AS (INSERT INTO mesh.delivery (message_id, mesh_id, recipient_member_id, priority) "
@@ -425,16 +425,16 @@ static void post_adapter(void *arg, const PGresult *res, const char *err)
 	free(c);
 }
 
-int store_topic_post_counted(struct db *d, const struct topic_post *p, int *notified, store_topic_post_cb cb,
-			     void *arg)
+int store_topic_post_counted(struct db *d, const struct topic_post *p, const char *reply_to, int *notified,
+			     store_topic_post_cb cb, void *arg)
 {
 	char ver[8];
 	snprintf(ver, sizeof ver, "%d", p->body_version);
 	char *names = store_text_array(p->mentions, p->n_mentions),
 	     *nids = store_text_array(p->notification_ids, p->n_mentions);
 	const char *prm[] = {p->id, p->mesh_id, p->sender_id, p->topic, p->priority, p->nonce, p->ciphertext, ver,
-			     names, nids};
-	int r = tsend(d, topic_post_sql, 10, prm, post_adapter,
+			     names, nids, reply_to};
+	int r = tsend(d, topic_post_sql, 11, prm, post_adapter,
 		      (struct tcall){.cb.post = cb, .arg = arg, .notified = notified});
 	free(names);
 	free(nids);
@@ -443,7 +443,7 @@ int store_topic_post_counted(struct db *d, const struct topic_post *p, int *noti
 
 int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg)
 {
-	return store_topic_post_counted(d, p, NULL, cb, arg);
+	return store_topic_post_counted(d, p, NULL, NULL, cb, arg);
 }
 
 /* ---- notifications ---- */
@@ -513,13 +513,14 @@ int store_notifications(struct db *d, const struct notification_query *q, store_
  * then the messages (one row with NULL message columns when none) */
 enum {
 	PG_TOPIC, PG_NAME, PG_MEMBER, PG_CURSOR, PG_ID, PG_SENDER, PG_PUBKEY, PG_SENDER_NAME, PG_NONCE, PG_CT,
-	PG_VERSION, PG_CREATED
+	PG_VERSION, PG_CREATED, PG_REPLY_TO
 };
 #define PAGE_SQL(cmp, order)                                                                                          \
 	"WITH t AS (" TOPIC_BY("$1", "$2") "), me AS (" TOPIC_ME("$3") "), "                                          \
 	"c AS (SELECT x.created_at, x.id FROM mesh.topic_message x, t WHERE x.id = $5 AND x.topic_id = t.id) "      \
 	"SELECT t.id, t.name, EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM c), h.id, h.sender_member_id, "       \
-	"  s.peer_pubkey, s.display_name, h.nonce, h.ciphertext, h.body_version, " ISO_SQL("h.created_at") " "      \
+	"  s.peer_pubkey, s.display_name, h.nonce, h.ciphertext, h.body_version, " ISO_SQL("h.created_at") ", "    \
+	"  h.reply_to_id "                                                                                            \
 	"FROM t LEFT JOIN LATERAL (SELECT y.* FROM (SELECT x.*, sum(length(x.nonce) + length(x.ciphertext)) "       \
 	"  OVER (ORDER BY x.created_at " order ", x.id " order ") AS bytes, "                                       \
 	"  row_number() OVER (ORDER BY x.created_at " order ", x.id " order ") AS rn "                              \
@@ -567,6 +568,7 @@ static void page_adapter(void *arg, const PGresult *res, const char *err)
 		rows[i].ciphertext = PQgetvalue(res, i, PG_CT);
 		rows[i].body_version = atoi(PQgetvalue(res, i, PG_VERSION));
 		rows[i].created_at = PQgetvalue(res, i, PG_CREATED);
+		rows[i].reply_to = store_val(res, i, PG_REPLY_TO);
 	}
 	c->cb.page(c->arg, st, topic_id, name, cursor, rows, n, err);
 	free(rows);

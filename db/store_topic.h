@@ -120,9 +120,10 @@ struct topic_post {
 typedef void (*store_topic_post_cb)(void *arg, enum store_topic_status st, const char *topic_id,
                                     const char *const *recipients, int n, const char *err);
 int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg);
-/* the same, *notified set before the callback: the notifications recorded */
-int store_topic_post_counted(struct db *d, const struct topic_post *p, int *notified, store_topic_post_cb cb,
-                             void *arg);
+/* the same with the message it answers (replyToId, NULL: none) and
+ * *notified set before the callback: the notifications recorded */
+int store_topic_post_counted(struct db *d, const struct topic_post *p, const char *reply_to, int *notified,
+                             store_topic_post_cb cb, void *arg);
 
 /* ---- notifications (REST GET notifications, me/notifications): the
  * member's mentions since a time, newest first, limited to topic scopes ---- */
@@ -159,8 +160,8 @@ struct topic_page_query {
 	int settle_ms; /* after: only messages stamped at least this long ago (see store_topic.c) */
 };
 struct topic_page_row {
-	const char *id, *sender_member_id, *sender_pubkey, *sender_name, *nonce, *ciphertext, *created_at;
-	int body_version; /* sender_pubkey, sender_name: NULL when the member row is gone */
+	const char *id, *sender_member_id, *sender_pubkey, *sender_name, *nonce, *ciphertext, *created_at, *reply_to;
+	int body_version; /* sender_pubkey, sender_name, reply_to: NULL when the member row is gone, or none */
 };
 typedef void (*store_topic_page_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
                                     int cursor_found, const struct topic_page_row *rows, int n, const char *err);

@@ -112,7 +112,7 @@ void topic_post_message(struct worker *w, struct http_req *req, struct route_ctx
 	                       (const char *const *)a->names,
 	                       a->n_names,
 	                       idp};
-	if (store_topic_post_counted(w->db, &p, &q.notified, post_cb, &q) != 0) {
+	if (store_topic_post_counted(w->db, &p, a->reply_to, &q.notified, post_cb, &q) != 0) {
 		rest_error(w, 503, "db_unavailable");
 		return;
 	}

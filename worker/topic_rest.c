@@ -170,7 +170,10 @@ cJSON *topic_rest_entry(const struct topic_page_row *r)
 	cJSON_AddStringToObject(x, "nonce", r->nonce);
 	cJSON_AddStringToObject(x, "ciphertext", r->ciphertext);
 	cJSON_AddNumberToObject(x, "bodyVersion", r->body_version);
-	cJSON_AddNullToObject(x, "replyToId");
+	if (r->reply_to)
+		cJSON_AddStringToObject(x, "replyToId", r->reply_to);
+	else
+		cJSON_AddNullToObject(x, "replyToId");
 	cJSON_AddStringToObject(x, "createdAt", r->created_at);
 	return x;
 }

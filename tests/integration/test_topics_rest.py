@@ -295,6 +295,12 @@ def test_cli_rest_routes_messages_read_topics_and_me(broker, mesh, db):
             x["replyToId"]) == (am.id, am.pubkey, "alice", "n4", 1, None), x
     st, p2 = call(b, kb, "GET", f"/api/v1/topics/paged/messages?limit=2&before={p1['messages'][-1]['id']}")
     assert [x["id"] for x in p2["messages"]] == ids[::-1][2:4], p2
+    st, rp = call(b, ka, "POST", "/api/v1/messages", {"topic": "paged", "nonce": "r", "ciphertext": "eA==",
+                                                      "replyToId": ids[0]})
+    assert st == 200 and rp["replyToId"] == ids[0], rp
+    st, pr = call(b, kb, "GET", "/api/v1/topics/paged/messages?limit=1")
+    assert [(x["id"], x["replyToId"]) for x in pr["messages"]] == [(rp["messageId"], ids[0])], pr
+    ids.append(rp["messageId"])
     st, p3 = call(b, kb, "GET", "/v1/topics/paged/messages?before=unknownid")
     assert [x["id"] for x in p3["messages"]] == ids[::-1], "an unknown cursor is none"
     assert call(b, kb, "GET", "/v1/topics/paged/messages?limit=0") == refused(400, "invalid_limit")
@@ -305,8 +311,8 @@ def test_cli_rest_routes_messages_read_topics_and_me(broker, mesh, db):
     st, mt = call(b, kb, "GET", "/api/v1/me/topics")
     assert st == 200 and [t["name"] for t in mt["topics"]] == ["paged"], mt
     t = mt["topics"][0]
-    assert t["topicId"] == tid and t["unread"] == 5 and t["memberId"] == bm.id and t["meshId"] == m.id, t
-    assert t["lastMessageAt"] and t["meshSlug"] and mt["totals"] == {"topics": 1, "unread": 5}, mt
+    assert t["topicId"] == tid and t["unread"] == 6 and t["memberId"] == bm.id and t["meshId"] == m.id, t
+    assert t["lastMessageAt"] and t["meshSlug"] and mt["totals"] == {"topics": 1, "unread": 6}, mt
     st, rd = call(b, kb, "PATCH", "/api/v1/topics/paged/read")
     assert st == 200 and rd["topic"] == "paged" and rd["topicId"] == tid and rd["readAt"], rd
     assert call(b, kb, "GET", "/api/v1/me/topics")[1]["totals"] == {"topics": 1, "unread": 0}
@@ -324,7 +330,7 @@ def test_cli_rest_routes_messages_read_topics_and_me(broker, mesh, db):
     st, mn = call(b, kb, "GET", "/api/v1/me/notifications")
     assert st == 200 and mn["notifications"] == [] and mn["totals"] == {"unread": 0, "total": 0}, mn
     st, mn = call(b, kb, "GET", "/api/v1/me/notifications?include=all")
-    assert [x["messageId"] for x in mn["notifications"]] == ids[::-1] and mn["totals"]["total"] == 5, mn
+    assert [x["messageId"] for x in mn["notifications"]] == ids[:5][::-1] and mn["totals"]["total"] == 5, mn
     x = mn["notifications"][0]
     assert x["snippet"] == "message 4 @bob" and x["ciphertext"] is None and x["read"] is True, x
     assert x["topicName"] == "paged" and x["meshId"] == m.id and x["senderName"] == "alice", x
