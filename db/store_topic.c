@@ -29,8 +29,13 @@ struct tcall {
 		store_topic_seal_cb seal;
 		store_topic_post_cb post;
 		store_notification_cb notif;
+		store_topic_page_cb page;
+		store_topic_read_cb read;
+		store_topic_listing_cb listing;
+		store_apikey_live_cb live;
 	} cb;
 	void *arg;
+	int *notified; /* topic_post: where the count of notifications goes, or NULL */
 };
 
 static int tsend(struct db *d, const char *sql, int n, const char *const *p, db_cb adapter, struct tcall c)
@@ -348,12 +353,14 @@ static void seal_adapter(void *arg, const PGresult *res, const char *err)
 	} else if (!err) {
 		topic_id = PQgetvalue(res, 0, SEAL_TOPIC);
 		at = store_val(res, 0, SEAL_AT);
-		if (!store_is_true(res, 0, SEAL_RECIPIENT))
+		/* who asks before what it finds: a non-member learns nothing of
+		 * the topic's members or copies */
+		if (!store_is_true(res, 0, SEAL_CALLER))
+			st = TOPIC_NOT_MEMBER;
+		else if (!store_is_true(res, 0, SEAL_RECIPIENT))
 			st = TOPIC_NO_RECIPIENT;
 		else if (store_is_true(res, 0, SEAL_EXISTS))
 			st = TOPIC_ALREADY_SEALED;
-		else if (!store_is_true(res, 0, SEAL_CALLER))
-			st = TOPIC_NOT_MEMBER;
 		else if (!at)
 			st = TOPIC_ALREADY_SEALED; /* sealed concurrently */
 	}
@@ -377,8 +384,8 @@ static const char topic_post_sql[] =
 	"q AS (INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, priority, nonce, "
 	"  ciphertext, topic_id, body_version) SELECT $1, $2, $3, '#' || t.id, $5, $6, $7, t.id, $8::int FROM t "
 	"  WHERE EXISTS (SELECT 1 FROM me) RETURNING id, topic_id), "
-	"h AS (INSERT INTO mesh.topic_message (id, topic_id, sender_member_id, nonce, ciphertext, body_version) "
-	"  SELECT q.id, q.topic_id, $3, $6, $7, $8::int FROM q), "
+	"h AS (INSERT INTO mesh.topic_message (id, topic_id, sender_member_id, nonce, ciphertext, body_version, "
+	"  reply_to_id) SELECT q.id, q.topic_id, $3, $6, $7, $8::int, $11 FROM q), "
 	"r AS (SELECT tm.member_id FROM q, mesh.topic_member tm JOIN mesh.member m ON m.id = tm.member_id "
 	"  WHERE tm.topic_id = q.topic_id AND tm.member_id <> $3 AND m.revoked_at IS NULL), "
 	"d AS (INSERT INTO mesh.delivery (message_id, mesh_id, recipient_member_id, priority) "
@@ -388,13 +395,14 @@ static const char topic_post_sql[] =
 	"  (SELECT lower(x) FROM unnest($9::text[]) x)), "
 	"n AS (INSERT INTO mesh.notification (id, mesh_id, topic_id, message_id, member_id, sender_member_id, kind) "
 	"  SELECT ($10::text[])[mn.n::int], $2, q.topic_id, q.id, mn.id, $3, 'mention' FROM q, mn "
-	"  WHERE mn.n <= cardinality($10::text[])) "
-	"SELECT 't', id FROM t UNION ALL SELECT 'q', topic_id FROM q UNION ALL SELECT 'r', recipient_member_id FROM d";
+	"  WHERE mn.n <= cardinality($10::text[]) RETURNING id) "
+	"SELECT 't', id FROM t UNION ALL SELECT 'q', topic_id FROM q UNION ALL SELECT 'r', recipient_member_id FROM d "
+	"UNION ALL SELECT 'n', id FROM n";
 
 static void post_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct tcall *c = arg;
-	int n = err ? 0 : PQntuples(res), nr = 0, posted = 0;
+	int n = err ? 0 : PQntuples(res), nr = 0, posted = 0, notified = 0;
 	const char *topic_id = NULL;
 	const char **ids = store_rows_alloc(n, sizeof *ids);
 	for (int i = 0; i < n; i++) {
@@ -404,63 +412,280 @@ static void post_adapter(void *arg, const PGresult *res, const char *err)
 			topic_id = v;
 		else if (kind == 'q')
 			posted = 1;
+		else if (kind == 'n')
+			notified++;
 		else
 			ids[nr++] = v;
 	}
+	if (c->notified)
+		*c->notified = notified;
 	enum store_topic_status st = !topic_id ? TOPIC_NOT_FOUND : posted ? TOPIC_OK : TOPIC_NOT_MEMBER;
 	c->cb.post(c->arg, err ? TOPIC_OK : st, topic_id, ids, nr, err);
 	free(ids);
 	free(c);
 }
 
-int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg)
+int store_topic_post_counted(struct db *d, const struct topic_post *p, const char *reply_to, int *notified,
+			     store_topic_post_cb cb, void *arg)
 {
 	char ver[8];
 	snprintf(ver, sizeof ver, "%d", p->body_version);
 	char *names = store_text_array(p->mentions, p->n_mentions),
 	     *nids = store_text_array(p->notification_ids, p->n_mentions);
 	const char *prm[] = {p->id, p->mesh_id, p->sender_id, p->topic, p->priority, p->nonce, p->ciphertext, ver,
-			     names, nids};
-	int r = tsend(d, topic_post_sql, 10, prm, post_adapter, (struct tcall){.cb.post = cb, .arg = arg});
+			     names, nids, reply_to};
+	int r = tsend(d, topic_post_sql, 11, prm, post_adapter,
+		      (struct tcall){.cb.post = cb, .arg = arg, .notified = notified});
 	free(names);
 	free(nids);
 	return r;
 }
 
+int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg)
+{
+	return store_topic_post_counted(d, p, NULL, NULL, cb, arg);
+}
+
 /* ---- notifications ---- */
 
-enum { NOT_ID, NOT_TOPIC, NOT_TOPIC_NAME, NOT_MESSAGE, NOT_SENDER, NOT_SENDER_NAME, NOT_KIND, NOT_CREATED };
+/* one row per notification after the asking member's own (mentionedAs),
+ * which comes back alone when there are none */
+enum {
+	NOT_AS, NOT_ID, NOT_MESSAGE, NOT_TOPIC, NOT_TOPIC_NAME, NOT_SENDER_NAME, NOT_SENDER, NOT_CT, NOT_VERSION,
+	NOT_KIND, NOT_READ, NOT_CREATED, NOT_MESH, NOT_SLUG, NOT_MESH_NAME
+};
 static const char notifications_sql[] =
-	"SELECT x.id, x.topic_id, t.name, x.message_id, s.peer_pubkey, s.display_name, x.kind, " ISO_SQL(
-		"x.created_at") " FROM mesh.notification x LEFT JOIN mesh.topic t ON t.id = x.topic_id "
-				"LEFT JOIN mesh.member s ON s.id = x.sender_member_id "
-				"WHERE x.member_id = $1 AND x.read_at IS NULL ORDER BY x.created_at DESC, x.id "
-				"LIMIT $2::int";
+	"SELECT mb.display_name, x.* FROM mesh.member mb LEFT JOIN LATERAL ("
+	"  SELECT x.id, x.message_id, x.topic_id, t.name, s.display_name, s.peer_pubkey, tm.ciphertext, tm.body_version, "
+	"  x.kind, " ISO_SQL("x.read_at") ", " ISO_SQL("x.created_at") ", me.id, me.slug, me.name "
+	"  FROM mesh.notification x JOIN mesh.mesh me ON me.id = x.mesh_id "
+	"  LEFT JOIN mesh.topic t ON t.id = x.topic_id LEFT JOIN mesh.member s ON s.id = x.sender_member_id "
+	"  LEFT JOIN mesh.topic_message tm ON tm.id = x.message_id "
+	"  WHERE x.member_id = $1 AND x.created_at >= to_timestamp($2::bigint / 1000.0) "
+	"  AND (NOT $3::boolean OR x.read_at IS NULL) "
+	"  AND ($4::text[] IS NULL OR t.name = ANY($4::text[]) OR t.id = ANY($4::text[])) "
+	"  ORDER BY x.created_at DESC, x.id DESC LIMIT $5::int) x ON true WHERE mb.id = $1";
 
 static void notif_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct tcall *c = arg;
 	int n = err ? 0 : PQntuples(res);
+	const char *as = n ? PQgetvalue(res, 0, NOT_AS) : NULL;
+	if (n == 1 && PQgetisnull(res, 0, NOT_ID))
+		n = 0;
 	struct notification_row *rows = store_rows_alloc(n, sizeof *rows);
 	for (int i = 0; i < n; i++) {
 		rows[i].id = PQgetvalue(res, i, NOT_ID);
+		rows[i].message_id = store_val(res, i, NOT_MESSAGE);
 		rows[i].topic_id = store_val(res, i, NOT_TOPIC);
 		rows[i].topic_name = store_val(res, i, NOT_TOPIC_NAME);
-		rows[i].message_id = store_val(res, i, NOT_MESSAGE);
-		rows[i].sender_pubkey = store_val(res, i, NOT_SENDER);
 		rows[i].sender_name = store_val(res, i, NOT_SENDER_NAME);
+		rows[i].sender_pubkey = store_val(res, i, NOT_SENDER);
+		rows[i].ciphertext = store_val(res, i, NOT_CT);
+		rows[i].body_version = store_val(res, i, NOT_VERSION) ? atoi(PQgetvalue(res, i, NOT_VERSION)) : 1;
 		rows[i].kind = PQgetvalue(res, i, NOT_KIND);
+		rows[i].read_at = store_val(res, i, NOT_READ);
 		rows[i].created_at = PQgetvalue(res, i, NOT_CREATED);
+		rows[i].mesh_id = PQgetvalue(res, i, NOT_MESH);
+		rows[i].mesh_slug = PQgetvalue(res, i, NOT_SLUG);
+		rows[i].mesh_name = PQgetvalue(res, i, NOT_MESH_NAME);
 	}
-	c->cb.notif(c->arg, rows, n, err);
+	c->cb.notif(c->arg, as, rows, n, err);
 	free(rows);
 	free(c);
 }
 
-int store_notifications(struct db *d, const char *member_id, int limit, store_notification_cb cb, void *arg)
+int store_notifications(struct db *d, const struct notification_query *q, store_notification_cb cb, void *arg)
 {
-	char lim[16];
-	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[] = {member_id, lim};
-	return tsend(d, notifications_sql, 2, p, notif_adapter, (struct tcall){.cb.notif = cb, .arg = arg});
+	char since[24], lim[16];
+	snprintf(since, sizeof since, "%lld", (long long)q->since_ms);
+	snprintf(lim, sizeof lim, "%d", q->limit);
+	char *scopes = q->n_scopes >= 0 ? store_text_array(q->scopes, q->n_scopes) : NULL;
+	const char *p[] = {q->member_id, since, q->unread_only ? "true" : "false", scopes, lim};
+	int r = tsend(d, notifications_sql, 5, p, notif_adapter, (struct tcall){.cb.notif = cb, .arg = arg});
+	free(scopes);
+	return r;
+}
+
+/* ---- REST pages and streams (§12.6): one topic's messages around a cursor ---- */
+
+/* the topic, the caller's membership, whether the cursor is a message of it,
+ * then the messages (one row with NULL message columns when none) */
+enum {
+	PG_TOPIC, PG_NAME, PG_MEMBER, PG_CURSOR, PG_ID, PG_SENDER, PG_PUBKEY, PG_SENDER_NAME, PG_NONCE, PG_CT,
+	PG_VERSION, PG_CREATED, PG_REPLY_TO
+};
+#define PAGE_SQL(cmp, order)                                                                                          \
+	"WITH t AS (" TOPIC_BY("$1", "$2") "), me AS (" TOPIC_ME("$3") "), "                                          \
+	"c AS (SELECT x.created_at, x.id FROM mesh.topic_message x, t WHERE x.id = $5 AND x.topic_id = t.id) "      \
+	"SELECT t.id, t.name, EXISTS (SELECT 1 FROM me), EXISTS (SELECT 1 FROM c), h.id, h.sender_member_id, "       \
+	"  s.peer_pubkey, s.display_name, h.nonce, h.ciphertext, h.body_version, " ISO_SQL("h.created_at") ", "    \
+	"  h.reply_to_id "                                                                                            \
+	"FROM t LEFT JOIN LATERAL (SELECT y.* FROM (SELECT x.*, sum(length(x.nonce) + length(x.ciphertext)) "       \
+	"  OVER (ORDER BY x.created_at " order ", x.id " order ") AS bytes, "                                       \
+	"  row_number() OVER (ORDER BY x.created_at " order ", x.id " order ") AS rn "                              \
+	"  FROM mesh.topic_message x WHERE x.topic_id = t.id AND EXISTS (SELECT 1 FROM me) AND " cmp " "            \
+	"  ORDER BY x.created_at " order ", x.id " order " LIMIT $4::int) y "                                       \
+	"  WHERE y.rn = 1 OR y.bytes <= $6::bigint) h ON true "                                                      \
+	"LEFT JOIN mesh.member s ON s.id = h.sender_member_id ORDER BY h.created_at " order ", h.id " order
+/* older than the cursor, newest first (an unknown cursor is none) */
+static const char page_before_sql[] =
+	PAGE_SQL("($5::text IS NULL OR NOT EXISTS (SELECT 1 FROM c) OR "
+		 "(x.created_at, x.id) < (SELECT c.created_at, c.id FROM c)) AND $7::int >= 0", "DESC");
+/* newer than the cursor, oldest first (an unknown cursor gives nothing; none
+ * gives all), and older than $7 ms: created_at is taken before the commit, so
+ * a row is read only once every post stamped before it has committed (else
+ * a reader whose cursor passed it would never see a post that committed late) */
+static const char page_after_sql[] =
+	PAGE_SQL("($5::text IS NULL OR (EXISTS (SELECT 1 FROM c) AND "
+		 "(x.created_at, x.id) > (SELECT c.created_at, c.id FROM c))) "
+		 "AND x.created_at <= clock_timestamp() - make_interval(secs => $7::int / 1000.0)", "ASC");
+
+static void page_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res), cursor = 0;
+	enum store_topic_status st = TOPIC_OK;
+	const char *topic_id = NULL, *name = NULL;
+	if (!err && n == 0) {
+		st = TOPIC_NOT_FOUND;
+	} else if (!err) {
+		topic_id = PQgetvalue(res, 0, PG_TOPIC);
+		name = PQgetvalue(res, 0, PG_NAME);
+		cursor = store_is_true(res, 0, PG_CURSOR);
+		if (!store_is_true(res, 0, PG_MEMBER))
+			st = TOPIC_NOT_MEMBER;
+	}
+	if (st != TOPIC_OK || (n == 1 && PQgetisnull(res, 0, PG_ID)))
+		n = 0;
+	struct topic_page_row *rows = store_rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, PG_ID);
+		rows[i].sender_member_id = PQgetvalue(res, i, PG_SENDER);
+		rows[i].sender_pubkey = store_val(res, i, PG_PUBKEY);
+		rows[i].sender_name = store_val(res, i, PG_SENDER_NAME);
+		rows[i].nonce = PQgetvalue(res, i, PG_NONCE);
+		rows[i].ciphertext = PQgetvalue(res, i, PG_CT);
+		rows[i].body_version = atoi(PQgetvalue(res, i, PG_VERSION));
+		rows[i].created_at = PQgetvalue(res, i, PG_CREATED);
+		rows[i].reply_to = store_val(res, i, PG_REPLY_TO);
+	}
+	c->cb.page(c->arg, st, topic_id, name, cursor, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_page(struct db *d, const struct topic_page_query *q, store_topic_page_cb cb, void *arg)
+{
+	char lim[16], cap[24];
+	snprintf(lim, sizeof lim, "%d", q->limit);
+	snprintf(cap, sizeof cap, "%d", STORE_HISTORY_BYTES_MAX);
+	char settle[16];
+	snprintf(settle, sizeof settle, "%d", q->settle_ms);
+	const char *p[] = {q->mesh_id, q->topic, q->member_id, lim, q->cursor && *q->cursor ? q->cursor : NULL, cap,
+			   settle};
+	return tsend(d, q->after ? page_after_sql : page_before_sql, 7, p, page_adapter,
+		     (struct tcall){.cb.page = cb, .arg = arg});
+}
+
+/* ---- PATCH topics/:name/read: the member's last_read_at, its notifications read ---- */
+
+enum { RD_TOPIC, RD_NAME, RD_MEMBER, RD_AT };
+static const char topic_read_sql[] =
+	"WITH t AS (" TOPIC_BY("$1", "$2") "), "
+	"u AS (UPDATE mesh.topic_member tm SET last_read_at = now() FROM t WHERE tm.topic_id = t.id "
+	"  AND tm.member_id = $3 RETURNING tm.last_read_at), "
+	"n AS (UPDATE mesh.notification x SET read_at = now() FROM t, u WHERE x.topic_id = t.id "
+	"  AND x.member_id = $3 AND x.read_at IS NULL) "
+	"SELECT t.id, t.name, EXISTS (SELECT 1 FROM u), (SELECT " ISO_SQL("u.last_read_at") " FROM u) FROM t";
+
+static void read_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	enum store_topic_status st = TOPIC_OK;
+	const char *topic_id = NULL, *name = NULL, *at = NULL;
+	if (!err && PQntuples(res) == 0) {
+		st = TOPIC_NOT_FOUND;
+	} else if (!err) {
+		topic_id = PQgetvalue(res, 0, RD_TOPIC);
+		name = PQgetvalue(res, 0, RD_NAME);
+		at = store_val(res, 0, RD_AT);
+		if (!store_is_true(res, 0, RD_MEMBER))
+			st = TOPIC_NOT_MEMBER;
+	}
+	c->cb.read(c->arg, st, topic_id, name, at, err);
+	free(c);
+}
+
+int store_topic_read(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+		     store_topic_read_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id, topic, member_id};
+	return tsend(d, topic_read_sql, 3, p, read_adapter, (struct tcall){.cb.read = cb, .arg = arg});
+}
+
+/* ---- GET topics, me/topics: the topics a member sees, with its unread counts ---- */
+
+enum { TL_ID, TL_NAME, TL_DESCRIPTION, TL_VISIBILITY, TL_CREATED, TL_MESH, TL_SLUG, TL_MESH_NAME, TL_UNREAD, TL_LAST };
+static const char topic_listing_sql[] =
+	"SELECT x.id, x.name, x.description, x.visibility, " ISO_SQL("x.created_at") ", me.id, me.slug, me.name, "
+	"  (SELECT count(*) FROM mesh.topic_message m WHERE m.topic_id = x.id AND m.sender_member_id <> $2 "
+	"   AND (tm.last_read_at IS NULL OR m.created_at > tm.last_read_at)), " ISO_SQL("lm.at") " "
+	"FROM mesh.topic x JOIN mesh.mesh me ON me.id = x.mesh_id "
+	"LEFT JOIN mesh.topic_member tm ON tm.topic_id = x.id AND tm.member_id = $2 "
+	"LEFT JOIN LATERAL (SELECT max(m.created_at) AS at FROM mesh.topic_message m WHERE m.topic_id = x.id) lm ON true "
+	"WHERE x.mesh_id = $1 AND x.archived_at IS NULL AND (x.visibility <> 'private' OR tm.member_id IS NOT NULL) "
+	"  AND (NOT $4::boolean OR tm.member_id IS NOT NULL) "
+	"  AND ($3::text[] IS NULL OR x.name = ANY($3::text[]) OR x.id = ANY($3::text[])) "
+	"ORDER BY (CASE WHEN $4::boolean THEN lm.at END) DESC NULLS LAST, x.name LIMIT 1000";
+
+static void listing_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	struct topic_listing_row *rows = store_rows_alloc(n, sizeof *rows);
+	for (int i = 0; i < n; i++) {
+		rows[i].id = PQgetvalue(res, i, TL_ID);
+		rows[i].name = PQgetvalue(res, i, TL_NAME);
+		rows[i].description = store_val(res, i, TL_DESCRIPTION);
+		rows[i].visibility = PQgetvalue(res, i, TL_VISIBILITY);
+		rows[i].created_at = PQgetvalue(res, i, TL_CREATED);
+		rows[i].mesh_id = PQgetvalue(res, i, TL_MESH);
+		rows[i].mesh_slug = PQgetvalue(res, i, TL_SLUG);
+		rows[i].mesh_name = PQgetvalue(res, i, TL_MESH_NAME);
+		rows[i].unread = strtol(PQgetvalue(res, i, TL_UNREAD), NULL, 10);
+		rows[i].last_message_at = store_val(res, i, TL_LAST);
+	}
+	c->cb.listing(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_topic_listing(struct db *d, const char *mesh_id, const char *member_id, const char *const *scopes,
+			int n_scopes, int mine, store_topic_listing_cb cb, void *arg)
+{
+	char *sc = n_scopes >= 0 ? store_text_array(scopes, n_scopes) : NULL;
+	const char *p[] = {mesh_id, member_id, sc, mine ? "true" : "false"};
+	int r = tsend(d, topic_listing_sql, 4, p, listing_adapter, (struct tcall){.cb.listing = cb, .arg = arg});
+	free(sc);
+	return r;
+}
+
+/* ---- a stream's key: still not revoked (expiry does not end a stream, §12.6) ---- */
+
+static void key_live_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct tcall *c = arg;
+	int live = !err && PQntuples(res) == 1;
+	c->cb.live(c->arg, live, live ? store_val(res, 0, 0) : NULL, live ? store_val(res, 0, 1) : NULL, err);
+	free(c);
+}
+
+int store_apikey_live(struct db *d, const char *key_id, store_apikey_live_cb cb, void *arg)
+{
+	const char *p[] = {key_id};
+	return tsend(d,
+		     "SELECT m.display_name, m.peer_pubkey FROM mesh.api_key k LEFT JOIN mesh.member m "
+		     "ON m.id = k.issuer_member_id WHERE k.id = $1 AND k.revoked_at IS NULL",
+		     1, p, key_live_adapter, (struct tcall){.cb.live = cb, .arg = arg});
 }

@@ -7,6 +7,7 @@
 #define DB_STORE_TOPIC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "db/db.h"
 
@@ -94,8 +95,8 @@ int store_topic_pending(struct db *d, const char *mesh_id, const char *topic, co
                         store_topic_pending_cb cb, void *arg);
 
 /* a member seals the key for another: never overwrites, records the sealer.
- * st OK (sealed_at set), NOT_FOUND, NO_RECIPIENT, ALREADY_SEALED or
- * NOT_MEMBER (the caller), checked in that order */
+ * st OK (sealed_at set), NOT_FOUND, NOT_MEMBER (the caller), NO_RECIPIENT or
+ * ALREADY_SEALED, checked in that order */
 struct topic_seal {
 	const char *mesh_id, *topic, *sealer_id, *recipient_id, *key_id, *encrypted_key, *nonce;
 };
@@ -119,12 +120,78 @@ struct topic_post {
 typedef void (*store_topic_post_cb)(void *arg, enum store_topic_status st, const char *topic_id,
                                     const char *const *recipients, int n, const char *err);
 int store_topic_post(struct db *d, const struct topic_post *p, store_topic_post_cb cb, void *arg);
+/* the same with the message it answers (replyToId, NULL: none) and
+ * *notified set before the callback: the notifications recorded */
+int store_topic_post_counted(struct db *d, const struct topic_post *p, const char *reply_to, int *notified,
+                             store_topic_post_cb cb, void *arg);
 
-/* ---- notifications (REST GET /v1/notifications): the member's unread mentions, newest first ---- */
-struct notification_row {
-	const char *id, *topic_id, *topic_name, *message_id, *sender_pubkey, *sender_name, *kind, *created_at;
+/* ---- notifications (REST GET notifications, me/notifications): the
+ * member's mentions since a time, newest first, limited to topic scopes ---- */
+struct notification_query {
+	const char *member_id;
+	int64_t since_ms;
+	int unread_only;
+	const char *const *scopes; /* topic names or ids */
+	int n_scopes;              /* -1: every topic */
+	int limit;
 };
-typedef void (*store_notification_cb)(void *arg, const struct notification_row *rows, int n, const char *err);
-int store_notifications(struct db *d, const char *member_id, int limit, store_notification_cb cb, void *arg);
+struct notification_row {
+	const char *id, *message_id, *topic_id, *topic_name, *sender_name, *sender_pubkey, *ciphertext, *kind,
+		*read_at, *created_at, *mesh_id, *mesh_slug, *mesh_name; /* message_id … ciphertext, read_at: NULL when none */
+	int body_version;
+};
+/* mentioned_as: the member's display name (NULL when there is no such member) */
+typedef void (*store_notification_cb)(void *arg, const char *mentioned_as, const struct notification_row *rows, int n,
+                                      const char *err);
+int store_notifications(struct db *d, const struct notification_query *q, store_notification_cb cb, void *arg);
+
+/* ---- REST pages and streams (GET topics/:name/messages, …/stream, §12.6):
+ * a topic's messages older than the cursor, newest first (after = 0; an
+ * unknown cursor is none), or newer than it, oldest first (after = 1; an
+ * unknown cursor gives none, no cursor gives all); at most limit and, past
+ * the first, STORE_HISTORY_BYTES_MAX bytes.  Members only: st OK,
+ * NOT_FOUND or NOT_MEMBER; cursor_found says the cursor is a message of
+ * the topic. ---- */
+struct topic_page_query {
+	const char *mesh_id, *topic, *member_id;
+	int limit;
+	const char *cursor; /* a message id, NULL or "" for none */
+	int after;
+	int settle_ms; /* after: only messages stamped at least this long ago (see store_topic.c) */
+};
+struct topic_page_row {
+	const char *id, *sender_member_id, *sender_pubkey, *sender_name, *nonce, *ciphertext, *created_at, *reply_to;
+	int body_version; /* sender_pubkey, sender_name, reply_to: NULL when the member row is gone, or none */
+};
+typedef void (*store_topic_page_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
+                                    int cursor_found, const struct topic_page_row *rows, int n, const char *err);
+int store_topic_page(struct db *d, const struct topic_page_query *q, store_topic_page_cb cb, void *arg);
+
+/* PATCH topics/:name/read: a member's last_read_at = now (its notifications
+ * of the topic read); st OK (read_at set), NOT_FOUND or NOT_MEMBER (nothing
+ * joined, unlike the reference's upsert) */
+typedef void (*store_topic_read_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
+                                    const char *read_at, const char *err);
+int store_topic_read(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+                     store_topic_read_cb cb, void *arg);
+
+/* GET topics (mine = 0: every topic the member may see, by name) and
+ * me/topics (mine = 1: its own, newest message first, then unused ones by
+ * name), limited to scopes (n_scopes -1: all); unread = messages after its
+ * last_read_at (all when none) not its own */
+struct topic_listing_row {
+	const char *id, *name, *description, *visibility, *created_at, *mesh_id, *mesh_slug, *mesh_name,
+		*last_message_at; /* description, last_message_at: NULL when none */
+	long unread;
+};
+typedef void (*store_topic_listing_cb)(void *arg, const struct topic_listing_row *rows, int n, const char *err);
+int store_topic_listing(struct db *d, const char *mesh_id, const char *member_id, const char *const *scopes,
+                        int n_scopes, int mine, store_topic_listing_cb cb, void *arg);
+
+/* a live stream's key is still not revoked: live 1 (with its issuer's
+ * display name and pubkey, NULL for a mesh-wide key), else 0 */
+typedef void (*store_apikey_live_cb)(void *arg, int live, const char *display_name, const char *pubkey,
+                                     const char *err);
+int store_apikey_live(struct db *d, const char *key_id, store_apikey_live_cb cb, void *arg);
 
 #endif

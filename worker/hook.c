@@ -15,8 +15,9 @@
  * the laptop mode the source address has a bucket HOOK_SOURCE_FACTOR times as
  * large (every local session comes from 127.0.0.1), and each "<pid>:<cwd>"
  * keeps its own HOOK_RATE_LIMIT_PER_MIN as before.  A client-chosen pid never
- * buys a fresh budget.  No answer carries Access-Control-Allow-Origin (only
- * the 413 sent before the body is read, which holds nothing). */
+ * buys a fresh budget.  No answer carries Access-Control-Allow-Origin.  The
+ * key, its capability and the size are the route table's (a row of
+ * worker/route_table.c); this handler starts at the budgets. */
 #include "worker/hook.h"
 
 #include <stdio.h>
@@ -26,7 +27,7 @@
 #include "db/store.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "worker/apikey.h"
+#include "worker/rest.h"
 #include "worker/skel.h"
 #include "worker/source.h"
 #include "worker/status.h"
@@ -51,15 +52,6 @@ static void hook_fail(struct worker *w, int status, const char *error)
 	cJSON_AddBoolToObject(o, "ok", 0);
 	cJSON_AddStringToObject(o, "error", error);
 	hook_reply(w, status, o);
-}
-
-void hook_too_large(struct worker *w)
-{
-	if (worker_shm(w) == 0)
-		counter_add(w->shm, C_HOOK_REQUESTS, 1);
-	/* nothing was read: the generic answer, as every route's 413 */
-	static const char body[] = "{\"ok\":false,\"error\":\"payload too large\"}";
-	http_respond(w->fd, 413, "application/json", NULL, body, sizeof body - 1, HOOK_TIMEOUT_MS);
 }
 
 struct match {
@@ -98,37 +90,6 @@ static void pend_cb(void *arg, const char *err)
 		log_warn("hook: pending status not stored", "error", err);
 }
 
-/* who is asking: 0 with *key filled (have_key 1) or the laptop mode
- * (have_key 0); -1 when refused (answered) */
-static int hook_auth(struct worker *w, const struct http_req *req, struct apikey_row *key, int *have_key,
-		     char *src, size_t srccap)
-{
-	source_of(w->fd, w->remote_addr, src, srccap);
-	*have_key = 0;
-	switch (apikey_check(w, req, key)) {
-	case APIKEY_OK:
-		if (!apikey_has_capability(key, "status|send")) {
-			hook_fail(w, 403, APIKEY_ERR_CAPABILITY);
-			return -1;
-		}
-		*have_key = 1;
-		return 0;
-	case APIKEY_MISSING:
-		if (source_may_skip_key(w->cfg.hook_allow_loopback_unauthenticated, src, req->origin,
-					req->forwarded))
-			return 0;
-		hook_fail(w, 401, APIKEY_ERR_MISSING);
-		return -1;
-	case APIKEY_INVALID:
-		log_info("hook refused", "reason", APIKEY_ERR_INVALID, "remote", src);
-		hook_fail(w, 401, APIKEY_ERR_INVALID);
-		return -1;
-	default:
-		hook_fail(w, 503, "database unavailable");
-		return -1;
-	}
-}
-
 static int hook_limited(struct worker *w)
 {
 	counter_add(w->shm, C_HOOK_RATE_LIMITED, 1);
@@ -136,22 +97,21 @@ static int hook_limited(struct worker *w)
 	return 1;
 }
 
-void hook_set_status(struct worker *w, struct http_req *req)
+void hook_set_status(struct worker *w, struct http_req *req, struct route_ctx *c)
 {
 	if (worker_shm(w) != 0) {
 		hook_fail(w, 503, "presence table unavailable");
 		return;
 	}
-	counter_add(w->shm, C_HOOK_REQUESTS, 1);
-	struct apikey_row key;
+	/* who asks was the table's: a key with status or send, or none in the laptop mode */
+	const struct apikey_row *k = &c->key;
+	int have_key = c->have_key;
 	char src[SOURCE_ADDR_MAX], bkey[128];
-	int have_key;
-	if (hook_auth(w, req, &key, &have_key, src, sizeof src) != 0)
-		return;
+	source_of(w->fd, w->remote_addr, src, sizeof src);
 	/* the credential's budget (or the source's), before anything else is read */
 	double per_min = w->cfg.hook_rate_limit_per_min;
 	if (have_key)
-		snprintf(bkey, sizeof bkey, "hook:key:%s", key.id);
+		snprintf(bkey, sizeof bkey, "hook:key:%s", k->id);
 	else
 		snprintf(bkey, sizeof bkey, "hook:src:%s", src);
 	double cap = have_key ? per_min : per_min * HOOK_SOURCE_FACTOR;
@@ -192,7 +152,8 @@ void hook_set_status(struct worker *w, struct http_req *req)
 	const char *cwd = cwdv->valuestring;
 	if (strlen(cwd) >= SHM_CWD_MAX) {
 		cJSON_Delete(body);
-		hook_fail(w, 413, "payload too large");
+		/* the one 413 of every route (worker/route_table.h) */
+		rest_reply_private(w, 413, rest_error_body(413, "payload_too_large", 1));
 		return;
 	}
 	if (!have_key) {
@@ -210,8 +171,8 @@ void hook_set_status(struct worker *w, struct http_req *req)
 			return;
 		}
 	}
-	const char *mesh_id = have_key ? key.mesh_id : NULL;
-	const char *member_id = have_key && key.member_id[0] ? key.member_id : NULL;
+	const char *mesh_id = have_key ? k->mesh_id : NULL;
+	const char *member_id = have_key && k->member_id[0] ? k->member_id : NULL;
 	struct match m = {.pid = pid, .cwd = cwd, .mesh_id = mesh_id, .member_id = member_id};
 	presence_foreach(w->shm, NULL, match_cb, &m);
 	if (m.found && uds_request_status(w, m.best.slot, m.best.gen, status, SRC_HOOK) == 0) {

@@ -4,11 +4,10 @@
 #ifndef WORKER_HOOK_H
 #define WORKER_HOOK_H
 
-#include "worker/http.h"
-#include "worker/worker.h"
+#include "worker/route.h"
 
-void hook_set_status(struct worker *w, struct http_req *req);
-/* the 413 of this route, answered before the body is read */
-void hook_too_large(struct worker *w);
+/* a row of worker/route_table.c: the table checked the key (or the laptop
+ * mode), its capability and the size */
+void hook_set_status(struct worker *w, struct http_req *req, struct route_ctx *c);
 
 #endif

@@ -39,6 +39,7 @@ static char *header_slot(struct http_req *r, const char *name)
 		{"authorization", offsetof(struct http_req, authorization)},
 		{"content-type", offsetof(struct http_req, content_type)},
 		{"origin", offsetof(struct http_req, origin)},
+		{"last-event-id", offsetof(struct http_req, last_event_id)}, /* a resumed SSE stream */
 		/* any of these: a proxy forwarded the request (its source is not ours) */
 		{"forwarded", offsetof(struct http_req, forwarded)},
 		{"x-forwarded-for", offsetof(struct http_req, forwarded)},
@@ -110,7 +111,10 @@ static int on_headers_complete(http_parser *p)
 {
 	struct http_parse *st = p->data;
 	st->head_done = 1;
-	set_path(st->req); /* known even when the body is refused */
+	/* method and path are known even when the body is refused: the route
+	 * table checks the key before it answers 413 */
+	snprintf(st->req->method, sizeof st->req->method, "%s", http_method_str(p->method));
+	set_path(st->req);
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > st->max_body) {
 		st->too_large = 1;
 		return -1;
@@ -342,7 +346,7 @@ int http_write_all(int fd, const void *buf, size_t len, int timeout_ms)
 
 #define HTTP_CORS                                                                                          \
 	"Access-Control-Allow-Origin: *\r\n"                                                               \
-	"Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"                                             \
+	"Access-Control-Allow-Methods: POST, GET, OPTIONS, PATCH\r\n"                                             \
 	"Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
 
 static int respond(int fd, int status, int cors, const char *content_type, const char *extra_headers,
@@ -370,6 +374,17 @@ int http_respond(int fd, int status, const char *content_type, const char *extra
 		 const char *body, size_t body_len, int timeout_ms)
 {
 	return respond(fd, status, 1, content_type, extra_headers, body, body_len, timeout_ms);
+}
+
+int http_respond_head(int fd, int status, const char *content_type, const char *extra_headers, int timeout_ms)
+{
+	char head[1024];
+	int n = snprintf(head, sizeof head,
+			 "HTTP/1.1 %d %s\r\n" HTTP_CORS "Content-Type: %s\r\nConnection: close\r\n%s\r\n", status,
+			 http_reason(status), content_type, extra_headers ? extra_headers : "");
+	if (n < 0 || (size_t)n >= sizeof head)
+		return -1;
+	return http_write_all(fd, head, (size_t)n, timeout_ms);
 }
 
 int http_respond_private(int fd, int status, const char *content_type, const char *body, size_t body_len,

@@ -21,7 +21,7 @@ struct http_req {
 	/* the headers meshbroker reads (others are parsed and dropped) */
 	char upgrade[HTTP_HVAL_MAX], connection[HTTP_HVAL_MAX], ws_key[HTTP_HVAL_MAX],
 		ws_version[HTTP_HVAL_MAX], authorization[HTTP_HVAL_MAX], content_type[HTTP_HVAL_MAX],
-		origin[HTTP_HVAL_MAX], forwarded[HTTP_HVAL_MAX];
+		origin[HTTP_HVAL_MAX], forwarded[HTTP_HVAL_MAX], last_event_id[HTTP_HVAL_MAX];
 	int is_upgrade;
 	uint64_t content_length; /* 0 when absent */
 	char *body;              /* malloc'd, NUL-terminated, body_len bytes */
@@ -82,6 +82,9 @@ void http_req_free(struct http_req *req);
  * body) within timeout_ms.  0 ok, -1 on error. */
 int http_respond(int fd, int status, const char *content_type, const char *extra_headers,
 		 const char *body, size_t body_len, int timeout_ms);
+/* Only the head of a response whose body runs until the connection closes
+ * (no Content-Length: a Server-Sent Events stream), with the CORS headers. */
+int http_respond_head(int fd, int status, const char *content_type, const char *extra_headers, int timeout_ms);
 /* The same without the CORS headers: for routes no web page may read
  * (POST /hook/set-status). */
 int http_respond_private(int fd, int status, const char *content_type, const char *body, size_t body_len,

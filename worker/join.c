@@ -94,12 +94,6 @@ static void join_cb(void *arg, const struct join_row *r, const char *err)
 	snprintf(q->invite_id, sizeof q->invite_id, "%s", r->invite_id ? r->invite_id : "");
 }
 
-void join_too_large(struct worker *w)
-{
-	static const char body[] = "{\"ok\":false,\"error\":\"payload too large\"}";
-	http_respond(w->fd, 413, "application/json", NULL, body, sizeof body - 1, JOIN_TIMEOUT_MS);
-}
-
 /* the invite_* error of a mesh.invite_join result other than ok/already */
 static const char *result_error(const char *r)
 {

@@ -7,7 +7,5 @@
 #include "worker/worker.h"
 
 void join_request(struct worker *w, struct http_req *req);
-/* the 413 of a body over MAX_MESSAGE_BYTES, in /join's JSON shape */
-void join_too_large(struct worker *w);
 
 #endif

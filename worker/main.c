@@ -19,10 +19,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
-#include "worker/hook.h"
-#include "worker/join.h"
 #include "worker/http.h"
-#include "worker/routes.h"
+#include "worker/route_table.h"
 #include "worker/skel.h"
 #include "shm/negcache.h"
 
@@ -77,10 +75,11 @@ static void worker_close_handles(struct worker *w)
 }
 
 static const char worker_usage[] =
-	"usage: meshbroker-worker [--help | --version]\n"
+	"usage: meshbroker-worker [--help | --version | --routes]\n"
 	"  Serves one connection, handed over as fd 3 with LISTEN_FDS=1 (and\n"
 	"  REMOTE_ADDR/REMOTE_PORT) by meshbroker-accept or a systemd socket with\n"
 	"  Accept=yes; not started by hand.  Settings: the environment (meshbroker.conf(5)).\n"
+	"  --routes prints the HTTP route table, one row a line.\n"
 	"  Exit codes: 100 usage or configuration, 111 system error.\n";
 
 int main(int argc, char **argv)
@@ -89,6 +88,10 @@ int main(int argc, char **argv)
 	if (argc > 1) {
 		if (strcmp(argv[1], "--version") == 0) {
 			puts("meshbroker-worker " MESHBROKER_VERSION);
+			return 0;
+		}
+		if (strcmp(argv[1], "--routes") == 0) {
+			route_print(stdout);
 			return 0;
 		}
 		int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
@@ -139,21 +142,14 @@ int main(int argc, char **argv)
 	}
 	switch (r) {
 	case HTTP_READ_OK:
-		route_request(&w, &req);
+	case HTTP_READ_TOO_LARGE: /* the route table checks the key before it answers 413 */
+		route_request(&w, &req, r);
 		break;
 	case HTTP_READ_MALFORMED:
 		http_respond_error(w.fd, 400, "malformed request", HTTP_REFUSAL_MS);
 		break;
 	case HTTP_READ_TIMEOUT:
 		http_respond_error(w.fd, 408, "request timeout", HTTP_REFUSAL_MS);
-		break;
-	case HTTP_READ_TOO_LARGE:
-		if (strcmp(req.path, "/hook/set-status") == 0)
-			hook_too_large(&w);
-		else if (strcmp(req.path, "/join") == 0)
-			join_too_large(&w);
-		else
-			http_respond_error(w.fd, 413, "payload too large", HTTP_REFUSAL_MS);
 		break;
 	case HTTP_READ_HEAD_TOO_LARGE:
 		http_respond_error(w.fd, 431, "request header fields too large", HTTP_REFUSAL_MS);
@@ -164,7 +160,7 @@ int main(int argc, char **argv)
 	default:
 		break;
 	}
-	if (r != HTTP_READ_OK && r > 0)
+	if (r != HTTP_READ_OK && r != HTTP_READ_TOO_LARGE && r > 0)
 		log_info("bad request refused", "status", http_reason((int)r), "remote", w.remote_addr);
 	http_req_free(&req);
 	if (w.db) {

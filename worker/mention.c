@@ -1,8 +1,8 @@
 /* mention — explicit mentions or @name tokens (see mention.h).  A token
  * starts at '@' at the start of the body or after a byte that cannot be in a
  * name (so a@b.example is no mention) and runs over name bytes: ASCII
- * letters, digits, '_', '-', '.', and any UTF-8 byte; trailing dots are
- * punctuation. */
+ * letters, digits, '_', '-', '.', and any byte from 0x80; trailing dots are
+ * punctuation.  A name that is not valid UTF-8 refuses the message. */
 #include "worker/mention.h"
 
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 static int name_byte(unsigned char c)
 {
@@ -17,11 +18,15 @@ static int name_byte(unsigned char c)
 	       c == '.' || c >= 0x80;
 }
 
-/* add s[0..n) unless present or full; 1 when the list is full */
+/* add s[0..n) unless present or full; 1 when the list is full, -1 when
+ * the name is not UTF-8 (PostgreSQL text would refuse it: the whole
+ * statement, and every retry of it, would fail) */
 static int add(char *out[], int *count, const char *s, size_t n)
 {
 	if (n == 0 || n > MENTION_NAME_MAX)
 		return *count >= MENTION_MAX;
+	if (!utf8_valid((const unsigned char *)s, n))
+		return -1;
 	for (int i = 0; i < *count; i++)
 		if (strlen(out[i]) == n && strncasecmp(out[i], s, n) == 0)
 			return 0;
@@ -49,9 +54,8 @@ int mention_collect(const cJSON *mentions, const unsigned char *body, size_t len
 			if (*s == '@')
 				s++;
 			size_t n = strlen(s);
-			if (n == 0 || n > MENTION_NAME_MAX)
+			if (n == 0 || n > MENTION_NAME_MAX || add(out, &count, s, n) < 0)
 				goto bad;
-			add(out, &count, s, n);
 		}
 		return count;
 	}
@@ -64,7 +68,10 @@ int mention_collect(const cJSON *mentions, const unsigned char *body, size_t len
 		size_t n = j - i - 1;
 		while (n > 0 && body[i + n] == '.')
 			n--;
-		if (add(out, &count, (const char *)body + i + 1, n))
+		int full = add(out, &count, (const char *)body + i + 1, n);
+		if (full < 0)
+			goto bad;
+		if (full)
 			break;
 		i = j - 1;
 	}

@@ -14,7 +14,8 @@
  * leading '@' dropped) into out[] (malloc'd; mention_free).  mentions is the
  * send's "mentions" item (NULL when absent); body/len the decoded v1 body
  * (NULL when none).  Returns the count, or -1 when mentions is present but
- * not an array of non-empty strings of at most 64 bytes. */
+ * not an array of non-empty strings of at most 64 bytes, or when a name
+ * (listed, or an @name token of the body) is not valid UTF-8. */
 int mention_collect(const cJSON *mentions, const unsigned char *body, size_t len, char *out[MENTION_MAX]);
 void mention_free(char *out[], int n);
 

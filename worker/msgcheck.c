@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/opaque.h"
 #include "common/util.h"
 #include "proto/box.h"
 #include "worker/groupcheck.h"
@@ -279,4 +280,13 @@ const char *msgcheck_topic_seal(const cJSON *msg, const char **member, const cha
 	if (!*enc || !*nonce || topickey_parse(*enc, *nonce, s) != 0)
 		return "encryptedKey must be base64 of 80 bytes and nonce base64 of 24 bytes";
 	return NULL;
+}
+
+/* ---- U+0000 in a JSON text (the REST post path; issue 21) ---- */
+
+int msgcheck_json_nul_free(const char *text, size_t len)
+{
+	/* cJSON hands out a string cut at an escaped \u0000, and stops at a
+	 * raw NUL byte: either way a field would be stored cut */
+	return !memchr(text, 0, len) && !json_has_nul_escape(text, len);
 }

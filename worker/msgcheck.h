@@ -118,4 +118,11 @@ const char *msgcheck_topic_history(const cJSON *msg, int *limit, const char **be
 const char *msgcheck_topic_seal(const cJSON *msg, const char **member, const char **enc, const char **nonce,
 				struct topickey_sealed *s);
 
+/* ---- U+0000 (the REST post path) ---- */
+
+/* 1 when no string of the JSON text text[0..len) can hold U+0000 (neither
+ * the escape \u0000 nor a raw NUL byte), else 0: such a field is refused
+ * with the code nul_in_field, never stored cut */
+int msgcheck_json_nul_free(const char *text, size_t len);
+
 #endif

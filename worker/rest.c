@@ -24,11 +24,32 @@ void rest_reply(struct worker *w, int status, cJSON *body)
 	cJSON_Delete(body);
 }
 
+void rest_reply_private(struct worker *w, int status, cJSON *body)
+{
+	char *s = cJSON_PrintUnformatted(body);
+	if (!s)
+		log_fatal("out of memory");
+	http_respond_private(w->fd, status, "application/json", s, strlen(s), REST_WRITE_MS);
+	free(s);
+	cJSON_Delete(body);
+}
+
+cJSON *rest_error_body(int status, const char *error, int ok)
+{
+	char code[96];
+	snprintf(code, sizeof code, "error.%s", error);
+	cJSON *o = cJSON_CreateObject();
+	if (ok)
+		cJSON_AddBoolToObject(o, "ok", 0);
+	cJSON_AddStringToObject(o, "error", error);
+	cJSON_AddStringToObject(o, "code", code);
+	cJSON_AddNumberToObject(o, "status", status);
+	return o;
+}
+
 void rest_error(struct worker *w, int status, const char *error)
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "error", error);
-	rest_reply(w, status, o);
+	rest_reply(w, status, rest_error_body(status, error, 0));
 }
 
 void rest_set(struct rest_answer *a, int status, cJSON *body)
@@ -40,9 +61,7 @@ void rest_set(struct rest_answer *a, int status, cJSON *body)
 
 void rest_set_error(struct rest_answer *a, int status, const char *error)
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "error", error);
-	rest_set(a, status, o);
+	rest_set(a, status, rest_error_body(status, error, 0));
 }
 
 void rest_finish(struct worker *w, struct rest_answer *a)
@@ -73,23 +92,20 @@ static void scope_cb(void *arg, enum store_topic_status st, const struct topic_k
 	snprintf(q->name, sizeof q->name, "%s", k->name);
 }
 
-int rest_topic_scope(struct worker *w, const struct apikey_row *key, const char *ref)
+int rest_topic_scope(struct worker *w, const struct apikey_row *key, const char *ref, const char **error)
 {
 	if (apikey_topic_allowed(key, ref, ref))
 		return 0;
 	/* the ref may be the id of a topic scoped by name, or the other way round */
 	struct scope_q q = {0};
-	if (worker_db(w) != 0 || store_topic_key(w->db, key->mesh_id, ref, key->member_id, scope_cb, &q) != 0) {
-		rest_error(w, 503, "db_unavailable");
-		return -1;
-	}
+	*error = "db_unavailable";
+	if (worker_db(w) != 0 || store_topic_key(w->db, key->mesh_id, ref, key->member_id, scope_cb, &q) != 0)
+		return 503;
 	db_drain_sync(w->db, REST_DB_TIMEOUT_MS);
-	if (!q.done) {
-		rest_error(w, 503, "db_unavailable");
-		return -1;
-	}
+	if (!q.done)
+		return 503;
 	if (!q.found || apikey_topic_allowed(key, q.name, q.id))
 		return 0;
-	apikey_deny(w, 403, APIKEY_ERR_TOPIC_SCOPE);
-	return -1;
+	*error = APIKEY_ERR_TOPIC_SCOPE;
+	return 403;
 }

@@ -1,5 +1,5 @@
 /* routes — the plain HTTP routes of docs/protocol.md §1 (health, metrics,
- * OPTIONS, 404) and the dispatch of one request to its route. */
+ * OPTIONS, the upgrade, 404), rows of worker/route_table.c. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,12 +10,11 @@
 #include "common/util.h"
 #include "proto/version.h"
 #include "db/store.h"
-#include "worker/hook.h"
 #include "worker/join.h"
+#include "worker/rest.h"
 #include "worker/routes.h"
 #include "worker/session.h"
 #include "worker/skel.h"
-#include "worker/topic_rest.h"
 
 #define RESP_TIMEOUT_MS 5000
 #define PROBE_TIMEOUT_MS 3000
@@ -83,8 +82,10 @@ static const char *health_db(struct worker *w, char *schema, size_t len)
 	return *schema && strcmp(schema, store_schema_expected()) >= 0 ? "up" : "unmigrated";
 }
 
-static void route_health(struct worker *w)
+void route_health(struct worker *w, struct http_req *req, struct route_ctx *c)
 {
+	(void)req;
+	(void)c;
 	char schema[128];
 	const char *dbs = health_db(w, schema, sizeof schema);
 	int up = strcmp(dbs, "up") == 0;
@@ -169,8 +170,10 @@ static void labelled_family(struct mbuf *b, struct shm *s, const char *name, con
 		mb_printf(b, "%s{%s=\"%s\"} %" PRIu64 "\n", name, key, sorted[i].label, counter_get(s, sorted[i].c));
 }
 
-static void route_metrics(struct worker *w)
+void route_metrics(struct worker *w, struct http_req *req, struct route_ctx *c)
 {
+	(void)req;
+	(void)c;
 	static const struct labelled rejected[] = {
 #define X(id, label, code, message) {label, C_REJ_##id},
 		HELLO_REJECTIONS(X)
@@ -238,30 +241,35 @@ static void route_metrics(struct worker *w)
 	free(b.p);
 }
 
-void route_request(struct worker *w, struct http_req *req)
+void route_options(struct worker *w, struct http_req *req, struct route_ctx *c)
 {
-	const char *m = req->method, *p = req->path;
-	int ws = strcmp(p, "/ws") == 0 && strcmp(m, "GET") == 0;
-	/* a whole request of a plain route: served now, and no longer the
-	 * acceptor's to evict (a WebSocket stays PREAUTH until its hello) */
-	if (!ws)
-		worker_child_mark(w, CHILD_BIT(CHILD_PREAUTH), CHILD_HTTP);
-	if (strcmp(m, "OPTIONS") == 0) {
-		http_respond(w->fd, 204, NULL, NULL, NULL, 0, RESP_TIMEOUT_MS);
-	} else if (ws) {
-		skel_serve_ws(w, req, &session_hooks);
-	} else if (strcmp(p, "/health") == 0 && strcmp(m, "GET") == 0) {
-		route_health(w);
-	} else if (strcmp(p, "/metrics") == 0 && strcmp(m, "GET") == 0) {
-		route_metrics(w);
-	} else if (strcmp(p, "/hook/set-status") == 0 && strcmp(m, "POST") == 0) {
-		hook_set_status(w, req);
-	} else if (strcmp(p, "/join") == 0) {
-		join_request(w, req); /* JSON answers for every method (§6) */
-	} else if (strncmp(p, "/v1/", 4) == 0) {
-		/* the REST API (§5.3), every route behind the Bearer check */
-		topic_rest_route(w, req);
-	} else {
-		http_respond(w->fd, 404, "text/plain", NULL, "not found", 9, RESP_TIMEOUT_MS);
-	}
+	(void)req;
+	(void)c;
+	http_respond(w->fd, 204, NULL, NULL, NULL, 0, RESP_TIMEOUT_MS);
+}
+
+void route_ws(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)c;
+	skel_serve_ws(w, req, &session_hooks);
+}
+
+void route_join(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)c;
+	join_request(w, req); /* JSON answers for every method (§6) */
+}
+
+void route_api_not_found(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	(void)c;
+	rest_error(w, 404, "not_found");
+}
+
+void route_not_found(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	(void)c;
+	http_respond(w->fd, 404, "text/plain", NULL, "not found", 9, RESP_TIMEOUT_MS);
 }

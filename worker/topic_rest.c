@@ -1,6 +1,6 @@
-/* topic_rest — the topic key routes of §5.3 and the dispatch of /v1/ (see
- * topic_rest.h).  The caller is the key's issuing member; a mesh-wide key
- * (no member) cannot hold or seal a topic key.  Status codes: 404
+/* topic_rest — the topic routes of §5.3 and §12.6 (see topic_rest.h).  The
+ * caller is the key's issuing member (the table let no mesh-wide key
+ * through).  Status codes: 404
  * topic_not_found / key_not_sealed_for_member / recipient_not_in_topic /
  * not_a_member (sealing without being a topic member), 409
  * topic_unencrypted / already_sealed, 400 invalid_body. */
@@ -15,15 +15,11 @@
 #include "common/util.h"
 #include "db/store_topic.h"
 #include "proto/topickey.h"
-#include "worker/apikey.h"
 #include "worker/audit.h"
 #include "worker/rest.h"
 #include "worker/skel.h"
 #include "worker/topic.h"
 #include "worker/topic_key.h"
-#include "worker/topic_post.h"
-
-#define REF_MAX 128
 
 struct key_q {
 	struct rest_answer a;
@@ -118,109 +114,215 @@ static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id,
 	}
 }
 
-static int seal_request(struct worker *w, struct http_req *req, const struct apikey_row *key, const char *ref,
-                        struct key_q *q)
-{
-	cJSON *body = cJSON_ParseWithLength(req->body ? req->body : "", req->body_len);
-	const cJSON *mv = cJSON_GetObjectItemCaseSensitive(body, "memberId"),
-	            *ev = cJSON_GetObjectItemCaseSensitive(body, "encryptedKey"),
-	            *nv = cJSON_GetObjectItemCaseSensitive(body, "nonce");
-	struct topickey_sealed s;
-	int rc = -1;
-	if (!cJSON_IsObject(body) || !cJSON_IsString(mv) || !mv->valuestring[0] || strlen(mv->valuestring) >= 64 ||
-	    !cJSON_IsString(ev) || !cJSON_IsString(nv) || topickey_parse(ev->valuestring, nv->valuestring, &s) != 0) {
-		rest_error(w, 400, "invalid_body");
-		log_info("seal refused", "error", "invalid_body: memberId, encryptedKey (80 bytes b64), nonce (24)");
-		goto out;
-	}
-	snprintf(q->member, sizeof q->member, "%s", mv->valuestring);
-	char key_id[ID_LEN + 1];
-	id_new(key_id);
-	struct topic_seal ts = {key->mesh_id, ref, key->member_id, q->member, key_id, ev->valuestring, nv->valuestring};
-	if (store_topic_seal(w->db, &ts, seal_cb, q) != 0) {
-		rest_error(w, 503, "db_unavailable");
-		goto out;
-	}
-	rc = 0;
-out:
-	cJSON_Delete(body);
-	return rc;
-}
+/* ---- the handlers (the table checked key, capability, member and scope) ---- */
 
-/* ---- dispatch ---- */
-
-/* "/v1/topics/<ref>/<what>": ref (checked) and what, or -1 */
-static int topic_path(const char *p, char ref[REF_MAX + 1], const char **what)
+/* run the statement queued by start (0) and answer; the audit row too */
+static void key_finish(struct worker *w, struct key_q *q, int queued)
 {
-	static const char prefix[] = "/v1/topics/";
-	if (strncmp(p, prefix, sizeof prefix - 1) != 0)
-		return -1;
-	const char *r = p + sizeof prefix - 1, *slash = strchr(r, '/');
-	size_t n = slash ? (size_t)(slash - r) : 0;
-	if (!slash || n == 0 || n > REF_MAX)
-		return -1;
-	memcpy(ref, r, n);
-	ref[n] = 0;
-	*what = slash + 1;
-	return 0;
-}
-
-static void topic_key_route(struct worker *w, struct http_req *req, const char *ref, const char *what)
-{
-	int post = strcmp(req->method, "POST") == 0;
-	struct apikey_row key;
-	if (apikey_authorize(w, req, post ? "send" : "read", &key) != 0)
-		return;
-	if (!key.member_id[0]) {
-		apikey_deny(w, 404, REST_NO_MEMBER_ROUTE);
-		return;
-	}
-	if (!topic_name_ok(ref)) {
-		rest_error(w, 404, "topic_not_found");
-		return;
-	}
-	if (rest_topic_scope(w, &key, ref) != 0)
-		return;
-	struct key_q q = {.w = w, .key = &key, .ref = ref};
-	int r = -1;
-	if (worker_db(w) != 0) {
+	if (queued != 0) {
 		rest_error(w, 503, "db_unavailable");
 		return;
 	}
-	if (!strcmp(what, "key"))
-		r = store_topic_key(w->db, key.mesh_id, ref, key.member_id, key_cb, &q);
-	else if (!strcmp(what, "pending-seals"))
-		r = store_topic_pending(w->db, key.mesh_id, ref, key.member_id, TOPIC_PENDING_MAX, pending_cb, &q);
-	else if (seal_request(w, req, &key, ref, &q) != 0)
-		return; /* answered */
-	else
-		r = 0;
-	if (r != 0) {
-		rest_error(w, 503, "db_unavailable");
-		return;
-	}
-	rest_finish(w, &q.a);
+	rest_finish(w, &q->a);
 	if (w->db)
 		db_drain_sync(w->db, REST_DB_TIMEOUT_MS); /* the audit row */
 }
 
-void topic_rest_route(struct worker *w, struct http_req *req)
+void topic_rest_key(struct worker *w, struct http_req *req, struct route_ctx *c)
 {
-	const char *m = req->method, *p = req->path, *what = NULL;
-	char ref[REF_MAX + 1];
-	if (!strcmp(p, "/v1/messages") && !strcmp(m, "POST")) {
-		topic_post_message(w, req);
-	} else if (!strcmp(p, "/v1/notifications") && !strcmp(m, "GET")) {
-		topic_post_notifications(w, req);
-	} else if (topic_path(p, ref, &what) == 0 &&
-	           ((!strcmp(m, "GET") && (!strcmp(what, "key") || !strcmp(what, "pending-seals"))) ||
-	            (!strcmp(m, "POST") && !strcmp(what, "seal")))) {
-		topic_key_route(w, req, ref, what);
+	(void)req;
+	struct key_q q = {.w = w, .key = &c->key, .ref = c->topic};
+	key_finish(w, &q,
+		   worker_db(w) != 0 ? -1 : store_topic_key(w->db, c->key.mesh_id, c->topic, c->key.member_id, key_cb, &q));
+}
+
+void topic_rest_pending(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	struct key_q q = {.w = w, .key = &c->key, .ref = c->topic};
+	key_finish(w, &q,
+		   worker_db(w) != 0 ? -1
+				     : store_topic_pending(w->db, c->key.mesh_id, c->topic, c->key.member_id,
+							   TOPIC_PENDING_MAX, pending_cb, &q));
+}
+
+void topic_rest_seal(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	struct key_q q = {.w = w, .key = &c->key, .ref = c->topic};
+	snprintf(q.member, sizeof q.member, "%s", c->args.member);
+	char key_id[ID_LEN + 1];
+	id_new(key_id);
+	struct topic_seal ts = {c->key.mesh_id, c->topic,          c->key.member_id, q.member,
+				key_id,         c->args.enc, c->args.key_nonce};
+	key_finish(w, &q, worker_db(w) != 0 ? -1 : store_topic_seal(w->db, &ts, seal_cb, &q));
+}
+
+/* ---- GET /v1/topics/:name/messages (§12.6) ---- */
+
+cJSON *topic_rest_entry(const struct topic_page_row *r)
+{
+	cJSON *x = cJSON_CreateObject();
+	cJSON_AddStringToObject(x, "id", r->id);
+	cJSON_AddStringToObject(x, "senderMemberId", r->sender_member_id);
+	cJSON_AddStringToObject(x, "senderPubkey", r->sender_pubkey ? r->sender_pubkey : "");
+	cJSON_AddStringToObject(x, "senderName", r->sender_name ? r->sender_name : "");
+	cJSON_AddStringToObject(x, "nonce", r->nonce);
+	cJSON_AddStringToObject(x, "ciphertext", r->ciphertext);
+	cJSON_AddNumberToObject(x, "bodyVersion", r->body_version);
+	if (r->reply_to)
+		cJSON_AddStringToObject(x, "replyToId", r->reply_to);
+	else
+		cJSON_AddNullToObject(x, "replyToId");
+	cJSON_AddStringToObject(x, "createdAt", r->created_at);
+	return x;
+}
+
+static void page_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name, int cursor_found,
+		    const struct topic_page_row *rows, int n, const char *err)
+{
+	struct rest_answer *a = arg;
+	(void)cursor_found;
+	if (err) {
+		log_warn("GET messages failed", "error", err);
+		rest_set_error(a, 503, "db_unavailable");
+	} else if (st == TOPIC_NOT_FOUND) {
+		rest_set_error(a, 404, "topic_not_found");
+	} else if (st != TOPIC_OK) {
+		rest_set_error(a, 403, "not_a_member");
 	} else {
-		/* the key is checked first: an unauthenticated caller learns
-		 * nothing, not even which routes exist */
-		struct apikey_row key;
-		if (apikey_authorize(w, req, NULL, &key) == 0)
-			apikey_deny(w, 404, "not_found");
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "topic", name);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		cJSON *arr = cJSON_AddArrayToObject(o, "messages");
+		for (int i = 0; i < n; i++)
+			cJSON_AddItemToArray(arr, topic_rest_entry(&rows[i]));
+		rest_set(a, 200, o);
 	}
+}
+
+void topic_rest_messages(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	struct rest_answer a = {0};
+	struct topic_page_query q = {c->key.mesh_id, c->topic, c->key.member_id, c->args.limit, c->args.before, 0, 0};
+	if (worker_db(w) != 0 || store_topic_page(w->db, &q, page_cb, &a) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	rest_finish(w, &a);
+}
+
+/* ---- PATCH /v1/topics/:name/read ---- */
+
+static void read_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name, const char *read_at,
+		    const char *err)
+{
+	struct rest_answer *a = arg;
+	if (err) {
+		log_warn("PATCH read failed", "error", err);
+		rest_set_error(a, 503, "db_unavailable");
+	} else if (st == TOPIC_NOT_FOUND) {
+		rest_set_error(a, 404, "topic_not_found");
+	} else if (st != TOPIC_OK) {
+		rest_set_error(a, 403, "not_a_member");
+	} else {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "topic", name);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		cJSON_AddStringToObject(o, "readAt", read_at ? read_at : "");
+		rest_set(a, 200, o);
+	}
+}
+
+void topic_rest_read(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	struct rest_answer a = {0};
+	if (worker_db(w) != 0 || store_topic_read(w->db, c->key.mesh_id, c->topic, c->key.member_id, read_cb, &a) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	rest_finish(w, &a);
+}
+
+/* ---- GET /v1/topics, GET /v1/me/topics ---- */
+
+struct listing_q {
+	struct rest_answer a;
+	int mine;
+	const char *member_id;
+};
+
+static void listing_cb(void *arg, const struct topic_listing_row *rows, int n, const char *err)
+{
+	struct listing_q *q = arg;
+	if (err) {
+		log_warn("GET topics failed", "error", err);
+		rest_set_error(&q->a, 503, "db_unavailable");
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(o, "topics");
+	long unread = 0;
+	for (int i = 0; i < n; i++) {
+		const struct topic_listing_row *r = &rows[i];
+		cJSON *x = cJSON_CreateObject();
+		cJSON_AddStringToObject(x, q->mine ? "topicId" : "id", r->id);
+		cJSON_AddStringToObject(x, "name", r->name);
+		if (r->description)
+			cJSON_AddStringToObject(x, "description", r->description);
+		else
+			cJSON_AddNullToObject(x, "description");
+		cJSON_AddStringToObject(x, "visibility", r->visibility);
+		cJSON_AddStringToObject(x, "createdAt", r->created_at);
+		if (q->mine) {
+			cJSON_AddStringToObject(x, "meshId", r->mesh_id);
+			cJSON_AddStringToObject(x, "meshSlug", r->mesh_slug);
+			cJSON_AddStringToObject(x, "meshName", r->mesh_name);
+			cJSON_AddStringToObject(x, "memberId", q->member_id);
+		}
+		cJSON_AddNumberToObject(x, "unread", (double)r->unread);
+		if (q->mine) {
+			if (r->last_message_at)
+				cJSON_AddStringToObject(x, "lastMessageAt", r->last_message_at);
+			else
+				cJSON_AddNullToObject(x, "lastMessageAt");
+		}
+		unread += r->unread;
+		cJSON_AddItemToArray(arr, x);
+	}
+	if (q->mine) {
+		cJSON *t = cJSON_AddObjectToObject(o, "totals");
+		cJSON_AddNumberToObject(t, "topics", n);
+		cJSON_AddNumberToObject(t, "unread", (double)unread);
+	}
+	rest_set(&q->a, 200, o);
+}
+
+static void listing(struct worker *w, struct route_ctx *c, int mine)
+{
+	struct listing_q q = {.mine = mine, .member_id = c->key.member_id};
+	/* the table's scope rule for a listing: the statement sees only the key's topics */
+	const char *scopes[APIKEY_TOPICS_MAX];
+	for (int i = 0; i < c->key.n_topics && i < APIKEY_TOPICS_MAX; i++)
+		scopes[i] = c->key.topics[i];
+	if (worker_db(w) != 0 || store_topic_listing(w->db, c->key.mesh_id, c->key.member_id, scopes, c->key.n_topics,
+						     mine, listing_cb, &q) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	rest_finish(w, &q.a);
+}
+
+void topic_rest_topics(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	listing(w, c, 0);
+}
+
+void topic_rest_me_topics(struct worker *w, struct http_req *req, struct route_ctx *c)
+{
+	(void)req;
+	listing(w, c, 1);
 }

@@ -19,6 +19,7 @@ struct worker;
 struct pe_peer;
 struct send_ctx;
 struct send_batch;
+struct sse;
 
 #define PUSH_BATCH 100 /* deliveries claimed per drain query */
 #define UDS_OUT_MAX 16 /* cached connections to other workers */
@@ -176,6 +177,9 @@ struct worker {
 	int64_t *written;    /* acknowledged (or, without ack tracking, written), not yet marked delivered */
 	size_t nwritten, written_cap;
 	int64_t next_ttl_check; /* mono ms of the next TTL / JSONL look */
+
+	/* a topic stream's state (sse.c), while it runs */
+	struct sse *sse;
 
 	/* worker <-> worker */
 	int uds_listen;

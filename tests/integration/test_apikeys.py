@@ -12,6 +12,13 @@ import mbtest
 from invites import apikey, bearer, meshctl
 
 
+def refused(status, error, ok=False):
+    """(status, body) of a refusal: the one shape of the route table (docs/protocol.md §12.6)"""
+    body = {"ok": False} if ok else {}
+    body.update({"error": error, "code": "error." + error, "status": status})
+    return status, body
+
+
 def rest(b, path, headers=None, method="GET"):
     st, hdrs, data = b.request(method, path, headers=headers or {})
     assert hdrs.get("content-type", "").startswith("application/json"), (st, hdrs, data)
@@ -27,8 +34,8 @@ def hook(b, body, headers=None):
 def test_missing_key_is_401_api_key_missing(broker):
     b = broker()
     for path in ("/v1/topics/general/key", "/v1/messages", "/v1/notifications"):
-        assert rest(b, path) == (401, {"error": "api_key_missing"})
-    assert hook(b, {"cwd": "/tmp", "status": "idle"}) == (401, {"ok": False, "error": "api_key_missing"})
+        assert rest(b, path) == refused(401, "api_key_missing")
+    assert hook(b, {"cwd": "/tmp", "status": "idle"}) == refused(401, "api_key_missing", ok=True)
 
 
 def test_wrong_or_malformed_key_is_401_api_key_invalid(broker, mesh, pg):
@@ -37,10 +44,10 @@ def test_wrong_or_malformed_key_is_401_api_key_invalid(broker, mesh, pg):
     good = apikey(pg, m)
     wrong = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
     for auth in (f"Bearer {wrong}", "Bearer cm_nope", "Bearer " + "x" * 46, f"Basic {good}", "Bearer"):
-        assert rest(b, "/v1/notifications", {"Authorization": auth}) == (401, {"error": "api_key_invalid"}), auth
+        assert rest(b, "/v1/notifications", {"Authorization": auth}) == refused(401, "api_key_invalid"), auth
     # the right one passes the check (the route itself is issue 9's)
     st, j = rest(b, "/v1/notifications", bearer(good))
-    assert st == 404 and j == {"error": "not_found"}
+    assert (st, j) == refused(404, "not_found")
 
 
 def test_revoked_and_expired_keys_are_401(broker, mesh, pg, db):
@@ -53,14 +60,14 @@ def test_revoked_and_expired_keys_are_401(broker, mesh, pg, db):
     assert prefix == k[:11] and "live" in listed and k not in listed
     meshctl(["apikey", "revoke", m.slug, prefix], env={"DATABASE_URL": pg.url})
     assert "revoked" in meshctl(["apikey", "list", m.id], env={"DATABASE_URL": pg.url}).stdout
-    assert rest(b, "/v1/x", bearer(k)) == (401, {"error": "api_key_invalid"})
+    assert rest(b, "/v1/x", bearer(k)) == refused(401, "api_key_invalid")
     again = meshctl(["apikey", "revoke", m.id, kid], env={"DATABASE_URL": pg.url}, check=False)
     assert again.returncode == 1 and "no live api key" in again.stderr
     e = apikey(pg, m, "send", None, "--expires", "1h")
     assert rest(b, "/v1/x", bearer(e))[0] == 404
     with db.cursor() as c:
         c.execute("UPDATE mesh.api_key SET expires_at = now() - interval '1 second' WHERE prefix = %s", (e[:11],))
-    assert rest(b, "/v1/x", bearer(e)) == (401, {"error": "api_key_invalid"})
+    assert rest(b, "/v1/x", bearer(e)) == refused(401, "api_key_invalid")
 
 
 def test_key_without_the_capability_is_403(broker, mesh, pg):
@@ -68,7 +75,7 @@ def test_key_without_the_capability_is_403(broker, mesh, pg):
     m = mesh("a")
     k = apikey(pg, m, "read")
     st, j = hook(b, {"cwd": "/tmp", "status": "idle"}, bearer(k))
-    assert (st, j) == (403, {"ok": False, "error": "api_key_missing_capability"})
+    assert (st, j) == refused(403, "api_key_missing_capability", ok=True)
 
 
 def test_meshctl_apikey_create_refuses_bad_input(pg, mesh):

@@ -18,6 +18,13 @@ from invites import apikey, bearer, meshctl
 from mbtest import Peer, new_id, run, wait_until
 
 
+def refused(status, error, ok=False):
+    """(status, body) of a refusal: the one shape of the route table (docs/protocol.md §12.6)"""
+    body = {"ok": False} if ok else {}
+    body.update({"error": error, "code": "error." + error, "status": status})
+    return status, body
+
+
 def hook(b, body, headers=None):
     st, hdrs, data = b.request("POST", "/hook/set-status", body=json.dumps(body).encode(),
                                headers=dict({"Content-Type": "application/json"}, **(headers or {})))
@@ -47,8 +54,8 @@ def test_hook_without_a_key_is_401_by_default(broker, mesh, db):
         await p.connect()
         ack = await p.hello(cwd=cwd, pid=777)
         assert hook(b, {"cwd": cwd, "status": "dnd", "pid": 777}) == \
-            (401, {"ok": False, "error": "api_key_missing"})
-        assert hook(b, {"cwd": cwd, "status": "dnd"}) == (401, {"ok": False, "error": "api_key_missing"})
+            refused(401, "api_key_missing", ok=True)
+        assert hook(b, {"cwd": cwd, "status": "dnd"}) == refused(401, "api_key_missing", ok=True)
         time.sleep(0.3)
         assert presence_status(db, ack["presenceId"]) == ("idle", "jsonl")
         await p.close()
@@ -126,16 +133,16 @@ def test_laptop_mode_keeps_the_old_loopback_behaviour_but_not_for_browsers(broke
         await p.connect()
         ack = await p.hello(cwd=cwd, pid=555)
         st, j = hook(b, {"cwd": cwd, "status": "working", "pid": 555}, {"Origin": "https://evil.example"})
-        assert (st, j) == (401, {"ok": False, "error": "api_key_missing"})
+        assert (st, j) == refused(401, "api_key_missing", ok=True)
         # forwarded by a reverse proxy on this host: not this machine's client
         st, j = hook(b, {"cwd": cwd, "status": "working", "pid": 555}, {"X-Forwarded-For": "203.0.113.9"})
-        assert (st, j) == (401, {"ok": False, "error": "api_key_missing"})
+        assert (st, j) == refused(401, "api_key_missing", ok=True)
         st, j = hook(b, {"cwd": cwd, "status": "working", "pid": 555})
         assert (st, j) == (200, {"ok": True, "presence_id": ack["presenceId"]})
         assert wait_until(lambda: presence_status(db, ack["presenceId"]) == ("working", "hook"), 20)
         # a wrong key is refused, not taken for no key
         st, j = hook(b, {"cwd": cwd, "status": "idle"}, {"Authorization": "Bearer cm_wrong"})
-        assert (st, j) == (401, {"ok": False, "error": "api_key_invalid"})
+        assert (st, j) == refused(401, "api_key_invalid", ok=True)
         await p.close()
 
     run(go(), 30)

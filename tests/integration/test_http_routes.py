@@ -12,7 +12,7 @@ MODES = ["accept", "socket-activate"]
 
 CORS = {
     "access-control-allow-origin": "*",
-    "access-control-allow-methods": "POST, GET, OPTIONS",
+    "access-control-allow-methods": "POST, GET, OPTIONS, PATCH",  # PATCH: §12.6's topics/:name/read
     "access-control-allow-headers": "Content-Type, Authorization",
 }
 

@@ -289,4 +289,6 @@ def test_join_body_over_max_message_bytes_is_a_json_413(broker):
     b = broker(MAX_MESSAGE_BYTES=1024)
     st, hdrs, data = b.request("POST", "/join", body=b"{" + b" " * 5000 + b"}",
                                headers={"Content-Type": "application/json"})
-    assert st == 413 and json.loads(data) == {"ok": False, "error": "payload too large"}
+    # the route table's one refusal shape, with /join's "ok" (issue 21)
+    assert st == 413 and json.loads(data) == {"ok": False, "error": "payload_too_large",
+                                              "code": "error.payload_too_large", "status": 413}

@@ -297,7 +297,9 @@ def test_hook_rate_limit_is_shared_across_worker_processes(broker):
 def test_hook_bad_input_gets_clear_errors(broker):
     b = broker(MAX_MESSAGE_BYTES=512)
     st, body = hook(b, {"cwd": "/x" * 512, "status": "idle"})
-    assert (st, body) == (413, {"ok": False, "error": "payload too large"})
+    # the route table's one 413 (issue 21), with the hook's "ok"
+    assert (st, body) == (413, {"ok": False, "error": "payload_too_large", "code": "error.payload_too_large",
+                                "status": 413})
     st, body = hook(b, {"status": "idle"})
     assert (st, body) == (400, {"ok": False, "error": "cwd and status required"})
     st, body = hook(b, {"cwd": "/tmp"})

@@ -291,12 +291,13 @@ def test_outsiders_cannot_seal_read_or_overwrite_and_members_cannot_overwrite(br
         # ... nor read history
         h = await request(c, {"type": "topic_history", "topic": tid}, "topic_history_response")
         assert h["type"] == "error" and h["code"] == "not_a_member", h
-        # ... nor overwrite bob's copy; nor can dave, a member
+        # ... nor overwrite bob's copy (asked as a non-member: membership is checked before the
+        # copy, issue 21); nor can dave, a member
         e2, n2 = seal_for(bm, fake)
-        for p in (c, d):
+        for p, code in ((c, "not_a_member"), (d, "already_sealed")):
             r = await request(p, {"type": "topic_seal", "topic": tid, "memberId": bm.id, "encryptedKey": e2,
                                   "nonce": n2}, "topic_sealed")
-            assert r["type"] == "error" and r["code"] == "already_sealed", r
+            assert r["type"] == "error" and r["code"] == code, r
         # sealing for someone outside the topic
         r = await request(a, {"type": "topic_seal", "topic": tid, "memberId": cm.id, "encryptedKey": e2,
                               "nonce": n2}, "topic_sealed")
