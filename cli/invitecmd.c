@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "common/util.h"
 #include "db/store_admin.h"
-#include "hookpost.h"
+#include "http.h"
 #include "keyfile.h"
 #include "proto/invite.h"
 
@@ -232,11 +232,12 @@ static const char *join_token_of(const char *link)
 	return link;
 }
 
-/* the http base for the broker's /join: --broker > MESHBROKER_URL > the
- * invite's broker_url */
-static int join_base(const struct cli_opts *o, const char *invite_broker, struct dial_url *u, char *ws, size_t wscap)
+/* the broker for /join: --broker > MESHBROKER_URL > the invite's broker_url
+ * (ws/wss/http/https; /join is at the root, whatever the URL's path) */
+static int join_target(const struct cli_opts *o, const char *invite_broker, struct http_target *t, char *ws,
+		       size_t wscap)
 {
-	char err[256];
+	char err[512];
 	const char *url = cli_opt(o, "broker");
 	if (!url || !*url)
 		url = getenv("MESHBROKER_URL");
@@ -245,11 +246,8 @@ static int join_base(const struct cli_opts *o, const char *invite_broker, struct
 	if (!url || !*url)
 		url = CLI_DEFAULT_BROKER;
 	snprintf(ws, wscap, "%s", url);
-	const char *want = !strncmp(url, "http://", 7) ? "http" : "ws";
-	if (dial_parse_url(url, want, u, err, sizeof err) != 0)
-		return cli_err("broker URL %s: %s", url, err), -1;
-	strcpy(u->scheme, "http");
-	strcpy(u->path, ""); /* /join is at the root, whatever the ws path */
+	if (http_target_parse(url, HTTP_PATH_ROOT, "/join", t, err, sizeof err) != 0)
+		return cli_err("broker URL: %s", err), -1;
 	return 0;
 }
 
@@ -257,12 +255,12 @@ int invitecmd_join(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"name", 1}, {"out", 1}, {"force", 0}, {NULL, 0}};
 	struct cli_opts o;
-	struct dial_url u;
+	struct http_target t;
 	struct keyfile_out out;
 	struct keyfile_peer peer;
 	struct invite iv;
-	struct hookpost_resp resp = {0};
-	char err[256], out_path[512], name[JOIN_NAME_MAX + 1], ws[1024];
+	struct http_resp resp = {0};
+	char err[512], out_path[512], name[JOIN_NAME_MAX + 1], ws[1024];
 	int rc = CLI_EXIT_FAIL, have_out = 0;
 	cJSON *payload = NULL, *req = NULL, *ans = NULL;
 	char *body = NULL;
@@ -302,7 +300,7 @@ int invitecmd_join(int argc, char **argv)
 		snprintf(out_path, sizeof out_path, "%s", cli_opt(&o, "out"));
 	else
 		snprintf(out_path, sizeof out_path, "%s.json", iv.mesh_slug[0] ? iv.mesh_slug : "mesh");
-	if (join_base(&o, iv.broker_url, &u, ws, sizeof ws) != 0)
+	if (join_target(&o, iv.broker_url, &t, ws, sizeof ws) != 0)
 		goto done;
 	/* the output file first: a clash is found before the broker counts a use */
 	if (keyfile_out_open(&out, out_path, cli_opt(&o, "force") != NULL) != 0)
@@ -322,8 +320,8 @@ int invitecmd_join(int argc, char **argv)
 		cli_err("out of memory");
 		goto done;
 	}
-	if (hookpost_post(&u, "/join", NULL, body, &resp, err, sizeof err) != 0) {
-		cli_err("join: http://%s: %s", u.authority, err);
+	if (http_request("POST", &t, NULL, body, &resp, err, sizeof err) != 0) {
+		cli_err("join: %s", err);
 		goto done;
 	}
 	ans = cJSON_ParseWithLength(resp.body, resp.body_len);
@@ -363,7 +361,7 @@ done:
 		keyfile_out_abort(&out);
 	sodium_memzero(&peer, sizeof peer);
 	cJSON_Delete(ans);
-	free(resp.buf);
+	free(resp.body);
 	if (body) {
 		sodium_memzero(body, strlen(body));
 		free(body);

@@ -1,6 +1,7 @@
 /* meshctl — the meshbroker client and admin tool: a table of commands, each a
  * function taking the words after its name.  Exit 0 ok, 1 failure (one line
  * "meshctl: ..." on stderr), 2 usage. */
+#include <curl/curl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -116,18 +117,26 @@ static int main_help(int argc, char **argv)
 
 #define MAIN_MAX_ARGS 256
 
+/* the global options that may come before the command */
+static int main_global_opt(const char *a)
+{
+	return !strcmp(a, "--config") || !strcmp(a, "--broker") || !strcmp(a, "--cacert");
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (sodium_init() < 0)
 		return cli_err("libsodium failed to initialise");
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return cli_err("libcurl failed to initialise");
 	/* global options before the command (meshctl --config F send ...) are
 	 * moved behind it, where every command parses them */
 	char *moved[MAIN_MAX_ARGS];
 	if (argc > 2 && argc < MAIN_MAX_ARGS &&
-	    (!strcmp(argv[1], "--config") || !strcmp(argv[1], "--broker"))) {
+	    main_global_opt(argv[1])) {
 		int lead = 0;
-		while (lead + 2 < argc && (!strcmp(argv[1 + lead], "--config") || !strcmp(argv[1 + lead], "--broker")))
+		while (lead + 2 < argc && main_global_opt(argv[1 + lead]))
 			lead += 2;
 		int n = 0;
 		moved[n++] = argv[0];

@@ -6,6 +6,7 @@
 #include "cli/mcp.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/http.h"
 #include "cli/mcp_rpc.h"
 #include "common/util.h"
 #include "proto/version.h"
@@ -181,7 +183,12 @@ static void mcp_help(int nconf, const char **conf)
 	exe[n > 0 ? n : 0] = 0;
 	if (n <= 0)
 		snprintf(exe, sizeof exe, "meshctl");
-	puts("usage: meshctl mcp --config PEERCONFIG [--config PEERCONFIG ...] [--broker URL]\n"
+	puts("usage: meshctl mcp --config PEERCONFIG [--config PEERCONFIG ...] [--broker URL] [--cacert FILE]\n"
+	     "\n"
+	     "  --config FILE   a peer config (one connection per file; default MESHCTL_CONFIG)\n"
+	     "  --broker URL    ws:// or wss:// broker URL for every config (else MESHBROKER_URL,\n"
+	     "                  else the config's \"broker\")\n"
+	     "  --cacert FILE   PEM CA certificates for wss:// (else MESHBROKER_CA, else the system store)\n"
 	     "\n"
 	     "A Model Context Protocol server on stdin/stdout for Claude Code: tools send_message,\n"
 	     "check_messages, list_peers, set_status and set_summary, and incoming messages pushed\n"
@@ -202,23 +209,39 @@ int mcp_main(int argc, char **argv)
 {
 	const char *conf[MCP_LINKS_MAX];
 	const char *broker = NULL;
-	int nconf = 0, help = 0;
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+	int nconf = 0, help = 0, c;
+	static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
+					   {"broker", required_argument, NULL, 'b'},
+					   {"cacert", required_argument, NULL, 'a'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	char *args[CLI_ARGS_MAX + 2];
+	if (argc > CLI_ARGS_MAX)
+		return cli_usage_err("mcp: too many arguments");
+	args[0] = "meshctl-mcp";
+	for (int i = 0; i < argc; i++)
+		args[i + 1] = argv[i];
+	args[argc + 1] = NULL;
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc + 1, args, "+:h", lo, NULL)) != -1) {
+		if (c == 'h')
 			help = 1;
-		else if ((!strcmp(a, "--config") || !strcmp(a, "--broker")) && i + 1 < argc) {
-			if (a[2] == 'b')
-				broker = argv[++i];
-			else if (nconf == MCP_LINKS_MAX)
-				return cli_usage_err("mcp: at most %d --config files", MCP_LINKS_MAX);
-			else
-				conf[nconf++] = argv[++i];
-		} else if (!strncmp(a, "--config=", 9) && nconf < MCP_LINKS_MAX)
-			conf[nconf++] = a + 9;
+		else if (c == 'b')
+			broker = optarg;
+		else if (c == 'a')
+			http_set_cafile(optarg);
+		else if (c == 'c' && nconf == MCP_LINKS_MAX)
+			return cli_usage_err("mcp: at most %d --config files", MCP_LINKS_MAX);
+		else if (c == 'c')
+			conf[nconf++] = optarg;
+		else if (c == ':')
+			return cli_usage_err("mcp: option %s needs a value", args[optind - 1]);
 		else
-			return cli_usage_err("mcp: unexpected argument \"%s\" (see meshctl mcp --help)", a);
+			return cli_usage_err("mcp: unknown option %s (see meshctl mcp --help)", args[optind - 1]);
 	}
+	if (optind < argc + 1)
+		return cli_usage_err("mcp: unexpected argument \"%s\" (see meshctl mcp --help)", args[optind]);
 	if (!nconf && getenv("MESHCTL_CONFIG") && *getenv("MESHCTL_CONFIG"))
 		conf[nconf++] = getenv("MESHCTL_CONFIG");
 	if (help) {

@@ -1,9 +1,13 @@
-/* wsclient — RFC 6455 client for meshctl (see wsclient.h): a hand-written
- * upgrade request with a fresh Sec-WebSocket-Key, a checked
- * Sec-WebSocket-Accept, then wslay in client mode on a non-blocking socket. */
+/* wsclient — RFC 6455 client for meshctl (see wsclient.h): a connection
+ * opened by libcurl (TCP, TLS and its checks, proxies), the upgrade request
+ * with a fresh Sec-WebSocket-Key, the response read by http_parser and its
+ * Sec-WebSocket-Accept checked, then wslay in client mode over
+ * curl_easy_send/curl_easy_recv. */
 #include "wsclient.h"
 
+#include <curl/curl.h>
 #include <errno.h>
+#include <http_parser.h>
 #include <nettle/sha1.h>
 #include <poll.h>
 #include <sodium.h>
@@ -15,7 +19,7 @@
 #include <unistd.h>
 #include <wslay/wslay.h>
 
-#include "dial.h"
+#include "http.h"
 #include "common/util.h"
 
 #define WSC_HANDSHAKE_MAX 16384   /* response head cap */
@@ -26,7 +30,8 @@
 #define WSC_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 struct wsclient {
-	int fd;
+	CURL *curl; /* CONNECT_ONLY: TCP and TLS are curl's, the bytes ours */
+	int fd;     /* curl's socket, for poll() */
 	wslay_event_context_ptr ctx;
 	wsclient_text_cb on_text;
 	void *arg;
@@ -45,6 +50,12 @@ struct wsclient {
 	char err[256];
 };
 
+static int wsc_ms_left(int64_t deadline)
+{
+	int64_t left = deadline - mono_ms();
+	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
 static void wsc_fail(struct wsclient *w, const char *msg)
 {
 	if (!w->err[0])
@@ -59,22 +70,20 @@ static ssize_t wsc_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len
 	(void)flags;
 	if (w->pre_off < w->pre_len)
 		return (ssize_t)buf_take((const unsigned char *)w->pre, w->pre_len, &w->pre_off, buf, len);
-	ssize_t r;
-	do
-		r = recv(w->fd, buf, len, 0);
-	while (r < 0 && errno == EINTR);
-	if (r > 0) {
+	size_t got = 0;
+	CURLcode rc = curl_easy_recv(w->curl, buf, len, &got);
+	if (rc == CURLE_OK && got > 0) {
 		w->last_rx = mono_ms();
 		w->pinged = 0;
-		return r;
+		return (ssize_t)got;
 	}
-	if (r == 0) {
+	if (rc == CURLE_OK) {
 		w->eof = 1;
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+	} else if (rc == CURLE_AGAIN) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 	} else {
-		snprintf(w->err, sizeof w->err, "read: %s", strerror(errno));
+		snprintf(w->err, sizeof w->err, "read: %s", curl_easy_strerror(rc));
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 	}
 	return -1;
@@ -84,18 +93,17 @@ static ssize_t wsc_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, siz
 			   void *user)
 {
 	struct wsclient *w = user;
-	ssize_t r;
-	do
-		r = send(w->fd, data, len, MSG_NOSIGNAL | ((flags & WSLAY_MSG_MORE) ? MSG_MORE : 0));
-	while (r < 0 && errno == EINTR);
-	if (r >= 0) {
+	(void)flags;
+	size_t n = 0;
+	CURLcode rc = curl_easy_send(w->curl, data, len, &n);
+	if (rc == CURLE_OK) {
 		w->write_since = mono_ms();
-		return r;
+		return (ssize_t)n;
 	}
-	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+	if (rc == CURLE_AGAIN) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 	} else {
-		snprintf(w->err, sizeof w->err, "write: %s", strerror(errno));
+		snprintf(w->err, sizeof w->err, "write: %s", curl_easy_strerror(rc));
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 	}
 	return -1;
@@ -161,127 +169,218 @@ static void wsc_expected_accept(const char *key, char out[29])
 	sodium_bin2base64(out, 29, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
 }
 
-static int wsc_handshake(struct wsclient *w, const struct dial_url *u, int64_t deadline, char *err,
+/* the response head as http_parser (the worker's HTTP parser) reads it:
+ * the headers the handshake checks, each cut to 255 bytes */
+enum { WSH_UPGRADE, WSH_CONNECTION, WSH_ACCEPT, WSH_EXTENSIONS, WSH_PROTOCOL, WSH_N };
+static const char *const wsc_hdr_names[WSH_N] = {"Upgrade", "Connection", "Sec-WebSocket-Accept",
+						 "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"};
+struct wsc_head {
+	char field[64];
+	size_t field_len;
+	int cur;      /* index of the header whose value is coming, or -1 */
+	int in_value;
+	char val[WSH_N][256];
+	int seen[WSH_N];
+	int complete;
+};
+
+static int wsc_on_field(http_parser *hp, const char *at, size_t len)
+{
+	struct wsc_head *h = hp->data;
+	if (h->in_value) {
+		h->in_value = 0;
+		h->field_len = 0;
+	}
+	size_t room = sizeof h->field - 1 - h->field_len;
+	memcpy(h->field + h->field_len, at, len < room ? len : room);
+	h->field_len += len < room ? len : room;
+	h->field[h->field_len] = 0;
+	return 0;
+}
+
+static int wsc_on_value(http_parser *hp, const char *at, size_t len)
+{
+	struct wsc_head *h = hp->data;
+	if (!h->in_value) {
+		h->in_value = 1;
+		h->cur = -1;
+		for (int i = 0; i < WSH_N; i++)
+			if (!strcasecmp(h->field, wsc_hdr_names[i]))
+				h->cur = i;
+		if (h->cur >= 0)
+			h->seen[h->cur] = 1;
+	}
+	if (h->cur >= 0) {
+		char *v = h->val[h->cur];
+		size_t have = strlen(v), room = 255 - have;
+		memcpy(v + have, at, len < room ? len : room);
+		v[have + (len < room ? len : room)] = 0;
+	}
+	return 0;
+}
+
+static int wsc_on_headers_complete(http_parser *hp)
+{
+	((struct wsc_head *)hp->data)->complete = 1;
+	return 2; /* no body, and what follows is not HTTP: frames */
+}
+
+/* send all of buf over the curl connection before deadline */
+static int wsc_send_all(struct wsclient *w, const char *buf, size_t len, int64_t deadline, char *err, size_t errlen)
+{
+	while (len > 0) {
+		size_t n = 0;
+		CURLcode rc = curl_easy_send(w->curl, buf, len, &n);
+		if (rc == CURLE_OK) {
+			buf += n;
+			len -= n;
+			continue;
+		}
+		struct pollfd p = {.fd = w->fd, .events = POLLOUT};
+		if (rc != CURLE_AGAIN || poll(&p, 1, wsc_ms_left(deadline)) <= 0) {
+			snprintf(err, errlen, "write: %s", rc == CURLE_AGAIN ? "timed out" : curl_easy_strerror(rc));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int wsc_check_head(const http_parser *hp, const struct wsc_head *h, const char *key, char *err,
+			  size_t errlen)
+{
+	char accept[29];
+	if (hp->status_code != 101) {
+		snprintf(err, errlen, "handshake refused: HTTP %u %s", hp->status_code,
+			 http_status_str((enum http_status)hp->status_code));
+		return -1;
+	}
+	if (!h->seen[WSH_UPGRADE] || strcasecmp(h->val[WSH_UPGRADE], "websocket") != 0) {
+		snprintf(err, errlen, "handshake: no \"Upgrade: websocket\" in the response");
+		return -1;
+	}
+	if (!h->seen[WSH_CONNECTION] || !wsc_has_token(h->val[WSH_CONNECTION], "upgrade")) {
+		snprintf(err, errlen, "handshake: no \"Connection: Upgrade\" in the response");
+		return -1;
+	}
+	wsc_expected_accept(key, accept);
+	if (!h->seen[WSH_ACCEPT] || strcmp(h->val[WSH_ACCEPT], accept) != 0) {
+		snprintf(err, errlen, "handshake: wrong or missing Sec-WebSocket-Accept");
+		return -1;
+	}
+	/* we asked for neither: a response naming one fails the connection */
+	if (h->seen[WSH_EXTENSIONS] || h->seen[WSH_PROTOCOL]) {
+		snprintf(err, errlen, "handshake: the broker chose an extension or subprotocol");
+		return -1;
+	}
+	return 0;
+}
+
+/* The upgrade request (the only HTTP meshctl writes itself: curl has no
+ * WebSocket here), its response read by http_parser. */
+static int wsc_handshake(struct wsclient *w, const struct http_target *t, int64_t deadline, char *err,
 			 size_t errlen)
 {
 	unsigned char nonce[16];
-	char key[25], accept[29], req[3072], val[256];
+	char key[25], req[3072];
 	randombytes_buf(nonce, sizeof nonce);
 	sodium_bin2base64(key, sizeof key, nonce, sizeof nonce, sodium_base64_VARIANT_ORIGINAL);
 	int n = snprintf(req, sizeof req,
-			 "GET %s HTTP/1.1\r\n"
-			 "Host: %s\r\n"
-			 "Upgrade: websocket\r\n"
-			 "Connection: Upgrade\r\n"
-			 "Sec-WebSocket-Key: %s\r\n"
-			 "Sec-WebSocket-Version: 13\r\n"
-			 "User-Agent: meshctl\r\n"
-			 "\r\n",
-			 u->path, u->authority, key);
+			 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: meshctl\r\n\r\n",
+			 t->target, t->authority, key);
 	if (n < 0 || (size_t)n >= sizeof req) {
 		snprintf(err, errlen, "URL too long");
 		return -1;
 	}
-	if (dial_write_all(w->fd, req, (size_t)n, deadline, err, errlen) != 0)
+	if (wsc_send_all(w, req, (size_t)n, deadline, err, errlen) != 0)
 		return -1;
 
-	char *head = malloc(WSC_HANDSHAKE_MAX + 1);
-	size_t len = 0;
-	char *end = NULL;
-	if (!head) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	while (!end) {
-		if (len == WSC_HANDSHAKE_MAX) {
+	static const http_parser_settings settings = {.on_header_field = wsc_on_field,
+						      .on_header_value = wsc_on_value,
+						      .on_headers_complete = wsc_on_headers_complete};
+	struct wsc_head h = {.cur = -1};
+	http_parser hp;
+	http_parser_init(&hp, HTTP_RESPONSE);
+	hp.data = &h;
+	char buf[4096];
+	size_t total = 0;
+	while (!h.complete) {
+		size_t got = 0;
+		CURLcode rc = curl_easy_recv(w->curl, buf, sizeof buf, &got);
+		if (rc == CURLE_AGAIN) {
+			struct pollfd p = {.fd = w->fd, .events = POLLIN};
+			if (poll(&p, 1, wsc_ms_left(deadline)) <= 0) {
+				snprintf(err, errlen, "handshake: no answer from the broker");
+				return -1;
+			}
+			continue;
+		}
+		if (rc != CURLE_OK || got == 0) {
+			snprintf(err, errlen, "handshake: %s",
+				 rc != CURLE_OK ? curl_easy_strerror(rc) : "connection closed by the broker");
+			return -1;
+		}
+		total += got;
+		size_t used = http_parser_execute(&hp, &settings, buf, got);
+		if (!h.complete && (used != got || HTTP_PARSER_ERRNO(&hp) != HPE_OK)) {
+			snprintf(err, errlen, "handshake: not an HTTP response (%s)",
+				 http_errno_description(HTTP_PARSER_ERRNO(&hp)));
+			return -1;
+		}
+		if (!h.complete && total > WSC_HANDSHAKE_MAX) {
 			snprintf(err, errlen, "handshake: response head over %d bytes", WSC_HANDSHAKE_MAX);
-			goto fail;
+			return -1;
 		}
-		ssize_t r = dial_read(w->fd, head + len, WSC_HANDSHAKE_MAX - len, deadline, err, errlen);
-		if (r < 0)
-			goto fail;
-		if (r == 0) {
-			snprintf(err, errlen, "handshake: connection closed by the broker");
-			goto fail;
+		if (h.complete && used < got) {
+			/* frames sent right behind the 101: wslay reads them first */
+			if (!(w->pre = malloc(got - used))) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			memcpy(w->pre, buf + used, got - used);
+			w->pre_len = got - used;
 		}
-		len += (size_t)r;
-		head[len] = 0;
-		if (memchr(head, 0, len)) {
-			snprintf(err, errlen, "handshake: NUL byte in the response head");
-			goto fail;
-		}
-		end = strstr(head, "\r\n\r\n");
 	}
-	size_t head_len = (size_t)(end - head) + 4;
-	if (len > head_len) {
-		/* frames sent right behind the 101: wslay reads them first */
-		if (!(w->pre = malloc(len - head_len))) {
-			snprintf(err, errlen, "out of memory");
-			goto fail;
-		}
-		memcpy(w->pre, head + head_len, len - head_len);
-		w->pre_len = len - head_len;
-	}
-	end[2] = 0; /* keep the last header's CRLF for wsc_header */
-
-	int code = 0;
-	if (strncmp(head, "HTTP/1.1 ", 9) != 0 || sscanf(head + 9, "%3d", &code) != 1) {
-		snprintf(err, errlen, "handshake: not an HTTP/1.1 response");
-		goto fail;
-	}
-	if (code != 101) {
-		size_t sl = strcspn(head, "\r");
-		snprintf(err, errlen, "handshake refused: %.*s", (int)(sl > 120 ? 120 : sl), head);
-		goto fail;
-	}
-	if (!dial_header(head, "Upgrade", val, sizeof val) || strcasecmp(val, "websocket") != 0) {
-		snprintf(err, errlen, "handshake: no \"Upgrade: websocket\" in the response");
-		goto fail;
-	}
-	if (!dial_header(head, "Connection", val, sizeof val) || !wsc_has_token(val, "upgrade")) {
-		snprintf(err, errlen, "handshake: no \"Connection: Upgrade\" in the response");
-		goto fail;
-	}
-	wsc_expected_accept(key, accept);
-	if (!dial_header(head, "Sec-WebSocket-Accept", val, sizeof val) || strcmp(val, accept) != 0) {
-		snprintf(err, errlen, "handshake: wrong or missing Sec-WebSocket-Accept");
-		goto fail;
-	}
-	/* we asked for neither: a response naming one fails the connection */
-	if (dial_header(head, "Sec-WebSocket-Extensions", val, sizeof val) ||
-	    dial_header(head, "Sec-WebSocket-Protocol", val, sizeof val)) {
-		snprintf(err, errlen, "handshake: the broker chose an extension or subprotocol");
-		goto fail;
-	}
-	free(head);
-	return 0;
-fail:
-	free(head);
-	return -1;
+	return wsc_check_head(&hp, &h, key, err, errlen);
 }
 
 struct wsclient *wsclient_open(const char *url, int timeout_ms, wsclient_text_cb on_text, void *arg,
 			       char *err, size_t errlen)
 {
-	struct dial_url u;
-	char why[256];
+	struct http_target t;
+	char why[CURL_ERROR_SIZE + 256], errbuf[CURL_ERROR_SIZE];
 	int64_t deadline = mono_ms() + timeout_ms;
-	if (dial_parse_url(url, "ws", &u, err, errlen) != 0)
+	if (http_target_parse(url, HTTP_PATH_KEEP, NULL, &t, err, errlen) != 0)
 		return NULL;
 	struct wsclient *w = calloc(1, sizeof *w);
-	if (!w) {
+	if (!w || !(w->curl = curl_easy_init())) {
 		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	w->on_text = on_text;
-	w->arg = arg;
-	w->fd = dial_tcp(u.host, u.port, timeout_ms, why, sizeof why);
-	if (w->fd < 0) {
-		snprintf(err, errlen, "cannot connect to %s: %s", url, why);
 		free(w);
 		return NULL;
 	}
-	if (wsc_handshake(w, &u, deadline, why, sizeof why) != 0) {
+	w->fd = -1;
+	w->on_text = on_text;
+	w->arg = arg;
+	/* HTTP/1.1 only: the upgrade cannot ride on h2, which ALPN would pick */
+	if (http_easy_setup(w->curl, &t, timeout_ms, errbuf) != 0 ||
+	    curl_easy_setopt(w->curl, CURLOPT_CONNECT_ONLY, 1L) != CURLE_OK ||
+	    curl_easy_setopt(w->curl, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK) {
+		snprintf(err, errlen, "out of memory");
+		wsclient_free(w);
+		return NULL;
+	}
+	CURLcode rc = curl_easy_perform(w->curl);
+	curl_socket_t s = CURL_SOCKET_BAD;
+	if (rc == CURLE_OK)
+		rc = curl_easy_getinfo(w->curl, CURLINFO_ACTIVESOCKET, &s);
+	if (rc != CURLE_OK || s == CURL_SOCKET_BAD) {
+		http_describe(rc, errbuf, &t, why, sizeof why);
+		snprintf(err, errlen, "%s", why);
+		wsclient_free(w);
+		return NULL;
+	}
+	w->fd = (int)s;
+	if (wsc_handshake(w, &t, deadline, why, sizeof why) != 0) {
 		snprintf(err, errlen, "%s: %s", url, why);
 		wsclient_free(w);
 		return NULL;
@@ -308,8 +407,8 @@ void wsclient_free(struct wsclient *w)
 		return;
 	if (w->ctx)
 		wslay_event_context_free(w->ctx);
-	if (w->fd >= 0)
-		close(w->fd);
+	if (w->curl)
+		curl_easy_cleanup(w->curl); /* closes the socket */
 	free(w->pre);
 	free(w);
 }
