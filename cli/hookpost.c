@@ -174,7 +174,7 @@ int hookpost_run(int argc, char **argv)
 	sodium_memzero(key, sizeof key);
 	free(body);
 	if (sent != 0) {
-		cli_err("hook: %s; status not reported", err);
+		cli_err("hook: broker not reached: %s; status not reported", err);
 		return 0;
 	}
 	fwrite(r.body, 1, r.body_len, stdout);
