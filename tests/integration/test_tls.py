@@ -1,0 +1,318 @@
+"""meshctl across machines (issue 19): the broker behind a real TLS terminator
+(nginx, configured as docs/deploy.md §4 says, started by the test on a free
+loopback port with a CA and certificates made by openssl).
+1. join of a wss:// invite (no --broker), connect, send, topic post, hook and
+   meshctl mcp all work through it, a message going both ways;
+2. a certificate of another CA, an expired one and one for another host name
+   each fail with one line naming the host and the reason, nothing in clear;
+3. the terminator restarted under meshctl mcp and meshctl connect: both back
+   within 5 s, every acked message arriving once."""
+
+import base64
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+
+import pytest
+
+import invites
+import mbtest
+from mbtest import Peer, run
+from test_mcp import Mcp, text
+from tlsterm import Certs, Relay, Terminator
+
+
+def clean_env(**kw):
+    """the environment of a meshctl on another machine: no broker settings"""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MESHBROKER_") and k != "MESHCTL_CONFIG"}
+    e.update(kw)
+    return e
+
+
+def mc(args, env, check=True, timeout=30, input=None, cwd="/tmp"):
+    r = subprocess.run([mbtest.require_bin("meshctl")] + args, env=env, capture_output=True, text=True,
+                       timeout=timeout, input=input, cwd=cwd)
+    if check:
+        assert r.returncode == 0, f"meshctl {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+class TlsMcp(Mcp):
+    """meshctl mcp with the environment of a remote machine"""
+
+    def __init__(self, cfg, env):
+        self.p = subprocess.Popen([mbtest.require_bin("meshctl"), "mcp", "--config", str(cfg)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                  cwd="/tmp")
+        self.lines = queue.Queue()
+        self.err = []
+        self.seq = 0
+        threading.Thread(target=self._read, args=(self.p.stdout, self.lines), daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+
+class Connect:
+    """a long-running meshctl connect, its stdout lines as JSON"""
+
+    def __init__(self, cfg, env, *extra):
+        self.p = subprocess.Popen([mbtest.require_bin("meshctl"), "connect", "--config", str(cfg), *extra],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        self.out, self.err, self.seen = queue.Queue(), [], []
+        threading.Thread(target=Mcp._read, args=(self.p.stdout, self.out), daemon=True).start()
+        threading.Thread(target=lambda: [self.err.append(l.decode()) for l in self.p.stderr], daemon=True).start()
+
+    def wait(self, pred, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.out.get(timeout=max(0.05, deadline - time.monotonic()))
+            assert line is not None, f"meshctl connect ended: {''.join(self.err)}"
+            j = json.loads(line)
+            self.seen.append(j)
+            if pred(j):
+                return j
+
+    def texts(self):
+        while True:
+            try:
+                line = self.out.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.seen.append(json.loads(line))
+        return [j.get("text") for j in self.seen if j.get("type") == "push"]
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(15)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait(5)
+
+
+@pytest.fixture
+def tls(broker, pg, db, tmp_path):
+    """a broker, nginx in front of it with a good certificate, a mesh made by
+    meshctl with alice (a Python member talking to the broker directly) and a
+    wss:// invite good for three joins"""
+    b = broker()
+    certs = Certs(tmp_path / "certs")
+    term = Terminator(tmp_path / "nginx", b.port, *certs.pair("good")).start()
+    admin = {"DATABASE_URL": pg.url}
+    owner_key = tmp_path / "owner.key"
+    invites.meshctl(["keygen", "--out", str(owner_key)])
+    slug = "tls-" + mbtest.new_id(8).lower()
+    invites.meshctl(["mesh", "create", "TLS test", "--slug", slug, "--owner-key", str(owner_key)], env=admin)
+    with db.cursor() as c:
+        c.execute("SELECT id FROM mesh.mesh WHERE slug = %s", (slug,))
+        mesh_id = c.fetchone()[0]
+    m = mbtest.Mesh.__new__(mbtest.Mesh)
+    m.db, m.id, m.slug, m.members = db, mesh_id, slug, []
+    alice = m.add("alice")
+    public = f"wss://{term.host_url}/ws"
+    r = invites.meshctl(["invite", "create", slug, "--owner-key", str(owner_key), "--max-uses", "3",
+                         "--broker", public], env=admin)
+    token, link = r.stdout.strip().splitlines()
+    ns = type("Tls", (), {})()
+    ns.b, ns.certs, ns.term, ns.mesh, ns.alice, ns.link, ns.token, ns.public = b, certs, term, m, alice, link, token, public
+    ns.env = clean_env(MESHBROKER_CA=certs.ca)
+    ns.tmp = tmp_path
+    try:
+        yield ns
+    finally:
+        term.stop()
+
+
+def join(t, name):
+    cfg = t.tmp / f"{name}.json"
+    r = mc(["join", t.link, "--name", name, "--out", str(cfg)], t.env)
+    conf = json.load(open(cfg))
+    assert conf["memberId"] == r.stdout.strip() and conf["broker"] == t.public, conf
+    return cfg, conf
+
+
+def test_join_connect_send_topic_hook_and_mcp_through_the_tls_terminator(tls, pg):
+    t = tls
+    pad = "=" * (-len(t.token) % 4)
+    payload = json.loads(base64.urlsafe_b64decode(t.token + pad))
+    assert payload["broker_url"] == t.public  # the invite carries the public wss:// URL
+    bob_cfg, bob = join(t, "bob")  # no --broker: the invite says where
+    carol_cfg, carol = join(t, "carol")
+    key = invites.apikey(pg, t.mesh, "status")
+
+    async def go():
+        a = Peer(t.b, t.alice)
+        ack = await a.join()
+        # bob -> alice: meshctl send over wss://
+        await asyncio_thread(mc, ["send", t.alice.pubkey, "hello over tls", "--config", str(bob_cfg)], t.env)
+        push = await a.push(timeout=20)
+        assert a.decrypt(push) == "hello over tls" and push["senderPubkey"] == bob["pubkey"]
+        # alice -> bob: meshctl connect over wss:// decrypts it
+        c = Connect(bob_cfg, t.env, "--count", "2", "--timeout", "20")
+        await asyncio_thread(c.wait, lambda j: j.get("type") == "hello_ack")
+        await a.send_direct(bob["pubkey"], "hi bob over tls")
+        await asyncio_thread(c.wait, lambda j: j.get("type") == "push")
+        assert c.texts() == ["hi bob over tls"]
+        c.stop()
+        # topic create / post / history over wss://
+        await asyncio_thread(mc, ["topic", "create", "tls-room", "--config", str(bob_cfg)], t.env)
+        await asyncio_thread(mc, ["topic", "post", "tls-room", "posted over tls", "--config", str(bob_cfg)], t.env)
+        h = await asyncio_thread(mc, ["topic", "history", "tls-room", "--config", str(bob_cfg)], t.env)
+        assert [json.loads(l).get("text") for l in h.stdout.splitlines()] == ["posted over tls"], h.stdout
+        # hook over https:// (the URL from bob's config), Bearer key through the proxy
+        r = await asyncio_thread(mc, ["hook", "working", "--config", str(bob_cfg), "--cwd", "/tmp/meshbroker-test"],
+                                 dict(t.env, MESHBROKER_API_KEY=key), True, 30, "")
+        assert json.loads(r.stdout) == {"ok": True, "presence_id": ack["presenceId"]}, (r.stdout, r.stderr)
+        assert r.stderr == ""
+        # meshctl mcp over wss://: a message both ways
+        s = TlsMcp(carol_cfg, t.env)
+        try:
+            await asyncio_thread(s.start)
+            await asyncio_thread(s.call_until, "list_peers", lambda r: "alice" in text(r) and not r["isError"])
+            await a.send_direct(carol["pubkey"], "hi carol over tls")
+            got = await asyncio_thread(s.call_until, "check_messages", lambda r: "hi carol" in text(r))
+            assert [x["text"] for x in got["structuredContent"]["messages"]] == ["hi carol over tls"]
+            # alice is "working" since the hook: only priority now reaches her
+            r = await asyncio_thread(s.call, "send_message", 30, to="alice", message="carol says hi", priority="now")
+            assert not r["isError"], text(r)
+            push = await a.push(timeout=20, pred=lambda p: p.get("senderPubkey") == carol["pubkey"])
+            assert a.decrypt(push) == "carol says hi"
+        finally:
+            s.stop()
+        await a.close()
+
+    run(go(), 120)
+    # every request went through the terminator, none bypassed it
+    assert any("/join" in l for l in t.term.requests()) and any("/hook/set-status" in l for l in t.term.requests())
+
+
+async def asyncio_thread(fn, *args, **kw):
+    import asyncio
+    return await asyncio.to_thread(fn, *args, **kw)
+
+
+BAD = [("other", "not signed by a trusted CA"), ("expired", "has expired"), ("wrong", "another host name")]
+
+
+@pytest.mark.parametrize("cert,reason", BAD, ids=[c for c, _ in BAD])
+def test_a_bad_certificate_fails_in_one_line_naming_host_and_reason_and_nothing_goes_in_clear(tls, cert, reason):
+    t = tls
+    bob_cfg, _ = join(t, "bob")
+    bad = Terminator(t.tmp / f"nginx-{cert}", t.b.port, *t.certs.pair(cert)).start()
+    relay = Relay(bad.port)
+    try:
+        url = f"wss://localhost:{relay.port}/ws"
+        env = dict(t.env, MESHBROKER_URL=url)
+        runs = [
+            (["send", t.alice.pubkey, "secret words", "--config", str(bob_cfg)], 1),
+            (["connect", "--config", str(bob_cfg), "--timeout", "5"], 1),
+            (["status", "idle", "--config", str(bob_cfg)], 1),
+            (["join", t.link, "--name", "eve", "--out", str(t.tmp / "eve.json"), "--broker", url], 1),
+            (["hook", "working", "--cwd", "/tmp", "--url", f"https://localhost:{relay.port}"], 0),
+        ]
+        for args, rc in runs:
+            r = mc(args, env, check=False, input="")
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == rc and len(lines) == 1, (args, r.returncode, r.stderr)
+            assert "TLS to localhost" in lines[0] and reason in lines[0], (args, lines[0])
+        # the same through --cacert, and meshctl mcp keeps saying why while it retries
+        r = mc(["send", t.alice.pubkey, "x", "--config", str(bob_cfg), "--cacert", t.certs.ca], env, check=False)
+        assert r.returncode == 1 and reason in r.stderr, r.stderr
+        s = TlsMcp(bob_cfg, env)
+        try:
+            s.start()
+            r = s.call("list_peers")
+            assert r["isError"] and "reconnecting" in text(r), r
+            mbtest.wait_until(lambda: any(reason in l for l in s.err), 10, what="mcp to name the reason")
+        finally:
+            s.stop()
+        assert not os.path.exists(t.tmp / "eve.json")
+        # nothing reached nginx's HTTP layer, and every connection began with a TLS handshake record
+        assert bad.requests() == [], bad.requests()
+        sent = bytes(relay.sent)
+        assert sent and sent[0] == 0x16, sent[:16]
+        for word in (b"GET ", b"POST ", b"HTTP/1.1", b"hello", b"secret words", b"Upgrade"):
+            assert word not in sent, word
+    finally:
+        relay.close()
+        bad.stop()
+
+
+def test_plain_http_on_a_tls_url_is_refused_not_downgraded(tls):
+    t = tls
+    bob_cfg, _ = join(t, "bob")
+    env = dict(t.env, MESHBROKER_URL=t.b.ws_url.replace("ws://", "wss://") + "/ws")
+    r = mc(["send", t.alice.pubkey, "x", "--config", str(bob_cfg)], env, check=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "TLS to 127.0.0.1" in lines[0], r.stderr
+
+
+def test_mcp_and_connect_come_back_within_5s_after_the_terminator_restarts(tls):
+    t = tls
+    bob_cfg, bob = join(t, "bob")
+    carol_cfg, carol = join(t, "carol")
+    c = Connect(bob_cfg, t.env)
+    s = TlsMcp(carol_cfg, t.env)
+    got = []
+
+    def drain(want, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = s.call("check_messages")
+            if not r["isError"]:
+                got.extend(x["text"] for x in r["structuredContent"]["messages"])
+            if set(want) <= set(got):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"carol has {got}, wants {want}; stderr {''.join(s.err)}")
+
+    async def go():
+        a = Peer(t.b, t.alice)
+        await a.join()
+        await asyncio_thread(c.wait, lambda j: j.get("type") == "hello_ack")
+        await asyncio_thread(s.start)
+        await asyncio_thread(s.call_until, "list_peers", lambda r: "bob" in text(r) and not r["isError"])
+        for who in (bob, carol):
+            await a.send_direct(who["pubkey"], "before")
+        await asyncio_thread(c.wait, lambda j: j.get("text") == "before")
+        await asyncio_thread(drain, ["before"])
+
+        await asyncio_thread(t.term.stop)
+        for who in (bob, carol):
+            _, ack = await a.send_direct(who["pubkey"], "during")
+            assert ack["queued"] is True
+        # a tool answers at once while the link is down
+        t0 = time.monotonic()
+        r = await asyncio_thread(s.call, "send_message", 10, to=t.alice.pubkey, message="while down")
+        assert r["isError"] and "reconnecting" in text(r) and time.monotonic() - t0 < 3, r
+
+        start = time.monotonic()
+        await asyncio_thread(t.term.start)
+        await asyncio_thread(c.wait, lambda j: j.get("type") == "hello_ack", 5)
+        await asyncio_thread(s.call_until, "list_peers", lambda r: not r["isError"] and "bob" in text(r), 5)
+        back = time.monotonic() - start
+        assert back <= 5, f"back after {back:.1f} s"
+
+        for who in (bob, carol):
+            await a.send_direct(who["pubkey"], "after")
+        r = await asyncio_thread(s.call, "send_message", 30, to="alice", message="carol is back")
+        assert not r["isError"], text(r)
+        push = await a.push(timeout=20, pred=lambda p: p.get("senderPubkey") == carol["pubkey"])
+        assert a.decrypt(push) == "carol is back"
+        await asyncio_thread(c.wait, lambda j: j.get("text") == "after")
+        await asyncio_thread(drain, ["before", "during", "after"])
+        await a.close()
+
+    try:
+        run(go(), 150)
+        time.sleep(1)  # a late duplicate would show now
+        assert c.texts() == ["before", "during", "after"], c.seen
+        drain(["before", "during", "after"])
+        assert got == ["before", "during", "after"], got
+        assert any("reconnecting" in l for l in c.err) and any("reconnecting" in l for l in s.err)
+    finally:
+        c.stop()
+        s.stop()
