@@ -14,7 +14,8 @@
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
 #include "cli/mcp.h"
-#include "cli/peercmd.h"
+#include "cli/peerconnect.h"
+#include "cli/peersend.h"
 #include "cli/topiccmd.h"
 
 struct command {
@@ -48,12 +49,12 @@ static const struct command main_commands[] = {
 	 "                 [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] [--add-to PEERCONFIG]"},
 	{"apikey", "list", apikeycmd_list, "apikey list MESH"},
 	{"apikey", "revoke", apikeycmd_revoke, "apikey revoke MESH KEY_ID|PREFIX"},
-	{NULL, "connect", peercmd_connect,
+	{NULL, "connect", peerconnect_main,
 	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
 	 "                 [--pid N] [--cwd DIR] [--session-id S]"},
-	{NULL, "send", peercmd_send,
+	{NULL, "send", peersend_send,
 	 "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]"},
-	{NULL, "status", peercmd_status, "status idle|working|dnd [--timeout SECONDS]"},
+	{NULL, "status", peersend_status, "status idle|working|dnd [--timeout SECONDS]"},
 	{"topic", "create", topiccmd_create, "topic create NAME [--description TEXT] [--visibility public|private]"},
 	{"topic", "list", topiccmd_list, "topic list"},
 	{"topic", "join", topiccmd_join, "topic join TOPIC [--role member|observer|lead]"},
@@ -62,7 +63,7 @@ static const struct command main_commands[] = {
 	{"topic", "history", topiccmd_history, "topic history TOPIC [--limit N]"},
 	{"topic", "post", topiccmd_post, "topic post TOPIC TEXT [--priority now|next|low]"},
 	{"topic", "tail", topiccmd_tail, "topic tail TOPIC [--timeout SECONDS]"},
-	{NULL, "peers", peercmd_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]"},
+	{NULL, "peers", peersend_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]"},
 	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)"},
 	{NULL, "hook", hookpost_run,
 	 "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http://HOST:PORT]"},

@@ -256,8 +256,10 @@ static void print_list(const cJSON *arr)
 	cJSON_ArrayForEach(x, arr) print_json(x);
 }
 
-static void on_frame(struct peercmd_app *a, cJSON *j, const char *type)
+static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const char *msg, size_t len)
 {
+	(void)msg;
+	(void)len;
 	struct tcmd *t = a->arg;
 	if (!type)
 		return;
@@ -362,8 +364,8 @@ static void on_tick(struct peercmd_app *a, int64_t now)
 	}
 }
 
-static const struct peercmd_app_ops oneshot_ops = {0, on_ready, on_frame, NULL};
-static const struct peercmd_app_ops tail_ops = {1, on_ready, on_frame, on_tick};
+static const struct peercmd_app_ops oneshot_ops = {.caps = {"client_ack"}, .ready = on_ready, .frame = on_frame};
+static const struct peercmd_app_ops tail_ops = {.long_running = 1, .ready = on_ready, .frame = on_frame, .tick = on_tick};
 
 /* parse, check the positional count, run */
 static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char *usage)
