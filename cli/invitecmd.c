@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "adminref.h"
 #include "cli.h"
 #include "common/util.h"
 #include "db/store_admin.h"
@@ -21,50 +22,8 @@
 #include "proto/invite.h"
 
 #define INVITE_DEFAULT_EXPIRES (24LL * 3600)
-#define INVITE_MAX_EXPIRES     (366LL * 24 * 3600)
 #define INVITE_MAX_USES        1000000
 #define JOIN_NAME_MAX          127
-
-int invitecmd_parse_duration(const char *s, long long *secs)
-{
-	char *end;
-	if (!s || !(*s >= '0' && *s <= '9'))
-		return -1;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || v <= 0)
-		return -1;
-	long long mul = 1;
-	if (*end == 's')
-		end++;
-	else if (*end == 'm')
-		mul = 60, end++;
-	else if (*end == 'h')
-		mul = 3600, end++;
-	else if (*end == 'd')
-		mul = 86400, end++;
-	if (*end || v > INVITE_MAX_EXPIRES / mul)
-		return -1;
-	*secs = v * mul;
-	return 0;
-}
-
-/* the mesh named by id or slug, or NULL after an error line */
-static int invite_mesh(struct admin_db *c, const char *which, struct mesh_row *m)
-{
-	int archived = 0;
-	int found = store_mesh_get(c, which, m, &archived);
-	if (found < 0)
-		return admin_db_err(c), -1;
-	if (!found)
-		return cli_err("no mesh with id or slug \"%s\"", which), -1;
-	if (archived) {
-		cli_err("mesh %s is archived", m->slug);
-		store_mesh_row_free(m);
-		return -1;
-	}
-	return 0;
-}
 
 int invitecmd_create(int argc, char **argv)
 {
@@ -93,11 +52,11 @@ int invitecmd_create(int argc, char **argv)
 	}
 	if (cli_opt(&o, "max-uses") && parse_pos_int(cli_opt(&o, "max-uses"), INVITE_MAX_USES, &max_uses) != 0)
 		return cli_usage_err("--max-uses must be an integer 1..%d", INVITE_MAX_USES);
-	if (cli_opt(&o, "expires") && invitecmd_parse_duration(cli_opt(&o, "expires"), &expires) != 0)
+	if (cli_opt(&o, "expires") && adminref_duration(cli_opt(&o, "expires"), &expires) != 0)
 		return cli_usage_err("--expires must be a duration such as 90s, 30m, 24h or 7d (at most 366d)");
 	if (!(c = admin_connect()))
 		return CLI_EXIT_FAIL;
-	if (invite_mesh(c, o.pos[0], &m) != 0) {
+	if (adminref_mesh(c, o.pos[0], 0, &m) != 0) {
 		store_admin_close(c);
 		return CLI_EXIT_FAIL;
 	}
@@ -168,55 +127,27 @@ static void invite_print(void *arg, const struct invite_row *r)
 	       r->expires_at, r->token);
 }
 
+static int invite_list_rows(struct admin_db *c, const char *mesh_id)
+{
+	return store_invite_list(c, mesh_id, invite_print, NULL);
+}
+
+static const struct adminref_kind invite_kind = {
+	.list_usage = "usage: meshctl invite list MESH",
+	.revoke_usage = "usage: meshctl invite revoke MESH INVITE_ID|TOKEN",
+	.what = "invite",
+	.list = invite_list_rows,
+	.revoke = store_invite_revoke,
+};
+
 int invitecmd_list(int argc, char **argv)
 {
-	struct cli_opts o;
-	struct mesh_row m;
-	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
-		return CLI_EXIT_USAGE;
-	if (o.npos != 1)
-		return cli_usage_err("usage: meshctl invite list MESH");
-	struct admin_db *c = admin_connect();
-	if (!c)
-		return CLI_EXIT_FAIL;
-	int rc = CLI_EXIT_FAIL;
-	if (invite_mesh(c, o.pos[0], &m) == 0) {
-		if (store_invite_list(c, m.id, invite_print, NULL) != 0)
-			admin_db_err(c);
-		else
-			rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
-		store_mesh_row_free(&m);
-	}
-	store_admin_close(c);
-	return rc;
+	return adminref_list(&invite_kind, argc, argv);
 }
 
 int invitecmd_revoke(int argc, char **argv)
 {
-	struct cli_opts o;
-	struct mesh_row m;
-	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
-		return CLI_EXIT_USAGE;
-	if (o.npos != 2)
-		return cli_usage_err("usage: meshctl invite revoke MESH INVITE_ID|TOKEN");
-	struct admin_db *c = admin_connect();
-	if (!c)
-		return CLI_EXIT_FAIL;
-	int rc = CLI_EXIT_FAIL;
-	if (invite_mesh(c, o.pos[0], &m) == 0) {
-		int n = store_invite_revoke(c, m.id, o.pos[1]);
-		if (n < 0)
-			admin_db_err(c);
-		else if (n == 0)
-			cli_err("no live invite \"%s\" in mesh %s", o.pos[1], m.slug);
-		else {
-			printf("revoked invite %s\n", o.pos[1]);
-			rc = 0;
-		}
-		store_mesh_row_free(&m);
-	}
-	store_admin_close(c);
-	return rc;
+	return adminref_revoke(&invite_kind, argc, argv);
 }
 
 /* ---- join ---- */

@@ -8,7 +8,4 @@ int invitecmd_list(int argc, char **argv);
 int invitecmd_revoke(int argc, char **argv);
 int invitecmd_join(int argc, char **argv);
 
-/* "90s", "30m", "24h", "7d" or plain seconds, 1 s .. 366 d: 0 ok, -1 bad */
-int invitecmd_parse_duration(const char *s, long long *secs);
-
 #endif

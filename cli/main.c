@@ -9,6 +9,7 @@
 #include "proto/version.h"
 #include "cli/admin.h"
 #include "cli/apikeycmd.h"
+#include "cli/auditcmd.h"
 #include "cli/invitecmd.h"
 #include "cli/cli.h"
 #include "cli/hookpost.h"
@@ -37,7 +38,7 @@ static const struct command main_commands[] = {
 	 "                 [--out PEERCONFIG] [--broker URL] [--force]"},
 	{"member", "revoke", admin_member_revoke, "member revoke MESH_ID MEMBER_ID|PUBKEY"},
 	{"member", "list", admin_member_list, "member list MESH_ID"},
-	{"audit", "verify", admin_audit_verify, "audit verify MESH_ID"},
+	{"audit", "verify", auditcmd_verify, "audit verify MESH_ID"},
 	{"invite", "create", invitecmd_create,
 	 "invite create MESH [--role member|admin] [--max-uses N] [--expires 24h]\n"
 	 "                 [--owner-key KEYFILE] [--broker URL]"},
