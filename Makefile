@@ -138,13 +138,14 @@ soak: deps-test
 
 # `make install DESTDIR=... PREFIX=/usr`: stripped binaries (INSTALL_STRIP= keeps
 # the symbols, as debian/rules does so that dh_strip makes the -dbgsym package),
-# units, sysusers.d/tmpfiles.d, man pages, and /etc/meshbroker/env (0600) unless
+# units, sysusers.d/tmpfiles.d, man pages, meshctl's bash completion, and /etc/meshbroker/env (0600) unless
 # one is there already.  Units name $(PREFIX)/bin; the sysusers/tmpfiles/unit
 # directories sit under $(PREFIX)/lib, which systemd searches for /usr and /usr/local.
 SYSCONFDIR    ?= /etc
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
 MANDIR        ?= $(PREFIX)/share/man
 INSTALL_STRIP ?= -s
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITS  := $(wildcard units/*.socket units/*.service units/*.slice)
 MAN1   := $(wildcard man/*.1)
 MAN5   := $(wildcard man/*.5)
@@ -166,6 +167,8 @@ install: build
 	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(COMPLETIONDIR)
+	install -m 0644 cli/meshctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/meshctl
 	[ -e $(DESTDIR)$(SYSCONFDIR)/meshbroker/env ] || \
 	  install -m 0600 units/env.example $(DESTDIR)$(SYSCONFDIR)/meshbroker/env
 
