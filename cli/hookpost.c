@@ -140,7 +140,7 @@ int hookpost_run(int argc, char **argv)
 	if (o.npos != 1 || (strcmp(o.pos[0], "idle") && strcmp(o.pos[0], "working") &&
 			    strcmp(o.pos[0], "dnd")))
 		return cli_usage_err("usage: meshctl hook idle|working|dnd [--cwd DIR] [--pid N] "
-				     "[--url http://HOST:PORT]");
+				     "[--url http(s)://HOST:PORT]");
 	if (cli_opt(&o, "pid") && cli_parse_uint(cli_opt(&o, "pid"), INT32_MAX, &pid) != 0)
 		return cli_usage_err("--pid must be an integer 0..%d", INT32_MAX);
 	cJSON *in = hook_stdin_json();

@@ -152,15 +152,28 @@ int invitecmd_revoke(int argc, char **argv)
 
 /* ---- join ---- */
 
-/* the token of "ic://join/<token>", an https://…/join/<token> link or a bare token */
-static const char *join_token_of(const char *link)
+/* the token of "ic://join/<token>", an https://…/join/<token> link or a
+ * bare token (links taken apart by curl's URL API) into out; -1 too long */
+static int join_token_of(const char *link, char *out, size_t cap)
 {
-	if (!strncmp(link, "ic://join/", 10))
-		return link + 10;
-	const char *p = strstr(link, "/join/");
-	if (p && strstr(link, "://"))
-		return p + 6;
-	return link;
+	CURLU *h = strchr(link, ':') ? curl_url() : NULL;
+	char *scheme = NULL, *host = NULL, *path = NULL;
+	const char *tok = link, *j;
+	if (h && curl_url_set(h, CURLUPART_URL, link, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+		if (!strcasecmp(scheme, "ic") && !strcasecmp(host, "join"))
+			tok = path + (path[0] == '/');
+		else if ((j = strstr(path, "/join/")))
+			tok = j + 6;
+	}
+	int r = str_copy(out, cap, tok);
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(path);
+	curl_url_cleanup(h);
+	return r;
 }
 
 /* the broker for /join: --broker > MESHBROKER_URL > the invite's broker_url
@@ -191,7 +204,7 @@ int invitecmd_join(int argc, char **argv)
 	struct keyfile_peer peer;
 	struct invite iv;
 	struct http_resp resp = {0};
-	char err[512], out_path[512], name[JOIN_NAME_MAX + 1], ws[1024];
+	char err[512], out_path[512], name[JOIN_NAME_MAX + 1], ws[1024], token[8192];
 	int rc = CLI_EXIT_FAIL, have_out = 0;
 	cJSON *payload = NULL, *req = NULL, *ans = NULL;
 	char *body = NULL;
@@ -200,7 +213,8 @@ int invitecmd_join(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1)
 		return cli_usage_err("usage: meshctl join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]");
-	const char *token = join_token_of(o.pos[0]);
+	if (join_token_of(o.pos[0], token, sizeof token) != 0)
+		return cli_usage_err("the invite link is too long");
 	payload = invite_token_decode(token);
 	if (!payload || invite_fields(payload, &iv) != 0)
 		return cli_err("not an invite link or token (expected ic://join/<token>)"), cJSON_Delete(payload),

@@ -9,6 +9,7 @@ loopback port with a CA and certificates made by openssl).
    within 5 s, every acked message arriving once."""
 
 import base64
+import re
 import json
 import os
 import queue
@@ -316,3 +317,148 @@ def test_mcp_and_connect_come_back_within_5s_after_the_terminator_restarts(tls):
     finally:
         c.stop()
         s.stop()
+
+
+# ---------------------------------------------------------------- the client's shape (acceptance 4)
+
+CLI = os.path.join(mbtest.REPO, "cli")
+
+
+def cli_sources():
+    return {f[:-2]: open(os.path.join(CLI, f)).read() for f in sorted(os.listdir(CLI)) if f.endswith(".c")}
+
+
+def code_only(text):
+    """C text without comments and string literals' contents kept (comments dropped)"""
+    return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+
+
+def test_cli_has_no_hand_written_http_client_or_url_parser():
+    src = {m: code_only(t) for m, t in cli_sources().items()}
+    assert "dial" not in src, "cli/dial.c (the hand-written URL parser and TCP client) is back"
+    for m, t in src.items():
+        # sockets are curl's: no resolver, connect, send or recv of our own
+        calls = re.sub(r'"(\\.|[^"\\])*"', '""', t)  # string literals out
+        bad = re.findall(r"(?<![\w.>])(getaddrinfo|socket|connect|recv|send|sendto|recvfrom)\s*\(", calls)
+        assert not bad, f"cli/{m}.c calls {bad}: every connection belongs to libcurl"
+        # no HTTP message framing outside the WebSocket upgrade request
+        for word in ("HTTP/1.", "Content-Length", "Transfer-Encoding", "chunked", "\\r\\n\\r\\n"):
+            assert m == "wsupgrade" or word not in t, f"cli/{m}.c writes or parses HTTP by hand ({word})"
+        # no URL taken apart by hand: schemes compared or "://" searched for
+        assert not re.search(r'str(n)?(case)?(cmp|str)\s*\([^;]*"(ws|wss|http|https|ic)://', t), \
+            f"cli/{m}.c parses a URL by hand (use curl_url)"
+        # admin.c only checks that DATABASE_URL is a postgres:// one (libpq parses it)
+        assert m == "admin" or not re.search(r'strstr\s*\([^;]*"://"', t), f"cli/{m}.c looks for \"://\" by hand"
+    # the upgrade response is read by http_parser, not by hand
+    assert "http_parser_execute" in src["wsupgrade"] and "strstr" not in src["wsupgrade"]
+
+
+def _cycle(edges, nodes):
+    """a cycle in the directed graph, or None"""
+    color, stack = {n: 0 for n in nodes}, []
+
+    def visit(n):
+        color[n] = 1
+        stack.append(n)
+        for m in sorted(edges.get(n, ())):
+            if color[m] == 1:
+                return stack[stack.index(m):] + [m]
+            if color[m] == 0:
+                c = visit(m)
+                if c:
+                    return c
+        stack.pop()
+        color[n] = 2
+        return None
+
+    for n in sorted(nodes):
+        if color[n] == 0:
+            c = visit(n)
+            if c:
+                return c
+    return None
+
+
+def test_cli_modules_call_and_include_each_other_without_a_cycle():
+    """the two views of scripts/callgraph.sh, over cli/: symbols (nm) and includes"""
+    mods = cli_sources()
+    objdir = os.path.join(os.path.dirname(mbtest.BIN), "obj", "cli")
+    defs, undef = {}, {}
+    for m in mods:
+        o = os.path.join(objdir, m + ".o")
+        assert os.path.exists(o), f"{o} missing (make build)"
+        for line in subprocess.run(["nm", "--defined-only", o], capture_output=True, text=True,
+                                   check=True).stdout.splitlines():
+            f = line.split()
+            if len(f) == 3 and f[1] in "TDRB":
+                defs[f[2]] = m
+        undef[m] = {l.split()[-1] for l in subprocess.run(["nm", "-u", o], capture_output=True, text=True,
+                                                            check=True).stdout.splitlines() if l.strip()}
+    sym = {m: {defs[s] for s in undef[m] if s in defs and defs[s] != m} for m in mods}
+    inc = {m: {h for h in re.findall(r'^#include "(?:cli/)?([a-z_]+)\.h"', t, re.M) if h in mods and h != m}
+           for m, t in mods.items()}
+    for view, edges in (("symbols", sym), ("includes", inc)):
+        c = _cycle(edges, mods)
+        assert c is None, f"cli/ {view} cycle: {' -> '.join(c)}"
+
+
+def test_no_cli_file_is_over_450_lines():
+    for m, t in cli_sources().items():
+        assert t.count("\n") <= 450, f"cli/{m}.c has {t.count(chr(10))} lines"
+
+
+def test_every_command_help_lists_its_options():
+    exe = mbtest.require_bin("meshctl")
+    usage = subprocess.run([exe, "help"], capture_output=True, text=True, check=True).stdout
+    # "  meshctl WORDS..." lines, continuation lines indented further
+    entries, cur = [], None
+    for line in usage.splitlines():
+        if line.startswith("  meshctl "):
+            cur = [line[len("  meshctl "):]]
+            entries.append(cur)
+        elif cur is not None and line.startswith("                 "):
+            cur.append(line)
+        else:
+            cur = None
+    assert len(entries) > 20, usage
+    for e in entries:
+        text = " ".join(e)
+        words = []
+        for w in text.split():
+            if w.startswith(("-", "[")) or not re.fullmatch(r"[a-z]+", w):
+                break
+            words.append(w)
+        r = subprocess.run([exe, *words, "--help"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, (words, r.stderr)
+        listed = set(re.findall(r"^\s+(--[a-z-]+)", r.stdout, re.M))
+        for opt in set(re.findall(r"(--[a-z-]+)", text)):
+            assert opt in listed, f"meshctl {' '.join(words)} --help does not list {opt}:\n{r.stdout}"
+        if words != ["help"]:
+            for g in ("--config", "--broker", "--cacert"):
+                assert g in listed or g in r.stdout, (words, r.stdout)
+
+
+def test_make_install_ships_a_bash_completion_that_completes_commands_and_options(tmp_path):
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "--no-print-directory", "-C", mbtest.REPO, "install", f"DESTDIR={dest}",
+                        "PREFIX=/usr"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    comp = dest / "usr/share/bash-completion/completions/meshctl"
+    assert comp.is_file()
+    lib = "/usr/share/bash-completion/bash_completion"
+    if not os.path.exists(lib):
+        pytest.fail("bash-completion is missing (scripts/deps.sh test installs it)")
+    script = f"""
+source {lib}
+source {comp}
+t() {{ COMP_WORDS=("$@"); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); COMP_LINE="${{COMP_WORDS[*]}}";
+      COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); _meshctl; echo "${{COMPREPLY[*]}}"; }}
+t meshctl to
+t meshctl topic p
+t meshctl send --pri
+t meshctl --config x.json connect --st
+t meshctl send --priority n
+t meshctl mcp --ca
+"""
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    assert out.stdout.splitlines() == ["topic", "post", "--priority", "--status", "now next", "--cacert"], out
