@@ -84,7 +84,11 @@ int http_target_parse(const char *url, enum http_path how, const char *path, str
 		snprintf(err, errlen, "bad URL \"%.80s\": host, path or query missing or too long", url);
 		goto out;
 	}
-	snprintf(t->authority, sizeof t->authority, "%s%s%s", t->host, has_port ? ":" : "", port);
+	if (snprintf(t->authority, sizeof t->authority, "%s%s%s", t->host, has_port ? ":" : "", port) >=
+	    (int)sizeof t->authority) {
+		snprintf(err, errlen, "bad URL \"%.80s\": host too long", url);
+		goto out;
+	}
 	t->tls = http_schemes[i].tls;
 	if (how != HTTP_PATH_KEEP) {
 		/* a base path is a prefix: its trailing slashes go */
@@ -106,7 +110,11 @@ int http_target_parse(const char *url, enum http_path how, const char *path, str
 		}
 	}
 	curl_url_set(h, CURLUPART_FRAGMENT, NULL, 0);
-	snprintf(t->target, sizeof t->target, "%s%s%s", upath[0] ? upath : "/", query[0] ? "?" : "", query);
+	if (snprintf(t->target, sizeof t->target, "%s%s%s", upath[0] ? upath : "/", query[0] ? "?" : "", query) >=
+	    (int)sizeof t->target) {
+		snprintf(err, errlen, "bad URL \"%.80s\": path and query too long", url);
+		goto out;
+	}
 	if (curl_url_set(h, CURLUPART_SCHEME, http_schemes[i].curl_scheme, 0) != CURLUE_OK ||
 	    http_part(h, CURLUPART_URL, t->url, sizeof t->url) != 1) {
 		snprintf(err, errlen, "bad URL \"%.80s\"", url);
