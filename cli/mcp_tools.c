@@ -125,10 +125,19 @@ void mcp_tools_tick(struct mcp *m, int64_t now)
 {
 	if (m->names_wait && now >= m->names_wait)
 		mcp_inbox_notify_waiting(m);
-	for (int i = 0; i < MCP_CALLS_MAX; i++)
-		if (m->calls[i].kind != CALL_NONE && now >= m->calls[i].deadline)
-			mcp_call_end(&m->calls[i], mcp_result(1, "the broker did not answer within %d s; try again",
-							      MCP_CALL_MS / 1000));
+	for (int i = 0; i < MCP_CALLS_MAX; i++) {
+		struct mcp_call *c = &m->calls[i];
+		if (c->kind == CALL_NONE || now < c->deadline)
+			continue;
+		int link = c->kind == CALL_SEND ? c->link : -1;
+		mcp_call_end(c, mcp_result(1, "the broker did not answer within %d s; %s", MCP_CALL_MS / 1000,
+					   link >= 0 ? "reconnecting (the message may not have been sent)" : "try again"));
+		/* a send that got no ack: the connection is dead (the network went
+		 * away without a word) — connect again rather than wait for the
+		 * ping timeout */
+		if (link >= 0)
+			peersess_reset(&m->links[link].sess, "no ack from the broker");
+	}
 }
 
 void mcp_tools_free(struct mcp *m)

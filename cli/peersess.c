@@ -187,6 +187,15 @@ int peersess_send(struct peersess *s, const cJSON *frame)
 	return r;
 }
 
+void peersess_reset(struct peersess *s, const char *why)
+{
+	if (!s->ws)
+		return;
+	wsclient_free(s->ws);
+	s->ws = NULL;
+	peersess_lost(s, mono_ms(), why, 0);
+}
+
 size_t peersess_queued(const struct peersess *s)
 {
 	return s->ws ? wsclient_queued(s->ws) : 0;

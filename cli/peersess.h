@@ -90,6 +90,10 @@ void peersess_pollfd(const struct peersess *s, struct pollfd *p, int64_t now, in
 /* Queue a frame (text or cJSON).  0 queued; -1 not connected or closing. */
 int peersess_send_text(struct peersess *s, const char *msg, size_t len);
 int peersess_send(struct peersess *s, const cJSON *frame);
+/* Drop the connection now (a peer that stopped answering: a network that
+ * went away without a FIN is otherwise found only by the ping timeout) and
+ * go on as after a loss: down(), then reconnect if the mode says so. */
+void peersess_reset(struct peersess *s, const char *why);
 /* Bytes queued and not yet written (0 when not connected). */
 size_t peersess_queued(const struct peersess *s);
 /* No more attempts: start the closing handshake (1000); peersess_service

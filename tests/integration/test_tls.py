@@ -319,6 +319,42 @@ def test_mcp_and_connect_come_back_within_5s_after_the_terminator_restarts(tls):
         s.stop()
 
 
+def test_mcp_survives_the_network_dropping_without_a_word(tls):
+    """packets lost both ways, no FIN: a tool answers "reconnecting" instead of
+    hanging, and the session is back once the network is"""
+    t = tls
+    carol_cfg, carol = join(t, "carol")
+    relay = Relay(t.term.port)
+    s = TlsMcp(carol_cfg, dict(t.env, MESHBROKER_URL=f"wss://localhost:{relay.port}/ws"))
+    try:
+        s.start()
+        s.call_until("list_peers", lambda r: not r["isError"])
+        relay.blackhole = True
+        t0 = time.monotonic()
+        r = s.call("send_message", 40, to=t.alice.pubkey, message="into the void")
+        took = time.monotonic() - t0
+        assert r["isError"] and "reconnecting" in text(r) and took < 25, (took, r)
+        relay.blackhole = False
+
+        async def go():
+            a = Peer(t.b, t.alice)
+            await a.join()
+            await asyncio_thread(s.call_until, "list_peers", lambda r: not r["isError"] and "alice" in text(r), 30)
+            r = await asyncio_thread(s.call, "send_message", 30, to="alice", message="back on the network")
+            assert not r["isError"], text(r)
+            push = await a.push(timeout=20, pred=lambda p: p.get("senderPubkey") == carol["pubkey"])
+            assert a.decrypt(push) == "back on the network"
+            await a.send_direct(carol["pubkey"], "welcome back")
+            got = await asyncio_thread(s.call_until, "check_messages", lambda r: "welcome back" in text(r))
+            assert [x["text"] for x in got["structuredContent"]["messages"]] == ["welcome back"]
+            await a.close()
+
+        run(go(), 90)
+        assert any("no ack from the broker" in l for l in s.err), s.err
+    finally:
+        s.stop()
+        relay.close()
+
 # ---------------------------------------------------------------- the client's shape (acceptance 4)
 
 CLI = os.path.join(mbtest.REPO, "cli")

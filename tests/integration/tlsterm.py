@@ -133,7 +133,8 @@ class Terminator:
 
 
 class Relay:
-    """a TCP relay to target_port recording every byte a client sent"""
+    """a TCP relay to target_port recording every byte a client sent; with
+    blackhole set it forwards nothing (and closes nothing)"""
 
     def __init__(self, target_port):
         self.target = target_port
@@ -145,6 +146,7 @@ class Relay:
         self.srv.listen(16)
         self.port = self.srv.getsockname()[1]
         self.stopped = False
+        self.blackhole = False  # drop every byte both ways: a network gone without a FIN
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -158,6 +160,7 @@ class Relay:
             except OSError:
                 c.close()
                 continue
+            u.settimeout(None)
             threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
 
@@ -170,7 +173,8 @@ class Relay:
                 if record:
                     with self.lock:
                         self.sent += data
-                b.sendall(data)
+                if not self.blackhole:
+                    b.sendall(data)
         except OSError:
             pass
         finally:
