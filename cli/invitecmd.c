@@ -76,6 +76,17 @@ int invitecmd_create(int argc, char **argv)
 	}
 	randombytes_buf(raw, sizeof raw);
 	sodium_bin2base64(root_key, sizeof root_key, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	/* the URL the invite carries is where joiners go: it must be one meshctl
+	 * can reach, and from other machines a public wss:// one */
+	struct http_target pub;
+	char uerr[512];
+	if (http_target_parse(cli_broker_url(&o, NULL), HTTP_PATH_KEEP, NULL, &pub, uerr, sizeof uerr) != 0) {
+		cli_err("--broker: %s", uerr);
+		goto out;
+	}
+	if (!pub.tls)
+		fprintf(stderr, "meshctl: note: the invite carries %s (no TLS); for peers on other machines mint it "
+			"with --broker wss://HOST/ws (docs/deploy.md §4)\n", cli_broker_url(&o, NULL));
 	struct invite iv = {
 	    .mesh_id = m.id,
 	    .mesh_slug = m.slug,
