@@ -13,7 +13,8 @@
 #include "common/util.h"
 #include "proto/hello.h"
 
-cJSON *peersess_hello_build(const struct keyfile_peer *cfg, const struct peersess_hello *h, int64_t ts)
+cJSON *peersess_hello_build(const struct keyfile_peer *cfg, const struct peersess_hello *h, int64_t ts,
+			    const char *session_pubkey)
 {
 	char sig[129];
 	if (hello_sign(sig, cfg->key.sk, cfg->mesh_id, cfg->member_id, cfg->key.pubkey, ts) != 0)
@@ -33,7 +34,7 @@ cJSON *peersess_hello_build(const struct keyfile_peer *cfg, const struct peerses
 		const char *name, *val;
 	} opt[] = {
 		{"displayName", cfg->display_name}, {"hostname", h->hostname}, {"repo", h->repo},
-		{"peerType", h->peer_type},         {"sessionPubkey", h->session_pubkey},
+		{"peerType", h->peer_type},         {"sessionPubkey", session_pubkey},
 	};
 	for (size_t i = 0; ok && i < sizeof opt / sizeof opt[0]; i++)
 		if (opt[i].val && opt[i].val[0])
@@ -116,7 +117,7 @@ static void peersess_dial(struct peersess *s)
 	if (!s->hello.session_id[0])
 		snprintf(s->hello.session_id, sizeof s->hello.session_id, "%lld-%lld", (long long)s->hello.pid,
 			 (long long)now_ms());
-	cJSON *h = peersess_hello_build(s->cfg, &s->hello, now_ms());
+	cJSON *h = peersess_hello_build(s->cfg, &s->hello, now_ms(), s->hello.session_pubkey);
 	s->state = PEERSESS_HELLO;
 	if (!h || peersess_send(s, h) != 0) {
 		cJSON_Delete(h);

@@ -29,12 +29,14 @@ struct peersess_hello {
 	char repo[1025];      /* "" = none */
 	const char *peer_type;                  /* "ai", or NULL */
 	const char *caps[PEERSESS_CAPS_MAX];    /* capabilities, NULL-terminated */
-	const char *session_pubkey;             /* 64 lowercase hex, or NULL (none yet: branch sess) */
+	const char *session_pubkey;             /* what peersess passes to the builder: NULL for now */
 };
 
-/* The signed hello frame of cfg at time ts (ms); NULL when out of memory or
- * the key cannot sign. */
-cJSON *peersess_hello_build(const struct keyfile_peer *cfg, const struct peersess_hello *h, int64_t ts);
+/* The signed hello frame of cfg at time ts (ms), with "sessionPubkey" when
+ * session_pubkey (64 lowercase hex, docs/protocol.md §12.1) is not NULL;
+ * NULL when out of memory or the key cannot sign. */
+cJSON *peersess_hello_build(const struct keyfile_peer *cfg, const struct peersess_hello *h, int64_t ts,
+			    const char *session_pubkey);
 
 enum peersess_state {
 	PEERSESS_IDLE,    /* not connected; next attempt at next_try (never, without reconnect) */
