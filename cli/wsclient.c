@@ -1,8 +1,8 @@
 /* wsclient — RFC 6455 client for meshctl (see wsclient.h): a connection
- * opened by libcurl (TCP, TLS and its checks, proxies), the upgrade request
- * with a fresh Sec-WebSocket-Key, the response read by http_parser and its
- * Sec-WebSocket-Accept checked, then wslay in client mode over
- * curl_easy_send/curl_easy_recv. */
+ * opened by libcurl's multi interface without blocking (TCP, TLS and its
+ * checks, proxies), the upgrade (wsupgrade.c), then wslay in client mode
+ * over curl_easy_send/curl_easy_recv.  Frames queued while the connection
+ * is still opening (the hello) go out once it is open. */
 #include "wsclient.h"
 
 #include <curl/curl.h>
@@ -26,8 +26,8 @@
 #define WSC_CLOSE_WAIT_MS 3000    /* for the broker's half of the closing handshake */
 
 struct wsclient {
-	CURL *curl; /* CONNECT_ONLY: TCP and TLS are curl's, the bytes ours */
-	int fd;     /* curl's socket, for poll() */
+	struct wsupgrade o; /* the curl connection (o.curl, o.fd) and its opening */
+	int open;           /* the upgrade is done: frames flow */
 	wslay_event_context_ptr ctx;
 	wsclient_text_cb on_text;
 	void *arg;
@@ -43,7 +43,7 @@ struct wsclient {
 	uint16_t peer_code;
 	int peer_closed;
 	char peer_reason[128];
-	char err[256];
+	char err[800];
 };
 
 static void wsc_fail(struct wsclient *w, const char *msg)
@@ -61,7 +61,7 @@ static ssize_t wsc_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len
 	if (w->pre_off < w->pre_len)
 		return (ssize_t)buf_take((const unsigned char *)w->pre, w->pre_len, &w->pre_off, buf, len);
 	size_t got = 0;
-	CURLcode rc = curl_easy_recv(w->curl, buf, len, &got);
+	CURLcode rc = curl_easy_recv(w->o.curl, buf, len, &got);
 	if (rc == CURLE_OK && got > 0) {
 		w->last_rx = mono_ms();
 		w->pinged = 0;
@@ -85,7 +85,7 @@ static ssize_t wsc_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, siz
 	struct wsclient *w = user;
 	(void)flags;
 	size_t n = 0;
-	CURLcode rc = curl_easy_send(w->curl, data, len, &n);
+	CURLcode rc = curl_easy_send(w->o.curl, data, len, &n);
 	if (rc == CURLE_OK) {
 		w->write_since = mono_ms();
 		return (ssize_t)n;
@@ -131,58 +131,48 @@ static void wsc_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_
 struct wsclient *wsclient_open(const char *url, int timeout_ms, wsclient_text_cb on_text, void *arg,
 			       char *err, size_t errlen)
 {
-	struct http_target t;
-	char why[CURL_ERROR_SIZE + 256], errbuf[CURL_ERROR_SIZE];
-	int64_t deadline = mono_ms() + timeout_ms;
-	if (http_target_parse(url, HTTP_PATH_KEEP, NULL, &t, err, errlen) != 0)
-		return NULL;
-	struct wsclient *w = calloc(1, sizeof *w);
-	if (!w || !(w->curl = curl_easy_init())) {
-		snprintf(err, errlen, "out of memory");
-		free(w);
-		return NULL;
-	}
-	w->fd = -1;
-	w->on_text = on_text;
-	w->arg = arg;
-	/* HTTP/1.1 only: the upgrade cannot ride on h2, which ALPN would pick */
-	if (http_easy_setup(w->curl, &t, timeout_ms, errbuf) != 0 ||
-	    curl_easy_setopt(w->curl, CURLOPT_CONNECT_ONLY, 1L) != CURLE_OK ||
-	    curl_easy_setopt(w->curl, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK) {
-		snprintf(err, errlen, "out of memory");
-		wsclient_free(w);
-		return NULL;
-	}
-	CURLcode rc = curl_easy_perform(w->curl);
-	curl_socket_t s = CURL_SOCKET_BAD;
-	if (rc == CURLE_OK)
-		rc = curl_easy_getinfo(w->curl, CURLINFO_ACTIVESOCKET, &s);
-	if (rc != CURLE_OK || s == CURL_SOCKET_BAD) {
-		http_describe(rc, errbuf, &t, why, sizeof why);
-		snprintf(err, errlen, "%s", why);
-		wsclient_free(w);
-		return NULL;
-	}
-	w->fd = (int)s;
-	if (wsupgrade_run(w->curl, w->fd, &t, deadline, &w->pre, &w->pre_len, why, sizeof why) != 0) {
-		snprintf(err, errlen, "%s: %s", url, why);
-		wsclient_free(w);
-		return NULL;
-	}
 	static const struct wslay_event_callbacks cbs = {
 		.recv_callback = wsc_recv_cb,
 		.send_callback = wsc_send_cb,
 		.genmask_callback = wsc_genmask_cb,
 		.on_msg_recv_callback = wsc_msg_cb,
 	};
+	struct wsclient *w = calloc(1, sizeof *w);
+	if (!w) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	w->on_text = on_text;
+	w->arg = arg;
+	if (wsupgrade_start(&w->o, url, timeout_ms, err, errlen) != 0) {
+		wsclient_free(w);
+		return NULL;
+	}
 	if (wslay_event_context_client_init(&w->ctx, &cbs, w) != 0) {
 		snprintf(err, errlen, "out of memory");
 		wsclient_free(w);
 		return NULL;
 	}
 	wslay_event_config_set_max_recv_msg_length(w->ctx, WSCLIENT_MAX_MSG);
-	w->last_rx = w->write_since = mono_ms();
 	return w;
+}
+
+/* move the opening on without waiting; once open, the frames may flow */
+static void wsc_advance(struct wsclient *w)
+{
+	char why[sizeof w->err];
+	if (w->done || w->open)
+		return;
+	int r = wsupgrade_step(&w->o, why, sizeof why);
+	if (r < 0) {
+		wsc_fail(w, why);
+	} else if (r == 1) {
+		w->pre = w->o.pre;
+		w->pre_len = w->o.pre_len;
+		w->o.pre = NULL;
+		w->open = 1;
+		w->last_rx = w->write_since = mono_ms();
+	}
 }
 
 void wsclient_free(struct wsclient *w)
@@ -191,8 +181,7 @@ void wsclient_free(struct wsclient *w)
 		return;
 	if (w->ctx)
 		wslay_event_context_free(w->ctx);
-	if (w->curl)
-		curl_easy_cleanup(w->curl); /* closes the socket */
+	wsupgrade_free(&w->o); /* closes the socket */
 	free(w->pre);
 	free(w);
 }
@@ -212,6 +201,11 @@ void wsclient_close(struct wsclient *w, uint16_t code, const char *reason)
 {
 	if (w->done || w->closing)
 		return;
+	if (!w->open) { /* nothing to say goodbye on yet */
+		w->user_close = 1;
+		w->done = 1;
+		return;
+	}
 	size_t rlen = reason ? strlen(reason) : 0;
 	if (rlen > 123)
 		rlen = 123;
@@ -322,11 +316,41 @@ static int wsc_next_timer(const struct wsclient *w, int64_t now, int timeout_ms)
 	return t <= now ? 0 : (int)(t - now);
 }
 
+/* still opening: wait for the socket (upgrade) or a tick (connect), then
+ * move on; once open, what was queued (the hello) goes out and whatever
+ * came with the 101 is read */
+static int wsc_step_opening(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_ready)
+{
+	struct pollfd p[2] = {{.fd = -1}, {.fd = extra_fd, .events = POLLIN}};
+	wsupgrade_pollfd(&w->o, &p[0]);
+	int n = poll(p, extra_fd >= 0 ? 2 : 1, wsclient_timer_ms(w, timeout_ms));
+	if (n < 0 && errno != EINTR) {
+		wsc_fail(w, "poll failed");
+		return 0;
+	}
+	if (n > 0 && extra_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
+		*extra_ready = 1;
+	wsc_advance(w);
+	if (w->open) {
+		wsc_do_recv(w);
+		wsc_do_send(w);
+	}
+	return !w->done;
+}
+
 int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_ready)
 {
 	*extra_ready = 0;
 	if (timeout_ms < 0)
 		timeout_ms = 0;
+	if (!w->open) {
+		wsc_advance(w);
+		if (w->done)
+			return 0;
+		if (!w->open)
+			return wsc_step_opening(w, timeout_ms, extra_fd, extra_ready);
+		wsc_do_recv(w); /* TLS may hold what came with the 101 */
+	}
 	if (w->pre_off < w->pre_len)
 		wsc_do_recv(w);
 	wsc_do_send(w);
@@ -334,7 +358,7 @@ int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_r
 	if (w->done)
 		return 0;
 
-	struct pollfd p[2] = {{.fd = w->fd}, {.fd = extra_fd, .events = POLLIN}};
+	struct pollfd p[2] = {{.fd = w->o.fd}, {.fd = extra_fd, .events = POLLIN}};
 	if (wslay_event_want_read(w->ctx))
 		p[0].events |= POLLIN;
 	if (wslay_event_want_write(w->ctx))
@@ -363,9 +387,14 @@ int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_r
 
 void wsclient_pollfd(const struct wsclient *w, struct pollfd *p)
 {
-	*p = (struct pollfd){.fd = w->done ? -1 : w->fd};
+	*p = (struct pollfd){.fd = -1};
 	if (w->done)
 		return;
+	if (!w->open) {
+		wsupgrade_pollfd(&w->o, p);
+		return;
+	}
+	p->fd = w->o.fd;
 	if (wslay_event_want_read(w->ctx))
 		p->events |= POLLIN;
 	if (wslay_event_want_write(w->ctx))
@@ -374,6 +403,8 @@ void wsclient_pollfd(const struct wsclient *w, struct pollfd *p)
 
 int wsclient_timer_ms(const struct wsclient *w, int cap_ms)
 {
+	if (!w->open)
+		return wsupgrade_timer_ms(&w->o, cap_ms);
 	if (w->pre_off < w->pre_len)
 		return 0;
 	return wsc_next_timer(w, mono_ms(), cap_ms);

@@ -334,6 +334,12 @@ def test_mcp_survives_the_network_dropping_without_a_word(tls):
         r = s.call("send_message", 40, to=t.alice.pubkey, message="into the void")
         took = time.monotonic() - t0
         assert r["isError"] and "reconnecting" in text(r) and took < 25, (took, r)
+        # while the network is still gone, reconnect attempts never hold the tools up
+        for _ in range(4):
+            t0 = time.monotonic()
+            r = s.call("list_peers", 10)
+            assert r["isError"] and "reconnecting" in text(r) and time.monotonic() - t0 < 1.5, r
+            time.sleep(1.5)
         relay.blackhole = False
 
         async def go():
