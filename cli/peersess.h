@@ -4,7 +4,7 @@
  * §2; member key, and an optional session pubkey) → hello_ack → frames both
  * ways, and, when asked, reconnecting after a loss with jittered exponential
  * backoff (about 0.5, 1, 2 ... 30 s; back to the start after a hello_ack).
- * Never blocks longer than a connect attempt (PEERSESS_CONNECT_MS). */
+ * Never blocks: even connecting and TLS move on in peersess_service. */
 #ifndef CLI_PEERSESS_H
 #define CLI_PEERSESS_H
 
@@ -15,7 +15,7 @@
 
 #include "cli/keyfile.h"
 
-#define PEERSESS_CONNECT_MS 5000 /* TCP, TLS and the upgrade */
+#define PEERSESS_CONNECT_MS 5000 /* TCP, TLS and the upgrade must be done within this */
 #define PEERSESS_BACKOFF_MIN_MS 500
 #define PEERSESS_BACKOFF_MAX_MS 30000
 #define PEERSESS_CAPS_MAX 4
