@@ -27,9 +27,9 @@ struct group_send {
 	int n_live;
 	const char *const *visible; /* visible live presence ids */
 	int n_visible;
-	const char *sender_name;    /* the sender connection's display name */
-	const char *session_pubkey; /* the sender connection's session key, NULL for none */
-	const char *client_key;     /* client_message_id, else id; NULL for none */
+	const char *sender_name;             /* the sender connection's display name */
+	const char *session_pubkey;          /* the sender connection's session key, NULL for none */
+	const char *client_key;              /* client_message_id, else id; NULL for none */
 	const char *client_id, *fingerprint; /* client_message_id, request_fingerprint; NULL when not sent */
 };
 enum { GS_MEMBER, GS_STATUS, GS_FIRST_ID };
