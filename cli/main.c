@@ -108,9 +108,11 @@ static const struct command main_commands[] = {
 	 "  --scope S            mesh (default), machine, directory or repo\n"
 	 "  --json               JSON instead of a table\n" O_TIMEOUT O_PEER},
 	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)", ""},
-	{NULL, "hook", hookpost_run, "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http(s)://HOST:PORT]",
+	{NULL, "hook", hookpost_run,
+	 "hook idle|working|dnd|prompt [--config PEERCONFIG] [--cwd DIR] [--pid N] [--url http(s)://HOST:PORT]",
 	 "  --cwd DIR            the session's directory (default: the hook JSON's, else .)\n"
-	 "  --pid N              match the peer with this pid (default: the newest in DIR)\n"
+	 "  --pid N              match the peer with this pid (default: Claude Code's session_id,\n"
+	 "                       else the newest in DIR)\n"
 	 "  --url URL            the broker's HTTP base (default: MESHBROKER_HTTP_URL, else\n"
 	 "                       the broker URL as http:// or https://)\n"},
 	{NULL, "help", main_help, "help", ""},
@@ -145,11 +147,14 @@ static void main_usage(FILE *f)
 	      "peers lists the live peers (the table leaves out meshctl's own connection).\n"
 	      "mcp is the MCP server for Claude Code; meshctl mcp --help prints the\n"
 	      "claude mcp add line.\n"
-	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http(s)://; without\n"
-	      "--pid the broker matches the newest peer in that cwd; the API key sent as Bearer\n"
-	      "is MESHBROKER_API_KEY, else the peer config's \"apiKey\".  Claude Code's hook JSON\n"
-	      "on stdin gives cwd and session_id.  hook exits 0 whenever its usage was right:\n"
-	      "a hook never fails the prompt (problems are one line on stderr).\n"
+	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL (--broker, MESHBROKER_URL,\n"
+	      "the peer config's \"broker\"; no default) as http(s)://; the broker matches Claude\n"
+	      "Code's session_id (hook JSON on stdin, else CLAUDE_CODE_SESSION_ID), else --pid,\n"
+	      "else the newest peer in that cwd; the API key sent as Bearer is MESHBROKER_API_KEY,\n"
+	      "else the peer config's \"apiKey\".  hook prompt prints the waiting messages as\n"
+	      "Claude Code's UserPromptSubmit JSON (additionalContext) within about 2 s.  hook\n"
+	      "never blocks a prompt: nothing else on stdout, exit 0 always, problems one line\n"
+	      "on stderr.\n"
 	      "invite create signs with the mesh owner's key file (default ./SLUG.owner.key);\n"
 	      "join needs no DATABASE_URL.  apikey create prints the secret once.\n"
 	      "\n"

@@ -102,6 +102,11 @@ static int link_setup(struct mcp *m, int idx, const char *config_path, const cha
 	/* one session id for the life of this process: a reconnect replaces
 	 * the old connection at the broker rather than sitting beside it */
 	snprintf(h->session_id, sizeof h->session_id, "%lld-%lld-%d", (long long)getpid(), (long long)now_ms(), idx);
+	/* Claude Code's own session id (set for stdio MCP servers and hooks):
+	 * meshctl hook matches the session by it (docs/protocol.md §4.3) */
+	const char *claude_sid = getenv("CLAUDE_CODE_SESSION_ID");
+	if (claude_sid && *claude_sid && strlen(claude_sid) + 12 < sizeof h->session_id)
+		snprintf(h->session_id, sizeof h->session_id, "%s%s%.0d", claude_sid, idx ? "-" : "", idx);
 	h->pid = getpid();
 	h->peer_type = "ai";
 	h->caps[0] = "client_ack";
