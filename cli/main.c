@@ -12,6 +12,8 @@
 #include "cli/auditcmd.h"
 #include "cli/invitecmd.h"
 #include "cli/cli.h"
+#include "cli/doctor.h"
+#include "cli/install.h"
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
 #include "cli/mcp.h"
@@ -115,6 +117,15 @@ static const struct command main_commands[] = {
 	 "                       else the newest in DIR)\n"
 	 "  --url URL            the broker's HTTP base (default: MESHBROKER_HTTP_URL, else\n"
 	 "                       the broker URL as http:// or https://)\n"},
+	{NULL, "install", install_main, "install --config PEERCONFIG [--scope user|project] [--name NAME]",
+	 "  --scope S            user (default: ~/.claude.json, ~/.claude/settings.json) or\n"
+	 "                       project (./.mcp.json, ./.claude/settings.json)\n"
+	 "  --name NAME          the mcpServers entry (default meshbroker)\n"},
+	{NULL, "uninstall", install_uninstall, "uninstall [--scope user|project] [--name NAME]",
+	 "  --scope S            user (default) or project\n"
+	 "  --name NAME          the mcpServers entry (default meshbroker)\n"},
+	{NULL, "doctor", doctor_main, "doctor [--config PEERCONFIG] [--name NAME]",
+	 "  --name NAME          the mcpServers entry to look for (default meshbroker)\n"},
 	{NULL, "help", main_help, "help", ""},
 };
 #define MAIN_NCOMMANDS (sizeof main_commands / sizeof main_commands[0])
