@@ -62,12 +62,13 @@ static const struct command main_commands[] = {
 	{"audit", "verify", auditcmd_verify, "audit verify MESH_ID", ""},
 	{"invite", "create", invitecmd_create,
 	 "invite create MESH [--role member|admin] [--max-uses N] [--expires 24h]\n"
-	 "                 [--owner-key KEYFILE] [--broker URL]",
+	 "                 [--owner-key KEYFILE] [--broker URL] [--local]",
 	 "  --role R             member (default) or admin\n"
 	 "  --max-uses N         joins allowed (default 1)\n"
 	 "  --expires D          lifetime: 90s, 30m, 24h (default), 7d\n"
 	 "  --owner-key KEYFILE  the mesh owner's key (default ./SLUG.owner.key)\n"
-	 "  --broker URL         the public URL the invite carries (wss://HOST/ws)\n"},
+	 "  --broker URL         the public URL the invite carries (wss://HOST/ws)\n"
+	 "  --local              allow a loopback URL (peers on this machine only)\n"},
 	{"invite", "list", invitecmd_list, "invite list MESH", ""},
 	{"invite", "revoke", invitecmd_revoke, "invite revoke MESH INVITE_ID|TOKEN", ""},
 	{NULL, "join", invitecmd_join, "join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]",

@@ -147,3 +147,26 @@ def test_doctor_names_a_stopped_broker_and_passes_a_running_one(broker, tmp_path
     os.chmod(good, 0o644)
     r = mc(["doctor", "--config", str(good)], home, proj, check=False)
     assert r.returncode == 1 and any(l.startswith("FAIL key permissions") for l in r.stdout.splitlines()), r.stdout
+
+
+def test_invite_create_says_its_url_and_refuses_a_loopback_one_without_local(pg, tmp_path):
+    owner_key = tmp_path / "owner.key"
+    exe = mbtest.require_bin("meshctl")
+    env = {k: v for k, v in os.environ.items() if k not in ("MESHBROKER_URL", "MESHCTL_CONFIG")}
+    env["DATABASE_URL"] = pg.url
+    run = lambda args: subprocess.run([exe] + args, env=env, capture_output=True, text=True, timeout=30,
+                                      cwd=str(tmp_path))
+    assert run(["keygen", "--out", str(owner_key)]).returncode == 0
+    slug = "inv-" + mbtest.new_id(10).lower()
+    assert run(["mesh", "create", "Invite URL", "--slug", slug, "--owner-key", str(owner_key)]).returncode == 0
+    base = ["invite", "create", slug, "--owner-key", str(owner_key)]
+    # no --broker, no MESHBROKER_URL: the default is loopback, refused
+    for extra in ([], ["--broker", "ws://127.0.0.1:7900/ws"], ["--broker", "wss://localhost:8443/ws"]):
+        r = run(base + extra)
+        assert r.returncode == 1 and r.stdout == "" and "--local" in r.stderr, r
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run(base + ["--local"])
+    assert r.returncode == 0 and "broker URL ws://127.0.0.1:7900/ws" in r.stderr, r.stderr
+    r = run(base + ["--broker", "wss://mesh.example.org/ws"])
+    assert r.returncode == 0 and "broker URL wss://mesh.example.org/ws" in r.stderr, r.stderr
+    assert r.stdout.splitlines()[1].startswith("ic://join/")

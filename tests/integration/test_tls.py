@@ -115,7 +115,7 @@ def tls(broker, pg, db, tmp_path):
     alice = m.add("alice")
     public = f"wss://{term.host_url}/ws"
     r = invites.meshctl(["invite", "create", slug, "--owner-key", str(owner_key), "--max-uses", "3",
-                         "--broker", public], env=admin)
+                         "--broker", public, "--local"], env=admin)
     token, link = r.stdout.strip().splitlines()
     ns = type("Tls", (), {})()
     ns.b, ns.certs, ns.term, ns.mesh, ns.alice, ns.link, ns.token, ns.public = b, certs, term, m, alice, link, token, public
