@@ -17,6 +17,7 @@
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
 #include "cli/mcp.h"
+#include "cli/modcmd.h"
 #include "cli/peerconnect.h"
 #include "cli/peersend.h"
 #include "cli/topiccmd.h"
@@ -127,6 +128,14 @@ static const struct command main_commands[] = {
 	 "  --name NAME          the mcpServers entry (default meshbroker)\n"},
 	{NULL, "doctor", doctor_main, "doctor [--config PEERCONFIG] [--name NAME]",
 	 "  --name NAME          the mcpServers entry to look for (default meshbroker)\n"},
+	{NULL, "kick", modcmd_kick, "kick TARGET|--all [--timeout SECONDS]  (owner/admin)",
+	 "  --all                every other live session of the mesh\n" O_TIMEOUT},
+	{NULL, "disconnect", modcmd_disconnect, "disconnect TARGET|--all [--timeout SECONDS]  (owner/admin)",
+	 "  --all                every other live session of the mesh\n" O_TIMEOUT},
+	{NULL, "ban", modcmd_ban, "ban MEMBER [--reason TEXT] [--timeout SECONDS]  (owner/admin)",
+	 "  --reason TEXT        kept with the ban\n" O_TIMEOUT},
+	{NULL, "unban", modcmd_unban, "unban MEMBER [--timeout SECONDS]  (owner/admin)", O_TIMEOUT},
+	{NULL, "bans", modcmd_bans, "bans [--timeout SECONDS]", O_TIMEOUT},
 	{NULL, "help", main_help, "help", ""},
 };
 #define MAIN_NCOMMANDS (sizeof main_commands / sizeof main_commands[0])
