@@ -90,9 +90,10 @@ static const struct command main_commands[] = {
 	{"apikey", "revoke", apikeycmd_revoke, "apikey revoke MESH KEY_ID|PREFIX", ""},
 	{NULL, "connect", peerconnect_main,
 	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
-	 "                 [--pid N] [--cwd DIR] [--session-id S]",
+	 "                 [--group NAME] [--pid N] [--cwd DIR] [--session-id S]",
 	 "  --count N            stop after N pushes\n" O_TIMEOUT
-	 "  --status S           set_status after every hello_ack\n" O_PEER},
+	 "  --status S           set_status after every hello_ack\n"
+	 "  --group NAME         join_group NAME after every hello_ack (@NAME sends reach it)\n" O_PEER},
 	{NULL, "send", peersend_send, "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]",
 	 O_PRIORITY O_TIMEOUT O_PEER},
 	{NULL, "status", peersend_status, "status idle|working|dnd [--timeout SECONDS]", O_TIMEOUT O_PEER},
@@ -111,7 +112,7 @@ static const struct command main_commands[] = {
 	{NULL, "peers", peersend_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]",
 	 "  --scope S            mesh (default), machine, directory or repo\n"
 	 "  --json               JSON instead of a table\n" O_TIMEOUT O_PEER},
-	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)", ""},
+	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...] [--group NAME]  (MCP server on stdio)", ""},
 	{NULL, "hook", hookpost_run,
 	 "hook idle|working|dnd|prompt [--config PEERCONFIG] [--cwd DIR] [--pid N] [--url http(s)://HOST:PORT]",
 	 "  --cwd DIR            the session's directory (default: the hook JSON's, else .)\n"

@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "cli/cli.h"
+#include "cli/groupname.h"
 #include "cli/http.h"
 #include "cli/mcp_calls.h"
 #include "cli/mcp_inbox.h"
@@ -242,11 +243,13 @@ static void mcp_help(int nconf, const char **conf)
 	if (n <= 0)
 		snprintf(exe, sizeof exe, "meshctl");
 	puts("usage: meshctl mcp --config PEERCONFIG [--config PEERCONFIG ...] [--broker URL] [--cacert FILE]\n"
+	     "                   [--group NAME]\n"
 	     "\n"
 	     "  --config FILE   a peer config (one connection per file; default MESHCTL_CONFIG)\n"
 	     "  --broker URL    ws:// or wss:// broker URL for every config (else MESHBROKER_URL,\n"
 	     "                  else the config's \"broker\")\n"
 	     "  --cacert FILE   PEM CA certificates for wss:// (else MESHBROKER_CA, else the system store)\n"
+	     "  --group NAME    join_group NAME after every hello_ack (so @NAME sends reach this session)\n"
 	     "\n"
 	     "A Model Context Protocol server on stdin/stdout for Claude Code: tools send_message,\n"
 	     "check_messages, list_peers, set_status and set_summary, and incoming messages pushed\n"
@@ -266,11 +269,12 @@ static void mcp_help(int nconf, const char **conf)
 int mcp_main(int argc, char **argv)
 {
 	const char *conf[MCP_LINKS_MAX];
-	const char *broker = NULL;
+	const char *broker = NULL, *group = NULL;
 	int nconf = 0, help = 0, c;
 	static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
 					   {"broker", required_argument, NULL, 'b'},
 					   {"cacert", required_argument, NULL, 'a'},
+					   {"group", required_argument, NULL, 'g'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	char *args[CLI_ARGS_MAX + 2];
@@ -289,6 +293,10 @@ int mcp_main(int argc, char **argv)
 			broker = optarg;
 		else if (c == 'a')
 			http_set_cafile(optarg);
+		else if (c == 'g' && !groupname_ok(optarg))
+			return cli_usage_err("mcp: --group: a name of /-separated segments [A-Za-z0-9][A-Za-z0-9_.-]*, not all");
+		else if (c == 'g')
+			group = optarg;
 		else if (c == 'c' && nconf == MCP_LINKS_MAX)
 			return cli_usage_err("mcp: at most %d --config files", MCP_LINKS_MAX);
 		else if (c == 'c')
@@ -316,6 +324,8 @@ int mcp_main(int argc, char **argv)
 	for (int i = 0; i < nconf && rc == 0; i++, m->nlinks++)
 		if (link_setup(m, i, conf[i], broker) != 0)
 			rc = CLI_EXIT_FAIL;
+		else
+			m->links[i].group = group;
 	struct sigaction sa = {.sa_handler = mcp_on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);

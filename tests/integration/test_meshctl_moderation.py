@@ -130,3 +130,55 @@ def test_meshctl_send_to_a_group_reaches_exactly_its_members(broker, mesh, tmp_p
         await cp.close()
 
     run(go(), 60)
+
+
+def test_connect_and_mcp_join_their_group_after_hello(broker, mesh, tmp_path):
+    b = broker()
+    m = mesh("alice", "bob", "carol")
+    alice, bob, carol = m.members
+    bcfg, ccfg = config(tmp_path, m, bob, b), config(tmp_path, m, carol, b)
+    e = {k: v for k, v in os.environ.items() if k not in ("MESHBROKER_URL", "MESHCTL_CONFIG")}
+    exe = mbtest.require_bin("meshctl")
+    # a bad name is a usage error before any connection
+    for args in (["connect", "--group", "all"], ["connect", "--group", "a//b"], ["mcp", "--group", "-x"]):
+        r = subprocess.run([exe] + args + ["--config", str(bcfg)], env=e, capture_output=True, text=True,
+                           timeout=20, stdin=subprocess.DEVNULL)
+        assert r.returncode == 2, (args, r)
+    conn = subprocess.Popen([exe, "connect", "--config", str(bcfg), "--group", "reviewers/backend", "--timeout", "30"], env=e,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mcp = subprocess.Popen([exe, "mcp", "--config", str(ccfg), "--group", "ops"], env=e,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        async def go():
+            a = Peer(b, alice)
+            await a.join()
+            groups = {}
+            for _ in range(100):
+                tag = mbtest.new_id(8)
+                await a.send_json({"type": "list_peers", "_reqId": tag})
+                pl = await a.wait_for(lambda x: x.get("_reqId") == tag)
+                groups = {p["displayName"]: [g["name"] for g in p.get("groups", [])] for p in pl["peers"]}
+                if groups.get("bob") == ["reviewers/backend"] and groups.get("carol") == ["ops"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert groups.get("bob") == ["reviewers/backend"] and groups.get("carol") == ["ops"], groups
+            # @reviewers reaches bob's connect (a descendant group), not carol
+            ack = await a.send_and_ack({"type": "send", "id": mbtest.new_id(12), "targetSpec": "@reviewers",
+                                           "priority": "now", "nonce": "n",
+                                           "ciphertext": base64.b64encode(b"to reviewers").decode()})
+            assert ack["queued"] is True, ack
+            await a.close()
+
+        run(go(), 60)
+        pushes = []
+        for line in conn.stdout:
+            j = json.loads(line)
+            if j.get("type") == "push":
+                pushes.append(j)
+                break
+        assert pushes and pushes[0].get("senderName") == "alice", pushes
+    finally:
+        for p in (conn, mcp):
+            p.stdin.close()
+            p.terminate()
+            p.wait(10)
