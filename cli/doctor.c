@@ -129,8 +129,8 @@ static void doctor_broker(struct doctor *d, const struct cli_opts *o)
 	else if (doctor_host_loopback(d->t.host))
 		doctor_line(d, "ok", "tls: not used, and not needed: %s is this machine", d->t.host);
 	else
-		doctor_line(d, "FAIL", "tls: %s is plain %s to another machine: use wss://%s/ws behind TLS "
-			    "(docs/deploy.md)", d->broker, strncmp(d->broker, "http", 4) ? "ws://" : "http://", d->t.host);
+		doctor_line(d, "FAIL", "tls: %s has no TLS to another machine: use wss://%s/ws behind TLS "
+			    "(docs/deploy.md)", d->broker, d->t.host);
 	if (cJSON_IsNumber(now)) {
 		double skew = (double)(t0 + t1) / 2.0 - now->valuedouble;
 		double a = skew < 0 ? -skew : skew;

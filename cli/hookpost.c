@@ -16,13 +16,12 @@
 #include <sodium.h>
 
 #include "cli/cli.h"
+#include "cli/hookin.h"
 #include "cli/hookprompt.h"
 #include "cli/http.h"
 #include "cli/keyfile.h"
 #include "common/util.h"
 
-#define HOOK_STDIN_MAX (256u * 1024) /* Claude Code's hook JSON is small */
-#define HOOK_STDIN_MS 500            /* how long to wait for it */
 
 /* the URL to post to: --url > MESHBROKER_HTTP_URL (each a base: its path is
  * a prefix) > --broker > MESHBROKER_URL > the peer config's "broker" (ws/wss
@@ -59,40 +58,6 @@ static int hook_target(const struct cli_opts *o, struct http_target *t)
 	if (http_target_parse(broker, HTTP_PATH_ROOT, "/hook/set-status", t, err, sizeof err) != 0)
 		return cli_err("hook: %s", err);
 	return 0;
-}
-
-/* Claude Code hands a hook its event as JSON on stdin ({session_id, cwd,
- * hook_event_name, ...}).  Read it when stdin is not a terminal and something
- * arrives soon; NULL otherwise (a hook run by hand, or stdin left open). */
-cJSON *hookpost_stdin_json(void)
-{
-	if (isatty(STDIN_FILENO))
-		return NULL;
-	size_t cap = HOOK_STDIN_MAX, len = 0;
-	char *buf = malloc(cap + 1);
-	if (!buf)
-		return NULL;
-	int64_t deadline = mono_ms() + HOOK_STDIN_MS;
-	for (;;) {
-		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
-		int left = (int)(deadline - mono_ms());
-		if (left <= 0 || poll(&pfd, 1, left) <= 0)
-			break;
-		ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == cap)
-			break;
-	}
-	buf[len] = 0;
-	cJSON *o = len ? cJSON_ParseWithLength(buf, len) : NULL;
-	free(buf);
-	if (o && !cJSON_IsObject(o)) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
 }
 
 static char *hook_body(const char *cwd, const char *status, long pid, const char *session_id)
@@ -164,7 +129,7 @@ int hookpost_run(int argc, char **argv)
 		cli_err("hook: --pid must be an integer 0..%d", INT32_MAX);
 		return 0;
 	}
-	cJSON *in = hookpost_stdin_json();
+	cJSON *in = hookin_json();
 	const cJSON *in_cwd = cJSON_GetObjectItemCaseSensitive(in, "cwd");
 	const cJSON *in_sid = cJSON_GetObjectItemCaseSensitive(in, "session_id");
 	const char *env_sid = getenv("CLAUDE_CODE_SESSION_ID");

@@ -8,13 +8,6 @@
 #ifndef CLI_HOOKPOST_H
 #define CLI_HOOKPOST_H
 
-#include <cjson/cJSON.h>
-
 int hookpost_run(int argc, char **argv);
-
-/* Claude Code's hook event ({session_id, cwd, hook_event_name, ...}) from
- * stdin when stdin is not a terminal and it arrives within 500 ms; NULL
- * otherwise. */
-cJSON *hookpost_stdin_json(void);
 
 #endif

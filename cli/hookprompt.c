@@ -14,7 +14,7 @@
 #include <sodium.h>
 
 #include "cli/cli.h"
-#include "cli/hookpost.h"
+#include "cli/hookin.h"
 #include "cli/keyfile.h"
 #include "cli/peersess.h"
 #include "cli/wsclient.h"
@@ -255,7 +255,7 @@ int hookprompt_run(int argc, char **argv)
 	const char *url = cli_opt(&o, "broker") ? cli_opt(&o, "broker") : getenv("MESHBROKER_URL");
 	if (!url || !*url)
 		url = p->cfg.broker;
-	cJSON *in = hookpost_stdin_json();
+	cJSON *in = hookin_json();
 	const char *in_cwd = jstr(in, "cwd");
 	struct peersess_hello *h = &p->sess.hello;
 	if (!*url) {
