@@ -183,3 +183,26 @@ def test_hook_prompt_hands_waiting_messages_to_claude_once(broker, mesh, tmp_pat
         await a.close()
 
     run(go(), 60)
+
+
+def test_a_broker_that_never_answers_holds_no_prompt_past_2_seconds(mesh, tmp_path):
+    """a listener that takes the TCP connection and says nothing: the prompt
+    hook gives up within its budget, the status hook within its 5 s HTTP
+    limit (it runs async under Claude Code), both exit 0 with one line"""
+    import socket
+    m = mesh("B")
+    (bm,) = m.members
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    port = s.getsockname()[1]
+    try:
+        cfg = peer_config(tmp_path / "b.json", m, bm, f"ws://127.0.0.1:{port}/ws")
+        r, took = hook(["prompt", "--config", str(cfg)], "{}")
+        assert "hello_ack" in one_line(r)
+        assert took < 2.6, took
+        r, took = hook(["working", "--config", str(cfg)], "{}")
+        one_line(r)
+        assert took < 7, took
+    finally:
+        s.close()
