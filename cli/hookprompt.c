@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "cli/cli.h"
+#include "cli/hookbox.h"
 #include "cli/hookin.h"
 #include "cli/keyfile.h"
 #include "cli/peersess.h"
@@ -84,6 +85,25 @@ static char *prompt_text(const struct prompt *p, const cJSON *push, int *clear)
 	return NULL;
 }
 
+/* one message line of the context */
+static void prompt_add(struct prompt *p, const char *from, const char *spk, const char *prio, const char *topic,
+		       int clear, const char *text)
+{
+	size_t tl = text ? strlen(text) : 0;
+	size_t cap = (tl > HOOKPROMPT_TEXT_MAX ? HOOKPROMPT_TEXT_MAX : tl) + 640;
+	char *line = malloc(cap);
+	if (line) {
+		snprintf(line, cap, "\n- from %s (%.16s…)%s%.64s%s%s%s: %.*s%s", from && *from ? from : "?",
+			 spk ? spk : "?", topic ? " in topic " : "", topic ? topic : "", prio ? ", priority " : "",
+			 prio ? prio : "", clear ? ", sent unencrypted" : "", text ? HOOKPROMPT_TEXT_MAX : 80,
+			 text ? text : "(encrypted: not readable by this hook)", tl > HOOKPROMPT_TEXT_MAX ? " [cut]" : "");
+		prompt_append(p, line);
+		sodium_memzero(line, cap);
+		free(line);
+	}
+	p->n++;
+}
+
 static void prompt_push(struct prompt *p, const cJSON *j)
 {
 	const char *id = jstr(j, "messageId"), *sub = jstr(j, "subtype");
@@ -91,27 +111,36 @@ static void prompt_push(struct prompt *p, const cJSON *j)
 		return;
 	int clear = 0;
 	char *text = prompt_text(p, j, &clear);
-	const char *from = jstr(j, "senderName"), *prio = jstr(j, "priority");
 	const char *spk = jstr(j, "senderMemberPubkey") ? jstr(j, "senderMemberPubkey") : jstr(j, "senderPubkey");
-	size_t tl = text ? strlen(text) : 0;
-	size_t cap = (tl > HOOKPROMPT_TEXT_MAX ? HOOKPROMPT_TEXT_MAX : tl) + 512;
-	char *line = malloc(cap);
-	if (line) {
-		snprintf(line, cap, "\n- from %s (%.16s…)%s%s%s: %.*s%s", from && *from ? from : "?", spk ? spk : "?",
-			 prio ? ", priority " : "", prio ? prio : "", clear ? ", sent unencrypted" : "",
-			 text ? HOOKPROMPT_TEXT_MAX : 80, text ? text : "(encrypted: not readable by this hook)",
-			 tl > HOOKPROMPT_TEXT_MAX ? " [cut]" : "");
-		prompt_append(p, line);
-		sodium_memzero(line, cap);
-		free(line);
-	}
+	prompt_add(p, jstr(j, "senderName"), spk, jstr(j, "priority"), NULL, clear, text);
 	if (text) {
-		sodium_memzero(text, tl);
+		sodium_memzero(text, strlen(text));
 		free(text);
 	}
 	cJSON_AddItemToArray(p->ids, cJSON_CreateString(id));
-	p->n++;
 	p->quiet_until = mono_ms() + HOOKPROMPT_QUIET_MS;
+}
+
+/* the messages meshctl mcp of this session holds (cli/hookbox.h): 0 when
+ * it answered (p->n may stay 0), -1 when there is none to ask */
+static int prompt_from_mcp(struct prompt *p, const char *sid)
+{
+	char *text;
+	size_t len;
+	if (!sid || hookbox_take(sid, HOOKPROMPT_BUDGET_MS, &text, &len) != 0)
+		return -1;
+	for (char *line = text, *nl; line < text + len && p->n < HOOKPROMPT_MAX; line = nl + 1) {
+		if (!(nl = strchr(line, '\n')))
+			break;
+		cJSON *j = cJSON_ParseWithLength(line, (size_t)(nl - line));
+		if (jstr(j, "text"))
+			prompt_add(p, jstr(j, "from"), jstr(j, "fromPubkey"), jstr(j, "priority"), jstr(j, "topic"), 0,
+				   jstr(j, "text"));
+		keyfile_json_free(j);
+	}
+	sodium_memzero(text, len);
+	free(text);
+	return 0;
 }
 
 static void prompt_frame(void *arg, const char *msg, size_t len)
@@ -256,9 +285,15 @@ int hookprompt_run(int argc, char **argv)
 	if (!url || !*url)
 		url = p->cfg.broker;
 	cJSON *in = hookin_json();
-	const char *in_cwd = jstr(in, "cwd");
+	const char *in_cwd = jstr(in, "cwd"), *sid = jstr(in, "session_id");
+	if (!sid || !*sid)
+		sid = getenv("CLAUDE_CODE_SESSION_ID");
 	struct peersess_hello *h = &p->sess.hello;
-	if (!*url) {
+	if (prompt_from_mcp(p, sid) == 0) {
+		/* this session's MCP server holds what the broker pushed it */
+		if (p->n > 0)
+			prompt_deliver(p);
+	} else if (!*url) {
 		cli_err("hook prompt: %s has no \"broker\" (and no --broker): nothing fetched", path);
 	} else {
 		p->ids = cJSON_CreateArray();

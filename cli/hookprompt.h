@@ -1,7 +1,9 @@
 /* hookprompt — `meshctl hook prompt`, the UserPromptSubmit hook for a
  * Claude Code without channels (no claude.ai login, or older than 2.1.80):
- * a short peer session (hello with client_ack) takes the messages the broker
- * holds for this member, prints them as Claude Code's hook JSON
+ * the messages this session's `meshctl mcp` holds (asked over cli/hookbox.h
+ * by Claude Code's session_id), else — no MCP server for the session — a
+ * short peer session (hello with client_ack) takes those the broker holds
+ * for this member; either way they are printed as Claude Code's hook JSON
  * {"hookSpecificOutput":{"hookEventName":"UserPromptSubmit",
  * "additionalContext":...}} and only then acks them, so a killed hook loses
  * nothing.  Bounded: done within HOOKPROMPT_BUDGET_MS, a hard stop (exit 0,

@@ -23,6 +23,7 @@
 
 #include "cli/cli.h"
 #include "cli/groupname.h"
+#include "cli/hookbox.h"
 #include "cli/http.h"
 #include "cli/mcp_calls.h"
 #include "cli/mcp_inbox.h"
@@ -332,24 +333,31 @@ int mcp_main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	struct line_buf lb = {0};
+	/* meshctl hook prompt of this Claude Code session takes the inbox here */
+	const char *claude_sid = getenv("CLAUDE_CODE_SESSION_ID");
+	int box = rc == 0 ? hookbox_listen(claude_sid) : -1;
 	while (rc == 0 && !mcp_stop) {
 		int64_t now = mono_ms();
 		for (int i = 0; i < m->nlinks; i++)
 			peersess_service(&m->links[i].sess, now);
 		mcp_tools_tick(m, now);
-		struct pollfd p[1 + MCP_LINKS_MAX];
+		struct pollfd p[2 + MCP_LINKS_MAX];
 		int timeout = MCP_IDLE_POLL_MS;
 		p[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
 		for (int i = 0; i < m->nlinks; i++)
 			peersess_pollfd(&m->links[i].sess, &p[1 + i], now, &timeout);
-		int n = poll(p, (nfds_t)(1 + m->nlinks), timeout);
+		p[1 + m->nlinks] = (struct pollfd){.fd = box, .events = POLLIN};
+		int n = poll(p, (nfds_t)(2 + m->nlinks), timeout);
 		if (n < 0 && errno != EINTR) {
 			rc = cli_err("mcp: poll: %s", strerror(errno));
 			break;
 		}
+		if (n > 0 && box >= 0 && (p[1 + m->nlinks].revents & POLLIN))
+			hookbox_serve(m, box);
 		if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && line_feed(m, &lb) != 0)
 			break; /* stdin closed: Claude Code ended the session */
 	}
+	hookbox_close(box, claude_sid);
 	for (int i = 0; i < m->nlinks; i++) {
 		peersess_close(&m->links[i].sess);
 		sodium_memzero(&m->links[i].cfg.key, sizeof m->links[i].cfg.key);
