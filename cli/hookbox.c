@@ -9,9 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -20,6 +18,7 @@
 #include "cli/mcp_calls.h"
 #include "cli/mcp_out.h"
 #include "cli/mcp_state.h"
+#include "common/localsock.h"
 #include "common/util.h"
 
 #define HOOKBOX_TAKE_MAX (4u << 20) /* a client reads at most this much */
@@ -52,58 +51,41 @@ int hookbox_path(const char *session_id, int create, char *out, size_t cap)
 	 * stand in for the MCP server */
 	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
 		return -1;
-	if ((size_t)snprintf(out, cap, "%s/hook-%s.sock", dir, session_id) >= cap ||
-	    strlen(out) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return -1;
+	if ((size_t)snprintf(out, cap, "%s/hook-%s.sock", dir, session_id) >= cap || strlen(out) >= 108)
+		return -1; /* sun_path */
 	return 0;
-}
-
-static int hookbox_addr(const char *session_id, int create, struct sockaddr_un *a)
-{
-	memset(a, 0, sizeof *a);
-	a->sun_family = AF_UNIX;
-	return hookbox_path(session_id, create, a->sun_path, sizeof a->sun_path);
 }
 
 int hookbox_listen(const char *session_id)
 {
-	struct sockaddr_un a;
+	char path[256];
 	if (!session_id || !*session_id)
 		return -1;
-	if (hookbox_addr(session_id, 1, &a) != 0) {
+	if (hookbox_path(session_id, 1, path, sizeof path) != 0) {
 		mcp_log("hook prompt hand-over off: no private directory or usable session id");
 		return -1;
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int fd = localsock_listen(path); /* a dead server's socket is replaced: the directory is ours alone */
 	if (fd < 0)
-		return -1;
-	unlink(a.sun_path); /* a dead server's; the directory is ours alone */
-	mode_t old = umask(0177);
-	int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 4) == 0;
-	umask(old);
-	if (!ok) {
-		mcp_log("hook prompt hand-over off: %s: %s", a.sun_path, strerror(errno));
-		close(fd);
-		return -1;
-	}
+		mcp_log("hook prompt hand-over off: %s: %s", path, strerror(errno));
 	return fd;
 }
 
 void hookbox_close(int fd, const char *session_id)
 {
-	struct sockaddr_un a;
+	char path[256];
 	if (fd < 0)
 		return;
 	close(fd);
-	if (hookbox_addr(session_id, 0, &a) == 0)
-		unlink(a.sun_path);
+	if (hookbox_path(session_id, 0, path, sizeof path) == 0)
+		unlink(path);
 }
 
 /* write all of s to a blocking-with-deadline socket; 0 ok */
 static int hookbox_write(int fd, const char *s, size_t len, int64_t deadline)
 {
 	while (len) {
-		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+		ssize_t n = write(fd, s, len); /* SIGPIPE is ignored in meshctl mcp */
 		if (n > 0) {
 			s += n;
 			len -= (size_t)n;
@@ -121,7 +103,7 @@ static int hookbox_write(int fd, const char *s, size_t len, int64_t deadline)
 
 void hookbox_serve(struct mcp *m, int lfd)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd = localsock_accept(lfd);
 	if (fd < 0)
 		return;
 	int64_t deadline = mono_ms() + HOOKBOX_REQ_MS;
@@ -132,7 +114,7 @@ void hookbox_serve(struct mcp *m, int lfd)
 		int left = (int)(deadline - mono_ms());
 		if (left <= 0 || poll(&p, 1, left) <= 0)
 			break;
-		ssize_t n = recv(fd, req + got, 5 - got, 0);
+		ssize_t n = read(fd, req + got, 5 - got);
 		if (n <= 0)
 			break;
 		got += (size_t)n;
@@ -182,15 +164,15 @@ void hookbox_serve(struct mcp *m, int lfd)
 
 int hookbox_take(const char *session_id, int timeout_ms, char **text, size_t *len)
 {
-	struct sockaddr_un a;
+	char path[256];
 	*text = NULL;
 	*len = 0;
-	if (hookbox_addr(session_id, 0, &a) != 0)
+	if (hookbox_path(session_id, 0, path, sizeof path) != 0)
 		return -1;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = localsock_connect(path);
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || send(fd, "take\n", 5, MSG_NOSIGNAL) != 5) {
+	if (write(fd, "take\n", 5) != 5) {
 		close(fd);
 		return -1;
 	}
@@ -209,7 +191,7 @@ int hookbox_take(const char *session_id, int timeout_ms, char **text, size_t *le
 			buf = nb;
 			cap *= 2;
 		}
-		ssize_t n = recv(fd, buf + *len, cap - *len - 1, 0);
+		ssize_t n = read(fd, buf + *len, cap - *len - 1);
 		if (n <= 0)
 			break;
 		*len += (size_t)n;

@@ -264,6 +264,7 @@ int hookprompt_run(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = prompt_on_alarm};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* an MCP server gone mid-answer is an error, not a kill */
 	alarm(HOOKPROMPT_HARD_S); /* the rest of the budget is the loop's own */
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)
 		return 0;
