@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,15 +27,15 @@
 static int hookbox_sid_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > HOOKBOX_SID_MAX || s[0] == '.')
+	if (n == 0 || n > HOOKBOX_SID_MAX)
 		return 0;
 	for (; *s; s++)
-		if (!(isalnum((unsigned char)*s) && (unsigned char)*s < 0x80) && *s != '.' && *s != '_' && *s != '-')
+		if (!(isalnum((unsigned char)*s) && (unsigned char)*s < 0x80) && *s != '_' && *s != '-')
 			return 0;
 	return 1;
 }
 
-int hookbox_path(const char *session_id, int create, char *out, size_t cap)
+int hookbox_path(const char *session_id, int create, long pid, char *out, size_t cap)
 {
 	char dir[256];
 	struct stat st;
@@ -51,7 +52,9 @@ int hookbox_path(const char *session_id, int create, char *out, size_t cap)
 	 * stand in for the MCP server */
 	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
 		return -1;
-	if ((size_t)snprintf(out, cap, "%s/hook-%s.sock", dir, session_id) >= cap || strlen(out) >= 108)
+	int w = pid > 0 ? snprintf(out, cap, "%s/hook-%s.%ld.sock", dir, session_id, pid)
+			: snprintf(out, cap, "%s/hook-%s.[0-9]*.sock", dir, session_id);
+	if (w < 0 || (size_t)w >= cap || strlen(out) >= 108)
 		return -1; /* sun_path */
 	return 0;
 }
@@ -61,7 +64,7 @@ int hookbox_listen(const char *session_id)
 	char path[256];
 	if (!session_id || !*session_id)
 		return -1;
-	if (hookbox_path(session_id, 1, path, sizeof path) != 0) {
+	if (hookbox_path(session_id, 1, (long)getpid(), path, sizeof path) != 0) {
 		mcp_log("hook prompt hand-over off: no private directory or usable session id");
 		return -1;
 	}
@@ -77,7 +80,7 @@ void hookbox_close(int fd, const char *session_id)
 	if (fd < 0)
 		return;
 	close(fd);
-	if (hookbox_path(session_id, 0, path, sizeof path) == 0)
+	if (hookbox_path(session_id, 0, (long)getpid(), path, sizeof path) == 0)
 		unlink(path);
 }
 
@@ -162,44 +165,61 @@ void hookbox_serve(struct mcp *m, int lfd)
 	}
 }
 
-int hookbox_take(const char *session_id, int timeout_ms, char **text, size_t *len)
+/* take from one server into *buf (grown; at most HOOKBOX_TAKE_MAX) */
+static int hookbox_take_one(const char *path, int64_t deadline, char **buf, size_t *len, size_t *cap)
 {
-	char path[256];
-	*text = NULL;
-	*len = 0;
-	if (hookbox_path(session_id, 0, path, sizeof path) != 0)
-		return -1;
 	int fd = localsock_connect(path);
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == ECONNREFUSED)
+			unlink(path); /* a server that died without cleaning up */
 		return -1;
+	}
 	if (write(fd, "take\n", 5) != 5) {
 		close(fd);
 		return -1;
 	}
-	int64_t deadline = mono_ms() + timeout_ms;
-	size_t cap = 4096;
-	char *buf = malloc(cap);
-	while (buf) {
+	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int left = (int)(deadline - mono_ms());
 		if (left <= 0 || poll(&p, 1, left) <= 0)
 			break;
-		if (*len + 1 >= cap) {
-			char *nb = cap < HOOKBOX_TAKE_MAX ? realloc(buf, cap * 2) : NULL;
+		if (*len + 1 >= *cap) {
+			char *nb = *cap < HOOKBOX_TAKE_MAX ? realloc(*buf, *cap * 2) : NULL;
 			if (!nb)
 				break;
-			buf = nb;
-			cap *= 2;
+			*buf = nb;
+			*cap *= 2;
 		}
-		ssize_t n = read(fd, buf + *len, cap - *len - 1);
+		ssize_t n = read(fd, *buf + *len, *cap - *len - 1);
 		if (n <= 0)
 			break;
 		*len += (size_t)n;
 	}
 	close(fd);
-	if (!buf)
+	(*buf)[*len] = 0;
+	return 0;
+}
+
+int hookbox_take(const char *session_id, int timeout_ms, char **text, size_t *len)
+{
+	char pattern[256];
+	glob_t g;
+	size_t cap = 4096;
+	int answered = 0;
+	*text = NULL;
+	*len = 0;
+	if (hookbox_path(session_id, 0, 0, pattern, sizeof pattern) != 0 || glob(pattern, 0, NULL, &g) != 0)
 		return -1;
-	buf[*len] = 0;
+	int64_t deadline = mono_ms() + timeout_ms;
+	char *buf = malloc(cap);
+	for (size_t i = 0; buf && i < g.gl_pathc && i < 8; i++)
+		answered |= hookbox_take_one(g.gl_pathv[i], deadline, &buf, len, &cap) == 0;
+	globfree(&g);
+	if (!buf || !answered) {
+		free(buf);
+		*len = 0;
+		return -1;
+	}
 	*text = buf;
 	return 0;
 }

@@ -227,7 +227,8 @@ def test_hook_prompt_takes_what_the_sessions_mcp_server_holds(broker, mesh, tmp_
     hook_env = {"XDG_RUNTIME_DIR": str(run_dir)}
     stdin = json.dumps({"session_id": sid, "cwd": "/tmp", "hook_event_name": "UserPromptSubmit"})
     try:
-        assert wait_until(lambda: (run_dir / "meshctl" / f"hook-{sid}.sock").exists(), 20)
+        sock = run_dir / "meshctl" / f"hook-{sid}.{p.pid}.sock"
+        assert wait_until(sock.exists, 20)
         assert oct((run_dir / "meshctl").stat().st_mode & 0o777) == "0o700"
 
         async def go():
@@ -262,7 +263,7 @@ def test_hook_prompt_takes_what_the_sessions_mcp_server_holds(broker, mesh, tmp_
         p.stdin.close()
         p.terminate()
         p.wait(10)
-    assert not (run_dir / "meshctl" / f"hook-{sid}.sock").exists()
+    assert not sock.exists()
     # acked at the broker: with no MCP server the prompt hook finds nothing either
     r, _ = hook(["prompt", "--config", str(cfg)], "{}")
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r
