@@ -177,7 +177,12 @@ static void main_usage(FILE *f)
 	      "Claude Code's UserPromptSubmit JSON (additionalContext) within about 2 s.  hook\n"
 	      "never blocks a prompt: nothing else on stdout, exit 0 always, problems one line\n"
 	      "on stderr.\n"
-	      "invite create signs with the mesh owner's key file (default ./SLUG.owner.key);\n"
+	      "install registers meshctl mcp and the hooks with Claude Code (--scope user: ~/.claude.json\n"
+	      "and ~/.claude/settings.json; project: ./.mcp.json and ./.claude/settings.json), keeping\n"
+	      "every other entry; uninstall removes exactly those; doctor checks the setup, one line each.\n"
+	      "kick, disconnect, ban and unban are for the mesh's owner and admins.\n"
+	      "invite create signs with the mesh owner's key file (default ./SLUG.owner.key) and\n"
+	      "refuses a loopback broker URL unless --local;\n"
 	      "join needs no DATABASE_URL.  apikey create prints the secret once.\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.\n",
