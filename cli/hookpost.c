@@ -1,5 +1,6 @@
-/* hookpost — POST /hook/set-status for hook scripts (see hookpost.h), by
- * http_request: the whole exchange within 5 s, the answer at most 1 MiB. */
+/* hookpost — meshctl hook (see hookpost.h): POST /hook/set-status by
+ * http_request, the whole exchange within 5 s, the answer at most 1 MiB and
+ * never printed; prompt goes to cli/hookprompt.c. */
 #include "hookpost.h"
 
 #include <errno.h>
@@ -14,16 +15,18 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
-#include "cli.h"
-#include "http.h"
-#include "keyfile.h"
+#include "cli/cli.h"
+#include "cli/hookin.h"
+#include "cli/hookprompt.h"
+#include "cli/http.h"
+#include "cli/keyfile.h"
 #include "common/util.h"
 
-#define HOOK_STDIN_MAX (256u * 1024) /* Claude Code's hook JSON is small */
-#define HOOK_STDIN_MS 500            /* how long to wait for it */
 
 /* the URL to post to: --url > MESHBROKER_HTTP_URL (each a base: its path is
- * a prefix) > the broker's URL (ws/wss as http/https, at the root) */
+ * a prefix) > --broker > MESHBROKER_URL > the peer config's "broker" (ws/wss
+ * as http/https, at the root).  No default: a hook that guesses a port
+ * reports to nobody. */
 static int hook_target(const struct cli_opts *o, struct http_target *t)
 {
 	char err[512];
@@ -32,7 +35,7 @@ static int hook_target(const struct cli_opts *o, struct http_target *t)
 		url = getenv("MESHBROKER_HTTP_URL");
 	if (url && *url) {
 		if (http_target_parse(url, HTTP_PATH_APPEND, "/hook/set-status", t, err, sizeof err) != 0)
-			return cli_err("%s", err);
+			return cli_err("hook: %s", err);
 		return 0;
 	}
 	struct keyfile_peer cfg;
@@ -44,44 +47,17 @@ static int hook_target(const struct cli_opts *o, struct http_target *t)
 		explicit_bzero(&cfg.key, sizeof cfg.key);
 		explicit_bzero(cfg.api_key, sizeof cfg.api_key);
 	}
-	if (http_target_parse(cli_broker_url(o, cfg.broker), HTTP_PATH_ROOT, "/hook/set-status", t, err,
-			      sizeof err) != 0)
-		return cli_err("%s", err);
+	const char *broker = cli_opt(o, "broker");
+	if (!broker || !*broker)
+		broker = getenv("MESHBROKER_URL");
+	if (!broker || !*broker)
+		broker = cfg.broker;
+	if (!*broker)
+		return cli_err("hook: no broker URL: give --config PEERCONFIG (with \"broker\") or --url; "
+			       "status not reported");
+	if (http_target_parse(broker, HTTP_PATH_ROOT, "/hook/set-status", t, err, sizeof err) != 0)
+		return cli_err("hook: %s", err);
 	return 0;
-}
-
-/* Claude Code hands a hook its event as JSON on stdin ({session_id, cwd,
- * hook_event_name, ...}).  Read it when stdin is not a terminal and something
- * arrives soon; NULL otherwise (a hook run by hand, or stdin left open). */
-static cJSON *hook_stdin_json(void)
-{
-	if (isatty(STDIN_FILENO))
-		return NULL;
-	size_t cap = HOOK_STDIN_MAX, len = 0;
-	char *buf = malloc(cap + 1);
-	if (!buf)
-		return NULL;
-	int64_t deadline = mono_ms() + HOOK_STDIN_MS;
-	for (;;) {
-		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
-		int left = (int)(deadline - mono_ms());
-		if (left <= 0 || poll(&pfd, 1, left) <= 0)
-			break;
-		ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == cap)
-			break;
-	}
-	buf[len] = 0;
-	cJSON *o = len ? cJSON_ParseWithLength(buf, len) : NULL;
-	free(buf);
-	if (o && !cJSON_IsObject(o)) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
 }
 
 static char *hook_body(const char *cwd, const char *status, long pid, const char *session_id)
@@ -104,7 +80,7 @@ static int hook_key(const struct cli_opts *o, char *key, size_t cap)
 	key[0] = 0;
 	if (env && *env) {
 		if (str_copy(key, cap, env) != 0)
-			return cli_err("MESHBROKER_API_KEY is too long"), -1;
+			return cli_err("hook: MESHBROKER_API_KEY is too long"), -1;
 	} else {
 		const char *path = cli_config_path(o);
 		if (path) {
@@ -117,12 +93,17 @@ static int hook_key(const struct cli_opts *o, char *key, size_t cap)
 	}
 	for (const char *k = key; *k; k++)
 		if ((unsigned char)*k <= 0x20 || *k == 0x7f)
-			return cli_err("the API key holds spaces or control characters"), -1;
+			return cli_err("hook: the API key holds spaces or control characters"), -1;
 	return 0;
 }
 
-/* A hook must never fail the user's prompt: whatever goes wrong past the
- * usage check is one line on stderr and exit 0. */
+#define HOOK_USAGE                                                                               \
+	"usage: meshctl hook idle|working|dnd|prompt [--config PEERCONFIG] [--cwd DIR] [--pid N] "   \
+	"[--url http(s)://HOST:PORT]"
+
+/* A hook must never fail the user's prompt: whatever goes wrong, usage
+ * included, is one line on stderr and exit 0 (2 is Claude Code's blocking
+ * code), and stdout, which Claude Code adds to the context, stays empty. */
 int hookpost_run(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"cwd", 1}, {"pid", 1}, {"url", 1}, {NULL, 0}};
@@ -131,27 +112,36 @@ int hookpost_run(int argc, char **argv)
 	struct http_resp r = {0};
 	char cwd[4097], err[512], key[160], sid[129] = "";
 	/* No pid unless asked: a hook runs under a shell started by Claude Code,
-	 * whose pid is not the peer's, and the broker then matches the newest
-	 * live presence in this cwd (docs/protocol.md §4.3). */
+	 * whose pid is not the peer's; the broker matches the session_id, else
+	 * the newest live presence in this cwd (docs/protocol.md §4.3). */
 	long pid = -1;
 
+	if (argc >= 1 && !strcmp(argv[0], "prompt"))
+		return hookprompt_run(argc - 1, argv + 1);
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)
-		return CLI_EXIT_USAGE;
+		return 0;
 	if (o.npos != 1 || (strcmp(o.pos[0], "idle") && strcmp(o.pos[0], "working") &&
-			    strcmp(o.pos[0], "dnd")))
-		return cli_usage_err("usage: meshctl hook idle|working|dnd [--cwd DIR] [--pid N] "
-				     "[--url http(s)://HOST:PORT]");
-	if (cli_opt(&o, "pid") && cli_parse_uint(cli_opt(&o, "pid"), INT32_MAX, &pid) != 0)
-		return cli_usage_err("--pid must be an integer 0..%d", INT32_MAX);
-	cJSON *in = hook_stdin_json();
+			    strcmp(o.pos[0], "dnd"))) {
+		cli_err(HOOK_USAGE);
+		return 0;
+	}
+	if (cli_opt(&o, "pid") && cli_parse_uint(cli_opt(&o, "pid"), INT32_MAX, &pid) != 0) {
+		cli_err("hook: --pid must be an integer 0..%d", INT32_MAX);
+		return 0;
+	}
+	cJSON *in = hookin_json();
 	const cJSON *in_cwd = cJSON_GetObjectItemCaseSensitive(in, "cwd");
 	const cJSON *in_sid = cJSON_GetObjectItemCaseSensitive(in, "session_id");
+	const char *env_sid = getenv("CLAUDE_CODE_SESSION_ID");
 	if (cJSON_IsString(in_sid))
 		snprintf(sid, sizeof sid, "%s", in_sid->valuestring);
+	else if (env_sid)
+		snprintf(sid, sizeof sid, "%s", env_sid);
 	if (cli_opt(&o, "cwd")) {
 		if (str_copy(cwd, sizeof cwd, cli_opt(&o, "cwd")) != 0 || !cwd[0]) {
 			cJSON_Delete(in);
-			return cli_usage_err("--cwd must be 1-4096 bytes");
+			cli_err("hook: --cwd must be 1-4096 bytes");
+			return 0;
 		}
 	} else if (cJSON_IsString(in_cwd) && in_cwd->valuestring[0] &&
 		   str_copy(cwd, sizeof cwd, in_cwd->valuestring) == 0) {
@@ -177,13 +167,12 @@ int hookpost_run(int argc, char **argv)
 		cli_err("hook: broker not reached: %s; status not reported", err);
 		return 0;
 	}
-	fwrite(r.body, 1, r.body_len, stdout);
-	if (r.body_len == 0 || r.body[r.body_len - 1] != '\n')
-		putchar('\n');
-	fflush(stdout);
 	if (r.status < 200 || r.status >= 300) {
 		size_t show = r.body_len > 200 ? 200 : r.body_len;
-		cli_err("hook: HTTP %d %.*s", r.status, (int)show, r.body);
+		for (size_t i = 0; i < show; i++)
+			if ((unsigned char)r.body[i] < 0x20)
+				r.body[i] = ' ';
+		cli_err("hook: the broker refused: HTTP %d %.*s; status not reported", r.status, (int)show, r.body);
 	}
 	free(r.body);
 	return 0;

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "db/store_admin.h"
 #include "http.h"
+#include "cli/doctor.h"
 #include "keyfile.h"
 #include "proto/invite.h"
 
@@ -28,7 +29,7 @@
 int invitecmd_create(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {
-	    {"role", 1}, {"max-uses", 1}, {"expires", 1}, {"owner-key", 1}, {NULL, 0}};
+	    {"role", 1}, {"max-uses", 1}, {"expires", 1}, {"owner-key", 1}, {"local", 0}, {NULL, 0}};
 	struct cli_opts o;
 	long max_uses = 1;
 	long long expires = INVITE_DEFAULT_EXPIRES;
@@ -44,7 +45,7 @@ int invitecmd_create(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1)
 		return cli_usage_err("usage: meshctl invite create MESH [--role member|admin] [--max-uses N] "
-		                     "[--expires 24h] [--owner-key KEYFILE]");
+		                     "[--expires 24h] [--owner-key KEYFILE] [--broker URL] [--local]");
 	if (cli_opt(&o, "role")) {
 		role = cli_opt(&o, "role");
 		if (strcmp(role, "member") && strcmp(role, "admin"))
@@ -54,6 +55,17 @@ int invitecmd_create(int argc, char **argv)
 		return cli_usage_err("--max-uses must be an integer 1..%d", INVITE_MAX_USES);
 	if (cli_opt(&o, "expires") && adminref_duration(cli_opt(&o, "expires"), &expires) != 0)
 		return cli_usage_err("--expires must be a duration such as 90s, 30m, 24h or 7d (at most 366d)");
+	/* the URL the invite carries is where joiners go: it must be one meshctl
+	 * can reach, and from other machines a public wss:// one; this
+	 * machine's own address only when asked (a mesh on one laptop) */
+	struct http_target pub;
+	char uerr[512];
+	const char *url = cli_broker_url(&o, NULL);
+	if (http_target_parse(url, HTTP_PATH_KEEP, NULL, &pub, uerr, sizeof uerr) != 0)
+		return cli_usage_err("--broker: %s", uerr);
+	if (doctor_host_loopback(pub.host) && !cli_opt(&o, "local"))
+		return cli_err("the invite would carry %s, which only this machine can reach: give --broker "
+			       "wss://HOST/ws (or MESHBROKER_URL), or --local for peers on this machine", url);
 	if (!(c = admin_connect()))
 		return CLI_EXIT_FAIL;
 	if (adminref_mesh(c, o.pos[0], 0, &m) != 0) {
@@ -76,15 +88,7 @@ int invitecmd_create(int argc, char **argv)
 	}
 	randombytes_buf(raw, sizeof raw);
 	sodium_bin2base64(root_key, sizeof root_key, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	/* the URL the invite carries is where joiners go: it must be one meshctl
-	 * can reach, and from other machines a public wss:// one */
-	struct http_target pub;
-	char uerr[512];
-	if (http_target_parse(cli_broker_url(&o, NULL), HTTP_PATH_KEEP, NULL, &pub, uerr, sizeof uerr) != 0) {
-		cli_err("--broker: %s", uerr);
-		goto out;
-	}
-	if (!pub.tls)
+	if (!pub.tls && !doctor_host_loopback(pub.host))
 		fprintf(stderr, "meshctl: note: the invite carries %s (no TLS); for peers on other machines mint it "
 			"with --broker wss://HOST/ws (docs/deploy.md §4)\n", cli_broker_url(&o, NULL));
 	struct invite iv = {
@@ -116,8 +120,8 @@ int invitecmd_create(int argc, char **argv)
 		goto out;
 	}
 	printf("%s\nic://join/%s\n", token, token);
-	fprintf(stderr, "meshctl: invite %s to mesh %s: role %s, %ld use%s, expires in %llds\n", id, m.slug, role,
-	        max_uses, max_uses == 1 ? "" : "s", expires);
+	fprintf(stderr, "meshctl: invite %s to mesh %s: role %s, %ld use%s, expires in %llds, broker URL %s\n", id,
+	        m.slug, role, max_uses, max_uses == 1 ? "" : "s", expires, url);
 	free(token);
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 out:

@@ -12,9 +12,12 @@
 #include "cli/auditcmd.h"
 #include "cli/invitecmd.h"
 #include "cli/cli.h"
+#include "cli/doctor.h"
+#include "cli/install.h"
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
 #include "cli/mcp.h"
+#include "cli/modcmd.h"
 #include "cli/peerconnect.h"
 #include "cli/peersend.h"
 #include "cli/topiccmd.h"
@@ -60,12 +63,13 @@ static const struct command main_commands[] = {
 	{"audit", "verify", auditcmd_verify, "audit verify MESH_ID", ""},
 	{"invite", "create", invitecmd_create,
 	 "invite create MESH [--role member|admin] [--max-uses N] [--expires 24h]\n"
-	 "                 [--owner-key KEYFILE] [--broker URL]",
+	 "                 [--owner-key KEYFILE] [--broker URL] [--local]",
 	 "  --role R             member (default) or admin\n"
 	 "  --max-uses N         joins allowed (default 1)\n"
 	 "  --expires D          lifetime: 90s, 30m, 24h (default), 7d\n"
 	 "  --owner-key KEYFILE  the mesh owner's key (default ./SLUG.owner.key)\n"
-	 "  --broker URL         the public URL the invite carries (wss://HOST/ws)\n"},
+	 "  --broker URL         the public URL the invite carries (wss://HOST/ws)\n"
+	 "  --local              allow a loopback URL (peers on this machine only)\n"},
 	{"invite", "list", invitecmd_list, "invite list MESH", ""},
 	{"invite", "revoke", invitecmd_revoke, "invite revoke MESH INVITE_ID|TOKEN", ""},
 	{NULL, "join", invitecmd_join, "join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]",
@@ -86,9 +90,10 @@ static const struct command main_commands[] = {
 	{"apikey", "revoke", apikeycmd_revoke, "apikey revoke MESH KEY_ID|PREFIX", ""},
 	{NULL, "connect", peerconnect_main,
 	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
-	 "                 [--pid N] [--cwd DIR] [--session-id S]",
+	 "                 [--group NAME] [--pid N] [--cwd DIR] [--session-id S]",
 	 "  --count N            stop after N pushes\n" O_TIMEOUT
-	 "  --status S           set_status after every hello_ack\n" O_PEER},
+	 "  --status S           set_status after every hello_ack\n"
+	 "  --group NAME         join_group NAME after every hello_ack (@NAME sends reach it)\n" O_PEER},
 	{NULL, "send", peersend_send, "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]",
 	 O_PRIORITY O_TIMEOUT O_PEER},
 	{NULL, "status", peersend_status, "status idle|working|dnd [--timeout SECONDS]", O_TIMEOUT O_PEER},
@@ -107,12 +112,31 @@ static const struct command main_commands[] = {
 	{NULL, "peers", peersend_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]",
 	 "  --scope S            mesh (default), machine, directory or repo\n"
 	 "  --json               JSON instead of a table\n" O_TIMEOUT O_PEER},
-	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)", ""},
-	{NULL, "hook", hookpost_run, "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http(s)://HOST:PORT]",
+	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...] [--group NAME]  (MCP server on stdio)", ""},
+	{NULL, "hook", hookpost_run,
+	 "hook idle|working|dnd|prompt [--config PEERCONFIG] [--cwd DIR] [--pid N] [--url http(s)://HOST:PORT]",
 	 "  --cwd DIR            the session's directory (default: the hook JSON's, else .)\n"
-	 "  --pid N              match the peer with this pid (default: the newest in DIR)\n"
+	 "  --pid N              match the peer with this pid (default: Claude Code's session_id,\n"
+	 "                       else the newest in DIR)\n"
 	 "  --url URL            the broker's HTTP base (default: MESHBROKER_HTTP_URL, else\n"
 	 "                       the broker URL as http:// or https://)\n"},
+	{NULL, "install", install_main, "install --config PEERCONFIG [--scope user|project] [--name NAME]",
+	 "  --scope S            user (default: ~/.claude.json, ~/.claude/settings.json) or\n"
+	 "                       project (./.mcp.json, ./.claude/settings.json)\n"
+	 "  --name NAME          the mcpServers entry (default meshbroker)\n"},
+	{NULL, "uninstall", install_uninstall, "uninstall [--scope user|project] [--name NAME]",
+	 "  --scope S            user (default) or project\n"
+	 "  --name NAME          the mcpServers entry (default meshbroker)\n"},
+	{NULL, "doctor", doctor_main, "doctor [--config PEERCONFIG] [--name NAME]",
+	 "  --name NAME          the mcpServers entry to look for (default meshbroker)\n"},
+	{NULL, "kick", modcmd_kick, "kick TARGET|--all [--timeout SECONDS]  (owner/admin)",
+	 "  --all                every other live session of the mesh\n" O_TIMEOUT},
+	{NULL, "disconnect", modcmd_disconnect, "disconnect TARGET|--all [--timeout SECONDS]  (owner/admin)",
+	 "  --all                every other live session of the mesh\n" O_TIMEOUT},
+	{NULL, "ban", modcmd_ban, "ban MEMBER [--reason TEXT] [--timeout SECONDS]  (owner/admin)",
+	 "  --reason TEXT        kept with the ban\n" O_TIMEOUT},
+	{NULL, "unban", modcmd_unban, "unban MEMBER [--timeout SECONDS]  (owner/admin)", O_TIMEOUT},
+	{NULL, "bans", modcmd_bans, "bans [--timeout SECONDS]", O_TIMEOUT},
 	{NULL, "help", main_help, "help", ""},
 };
 #define MAIN_NCOMMANDS (sizeof main_commands / sizeof main_commands[0])
@@ -145,12 +169,20 @@ static void main_usage(FILE *f)
 	      "peers lists the live peers (the table leaves out meshctl's own connection).\n"
 	      "mcp is the MCP server for Claude Code; meshctl mcp --help prints the\n"
 	      "claude mcp add line.\n"
-	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http(s)://; without\n"
-	      "--pid the broker matches the newest peer in that cwd; the API key sent as Bearer\n"
-	      "is MESHBROKER_API_KEY, else the peer config's \"apiKey\".  Claude Code's hook JSON\n"
-	      "on stdin gives cwd and session_id.  hook exits 0 whenever its usage was right:\n"
-	      "a hook never fails the prompt (problems are one line on stderr).\n"
-	      "invite create signs with the mesh owner's key file (default ./SLUG.owner.key);\n"
+	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL (--broker, MESHBROKER_URL,\n"
+	      "the peer config's \"broker\"; no default) as http(s)://; the broker matches Claude\n"
+	      "Code's session_id (hook JSON on stdin, else CLAUDE_CODE_SESSION_ID), else --pid,\n"
+	      "else the newest peer in that cwd; the API key sent as Bearer is MESHBROKER_API_KEY,\n"
+	      "else the peer config's \"apiKey\".  hook prompt prints the waiting messages as\n"
+	      "Claude Code's UserPromptSubmit JSON (additionalContext) within about 2 s.  hook\n"
+	      "never blocks a prompt: nothing else on stdout, exit 0 always, problems one line\n"
+	      "on stderr.\n"
+	      "install registers meshctl mcp and the hooks with Claude Code (--scope user: ~/.claude.json\n"
+	      "and ~/.claude/settings.json; project: ./.mcp.json and ./.claude/settings.json), keeping\n"
+	      "every other entry; uninstall removes exactly those; doctor checks the setup, one line each.\n"
+	      "kick, disconnect, ban and unban are for the mesh's owner and admins.\n"
+	      "invite create signs with the mesh owner's key file (default ./SLUG.owner.key) and\n"
+	      "refuses a loopback broker URL unless --local;\n"
 	      "join needs no DATABASE_URL.  apikey create prints the secret once.\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.\n",

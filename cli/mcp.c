@@ -22,6 +22,8 @@
 #include <sodium.h>
 
 #include "cli/cli.h"
+#include "cli/groupname.h"
+#include "cli/hookbox.h"
 #include "cli/http.h"
 #include "cli/mcp_calls.h"
 #include "cli/mcp_inbox.h"
@@ -102,6 +104,11 @@ static int link_setup(struct mcp *m, int idx, const char *config_path, const cha
 	/* one session id for the life of this process: a reconnect replaces
 	 * the old connection at the broker rather than sitting beside it */
 	snprintf(h->session_id, sizeof h->session_id, "%lld-%lld-%d", (long long)getpid(), (long long)now_ms(), idx);
+	/* Claude Code's own session id (set for stdio MCP servers and hooks):
+	 * meshctl hook matches the session by it (docs/protocol.md §4.3) */
+	const char *claude_sid = getenv("CLAUDE_CODE_SESSION_ID");
+	if (claude_sid && *claude_sid && strlen(claude_sid) + 12 < sizeof h->session_id)
+		snprintf(h->session_id, sizeof h->session_id, "%s%s%.0d", claude_sid, idx ? "-" : "", idx);
 	h->pid = getpid();
 	h->peer_type = "ai";
 	h->caps[0] = "client_ack";
@@ -237,11 +244,13 @@ static void mcp_help(int nconf, const char **conf)
 	if (n <= 0)
 		snprintf(exe, sizeof exe, "meshctl");
 	puts("usage: meshctl mcp --config PEERCONFIG [--config PEERCONFIG ...] [--broker URL] [--cacert FILE]\n"
+	     "                   [--group NAME]\n"
 	     "\n"
 	     "  --config FILE   a peer config (one connection per file; default MESHCTL_CONFIG)\n"
 	     "  --broker URL    ws:// or wss:// broker URL for every config (else MESHBROKER_URL,\n"
 	     "                  else the config's \"broker\")\n"
 	     "  --cacert FILE   PEM CA certificates for wss:// (else MESHBROKER_CA, else the system store)\n"
+	     "  --group NAME    join_group NAME after every hello_ack (so @NAME sends reach this session)\n"
 	     "\n"
 	     "A Model Context Protocol server on stdin/stdout for Claude Code: tools send_message,\n"
 	     "check_messages, list_peers, set_status and set_summary, and incoming messages pushed\n"
@@ -261,11 +270,12 @@ static void mcp_help(int nconf, const char **conf)
 int mcp_main(int argc, char **argv)
 {
 	const char *conf[MCP_LINKS_MAX];
-	const char *broker = NULL;
+	const char *broker = NULL, *group = NULL;
 	int nconf = 0, help = 0, c;
 	static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
 					   {"broker", required_argument, NULL, 'b'},
 					   {"cacert", required_argument, NULL, 'a'},
+					   {"group", required_argument, NULL, 'g'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	char *args[CLI_ARGS_MAX + 2];
@@ -284,6 +294,10 @@ int mcp_main(int argc, char **argv)
 			broker = optarg;
 		else if (c == 'a')
 			http_set_cafile(optarg);
+		else if (c == 'g' && !groupname_ok(optarg))
+			return cli_usage_err("mcp: --group: a name of /-separated segments [A-Za-z0-9][A-Za-z0-9_.-]*, not all");
+		else if (c == 'g')
+			group = optarg;
 		else if (c == 'c' && nconf == MCP_LINKS_MAX)
 			return cli_usage_err("mcp: at most %d --config files", MCP_LINKS_MAX);
 		else if (c == 'c')
@@ -311,30 +325,39 @@ int mcp_main(int argc, char **argv)
 	for (int i = 0; i < nconf && rc == 0; i++, m->nlinks++)
 		if (link_setup(m, i, conf[i], broker) != 0)
 			rc = CLI_EXIT_FAIL;
+		else
+			m->links[i].group = group;
 	struct sigaction sa = {.sa_handler = mcp_on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	struct line_buf lb = {0};
+	/* meshctl hook prompt of this Claude Code session takes the inbox here */
+	const char *claude_sid = getenv("CLAUDE_CODE_SESSION_ID");
+	int box = rc == 0 ? hookbox_listen(claude_sid) : -1;
 	while (rc == 0 && !mcp_stop) {
 		int64_t now = mono_ms();
 		for (int i = 0; i < m->nlinks; i++)
 			peersess_service(&m->links[i].sess, now);
 		mcp_tools_tick(m, now);
-		struct pollfd p[1 + MCP_LINKS_MAX];
+		struct pollfd p[2 + MCP_LINKS_MAX];
 		int timeout = MCP_IDLE_POLL_MS;
 		p[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
 		for (int i = 0; i < m->nlinks; i++)
 			peersess_pollfd(&m->links[i].sess, &p[1 + i], now, &timeout);
-		int n = poll(p, (nfds_t)(1 + m->nlinks), timeout);
+		p[1 + m->nlinks] = (struct pollfd){.fd = box, .events = POLLIN};
+		int n = poll(p, (nfds_t)(2 + m->nlinks), timeout);
 		if (n < 0 && errno != EINTR) {
 			rc = cli_err("mcp: poll: %s", strerror(errno));
 			break;
 		}
+		if (n > 0 && box >= 0 && (p[1 + m->nlinks].revents & POLLIN))
+			hookbox_serve(m, box);
 		if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && line_feed(m, &lb) != 0)
 			break; /* stdin closed: Claude Code ended the session */
 	}
+	hookbox_close(box, claude_sid);
 	for (int i = 0; i < m->nlinks; i++) {
 		peersess_close(&m->links[i].sess);
 		sodium_memzero(&m->links[i].cfg.key, sizeof m->links[i].cfg.key);

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "cli/groupname.h"
 #include "cli/mcp_calls.h"
 #include "cli/mcp_out.h"
 #include "cli/mcp_rpc.h"
@@ -236,6 +237,10 @@ void mcp_inbox_frame(struct mcp_link *l, const char *text, size_t len)
 		return;
 	}
 	if (!strcmp(type, "hello_ack")) {
+		cJSON *g = l->group ? groupname_join_frame(l->group) : NULL;
+		if (g)
+			peersess_send(&l->sess, g);
+		cJSON_Delete(g);
 		mcp_inbox_ready(l);
 	} else if (!strcmp(type, "push")) {
 		on_push(l, j);

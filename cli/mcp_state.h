@@ -31,6 +31,7 @@ struct mcp_link {
 	struct keyfile_peer cfg;
 	struct peersess sess; /* reconnects on its own (PEERSESS_ALWAYS) */
 	int ready;            /* hello_ack received on the current connection */
+	const char *group;    /* --group: join_group after every hello_ack, or NULL */
 };
 
 struct mcp_msg {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "groupname.h"
 #include "keyfile.h"
 #include "peercmd.h"
 #include "proto/box.h"
@@ -30,6 +31,7 @@
 struct conn {
 	struct peercmd_app app;
 	const char *status; /* set_status after every hello_ack, or NULL */
+	const char *group;  /* --group: join_group after every hello_ack, or NULL */
 	long count_max, count;
 	int stdin_open;
 	char *line;
@@ -138,6 +140,10 @@ static void conn_frame(struct peercmd_app *a, cJSON *j, const char *type, const 
 static void conn_ready(struct peercmd_app *a)
 {
 	struct conn *c = a->arg;
+	cJSON *g = c->group ? groupname_join_frame(c->group) : NULL;
+	if (g)
+		peercmd_app_send(a, g);
+	cJSON_Delete(g);
 	if (!c->status)
 		return;
 	cJSON *o = cJSON_CreateObject();
@@ -260,7 +266,7 @@ int peerconnect_main(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {
 		{"count", 1}, {"timeout", 1}, {"status", 1}, {"pid", 1},
-		{"cwd", 1},   {"session-id", 1}, {NULL, 0}};
+		{"cwd", 1},   {"session-id", 1}, {"group", 1}, {NULL, 0}};
 	struct cli_opts o;
 	int64_t timeout_ms;
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)
@@ -279,6 +285,8 @@ int peerconnect_main(int argc, char **argv)
 		cli_usage_err("--timeout must be a positive number of seconds");
 	else if (cli_opt(&o, "status") && !(c->status = conn_status_ok(cli_opt(&o, "status"))))
 		cli_usage_err("--status must be idle, working or dnd");
+	else if ((c->group = cli_opt(&o, "group")) && !groupname_ok(c->group))
+		cli_usage_err("--group: a name of /-separated segments [A-Za-z0-9][A-Za-z0-9_.-]*, not all");
 	else
 		rc = 0;
 	if (rc == 0) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # package-test.sh — what `make package-test` does (issue 12, acceptance 2):
 # build the Debian package from a fresh copy of the tree with
-# `dpkg-buildpackage -us -uc -b`, check what it holds, install it on this
+# `dpkg-buildpackage -us -uc -b`, check what the meshbroker and the client-only
+# meshctl package hold (issue 20), install them on this
 # machine with `dpkg -i` (root only), check the user, the runtime directory,
 # the config and the enabled socket, and run lintian (no errors allowed).
 # Prints one "package-test:" line per check and the figures at the end; the
@@ -38,10 +39,18 @@ dbg=$(ls "$work"/meshbroker-dbgsym_*.deb 2>/dev/null | head -1)
 changes=$(ls "$work"/meshbroker_*.changes 2>/dev/null | head -1)
 [ -n "$deb" ] && ok "built $(basename "$deb")" || bad "no meshbroker_*.deb"
 [ -n "$dbg" ] && ok "built $(basename "$dbg") (separate debug symbols)" || bad "no meshbroker-dbgsym_*.deb"
+ctl=$(ls "$work"/meshctl_*.deb 2>/dev/null | head -1)
+[ -n "$ctl" ] && ok "built $(basename "$ctl") (the client alone)" || bad "no meshctl_*.deb"
 
 # ------------------------------------------------------------ contents
 x=$work/x
 dpkg-deb -x "$deb" "$x"
+[ -n "$ctl" ] && dpkg-deb -x "$ctl" "$x"
+check "meshctl package: the binary, its man page and completion, nothing of the broker" sh -c \
+  "dpkg-deb -c '$ctl' | grep -q '/usr/bin/meshctl\$' && dpkg-deb -c '$ctl' | grep -q 'man1/meshctl.1.gz\$' &&
+   dpkg-deb -c '$ctl' | grep -q 'completions/meshctl\$' && ! dpkg-deb -c '$ctl' | grep -qE 'meshbroker-|systemd|/etc/'"
+check "meshbroker package depends on meshctl and no longer ships it" sh -c \
+  "dpkg-deb -f '$deb' Depends | grep -q 'meshctl (= ' && ! dpkg-deb -c '$deb' | grep -q '/usr/bin/meshctl\$'"
 for b in meshbroker-worker meshbroker-accept meshctl; do
   if [ -x "$x/usr/bin/$b" ] && ! readelf -S -W "$x/usr/bin/$b" | grep -qE '\.symtab|\.debug_info'; then
     ok "usr/bin/$b is stripped"
@@ -81,12 +90,12 @@ if [ "$ne" = 0 ] && [ $lrc -le 2 ]; then ok "lintian: no errors"; else bad "lint
 if [ "$(id -u)" != 0 ]; then
   echo "package-test: not root: dpkg -i and the checks of the installed package skipped"
 else
-  echo "== dpkg -i $(basename "$deb")"
+  echo "== dpkg -i $(basename "$ctl") $(basename "$deb")"
   user_before=$(getent passwd meshbroker >/dev/null && echo existed || echo new)
-  if dpkg -i "$deb" >"$work/dpkg.log" 2>&1; then
-    ok "dpkg -i $(basename "$deb")"
+  if dpkg -i "$ctl" "$deb" >"$work/dpkg.log" 2>&1; then
+    ok "dpkg -i $(basename "$ctl") $(basename "$deb")"
   else
-    bad "dpkg -i $(basename "$deb")"
+    bad "dpkg -i $(basename "$ctl") $(basename "$deb")"
     tail -20 "$work/dpkg.log"
   fi
   check "user meshbroker exists ($user_before before the install)" getent passwd meshbroker
@@ -124,10 +133,11 @@ else
     fi
   done
   check "man meshctl renders from the package" sh -c "MANPAGER=cat man meshctl | grep -q meshctl"
-  echo "   (the package stays installed; remove it with: dpkg -r meshbroker)"
+  echo "   (the packages stay installed; remove them with: dpkg -r meshbroker meshctl)"
 fi
 
-echo "== figures: $(basename "$deb") $(stat -c %s "$deb") bytes, $(basename "$dbg") $(stat -c %s "$dbg") bytes;" \
+echo "== figures: $(basename "$deb") $(stat -c %s "$deb") bytes, $(basename "$ctl") $(stat -c %s "$ctl") bytes," \
+  "$(basename "$dbg") $(stat -c %s "$dbg") bytes;" \
   "lintian: $ne errors, $nw warnings, $ni info, $np pedantic"
 [ "${KEEP_PKG_DIR:-0}" = 1 ] && echo "   build directory kept: $work"
 echo "$passed passed, $failed failed"

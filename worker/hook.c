@@ -57,6 +57,7 @@ static void hook_fail(struct worker *w, int status, const char *error)
 struct match {
 	int64_t pid; /* -1: match by cwd alone */
 	const char *cwd;
+	const char *session_id; /* non-NULL: the presence with this sessionId, whatever its cwd and pid */
 	const char *mesh_id, *member_id; /* the key's scope; NULL: any */
 	struct presence_view best;
 	int found;
@@ -65,7 +66,8 @@ struct match {
 static int match_cb(const struct presence_view *v, void *arg)
 {
 	struct match *m = arg;
-	if (strcmp(v->info.cwd, m->cwd) != 0 || (m->pid >= 0 && v->info.pid != m->pid))
+	if (m->session_id ? strcmp(v->info.session_id, m->session_id) != 0
+			  : (strcmp(v->info.cwd, m->cwd) != 0 || (m->pid >= 0 && v->info.pid != m->pid)))
 		return 0;
 	if ((m->mesh_id && strcmp(v->info.mesh_id, m->mesh_id) != 0) ||
 	    (m->member_id && strcmp(v->info.member_id, m->member_id) != 0))
@@ -128,6 +130,7 @@ void hook_set_status(struct worker *w, struct http_req *req, struct route_ctx *c
 	const cJSON *cwdv = cJSON_GetObjectItemCaseSensitive(body, "cwd");
 	const cJSON *stv = cJSON_GetObjectItemCaseSensitive(body, "status");
 	const cJSON *pidv = cJSON_GetObjectItemCaseSensitive(body, "pid");
+	const cJSON *sidv = cJSON_GetObjectItemCaseSensitive(body, "session_id");
 	if (!cJSON_IsString(cwdv) || !*cwdv->valuestring || !cJSON_IsString(stv)) {
 		cJSON_Delete(body);
 		hook_fail(w, 400, "cwd and status required");
@@ -174,7 +177,16 @@ void hook_set_status(struct worker *w, struct http_req *req, struct route_ctx *c
 	const char *mesh_id = have_key ? k->mesh_id : NULL;
 	const char *member_id = have_key && k->member_id[0] ? k->member_id : NULL;
 	struct match m = {.pid = pid, .cwd = cwd, .mesh_id = mesh_id, .member_id = member_id};
-	presence_foreach(w->shm, NULL, match_cb, &m);
+	/* Claude Code's session_id first: the presence whose hello said that
+	 * sessionId (meshctl mcp takes it from CLAUDE_CODE_SESSION_ID); none
+	 * such (an older MCP server): by pid and cwd as before */
+	if (cJSON_IsString(sidv) && sidv->valuestring[0] && strlen(sidv->valuestring) < SHM_SESSION_MAX) {
+		m.session_id = sidv->valuestring;
+		presence_foreach(w->shm, NULL, match_cb, &m);
+		m.session_id = NULL;
+	}
+	if (!m.found)
+		presence_foreach(w->shm, NULL, match_cb, &m);
 	if (m.found && uds_request_status(w, m.best.slot, m.best.gen, status, SRC_HOOK) == 0) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddBoolToObject(o, "ok", 1);

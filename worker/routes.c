@@ -106,6 +106,7 @@ void route_health(struct worker *w, struct http_req *req, struct route_ctx *c)
 	cJSON_AddStringToObject(o, "version", MESHBROKER_VERSION);
 	cJSON_AddStringToObject(o, "gitSha", w->cfg.git_sha);
 	cJSON_AddNumberToObject(o, "uptime", (double)uptime);
+	cJSON_AddNumberToObject(o, "now", (double)now_ms()); /* epoch ms: meshctl doctor's clock check */
 	char *body = cJSON_PrintUnformatted(o);
 	http_respond(w->fd, up ? 200 : 503, "application/json", NULL, body, strlen(body), RESP_TIMEOUT_MS);
 	free(body);

@@ -227,7 +227,7 @@ def test_meshctl_invite_and_join_make_a_member_that_talks_and_is_then_revoked(br
     alice = m.add("alice")
 
     r = invites.meshctl(["invite", "create", slug, "--owner-key", str(owner_key), "--max-uses", "2",
-                         "--expires", "1h"], env=env)
+                         "--expires", "1h", "--local"], env=env)
     token, link = r.stdout.strip().splitlines()
     assert link == "ic://join/" + token
     lst = invites.meshctl(["invite", "list", slug], env=env).stdout
@@ -235,7 +235,7 @@ def test_meshctl_invite_and_join_make_a_member_that_talks_and_is_then_revoked(br
     # a key that is not the owner's cannot sign
     other = tmp_path / "other.key"
     invites.meshctl(["keygen", "--out", str(other)])
-    bad = invites.meshctl(["invite", "create", slug, "--owner-key", str(other)], env=env, check=False)
+    bad = invites.meshctl(["invite", "create", slug, "--owner-key", str(other), "--local"], env=env, check=False)
     assert bad.returncode == 1 and "owner key" in bad.stderr
 
     cfg = tmp_path / "bob.json"
