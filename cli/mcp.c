@@ -75,6 +75,7 @@ static void link_down(void *arg, const char *why, int reconnect)
 	struct mcp_link *l = arg;
 	l->ready = 0;
 	mcp_calls_link_down(l->m, l->idx);
+	mcp_inbox_link_down(l);
 	mcp_log("%s: %s; %s %.1f s", l->cfg.display_name[0] ? l->cfg.display_name : l->cfg.member_id, why,
 		reconnect ? "reconnecting in" : "not reconnecting", reconnect ? l->sess.backoff_ms / 1000.0 : 0.0);
 }
@@ -103,6 +104,12 @@ static int link_setup(struct mcp *m, int idx, const char *config_path, const cha
 	 * the old connection at the broker rather than sitting beside it */
 	snprintf(h->session_id, sizeof h->session_id, "%lld-%lld-%d", (long long)getpid(), (long long)now_ms(), idx);
 	h->pid = getpid();
+	/* this run's own session key (§12.1): direct messages to it reach this
+	 * session only; kept across reconnects, wiped at the end */
+	unsigned char spk[32];
+	crypto_sign_keypair(spk, l->sess_sk);
+	sodium_bin2hex(l->sess_pub, sizeof l->sess_pub, spk, sizeof spk);
+	h->session_pubkey = l->sess_pub;
 	h->peer_type = "ai";
 	h->caps[0] = "client_ack";
 	h->caps[1] = "peer_events";
@@ -149,8 +156,10 @@ static void handle_line(struct mcp *m, const char *line, size_t n)
 	case MCP_RPC_RESPONSE:
 		break;
 	case MCP_RPC_NOTIFICATION:
-		if (!strcmp(r.method, "notifications/initialized"))
+		if (!strcmp(r.method, "notifications/initialized")) {
 			m->initialized = 1;
+			mcp_inbox_notify_waiting(m); /* what arrived before: each once, now */
+		}
 		break;
 	case MCP_RPC_REQUEST:
 		if (!strcmp(r.method, "initialize"))
@@ -308,6 +317,7 @@ int mcp_main(int argc, char **argv)
 	if (!m)
 		return cli_err("out of memory");
 	int rc = 0;
+	m->tag_salt = randombytes_random();
 	for (int i = 0; i < nconf && rc == 0; i++, m->nlinks++)
 		if (link_setup(m, i, conf[i], broker) != 0)
 			rc = CLI_EXIT_FAIL;
@@ -338,6 +348,7 @@ int mcp_main(int argc, char **argv)
 	for (int i = 0; i < m->nlinks; i++) {
 		peersess_close(&m->links[i].sess);
 		sodium_memzero(&m->links[i].cfg.key, sizeof m->links[i].cfg.key);
+		sodium_memzero(m->links[i].sess_sk, sizeof m->links[i].sess_sk);
 	}
 	mcp_tools_free(m);
 	free(lb.buf);
