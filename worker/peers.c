@@ -25,7 +25,9 @@ const char *peers_req_id(const cJSON *msg)
 
 const char *peers_pubkey(const struct presence_view *v)
 {
-	return v->info.pubkey;
+	/* issue 20: the session key when the hello had one, so that a DM to
+	 * this pubkey reaches this session alone (§12.1) */
+	return v->info.session_pubkey[0] ? v->info.session_pubkey : v->info.pubkey;
 }
 
 const char *peers_role(const struct presence_view *v)
