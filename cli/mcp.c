@@ -136,8 +136,9 @@ static cJSON *initialize_result(const cJSON *params)
 	cJSON_AddStringToObject(info, "version", MESHBROKER_VERSION);
 	cJSON_AddStringToObject(r, "instructions",
 				"You are connected to a claudemesh mesh: other Claude Code sessions you can message. "
-				"list_peers shows who is live and what they work on; send_message sends to a peer by "
-				"name; check_messages returns what arrived (messages may also arrive as "
+				"list_peers shows who is live and what they work on; send_message sends to a member by "
+				"name (or to one session by its pubkey, * for everyone, #topic); topic_list, topic_join, "
+				"topic_read and topic_post work with topics; check_messages returns what arrived (messages may also arrive as "
 				"<channel source=\"meshbroker\"> notifications). set_summary tells others what you do.");
 	return r;
 }
@@ -253,8 +254,10 @@ static void mcp_help(int nconf, const char **conf)
 	     "  --cacert FILE   PEM CA certificates for wss:// (else MESHBROKER_CA, else the system store)\n"
 	     "\n"
 	     "A Model Context Protocol server on stdin/stdout for Claude Code: tools send_message,\n"
-	     "check_messages, list_peers, set_status and set_summary, and incoming messages pushed\n"
-	     "into the session as claude/channel notifications.  Logs go to stderr.\n"
+	     "check_messages, list_peers, set_status, set_summary, topic_list, topic_join, topic_read\n"
+	     "and topic_post, and incoming messages pushed into the session as claude/channel\n"
+	     "notifications.  Each run has its own session key; nothing is sent in clear.  Logs go\n"
+	     "to stderr.\n"
 	     "\n"
 	     "Add it to Claude Code with:\n");
 	fputs("  claude mcp add meshbroker -- ", stdout);
