@@ -111,6 +111,7 @@ static int link_setup(struct mcp *m, int idx, const char *config_path, const cha
 	sodium_bin2hex(l->sess_pub, sizeof l->sess_pub, spk, sizeof spk);
 	h->session_pubkey = l->sess_pub;
 	h->peer_type = "ai";
+	h->peer_role = "session"; /* one Claude Code session, not a member's control plane */
 	h->caps[0] = "client_ack";
 	h->caps[1] = "peer_events";
 	peersess_init(&l->sess, &l->cfg, url, PEERSESS_ALWAYS, &link_ops, l);

@@ -32,8 +32,8 @@ const char *peers_pubkey(const struct presence_view *v)
 
 const char *peers_role(const struct presence_view *v)
 {
-	(void)v;
-	return "control-plane";
+	/* issue 20: a hello's peerRole "session" (meshctl mcp) is listed as one */
+	return strcmp(v->info.peer_role, "session") == 0 ? "session" : "control-plane";
 }
 
 struct list_ctx {

@@ -105,6 +105,11 @@ def test_broadcast_and_mcp_topic_post_leave_no_plaintext_old_base64_still_arrive
         with db.cursor() as cur:
             cur.execute("SELECT body_version FROM mesh.topic_message WHERE topic_id = %s", (tid,))
             assert [v for (v,) in cur.fetchall()] == [2, 2], "MCP topic posts are v2"
+        # meshctl send '#ops' is meshctl topic post: v2 under the key
+        meshctl(["send", "#ops", tsecret + " from the shell", "--config", str(acfg)], env=env)
+        with db.cursor() as cur:
+            cur.execute("SELECT body_version FROM mesh.topic_message WHERE topic_id = %s", (tid,))
+            assert [v for (v,) in cur.fetchall()] == [2, 2, 2]
         assert_no_plaintext("the database", db_rows_text(db, m.id), tsecret)
     finally:
         a.stop()
@@ -205,6 +210,7 @@ def test_names_reach_offline_members_and_a_session_key_reaches_only_its_session(
         r = a.call_until("list_peers", lambda r: text(r).count("- bob ") >= 2)
         bobs = [p for p in r["structuredContent"]["peers"] if p["displayName"] == "bob"]
         assert len({p["pubkey"] for p in bobs}) == 2, "each run has its own session key"
+        assert all(p["peerRole"] == "session" and p["memberPubkey"] != p["pubkey"] for p in bobs), bobs
         # which one is c2? the session whose check_messages sees it
         target = bobs[0]["pubkey"]
         r = a.call("send_message", to=target, message="for one session")
