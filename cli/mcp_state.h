@@ -26,6 +26,7 @@
 #define MCP_TOPICS_MAX 64      /* topics (and keys) known per session */
 #define MCP_HELD_MAX 64        /* topic pushes waiting for their topic key */
 #define MCP_TOPIC_MSGS_MAX 50  /* messages topic_read returns */
+#define MCP_RESEAL_MS 3000     /* how often members waiting for a topic key we hold are looked for */
 
 struct mcp;
 
@@ -117,6 +118,7 @@ struct mcp {
 	unsigned tag_seq;
 	int64_t names_wait; /* a push from an unknown sender waits for a names refresh until then */
 	unsigned tag_salt;  /* random per run: tags (send ids) never repeat across runs */
+	int64_t next_reseal; /* mono ms: the next look for members waiting for a topic key */
 	struct {
 		cJSON *push;
 		int link;

@@ -133,6 +133,7 @@ void mcp_tools_tick(struct mcp *m, int64_t now)
 {
 	if (m->names_wait && now >= m->names_wait)
 		mcp_inbox_notify_waiting(m);
+	mcp_topics_tick(m, now);
 	for (int i = 0; i < MCP_CALLS_MAX; i++) {
 		struct mcp_call *c = &m->calls[i];
 		if (c->kind == CALL_NONE || now < c->deadline)

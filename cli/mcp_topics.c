@@ -18,6 +18,8 @@
 #include "common/util.h"
 
 #define TKEY_PREFIX "mcp-tkey:"
+#define PEND_PREFIX "mcp-pend:"
+#define SEAL_REQ "mcp-seal"
 
 static struct mcp_topic *topic_find(struct mcp_link *l, const char *ref)
 {
@@ -304,6 +306,25 @@ int mcp_topics_frame(struct mcp_link *l, const cJSON *j, const char *type)
 		topicbody_key_wipe(&k);
 		return 1;
 	}
+	if (!strncmp(rid, PEND_PREFIX, strlen(PEND_PREFIX))) { /* members waiting for a key we hold */
+		struct mcp_topic *t = topic_find(l, rid + strlen(PEND_PREFIX));
+		const cJSON *x;
+		cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(j, "pending"))
+		{
+			cJSON *o = t && t->key.have && !strcmp(type, "topic_pending_seals_response")
+					   ? topicbody_seal_for(&t->key, x) : NULL;
+			if (o)
+				send_req(l, "topic_seal", SEAL_REQ, t->id, o);
+		}
+		return 1;
+	}
+	if (!strcmp(rid, SEAL_REQ)) { /* already_sealed: another member was first */
+		if (!strcmp(type, "topic_sealed"))
+			mcp_log("sealed the key of topic %.64s for member %.64s",
+				mcp_str(j, "topic") ? mcp_str(j, "topic") : "?",
+				mcp_str(j, "memberId") ? mcp_str(j, "memberId") : "?");
+		return 1;
+	}
 	struct mcp_call *c = mcp_call_by_tag(m, rid);
 	if (!c || c->kind < CALL_TLIST)
 		return 0;
@@ -365,6 +386,24 @@ int mcp_topics_waiting(const struct mcp_link *l, const char *topic_id)
 		if (!strcmp(l->topics[i].id, topic_id))
 			return l->topics[i].state == TOPIC_ASKED;
 	return 0;
+}
+
+void mcp_topics_tick(struct mcp *m, int64_t now)
+{
+	if (now < m->next_reseal)
+		return;
+	m->next_reseal = now + MCP_RESEAL_MS;
+	for (int i = 0; i < m->nlinks; i++) {
+		struct mcp_link *l = &m->links[i];
+		unsigned n = l->ntopics < MCP_TOPICS_MAX ? l->ntopics : MCP_TOPICS_MAX;
+		for (unsigned k = 0; l->ready && k < n; k++) {
+			char rid[160];
+			if (l->topics[k].state != TOPIC_KEYED || !l->topics[k].key.have)
+				continue;
+			snprintf(rid, sizeof rid, PEND_PREFIX "%s", l->topics[k].id);
+			send_req(l, "topic_pending_seals", rid, l->topics[k].id, NULL);
+		}
+	}
 }
 
 void mcp_topics_wipe(struct mcp_link *l)

@@ -23,6 +23,9 @@ int mcp_topics_frame(struct mcp_link *l, const cJSON *j, const char *type);
 char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg *g, int *wait);
 /* whether topic id is still waiting for its key on l */
 int mcp_topics_waiting(const struct mcp_link *l, const char *topic_id);
+/* every MCP_RESEAL_MS: for each topic whose key this run holds, the
+ * members waiting for a copy get one sealed (as `meshctl topic tail` does) */
+void mcp_topics_tick(struct mcp *m, int64_t now);
 void mcp_topics_wipe(struct mcp_link *l); /* the keys, at the end */
 
 #endif

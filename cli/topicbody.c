@@ -132,6 +132,25 @@ cJSON *topicbody_mentions(const char *text)
 	return a;
 }
 
+cJSON *topicbody_seal_for(const struct topicbody_key *k, const cJSON *pending_member)
+{
+	const char *id = str_of(pending_member, "memberId"), *pk = str_of(pending_member, "pubkey");
+	unsigned char edpk[32];
+	char *enc = NULL, *nonce = NULL, sender[65];
+	if (!k->have || !id || !pk || !is_hex(pk, 64) || hex_decode(pk, edpk, sizeof edpk) != 0 ||
+	    topickey_seal(k->key, edpk, &enc, &nonce, sender) != 0)
+		return NULL;
+	cJSON *o = cJSON_CreateObject();
+	if (o && !(cJSON_AddStringToObject(o, "memberId", id) && cJSON_AddStringToObject(o, "encryptedKey", enc) &&
+	           cJSON_AddStringToObject(o, "nonce", nonce))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	free(enc);
+	free(nonce);
+	return o;
+}
+
 void topicbody_key_wipe(struct topicbody_key *k)
 {
 	sodium_memzero(k->key, sizeof k->key);

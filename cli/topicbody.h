@@ -37,6 +37,11 @@ char *topicbody_text(const cJSON *msg, const struct topicbody_key *k, enum topic
  * be in a name; names of A-Z a-z 0-9 . _ -), at most 32, as a JSON array;
  * NULL when none. */
 cJSON *topicbody_mentions(const char *text);
+/* The fields of a topic_seal for one pending member ({memberId, pubkey} of
+ * a topic_pending_seals_response): {memberId, encryptedKey, nonce}, k's key
+ * sealed to the member's key; the caller adds type, topic and _reqId.  NULL
+ * when k has no key or the member's key is bad. */
+cJSON *topicbody_seal_for(const struct topicbody_key *k, const cJSON *pending_member);
 void topicbody_key_wipe(struct topicbody_key *k);
 
 #endif

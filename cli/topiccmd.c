@@ -136,22 +136,14 @@ static void reseal(struct tcmd *t, const cJSON *pending)
 	const cJSON *m;
 	cJSON_ArrayForEach(m, pending)
 	{
-		const char *id = peercmd_str(m, "memberId"), *pk = peercmd_str(m, "pubkey");
-		unsigned char edpk[32];
-		char *enc = NULL, *nonce = NULL, sender[65];
-		if (!id || !pk || !is_hex(pk, 64) || hex_decode(pk, edpk, sizeof edpk) != 0 ||
-		    topickey_seal(t->key.key, edpk, &enc, &nonce, sender) != 0) {
+		cJSON *o = topicbody_seal_for(&t->key, m);
+		if (!o) {
+			const char *id = peercmd_str(m, "memberId");
 			cli_err("topic %s: cannot seal for member %s", t->topic, id ? id : "?");
 			continue;
 		}
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "memberId", id);
-		cJSON_AddStringToObject(o, "encryptedKey", enc);
-		cJSON_AddStringToObject(o, "nonce", nonce);
 		char rid[24];
 		send_req(t, "topic_seal", rid, sizeof rid, o);
-		free(enc);
-		free(nonce);
 	}
 }
 

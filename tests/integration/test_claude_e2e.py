@@ -8,8 +8,6 @@ and PostgreSQL."""
 
 import asyncio
 import json
-import os
-import subprocess
 import time
 
 import mbtest
@@ -151,28 +149,31 @@ def test_mcp_joins_a_topic_reads_it_decrypted_posts_v2_and_is_notified_of_a_ment
     env = {"MESHBROKER_URL": b.ws_url + "/ws"}
     tid = lines(topic_cmd(acfg, env, "create", "ops", "--description", "operations").stdout)[0]["id"]
     topic_cmd(acfg, env, "post", "ops", "sealed before bob")
-    c = Mcp(b, bcfg)
-    tail = None
+    a, c = Mcp(b, acfg), Mcp(b, bcfg)
     try:
+        a.start()
         c.start()
+        # alice's server opens the key once; from then on it seals it for members waiting for it
+        r = a.call_until("topic_read", connected, topic="ops")
+        assert [x["text"] for x in r["structuredContent"]["messages"]] == ["sealed before bob"], text(r)
         r = c.call_until("topic_list", lambda r: "#ops" in text(r))
         assert "operations" in text(r) and [t["name"] for t in r["structuredContent"]["topics"]] == ["ops"]
         r = c.call("topic_join", topic="ops")
         assert not r["isError"] and "joined #ops" in text(r), text(r)
-        # alice's tail seals the key for bob, as a member holding it does
-        tail = subprocess.Popen([mbtest.require_bin("meshctl"), "topic", "tail", "ops", "--timeout", "30",
-                                 "--config", str(acfg)], env=dict(os.environ, **env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        mbtest.wait_until(lambda: has_copy(db, tid, b_id), 20, what="bob's sealed copy")
+        mbtest.wait_until(lambda: has_copy(db, tid, b_id), 20, what="bob's copy sealed by alice's MCP server")
         r = c.call("topic_read", topic="ops")
         assert not r["isError"], text(r)
         msgs = r["structuredContent"]["messages"]
         assert [x["text"] for x in msgs] == ["sealed before bob"] and msgs[0]["from"] == "alice", msgs
+        assert msgs[0]["encrypted"] is True
         r = c.call("topic_post", topic="ops", message="bob was here")
         assert not r["isError"], text(r)
         with db.cursor() as cur:
             cur.execute("SELECT body_version FROM mesh.topic_message WHERE topic_id = %s ORDER BY created_at", (tid,))
             assert [v for (v,) in cur.fetchall()] == [2, 2]
+        got = notifications(a, 20, until=lambda g: any("bob was here" in n["content"] for n in g))
+        n = [x for x in got if x["content"] == "bob was here"]
+        assert len(n) == 1 and n[0]["meta"]["topic"] == "ops" and "mention" not in n[0]["meta"], got
         topic_cmd(acfg, env, "post", "ops", "@bob please review")
         got = notifications(c, 20, until=lambda g: any("review" in n["content"] for n in g))
         n = [x for x in got if "review" in x["content"]]
@@ -184,9 +185,7 @@ def test_mcp_joins_a_topic_reads_it_decrypted_posts_v2_and_is_notified_of_a_ment
             cur.execute("SELECT count(*) FROM mesh.notification WHERE member_id = %s", (b_id,))
             assert cur.fetchone()[0] == 1
     finally:
-        if tail:
-            tail.kill()
-            tail.wait(5)
+        a.stop()
         c.stop()
 
 
