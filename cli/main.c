@@ -94,7 +94,7 @@ static const struct command main_commands[] = {
 	 "  --count N            stop after N pushes\n" O_TIMEOUT
 	 "  --status S           set_status after every hello_ack\n"
 	 "  --group NAME         join_group NAME after every hello_ack (@NAME sends reach it)\n" O_PEER},
-	{NULL, "send", peersend_send, "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]",
+	{NULL, "send", peersend_send, "send PUBKEY|NAME|'*'|#TOPIC|@GROUP TEXT [--priority now|next|low] [--timeout SECONDS]",
 	 O_PRIORITY O_TIMEOUT O_PEER},
 	{NULL, "status", peersend_status, "status idle|working|dnd [--timeout SECONDS]", O_TIMEOUT O_PEER},
 	{"topic", "create", topiccmd_create, "topic create NAME [--description TEXT] [--visibility public|private]",

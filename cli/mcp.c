@@ -77,6 +77,7 @@ static void link_down(void *arg, const char *why, int reconnect)
 	struct mcp_link *l = arg;
 	l->ready = 0;
 	mcp_calls_link_down(l->m, l->idx);
+	mcp_inbox_link_down(l);
 	mcp_log("%s: %s; %s %.1f s", l->cfg.display_name[0] ? l->cfg.display_name : l->cfg.member_id, why,
 		reconnect ? "reconnecting in" : "not reconnecting", reconnect ? l->sess.backoff_ms / 1000.0 : 0.0);
 }
@@ -110,7 +111,14 @@ static int link_setup(struct mcp *m, int idx, const char *config_path, const cha
 	if (claude_sid && *claude_sid && strlen(claude_sid) + 12 < sizeof h->session_id)
 		snprintf(h->session_id, sizeof h->session_id, "%s%s%.0d", claude_sid, idx ? "-" : "", idx);
 	h->pid = getpid();
+	/* this run's own session key (§12.1): direct messages to it reach this
+	 * session only; kept across reconnects, wiped at the end */
+	unsigned char spk[32];
+	crypto_sign_keypair(spk, l->sess_sk);
+	sodium_bin2hex(l->sess_pub, sizeof l->sess_pub, spk, sizeof spk);
+	h->session_pubkey = l->sess_pub;
 	h->peer_type = "ai";
+	h->peer_role = "session"; /* one Claude Code session, not a member's control plane */
 	h->caps[0] = "client_ack";
 	h->caps[1] = "peer_events";
 	peersess_init(&l->sess, &l->cfg, url, PEERSESS_ALWAYS, &link_ops, l);
@@ -136,8 +144,9 @@ static cJSON *initialize_result(const cJSON *params)
 	cJSON_AddStringToObject(info, "version", MESHBROKER_VERSION);
 	cJSON_AddStringToObject(r, "instructions",
 				"You are connected to a claudemesh mesh: other Claude Code sessions you can message. "
-				"list_peers shows who is live and what they work on; send_message sends to a peer by "
-				"name; check_messages returns what arrived (messages may also arrive as "
+				"list_peers shows who is live and what they work on; send_message sends to a member by "
+				"name (or to one session by its pubkey, * for everyone, #topic); topic_list, topic_join, "
+				"topic_read and topic_post work with topics; check_messages returns what arrived (messages may also arrive as "
 				"<channel source=\"meshbroker\"> notifications). set_summary tells others what you do.");
 	return r;
 }
@@ -156,8 +165,10 @@ static void handle_line(struct mcp *m, const char *line, size_t n)
 	case MCP_RPC_RESPONSE:
 		break;
 	case MCP_RPC_NOTIFICATION:
-		if (!strcmp(r.method, "notifications/initialized"))
+		if (!strcmp(r.method, "notifications/initialized")) {
 			m->initialized = 1;
+			mcp_inbox_notify_waiting(m); /* what arrived before: each once, now */
+		}
 		break;
 	case MCP_RPC_REQUEST:
 		if (!strcmp(r.method, "initialize"))
@@ -253,8 +264,10 @@ static void mcp_help(int nconf, const char **conf)
 	     "  --group NAME    join_group NAME after every hello_ack (so @NAME sends reach this session)\n"
 	     "\n"
 	     "A Model Context Protocol server on stdin/stdout for Claude Code: tools send_message,\n"
-	     "check_messages, list_peers, set_status and set_summary, and incoming messages pushed\n"
-	     "into the session as claude/channel notifications.  Logs go to stderr.\n"
+	     "check_messages, list_peers, set_status, set_summary, topic_list, topic_join, topic_read\n"
+	     "and topic_post, and incoming messages pushed into the session as claude/channel\n"
+	     "notifications.  Each run has its own session key; nothing is sent in clear.  Logs go\n"
+	     "to stderr.\n"
 	     "\n"
 	     "Add it to Claude Code with:\n");
 	fputs("  claude mcp add meshbroker -- ", stdout);
@@ -322,6 +335,7 @@ int mcp_main(int argc, char **argv)
 	if (!m)
 		return cli_err("out of memory");
 	int rc = 0;
+	m->tag_salt = randombytes_random();
 	for (int i = 0; i < nconf && rc == 0; i++, m->nlinks++)
 		if (link_setup(m, i, conf[i], broker) != 0)
 			rc = CLI_EXIT_FAIL;
@@ -361,6 +375,7 @@ int mcp_main(int argc, char **argv)
 	for (int i = 0; i < m->nlinks; i++) {
 		peersess_close(&m->links[i].sess);
 		sodium_memzero(&m->links[i].cfg.key, sizeof m->links[i].cfg.key);
+		sodium_memzero(m->links[i].sess_sk, sizeof m->links[i].sess_sk);
 	}
 	mcp_tools_free(m);
 	free(lb.buf);

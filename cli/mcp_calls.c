@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "cli/mcp_out.h"
+#include "cli/roster.h"
 #include "common/util.h"
 #include "proto/box.h"
 
@@ -57,7 +58,7 @@ struct mcp_call *mcp_call_new(struct mcp *m, enum mcp_call_kind kind, const cJSO
 		memset(c, 0, sizeof *c);
 		c->kind = kind;
 		c->id = cJSON_Duplicate(id, 1);
-		snprintf(c->tag, sizeof c->tag, "mcp-%u-%u", (unsigned)getpid(), ++m->tag_seq);
+		snprintf(c->tag, sizeof c->tag, "mcp-%u-%08x-%u", (unsigned)getpid(), m->tag_salt, ++m->tag_seq);
 		c->deadline = mono_ms() + MCP_CALL_MS;
 		return c;
 	}
@@ -71,7 +72,10 @@ void mcp_call_end(struct mcp_call *c, cJSON *result)
 	cJSON_Delete(c->id);
 	cJSON_Delete(c->acc);
 	free(c->to);
+	if (c->text)
+		sodium_memzero(c->text, strlen(c->text));
 	free(c->text);
+	topicbody_key_wipe(&c->key);
 	memset(c, 0, sizeof *c);
 }
 
@@ -113,36 +117,46 @@ int mcp_ask_peers(struct mcp *m, struct mcp_call *c, const char *scope)
 
 /* ------------------------------------------------------------ send_message */
 
+/* list_members on link (-1: every ready session) for c; the number asked */
+int mcp_ask_members(struct mcp *m, struct mcp_call *c, int link)
+{
+	c->acc = cJSON_CreateArray();
+	for (int i = 0; i < m->nlinks; i++) {
+		if (!m->links[i].ready || (link >= 0 && i != link))
+			continue;
+		cJSON *f = roster_request(c->tag);
+		if (f && mcp_link_send(&m->links[i], f) == 0)
+			c->waiting++;
+		cJSON_Delete(f);
+	}
+	return c->waiting;
+}
+
 void mcp_do_send(struct mcp *m, struct mcp_call *c, int link, const char *target, const char *label)
 {
 	struct mcp_link *l = &m->links[link];
-	char *nonce = NULL, *ct = NULL;
-	if (is_hex(target, 64)) {
-		unsigned char rpk[32];
-		if (hex_decode(target, rpk, sizeof rpk) != 0 ||
-		    box_encrypt_direct(c->text, strlen(c->text), rpk, l->cfg.key.sk, &nonce, &ct) != 0) {
-			mcp_call_end(c, mcp_result(1, "cannot encrypt for %s: not an ed25519 public key", target));
-			return;
-		}
-	} else {
-		unsigned char rnd[24];
-		randombytes_buf(rnd, sizeof rnd);
-		nonce = box_b64_encode(rnd, sizeof rnd);
-		ct = box_b64_encode((const unsigned char *)c->text, strlen(c->text));
+	if (!strcmp(target, "*") || !strcmp(target, "@all")) {
+		/* one envelope per member: the members first */
+		c->kind = CALL_BCAST;
+		c->link = link;
+		if (!mcp_ask_members(m, c, link))
+			mcp_call_end(c, mcp_result(1, "not connected to the broker; try again in a few seconds"));
+		return;
 	}
-	cJSON *f = cJSON_CreateObject();
-	cJSON_AddStringToObject(f, "type", "send");
-	cJSON_AddStringToObject(f, "id", c->tag);
-	cJSON_AddStringToObject(f, "targetSpec", target);
-	cJSON_AddStringToObject(f, "priority", c->priority);
-	cJSON_AddStringToObject(f, "nonce", nonce ? nonce : "");
-	cJSON_AddStringToObject(f, "ciphertext", ct ? ct : "");
-	if (target[0] == '#')
-		cJSON_AddNumberToObject(f, "bodyVersion", 1);
-	int r = nonce && ct ? mcp_link_send(l, f) : -1;
+	if (target[0] == '@') {
+		mcp_call_end(c, mcp_result(1, "@group targets are not sent from here: the broker would see the text; "
+					      "send to * (sealed per member), a name or #topic"));
+		return;
+	}
+	/* a member or session pubkey: boxed with this run's session key, which
+	 * the push names as senderPubkey */
+	cJSON *f = roster_direct_frame(target, l->sess_sk, c->text, c->priority, c->tag);
+	if (!f) {
+		mcp_call_end(c, mcp_result(1, "cannot encrypt for %s: not an ed25519 public key", target));
+		return;
+	}
+	int r = mcp_link_send(l, f);
 	cJSON_Delete(f);
-	free(nonce);
-	free(ct);
 	if (r != 0) {
 		mcp_call_end(c, mcp_result(1, "not connected to the broker; try again in a few seconds"));
 		return;
@@ -154,76 +168,129 @@ void mcp_do_send(struct mcp *m, struct mcp_call *c, int link, const char *target
 	c->deadline = mono_ms() + MCP_CALL_MS;
 }
 
-/* the peers gathered for a name: exactly one member (by pubkey) or an error
- * listing the candidates */
+/* the members gathered for a name: exactly one member, else an error
+ * naming the candidates */
 void mcp_resolve_done(struct mcp *m, struct mcp_call *c)
 {
-	char pk[65] = "", cands[2048] = "";
-	int link = -1, hits = 0;
-	const cJSON *p;
-	cJSON_ArrayForEach(p, c->acc)
-	{
-		const char *name = mcp_str(p, "displayName"), *pub = mcp_str(p, "pubkey");
-		const cJSON *self = cJSON_GetObjectItemCaseSensitive(p, "self");
-		const cJSON *li = cJSON_GetObjectItemCaseSensitive(p, "_link");
-		if (!name || !pub || cJSON_IsTrue(self))
-			continue;
-		size_t cl = strlen(cands);
-		if (!strstr(cands, pub) && cl + 100 < sizeof cands)
-			snprintf(cands + cl, sizeof cands - cl, "%s%s (%.12s…)", cl ? ", " : "", name, pub);
-		if (strcasecmp(name, c->to) != 0 || !strcmp(pk, pub))
-			continue;
-		hits++;
-		snprintf(pk, sizeof pk, "%s", pub);
-		link = cJSON_IsNumber(li) ? li->valueint : 0;
-	}
-	if (hits == 1) {
-		char label[300];
-		snprintf(label, sizeof label, "%s", c->to);
-		mcp_do_send(m, c, link, pk, label);
+	char pk[65], why[2048];
+	int link = 0;
+	if (roster_resolve(c->acc, c->to, pk, &link, why, sizeof why) != 0 || link < 0 || link >= m->nlinks) {
+		mcp_call_end(c, mcp_result(1, "%s", why));
 		return;
 	}
-	if (hits > 1) {
-		char list[2048] = "";
-		cJSON_ArrayForEach(p, c->acc)
-		{
-			const char *name = mcp_str(p, "displayName"), *pub = mcp_str(p, "pubkey");
-			size_t ll = strlen(list);
-			if (name && pub && !strcasecmp(name, c->to) && !strstr(list, pub) && ll + 100 < sizeof list)
-				snprintf(list + ll, sizeof list - ll, "%s%s", ll ? ", " : "", pub);
-		}
-		mcp_call_end(c, mcp_result(1, "\"%s\" is ambiguous: %d peers have that name; send to one pubkey of: %s",
-					c->to, hits, list));
+	char label[300];
+	snprintf(label, sizeof label, "%s", c->to);
+	mcp_do_send(m, c, link, pk, label);
+}
+
+/* the members for a broadcast: one sealed envelope each, in one batch */
+static void bcast_members(struct mcp *m, struct mcp_call *c)
+{
+	struct mcp_link *l = &m->links[c->link];
+	cJSON *frames = roster_broadcast(c->acc, l->sess_sk, c->text, c->priority, c->tag), *f;
+	if (!frames)
+		return mcp_call_end(c, mcp_result(1, "cannot encrypt the broadcast (a member key is not an ed25519 key)"));
+	int n = 0;
+	cJSON_ArrayForEach(f, frames) n += mcp_link_send(l, f) == 0;
+	int total = cJSON_GetArraySize(frames);
+	cJSON_Delete(frames);
+	if (total == 0)
+		return mcp_call_end(c, mcp_result(0, "no other member in the mesh: nothing sent"));
+	if (n < total)
+		return mcp_call_end(c, mcp_result(1, "the connection dropped while sending (%d of %d envelopes queued); "
+						   "try again", n, total));
+	c->waiting = total;
+	c->deadline = mono_ms() + MCP_CALL_MS;
+}
+
+void mcp_calls_on_members(struct mcp_link *l, cJSON *j)
+{
+	struct mcp *m = l->m;
+	cJSON *members = cJSON_GetObjectItemCaseSensitive(j, "members"), *p;
+	cJSON_ArrayForEach(p, members) mcp_name_learn(m, mcp_str(p, "pubkey"), mcp_str(p, "displayName"));
+	if (mcp_str(j, "mesh"))
+		snprintf(l->mesh_label, sizeof l->mesh_label, "%s", mcp_str(j, "mesh"));
+	struct mcp_call *c = mcp_call_by_tag(m, mcp_str(j, "_reqId"));
+	if (!c || (c->kind != CALL_RESOLVE && c->kind != CALL_BCAST) || c->waiting <= 0)
+		return;
+	while (cJSON_GetArraySize(members) > 0 && cJSON_GetArraySize(c->acc) < 4096) {
+		p = cJSON_DetachItemFromArray(members, 0);
+		cJSON_AddNumberToObject(p, "_link", l->idx);
+		cJSON_AddItemToArray(c->acc, p);
+	}
+	if (--c->waiting > 0)
+		return;
+	if (c->kind == CALL_RESOLVE)
+		mcp_resolve_done(m, c);
+	else
+		bcast_members(m, c);
+}
+
+/* an ack: of a send, or of one envelope of a broadcast ("<tag>-<n>") */
+void mcp_calls_on_ack(struct mcp *m, const cJSON *j)
+{
+	const char *id = mcp_str(j, "id"), *mid = mcp_str(j, "messageId"), *err = mcp_str(j, "error");
+	int queued = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "queued"));
+	struct mcp_call *c = mcp_call_by_tag(m, id);
+	if (c && c->kind == CALL_SEND) {
+		mcp_call_end(c, queued ? mcp_result(0, "sent to %s (message %s)", c->to, mid ? mid : "?")
+				       : mcp_result(1, "the broker refused the message: %s", err ? err : "not queued"));
 		return;
 	}
-	mcp_call_end(c, mcp_result(1, "no live peer named \"%s\"; candidates: %s", c->to, cands[0] ? cands : "(none)"));
+	const char *dash = id ? strrchr(id, '-') : NULL;
+	char tag[sizeof c->tag];
+	if (!dash || (size_t)(dash - id) >= sizeof tag)
+		return;
+	memcpy(tag, id, (size_t)(dash - id));
+	tag[dash - id] = 0;
+	c = mcp_call_by_tag(m, tag);
+	if (!c || c->kind != CALL_BCAST || c->waiting <= 0)
+		return;
+	c->acked++;
+	c->queued += queued;
+	if (!queued)
+		mcp_log("broadcast: an envelope was refused: %s", err ? err : "not queued");
+	if (--c->waiting == 0)
+		mcp_call_end(c, mcp_result(c->queued < c->acked, "sent to * (%d member%s, one sealed envelope each%s)",
+					   c->acked, c->acked == 1 ? "" : "s",
+					   c->queued < c->acked ? "; some were refused" : ""));
 }
 
 /* ------------------------------------------------------------ list_peers */
 
 void mcp_list_done(struct mcp *m, struct mcp_call *c)
 {
-	(void)m;
 	int n = cJSON_GetArraySize(c->acc);
-	size_t cap = 128 + (size_t)n * 512, len = 0;
+	size_t cap = 128 + (size_t)n * 1024, len = 0;
 	char *text = malloc(cap);
 	if (!text)
 		return mcp_call_end(c, mcp_result(1, "out of memory"));
-	len += (size_t)snprintf(text, cap, "%d live peer%s:\n", n, n == 1 ? "" : "s");
-	const cJSON *p;
-	cJSON_ArrayForEach(p, c->acc)
+	len += (size_t)snprintf(text, cap, "%d live session%s:\n", n, n == 1 ? "" : "s");
+	cJSON *q;
+	cJSON_ArrayForEach(q, c->acc)
 	{
-		const char *sum = mcp_str(p, "summary");
-		if (len + 512 >= cap)
-			break;
-		len += (size_t)snprintf(text + len, cap - len, "- %s%s [%s] pubkey %.16s… cwd %.200s on %.64s%s%.200s\n",
-					mcp_str(p, "displayName") ? mcp_str(p, "displayName") : "?",
-					cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "self")) ? " (you)" : "",
-					mcp_str(p, "status") ? mcp_str(p, "status") : "?",
-					mcp_str(p, "pubkey") ? mcp_str(p, "pubkey") : "",
-					mcp_str(p, "cwd") ? mcp_str(p, "cwd") : "",
-					mcp_str(p, "hostname") ? mcp_str(p, "hostname") : "", sum && *sum ? " — " : "",
-					sum ? sum : "");
+		const char *sum = mcp_str(q, "summary"), *repo = mcp_str(q, "repo");
+		const cJSON *li = cJSON_GetObjectItemCaseSensitive(q, "_link");
+		const struct mcp_link *l = cJSON_IsNumber(li) && li->valueint >= 0 && li->valueint < m->nlinks
+						   ? &m->links[li->valueint] : NULL;
+		const char *mesh = l ? (l->mesh_label[0] ? l->mesh_label : l->cfg.mesh_id) : "";
+		if (l)
+			cJSON_AddStringToObject(q, "mesh", mesh);
+		if (len + 1024 >= cap)
+			continue;
+		/* one line a session: the mesh when there are several, the session
+		 * key to address this session alone, where it works */
+		len += (size_t)snprintf(text + len, cap - len,
+					"- %s%.64s%s%s [%s] session pubkey %.64s, cwd %.200s%s%.200s on %.64s%s%.200s\n",
+					m->nlinks > 1 ? "[" : "", m->nlinks > 1 ? mesh : "", m->nlinks > 1 ? "] " : "",
+					mcp_str(q, "displayName") ? mcp_str(q, "displayName") : "?",
+					mcp_str(q, "status") ? mcp_str(q, "status") : "?",
+					mcp_str(q, "pubkey") ? mcp_str(q, "pubkey") : "",
+					mcp_str(q, "cwd") ? mcp_str(q, "cwd") : "", repo && *repo ? ", repo " : "",
+					repo ? repo : "", mcp_str(q, "hostname") ? mcp_str(q, "hostname") : "",
+					sum && *sum ? " — " : "", sum ? sum : "");
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "self")) && len > 1)
+			len += (size_t)snprintf(text + len - 1, cap - len + 1, " (you)\n") - 1;
 	}
 	cJSON *r = mcp_result(0, "%s", "");
 	cJSON *item = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "content"), 0);
@@ -231,7 +298,6 @@ void mcp_list_done(struct mcp *m, struct mcp_call *c)
 	free(text);
 	cJSON *sc = cJSON_AddObjectToObject(r, "structuredContent");
 	cJSON *peers = cJSON_Duplicate(c->acc, 1);
-	cJSON *q;
 	cJSON_ArrayForEach(q, peers) cJSON_DeleteItemFromObjectCaseSensitive(q, "_link");
 	cJSON_AddItemToObject(sc, "peers", peers);
 	mcp_call_end(c, r);
@@ -284,6 +350,11 @@ void mcp_calls_link_down(struct mcp *m, int link)
 		if (c->kind == CALL_SEND && c->link == link)
 			mcp_call_end(c, mcp_result(1, "the connection to the broker dropped before it acknowledged "
 						      "the message (reconnecting); it may not have been sent: try again"));
+		else if (c->kind == CALL_BCAST && c->link == link)
+			mcp_call_end(c, mcp_result(1, "the connection to the broker dropped during the broadcast "
+						      "(reconnecting); some members may not have it: try again"));
+		else if (c->kind >= CALL_TLIST && c->link == link)
+			mcp_call_end(c, mcp_result(1, "the connection to the broker dropped (reconnecting); try again"));
 		else if ((c->kind == CALL_LIST || c->kind == CALL_RESOLVE) && c->waiting > 0 && --c->waiting == 0)
 			mcp_call_end(c, mcp_result(1, "not connected to the broker (reconnecting); try again shortly"));
 	}

@@ -14,9 +14,15 @@ struct mcp_call *mcp_call_by_tag(struct mcp *m, const char *tag);
 int mcp_ready_links(struct mcp *m);
 /* list_peers on every ready session for c; the number asked */
 int mcp_ask_peers(struct mcp *m, struct mcp_call *c, const char *scope);
-/* encrypt c->text for target (pubkey, * or #topic) and send it on link */
+/* list_members on link (-1: every ready session) for c; the number asked */
+int mcp_ask_members(struct mcp *m, struct mcp_call *c, int link);
+/* seal c->text for target (a member or session pubkey: crypto_box; * or
+ * @all: one envelope per member) and send it on link (#topic: see
+ * mcp_topics_post) */
 void mcp_do_send(struct mcp *m, struct mcp_call *c, int link, const char *target, const char *label);
-void mcp_resolve_done(struct mcp *m, struct mcp_call *c); /* the peers for a name are in */
+void mcp_resolve_done(struct mcp *m, struct mcp_call *c); /* the members for a name are in */
+void mcp_calls_on_members(struct mcp_link *l, cJSON *j);  /* a members_list */
+void mcp_calls_on_ack(struct mcp *m, const cJSON *j);     /* an ack */
 void mcp_list_done(struct mcp *m, struct mcp_call *c);    /* the peers for list_peers are in */
 int mcp_was_acked(struct mcp *m, const char *id);
 void mcp_send_ack(struct mcp_link *l, const char *message_id);

@@ -16,41 +16,86 @@
 #include "cli/mcp_calls.h"
 #include "cli/mcp_out.h"
 #include "cli/mcp_rpc.h"
+#include "cli/mcp_topics.h"
+#include "cli/roster.h"
 #include "common/util.h"
 #include "proto/box.h"
 
-/* the readable text of a push, malloc'd, or NULL */
-static char *push_text(const struct mcp_link *l, const cJSON *push)
+/* the readable text of a push, malloc'd, or NULL: a topic post under its
+ * topic key (mcp_topics.c; *wait when the key is being fetched), a direct
+ * message opened with this run's session key, then the member key
+ * (§12.2), else an old sender's base64 text, marked unencrypted */
+static char *push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg *g, int *wait)
 {
 	const char *nonce = mcp_str(push, "nonce"), *ct = mcp_str(push, "ciphertext"), *sender = mcp_str(push, "senderPubkey");
-	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(push, "bodyVersion");
 	unsigned char spk[32], *plain = NULL;
 	size_t n = 0;
+	*wait = 0;
 	if (!ct)
 		return NULL;
-	if (!cJSON_GetObjectItemCaseSensitive(push, "topic") && nonce && sender && is_hex(sender, 64) &&
-	    hex_decode(sender, spk, sizeof spk) == 0 &&
-	    box_decrypt_direct(nonce, ct, spk, l->cfg.key.sk, &plain, &n) == 0) {
+	if (mcp_str(push, "topic"))
+		return mcp_topics_push_text(l, push, g, wait);
+	if (nonce && sender && is_hex(sender, 64) && hex_decode(sender, spk, sizeof spk) == 0 &&
+	    (box_decrypt_direct(nonce, ct, spk, l->sess_sk, &plain, &n) == 0 ||
+	     box_decrypt_direct(nonce, ct, spk, l->cfg.key.sk, &plain, &n) == 0)) {
 		if (utf8_valid(plain, n))
 			return (char *)plain;
 		sodium_memzero(plain, n);
 		free(plain);
 		return strdup("(a message that is not UTF-8 text)");
 	}
-	if (cJSON_IsNumber(bv) && bv->valuedouble == 2)
-		return strdup("(an encrypted topic message: this client has no topic key)");
-	if (box_b64_decode(ct, &plain, &n) == 0 && utf8_valid(plain, n))
+	if (box_b64_decode(ct, &plain, &n) == 0 && utf8_valid(plain, n)) {
+		g->unencrypted = 1; /* sent in clear by an old client */
 		return (char *)plain;
+	}
 	free(plain);
 	return NULL;
+}
+
+/* topic pushes waiting for their key: held, tried again once it came */
+static void hold(struct mcp_link *l, const cJSON *push)
+{
+	struct mcp *m = l->m;
+	for (int i = 0; i < MCP_HELD_MAX; i++)
+		if (!m->held[i].push) {
+			m->held[i].push = cJSON_Duplicate(push, 1);
+			m->held[i].link = l->idx;
+			return;
+		}
+	mcp_log("too many topic messages waiting for their key: one left at the broker until the next connection");
+}
+
+static void on_push(struct mcp_link *l, const cJSON *j);
+
+static void release_held(struct mcp_link *l, int drop)
+{
+	struct mcp *m = l->m;
+	for (int i = 0; i < MCP_HELD_MAX; i++) {
+		cJSON *p = m->held[i].push;
+		if (!p || m->held[i].link != l->idx || (!drop && mcp_topics_waiting(l, mcp_str(p, "topic"))))
+			continue;
+		m->held[i].push = NULL;
+		if (!drop)
+			on_push(l, p);
+		cJSON_Delete(p);
+	}
+}
+
+/* the session went down: held pushes come again on the next connection */
+void mcp_inbox_link_down(struct mcp_link *l)
+{
+	release_held(l, 1);
+	for (unsigned i = 0; i < MCP_TOPICS_MAX; i++)
+		if (l->topics[i].state == TOPIC_ASKED)
+			l->topics[i].state = TOPIC_UNKNOWN;
 }
 
 /* claude/channel: shown in the session at once; still acked only when
  * check_messages hands it over */
 static void notify(struct mcp *m, struct mcp_msg *g)
 {
-	if (g->notified)
-		return;
+	if (g->notified || !m->initialized)
+		return; /* before initialized: sent when it comes */
 	g->notified = 1;
 	const char *nm = mcp_name_of(m, g->from_pubkey);
 	if (nm)
@@ -62,6 +107,17 @@ static void notify(struct mcp *m, struct mcp_msg *g)
 	cJSON_AddStringToObject(meta, "from_pubkey", g->from_pubkey);
 	cJSON_AddStringToObject(meta, "priority", g->priority);
 	cJSON_AddStringToObject(meta, "message_id", g->id);
+	if (m->nlinks > 1)
+		cJSON_AddStringToObject(meta, "mesh", m->links[g->link].mesh_label[0] ? m->links[g->link].mesh_label
+										 : m->links[g->link].cfg.mesh_id);
+	if (g->topic[0]) {
+		cJSON_AddStringToObject(meta, "topic", g->topic_name[0] ? g->topic_name : g->topic);
+		cJSON_AddStringToObject(meta, "topic_id", g->topic);
+	}
+	if (g->mention)
+		cJSON_AddStringToObject(meta, "mention", "true");
+	if (g->unencrypted)
+		cJSON_AddStringToObject(meta, "unencrypted", "true");
 	mcp_write(mcp_rpc_notification("notifications/claude/channel", p));
 }
 
@@ -80,8 +136,8 @@ void mcp_inbox_check(struct mcp *m, const cJSON *id)
 	cJSON *content = cJSON_AddArrayToObject(r, "content");
 	cJSON *sc = cJSON_AddObjectToObject(r, "structuredContent");
 	cJSON *arr = cJSON_AddArrayToObject(sc, "messages");
-	/* per message: the line's frame, created (< 40), from (< 256), priority (< 8), then the text */
-	size_t textcap = 64 + n * (64 + 40 + 256 + 8);
+	/* per message: the line's frame, created (< 40), from (< 256), priority (< 8), topic (< 140), flag, then the text */
+	size_t textcap = 64 + n * (64 + 40 + 256 + 8 + 140 + 16);
 	for (size_t i = 0; i < n; i++)
 		textcap += strlen(m->inbox[i].text);
 	char *text = malloc(textcap), *t = text;
@@ -95,7 +151,9 @@ void mcp_inbox_check(struct mcp *m, const cJSON *id)
 		const char *nm = mcp_name_of(m, g->from_pubkey);
 		if (nm) /* learnt since it arrived */
 			snprintf(g->from, sizeof g->from, "%s", nm);
-		t += sprintf(t, "[%s] from %s (%s): %s\n", g->created, g->from, g->priority, g->text);
+		t += sprintf(t, "[%s] from %s%s%.128s (%s%s): %s\n", g->created, g->from, g->topic[0] ? " in #" : "",
+			     g->topic[0] ? (g->topic_name[0] ? g->topic_name : g->topic) : "", g->priority,
+			     g->unencrypted ? ", unencrypted" : "", g->text);
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "messageId", g->id);
 		cJSON_AddStringToObject(o, "from", g->from);
@@ -103,7 +161,9 @@ void mcp_inbox_check(struct mcp *m, const cJSON *id)
 		cJSON_AddStringToObject(o, "priority", g->priority);
 		cJSON_AddStringToObject(o, "createdAt", g->created);
 		if (g->topic[0])
-			cJSON_AddStringToObject(o, "topic", g->topic);
+			cJSON_AddStringToObject(o, "topic", g->topic_name[0] ? g->topic_name : g->topic);
+		if (g->unencrypted)
+			cJSON_AddBoolToObject(o, "unencrypted", 1);
 		cJSON_AddStringToObject(o, "text", g->text);
 		cJSON_AddItemToArray(arr, o);
 	}
@@ -153,7 +213,13 @@ static void on_push(struct mcp_link *l, const cJSON *j)
 			MCP_INBOX_MAX);
 		return;
 	}
-	char *text = push_text(l, j);
+	struct mcp_msg tmp = {0};
+	int wait;
+	char *text = push_text(l, j, &tmp, &wait);
+	if (wait) {
+		hold(l, j);
+		return;
+	}
 	if (!text) {
 		mcp_log("a message could not be read (not for this key?); dropped");
 		mcp_send_ack(l, mid);
@@ -167,24 +233,26 @@ static void on_push(struct mcp_link *l, const cJSON *j)
 		}
 	}
 	struct mcp_msg *g = &m->inbox[m->ninbox++];
-	memset(g, 0, sizeof *g);
+	*g = tmp;
 	g->text = text;
 	g->link = l->idx;
+	/* who: the member behind the sending connection (§12.2), by name */
+	const char *mpk = mcp_str(j, "senderMemberPubkey"), *sname = mcp_str(j, "senderName");
 	snprintf(g->id, sizeof g->id, "%s", mid);
-	snprintf(g->from_pubkey, sizeof g->from_pubkey, "%s", sender);
-	const char *nm = mcp_name_of(m, sender);
-	snprintf(g->from, sizeof g->from, "%s", nm ? nm : sender);
+	snprintf(g->from_pubkey, sizeof g->from_pubkey, "%s", mpk && *mpk ? mpk : sender);
+	if (sname && *sname)
+		mcp_name_learn(m, g->from_pubkey, sname);
+	const char *nm = mcp_name_of(m, g->from_pubkey);
+	snprintf(g->from, sizeof g->from, "%s", nm ? nm : g->from_pubkey);
 	snprintf(g->priority, sizeof g->priority, "%s", mcp_str(j, "priority") ? mcp_str(j, "priority") : "next");
 	snprintf(g->created, sizeof g->created, "%s", mcp_str(j, "createdAt") ? mcp_str(j, "createdAt") : "");
 	snprintf(g->topic, sizeof g->topic, "%s", mcp_str(j, "topic") ? mcp_str(j, "topic") : "");
-	g->notified = !m->initialized;
+	g->notified = 0; /* whenever it arrives: notified once initialized */
 	if (nm || !m->initialized) {
 		notify(m, g);
 	} else if (!m->names_wait) {
 		/* a sender we cannot name yet: ask who is there, then notify */
-		cJSON *f = cJSON_CreateObject();
-		cJSON_AddStringToObject(f, "type", "list_peers");
-		cJSON_AddStringToObject(f, "_reqId", "mcp-names");
+		cJSON *f = roster_request("mcp-names");
 		mcp_link_send(l, f);
 		cJSON_Delete(f);
 		m->names_wait = mono_ms() + MCP_NAMES_WAIT_MS;
@@ -199,7 +267,7 @@ static void on_peers(struct mcp_link *l, cJSON *j)
 	if (m->names_wait && mcp_str(j, "_reqId") && !strcmp(mcp_str(j, "_reqId"), "mcp-names"))
 		mcp_inbox_notify_waiting(m);
 	struct mcp_call *c = mcp_call_by_tag(m, mcp_str(j, "_reqId"));
-	if (!c || (c->kind != CALL_LIST && c->kind != CALL_RESOLVE))
+	if (!c || c->kind != CALL_LIST)
 		return;
 	while (cJSON_GetArraySize(peers) > 0 && cJSON_GetArraySize(c->acc) < 4096) {
 		p = cJSON_DetachItemFromArray(peers, 0);
@@ -208,10 +276,7 @@ static void on_peers(struct mcp_link *l, cJSON *j)
 	}
 	if (--c->waiting > 0)
 		return;
-	if (c->kind == CALL_LIST)
-		mcp_list_done(m, c);
-	else
-		mcp_resolve_done(m, c);
+	mcp_list_done(m, c);
 }
 
 void mcp_inbox_ready(struct mcp_link *l)
@@ -220,9 +285,7 @@ void mcp_inbox_ready(struct mcp_link *l)
 	mcp_log("connected to %s as %s", l->sess.url, l->cfg.display_name[0] ? l->cfg.display_name : l->cfg.member_id);
 	if (l->m->have_summary)
 		mcp_send_summary(l);
-	cJSON *f = cJSON_CreateObject(); /* who is there, for the names of senders */
-	cJSON_AddStringToObject(f, "type", "list_peers");
-	cJSON_AddStringToObject(f, "_reqId", "mcp-names");
+	cJSON *f = roster_request("mcp-names"); /* every member, for names and the mesh's label */
 	mcp_link_send(l, f);
 	cJSON_Delete(f);
 }
@@ -246,15 +309,14 @@ void mcp_inbox_frame(struct mcp_link *l, const char *text, size_t len)
 		on_push(l, j);
 	} else if (!strcmp(type, "peers_list")) {
 		on_peers(l, j);
+	} else if (!strcmp(type, "members_list")) {
+		mcp_calls_on_members(l, j);
+		if (m->names_wait && mcp_str(j, "_reqId") && !strcmp(mcp_str(j, "_reqId"), "mcp-names"))
+			mcp_inbox_notify_waiting(m);
 	} else if (!strcmp(type, "ack")) {
-		struct mcp_call *c = mcp_call_by_tag(m, mcp_str(j, "id"));
-		if (c && c->kind == CALL_SEND) {
-			if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "queued")))
-				mcp_call_end(c, mcp_result(0, "sent to %s (message %s)", c->to, mcp_str(j, "messageId") ? mcp_str(j, "messageId") : "?"));
-			else
-				mcp_call_end(c, mcp_result(1, "the broker refused the message: %s",
-							mcp_str(j, "error") ? mcp_str(j, "error") : "not queued"));
-		}
+		mcp_calls_on_ack(m, j);
+	} else if (mcp_topics_frame(l, j, type)) {
+		release_held(l, 0); /* a topic key came: what waited for it */
 	} else if (!strcmp(type, "error")) {
 		struct mcp_call *c = mcp_call_by_tag(m, mcp_str(j, "id"));
 		const char *msg = mcp_str(j, "message"), *code = mcp_str(j, "code");
@@ -277,4 +339,10 @@ void mcp_inbox_free(struct mcp *m)
 	free(m->inbox);
 	m->inbox = NULL;
 	m->ninbox = 0;
+	for (int i = 0; i < MCP_HELD_MAX; i++) {
+		cJSON_Delete(m->held[i].push);
+		m->held[i].push = NULL;
+	}
+	for (int i = 0; i < m->nlinks; i++)
+		mcp_topics_wipe(&m->links[i]);
 }

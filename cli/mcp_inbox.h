@@ -10,6 +10,7 @@ void mcp_inbox_frame(struct mcp_link *l, const char *text, size_t len);
 void mcp_inbox_ready(struct mcp_link *l);            /* hello_ack */
 void mcp_inbox_check(struct mcp *m, const cJSON *id); /* check_messages */
 void mcp_inbox_notify_waiting(struct mcp *m);         /* names known or waited long enough */
+void mcp_inbox_link_down(struct mcp_link *l);         /* held topic pushes dropped (they come again) */
 void mcp_inbox_free(struct mcp *m);
 
 #endif

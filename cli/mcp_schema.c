@@ -46,8 +46,10 @@ cJSON *mcp_tools_list(void)
 	{
 		const char *p[] = {"to", "message", "priority"};
 		const char *t[] = {"string", "string", "enum:now,next,low"};
-		const char *d[] = {"a peer's display name, a 64-hex pubkey, * for everyone, or #topicId",
-				   "the text to send (end-to-end encrypted for a direct peer)",
+		const char *d[] = {"a member's name (offline members too: queued), a 64-hex member pubkey, a "
+				   "session pubkey from list_peers (that session only), * for every member, or #topic",
+				   "the text to send (always end-to-end encrypted: per member for *, with the topic "
+				   "key for #topic)",
 				   "now: interrupts a working peer; next (default): when idle; low"};
 		const char *r[] = {"to", "message"};
 		add_tool(a, "send_message", "Send a message to another Claude Code session on the mesh.",
@@ -78,6 +80,39 @@ cJSON *mcp_tools_list(void)
 		const char *r[] = {"summary"};
 		add_tool(a, "set_summary", "Tell the other peers what this session is working on.",
 			 schema(p, t, d, 1, r, 1));
+	}
+	{
+		const char *p[] = {"mesh"};
+		const char *t[] = {"string"};
+		const char *d[] = {"the mesh (its name, with several configs; default: the first)"};
+		add_tool(a, "topic_list", "List the topics of the mesh (name, members, description).",
+			 schema(p, t, d, 1, NULL, 0));
+	}
+	{
+		const char *p[] = {"topic", "role", "mesh"};
+		const char *t[] = {"string", "enum:member,observer,lead", "string"};
+		const char *d[] = {"the topic's name or id", "member (default), observer or lead",
+				   "the mesh (default: the first)"};
+		const char *r[] = {"topic"};
+		add_tool(a, "topic_join", "Join a topic: its posts then arrive as notifications.",
+			 schema(p, t, d, 3, r, 1));
+	}
+	{
+		const char *p[] = {"topic", "limit", "mesh"};
+		const char *t[] = {"string", "integer", "string"};
+		const char *d[] = {"the topic's name or id", "how many of the latest messages (1-50, default 20)",
+				   "the mesh (default: the first)"};
+		const char *r[] = {"topic"};
+		add_tool(a, "topic_read", "Read a topic's latest messages, decrypted with the topic key.",
+			 schema(p, t, d, 3, r, 1));
+	}
+	{
+		const char *p[] = {"topic", "message", "priority", "mesh"};
+		const char *t[] = {"string", "string", "enum:now,next,low", "string"};
+		const char *d[] = {"the topic's name or id", "the text (encrypted with the topic key; @name mentions "
+				   "notify that member)", "now, next (default) or low", "the mesh (default: the first)"};
+		const char *r[] = {"topic", "message"};
+		add_tool(a, "topic_post", "Post to a topic you are a member of.", schema(p, t, d, 4, r, 2));
 	}
 	return a;
 }

@@ -1,5 +1,6 @@
 /* mcp_tools — the tools of `meshctl mcp` (docs/protocol.md §11):
- * send_message, check_messages, list_peers, set_status, set_summary.  A tool
+ * send_message, check_messages, list_peers, set_status, set_summary (the
+ * topic tools are mcp_topics.c's).  A tool
  * answers at once when it can (and at once with "reconnecting" while no
  * session is up), or later when the broker replies (mcp_calls.c).  A tool
  * error is a result with isError, never a crash. */
@@ -13,13 +14,15 @@
 #include "cli/mcp_inbox.h"
 #include "cli/mcp_out.h"
 #include "cli/mcp_rpc.h"
+#include "cli/mcp_topics.h"
 #include "common/util.h"
 
 static void tool_send(struct mcp *m, const cJSON *id, const cJSON *args)
 {
 	const char *to = mcp_str(args, "to"), *text = mcp_str(args, "message"), *pri = mcp_str(args, "priority");
 	if (!to || !*to || strlen(to) > 255)
-		return mcp_reply(id, mcp_result(1, "send_message needs \"to\": a peer name, a pubkey, * or #topic"));
+		return mcp_reply(id, mcp_result(1, "send_message needs \"to\": a member name, a member or session "
+						   "pubkey, * or #topic"));
 	if (!text || !*text)
 		return mcp_reply(id, mcp_result(1, "send_message needs a non-empty \"message\""));
 	if (strlen(text) > MCP_TEXT_MAX)
@@ -46,9 +49,11 @@ static void tool_send(struct mcp *m, const cJSON *id, const cJSON *args)
 		low[64] = 0;
 		const char *n = mcp_name_of(m, low);
 		mcp_do_send(m, c, first, low, n ? n : low);
-	} else if (!strcmp(to, "*") || to[0] == '#') {
+	} else if (to[0] == '#') {
+		mcp_topics_post(m, c, first, to + 1); /* v2 under the topic key */
+	} else if (!strcmp(to, "*") || to[0] == '@') {
 		mcp_do_send(m, c, first, to, to);
-	} else if (!mcp_ask_peers(m, c, NULL)) {
+	} else if (!mcp_ask_members(m, c, -1)) { /* a name: every member, offline ones too */
 		mcp_call_end(c, mcp_result(1, "not connected to the broker; try again shortly"));
 	}
 }
@@ -115,9 +120,12 @@ void mcp_tools_call(struct mcp *m, const cJSON *id, const cJSON *params)
 		tool_status(m, id, args);
 	else if (!strcmp(name, "set_summary"))
 		tool_summary(m, id, args);
+	else if (mcp_topics_tool(m, id, name, args))
+		;
 	else
 		mcp_reply(id, mcp_result(1, "unknown tool \"%.100s\"; the tools are send_message, check_messages, "
-					 "list_peers, set_status and set_summary",
+					 "list_peers, set_status, set_summary, topic_list, topic_join, "
+					 "topic_read and topic_post",
 				      name));
 }
 
@@ -125,6 +133,7 @@ void mcp_tools_tick(struct mcp *m, int64_t now)
 {
 	if (m->names_wait && now >= m->names_wait)
 		mcp_inbox_notify_waiting(m);
+	mcp_topics_tick(m, now);
 	for (int i = 0; i < MCP_CALLS_MAX; i++) {
 		struct mcp_call *c = &m->calls[i];
 		if (c->kind == CALL_NONE || now < c->deadline)

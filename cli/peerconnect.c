@@ -77,12 +77,14 @@ static int conn_add_text(const struct conn *c, cJSON *push)
 		free(plain);
 		return added;
 	}
-	/* broadcasts and v1 topic bodies are b64 plaintext; v2 needs the topic key */
+	/* old senders' broadcasts and v1 topic bodies are b64 plaintext, shown
+	 * as unencrypted; v2 needs the topic key */
 	if (cJSON_IsNumber(bv) && bv->valuedouble == 2)
 		return 0;
 	if (box_b64_decode(ct, &plain, &n) == 0) {
 		if (utf8_valid(plain, n))
-			added = cJSON_AddStringToObject(push, "text", (const char *)plain) != NULL;
+			added = cJSON_AddStringToObject(push, "text", (const char *)plain) != NULL &&
+				cJSON_AddBoolToObject(push, "unencrypted", 1) != NULL;
 		free(plain);
 	}
 	return added;

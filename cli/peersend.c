@@ -17,10 +17,14 @@
 #include "keyfile.h"
 #include "peercmd.h"
 #include "peertable.h"
+#include "roster.h"
+#include "topiccmd.h"
 #include "proto/box.h"
 #include "common/util.h"
 
 #define ONE_STATUS_GRACE_MS 200 /* for an error after set_status */
+
+enum send_mode { SEND_READY, SEND_NAME, SEND_BCAST };
 
 struct one {
 	struct peercmd_app app;
@@ -28,7 +32,12 @@ struct one {
 	const char *scope;    /* peers */
 	int json;
 	char send_id[ID_LEN + 1];
-	char *send_frame;     /* send */
+	char *send_frame;     /* send: the frame, when known before the roster */
+	enum send_mode mode;  /* send: what the roster is for */
+	const char *target, *text, *priority;
+	char roster_rid[ID_LEN + 1];
+	int bcast_total, bcast_acked, bcast_queued;
+	cJSON *bcast_ids;     /* the messageIds acked */
 };
 
 /* a refusal of the request: one line, exit 1 */
@@ -42,19 +51,111 @@ static void one_refused(struct one *c, const char *what, const cJSON *j)
 static void send_ready(struct peercmd_app *a)
 {
 	struct one *c = a->arg;
-	if (peercmd_app_send_text(a, c->send_frame, strlen(c->send_frame)) != 0) {
-		cli_err("could not queue the send");
-		peercmd_app_finish(a, CLI_EXIT_FAIL);
+	if (c->mode != SEND_READY) { /* the members first: a name, or everyone */
+		id_new(c->roster_rid);
+		cJSON *r = roster_request(c->roster_rid);
+		int ok = r && peercmd_app_send(a, r) == 0;
+		cJSON_Delete(r);
+		if (ok)
+			return;
+	} else if (peercmd_app_send_text(a, c->send_frame, strlen(c->send_frame)) == 0) {
+		return;
 	}
+	cli_err("could not queue the send");
+	peercmd_app_finish(a, CLI_EXIT_FAIL);
+}
+
+/* the members are in: the one named, or one envelope per member (one batch) */
+static void send_roster(struct peercmd_app *a, const cJSON *j)
+{
+	struct one *c = a->arg;
+	const cJSON *members = cJSON_GetObjectItemCaseSensitive(j, "members");
+	const unsigned char *sk = peercmd_app_peer(a)->key.sk;
+	if (c->mode == SEND_NAME) {
+		char pk[65], why[1200];
+		int link;
+		if (roster_resolve(members, c->target, pk, &link, why, sizeof why) != 0) {
+			cli_err("send refused: %s", why);
+			peercmd_app_finish(a, CLI_EXIT_FAIL);
+			return;
+		}
+		id_new(c->send_id);
+		cJSON *f = roster_direct_frame(pk, sk, c->text, c->priority, c->send_id);
+		c->mode = SEND_READY;
+		if (!f || peercmd_app_send(a, f) != 0) {
+			cli_err("could not queue the send");
+			peercmd_app_finish(a, CLI_EXIT_FAIL);
+		}
+		cJSON_Delete(f);
+		return;
+	}
+	id_new(c->send_id);
+	cJSON *frames = roster_broadcast(members, sk, c->text, c->priority, c->send_id), *f;
+	if (!frames) {
+		cli_err("cannot encrypt the broadcast (a member key is not an ed25519 key?)");
+		peercmd_app_finish(a, CLI_EXIT_FAIL);
+		return;
+	}
+	c->bcast_total = cJSON_GetArraySize(frames);
+	c->bcast_ids = cJSON_CreateArray();
+	cJSON_ArrayForEach(f, frames) if (peercmd_app_send(a, f) != 0)
+	{
+		cli_err("could not queue the broadcast");
+		peercmd_app_finish(a, CLI_EXIT_FAIL);
+		break;
+	}
+	cJSON_Delete(frames);
+	if (c->bcast_total == 0) {
+		puts("{\"type\":\"ack\",\"broadcast\":true,\"queued\":true,\"recipients\":0,\"messageIds\":[]}");
+		fflush(stdout);
+		peercmd_app_finish(a, 0);
+	}
+}
+
+/* one ack of a broadcast's envelopes; the last one prints the summary */
+static void send_bcast_ack(struct peercmd_app *a, const cJSON *j)
+{
+	struct one *c = a->arg;
+	const char *mid = peercmd_str(j, "messageId"), *e = peercmd_str(j, "error");
+	c->bcast_acked++;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "queued"))) {
+		c->bcast_queued++;
+		cJSON_AddItemToArray(c->bcast_ids, cJSON_CreateString(mid ? mid : ""));
+	} else {
+		cli_err("broadcast: an envelope was refused: %s", e && *e ? e : "not queued");
+	}
+	if (c->bcast_acked < c->bcast_total)
+		return;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "ack");
+	cJSON_AddStringToObject(o, "id", c->send_id);
+	cJSON_AddBoolToObject(o, "broadcast", 1);
+	cJSON_AddBoolToObject(o, "queued", c->bcast_queued == c->bcast_total);
+	cJSON_AddNumberToObject(o, "recipients", c->bcast_total);
+	cJSON_AddItemToObject(o, "messageIds", c->bcast_ids);
+	c->bcast_ids = NULL;
+	char *txt = cJSON_PrintUnformatted(o);
+	if (txt)
+		puts(txt);
+	fflush(stdout);
+	free(txt);
+	cJSON_Delete(o);
+	peercmd_app_finish(a, c->bcast_queued == c->bcast_total ? 0 : CLI_EXIT_FAIL);
 }
 
 static void send_frame(struct peercmd_app *a, cJSON *j, const char *type, const char *msg, size_t len)
 {
 	struct one *c = a->arg;
-	const char *id = peercmd_str(j, "id");
+	const char *id = peercmd_str(j, "id"), *rid = peercmd_str(j, "_reqId");
+	size_t pl = strlen(c->send_id);
 	if (!type)
 		return;
-	if (!strcmp(type, "ack") && id && !strcmp(id, c->send_id)) {
+	if (!strcmp(type, "members_list") && rid && !strcmp(rid, c->roster_rid)) {
+		send_roster(a, j);
+	} else if (!strcmp(type, "ack") && c->mode == SEND_BCAST && id && pl && !strncmp(id, c->send_id, pl) &&
+	           id[pl] == '-') {
+		send_bcast_ack(a, j);
+	} else if (!strcmp(type, "ack") && id && !strcmp(id, c->send_id)) {
 		fwrite(msg, 1, len, stdout);
 		putchar('\n');
 		fflush(stdout);
@@ -65,7 +166,8 @@ static void send_frame(struct peercmd_app *a, cJSON *j, const char *type, const 
 			cli_err("send refused: %s", e && *e ? e : "not queued");
 			peercmd_app_finish(a, CLI_EXIT_FAIL);
 		}
-	} else if (!strcmp(type, "error") && (!id || !*id || !strcmp(id, c->send_id))) {
+	} else if (!strcmp(type, "error") &&
+	           (!id || !*id || !strcmp(id, c->send_id) || (c->roster_rid[0] && !strcmp(id, c->roster_rid)))) {
 		one_refused(c, "send", j);
 	}
 }
@@ -119,6 +221,25 @@ static const struct peercmd_app_ops send_ops = {.caps = {"client_ack"}, .ready =
 static const struct peercmd_app_ops status_ops = {.caps = {"client_ack"}, .ready = status_ready, .frame = status_frame};
 static const struct peercmd_app_ops peers_ops = {.caps = {"client_ack"}, .ready = peers_ready, .frame = peers_frame};
 
+/* an @group send: the broker picks the recipients at send time, so the
+ * body is base64 of the text as the reference clients send it */
+static cJSON *group_frame(const char *target, const char *priority, const char *text, const char *id)
+{
+	unsigned char rnd[24];
+	randombytes_buf(rnd, sizeof rnd);
+	char *nonce = box_b64_encode(rnd, sizeof rnd), *ct = box_b64_encode((const unsigned char *)text, strlen(text));
+	cJSON *s = nonce && ct ? cJSON_CreateObject() : NULL;
+	if (s && !(cJSON_AddStringToObject(s, "type", "send") && cJSON_AddStringToObject(s, "id", id) &&
+	           cJSON_AddStringToObject(s, "targetSpec", target) && cJSON_AddStringToObject(s, "priority", priority) &&
+	           cJSON_AddStringToObject(s, "nonce", nonce) && cJSON_AddStringToObject(s, "ciphertext", ct))) {
+		cJSON_Delete(s);
+		s = NULL;
+	}
+	free(nonce);
+	free(ct);
+	return s;
+}
+
 static int one_run(struct one *c, const struct peercmd_app_ops *ops, const struct cli_opts *o)
 {
 	int64_t timeout_ms;
@@ -129,80 +250,70 @@ static int one_run(struct one *c, const struct peercmd_app_ops *ops, const struc
 	return peercmd_app_run(&c->app, o, timeout_ms);
 }
 
-/* the send frame of docs/protocol.md §3.1, body per §3.3 */
-static char *one_build_send(struct one *p, const unsigned char *sk, const char *target, const char *priority,
-			    const char *text)
-{
-	char *nonce = NULL, *ct = NULL, *out = NULL;
-	int topic = target[0] == '#';
-	if (is_hex(target, 64)) {
-		unsigned char rpk[32];
-		if (hex_decode(target, rpk, sizeof rpk) != 0 ||
-		    box_encrypt_direct(text, strlen(text), rpk, sk, &nonce, &ct) != 0) {
-			cli_err("cannot encrypt for %s (not an ed25519 public key?)", target);
-			return NULL;
-		}
-	} else {
-		/* like the reference clients: b64 plaintext and a random nonce */
-		unsigned char rnd[24];
-		randombytes_buf(rnd, sizeof rnd);
-		nonce = box_b64_encode(rnd, sizeof rnd);
-		ct = box_b64_encode((const unsigned char *)text, strlen(text));
-	}
-	id_new(p->send_id);
-	cJSON *s = cJSON_CreateObject();
-	if (nonce && ct && s && cJSON_AddStringToObject(s, "type", "send") &&
-	    cJSON_AddStringToObject(s, "id", p->send_id) &&
-	    cJSON_AddStringToObject(s, "targetSpec", target) &&
-	    cJSON_AddStringToObject(s, "priority", priority) &&
-	    cJSON_AddStringToObject(s, "nonce", nonce) &&
-	    cJSON_AddStringToObject(s, "ciphertext", ct) &&
-	    (!topic || cJSON_AddNumberToObject(s, "bodyVersion", 1)))
-		out = cJSON_PrintUnformatted(s);
-	if (!out)
-		cli_err("out of memory");
-	cJSON_Delete(s);
-	free(nonce);
-	free(ct);
-	return out;
-}
-
+/* meshctl send TARGET TEXT: a pubkey (a member's or a session's) as one
+ * crypto_box; a member NAME resolved through list_members (offline members
+ * too); '*' and @all as one crypto_box per member (docs/protocol.md §3.3);
+ * #TOPIC as meshctl topic post (v2 under the topic key); @GROUP as before,
+ * the broker choosing the recipients. */
 int peersend_send(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {
 		{"priority", 1}, {"timeout", 1}, {"pid", 1}, {"cwd", 1}, {"session-id", 1}, {NULL, 0}};
 	struct cli_opts o;
 	struct one c = {0};
-	struct keyfile_peer cfg;
 	char target[129];
 	if (cli_opts_parse(argc, argv, spec, &o) != 0)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 2)
-		return cli_usage_err("usage: meshctl send PUBKEY|'*' TEXT [--priority now|next|low] "
+		return cli_usage_err("usage: meshctl send PUBKEY|NAME|'*'|#TOPIC|@GROUP TEXT [--priority now|next|low] "
 				     "[--timeout SECONDS] [--config FILE]");
 	const char *priority = cli_opt(&o, "priority") ? cli_opt(&o, "priority") : "next";
 	if (strcmp(priority, "now") && strcmp(priority, "next") && strcmp(priority, "low"))
 		return cli_usage_err("--priority must be now, next or low");
 	if (str_copy(target, sizeof target, o.pos[0]) != 0 || !target[0])
 		return cli_usage_err("bad target");
-	if (is_hex(target, 64)) {
+	if (!utf8_valid((const unsigned char *)o.pos[1], strlen(o.pos[1])) && o.pos[1][0])
+		return cli_usage_err("TEXT must be UTF-8");
+	if (target[0] == '#') {
+		/* a topic post: the topic command's code, sealed with the topic key */
+		char *args[CLI_ARGS_MAX + 2];
+		int n = 0;
+		for (int i = 0; i < argc && n < CLI_ARGS_MAX; i++)
+			args[n++] = argv[i] == o.pos[0] ? argv[i] + 1 : argv[i];
+		args[n] = NULL;
+		return topiccmd_post(n, args);
+	}
+	c.target = target;
+	c.text = o.pos[1];
+	c.priority = priority;
+	if (!strcmp(target, "*") || !strcmp(target, "@all")) {
+		c.mode = SEND_BCAST;
+	} else if (is_hex(target, 64)) {
 		for (char *t = target; *t; t++)
 			if (*t >= 'A' && *t <= 'F')
 				*t = (char)(*t - 'A' + 'a');
-	} else if (strcmp(target, "*") != 0 && target[0] != '#' && target[0] != '@') {
-		return cli_usage_err("target must be a member pubkey (64 hex), '*', #TOPIC_ID or @GROUP");
+	} else if (target[0] != '@') {
+		c.mode = SEND_NAME;
 	}
-	if (!utf8_valid((const unsigned char *)o.pos[1], strlen(o.pos[1])) && o.pos[1][0])
-		return cli_usage_err("TEXT must be UTF-8");
-	const char *path = cli_config_path(&o);
-	if (!path)
-		return cli_usage_err("no peer config: give --config FILE or set MESHCTL_CONFIG");
-	if (keyfile_read_peer(path, &cfg) != 0)
-		return CLI_EXIT_FAIL;
-	c.send_frame = one_build_send(&c, cfg.key.sk, target, priority, o.pos[1]);
-	sodium_memzero(&cfg, sizeof cfg);
-	int rc = c.send_frame ? one_run(&c, &send_ops, &o) : CLI_EXIT_FAIL;
+	if (c.mode == SEND_READY) { /* the frame is known now: a pubkey or a group */
+		const char *path = cli_config_path(&o);
+		struct keyfile_peer cfg;
+		if (!path)
+			return cli_usage_err("no peer config: give --config FILE or set MESHCTL_CONFIG");
+		if (keyfile_read_peer(path, &cfg) != 0)
+			return CLI_EXIT_FAIL;
+		id_new(c.send_id);
+		cJSON *f = target[0] == '@' ? group_frame(target, priority, c.text, c.send_id)
+		                            : roster_direct_frame(target, cfg.key.sk, c.text, priority, c.send_id);
+		sodium_memzero(&cfg, sizeof cfg);
+		c.send_frame = f ? cJSON_PrintUnformatted(f) : NULL;
+		cJSON_Delete(f);
+		if (!c.send_frame)
+			return cli_err("cannot encrypt for %s (not an ed25519 public key?)", target);
+	}
+	int rc = one_run(&c, &send_ops, &o);
 	free(c.send_frame);
+	cJSON_Delete(c.bcast_ids);
 	return rc;
 }
 

@@ -35,6 +35,7 @@ cJSON *peersess_hello_build(const struct keyfile_peer *cfg, const struct peerses
 	} opt[] = {
 		{"displayName", cfg->display_name}, {"hostname", h->hostname}, {"repo", h->repo},
 		{"peerType", h->peer_type},         {"sessionPubkey", session_pubkey},
+		{"peerRole", h->peer_role},
 	};
 	for (size_t i = 0; ok && i < sizeof opt / sizeof opt[0]; i++)
 		if (opt[i].val && opt[i].val[0])

@@ -28,6 +28,7 @@ struct peersess_hello {
 	char hostname[256];   /* "" = none */
 	char repo[1025];      /* "" = none */
 	const char *peer_type;                  /* "ai", or NULL */
+	const char *peer_role;                  /* "session" (ext, §12.3: listed as a session), or NULL */
 	const char *caps[PEERSESS_CAPS_MAX];    /* capabilities, NULL-terminated */
 	const char *session_pubkey;             /* what peersess passes to the builder: NULL for now */
 };

@@ -13,8 +13,8 @@
 #include "cli/cli.h"
 #include "cli/keyfile.h"
 #include "cli/peercmd.h"
+#include "cli/topicbody.h"
 #include "common/util.h"
-#include "proto/box.h"
 #include "proto/topickey.h"
 
 #define TOPIC_TIMEOUT_MS 10000
@@ -28,8 +28,8 @@ struct tcmd {
 	const char *topic, *text, *description, *visibility, *role, *priority;
 	long limit;
 	char rid_main[24], rid_key[24], rid_after[24];
-	unsigned char key[TOPICKEY_KEY_BYTES];
-	int have_key, unencrypted, key_asked;
+	struct topicbody_key key; /* the topic key (cli/topicbody.h) */
+	int key_asked;
 	char topic_id[128];
 	int64_t next_tick;
 };
@@ -74,93 +74,60 @@ static void fail_with(struct tcmd *t, const cJSON *err)
 	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 }
 
-/* "text" on a message or push we can read: v2 under the key, v1 base64 */
+/* "text" on a message or push we can read: v2 under the key, v1 base64
+ * (then also "unencrypted":true: an old sender's body in clear) */
 static void add_text(struct tcmd *t, cJSON *m)
 {
-	const char *nonce = peercmd_str(m, "nonce"), *ct = peercmd_str(m, "ciphertext");
-	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(m, "bodyVersion");
-	unsigned char *plain = NULL;
-	size_t n = 0;
-	int ok;
-	if (!ct)
-		return;
-	if (cJSON_IsNumber(bv) && bv->valuedouble == 2)
-		ok = t->have_key && nonce && topickey_decrypt_body(t->key, nonce, ct, &plain, &n) == 0;
-	else
-		ok = box_b64_decode(ct, &plain, &n) == 0;
-	if (ok && utf8_valid(plain, n))
-		cJSON_AddStringToObject(m, "text", (const char *)plain);
-	free(plain);
+	enum topicbody_how how;
+	char *text = topicbody_text(m, &t->key, &how);
+	if (text) {
+		cJSON_AddStringToObject(m, "text", text);
+		if (how == TB_PLAIN)
+			cJSON_AddBoolToObject(m, "unencrypted", 1);
+		sodium_memzero(text, strlen(text));
+	}
+	free(text);
 }
 
 /* the reply to topic_key: 0 go on (key or none), -1 finished */
 static int take_key(struct tcmd *t, const cJSON *j, const char *type)
 {
-	if (!strcmp(type, "error")) {
-		const char *code = peercmd_str(j, "code");
-		if (code && !strcmp(code, "topic_unencrypted")) {
-			t->unencrypted = 1;
-			return 0;
-		}
-		if (code && !strcmp(code, "key_not_sealed_for_member") && t->op != OP_POST)
-			return 0; /* v1 bodies still read; tail asks again */
-		if (code && !strcmp(code, "key_not_sealed_for_member"))
-			cli_err("topic %s: no sealed copy of the key for you yet: a member who holds it must "
-			        "re-seal it (meshctl topic tail %s)",
-			        t->topic, t->topic);
-		else
-			fail_with(t, j);
-		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
-		return -1;
+	(void)type;
+	int r = topicbody_key_take(j, peercmd_app_peer(&t->app)->key.sk, &t->key);
+	if (r == 0) {
+		if (t->key.topic_id[0])
+			snprintf(t->topic_id, sizeof t->topic_id, "%s", t->key.topic_id);
+		return 0;
 	}
-	const struct keyfile_peer *me = peercmd_app_peer(&t->app);
-	if (topickey_open(peercmd_str(j, "encryptedKey"), peercmd_str(j, "nonce"), me->key.sk, t->key) != 0) {
+	if (r == -1) {
 		cli_err("topic %s: the sealed key does not open with this member's key", t->topic);
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 		return -1;
 	}
-	t->have_key = 1;
-	const char *id = peercmd_str(j, "topicId");
-	if (id)
-		snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
-	return 0;
+	const char *code = peercmd_str(j, "code");
+	if (code && !strcmp(code, "key_not_sealed_for_member") && t->op != OP_POST)
+		return 0; /* v1 bodies still read; tail asks again */
+	if (code && !strcmp(code, "key_not_sealed_for_member"))
+		cli_err("topic %s: no sealed copy of the key for you yet: a member who holds it must "
+		        "re-seal it (meshctl topic tail %s)",
+		        t->topic, t->topic);
+	else
+		fail_with(t, j);
+	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+	return -1;
 }
 
 static void do_post(struct tcmd *t)
 {
-	char *nonce = NULL, *ct = NULL;
-	int version = 1;
-	if (t->have_key) {
-		version = 2;
-		if (topickey_encrypt_body(t->key, (const unsigned char *)t->text, strlen(t->text), &nonce, &ct) != 0) {
-			cli_err("cannot encrypt the message");
-			peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
-			return;
-		}
-	} else {
-		unsigned char rnd[24];
-		randombytes_buf(rnd, sizeof rnd);
-		nonce = box_b64_encode(rnd, sizeof rnd);
-		ct = box_b64_encode((const unsigned char *)t->text, strlen(t->text));
-	}
-	char target[160];
-	snprintf(target, sizeof target, "#%s", t->topic_id[0] ? t->topic_id : t->topic);
 	rid_new(t->rid_main, sizeof t->rid_main);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "type", "send");
-	cJSON_AddStringToObject(o, "id", t->rid_main);
-	cJSON_AddStringToObject(o, "targetSpec", target);
-	cJSON_AddStringToObject(o, "priority", t->priority);
-	cJSON_AddStringToObject(o, "nonce", nonce ? nonce : "");
-	cJSON_AddStringToObject(o, "ciphertext", ct ? ct : "");
-	cJSON_AddNumberToObject(o, "bodyVersion", version);
-	if (!nonce || !ct || peercmd_app_send(&t->app, o) != 0) {
+	cJSON *mentions = topicbody_mentions(t->text);
+	cJSON *o = topicbody_post_frame(&t->key, t->topic, t->text, t->priority, t->rid_main, mentions);
+	cJSON_Delete(mentions);
+	if (!o || peercmd_app_send(&t->app, o) != 0) {
 		cli_err("could not queue the message");
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 	}
 	cJSON_Delete(o);
-	free(nonce);
-	free(ct);
 }
 
 /* tail: seal our key for each pending member */
@@ -169,22 +136,14 @@ static void reseal(struct tcmd *t, const cJSON *pending)
 	const cJSON *m;
 	cJSON_ArrayForEach(m, pending)
 	{
-		const char *id = peercmd_str(m, "memberId"), *pk = peercmd_str(m, "pubkey");
-		unsigned char edpk[32];
-		char *enc = NULL, *nonce = NULL, sender[65];
-		if (!id || !pk || !is_hex(pk, 64) || hex_decode(pk, edpk, sizeof edpk) != 0 ||
-		    topickey_seal(t->key, edpk, &enc, &nonce, sender) != 0) {
+		cJSON *o = topicbody_seal_for(&t->key, m);
+		if (!o) {
+			const char *id = peercmd_str(m, "memberId");
 			cli_err("topic %s: cannot seal for member %s", t->topic, id ? id : "?");
 			continue;
 		}
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "memberId", id);
-		cJSON_AddStringToObject(o, "encryptedKey", enc);
-		cJSON_AddStringToObject(o, "nonce", nonce);
 		char rid[24];
 		send_req(t, "topic_seal", rid, sizeof rid, o);
-		free(enc);
-		free(nonce);
 	}
 }
 
@@ -303,7 +262,7 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const ch
 		return;
 	}
 	if (t->op == OP_TAIL) {
-		if (!strcmp(type, "topic_pending_seals_response") && t->have_key)
+		if (!strcmp(type, "topic_pending_seals_response") && t->key.have)
 			reseal(t, cJSON_GetObjectItemCaseSensitive(j, "pending"));
 		else if (!strcmp(type, "topic_sealed"))
 			fprintf(stderr, "meshctl: sealed the topic key for member %s\n", peercmd_str(j, "memberId"));
@@ -349,10 +308,10 @@ static void on_tick(struct peercmd_app *a, int64_t now)
 	if (t->op != OP_TAIL || now < t->next_tick)
 		return;
 	t->next_tick = now + TAIL_RESEAL_MS;
-	if (t->have_key) {
+	if (t->key.have) {
 		char rid[24];
 		send_req(t, "topic_pending_seals", rid, sizeof rid, NULL);
-	} else if (!t->unencrypted && !t->key_asked) {
+	} else if (!t->key.unencrypted && !t->key_asked) {
 		send_req(t, "topic_key", t->rid_key, sizeof t->rid_key, NULL);
 		t->key_asked = 1;
 	}
@@ -406,7 +365,7 @@ static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char 
 	t->app.arg = t;
 	rc = peercmd_app_run(&t->app, &o, timeout_ms);
 out:
-	sodium_memzero(t->key, sizeof t->key);
+	topicbody_key_wipe(&t->key);
 	free(t);
 	return rc;
 }

@@ -176,6 +176,16 @@ int store_member_bans(struct db *d, const char *mesh_id, store_table_cb cb, void
 	    1, p, cb, arg);
 }
 
+int store_member_roster(struct db *d, const char *mesh_id, store_table_cb cb, void *arg)
+{
+	const char *p[] = {mesh_id};
+	return table_call(d,
+	                  "SELECT m.id, m.display_name, m.peer_pubkey, " MESH_LABEL_SQL " "
+	                  "FROM mesh.member m JOIN mesh.mesh ms ON ms.id = m.mesh_id "
+	                  "WHERE m.mesh_id = $1 AND m.revoked_at IS NULL ORDER BY m.display_name, m.id LIMIT 1000",
+	                  1, p, cb, arg);
+}
+
 /* ---- API keys ---- */
 
 int store_apikey_ws_create(struct db *d, const struct apikey_new *k, store_table_cb cb, void *arg)

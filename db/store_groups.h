@@ -75,6 +75,10 @@ int store_member_set_revoked(struct db *d, const char *member_id, int revoked, s
 /* the revoked members of mesh_id: rows (name, pubkey, revokedAt ISO) */
 enum { MB_NAME, MB_PUBKEY, MB_REVOKED_AT };
 int store_member_bans(struct db *d, const char *mesh_id, store_table_cb cb, void *arg);
+/* list_members (issue 20): the non-revoked members of mesh_id with the
+ * mesh's label, at most 1000: rows (id, display_name, pubkey, mesh label) */
+enum { ML_ID, ML_NAME, ML_PUBKEY, ML_MESH };
+int store_member_roster(struct db *d, const char *mesh_id, store_table_cb cb, void *arg);
 
 /* ---- API keys over the socket (§12.5): only the hash is stored ---- */
 struct apikey_new {

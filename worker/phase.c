@@ -16,6 +16,7 @@
 #include "worker/apikey_ws.h"
 #include "worker/delivery.h"
 #include "worker/groups.h"
+#include "worker/members.h"
 #include "worker/moderation.h"
 #include "worker/msg.h"
 #include "worker/peers.h"
@@ -76,6 +77,8 @@ static const struct phase_row table[] = {
 	{"apikey_create", AUTHED, NEEDS_HELLO, apikey_ws_on_create, 0},
 	{"apikey_list", AUTHED, NEEDS_HELLO, apikey_ws_on_list, 0},
 	{"apikey_revoke", AUTHED, NEEDS_HELLO, apikey_ws_on_revoke, 0},
+	/* issue 20: every member with its pubkey, for per-member broadcasts and names */
+	{"list_members", AUTHED, NEEDS_HELLO, members_on_list, 0},
 	/* last: no type, or one not listed above */
 	{NULL, 0,
 	 {[PHASE_BEFORE_HELLO] = PEER_ERR_NO_HELLO, [PHASE_HELLO_PENDING] = PEER_ERR_NO_HELLO,

@@ -179,7 +179,8 @@ def test_join_connect_send_topic_hook_and_mcp_through_the_tls_terminator(tls, pg
             # alice is "working" since the hook: only priority now reaches her
             r = await asyncio_thread(s.call, "send_message", 30, to="alice", message="carol says hi", priority="now")
             assert not r["isError"], text(r)
-            push = await a.push(timeout=20, pred=lambda p: p.get("senderPubkey") == carol["pubkey"])
+            # meshctl mcp sends with its session key: senderPubkey is that key (§12.1)
+            push = await a.push(timeout=20, pred=lambda p: p.get("senderMemberPubkey") == carol["pubkey"])
             assert a.decrypt(push) == "carol says hi"
         finally:
             s.stop()
@@ -301,7 +302,7 @@ def test_mcp_and_connect_come_back_within_5s_after_the_terminator_restarts(tls):
             await a.send_direct(who["pubkey"], "after")
         r = await asyncio_thread(s.call, "send_message", 30, to="alice", message="carol is back")
         assert not r["isError"], text(r)
-        push = await a.push(timeout=20, pred=lambda p: p.get("senderPubkey") == carol["pubkey"])
+        push = await a.push(timeout=20, pred=lambda p: p.get("senderMemberPubkey") == carol["pubkey"])
         assert a.decrypt(push) == "carol is back"
         await asyncio_thread(c.wait, lambda j: j.get("text") == "after")
         await asyncio_thread(drain, ["before", "during", "after"])
@@ -348,7 +349,7 @@ def test_mcp_survives_the_network_dropping_without_a_word(tls):
             await asyncio_thread(s.call_until, "list_peers", lambda r: not r["isError"] and "alice" in text(r), 30)
             r = await asyncio_thread(s.call, "send_message", 30, to="alice", message="back on the network")
             assert not r["isError"], text(r)
-            push = await a.push(timeout=20, pred=lambda p: p.get("senderPubkey") == carol["pubkey"])
+            push = await a.push(timeout=20, pred=lambda p: p.get("senderMemberPubkey") == carol["pubkey"])
             assert a.decrypt(push) == "back on the network"
             await a.send_direct(carol["pubkey"], "welcome back")
             got = await asyncio_thread(s.call_until, "check_messages", lambda r: "welcome back" in text(r))

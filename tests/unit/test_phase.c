@@ -9,6 +9,7 @@
 #include "worker/auth.h"
 #include "worker/delivery.h"
 #include "worker/groups.h"
+#include "worker/members.h"
 #include "worker/moderation.h"
 #include "worker/peers.h"
 #include "worker/peerstatus.h"
@@ -56,6 +57,7 @@ static const struct expect known[] = {
 	{"apikey_create", apikey_ws_on_create},
 	{"apikey_list", apikey_ws_on_list},
 	{"apikey_revoke", apikey_ws_on_revoke},
+	{"list_members", members_on_list},
 };
 #define NKNOWN (sizeof known / sizeof known[0])
 

@@ -1,0 +1,158 @@
+/* topicbody — topic keys and bodies on the client (see topicbody.h). */
+#include "cli/topicbody.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "proto/box.h"
+
+#define TB_MENTIONS_MAX 32
+
+static const char *str_of(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int topicbody_key_take(const cJSON *reply, const unsigned char member_sk[64], struct topicbody_key *k)
+{
+	const char *type = str_of(reply, "type"), *id = str_of(reply, "topicId"), *name = str_of(reply, "topic");
+	if (type && !strcmp(type, "error")) {
+		const char *code = str_of(reply, "code");
+		if (code && !strcmp(code, "topic_unencrypted")) {
+			k->unencrypted = 1;
+			return 0;
+		}
+		return -2;
+	}
+	if (topickey_open(str_of(reply, "encryptedKey"), str_of(reply, "nonce"), member_sk, k->key) != 0)
+		return -1;
+	k->have = 1;
+	if (id)
+		snprintf(k->topic_id, sizeof k->topic_id, "%s", id);
+	if (name)
+		snprintf(k->name, sizeof k->name, "%s", name);
+	return 0;
+}
+
+cJSON *topicbody_post_frame(const struct topicbody_key *k, const char *topic, const char *text, const char *priority,
+                            const char *id, const cJSON *mentions)
+{
+	char *nonce = NULL, *ct = NULL, target[160];
+	int version = 2;
+	if (k->have) {
+		if (topickey_encrypt_body(k->key, (const unsigned char *)text, strlen(text), &nonce, &ct) != 0)
+			return NULL;
+	} else if (k->unencrypted) {
+		/* a legacy topic: the broker holds no key, its bodies are v1 */
+		unsigned char rnd[24];
+		randombytes_buf(rnd, sizeof rnd);
+		nonce = box_b64_encode(rnd, sizeof rnd);
+		ct = box_b64_encode((const unsigned char *)text, strlen(text));
+		version = 1;
+	} else {
+		return NULL;
+	}
+	snprintf(target, sizeof target, "#%s", k->topic_id[0] ? k->topic_id : topic);
+	cJSON *o = nonce && ct ? cJSON_CreateObject() : NULL;
+	if (o && !(cJSON_AddStringToObject(o, "type", "send") && cJSON_AddStringToObject(o, "id", id) &&
+	           cJSON_AddStringToObject(o, "targetSpec", target) && cJSON_AddStringToObject(o, "priority", priority) &&
+	           cJSON_AddStringToObject(o, "nonce", nonce) && cJSON_AddStringToObject(o, "ciphertext", ct) &&
+	           cJSON_AddNumberToObject(o, "bodyVersion", version) &&
+	           (!mentions || cJSON_AddItemToObject(o, "mentions", cJSON_Duplicate(mentions, 1))))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	free(nonce);
+	free(ct);
+	return o;
+}
+
+char *topicbody_text(const cJSON *msg, const struct topicbody_key *k, enum topicbody_how *how)
+{
+	const char *nonce = str_of(msg, "nonce"), *ct = str_of(msg, "ciphertext");
+	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(msg, "bodyVersion");
+	unsigned char *plain = NULL;
+	size_t n = 0;
+	*how = TB_UNREADABLE;
+	if (!ct)
+		return NULL;
+	if (cJSON_IsNumber(bv) && bv->valuedouble == 2) {
+		if (!k || !k->have) {
+			*how = TB_NO_KEY;
+			return NULL;
+		}
+		if (!nonce || topickey_decrypt_body(k->key, nonce, ct, &plain, &n) != 0)
+			return NULL;
+		*how = TB_SEALED;
+	} else {
+		if (box_b64_decode(ct, &plain, &n) != 0)
+			return NULL;
+		*how = TB_PLAIN;
+	}
+	if (utf8_valid(plain, n))
+		return (char *)plain;
+	sodium_memzero(plain, n);
+	free(plain);
+	*how = TB_UNREADABLE;
+	return NULL;
+}
+
+static int name_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+	       c == '-';
+}
+
+cJSON *topicbody_mentions(const char *text)
+{
+	cJSON *a = NULL;
+	int n = 0;
+	for (const char *p = text; *p && n < TB_MENTIONS_MAX; p++) {
+		if (*p != '@' || (p > text && name_byte((unsigned char)p[-1])))
+			continue;
+		size_t len = 0;
+		while (name_byte((unsigned char)p[1 + len]) && len < 64)
+			len++;
+		if (!len)
+			continue;
+		char name[65];
+		memcpy(name, p + 1, len);
+		name[len] = 0;
+		if (!a)
+			a = cJSON_CreateArray();
+		if (a)
+			cJSON_AddItemToArray(a, cJSON_CreateString(name));
+		n++;
+		p += len;
+	}
+	return a;
+}
+
+cJSON *topicbody_seal_for(const struct topicbody_key *k, const cJSON *pending_member)
+{
+	const char *id = str_of(pending_member, "memberId"), *pk = str_of(pending_member, "pubkey");
+	unsigned char edpk[32];
+	char *enc = NULL, *nonce = NULL, sender[65];
+	if (!k->have || !id || !pk || !is_hex(pk, 64) || hex_decode(pk, edpk, sizeof edpk) != 0 ||
+	    topickey_seal(k->key, edpk, &enc, &nonce, sender) != 0)
+		return NULL;
+	cJSON *o = cJSON_CreateObject();
+	if (o && !(cJSON_AddStringToObject(o, "memberId", id) && cJSON_AddStringToObject(o, "encryptedKey", enc) &&
+	           cJSON_AddStringToObject(o, "nonce", nonce))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	free(enc);
+	free(nonce);
+	return o;
+}
+
+void topicbody_key_wipe(struct topicbody_key *k)
+{
+	sodium_memzero(k->key, sizeof k->key);
+	k->have = 0;
+}

@@ -1,0 +1,69 @@
+/* members — list_members (see members.h): one statement, answered from its
+ * callback as members_list{mesh, members:[{memberId, pubkey, displayName,
+ * self}], _reqId?}. */
+#include "worker/members.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "db/store_groups.h"
+#include "worker/groups.h"
+#include "worker/ws.h"
+
+struct members_req {
+	struct worker *w;
+	int has_req;
+	char reqid[129];
+};
+
+static const char *req_of(const struct members_req *r)
+{
+	return r->has_req ? r->reqid : NULL;
+}
+
+static void roster_cb(void *arg, const struct store_table *t, const char *err)
+{
+	struct members_req *r = arg;
+	struct worker *w = r->w;
+	if (err) {
+		log_warn("list_members: statement failed", "error", err);
+		groups_error(w, "internal", "database unavailable, try again", req_of(r));
+		free(r);
+		return;
+	}
+	cJSON *reply = groups_reply("members_list", req_of(r));
+	const char *label = store_table_rows(t) ? store_table_get(t, 0, ML_MESH) : NULL;
+	cJSON_AddStringToObject(reply, "meshId", w->me.mesh_id);
+	cJSON_AddStringToObject(reply, "mesh", label ? label : w->me.mesh_id);
+	cJSON *arr = cJSON_AddArrayToObject(reply, "members");
+	for (int i = 0; i < store_table_rows(t); i++) {
+		const char *id = store_table_get(t, i, ML_ID);
+		cJSON *m = cJSON_CreateObject();
+		cJSON_AddStringToObject(m, "memberId", id);
+		cJSON_AddStringToObject(m, "pubkey", store_table_get(t, i, ML_PUBKEY));
+		cJSON_AddStringToObject(m, "displayName", store_table_get(t, i, ML_NAME));
+		cJSON_AddBoolToObject(m, "self", strcmp(id, w->me.member_id) == 0);
+		cJSON_AddItemToArray(arr, m);
+	}
+	ws_send_json(w, reply);
+	cJSON_Delete(reply);
+	free(r);
+}
+
+void members_on_list(struct worker *w, const cJSON *msg)
+{
+	struct members_req *r = calloc(1, sizeof *r);
+	if (!r)
+		log_fatal("out of memory");
+	r->w = w;
+	const char *reqid = groups_req_id(msg);
+	if (reqid) {
+		r->has_req = 1;
+		memcpy(r->reqid, reqid, strlen(reqid) + 1);
+	}
+	if (store_member_roster(w->db, w->me.mesh_id, roster_cb, r) != 0) {
+		groups_error(w, "internal", "broker busy, try again", req_of(r));
+		free(r);
+	}
+}
