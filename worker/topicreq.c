@@ -67,3 +67,69 @@ int topicreq_db(struct topic_req *tr)
 	topicreq_error(tr, PEER_ERR_TOPIC_DB);
 	return 0;
 }
+
+/* ---- the fields of the issue 22 requests ---- */
+
+/* an optional non-empty string of at most max bytes: *out NULL when absent, *bad set when wrong */
+static void opt_str(const cJSON *msg, const char *name, size_t max, const char **out, int *bad)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg, name);
+	*out = NULL;
+	if (!v || cJSON_IsNull(v))
+		return;
+	if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) > max)
+		*bad = 1;
+	else
+		*out = v->valuestring;
+}
+
+const char *topicreq_list_args(const cJSON *msg, const char **cursor, int *limit)
+{
+	int bad = 0;
+	opt_str(msg, "cursor", TOPIC_NAME_MAX, cursor, &bad);
+	if (bad)
+		return "cursor must be the nextCursor of the page before";
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(msg, "limit");
+	*limit = TOPIC_LIST_DEFAULT;
+	if (lv && !cJSON_IsNull(lv)) {
+		if (!cJSON_IsNumber(lv) || !(lv->valuedouble >= 1 && lv->valuedouble <= TOPIC_LIST_MAX))
+			return "limit must be a number from 1 to 500";
+		*limit = (int)lv->valuedouble;
+	}
+	return NULL;
+}
+
+const char *topicreq_member_args(const cJSON *msg, int remove, const char **who, const char **role)
+{
+	static const char *const fields[] = {"memberId", "pubkey", "name"};
+	int bad = 0;
+	*who = NULL;
+	*role = "member";
+	for (size_t i = 0; i < (remove ? 1 : sizeof fields / sizeof fields[0]); i++) {
+		const char *v;
+		opt_str(msg, fields[i], TOPIC_REF_MAX, &v, &bad);
+		if (bad || (v && *who))
+			return remove ? "memberId must be a member id"
+			              : "name the member by one of memberId, pubkey or name (a string)";
+		if (v)
+			*who = v;
+	}
+	if (!*who)
+		return remove ? "memberId must be a member id" : "name the member by one of memberId, pubkey or name";
+	if (remove)
+		return NULL;
+	const char *r;
+	opt_str(msg, "role", 16, &r, &bad);
+	if (bad || (r && strcmp(r, "lead") && strcmp(r, "member") && strcmp(r, "observer")))
+		return "role must be lead, member or observer";
+	if (r)
+		*role = r;
+	return NULL;
+}
+
+const char *topicreq_discard_args(const cJSON *msg, const char **member)
+{
+	int bad = 0;
+	opt_str(msg, "memberId", TOPIC_MEMBER_ID_MAX, member, &bad);
+	return bad ? "memberId must be a member id" : NULL;
+}

@@ -87,9 +87,9 @@ def test_rest_key_pending_seals_and_seal_follow_the_member_driven_re_seal(broker
     # who asks before what it finds (issue 21): a non-member gets the non-member answer, not already_sealed
     assert call(b, kc, "POST", "/v1/topics/rest/seal", {"memberId": bm.id, "encryptedKey": e2, "nonce": n2}) == \
         refused(404, "not_a_member")
-    # nor can dave, a member
+    # nor can dave, a member holding no copy of the key (issue 22: only a holder seals)
     assert call(b, kd, "POST", "/v1/topics/rest/seal", {"memberId": bm.id, "encryptedKey": e2, "nonce": n2}) == \
-        refused(409, "already_sealed")
+        refused(403, "not_a_key_holder")
     assert call(b, ka, "POST", "/v1/topics/rest/seal", {"memberId": cm.id, "encryptedKey": e2, "nonce": n2}) == \
         refused(404, "recipient_not_in_topic")
     s, bk2 = call(b, kb, "GET", "/v1/topics/rest/key")
