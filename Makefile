@@ -4,15 +4,18 @@ CC      ?= gcc
 BUILD   ?= build
 PREFIX  ?= /usr/local
 DESTDIR ?=
-PKGS    := libsodium libpq libcjson libsystemd nettle
+PKGS    := libsodium libpq libcjson libsystemd nettle libcurl
 
 CFLAGS_OPT ?= -O2
 CFLAGS  = -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(CFLAGS_OPT) -I. -I$(BUILD)/gen \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS) $(EXTRA_CFLAGS)
 # libpq is not linked: db/pq.c loads it with dlopen when a database session
 # starts (issue 13, docs/design.md "Cost of a worker"); only its headers are used.
-LDLIBS  = -Wl,--as-needed $(shell pkg-config --libs $(filter-out libpq,$(PKGS)) 2>/dev/null) -lwslay -lhttp_parser \
+LDLIBS  = -Wl,--as-needed $(shell pkg-config --libs $(filter-out libpq libcurl,$(PKGS)) 2>/dev/null) -lwslay -lhttp_parser \
           -lpthread $(SANFLAGS)
+# libcurl (TLS, URLs, HTTP) is meshctl's alone: the worker and the acceptor
+# start without it (issue 19; the worker's start-up cost, issue 13).
+CLI_LDLIBS = $(shell pkg-config --libs libcurl 2>/dev/null) $(LDLIBS)
 ifeq ($(SAN),1)
 SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 CFLAGS_OPT := -O1
@@ -80,13 +83,13 @@ $(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
 
 $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LDLIBS)
 
 # Unit tests link every library module plus the worker's and the client's
 # modules (not their main()), and the Check framework.
 $(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
+	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(CLI_LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
 unit-bins: $(UNIT_BINS)
 
@@ -135,13 +138,14 @@ soak: deps-test
 
 # `make install DESTDIR=... PREFIX=/usr`: stripped binaries (INSTALL_STRIP= keeps
 # the symbols, as debian/rules does so that dh_strip makes the -dbgsym package),
-# units, sysusers.d/tmpfiles.d, man pages, and /etc/meshbroker/env (0600) unless
+# units, sysusers.d/tmpfiles.d, man pages, meshctl's bash completion, and /etc/meshbroker/env (0600) unless
 # one is there already.  Units name $(PREFIX)/bin; the sysusers/tmpfiles/unit
 # directories sit under $(PREFIX)/lib, which systemd searches for /usr and /usr/local.
 SYSCONFDIR    ?= /etc
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
 MANDIR        ?= $(PREFIX)/share/man
 INSTALL_STRIP ?= -s
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITS  := $(wildcard units/*.socket units/*.service units/*.slice)
 MAN1   := $(wildcard man/*.1)
 MAN5   := $(wildcard man/*.5)
@@ -163,6 +167,8 @@ install: build
 	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(COMPLETIONDIR)
+	install -m 0644 cli/meshctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/meshctl
 	[ -e $(DESTDIR)$(SYSCONFDIR)/meshbroker/env ] || \
 	  install -m 0600 units/env.example $(DESTDIR)$(SYSCONFDIR)/meshbroker/env
 

@@ -224,7 +224,7 @@ out:
 }
 
 /* 0: mesh exists and is live; -1 after printing why not */
-static int admin_mesh_check(struct admin_db *c, const char *mesh_id, int allow_archived)
+int admin_mesh_check(struct admin_db *c, const char *mesh_id, int allow_archived)
 {
 	int st = store_mesh_state(c, mesh_id);
 	if (st < 0)
@@ -423,73 +423,6 @@ int admin_member_list(int argc, char **argv)
 		admin_db_err(c);
 		goto out;
 	}
-	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
-out:
-	store_admin_close(c);
-	return rc;
-}
-
-#define AUDIT_PAGE 1000 /* rows read per statement */
-
-struct chain {
-	const char *mesh_id;
-	char prev[65], after[24];
-	long rows;
-	int broken;
-};
-
-/* one row of the chain: its prev_hash must be the row before's hash, and
- * its hash what its contents give */
-static int chain_row(void *arg, const struct audit_row *r)
-{
-	struct chain *ch = arg;
-	cJSON *payload = cJSON_Parse(r->payload);
-	char *canon = payload ? canon_json(payload) : NULL;
-	char want[65];
-	if (canon)
-		canon_chain_hash(want, ch->prev, ch->mesh_id, r->event_type, r->actor, canon, r->created_at);
-	int ok = canon && strcmp(r->prev_hash, ch->prev) == 0 && strcmp(r->hash, want) == 0;
-	free(canon);
-	cJSON_Delete(payload);
-	if (!ok) {
-		cli_err("audit chain broken at row %s (%s): %s", r->id, r->event_type,
-			strcmp(r->prev_hash, ch->prev) != 0 ? "prev_hash does not match the row before"
-							    : "hash does not match the row's contents");
-		ch->broken = 1;
-		return 1;
-	}
-	snprintf(ch->prev, sizeof ch->prev, "%s", r->hash);
-	snprintf(ch->after, sizeof ch->after, "%s", r->id);
-	ch->rows++;
-	return 0;
-}
-
-/* meshctl audit verify MESH_ID: re-compute the mesh's hash chain
- * (docs/protocol.md §8) from the stored rows, page by page. */
-int admin_audit_verify(int argc, char **argv)
-{
-	struct cli_opts o;
-	int rc = CLI_EXIT_FAIL;
-	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
-		return CLI_EXIT_USAGE;
-	if (o.npos != 1 || !o.pos[0][0])
-		return cli_usage_err("usage: meshctl audit verify MESH_ID");
-	struct admin_db *c = admin_connect();
-	if (!c || admin_mesh_check(c, o.pos[0], 1) != 0)
-		goto out;
-	struct chain ch = {.mesh_id = o.pos[0], .prev = "genesis", .after = "0"};
-	for (;;) {
-		int n = store_audit_page(c, o.pos[0], ch.after, AUDIT_PAGE, chain_row, &ch);
-		if (n < 0) {
-			admin_db_err(c);
-			goto out;
-		}
-		if (ch.broken)
-			goto out;
-		if (n < AUDIT_PAGE)
-			break;
-	}
-	printf("audit: %ld rows, chain intact\n", ch.rows);
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
 out:
 	store_admin_close(c);

@@ -12,11 +12,13 @@ int admin_mesh_create(int argc, char **argv);
 int admin_member_add(int argc, char **argv);
 int admin_member_revoke(int argc, char **argv);
 int admin_member_list(int argc, char **argv);
-int admin_audit_verify(int argc, char **argv);
 
 struct admin_db;
 /* Open DATABASE_URL; NULL after printing one line. */
 struct admin_db *admin_connect(void);
+/* 0 when mesh_id names a mesh (archived too with allow_archived); -1
+ * after printing why not */
+int admin_mesh_check(struct admin_db *c, const char *mesh_id, int allow_archived);
 /* print the last statement's error; returns CLI_EXIT_FAIL */
 int admin_db_err(struct admin_db *a);
 

@@ -10,7 +10,7 @@
 #include "cli.h"
 #include "common/util.h"
 #include "db/store_admin.h"
-#include "invitecmd.h"
+#include "adminref.h"
 #include "keyfile.h"
 #include "proto/apikey.h"
 
@@ -70,16 +70,6 @@ static int topic_ok(const char *item, size_t n)
 	return 1;
 }
 
-static int apikey_mesh(struct admin_db *c, const char *which, struct mesh_row *m)
-{
-	int archived = 0, found = store_mesh_get(c, which, m, &archived);
-	if (found < 0)
-		return admin_db_err(c), -1;
-	if (!found)
-		return cli_err("no mesh with id or slug \"%s\"", which), -1;
-	return 0;
-}
-
 int apikeycmd_create(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"caps", 1},  {"topics", 1}, {"expires", 1}, {"member", 1},
@@ -107,7 +97,7 @@ int apikeycmd_create(int argc, char **argv)
 		free(caps);
 		return CLI_EXIT_USAGE;
 	}
-	if (cli_opt(&o, "expires") && invitecmd_parse_duration(cli_opt(&o, "expires"), &expires) != 0) {
+	if (cli_opt(&o, "expires") && adminref_duration(cli_opt(&o, "expires"), &expires) != 0) {
 		free(caps);
 		free(topics);
 		return cli_usage_err("--expires must be a duration such as 90s, 30m, 24h or 7d (at most 366d)");
@@ -127,7 +117,7 @@ int apikeycmd_create(int argc, char **argv)
 		if (!who)
 			who = peer.member_id; /* the config's own member issues the key */
 	}
-	if (!(c = admin_connect()) || apikey_mesh(c, o.pos[0], &m) != 0)
+	if (!(c = admin_connect()) || adminref_mesh(c, o.pos[0], 1, &m) != 0)
 		goto out;
 	if (cli_opt(&o, "add-to") && strcmp(peer.mesh_id, m.id) != 0) {
 		cli_err("%s is a peer config of another mesh", cli_opt(&o, "add-to"));
@@ -209,55 +199,26 @@ static void apikey_print(void *arg, const struct apikey_admin_row *r)
 	       r->last_used_at ? r->last_used_at : "never", r->label ? r->label : "");
 }
 
+static int apikey_list_rows(struct admin_db *c, const char *mesh_id)
+{
+	return store_apikey_list(c, mesh_id, apikey_print, NULL);
+}
+
+static const struct adminref_kind apikey_kind = {
+	.list_usage = "usage: meshctl apikey list MESH",
+	.revoke_usage = "usage: meshctl apikey revoke MESH KEY_ID|PREFIX",
+	.what = "api key",
+	.allow_archived = 1,
+	.list = apikey_list_rows,
+	.revoke = store_apikey_revoke,
+};
+
 int apikeycmd_list(int argc, char **argv)
 {
-	struct cli_opts o;
-	struct mesh_row m;
-	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
-		return CLI_EXIT_USAGE;
-	if (o.npos != 1)
-		return cli_usage_err("usage: meshctl apikey list MESH");
-	struct admin_db *c = admin_connect();
-	if (!c)
-		return CLI_EXIT_FAIL;
-	int rc = CLI_EXIT_FAIL;
-	if (apikey_mesh(c, o.pos[0], &m) == 0) {
-		if (store_apikey_list(c, m.id, apikey_print, NULL) != 0)
-			admin_db_err(c);
-		else
-			rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
-		store_mesh_row_free(&m);
-	}
-	store_admin_close(c);
-	return rc;
+	return adminref_list(&apikey_kind, argc, argv);
 }
 
 int apikeycmd_revoke(int argc, char **argv)
 {
-	struct cli_opts o;
-	struct mesh_row m;
-	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
-		return CLI_EXIT_USAGE;
-	if (o.npos != 2)
-		return cli_usage_err("usage: meshctl apikey revoke MESH KEY_ID|PREFIX");
-	struct admin_db *c = admin_connect();
-	if (!c)
-		return CLI_EXIT_FAIL;
-	int rc = CLI_EXIT_FAIL;
-	if (apikey_mesh(c, o.pos[0], &m) == 0) {
-		int n = store_apikey_revoke(c, m.id, o.pos[1]);
-		if (n < 0)
-			admin_db_err(c);
-		else if (n == 0)
-			cli_err("no live api key \"%s\" in mesh %s", o.pos[1], m.slug);
-		else if (n > 1)
-			cli_err("prefix \"%s\" names %d keys; give the key id", o.pos[1], n);
-		else {
-			printf("revoked api key %s\n", o.pos[1]);
-			rc = 0;
-		}
-		store_mesh_row_free(&m);
-	}
-	store_admin_close(c);
-	return rc;
+	return adminref_revoke(&apikey_kind, argc, argv);
 }

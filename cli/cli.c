@@ -1,16 +1,20 @@
-/* cli — option parsing, errors and URL/config choice shared by every meshctl
- * command (see cli.h). */
+/* cli — option parsing (getopt_long), errors and URL/config choice shared
+ * by every meshctl command (see cli.h). */
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
+
 static const struct cli_optspec cli_global_opts[] = {
 	{"config", 1},
 	{"broker", 1},
+	{"cacert", 1}, /* third: cli_opts_parse hands it to the HTTP module */
 };
 #define CLI_NGLOBAL (int)(sizeof cli_global_opts / sizeof cli_global_opts[0])
 
@@ -61,57 +65,62 @@ static const struct cli_optspec *cli_spec_at(const struct cli_opts *o, int i)
 	return i < o->nspec ? &o->spec[i] : &cli_global_opts[i - o->nspec];
 }
 
+#define CLI_OPT_BASE 256 /* getopt_long's val for option i: CLI_OPT_BASE + i */
+
 int cli_opts_parse(int argc, char **argv, const struct cli_optspec *spec, struct cli_opts *o)
 {
-	int nspec = 0, only_pos = 0;
+	int nspec = 0, rc = 0;
 	memset(o, 0, sizeof *o);
 	while (spec && spec[nspec].name)
 		nspec++;
-	if (nspec + CLI_NGLOBAL > CLI_OPT_MAX) {
-		cli_err("internal: too many options");
+	if (nspec + CLI_NGLOBAL > CLI_OPT_MAX || argc < 0 || argc > CLI_ARGS_MAX) {
+		cli_err(argc > CLI_ARGS_MAX ? "too many arguments" : "internal: too many options");
 		return -1;
 	}
 	o->spec = spec;
 	o->nspec = nspec;
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		if (only_pos || a[0] != '-' || a[1] != '-') {
-			/* "-" alone and "-x" are positional: meshctl has no short options */
-			if (o->npos >= CLI_POS_MAX) {
-				cli_usage_err("too many arguments");
-				return -1;
-			}
-			o->pos[o->npos++] = a;
-			continue;
-		}
-		if (a[2] == 0) {
-			only_pos = 1;
-			continue;
-		}
-		const char *name = a + 2, *eq = strchr(name, '=');
-		size_t len = eq ? (size_t)(eq - name) : strlen(name);
-		int idx = cli_opt_index(o, name, len);
-		if (idx < 0) {
-			cli_usage_err("unknown option --%.*s", (int)len, name);
-			return -1;
-		}
-		const struct cli_optspec *s = cli_spec_at(o, idx);
-		if (!s->has_arg) {
-			if (eq) {
-				cli_usage_err("option --%s takes no value", s->name);
-				return -1;
-			}
-			o->val[idx] = "";
-		} else if (eq) {
-			o->val[idx] = eq + 1;
-		} else if (i + 1 < argc) {
-			o->val[idx] = argv[++i];
+	struct option lo[CLI_OPT_MAX + 1];
+	for (int i = 0; i < nspec + CLI_NGLOBAL; i++) {
+		const struct cli_optspec *s = cli_spec_at(o, i);
+		lo[i] = (struct option){s->name, s->has_arg ? required_argument : no_argument, NULL, CLI_OPT_BASE + i};
+	}
+	lo[nspec + CLI_NGLOBAL] = (struct option){0};
+	/* getopt wants a program name first; "-" first in optstring keeps the
+	 * words in order (returned as 1), ":" tells a missing value apart */
+	char *args[CLI_ARGS_MAX + 2];
+	args[0] = "meshctl";
+	for (int i = 0; i < argc; i++)
+		args[i + 1] = argv[i];
+	args[argc + 1] = NULL;
+	opterr = 0;
+	optind = 0;
+	int c;
+	while (rc == 0 && (c = getopt_long(argc + 1, args, "-:", lo, NULL)) != -1) {
+		if (c == 1) {
+			if (o->npos >= CLI_POS_MAX)
+				rc = cli_usage_err("too many arguments");
+			else
+				o->pos[o->npos++] = optarg;
+		} else if (c >= CLI_OPT_BASE) {
+			o->val[c - CLI_OPT_BASE] = cli_spec_at(o, c - CLI_OPT_BASE)->has_arg ? optarg : "";
+		} else if (c == ':') {
+			rc = cli_usage_err("option %s needs a value", args[optind - 1]);
+		} else if (optopt >= CLI_OPT_BASE) {
+			rc = cli_usage_err("option --%s takes no value", cli_spec_at(o, optopt - CLI_OPT_BASE)->name);
 		} else {
-			cli_usage_err("option --%s needs a value", s->name);
-			return -1;
+			rc = cli_usage_err("unknown option %s", args[optind - 1]);
 		}
 	}
-	return 0;
+	/* after "--": words only */
+	for (int i = optind; rc == 0 && i < argc + 1; i++) {
+		if (o->npos >= CLI_POS_MAX)
+			rc = cli_usage_err("too many arguments");
+		else
+			o->pos[o->npos++] = args[i];
+	}
+	if (rc == 0 && o->val[nspec + 2])
+		http_set_cafile(o->val[nspec + 2]);
+	return rc == 0 ? 0 : -1;
 }
 
 const char *cli_opt(const struct cli_opts *o, const char *name)

@@ -19,6 +19,7 @@ struct cli_optspec {
 
 #define CLI_POS_MAX 8
 #define CLI_OPT_MAX 16
+#define CLI_ARGS_MAX 254 /* words after the command */
 struct cli_opts {
 	const char *pos[CLI_POS_MAX];
 	int npos;
@@ -27,9 +28,11 @@ struct cli_opts {
 	int nspec;
 };
 
-/* Parse argv[0..argc) against spec (the global --config and --broker are
- * always accepted; "--" ends options; "--name=value" works).  On a usage
- * error prints one line and returns -1. */
+/* Parse argv[0..argc) against spec with getopt_long (the global --config,
+ * --broker and --cacert FILE are always accepted; options may come before,
+ * between or after the words; "--" ends options; "--name=value" works; a
+ * --cacert goes to http_set_cafile).  On a usage error prints one line and
+ * returns -1. */
 int cli_opts_parse(int argc, char **argv, const struct cli_optspec *spec, struct cli_opts *o);
 /* The value of option name, or NULL when not given. */
 const char *cli_opt(const struct cli_opts *o, const char *name);

@@ -1,6 +1,5 @@
-/* hookpost — POST /hook/set-status for hook scripts (see hookpost.h).  The
- * whole exchange (connect, request, response) must finish within 5 s and the
- * response may not exceed 1 MiB. */
+/* hookpost — POST /hook/set-status for hook scripts (see hookpost.h), by
+ * http_request: the whole exchange within 5 s, the answer at most 1 MiB. */
 #include "hookpost.h"
 
 #include <errno.h>
@@ -13,224 +12,41 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
 
 #include "cli.h"
-#include "dial.h"
+#include "http.h"
 #include "keyfile.h"
 #include "common/util.h"
 
-#define HOOK_TIMEOUT_MS 5000
-#define HOOK_RESPONSE_MAX (1u << 20)
 #define HOOK_STDIN_MAX (256u * 1024) /* Claude Code's hook JSON is small */
 #define HOOK_STDIN_MS 500            /* how long to wait for it */
 
-struct hook_resp {
-	char *buf; /* the whole response, NUL-terminated */
-	size_t len;
-	size_t head_len; /* through the blank line */
-	int status;
-	const char *body;
-	size_t body_len;
-};
-
-/* the base URL: --url > MESHBROKER_HTTP_URL > the broker's ws URL as http */
-static int hook_base(const struct cli_opts *o, struct dial_url *u)
+/* the URL to post to: --url > MESHBROKER_HTTP_URL (each a base: its path is
+ * a prefix) > the broker's URL (ws/wss as http/https, at the root) */
+static int hook_target(const struct cli_opts *o, struct http_target *t)
 {
-	char err[256];
+	char err[512];
 	const char *url = cli_opt(o, "url");
 	if (!url || !*url)
 		url = getenv("MESHBROKER_HTTP_URL");
 	if (url && *url) {
-		if (dial_parse_url(url, "http", u, err, sizeof err) != 0)
+		if (http_target_parse(url, HTTP_PATH_APPEND, "/hook/set-status", t, err, sizeof err) != 0)
 			return cli_err("%s", err);
-	} else {
-		struct keyfile_peer cfg;
-		const char *path = cli_config_path(o);
-		memset(&cfg, 0, sizeof cfg);
-		if (path && !cli_opt(o, "broker") && !getenv("MESHBROKER_URL")) {
-			if (keyfile_read_peer(path, &cfg) != 0)
-				return CLI_EXIT_FAIL;
-			explicit_bzero(&cfg.key, sizeof cfg.key);
-			explicit_bzero(cfg.api_key, sizeof cfg.api_key);
-		}
-		const char *ws = cli_broker_url(o, cfg.broker);
-		if (dial_parse_url(ws, "ws", u, err, sizeof err) != 0)
-			return cli_err("%s", err);
-		strcpy(u->scheme, "http");
-		strcpy(u->path, "/");
-	}
-	/* a base path is a prefix: drop its query and trailing slash */
-	u->path[strcspn(u->path, "?")] = 0;
-	size_t n = strlen(u->path);
-	while (n > 0 && u->path[n - 1] == '/')
-		u->path[--n] = 0;
-	return 0;
-}
-
-/* A chunked body: 1 complete (decoded in place when decode), 0 not all
- * here yet, -1 malformed. */
-static int hook_dechunk(char *b, size_t len, int decode, size_t *out_len)
-{
-	size_t in = 0, out = 0;
-	for (;;) {
-		char *eol = memmem(b + in, len - in, "\r\n", 2);
-		if (!eol)
-			return len - in > 32 ? -1 : 0;
-		char *end;
-		errno = 0;
-		unsigned long sz = strtoul(b + in, &end, 16);
-		if (errno || end == b + in || (end != eol && *end != ';' && *end != ' ') ||
-		    sz > HOOK_RESPONSE_MAX)
-			return -1;
-		in = (size_t)(eol - b) + 2;
-		if (sz == 0)
-			break;
-		if (len - in < sz + 2)
-			return 0;
-		if (memcmp(b + in + sz, "\r\n", 2) != 0)
-			return -1;
-		if (decode)
-			memmove(b + out, b + in, sz);
-		out += sz;
-		in += sz + 2;
-	}
-	/* trailers, if any, end with an empty line */
-	if (!(len - in >= 2 && !memcmp(b + in, "\r\n", 2)) && !memmem(b + in - 2, len - in + 2, "\r\n\r\n", 4))
 		return 0;
-	*out_len = out;
-	return 1;
-}
-
-/* 1 when the response in r is complete (head parsed, body whole) */
-static int hook_parse(struct hook_resp *r, int eof, char *err, size_t errlen)
-{
-	char val[64];
-	if (!r->head_len) {
-		char *end = strstr(r->buf, "\r\n\r\n");
-		if (!end)
-			return 0;
-		r->head_len = (size_t)(end - r->buf) + 4;
-		if ((strncmp(r->buf, "HTTP/1.1 ", 9) && strncmp(r->buf, "HTTP/1.0 ", 9)) ||
-		    sscanf(r->buf + 9, "%3d", &r->status) != 1 || r->status < 100) {
-			snprintf(err, errlen, "not an HTTP response");
-			return -1;
-		}
 	}
-	char *body = r->buf + r->head_len;
-	size_t have = r->len - r->head_len;
-	if (dial_header(r->buf, "Transfer-Encoding", val, sizeof val) && strcasestr(val, "chunked")) {
-		int c = hook_dechunk(body, have, 0, &r->body_len);
-		if (c < 0 || (c == 0 && eof)) {
-			snprintf(err, errlen, c < 0 ? "bad chunked body" : "response cut short");
-			return -1;
-		}
-		if (c == 0)
-			return 0;
-		hook_dechunk(body, have, 1, &r->body_len);
-		r->body = body;
-		return 1;
+	struct keyfile_peer cfg;
+	const char *path = cli_config_path(o);
+	memset(&cfg, 0, sizeof cfg);
+	if (path && !cli_opt(o, "broker") && !getenv("MESHBROKER_URL")) {
+		if (keyfile_read_peer(path, &cfg) != 0)
+			return CLI_EXIT_FAIL;
+		explicit_bzero(&cfg.key, sizeof cfg.key);
+		explicit_bzero(cfg.api_key, sizeof cfg.api_key);
 	}
-	if (dial_header(r->buf, "Content-Length", val, sizeof val)) {
-		long n;
-		if (cli_parse_uint(val, HOOK_RESPONSE_MAX, &n) != 0) {
-			snprintf(err, errlen, "bad Content-Length");
-			return -1;
-		}
-		if (have < (size_t)n) {
-			if (eof) {
-				snprintf(err, errlen, "response cut short");
-				return -1;
-			}
-			return 0;
-		}
-		r->body = body;
-		r->body_len = (size_t)n;
-		return 1;
-	}
-	if (!eof)
-		return 0;
-	r->body = body;
-	r->body_len = have;
-	return 1;
-}
-
-static int hook_exchange(const struct dial_url *u, const char *req, size_t req_len,
-			 struct hook_resp *r, char *err, size_t errlen)
-{
-	int64_t deadline = mono_ms() + HOOK_TIMEOUT_MS;
-	int fd = dial_tcp(u->host, u->port, HOOK_TIMEOUT_MS, err, errlen);
-	if (fd < 0)
-		return -1;
-	int rc = -1;
-	if (dial_write_all(fd, req, req_len, deadline, err, errlen) != 0)
-		goto out;
-	if (!(r->buf = malloc(HOOK_RESPONSE_MAX + 1))) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	r->buf[0] = 0;
-	for (;;) {
-		if (r->len == HOOK_RESPONSE_MAX) {
-			snprintf(err, errlen, "response over %u bytes", HOOK_RESPONSE_MAX);
-			goto out;
-		}
-		ssize_t n = dial_read(fd, r->buf + r->len, HOOK_RESPONSE_MAX - r->len, deadline, err,
-				      errlen);
-		if (n < 0)
-			goto out;
-		r->len += (size_t)n;
-		r->buf[r->len] = 0;
-		int done = hook_parse(r, n == 0, err, errlen);
-		if (done < 0)
-			goto out;
-		if (done)
-			break;
-		if (n == 0) {
-			snprintf(err, errlen, "connection closed before a response");
-			goto out;
-		}
-	}
-	rc = 0;
-out:
-	close(fd);
-	return rc;
-}
-
-int hookpost_post(const struct dial_url *u, const char *path, const char *extra_headers, const char *body,
-		  struct hookpost_resp *out, char *err, size_t errlen)
-{
-	struct hook_resp r = {0};
-	size_t blen = strlen(body);
-	size_t cap = blen + strlen(u->path) + strlen(path) + strlen(u->authority) +
-		     (extra_headers ? strlen(extra_headers) : 0) + 512;
-	char *req = malloc(cap);
-	memset(out, 0, sizeof *out);
-	if (!req) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	int n = snprintf(req, cap,
-			 "POST %s%s HTTP/1.1\r\n"
-			 "Host: %s\r\n"
-			 "User-Agent: meshctl\r\n"
-			 "Content-Type: application/json\r\n"
-			 "Content-Length: %zu\r\n"
-			 "%s"
-			 "Connection: close\r\n"
-			 "\r\n"
-			 "%s",
-			 u->path, path, u->authority, blen, extra_headers ? extra_headers : "", body);
-	int rc = hook_exchange(u, req, (size_t)n, &r, err, errlen);
-	explicit_bzero(req, (size_t)n);
-	free(req);
-	if (rc != 0) {
-		free(r.buf);
-		return -1;
-	}
-	out->buf = r.buf;
-	out->status = r.status;
-	out->body = r.body;
-	out->body_len = r.body_len;
+	if (http_target_parse(cli_broker_url(o, cfg.broker), HTTP_PATH_ROOT, "/hook/set-status", t, err,
+			      sizeof err) != 0)
+		return cli_err("%s", err);
 	return 0;
 }
 
@@ -248,7 +64,7 @@ static cJSON *hook_stdin_json(void)
 	int64_t deadline = mono_ms() + HOOK_STDIN_MS;
 	for (;;) {
 		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
-		int left = dial_ms_left(deadline);
+		int left = (int)(deadline - mono_ms());
 		if (left <= 0 || poll(&pfd, 1, left) <= 0)
 			break;
 		ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
@@ -311,9 +127,9 @@ int hookpost_run(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"cwd", 1}, {"pid", 1}, {"url", 1}, {NULL, 0}};
 	struct cli_opts o;
-	struct dial_url u;
-	struct hookpost_resp r = {0};
-	char cwd[4097], err[256], key[160], auth[256] = "", sid[129] = "";
+	struct http_target t;
+	struct http_resp r = {0};
+	char cwd[4097], err[512], key[160], sid[129] = "";
 	/* No pid unless asked: a hook runs under a shell started by Claude Code,
 	 * whose pid is not the peer's, and the broker then matches the newest
 	 * live presence in this cwd (docs/protocol.md §4.3). */
@@ -324,7 +140,7 @@ int hookpost_run(int argc, char **argv)
 	if (o.npos != 1 || (strcmp(o.pos[0], "idle") && strcmp(o.pos[0], "working") &&
 			    strcmp(o.pos[0], "dnd")))
 		return cli_usage_err("usage: meshctl hook idle|working|dnd [--cwd DIR] [--pid N] "
-				     "[--url http://HOST:PORT]");
+				     "[--url http(s)://HOST:PORT]");
 	if (cli_opt(&o, "pid") && cli_parse_uint(cli_opt(&o, "pid"), INT32_MAX, &pid) != 0)
 		return cli_usage_err("--pid must be an integer 0..%d", INT32_MAX);
 	cJSON *in = hook_stdin_json();
@@ -346,22 +162,19 @@ int hookpost_run(int argc, char **argv)
 		return 0;
 	}
 	cJSON_Delete(in);
-	if (hook_base(&o, &u) != 0 || hook_key(&o, key, sizeof key) != 0)
+	if (hook_target(&o, &t) != 0 || hook_key(&o, key, sizeof key) != 0)
 		return 0;
-	if (key[0])
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key);
-	explicit_bzero(key, sizeof key);
 	char *body = hook_body(cwd, o.pos[0], pid, sid[0] ? sid : NULL);
 	if (!body) {
-		explicit_bzero(auth, sizeof auth);
+		sodium_memzero(key, sizeof key);
 		cli_err("hook: out of memory");
 		return 0;
 	}
-	int sent = hookpost_post(&u, "/hook/set-status", auth, body, &r, err, sizeof err);
-	explicit_bzero(auth, sizeof auth);
+	int sent = http_request("POST", &t, key, body, &r, err, sizeof err);
+	sodium_memzero(key, sizeof key);
 	free(body);
 	if (sent != 0) {
-		cli_err("hook: broker not reached at http://%s (%s); status not reported", u.authority, err);
+		cli_err("hook: broker not reached: %s; status not reported", err);
 		return 0;
 	}
 	fwrite(r.body, 1, r.body_len, stdout);
@@ -372,6 +185,6 @@ int hookpost_run(int argc, char **argv)
 		size_t show = r.body_len > 200 ? 200 : r.body_len;
 		cli_err("hook: HTTP %d %.*s", r.status, (int)show, r.body);
 	}
-	free(r.buf);
+	free(r.body);
 	return 0;
 }

@@ -13,58 +13,17 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "adminref.h"
 #include "cli.h"
 #include "common/util.h"
 #include "db/store_admin.h"
-#include "hookpost.h"
+#include "http.h"
 #include "keyfile.h"
 #include "proto/invite.h"
 
 #define INVITE_DEFAULT_EXPIRES (24LL * 3600)
-#define INVITE_MAX_EXPIRES     (366LL * 24 * 3600)
 #define INVITE_MAX_USES        1000000
 #define JOIN_NAME_MAX          127
-
-int invitecmd_parse_duration(const char *s, long long *secs)
-{
-	char *end;
-	if (!s || !(*s >= '0' && *s <= '9'))
-		return -1;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || v <= 0)
-		return -1;
-	long long mul = 1;
-	if (*end == 's')
-		end++;
-	else if (*end == 'm')
-		mul = 60, end++;
-	else if (*end == 'h')
-		mul = 3600, end++;
-	else if (*end == 'd')
-		mul = 86400, end++;
-	if (*end || v > INVITE_MAX_EXPIRES / mul)
-		return -1;
-	*secs = v * mul;
-	return 0;
-}
-
-/* the mesh named by id or slug, or NULL after an error line */
-static int invite_mesh(struct admin_db *c, const char *which, struct mesh_row *m)
-{
-	int archived = 0;
-	int found = store_mesh_get(c, which, m, &archived);
-	if (found < 0)
-		return admin_db_err(c), -1;
-	if (!found)
-		return cli_err("no mesh with id or slug \"%s\"", which), -1;
-	if (archived) {
-		cli_err("mesh %s is archived", m->slug);
-		store_mesh_row_free(m);
-		return -1;
-	}
-	return 0;
-}
 
 int invitecmd_create(int argc, char **argv)
 {
@@ -93,11 +52,11 @@ int invitecmd_create(int argc, char **argv)
 	}
 	if (cli_opt(&o, "max-uses") && parse_pos_int(cli_opt(&o, "max-uses"), INVITE_MAX_USES, &max_uses) != 0)
 		return cli_usage_err("--max-uses must be an integer 1..%d", INVITE_MAX_USES);
-	if (cli_opt(&o, "expires") && invitecmd_parse_duration(cli_opt(&o, "expires"), &expires) != 0)
+	if (cli_opt(&o, "expires") && adminref_duration(cli_opt(&o, "expires"), &expires) != 0)
 		return cli_usage_err("--expires must be a duration such as 90s, 30m, 24h or 7d (at most 366d)");
 	if (!(c = admin_connect()))
 		return CLI_EXIT_FAIL;
-	if (invite_mesh(c, o.pos[0], &m) != 0) {
+	if (adminref_mesh(c, o.pos[0], 0, &m) != 0) {
 		store_admin_close(c);
 		return CLI_EXIT_FAIL;
 	}
@@ -117,6 +76,17 @@ int invitecmd_create(int argc, char **argv)
 	}
 	randombytes_buf(raw, sizeof raw);
 	sodium_bin2base64(root_key, sizeof root_key, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	/* the URL the invite carries is where joiners go: it must be one meshctl
+	 * can reach, and from other machines a public wss:// one */
+	struct http_target pub;
+	char uerr[512];
+	if (http_target_parse(cli_broker_url(&o, NULL), HTTP_PATH_KEEP, NULL, &pub, uerr, sizeof uerr) != 0) {
+		cli_err("--broker: %s", uerr);
+		goto out;
+	}
+	if (!pub.tls)
+		fprintf(stderr, "meshctl: note: the invite carries %s (no TLS); for peers on other machines mint it "
+			"with --broker wss://HOST/ws (docs/deploy.md §4)\n", cli_broker_url(&o, NULL));
 	struct invite iv = {
 	    .mesh_id = m.id,
 	    .mesh_slug = m.slug,
@@ -168,75 +138,61 @@ static void invite_print(void *arg, const struct invite_row *r)
 	       r->expires_at, r->token);
 }
 
+static int invite_list_rows(struct admin_db *c, const char *mesh_id)
+{
+	return store_invite_list(c, mesh_id, invite_print, NULL);
+}
+
+static const struct adminref_kind invite_kind = {
+	.list_usage = "usage: meshctl invite list MESH",
+	.revoke_usage = "usage: meshctl invite revoke MESH INVITE_ID|TOKEN",
+	.what = "invite",
+	.list = invite_list_rows,
+	.revoke = store_invite_revoke,
+};
+
 int invitecmd_list(int argc, char **argv)
 {
-	struct cli_opts o;
-	struct mesh_row m;
-	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
-		return CLI_EXIT_USAGE;
-	if (o.npos != 1)
-		return cli_usage_err("usage: meshctl invite list MESH");
-	struct admin_db *c = admin_connect();
-	if (!c)
-		return CLI_EXIT_FAIL;
-	int rc = CLI_EXIT_FAIL;
-	if (invite_mesh(c, o.pos[0], &m) == 0) {
-		if (store_invite_list(c, m.id, invite_print, NULL) != 0)
-			admin_db_err(c);
-		else
-			rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;
-		store_mesh_row_free(&m);
-	}
-	store_admin_close(c);
-	return rc;
+	return adminref_list(&invite_kind, argc, argv);
 }
 
 int invitecmd_revoke(int argc, char **argv)
 {
-	struct cli_opts o;
-	struct mesh_row m;
-	if (cli_opts_parse(argc, argv, NULL, &o) != 0)
-		return CLI_EXIT_USAGE;
-	if (o.npos != 2)
-		return cli_usage_err("usage: meshctl invite revoke MESH INVITE_ID|TOKEN");
-	struct admin_db *c = admin_connect();
-	if (!c)
-		return CLI_EXIT_FAIL;
-	int rc = CLI_EXIT_FAIL;
-	if (invite_mesh(c, o.pos[0], &m) == 0) {
-		int n = store_invite_revoke(c, m.id, o.pos[1]);
-		if (n < 0)
-			admin_db_err(c);
-		else if (n == 0)
-			cli_err("no live invite \"%s\" in mesh %s", o.pos[1], m.slug);
-		else {
-			printf("revoked invite %s\n", o.pos[1]);
-			rc = 0;
-		}
-		store_mesh_row_free(&m);
-	}
-	store_admin_close(c);
-	return rc;
+	return adminref_revoke(&invite_kind, argc, argv);
 }
 
 /* ---- join ---- */
 
-/* the token of "ic://join/<token>", an https://…/join/<token> link or a bare token */
-static const char *join_token_of(const char *link)
+/* the token of "ic://join/<token>", an https://…/join/<token> link or a
+ * bare token (links taken apart by curl's URL API) into out; -1 too long */
+static int join_token_of(const char *link, char *out, size_t cap)
 {
-	if (!strncmp(link, "ic://join/", 10))
-		return link + 10;
-	const char *p = strstr(link, "/join/");
-	if (p && strstr(link, "://"))
-		return p + 6;
-	return link;
+	CURLU *h = strchr(link, ':') ? curl_url() : NULL;
+	char *scheme = NULL, *host = NULL, *path = NULL;
+	const char *tok = link, *j;
+	if (h && curl_url_set(h, CURLUPART_URL, link, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+		if (!strcasecmp(scheme, "ic") && !strcasecmp(host, "join"))
+			tok = path + (path[0] == '/');
+		else if ((j = strstr(path, "/join/")))
+			tok = j + 6;
+	}
+	int r = str_copy(out, cap, tok);
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(path);
+	curl_url_cleanup(h);
+	return r;
 }
 
-/* the http base for the broker's /join: --broker > MESHBROKER_URL > the
- * invite's broker_url */
-static int join_base(const struct cli_opts *o, const char *invite_broker, struct dial_url *u, char *ws, size_t wscap)
+/* the broker for /join: --broker > MESHBROKER_URL > the invite's broker_url
+ * (ws/wss/http/https; /join is at the root, whatever the URL's path) */
+static int join_target(const struct cli_opts *o, const char *invite_broker, struct http_target *t, char *ws,
+		       size_t wscap)
 {
-	char err[256];
+	char err[512];
 	const char *url = cli_opt(o, "broker");
 	if (!url || !*url)
 		url = getenv("MESHBROKER_URL");
@@ -245,11 +201,8 @@ static int join_base(const struct cli_opts *o, const char *invite_broker, struct
 	if (!url || !*url)
 		url = CLI_DEFAULT_BROKER;
 	snprintf(ws, wscap, "%s", url);
-	const char *want = !strncmp(url, "http://", 7) ? "http" : "ws";
-	if (dial_parse_url(url, want, u, err, sizeof err) != 0)
-		return cli_err("broker URL %s: %s", url, err), -1;
-	strcpy(u->scheme, "http");
-	strcpy(u->path, ""); /* /join is at the root, whatever the ws path */
+	if (http_target_parse(url, HTTP_PATH_ROOT, "/join", t, err, sizeof err) != 0)
+		return cli_err("broker URL: %s", err), -1;
 	return 0;
 }
 
@@ -257,12 +210,12 @@ int invitecmd_join(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"name", 1}, {"out", 1}, {"force", 0}, {NULL, 0}};
 	struct cli_opts o;
-	struct dial_url u;
+	struct http_target t;
 	struct keyfile_out out;
 	struct keyfile_peer peer;
 	struct invite iv;
-	struct hookpost_resp resp = {0};
-	char err[256], out_path[512], name[JOIN_NAME_MAX + 1], ws[1024];
+	struct http_resp resp = {0};
+	char err[512], out_path[512], name[JOIN_NAME_MAX + 1], ws[1024], token[8192];
 	int rc = CLI_EXIT_FAIL, have_out = 0;
 	cJSON *payload = NULL, *req = NULL, *ans = NULL;
 	char *body = NULL;
@@ -271,7 +224,8 @@ int invitecmd_join(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1)
 		return cli_usage_err("usage: meshctl join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]");
-	const char *token = join_token_of(o.pos[0]);
+	if (join_token_of(o.pos[0], token, sizeof token) != 0)
+		return cli_usage_err("the invite link is too long");
 	payload = invite_token_decode(token);
 	if (!payload || invite_fields(payload, &iv) != 0)
 		return cli_err("not an invite link or token (expected ic://join/<token>)"), cJSON_Delete(payload),
@@ -302,7 +256,7 @@ int invitecmd_join(int argc, char **argv)
 		snprintf(out_path, sizeof out_path, "%s", cli_opt(&o, "out"));
 	else
 		snprintf(out_path, sizeof out_path, "%s.json", iv.mesh_slug[0] ? iv.mesh_slug : "mesh");
-	if (join_base(&o, iv.broker_url, &u, ws, sizeof ws) != 0)
+	if (join_target(&o, iv.broker_url, &t, ws, sizeof ws) != 0)
 		goto done;
 	/* the output file first: a clash is found before the broker counts a use */
 	if (keyfile_out_open(&out, out_path, cli_opt(&o, "force") != NULL) != 0)
@@ -322,8 +276,8 @@ int invitecmd_join(int argc, char **argv)
 		cli_err("out of memory");
 		goto done;
 	}
-	if (hookpost_post(&u, "/join", NULL, body, &resp, err, sizeof err) != 0) {
-		cli_err("join: http://%s: %s", u.authority, err);
+	if (http_request("POST", &t, NULL, body, &resp, err, sizeof err) != 0) {
+		cli_err("join: %s", err);
 		goto done;
 	}
 	ans = cJSON_ParseWithLength(resp.body, resp.body_len);
@@ -363,7 +317,7 @@ done:
 		keyfile_out_abort(&out);
 	sodium_memzero(&peer, sizeof peer);
 	cJSON_Delete(ans);
-	free(resp.buf);
+	free(resp.body);
 	if (body) {
 		sodium_memzero(body, strlen(body));
 		free(body);

@@ -3,12 +3,17 @@
 #ifndef CLI_INVITECMD_H
 #define CLI_INVITECMD_H
 
+#include "cli/adminref.h"
+
 int invitecmd_create(int argc, char **argv);
 int invitecmd_list(int argc, char **argv);
 int invitecmd_revoke(int argc, char **argv);
 int invitecmd_join(int argc, char **argv);
 
-/* "90s", "30m", "24h", "7d" or plain seconds, 1 s .. 366 d: 0 ok, -1 bad */
-int invitecmd_parse_duration(const char *s, long long *secs);
+/* the invite lifetime parser, now adminref_duration (kept for its callers) */
+static inline int invitecmd_parse_duration(const char *s, long long *secs)
+{
+	return adminref_duration(s, secs);
+}
 
 #endif

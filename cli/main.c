@@ -1,6 +1,7 @@
 /* meshctl — the meshbroker client and admin tool: a table of commands, each a
  * function taking the words after its name.  Exit 0 ok, 1 failure (one line
  * "meshctl: ..." on stderr), 2 usage. */
+#include <curl/curl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,12 +9,14 @@
 #include "proto/version.h"
 #include "cli/admin.h"
 #include "cli/apikeycmd.h"
+#include "cli/auditcmd.h"
 #include "cli/invitecmd.h"
 #include "cli/cli.h"
 #include "cli/hookpost.h"
 #include "cli/keyfile.h"
 #include "cli/mcp.h"
-#include "cli/peercmd.h"
+#include "cli/peerconnect.h"
+#include "cli/peersend.h"
 #include "cli/topiccmd.h"
 
 struct command {
@@ -21,51 +24,96 @@ struct command {
 	const char *name;
 	int (*run)(int argc, char **argv);
 	const char *usage;
+	const char *opts; /* one line per option of its own, for --help */
 };
 
 static int main_help(int argc, char **argv);
 
+#define O_PEER                                                                                   \
+	"  --pid N              the pid the hello reports (default: meshctl's)\n"                 \
+	"  --cwd DIR            the cwd the hello reports (default: the current directory)\n"     \
+	"  --session-id S       the hello's sessionId (default: PID-MS)\n"
+#define O_TIMEOUT "  --timeout SECONDS    give up after this long (decimals allowed)\n"
+#define O_PRIORITY "  --priority P         now, next (default) or low\n"
+
 static const struct command main_commands[] = {
-	{NULL, "keygen", keyfile_keygen, "keygen --out FILE [--force]"},
-	{NULL, "migrate", admin_migrate, "migrate"},
+	{NULL, "keygen", keyfile_keygen, "keygen --out FILE [--force]",
+	 "  --out FILE           where to write the key pair (mode 0600)\n"
+	 "  --force              replace an existing file\n"},
+	{NULL, "migrate", admin_migrate, "migrate", ""},
 	{"mesh", "create", admin_mesh_create,
-	 "mesh create NAME [--slug S] [--owner-key KEYFILE] [--max-peers N] [--force]"},
+	 "mesh create NAME [--slug S] [--owner-key KEYFILE] [--max-peers N] [--force]",
+	 "  --slug S             the mesh's slug (default: from NAME)\n"
+	 "  --owner-key KEYFILE  the owner's key (default: a new ./SLUG.owner.key)\n"
+	 "  --max-peers N        live connections allowed in the mesh\n"
+	 "  --force              replace an existing owner key file\n"},
 	{"member", "add", admin_member_add,
 	 "member add MESH_ID --key KEYFILE --name NAME [--role admin|member]\n"
-	 "                 [--out PEERCONFIG] [--broker URL] [--force]"},
-	{"member", "revoke", admin_member_revoke, "member revoke MESH_ID MEMBER_ID|PUBKEY"},
-	{"member", "list", admin_member_list, "member list MESH_ID"},
-	{"audit", "verify", admin_audit_verify, "audit verify MESH_ID"},
+	 "                 [--out PEERCONFIG] [--broker URL] [--force]",
+	 "  --key KEYFILE        the member's public key (key file)\n"
+	 "  --name NAME          display name\n"
+	 "  --role R             admin or member (default)\n"
+	 "  --out PEERCONFIG     also write a peer config (needs the secret key in KEYFILE)\n"
+	 "  --force              replace an existing PEERCONFIG\n"},
+	{"member", "revoke", admin_member_revoke, "member revoke MESH_ID MEMBER_ID|PUBKEY", ""},
+	{"member", "list", admin_member_list, "member list MESH_ID", ""},
+	{"audit", "verify", auditcmd_verify, "audit verify MESH_ID", ""},
 	{"invite", "create", invitecmd_create,
 	 "invite create MESH [--role member|admin] [--max-uses N] [--expires 24h]\n"
-	 "                 [--owner-key KEYFILE] [--broker URL]"},
-	{"invite", "list", invitecmd_list, "invite list MESH"},
-	{"invite", "revoke", invitecmd_revoke, "invite revoke MESH INVITE_ID|TOKEN"},
-	{NULL, "join", invitecmd_join, "join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]"},
+	 "                 [--owner-key KEYFILE] [--broker URL]",
+	 "  --role R             member (default) or admin\n"
+	 "  --max-uses N         joins allowed (default 1)\n"
+	 "  --expires D          lifetime: 90s, 30m, 24h (default), 7d\n"
+	 "  --owner-key KEYFILE  the mesh owner's key (default ./SLUG.owner.key)\n"
+	 "  --broker URL         the public URL the invite carries (wss://HOST/ws)\n"},
+	{"invite", "list", invitecmd_list, "invite list MESH", ""},
+	{"invite", "revoke", invitecmd_revoke, "invite revoke MESH INVITE_ID|TOKEN", ""},
+	{NULL, "join", invitecmd_join, "join ic://join/TOKEN [--name NAME] [--out PEERCONFIG] [--force]",
+	 "  --name NAME          display name (default $USER)\n"
+	 "  --out PEERCONFIG     where to write the peer config (default ./SLUG.json)\n"
+	 "  --force              replace an existing PEERCONFIG\n"
+	 "  --broker URL         post to this broker instead of the invite's URL\n"},
 	{"apikey", "create", apikeycmd_create,
 	 "apikey create MESH --caps send,read[,state_write,admin,status] [--topics a,b]\n"
-	 "                 [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] [--add-to PEERCONFIG]"},
-	{"apikey", "list", apikeycmd_list, "apikey list MESH"},
-	{"apikey", "revoke", apikeycmd_revoke, "apikey revoke MESH KEY_ID|PREFIX"},
-	{NULL, "connect", peercmd_connect,
+	 "                 [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] [--add-to PEERCONFIG]",
+	 "  --caps LIST          capabilities: send, read, state_write, admin, status\n"
+	 "  --topics LIST        topics the key may touch (default: all)\n"
+	 "  --expires D          lifetime (default: never)\n"
+	 "  --member M           the member the key acts for\n"
+	 "  --label L            a note shown by apikey list\n"
+	 "  --add-to PEERCONFIG  also store the key as the config's \"apiKey\"\n"},
+	{"apikey", "list", apikeycmd_list, "apikey list MESH", ""},
+	{"apikey", "revoke", apikeycmd_revoke, "apikey revoke MESH KEY_ID|PREFIX", ""},
+	{NULL, "connect", peerconnect_main,
 	 "connect [--count N] [--timeout SECONDS] [--status idle|working|dnd]\n"
-	 "                 [--pid N] [--cwd DIR] [--session-id S]"},
-	{NULL, "send", peercmd_send,
-	 "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]"},
-	{NULL, "status", peercmd_status, "status idle|working|dnd [--timeout SECONDS]"},
-	{"topic", "create", topiccmd_create, "topic create NAME [--description TEXT] [--visibility public|private]"},
-	{"topic", "list", topiccmd_list, "topic list"},
-	{"topic", "join", topiccmd_join, "topic join TOPIC [--role member|observer|lead]"},
-	{"topic", "leave", topiccmd_leave, "topic leave TOPIC"},
-	{"topic", "members", topiccmd_members, "topic members TOPIC"},
-	{"topic", "history", topiccmd_history, "topic history TOPIC [--limit N]"},
-	{"topic", "post", topiccmd_post, "topic post TOPIC TEXT [--priority now|next|low]"},
-	{"topic", "tail", topiccmd_tail, "topic tail TOPIC [--timeout SECONDS]"},
-	{NULL, "peers", peercmd_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]"},
-	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)"},
-	{NULL, "hook", hookpost_run,
-	 "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http://HOST:PORT]"},
-	{NULL, "help", main_help, "help"},
+	 "                 [--pid N] [--cwd DIR] [--session-id S]",
+	 "  --count N            stop after N pushes\n" O_TIMEOUT
+	 "  --status S           set_status after every hello_ack\n" O_PEER},
+	{NULL, "send", peersend_send, "send PUBKEY|'*' TEXT [--priority now|next|low] [--timeout SECONDS]",
+	 O_PRIORITY O_TIMEOUT O_PEER},
+	{NULL, "status", peersend_status, "status idle|working|dnd [--timeout SECONDS]", O_TIMEOUT O_PEER},
+	{"topic", "create", topiccmd_create, "topic create NAME [--description TEXT] [--visibility public|private]",
+	 "  --description TEXT   what the topic is for\n"
+	 "  --visibility V       public (default) or private\n" O_TIMEOUT},
+	{"topic", "list", topiccmd_list, "topic list", O_TIMEOUT},
+	{"topic", "join", topiccmd_join, "topic join TOPIC [--role member|observer|lead]",
+	 "  --role R             member (default), observer or lead\n" O_TIMEOUT},
+	{"topic", "leave", topiccmd_leave, "topic leave TOPIC", O_TIMEOUT},
+	{"topic", "members", topiccmd_members, "topic members TOPIC", O_TIMEOUT},
+	{"topic", "history", topiccmd_history, "topic history TOPIC [--limit N]",
+	 "  --limit N            at most N messages, 1..200 (default 50)\n" O_TIMEOUT},
+	{"topic", "post", topiccmd_post, "topic post TOPIC TEXT [--priority now|next|low]", O_PRIORITY O_TIMEOUT},
+	{"topic", "tail", topiccmd_tail, "topic tail TOPIC [--timeout SECONDS]", O_TIMEOUT},
+	{NULL, "peers", peersend_peers, "peers [--scope mesh|machine|directory|repo] [--json] [--timeout SECONDS]",
+	 "  --scope S            mesh (default), machine, directory or repo\n"
+	 "  --json               JSON instead of a table\n" O_TIMEOUT O_PEER},
+	{NULL, "mcp", mcp_main, "mcp --config PEERCONFIG [--config PEERCONFIG ...]  (MCP server on stdio)", ""},
+	{NULL, "hook", hookpost_run, "hook idle|working|dnd [--cwd DIR] [--pid N] [--url http(s)://HOST:PORT]",
+	 "  --cwd DIR            the session's directory (default: the hook JSON's, else .)\n"
+	 "  --pid N              match the peer with this pid (default: the newest in DIR)\n"
+	 "  --url URL            the broker's HTTP base (default: MESHBROKER_HTTP_URL, else\n"
+	 "                       the broker URL as http:// or https://)\n"},
+	{NULL, "help", main_help, "help", ""},
 };
 #define MAIN_NCOMMANDS (sizeof main_commands / sizeof main_commands[0])
 
@@ -82,7 +130,10 @@ static void main_usage(FILE *f)
 	      "\n"
 	      "Peer commands (connect, send, status) read the peer config from --config FILE\n"
 	      "or MESHCTL_CONFIG.  Broker URL: --broker URL > MESHBROKER_URL > the config's\n"
-	      "\"broker\" > " CLI_DEFAULT_BROKER ".\n"
+	      "\"broker\" > " CLI_DEFAULT_BROKER ".  ws://, wss://, http:// and https://\n"
+	      "all work; TLS checks the certificate against the system's CAs, or --cacert FILE /\n"
+	      "MESHBROKER_CA, and the host name; a failure is one line, never plain text instead.\n"
+	      "meshctl COMMAND --help lists the command's options.\n"
 	      "connect prints every frame from the broker as one JSON line on stdout (pushes\n"
 	      "it can read get \"text\" or \"textB64\"), and sends each JSON object line read\n"
 	      "from stdin as a frame.\n"
@@ -94,7 +145,7 @@ static void main_usage(FILE *f)
 	      "peers lists the live peers (the table leaves out meshctl's own connection).\n"
 	      "mcp is the MCP server for Claude Code; meshctl mcp --help prints the\n"
 	      "claude mcp add line.\n"
-	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http://; without\n"
+	      "hook posts to --url > MESHBROKER_HTTP_URL > the broker URL as http(s)://; without\n"
 	      "--pid the broker matches the newest peer in that cwd; the API key sent as Bearer\n"
 	      "is MESHBROKER_API_KEY, else the peer config's \"apiKey\".  Claude Code's hook JSON\n"
 	      "on stdin gives cwd and session_id.  hook exits 0 whenever its usage was right:\n"
@@ -115,19 +166,33 @@ static int main_help(int argc, char **argv)
 }
 
 #define MAIN_MAX_ARGS 256
+#define MAIN_GLOBAL_OPTS                                                                        \
+	"  --config FILE        peer config (else MESHCTL_CONFIG)\n"                              \
+	"  --broker URL         ws://, wss://, http:// or https:// broker URL (else MESHBROKER_URL,\n" \
+	"                       else the config's \"broker\", else " CLI_DEFAULT_BROKER ")\n"      \
+	"  --cacert FILE        PEM CA certificates for TLS (else MESHBROKER_CA, else the system's)\n" \
+	"  --help               this text\n"
+
+/* the global options that may come before the command */
+static int main_global_opt(const char *a)
+{
+	return !strcmp(a, "--config") || !strcmp(a, "--broker") || !strcmp(a, "--cacert");
+}
 
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (sodium_init() < 0)
 		return cli_err("libsodium failed to initialise");
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return cli_err("libcurl failed to initialise");
 	/* global options before the command (meshctl --config F send ...) are
 	 * moved behind it, where every command parses them */
 	char *moved[MAIN_MAX_ARGS];
 	if (argc > 2 && argc < MAIN_MAX_ARGS &&
-	    (!strcmp(argv[1], "--config") || !strcmp(argv[1], "--broker"))) {
+	    main_global_opt(argv[1])) {
 		int lead = 0;
-		while (lead + 2 < argc && (!strcmp(argv[1 + lead], "--config") || !strcmp(argv[1 + lead], "--broker")))
+		while (lead + 2 < argc && main_global_opt(argv[1 + lead]))
 			lead += 2;
 		int n = 0;
 		moved[n++] = argv[0];
@@ -167,7 +232,7 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[k], "--"))
 				break;
 			if (!strcmp(argv[k], "--help")) {
-				printf("usage: meshctl %s\n", c->usage);
+				printf("usage: meshctl %s\n\noptions:\n%s%s", c->usage, c->opts, MAIN_GLOBAL_OPTS);
 				return 0;
 			}
 		}

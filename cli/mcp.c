@@ -1,22 +1,35 @@
 /* mcp — `meshctl mcp --config peer.json [--config other.json ...]`: the
  * stdio MCP server of docs/protocol.md §11.  This file is the loop (stdin,
- * the broker connections, timers), the line reader (bounded: a line over
+ * the peer sessions, timers), the sessions' set-up (hello capabilities
+ * client_ack and peer_events, hostname, repo; reconnecting with jittered
+ * backoff, said on stderr), the line reader (bounded: a line over
  * MCP_LINE_MAX is answered with a parse error and skipped) and the JSON-RPC
- * methods; the tools are mcp_tools.c's, the connections mcplink.c's. */
+ * methods; the tools are mcp_tools.c's, the broker's frames mcp_inbox.c's. */
 #include "cli/mcp.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cli/cli.h"
+#include "cli/http.h"
+#include "cli/mcp_calls.h"
+#include "cli/mcp_inbox.h"
+#include "cli/mcp_out.h"
 #include "cli/mcp_rpc.h"
+#include "cli/mcp_schema.h"
+#include "cli/mcp_state.h"
+#include "cli/mcp_tools.h"
 #include "common/util.h"
 #include "proto/version.h"
 
@@ -31,28 +44,70 @@ static void mcp_on_signal(int sig)
 	mcp_stop = 1;
 }
 
-void mcp_log(const char *fmt, ...)
+/* the git top-level above cwd ("" when there is none): the hello's repo */
+static void find_repo(const char *cwd, char *out, size_t cap)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("meshctl mcp: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
+	char dir[4097], probe[4200];
+	struct stat st;
+	out[0] = 0;
+	if (str_copy(dir, sizeof dir, cwd) != 0)
+		return;
+	for (;;) {
+		snprintf(probe, sizeof probe, "%s/.git", dir);
+		if (stat(probe, &st) == 0) {
+			str_copy(out, cap, dir);
+			return;
+		}
+		char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir)
+			return;
+		*slash = 0;
+	}
 }
 
-void mcp_write(cJSON *msg)
+static void link_frame(void *arg, const char *msg, size_t len)
 {
-	char *s = msg ? cJSON_PrintUnformatted(msg) : NULL;
-	if (s) {
-		fputs(s, stdout);
-		fputc('\n', stdout);
-		fflush(stdout);
-	} else {
-		mcp_log("out of memory: a reply was lost");
-	}
-	free(s);
-	cJSON_Delete(msg);
+	mcp_inbox_frame(arg, msg, len);
+}
+
+static void link_down(void *arg, const char *why, int reconnect)
+{
+	struct mcp_link *l = arg;
+	l->ready = 0;
+	mcp_calls_link_down(l->m, l->idx);
+	mcp_log("%s: %s; %s %.1f s", l->cfg.display_name[0] ? l->cfg.display_name : l->cfg.member_id, why,
+		reconnect ? "reconnecting in" : "not reconnecting", reconnect ? l->sess.backoff_ms / 1000.0 : 0.0);
+}
+
+static const struct peersess_ops link_ops = {.frame = link_frame, .down = link_down};
+
+static int link_setup(struct mcp *m, int idx, const char *config_path, const char *broker_override)
+{
+	struct mcp_link *l = &m->links[idx];
+	memset(l, 0, sizeof *l);
+	l->m = m;
+	l->idx = idx;
+	if (keyfile_read_peer(config_path, &l->cfg) != 0)
+		return -1;
+	const char *url = broker_override ? broker_override : getenv("MESHBROKER_URL");
+	if (!url || !*url)
+		url = l->cfg.broker[0] ? l->cfg.broker : CLI_DEFAULT_BROKER;
+	if (strlen(url) >= sizeof l->sess.url)
+		return cli_err("%s: broker URL too long", config_path);
+	struct peersess_hello *h = &l->sess.hello;
+	if (!getcwd(h->cwd, sizeof h->cwd))
+		str_copy(h->cwd, sizeof h->cwd, "/");
+	gethostname(h->hostname, sizeof h->hostname - 1);
+	find_repo(h->cwd, h->repo, sizeof h->repo);
+	/* one session id for the life of this process: a reconnect replaces
+	 * the old connection at the broker rather than sitting beside it */
+	snprintf(h->session_id, sizeof h->session_id, "%lld-%lld-%d", (long long)getpid(), (long long)now_ms(), idx);
+	h->pid = getpid();
+	h->peer_type = "ai";
+	h->caps[0] = "client_ack";
+	h->caps[1] = "peer_events";
+	peersess_init(&l->sess, &l->cfg, url, PEERSESS_ALWAYS, &link_ops, l);
+	return 0;
 }
 
 static cJSON *initialize_result(const cJSON *params)
@@ -181,7 +236,12 @@ static void mcp_help(int nconf, const char **conf)
 	exe[n > 0 ? n : 0] = 0;
 	if (n <= 0)
 		snprintf(exe, sizeof exe, "meshctl");
-	puts("usage: meshctl mcp --config PEERCONFIG [--config PEERCONFIG ...] [--broker URL]\n"
+	puts("usage: meshctl mcp --config PEERCONFIG [--config PEERCONFIG ...] [--broker URL] [--cacert FILE]\n"
+	     "\n"
+	     "  --config FILE   a peer config (one connection per file; default MESHCTL_CONFIG)\n"
+	     "  --broker URL    ws:// or wss:// broker URL for every config (else MESHBROKER_URL,\n"
+	     "                  else the config's \"broker\")\n"
+	     "  --cacert FILE   PEM CA certificates for wss:// (else MESHBROKER_CA, else the system store)\n"
 	     "\n"
 	     "A Model Context Protocol server on stdin/stdout for Claude Code: tools send_message,\n"
 	     "check_messages, list_peers, set_status and set_summary, and incoming messages pushed\n"
@@ -202,23 +262,39 @@ int mcp_main(int argc, char **argv)
 {
 	const char *conf[MCP_LINKS_MAX];
 	const char *broker = NULL;
-	int nconf = 0, help = 0;
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+	int nconf = 0, help = 0, c;
+	static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
+					   {"broker", required_argument, NULL, 'b'},
+					   {"cacert", required_argument, NULL, 'a'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	char *args[CLI_ARGS_MAX + 2];
+	if (argc > CLI_ARGS_MAX)
+		return cli_usage_err("mcp: too many arguments");
+	args[0] = "meshctl-mcp";
+	for (int i = 0; i < argc; i++)
+		args[i + 1] = argv[i];
+	args[argc + 1] = NULL;
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc + 1, args, "+:h", lo, NULL)) != -1) {
+		if (c == 'h')
 			help = 1;
-		else if ((!strcmp(a, "--config") || !strcmp(a, "--broker")) && i + 1 < argc) {
-			if (a[2] == 'b')
-				broker = argv[++i];
-			else if (nconf == MCP_LINKS_MAX)
-				return cli_usage_err("mcp: at most %d --config files", MCP_LINKS_MAX);
-			else
-				conf[nconf++] = argv[++i];
-		} else if (!strncmp(a, "--config=", 9) && nconf < MCP_LINKS_MAX)
-			conf[nconf++] = a + 9;
+		else if (c == 'b')
+			broker = optarg;
+		else if (c == 'a')
+			http_set_cafile(optarg);
+		else if (c == 'c' && nconf == MCP_LINKS_MAX)
+			return cli_usage_err("mcp: at most %d --config files", MCP_LINKS_MAX);
+		else if (c == 'c')
+			conf[nconf++] = optarg;
+		else if (c == ':')
+			return cli_usage_err("mcp: option %s needs a value", args[optind - 1]);
 		else
-			return cli_usage_err("mcp: unexpected argument \"%s\" (see meshctl mcp --help)", a);
+			return cli_usage_err("mcp: unknown option %s (see meshctl mcp --help)", args[optind - 1]);
 	}
+	if (optind < argc + 1)
+		return cli_usage_err("mcp: unexpected argument \"%s\" (see meshctl mcp --help)", args[optind]);
 	if (!nconf && getenv("MESHCTL_CONFIG") && *getenv("MESHCTL_CONFIG"))
 		conf[nconf++] = getenv("MESHCTL_CONFIG");
 	if (help) {
@@ -233,7 +309,7 @@ int mcp_main(int argc, char **argv)
 		return cli_err("out of memory");
 	int rc = 0;
 	for (int i = 0; i < nconf && rc == 0; i++, m->nlinks++)
-		if (mcp_link_setup(m, i, conf[i], broker) != 0)
+		if (link_setup(m, i, conf[i], broker) != 0)
 			rc = CLI_EXIT_FAIL;
 	struct sigaction sa = {.sa_handler = mcp_on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -244,24 +320,13 @@ int mcp_main(int argc, char **argv)
 	while (rc == 0 && !mcp_stop) {
 		int64_t now = mono_ms();
 		for (int i = 0; i < m->nlinks; i++)
-			mcp_link_service(&m->links[i], now);
+			peersess_service(&m->links[i].sess, now);
 		mcp_tools_tick(m, now);
 		struct pollfd p[1 + MCP_LINKS_MAX];
 		int timeout = MCP_IDLE_POLL_MS;
 		p[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
-		for (int i = 0; i < m->nlinks; i++) {
-			struct mcp_link *l = &m->links[i];
-			if (l->ws) {
-				wsclient_pollfd(l->ws, &p[1 + i]);
-				int t = wsclient_timer_ms(l->ws, timeout);
-				timeout = t < timeout ? t : timeout;
-			} else {
-				p[1 + i] = (struct pollfd){.fd = -1};
-				int64_t t = l->next_try - now;
-				if (t < timeout)
-					timeout = t < 0 ? 0 : (int)t;
-			}
-		}
+		for (int i = 0; i < m->nlinks; i++)
+			peersess_pollfd(&m->links[i].sess, &p[1 + i], now, &timeout);
 		int n = poll(p, (nfds_t)(1 + m->nlinks), timeout);
 		if (n < 0 && errno != EINTR) {
 			rc = cli_err("mcp: poll: %s", strerror(errno));
@@ -270,8 +335,10 @@ int mcp_main(int argc, char **argv)
 		if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && line_feed(m, &lb) != 0)
 			break; /* stdin closed: Claude Code ended the session */
 	}
-	for (int i = 0; i < m->nlinks; i++)
-		mcp_link_close(&m->links[i]);
+	for (int i = 0; i < m->nlinks; i++) {
+		peersess_close(&m->links[i].sess);
+		sodium_memzero(&m->links[i].cfg.key, sizeof m->links[i].cfg.key);
+	}
 	mcp_tools_free(m);
 	free(lb.buf);
 	free(m);

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/mcp.h"
+#include "cli/mcp_schema.h"
 
 static cJSON *schema(const char *const *props, const char *const *types, const char *const *descs, int n,
 		     const char *const *required, int nreq)

@@ -1,6 +1,10 @@
-/* peercmd — meshctl as a mesh peer over the broker's WebSocket: connect (print
- * every frame as a JSON line, decrypting pushes), send (one message, wait for
- * its ack) and status (set_status).  Identity comes from the peer config. */
+/* peercmd — the runner of meshctl's peer commands (connect, send, status,
+ * peers, topic ...): the options they share (--config, --pid, --cwd,
+ * --session-id, --timeout), one peer session (cli/peersess.h) with the
+ * identity of the peer config, the hello phase (a rejection is one line),
+ * the command's deadline, SIGINT/SIGTERM for long-running commands, and the
+ * end: the exit code and one line saying why.  Each command is an "app":
+ * callbacks the runner calls once the hello is acknowledged. */
 #ifndef CLI_PEERCMD_H
 #define CLI_PEERCMD_H
 
@@ -8,18 +12,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli/peersess.h"
+
 struct cli_opts;
 struct keyfile_peer;
 struct peer;
 
-/* A command that speaks its own requests after the hello (meshctl topic
- * ...): the runner connects, says hello and calls ops. */
+#define PEERCMD_TIMEOUT_MS 10000 /* one-shot commands without --timeout */
+
 struct peercmd_app;
 struct peercmd_app_ops {
-	int wants_pushes;                                             /* hello without client_ack, run until --timeout */
-	void (*ready)(struct peercmd_app *a);                         /* hello_ack arrived */
-	void (*frame)(struct peercmd_app *a, cJSON *j, const char *type); /* each later frame (j may be NULL) */
+	int long_running;                 /* runs until --timeout (0: forever) or a signal: connect, tail */
+	enum peersess_reconnect reconnect; /* PEERSESS_NEVER or PEERSESS_AFTER_READY */
+	const char *caps[PEERSESS_CAPS_MAX]; /* hello capabilities */
+	int all_frames;                   /* frame() sees hello_ack and hello errors too (connect prints them) */
+	void (*ready)(struct peercmd_app *a);                         /* hello_ack arrived (may be NULL) */
+	void (*frame)(struct peercmd_app *a, cJSON *j, const char *type, const char *msg, size_t len);
 	void (*tick)(struct peercmd_app *a, int64_t now_mono);        /* at least once a second (may be NULL) */
+	/* the app reads an input fd while ready (connect: stdin lines as frames) */
+	int (*input_fd)(struct peercmd_app *a);                       /* -1: not now (may be NULL) */
+	void (*input)(struct peercmd_app *a);                         /* it is readable */
 };
 struct peercmd_app {
 	const struct peercmd_app_ops *ops;
@@ -29,15 +41,16 @@ struct peercmd_app {
 /* connect with the peer config of o, hello, run a until it finishes (or
  * timeout_ms; 0 = none); the exit code */
 int peercmd_app_run(struct peercmd_app *a, const struct cli_opts *o, int64_t timeout_ms);
-int peercmd_app_send(struct peercmd_app *a, cJSON *frame); /* 0 queued */
+int peercmd_app_send(struct peercmd_app *a, const cJSON *frame); /* 0 queued */
+int peercmd_app_send_text(struct peercmd_app *a, const char *msg, size_t len);
+size_t peercmd_app_queued(const struct peercmd_app *a);
+/* the outcome: close with 1000 and exit rc (at once, or at mono ms when) */
 void peercmd_app_finish(struct peercmd_app *a, int rc);
+void peercmd_app_finish_at(struct peercmd_app *a, int rc, int64_t when);
 const struct keyfile_peer *peercmd_app_peer(const struct peercmd_app *a);
 /* --timeout SECONDS into ms (def when absent); -1 bad */
 int peercmd_parse_timeout(const struct cli_opts *o, int64_t def, int64_t *out);
-
-int peercmd_connect(int argc, char **argv);
-int peercmd_send(int argc, char **argv);
-int peercmd_status(int argc, char **argv);
-int peercmd_peers(int argc, char **argv); /* list_peers as a table or JSON */
+/* the string member k of o, or NULL */
+const char *peercmd_str(const cJSON *o, const char *k);
 
 #endif

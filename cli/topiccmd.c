@@ -41,12 +41,6 @@ static void rid_new(char *rid, size_t cap)
 	snprintf(rid, cap, "%.16s", id);
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static void print_json(const cJSON *o)
 {
 	char *s = cJSON_PrintUnformatted(o);
@@ -74,7 +68,7 @@ static void send_req(struct tcmd *t, const char *type, char *rid, size_t cap, cJ
 
 static void fail_with(struct tcmd *t, const cJSON *err)
 {
-	const char *code = jstr(err, "code"), *msg = jstr(err, "message");
+	const char *code = peercmd_str(err, "code"), *msg = peercmd_str(err, "message");
 	cli_err("topic %s: %s%s%s%s", t->topic ? t->topic : "", code ? code : "error", msg ? " (" : "", msg ? msg : "",
 	        msg ? ")" : "");
 	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
@@ -83,7 +77,7 @@ static void fail_with(struct tcmd *t, const cJSON *err)
 /* "text" on a message or push we can read: v2 under the key, v1 base64 */
 static void add_text(struct tcmd *t, cJSON *m)
 {
-	const char *nonce = jstr(m, "nonce"), *ct = jstr(m, "ciphertext");
+	const char *nonce = peercmd_str(m, "nonce"), *ct = peercmd_str(m, "ciphertext");
 	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(m, "bodyVersion");
 	unsigned char *plain = NULL;
 	size_t n = 0;
@@ -103,7 +97,7 @@ static void add_text(struct tcmd *t, cJSON *m)
 static int take_key(struct tcmd *t, const cJSON *j, const char *type)
 {
 	if (!strcmp(type, "error")) {
-		const char *code = jstr(j, "code");
+		const char *code = peercmd_str(j, "code");
 		if (code && !strcmp(code, "topic_unencrypted")) {
 			t->unencrypted = 1;
 			return 0;
@@ -120,13 +114,13 @@ static int take_key(struct tcmd *t, const cJSON *j, const char *type)
 		return -1;
 	}
 	const struct keyfile_peer *me = peercmd_app_peer(&t->app);
-	if (topickey_open(jstr(j, "encryptedKey"), jstr(j, "nonce"), me->key.sk, t->key) != 0) {
+	if (topickey_open(peercmd_str(j, "encryptedKey"), peercmd_str(j, "nonce"), me->key.sk, t->key) != 0) {
 		cli_err("topic %s: the sealed key does not open with this member's key", t->topic);
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 		return -1;
 	}
 	t->have_key = 1;
-	const char *id = jstr(j, "topicId");
+	const char *id = peercmd_str(j, "topicId");
 	if (id)
 		snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
 	return 0;
@@ -175,7 +169,7 @@ static void reseal(struct tcmd *t, const cJSON *pending)
 	const cJSON *m;
 	cJSON_ArrayForEach(m, pending)
 	{
-		const char *id = jstr(m, "memberId"), *pk = jstr(m, "pubkey");
+		const char *id = peercmd_str(m, "memberId"), *pk = peercmd_str(m, "pubkey");
 		unsigned char edpk[32];
 		char *enc = NULL, *nonce = NULL, sender[65];
 		if (!id || !pk || !is_hex(pk, 64) || hex_decode(pk, edpk, sizeof edpk) != 0 ||
@@ -256,14 +250,16 @@ static void print_list(const cJSON *arr)
 	cJSON_ArrayForEach(x, arr) print_json(x);
 }
 
-static void on_frame(struct peercmd_app *a, cJSON *j, const char *type)
+static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const char *msg, size_t len)
 {
+	(void)msg;
+	(void)len;
 	struct tcmd *t = a->arg;
 	if (!type)
 		return;
-	const char *rid = jstr(j, !strcmp(type, "error") || !strcmp(type, "ack") ? "id" : "_reqId");
+	const char *rid = peercmd_str(j, !strcmp(type, "error") || !strcmp(type, "ack") ? "id" : "_reqId");
 	if (!strcmp(type, "push")) {
-		const char *topic = jstr(j, "topic");
+		const char *topic = peercmd_str(j, "topic");
 		if (t->op == OP_TAIL && topic && t->topic_id[0] && !strcmp(topic, t->topic_id)) {
 			add_text(t, j);
 			print_json(j);
@@ -290,7 +286,7 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type)
 			fail_with(t, j);
 			return;
 		}
-		const char *id = jstr(j, "topic");
+		const char *id = peercmd_str(j, "topic");
 		if (id)
 			snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
 		return;
@@ -303,14 +299,14 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type)
 		if (!strcmp(rid, t->rid_main))
 			fail_with(t, j);
 		else if (t->op == OP_TAIL) /* a re-seal someone else did first, say */
-			cli_err("topic %s: %s", t->topic, jstr(j, "message") ? jstr(j, "message") : "error");
+			cli_err("topic %s: %s", t->topic, peercmd_str(j, "message") ? peercmd_str(j, "message") : "error");
 		return;
 	}
 	if (t->op == OP_TAIL) {
 		if (!strcmp(type, "topic_pending_seals_response") && t->have_key)
 			reseal(t, cJSON_GetObjectItemCaseSensitive(j, "pending"));
 		else if (!strcmp(type, "topic_sealed"))
-			fprintf(stderr, "meshctl: sealed the topic key for member %s\n", jstr(j, "memberId"));
+			fprintf(stderr, "meshctl: sealed the topic key for member %s\n", peercmd_str(j, "memberId"));
 		return;
 	}
 	if (strcmp(rid, t->rid_main) != 0)
@@ -337,7 +333,7 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type)
 	} else if (!strcmp(type, "ack")) {
 		print_json(j);
 		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "queued"))) {
-			cli_err("post refused: %s", jstr(j, "error") ? jstr(j, "error") : "not queued");
+			cli_err("post refused: %s", peercmd_str(j, "error") ? peercmd_str(j, "error") : "not queued");
 			peercmd_app_finish(a, CLI_EXIT_FAIL);
 			return;
 		}
@@ -362,8 +358,8 @@ static void on_tick(struct peercmd_app *a, int64_t now)
 	}
 }
 
-static const struct peercmd_app_ops oneshot_ops = {0, on_ready, on_frame, NULL};
-static const struct peercmd_app_ops tail_ops = {1, on_ready, on_frame, on_tick};
+static const struct peercmd_app_ops oneshot_ops = {.caps = {"client_ack"}, .ready = on_ready, .frame = on_frame};
+static const struct peercmd_app_ops tail_ops = {.long_running = 1, .ready = on_ready, .frame = on_frame, .tick = on_tick};
 
 /* parse, check the positional count, run */
 static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char *usage)
@@ -391,24 +387,19 @@ static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char 
 	t->role = cli_opt(&o, "role");
 	t->priority = cli_opt(&o, "priority") ? cli_opt(&o, "priority") : "next";
 	t->limit = 50;
-	if (t->topic && (!*t->topic || strlen(t->topic) > 128)) {
-		rc = cli_usage_err("TOPIC must be a topic id or name");
-		goto out;
-	}
-	if (cli_opt(&o, "limit") && (cli_parse_uint(cli_opt(&o, "limit"), 200, &t->limit) != 0 || t->limit < 1)) {
-		rc = cli_usage_err("--limit must be 1..200");
-		goto out;
-	}
-	if (strcmp(t->priority, "now") && strcmp(t->priority, "next") && strcmp(t->priority, "low")) {
-		rc = cli_usage_err("--priority must be now, next or low");
-		goto out;
-	}
-	if (t->text && !utf8_valid((const unsigned char *)t->text, strlen(t->text))) {
-		rc = cli_usage_err("TEXT must be UTF-8");
-		goto out;
-	}
-	if (peercmd_parse_timeout(&o, op == OP_TAIL ? 0 : TOPIC_TIMEOUT_MS, &timeout_ms) != 0) {
-		rc = cli_usage_err("--timeout must be a positive number of seconds");
+	const char *bad = NULL;
+	if (t->topic && (!*t->topic || strlen(t->topic) > 128))
+		bad = "TOPIC must be a topic id or name";
+	else if (cli_opt(&o, "limit") && (cli_parse_uint(cli_opt(&o, "limit"), 200, &t->limit) != 0 || t->limit < 1))
+		bad = "--limit must be 1..200";
+	else if (strcmp(t->priority, "now") && strcmp(t->priority, "next") && strcmp(t->priority, "low"))
+		bad = "--priority must be now, next or low";
+	else if (t->text && !utf8_valid((const unsigned char *)t->text, strlen(t->text)))
+		bad = "TEXT must be UTF-8";
+	else if (peercmd_parse_timeout(&o, op == OP_TAIL ? 0 : TOPIC_TIMEOUT_MS, &timeout_ms) != 0)
+		bad = "--timeout must be a positive number of seconds";
+	if (bad) {
+		rc = cli_usage_err("%s", bad);
 		goto out;
 	}
 	t->app.ops = op == OP_TAIL ? &tail_ops : &oneshot_ops;

@@ -1,32 +1,33 @@
-/* wsclient — RFC 6455 client for meshctl (see wsclient.h): a hand-written
- * upgrade request with a fresh Sec-WebSocket-Key, a checked
- * Sec-WebSocket-Accept, then wslay in client mode on a non-blocking socket. */
+/* wsclient — RFC 6455 client for meshctl (see wsclient.h): a connection
+ * opened by libcurl's multi interface without blocking (TCP, TLS and its
+ * checks, proxies), the upgrade (wsupgrade.c), then wslay in client mode
+ * over curl_easy_send/curl_easy_recv.  Frames queued while the connection
+ * is still opening (the hello) go out once it is open. */
 #include "wsclient.h"
 
+#include <curl/curl.h>
 #include <errno.h>
-#include <nettle/sha1.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
 
-#include "dial.h"
+#include "http.h"
+#include "wsupgrade.h"
 #include "common/util.h"
 
-#define WSC_HANDSHAKE_MAX 16384   /* response head cap */
 #define WSC_PING_AFTER_MS 45000   /* silence before we ping the broker */
 #define WSC_DEAD_AFTER_MS 90000   /* silence before we give up */
 #define WSC_WRITE_STALL_MS 30000  /* queued data that cannot be written */
 #define WSC_CLOSE_WAIT_MS 3000    /* for the broker's half of the closing handshake */
-#define WSC_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 struct wsclient {
-	int fd;
+	struct wsupgrade o; /* the curl connection (o.curl, o.fd) and its opening */
+	int open;           /* the upgrade is done: frames flow */
 	wslay_event_context_ptr ctx;
 	wsclient_text_cb on_text;
 	void *arg;
@@ -42,7 +43,7 @@ struct wsclient {
 	uint16_t peer_code;
 	int peer_closed;
 	char peer_reason[128];
-	char err[256];
+	char err[800];
 };
 
 static void wsc_fail(struct wsclient *w, const char *msg)
@@ -59,22 +60,20 @@ static ssize_t wsc_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len
 	(void)flags;
 	if (w->pre_off < w->pre_len)
 		return (ssize_t)buf_take((const unsigned char *)w->pre, w->pre_len, &w->pre_off, buf, len);
-	ssize_t r;
-	do
-		r = recv(w->fd, buf, len, 0);
-	while (r < 0 && errno == EINTR);
-	if (r > 0) {
+	size_t got = 0;
+	CURLcode rc = curl_easy_recv(w->o.curl, buf, len, &got);
+	if (rc == CURLE_OK && got > 0) {
 		w->last_rx = mono_ms();
 		w->pinged = 0;
-		return r;
+		return (ssize_t)got;
 	}
-	if (r == 0) {
+	if (rc == CURLE_OK) {
 		w->eof = 1;
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+	} else if (rc == CURLE_AGAIN) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 	} else {
-		snprintf(w->err, sizeof w->err, "read: %s", strerror(errno));
+		snprintf(w->err, sizeof w->err, "read: %s", curl_easy_strerror(rc));
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 	}
 	return -1;
@@ -84,18 +83,17 @@ static ssize_t wsc_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, siz
 			   void *user)
 {
 	struct wsclient *w = user;
-	ssize_t r;
-	do
-		r = send(w->fd, data, len, MSG_NOSIGNAL | ((flags & WSLAY_MSG_MORE) ? MSG_MORE : 0));
-	while (r < 0 && errno == EINTR);
-	if (r >= 0) {
+	(void)flags;
+	size_t n = 0;
+	CURLcode rc = curl_easy_send(w->o.curl, data, len, &n);
+	if (rc == CURLE_OK) {
 		w->write_since = mono_ms();
-		return r;
+		return (ssize_t)n;
 	}
-	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+	if (rc == CURLE_AGAIN) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 	} else {
-		snprintf(w->err, sizeof w->err, "write: %s", strerror(errno));
+		snprintf(w->err, sizeof w->err, "write: %s", curl_easy_strerror(rc));
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 	}
 	return -1;
@@ -130,144 +128,15 @@ static void wsc_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_
 	/* binary frames mean nothing in this protocol; pings are answered by wslay */
 }
 
-/* --- the opening handshake (RFC 6455 §4.1) --- */
-
-/* 1 when the comma-separated list holds token (case-insensitive) */
-static int wsc_has_token(const char *list, const char *token)
-{
-	size_t tlen = strlen(token);
-	for (const char *p = list; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		size_t n = strcspn(p, ",");
-		size_t m = n;
-		while (m > 0 && (p[m - 1] == ' ' || p[m - 1] == '\t'))
-			m--;
-		if (m == tlen && !strncasecmp(p, token, tlen))
-			return 1;
-		p += n;
-	}
-	return 0;
-}
-
-static void wsc_expected_accept(const char *key, char out[29])
-{
-	struct sha1_ctx sha;
-	uint8_t digest[SHA1_DIGEST_SIZE];
-	sha1_init(&sha);
-	sha1_update(&sha, strlen(key), (const uint8_t *)key);
-	sha1_update(&sha, strlen(WSC_GUID), (const uint8_t *)WSC_GUID);
-	sha1_digest(&sha, sizeof digest, digest);
-	sodium_bin2base64(out, 29, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
-}
-
-static int wsc_handshake(struct wsclient *w, const struct dial_url *u, int64_t deadline, char *err,
-			 size_t errlen)
-{
-	unsigned char nonce[16];
-	char key[25], accept[29], req[3072], val[256];
-	randombytes_buf(nonce, sizeof nonce);
-	sodium_bin2base64(key, sizeof key, nonce, sizeof nonce, sodium_base64_VARIANT_ORIGINAL);
-	int n = snprintf(req, sizeof req,
-			 "GET %s HTTP/1.1\r\n"
-			 "Host: %s\r\n"
-			 "Upgrade: websocket\r\n"
-			 "Connection: Upgrade\r\n"
-			 "Sec-WebSocket-Key: %s\r\n"
-			 "Sec-WebSocket-Version: 13\r\n"
-			 "User-Agent: meshctl\r\n"
-			 "\r\n",
-			 u->path, u->authority, key);
-	if (n < 0 || (size_t)n >= sizeof req) {
-		snprintf(err, errlen, "URL too long");
-		return -1;
-	}
-	if (dial_write_all(w->fd, req, (size_t)n, deadline, err, errlen) != 0)
-		return -1;
-
-	char *head = malloc(WSC_HANDSHAKE_MAX + 1);
-	size_t len = 0;
-	char *end = NULL;
-	if (!head) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	while (!end) {
-		if (len == WSC_HANDSHAKE_MAX) {
-			snprintf(err, errlen, "handshake: response head over %d bytes", WSC_HANDSHAKE_MAX);
-			goto fail;
-		}
-		ssize_t r = dial_read(w->fd, head + len, WSC_HANDSHAKE_MAX - len, deadline, err, errlen);
-		if (r < 0)
-			goto fail;
-		if (r == 0) {
-			snprintf(err, errlen, "handshake: connection closed by the broker");
-			goto fail;
-		}
-		len += (size_t)r;
-		head[len] = 0;
-		if (memchr(head, 0, len)) {
-			snprintf(err, errlen, "handshake: NUL byte in the response head");
-			goto fail;
-		}
-		end = strstr(head, "\r\n\r\n");
-	}
-	size_t head_len = (size_t)(end - head) + 4;
-	if (len > head_len) {
-		/* frames sent right behind the 101: wslay reads them first */
-		if (!(w->pre = malloc(len - head_len))) {
-			snprintf(err, errlen, "out of memory");
-			goto fail;
-		}
-		memcpy(w->pre, head + head_len, len - head_len);
-		w->pre_len = len - head_len;
-	}
-	end[2] = 0; /* keep the last header's CRLF for wsc_header */
-
-	int code = 0;
-	if (strncmp(head, "HTTP/1.1 ", 9) != 0 || sscanf(head + 9, "%3d", &code) != 1) {
-		snprintf(err, errlen, "handshake: not an HTTP/1.1 response");
-		goto fail;
-	}
-	if (code != 101) {
-		size_t sl = strcspn(head, "\r");
-		snprintf(err, errlen, "handshake refused: %.*s", (int)(sl > 120 ? 120 : sl), head);
-		goto fail;
-	}
-	if (!dial_header(head, "Upgrade", val, sizeof val) || strcasecmp(val, "websocket") != 0) {
-		snprintf(err, errlen, "handshake: no \"Upgrade: websocket\" in the response");
-		goto fail;
-	}
-	if (!dial_header(head, "Connection", val, sizeof val) || !wsc_has_token(val, "upgrade")) {
-		snprintf(err, errlen, "handshake: no \"Connection: Upgrade\" in the response");
-		goto fail;
-	}
-	wsc_expected_accept(key, accept);
-	if (!dial_header(head, "Sec-WebSocket-Accept", val, sizeof val) || strcmp(val, accept) != 0) {
-		snprintf(err, errlen, "handshake: wrong or missing Sec-WebSocket-Accept");
-		goto fail;
-	}
-	/* we asked for neither: a response naming one fails the connection */
-	if (dial_header(head, "Sec-WebSocket-Extensions", val, sizeof val) ||
-	    dial_header(head, "Sec-WebSocket-Protocol", val, sizeof val)) {
-		snprintf(err, errlen, "handshake: the broker chose an extension or subprotocol");
-		goto fail;
-	}
-	free(head);
-	return 0;
-fail:
-	free(head);
-	return -1;
-}
-
 struct wsclient *wsclient_open(const char *url, int timeout_ms, wsclient_text_cb on_text, void *arg,
 			       char *err, size_t errlen)
 {
-	struct dial_url u;
-	char why[256];
-	int64_t deadline = mono_ms() + timeout_ms;
-	if (dial_parse_url(url, "ws", &u, err, errlen) != 0)
-		return NULL;
+	static const struct wslay_event_callbacks cbs = {
+		.recv_callback = wsc_recv_cb,
+		.send_callback = wsc_send_cb,
+		.genmask_callback = wsc_genmask_cb,
+		.on_msg_recv_callback = wsc_msg_cb,
+	};
 	struct wsclient *w = calloc(1, sizeof *w);
 	if (!w) {
 		snprintf(err, errlen, "out of memory");
@@ -275,31 +144,35 @@ struct wsclient *wsclient_open(const char *url, int timeout_ms, wsclient_text_cb
 	}
 	w->on_text = on_text;
 	w->arg = arg;
-	w->fd = dial_tcp(u.host, u.port, timeout_ms, why, sizeof why);
-	if (w->fd < 0) {
-		snprintf(err, errlen, "cannot connect to %s: %s", url, why);
-		free(w);
-		return NULL;
-	}
-	if (wsc_handshake(w, &u, deadline, why, sizeof why) != 0) {
-		snprintf(err, errlen, "%s: %s", url, why);
+	if (wsupgrade_start(&w->o, url, timeout_ms, err, errlen) != 0) {
 		wsclient_free(w);
 		return NULL;
 	}
-	static const struct wslay_event_callbacks cbs = {
-		.recv_callback = wsc_recv_cb,
-		.send_callback = wsc_send_cb,
-		.genmask_callback = wsc_genmask_cb,
-		.on_msg_recv_callback = wsc_msg_cb,
-	};
 	if (wslay_event_context_client_init(&w->ctx, &cbs, w) != 0) {
 		snprintf(err, errlen, "out of memory");
 		wsclient_free(w);
 		return NULL;
 	}
 	wslay_event_config_set_max_recv_msg_length(w->ctx, WSCLIENT_MAX_MSG);
-	w->last_rx = w->write_since = mono_ms();
 	return w;
+}
+
+/* move the opening on without waiting; once open, the frames may flow */
+static void wsc_advance(struct wsclient *w)
+{
+	char why[sizeof w->err];
+	if (w->done || w->open)
+		return;
+	int r = wsupgrade_step(&w->o, why, sizeof why);
+	if (r < 0) {
+		wsc_fail(w, why);
+	} else if (r == 1) {
+		w->pre = w->o.pre;
+		w->pre_len = w->o.pre_len;
+		w->o.pre = NULL;
+		w->open = 1;
+		w->last_rx = w->write_since = mono_ms();
+	}
 }
 
 void wsclient_free(struct wsclient *w)
@@ -308,8 +181,7 @@ void wsclient_free(struct wsclient *w)
 		return;
 	if (w->ctx)
 		wslay_event_context_free(w->ctx);
-	if (w->fd >= 0)
-		close(w->fd);
+	wsupgrade_free(&w->o); /* closes the socket */
 	free(w->pre);
 	free(w);
 }
@@ -329,6 +201,11 @@ void wsclient_close(struct wsclient *w, uint16_t code, const char *reason)
 {
 	if (w->done || w->closing)
 		return;
+	if (!w->open) { /* nothing to say goodbye on yet */
+		w->user_close = 1;
+		w->done = 1;
+		return;
+	}
 	size_t rlen = reason ? strlen(reason) : 0;
 	if (rlen > 123)
 		rlen = 123;
@@ -439,11 +316,41 @@ static int wsc_next_timer(const struct wsclient *w, int64_t now, int timeout_ms)
 	return t <= now ? 0 : (int)(t - now);
 }
 
+/* still opening: wait for the socket (upgrade) or a tick (connect), then
+ * move on; once open, what was queued (the hello) goes out and whatever
+ * came with the 101 is read */
+static int wsc_step_opening(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_ready)
+{
+	struct pollfd p[2] = {{.fd = -1}, {.fd = extra_fd, .events = POLLIN}};
+	wsupgrade_pollfd(&w->o, &p[0]);
+	int n = poll(p, extra_fd >= 0 ? 2 : 1, wsclient_timer_ms(w, timeout_ms));
+	if (n < 0 && errno != EINTR) {
+		wsc_fail(w, "poll failed");
+		return 0;
+	}
+	if (n > 0 && extra_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
+		*extra_ready = 1;
+	wsc_advance(w);
+	if (w->open) {
+		wsc_do_recv(w);
+		wsc_do_send(w);
+	}
+	return !w->done;
+}
+
 int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_ready)
 {
 	*extra_ready = 0;
 	if (timeout_ms < 0)
 		timeout_ms = 0;
+	if (!w->open) {
+		wsc_advance(w);
+		if (w->done)
+			return 0;
+		if (!w->open)
+			return wsc_step_opening(w, timeout_ms, extra_fd, extra_ready);
+		wsc_do_recv(w); /* TLS may hold what came with the 101 */
+	}
 	if (w->pre_off < w->pre_len)
 		wsc_do_recv(w);
 	wsc_do_send(w);
@@ -451,7 +358,7 @@ int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_r
 	if (w->done)
 		return 0;
 
-	struct pollfd p[2] = {{.fd = w->fd}, {.fd = extra_fd, .events = POLLIN}};
+	struct pollfd p[2] = {{.fd = w->o.fd}, {.fd = extra_fd, .events = POLLIN}};
 	if (wslay_event_want_read(w->ctx))
 		p[0].events |= POLLIN;
 	if (wslay_event_want_write(w->ctx))
@@ -480,9 +387,14 @@ int wsclient_step(struct wsclient *w, int timeout_ms, int extra_fd, int *extra_r
 
 void wsclient_pollfd(const struct wsclient *w, struct pollfd *p)
 {
-	*p = (struct pollfd){.fd = w->done ? -1 : w->fd};
+	*p = (struct pollfd){.fd = -1};
 	if (w->done)
 		return;
+	if (!w->open) {
+		wsupgrade_pollfd(&w->o, p);
+		return;
+	}
+	p->fd = w->o.fd;
 	if (wslay_event_want_read(w->ctx))
 		p->events |= POLLIN;
 	if (wslay_event_want_write(w->ctx))
@@ -491,6 +403,8 @@ void wsclient_pollfd(const struct wsclient *w, struct pollfd *p)
 
 int wsclient_timer_ms(const struct wsclient *w, int cap_ms)
 {
+	if (!w->open)
+		return wsupgrade_timer_ms(&w->o, cap_ms);
 	if (w->pre_off < w->pre_len)
 		return 0;
 	return wsc_next_timer(w, mono_ms(), cap_ms);

@@ -1,6 +1,7 @@
-/* wsclient — meshctl's WebSocket client (RFC 6455 over plain TCP): the HTTP
- * upgrade written by hand, then wslay in client mode (masked frames) driven
- * by poll().  Every wait is bounded: connect, handshake, stalled writes, the
+/* wsclient — meshctl's WebSocket client (RFC 6455) on a libcurl connection
+ * (ws:// or wss://: TCP, TLS and certificate checks are curl's; the upgrade
+ * is wsupgrade.c's), then wslay in client mode (masked frames) driven by
+ * poll().  Every wait is bounded: connect, handshake, stalled writes, the
  * closing handshake, and a silent broker (we ping it, then give up). */
 #ifndef CLI_WSCLIENT_H
 #define CLI_WSCLIENT_H
@@ -16,7 +17,8 @@ struct wsclient;
 /* A complete text message from the broker. */
 typedef void (*wsclient_text_cb)(void *arg, const char *msg, size_t len);
 
-/* Connect to a ws:// URL and upgrade within timeout_ms.  NULL with err
+/* Connect to a ws://, wss://, http:// or https:// URL and upgrade within
+ * timeout_ms.  NULL with err
  * filled on failure. */
 struct wsclient *wsclient_open(const char *url, int timeout_ms, wsclient_text_cb on_text, void *arg,
 			       char *err, size_t errlen);

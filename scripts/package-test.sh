@@ -56,7 +56,8 @@ for f in lib/systemd/system/meshbroker.socket lib/systemd/system/meshbroker@.ser
          lib/systemd/system/meshbroker-accept.service usr/lib/sysusers.d/meshbroker.conf \
          usr/lib/tmpfiles.d/meshbroker.conf usr/share/man/man1/meshctl.1.gz \
          usr/share/man/man8/meshbroker-worker.8.gz usr/share/man/man8/meshbroker-accept.8.gz \
-         usr/share/man/man5/meshbroker.conf.5.gz etc/meshbroker/env; do
+         usr/share/man/man5/meshbroker.conf.5.gz etc/meshbroker/env \
+         usr/share/bash-completion/completions/meshctl; do
   check "ships /$f" test -f "$x/$f"
 done
 check "/etc/meshbroker/env is a conffile" sh -c "dpkg-deb -f '$deb' >/dev/null && dpkg-deb --ctrl-tarfile '$deb' | tar -xOf - ./conffiles | grep -qx /etc/meshbroker/env"
