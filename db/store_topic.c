@@ -864,6 +864,7 @@ int store_apikey_live(struct db *d, const char *key_id, store_apikey_live_cb cb,
 	const char *p[] = {key_id};
 	return tsend(d,
 		     "SELECT m.display_name, m.peer_pubkey FROM mesh.api_key k LEFT JOIN mesh.member m "
-		     "ON m.id = k.issuer_member_id WHERE k.id = $1 AND k.revoked_at IS NULL",
+		     "ON m.id = k.issuer_member_id JOIN mesh.mesh ms ON ms.id = k.mesh_id WHERE k.id = $1 "
+		     "AND k.revoked_at IS NULL AND m.revoked_at IS NULL AND ms.archived_at IS NULL",
 		     1, p, key_live_adapter, (struct tcall){.cb.live = cb, .arg = arg});
 }
