@@ -367,3 +367,81 @@ def test_notifications_keep_to_the_key_scopes_and_join_checks_the_invite_first(b
         c.execute("SELECT count(*) FROM mesh.invite WHERE token = encode(sha256(%s::bytea), 'hex')",
                   (token2.encode(),))
         assert c.fetchone()[0] == 1
+
+
+def test_a_leads_meshctl_tail_starts_the_new_epoch_when_a_member_is_removed(broker, mesh, pg, db, tmp_path):
+    """the client side of key epochs: meshctl topic tail, run by a lead, makes the new epoch's key
+    and seals it to the members left; meshctl reads old posts and posts under the new key"""
+    import os
+    import subprocess
+    import threading
+
+    import mbtest
+    from test_meshctl import make_c_member
+    from test_topics_meshctl import has_copy, lines, topic_cmd
+
+    b = broker()
+    m = mesh()
+    acfg, (a_id, _) = make_c_member(tmp_path, pg, db, m, "alice")
+    bcfg, (b_id, _) = make_c_member(tmp_path, pg, db, m, "bob")
+    dave = m.add("dave")
+    env = {"MESHBROKER_URL": b.ws_url + "/ws"}
+    created = lines(topic_cmd(acfg, env, "create", "ops", "--visibility", "private").stdout)
+    assert created[0]["visibility"] == "private", created
+    tid = created[0]["id"]
+    exe = mbtest.require_bin("meshctl")
+    tail = subprocess.Popen([exe, "topic", "tail", "ops", "--timeout", "60", "--config", str(acfg)],
+                            env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(tail.stdout.readline, "")), daemon=True)
+    reader.start()
+
+    def epoch_copy(member_id, epoch):
+        with db.cursor() as c:
+            c.execute("SELECT count(*) FROM mesh.topic_member_key WHERE topic_id = %s AND member_id = %s "
+                      "AND epoch = %s", (tid, member_id, epoch))
+            return c.fetchone()[0] == 1
+
+    try:
+        # bob and dave are added (rows as a lead's topic_add_member writes them)
+        with db.cursor() as c:
+            c.execute("INSERT INTO mesh.topic_member (topic_id, member_id, role) VALUES (%s, %s, 'member'), "
+                      "(%s, %s, 'member')", (tid, b_id, tid, dave.id))
+        mbtest.wait_until(lambda: has_copy(db, tid, b_id) and has_copy(db, tid, dave.id), 30,
+                          what="tail to seal for bob and dave")
+        topic_cmd(acfg, env, "post", "ops", "epoch one")
+
+        async def dave_reads():
+            d = Peer(b, dave)
+            await d.join()
+            k = await topic_key(d, "ops")
+            await d.close()
+            return [open_sealed(dave, x["encryptedKey"], x["nonce"]) for x in k["keys"]]
+
+        dave_keys = run(dave_reads(), 30)
+        # dave is removed (as a lead's topic_remove_member does, with its new epoch)
+        with db.cursor() as c:
+            c.execute("DELETE FROM mesh.topic_member WHERE topic_id = %s AND member_id = %s", (tid, dave.id))
+            c.execute("UPDATE mesh.topic SET key_epoch = key_epoch + 1 WHERE id = %s", (tid,))
+        mbtest.wait_until(lambda: epoch_copy(a_id, 2) and epoch_copy(b_id, 2), 30,
+                          what="the lead's tail to start epoch 2 and seal it to bob")
+        topic_cmd(acfg, env, "post", "ops", "epoch two")
+        h = lines(topic_cmd(bcfg, env, "history", "ops").stdout)
+        assert [(x.get("keyEpoch"), x.get("text")) for x in h] == [(1, "epoch one"), (2, "epoch two")], h
+    finally:
+        tail.terminate()
+        reader.join(20)
+        err = tail.stderr.read()
+        tail.wait(20)
+    assert tail.returncode == 0, err
+    assert "started key epoch 2" in err, err
+    with db.cursor() as c:
+        c.execute("SELECT nonce, ciphertext FROM mesh.topic_message WHERE topic_id = %s AND key_epoch = 2", (tid,))
+        rows = c.fetchall()
+    assert len(rows) == 1
+    for k in dave_keys:
+        try:
+            v2_open(k, rows[0][0], rows[0][1])
+            raise AssertionError("a key dave held opens the epoch-2 post")
+        except nacl.exceptions.CryptoError:
+            pass
