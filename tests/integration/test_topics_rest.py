@@ -104,6 +104,10 @@ def test_rest_key_pending_seals_and_seal_follow_the_member_driven_re_seal(broker
     legacy = new_id()
     with db.cursor() as c:
         c.execute("INSERT INTO mesh.topic (id, mesh_id, name) VALUES (%s, %s, 'old')", (legacy, m.id))
+    # keys are for members only (issue 22): a non-member is told so, a member that the topic has no key
+    assert call(b, ka, "GET", "/v1/topics/old/key") == refused(403, "not_a_member")
+    with db.cursor() as c:
+        c.execute("INSERT INTO mesh.topic_member (topic_id, member_id) VALUES (%s, %s)", (legacy, am.id))
     assert call(b, ka, "GET", "/v1/topics/old/key") == refused(409, "topic_unencrypted")
 
 
