@@ -238,6 +238,17 @@ void topic_rest_read(struct worker *w, struct http_req *req, struct route_ctx *c
 {
 	(void)req;
 	struct rest_answer a = {0};
+	/* the member's topic bucket, shared with its socket's topic_mark_read (issue 22) */
+	char bucket[96];
+	snprintf(bucket, sizeof bucket, "topic:%s", c->key.member_id);
+	if (worker_shm(w) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	if (!bucket_take(w->shm, bucket, w->cfg.topic_rate_burst, w->cfg.topic_rate_per_min, now_ms())) {
+		rest_error(w, 429, "rate_limit");
+		return;
+	}
 	if (worker_db(w) != 0 || store_topic_read(w->db, c->key.mesh_id, c->topic, c->key.member_id, read_cb, &a) != 0) {
 		rest_error(w, 503, "db_unavailable");
 		return;

@@ -4,7 +4,8 @@ mesh holds at most MAX_TOPICS_PER_MESH topics, and topic_list is paged with a cu
 drops a topic: "general" stays findable whatever one member creates."""
 
 from mbtest import Peer, new_id, run
-from test_topics import create, request
+from test_topics import create, quiet_request, request
+from test_topics_rest import api_key, call
 
 
 async def list_all(peer, limit=None):
@@ -101,3 +102,24 @@ def test_a_mesh_holds_at_most_max_topics_and_paging_never_drops_one(broker, mesh
             await p.close()
 
     run(go(), 60)
+
+
+def test_mark_read_over_rest_shares_the_members_topic_bucket(broker, mesh, db):
+    b = broker(TOPIC_RATE_BURST=3, TOPIC_RATE_LIMIT_PER_MIN=1)
+    m = mesh("alice")
+    am = m.members[0]
+    ka = api_key(db, m, am)
+
+    async def go():
+        a = Peer(b, am)
+        await a.join()
+        await create(a, "general")  # one token
+        e = await quiet_request(a, {"type": "topic_mark_read", "topic": "general"})  # two
+        assert e is None, e
+        await a.close()
+
+    run(go(), 30)
+    got = [call(b, ka, "PATCH", "/v1/topics/general/read")[0] for _ in range(3)]
+    assert got == [200, 429, 429], got
+    s, body = call(b, ka, "PATCH", "/v1/topics/general/read")
+    assert (s, body["error"]) == (429, "rate_limit"), body
