@@ -55,10 +55,13 @@ int store_group_send(struct db *d, const struct group_send *s, store_table_cb cb
 {
 	char *live = store_text_array(s->live_members, s->n_live);
 	char *vis = store_text_array(s->visible, s->n_visible);
-	const char *p[] = {s->id,       s->mesh_id, s->sender,     s->target, s->group,
-	                   s->priority, s->nonce,   s->ciphertext, live,      vis};
-	int r = table_call(d, "SELECT * FROM mesh.send_group($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[])",
-	                   10, p, cb, arg);
+	const char *p[] = {s->id,     s->mesh_id, s->sender,     s->sender_name, s->session_pubkey,
+	                   s->target, s->group,   s->priority,   s->nonce,       s->ciphertext,
+	                   live,      vis,        s->client_key, s->client_id,   s->fingerprint};
+	int r = table_call(d,
+	                   "SELECT member, status, first_id FROM mesh.send_group($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+	                   "$10, $11::text[], $12::text[], $13, $14, $15)",
+	                   15, p, cb, arg);
 	free(live);
 	free(vis);
 	return r;

@@ -17,15 +17,22 @@ typedef void (*store_table_cb)(void *arg, const struct store_table *t, const cha
 
 /* ---- groups, visibility, profile, stats (migration 0006) ---- */
 /* one '*' (group NULL) or '@group' send, message and delivery rows in one
- * transaction (mesh.send_group): rows (member) of its recipients */
+ * transaction (mesh.send_group, migration 0009): rows (member, NULL, NULL)
+ * of its recipients; or, when the sender stored its client key within a
+ * day, one row (NULL, 'dup', first message id) or (NULL, 'conflict', NULL)
+ * and nothing stored */
 struct group_send {
 	const char *id, *mesh_id, *sender, *target, *group, *priority, *nonce, *ciphertext;
 	const char *const *live_members; /* members with a live slot */
 	int n_live;
 	const char *const *visible; /* visible live presence ids */
 	int n_visible;
+	const char *sender_name;             /* the sender connection's display name */
+	const char *session_pubkey;          /* the sender connection's session key, NULL for none */
+	const char *client_key;              /* client_message_id, else id; NULL for none */
+	const char *client_id, *fingerprint; /* client_message_id, request_fingerprint; NULL when not sent */
 };
-enum { GS_MEMBER };
+enum { GS_MEMBER, GS_STATUS, GS_FIRST_ID };
 int store_group_send(struct db *d, const struct group_send *s, store_table_cb cb, void *arg);
 /* join (role may be NULL) or leave name; row (count): groups after it, -1
  * when a join would exceed max */

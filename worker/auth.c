@@ -2,7 +2,8 @@
  * member) takes the connection from PHASE_BEFORE_HELLO through
  * PHASE_HELLO_PENDING (the membership lookup, and the claim of a session
  * key) to PHASE_AUTHENTICATED, or rejects it: an error frame, close 1008
- * (4002 for a revoked member's session), a counter and an audit row. */
+ * (4002 banned for a revoked member: moderation_refuse_hello), a counter and
+ * an audit row. */
 #include "worker/auth.h"
 
 #include <stdio.h>
@@ -124,8 +125,6 @@ static void presence_row_insert(struct worker *w)
 
 /* ---- session keys (§12.1) ---- */
 
-#define SESSION_CLOSE_BANNED 4002 /* §12.4: a revoked member's session_hello */
-
 /* the session key claim queued beside the membership lookup */
 enum { SK_NONE, SK_PENDING, SK_OK, SK_TAKEN, SK_MEMBER_KEY, SK_ERROR };
 
@@ -158,11 +157,10 @@ static int session_key_queue(struct worker *w)
 static int session_member_check(struct worker *w, const struct member_row *rows, int n)
 {
 	if (n == 1 && rows[0].revoked && !rows[0].mesh_archived) {
+		/* banned (§12.4): the hello's one refusal, with the mesh's name */
 		counter_add(w->shm, C_LOOKUP_NOT_MEMBER, 1);
-		counter_add(w->shm, rejections[HELLO_REVOKED].counter, 1);
-		ws_send_error(w, rejections[HELLO_REVOKED].code, rejections[HELLO_REVOKED].message, NULL);
-		ws_close(w, SESSION_CLOSE_BANNED, "banned");
-		log_info("session_hello rejected", "reason", "revoked", "remote", w->remote_addr);
+		snprintf(w->me.member_id, sizeof w->me.member_id, "%s", rows[0].id);
+		moderation_refuse_hello(w);
 		return -1;
 	}
 	if (n != 1 || rows[0].mesh_archived) {
@@ -221,7 +219,10 @@ static void hello_accept(struct worker *w, int pending)
 	cJSON_Delete(ack);
 	presence_row_insert(w);
 	session_row_update(w);
-	groups_on_hello(w);
+	if (w->session_conn)
+		groups_on_session_hello(w); /* its own or the member's default groups, visible, no profile */
+	else
+		groups_on_hello(w); /* the member's saved groups, visibility and profile */
 	if (pending >= 0)
 		store_pending_status_delete(w->db, w->me.pid, w->me.cwd);
 	cJSON *pl = cJSON_CreateObject();

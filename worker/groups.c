@@ -315,25 +315,53 @@ static void sent_cb(void *arg, const struct store_table *t, const char *err)
 {
 	struct send_wait *s = arg;
 	int n = err ? 0 : store_table_rows(t);
+	struct groups_sent r = {0};
+	const char *st = n == 1 ? store_table_get(t, 0, GS_STATUS) : NULL;
+	if (st) { /* the client key was stored before: one row, nothing stored now */
+		r.conflict = strcmp(st, "dup") != 0;
+		r.first_id = r.conflict ? NULL : store_table_get(t, 0, GS_FIRST_ID);
+		if (!r.conflict && !r.first_id)
+			r.conflict = 1;
+		n = 0;
+	}
 	const char **m = n ? malloc((size_t)n * sizeof *m) : NULL;
 	if (n && !m)
 		log_fatal("out of memory");
 	for (int i = 0; i < n; i++)
 		m[i] = store_table_get(t, i, GS_MEMBER);
-	s->cb(s->arg, m, n, err);
+	r.members = m;
+	r.n = n;
+	s->cb(s->arg, err ? NULL : &r, err);
 	free(m);
 	free(s);
 }
 
-int groups_send(struct worker *w, const char *message_id, const char *target, const char *priority, const char *nonce,
-                const char *ciphertext, groups_sent_cb cb, void *arg)
+int groups_send(struct worker *w, const struct groups_msg *gm, groups_sent_cb cb, void *arg)
 {
+	const char *target = gm->target;
 	/* '@all' is exactly '*' */
 	const char *group = target[0] == '@' && strcmp(target, "@all") != 0 ? target + 1 : NULL;
 	struct live l = {0};
 	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
-	struct group_send s = {message_id, w->me.mesh_id, w->me.member_id, target,      group,     priority,
-	                       nonce,      ciphertext,    l.members,       l.n_members, l.visible, l.n_visible};
+	struct group_send s = {
+	    .id = gm->message_id,
+	    .mesh_id = w->me.mesh_id,
+	    .sender = w->me.member_id,
+	    .target = target,
+	    .group = group,
+	    .priority = gm->priority,
+	    .nonce = gm->nonce,
+	    .ciphertext = gm->ciphertext,
+	    .live_members = l.members,
+	    .n_live = l.n_members,
+	    .visible = l.visible,
+	    .n_visible = l.n_visible,
+	    .sender_name = w->me.display_name,
+	    .session_pubkey = w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
+	    .client_key = gm->client_key,
+	    .client_id = gm->client_id,
+	    .fingerprint = gm->fingerprint,
+	};
 	struct send_wait *sw = malloc(sizeof *sw);
 	if (!sw)
 		log_fatal("out of memory");

@@ -3,7 +3,8 @@
  * set_profile, set_stats; the restore after a hello (hello groups > saved >
  * member default groups); and the fan-out of '@group' sends and of '*'
  * sends while a presence of the mesh is hidden, with the recipients fixed at
- * send time (mesh.send_group, migration 0006). */
+ * send time (mesh.send_group, migrations 0006 and 0009), idempotent by the
+ * client's message id like direct sends. */
 #ifndef WORKER_GROUPS_H
 #define WORKER_GROUPS_H
 
@@ -29,11 +30,26 @@ void groups_on_session_hello(struct worker *w);
  * and '*' while a live presence of our mesh is hidden (one pass over the
  * mesh's slots, no database) */
 int groups_routes(struct worker *w, const char *target);
-typedef void (*groups_sent_cb)(void *arg, const char *const *members, int n, const char *err);
-/* store the send and one delivery row per recipient; cb gets the recipient
- * members (to wake).  -1 when it could not be queued (cb never runs). */
-int groups_send(struct worker *w, const char *message_id, const char *target, const char *priority, const char *nonce,
-                const char *ciphertext, groups_sent_cb cb, void *arg);
+/* a group send: the message, and the client's ids (NULL when none; the
+ * client key is client_message_id, else the send's id).  The sender's
+ * session key and display name come from w->me. */
+struct groups_msg {
+	const char *message_id, *target, *priority, *nonce, *ciphertext;
+	const char *client_key, *client_id, *fingerprint;
+};
+/* what the statement said: stored (recipients members[0..n), to wake), or
+ * not stored because the sender stored the client key within a day:
+ * first_id set (the same request: its first message id) or conflict */
+struct groups_sent {
+	const char *const *members;
+	int n;
+	const char *first_id;
+	int conflict;
+};
+typedef void (*groups_sent_cb)(void *arg, const struct groups_sent *r, const char *err);
+/* store the send and one delivery row per recipient (mesh.send_group,
+ * migration 0009).  -1 when it could not be queued (cb never runs). */
+int groups_send(struct worker *w, const struct groups_msg *m, groups_sent_cb cb, void *arg);
 
 /* the request's _reqId when it is a string of <= 128 bytes, else NULL */
 const char *groups_req_id(const cJSON *msg);

@@ -23,15 +23,17 @@ const char *peers_req_id(const cJSON *msg)
 	return r ? r : msg_str(msg, "id");
 }
 
+/* §12.3: the key to DM and the key that signs its sends */
 const char *peers_pubkey(const struct presence_view *v)
 {
-	return v->info.pubkey;
+	return v->info.session_pubkey[0] ? v->info.session_pubkey : v->info.pubkey;
 }
 
+/* §12.3: "session" for a session_hello (or a hello asking for it), else
+ * "control-plane" */
 const char *peers_role(const struct presence_view *v)
 {
-	(void)v;
-	return "control-plane";
+	return strcmp(v->info.peer_role, "session") == 0 ? "session" : "control-plane";
 }
 
 struct list_ctx {

@@ -17,7 +17,7 @@ int peers_replace_older(struct worker *w);
 /* 1 when v is an older connection our hello replaces */
 int peers_is_replaced(const struct worker *w, const struct presence_view *v);
 /* what list_peers shows of a presence (docs/protocol.md §12.3): the key to
- * DM (its session key once presences carry one, else its member's), and
+ * DM (its session key when it has one, else its member's), and
  * its peerRole ("control-plane" for a hello, "session" for session_hello):
  * the one place that reads them */
 const char *peers_pubkey(const struct presence_view *v);

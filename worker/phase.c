@@ -6,9 +6,12 @@
 #include "worker/phase.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/opaque.h"
+#include "db/db.h"
 #include "worker/auth.h"
 #include "worker/apikey_ws.h"
 #include "worker/delivery.h"
@@ -120,14 +123,54 @@ static void req_id_take(struct worker *w, const cJSON *msg)
 		memcpy(w->req_id, r->valuestring, strlen(r->valuestring) + 1);
 }
 
-/* unknown_type names the type (§12.7 rule 2); the id echoed as before */
+/* an unknown_type error held behind the statements of earlier requests */
+struct late_error {
+	struct worker *w;
+	char req_id[sizeof((struct worker *)0)->req_id];
+	char message[64 + PHASE_TYPE_SHOWN];
+	char *id; /* NULL when none */
+};
+
+static void late_error_cb(void *arg, const PGresult *res, const char *err)
+{
+	(void)res;
+	(void)err; /* sent whatever the no-op statement did */
+	struct late_error *e = arg;
+	struct worker *w = e->w;
+	char saved[sizeof w->req_id];
+	memcpy(saved, w->req_id, sizeof saved);
+	memcpy(w->req_id, e->req_id, sizeof w->req_id);
+	ws_send_error(w, "unknown_type", e->message, e->id);
+	memcpy(w->req_id, saved, sizeof w->req_id);
+	free(e->id);
+	free(e);
+}
+
+/* unknown_type names the type (§12.7 rule 2); the id echoed as before.
+ * Rule 4 (replies in request order): while statements of earlier requests
+ * are queued on the connection (list_peers, groups, moderation and topic
+ * requests answer from their callbacks), the error waits behind them as the
+ * callback of a no-op statement (callbacks run in FIFO order). */
 static void unknown_type(struct worker *w, const cJSON *msg)
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "type");
 	char m[64 + PHASE_TYPE_SHOWN];
 	snprintf(m, sizeof m, "unknown message type: %.*s", PHASE_TYPE_SHOWN,
 		 cJSON_IsString(t) ? t->valuestring : "(none)");
-	ws_send_error(w, "unknown_type", m, msg_str(msg, "id"));
+	const char *id = msg_str(msg, "id");
+	if (w->db && db_connected(w->db) && db_pending(w->db) > 0) {
+		struct late_error *e = calloc(1, sizeof *e);
+		if (!e || (id && !(e->id = strdup(id))))
+			log_fatal("out of memory");
+		e->w = w;
+		memcpy(e->req_id, w->req_id, sizeof e->req_id);
+		memcpy(e->message, m, sizeof e->message);
+		if (db_query(w->db, "SELECT 1", 0, NULL, late_error_cb, e) == 0)
+			return;
+		free(e->id);
+		free(e);
+	}
+	ws_send_error(w, "unknown_type", m, id);
 }
 
 void phase_dispatch(struct worker *w, const char *text, size_t len)

@@ -65,8 +65,9 @@ struct send_ctx {
 	char *audit; /* canonical message_sent payload, NULL when it could not be built */
 };
 
-/* the sends of one statement, in the order they were accepted; in
- * w->batches (oldest first) while it runs */
+/* the sends of one statement, in the order they were accepted (a topic post
+ * or a group send is a batch of one); in w->batches (oldest first) while it
+ * runs */
 struct send_batch {
 	struct worker *w;
 	struct send_batch *next;
@@ -127,7 +128,7 @@ static void send_refuse(struct worker *w, const char *id, enum send_rejection r,
 	send_refuse_req(w, id, NULL, r, detail);
 }
 
-/* a new statement of sends (n of them, or one topic post) is running */
+/* a new statement of sends (n of them, or one topic post or group send) is running */
 static struct send_batch *batch_new(struct worker *w, size_t n)
 {
 	struct send_batch *b = malloc(sizeof *b + n * sizeof b->s[0]);
@@ -434,21 +435,39 @@ static void send_topic(struct worker *w, struct send_ctx *sc, const cJSON *msg, 
 
 /* ---- '@group', '@all', and '*' while a presence is hidden (groups.c, §12.3) ---- */
 
-static void group_cb(void *arg, const char *const *members, int n, const char *err)
+/* answered like a direct send (batch_cb): the first ack again for a resend
+ * of a stored client key, id_conflict for another request under it, and
+ * outcome_unknown at the deadline (it is a batch of one on w->batches) */
+static void group_cb(void *arg, const struct groups_sent *r, const char *err)
 {
-	struct send_ctx *sc = arg;
+	struct send_batch *b = arg;
+	struct send_ctx *sc = b->s[0];
 	struct worker *w = sc->w;
+	batch_unlink(w, b);
+	int answered = b->answered; /* at its deadline: what it stored is still delivered */
+	free(b);
+	send_due_update(w);
 	if (err) {
 		log_warn("group send: not stored", "error", err);
-		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, NULL);
+		if (!answered)
+			send_refuse_req(w, sc->id, sc->req_id,
+					strstr(err, "connection lost") ? SEND_REJ_OUTCOME_UNKNOWN : SEND_REJ_DB_UNAVAILABLE,
+					NULL);
+	} else if (r->conflict) {
+		if (!answered)
+			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_ID_CONFLICT, NULL);
+	} else if (r->first_id) {
+		if (!answered)
+			send_ack(w, sc->id, sc->req_id, r->first_id, NULL, NULL); /* stored before: the first ack again */
 	} else {
-		send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL); /* no recipient is still queued:true (§12.3) */
+		if (!answered) /* no recipient is still queued:true (§12.3) */
+			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
 		cJSON *pl = cJSON_CreateObject();
 		cJSON_AddStringToObject(pl, "messageId", sc->message_id);
 		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
 		cJSON_AddStringToObject(pl, "targetSpec", sc->target);
 		audit_event(w, w->me.mesh_id, "message_sent", w->me.member_id, w->me.display_name, pl);
-		wake_members(w, w->me.mesh_id, members, n);
+		wake_members(w, w->me.mesh_id, r->members, r->n);
 	}
 	send_ctx_free(sc);
 }
@@ -457,10 +476,18 @@ static void send_group(struct worker *w, struct send_ctx *sc, const char *target
 {
 	snprintf(sc->target, sizeof sc->target, "%s", target);
 	send_flush(w, 1); /* per (sender, recipient) the order of acceptance */
-	if (groups_send(w, sc->message_id, sc->target, msg_priority_names[sc->prio], nonce, ct, group_cb, sc) != 0) {
+	struct groups_msg m = {sc->message_id, sc->target,   msg_priority_names[sc->prio], nonce, ct,
+			       sc->client_key, sc->client_id, sc->fingerprint};
+	struct send_batch *b = batch_new(w, 1);
+	b->s[0] = sc;
+	if (groups_send(w, &m, group_cb, b) != 0) {
 		send_refuse(w, sc->id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");
 		send_ctx_free(sc);
+		free(b);
+		return;
 	}
+	batch_link(w, b);
+	send_due_update(w);
 }
 
 void send_on_msg(struct worker *w, const cJSON *msg)

@@ -23,6 +23,14 @@ async def list_peers(p):
     return {e["displayName"]: e for e in r["peers"]}
 
 
+async def peers_by_key(p):
+    tag = mbtest.new_id(10)
+    await p.send_json({"type": "list_peers", "_reqId": tag})
+    r = await p.wait_for(lambda m: m.get("_reqId") == tag)
+    assert r["type"] == "peers_list", r
+    return {e["pubkey"]: e for e in r["peers"]}
+
+
 async def request(p, msg):
     """a request with a _reqId: its reply (or error)"""
     tag = mbtest.new_id(10)
@@ -227,3 +235,129 @@ def test_group_names_profile_and_stats_are_checked_and_listed(broker, mesh):
         await bp.close()
 
     run(go())
+
+
+# ---------------------------------------------------------------- with session keys and client ids (§12.1, §12.2)
+
+
+def test_a_session_key_senders_group_and_hidden_star_sends_open_with_its_key_and_a_resend_stores_once(
+        broker, mesh, db):
+    """'@group' and hidden-aware '*' sends (mesh.send_group, migration 0009)
+    carry what a DM carries: the sender's session key as senderPubkey (the
+    key it boxed with), its member, its name and the client's ids; and are
+    stored once per client_message_id, a resend getting the first ack and a
+    changed request client_id_conflict."""
+    from test_sessions import SessionPeer, dm_frame, opened
+
+    b = broker()
+    m = mesh("alice", "bob", "carol")
+    alice, bob, carol = m.members
+
+    def stored(cid):
+        with db.cursor() as c:
+            c.execute("SELECT id, sender_session_pubkey, sender_name, client_message_id, request_fingerprint "
+                      "FROM mesh.message_queue WHERE sender_member_id = %s AND client_key = %s", (alice.id, cid))
+            return c.fetchall()
+
+    async def go():
+        a = SessionPeer(b, alice, session=True)
+        await a.join()
+        bp, c = Peer(b, bob), Peer(b, carol)
+        await bp.connect()
+        assert (await bp.hello(groups=[{"name": "reviewers"}]))["type"] == "hello_ack"
+        await list_peers(bp)  # its presence row (and groups) are written: its worker's statements are in order
+        await c.join()
+        f = dm_frame(a.sk, bob.pubkey, "boxed for bob alone", targetSpec="@reviewers",
+                     client_message_id="cid-group", request_fingerprint="fp-1")
+        first = await a.send_and_ack(f)
+        p = await bp.push()
+        again = await a.send_and_ack(dict(f))  # a resend after an unknown outcome, say
+        other = await a.send_and_ack(dict(f, id=mbtest.new_id(12), request_fingerprint="fp-2"))
+        await bp.quiet(mbtest.is_push, 1.0)  # once
+        await c.quiet(mbtest.is_push, 0.1)  # not in the group
+        # '*' while a presence is hidden goes the same way
+        r = await request(c, {"type": "set_visible", "visible": False})
+        assert r["type"] == "ack", r
+        s = dm_frame(a.sk, bob.pubkey, "star, boxed for bob", targetSpec="*", client_message_id="cid-star")
+        star = await a.send_and_ack(s)
+        q = await bp.push()
+        star_again = await a.send_and_ack(dict(s))
+        await bp.quiet(mbtest.is_push, 1.0)
+        await c.quiet(mbtest.is_push, 0.1)  # hidden
+        for x in (a, bp, c):
+            await x.close()
+        return a, first, p, again, other, star, q, star_again
+
+    a, first, p, again, other, star, q, star_again = run(go(), 60)
+    assert first["queued"] is True and p["messageId"] == first["messageId"], (first, p)
+    assert p["senderPubkey"] == a.pub  # the session key it boxed with, not the member key
+    assert (p["senderMemberPubkey"], p["senderMemberId"], p["senderName"]) == (alice.pubkey, alice.id, "alice")
+    assert (p["client_message_id"], p["request_fingerprint"]) == ("cid-group", "fp-1")
+    assert opened(bob.sk, p) == "boxed for bob alone"
+    assert again["queued"] is True and again["messageId"] == first["messageId"], again
+    assert (other["queued"], other["messageId"], other["code"]) == (False, "", "client_id_conflict"), other
+    assert stored("cid-group") == [(first["messageId"], a.pub, "alice", "cid-group", "fp-1")]
+    assert recipients(db, first["messageId"]) == ["bob"]
+    assert star["queued"] is True and q["messageId"] == star["messageId"], (star, q)
+    assert q["senderPubkey"] == a.pub and q["senderMemberId"] == alice.id and q["client_message_id"] == "cid-star"
+    assert "request_fingerprint" not in q
+    assert opened(bob.sk, q) == "star, boxed for bob"
+    assert star_again["messageId"] == star["messageId"], star_again
+    assert stored("cid-star") == [(star["messageId"], a.pub, "alice", "cid-star", None)]
+    assert recipients(db, star["messageId"]) == ["bob"]  # carol's one presence is hidden
+    with db.cursor() as cur:  # one message_sent row for each stored send, none for the resends
+        cur.execute("SELECT payload->>'messageId' FROM mesh.audit_log WHERE mesh_id = %s "
+                    "AND event_type = 'message_sent' ORDER BY id", (m.id,))
+        assert [r[0] for r in cur.fetchall()] == [first["messageId"], star["messageId"]]
+
+
+def test_a_session_hello_presence_is_listed_with_its_session_key_role_and_groups(broker, mesh, db):
+    """peers_list (§12.3): pubkey = the session key, peerRole "session" for a
+    session_hello and "control-plane" for a hello (with or without a
+    session key); a session_hello's groups are its own, else the member's
+    default groups — never what the member saved from a plain hello."""
+    from test_sessions import SessionPeer
+
+    b = broker()
+    m = mesh("alice", "bob")
+    alice, bob = m.members
+
+    async def go():
+        # bob saves a group from a plain hello, then leaves; then his member gets default groups
+        bp = Peer(b, bob)
+        await bp.join()
+        await bp.send_json({"type": "join_group", "name": "saved"})
+        assert (await list_peers(bp))["bob"]["groups"] == [{"name": "saved"}]
+        await bp.close()
+        with db.cursor() as cur:
+            cur.execute("UPDATE mesh.member SET default_groups = '[{\"name\": \"dflt\"}]' WHERE id = %s",
+                        (bob.id,))
+        own = SessionPeer(b, bob, session=True)
+        await own.connect()
+        ack = await own.hello(groups=[{"name": "ops", "role": "lead"}], displayName="bob-session")
+        assert ack["type"] == "hello_ack", ack
+        dflt = SessionPeer(b, bob, session=True)
+        await dflt.join()
+        cold = SessionPeer(b, alice)  # a hello with sessionPubkey: the HEAD cold path
+        await cold.join()
+        # each session lists itself after its own restore ran (its worker's statements are in order)
+        mine = await peers_by_key(own)
+        theirs = await peers_by_key(dflt)
+        seen = await peers_by_key(cold)
+        for x in (own, dflt, cold):
+            await x.close()
+        return own, dflt, cold, mine, theirs, seen
+
+    own, dflt, cold, mine, theirs, seen = run(go(), 60)
+    e = mine[own.pub]
+    assert e["displayName"] == "bob-session"
+    assert (e["pubkey"], e["memberPubkey"], e["memberId"], e["peerRole"]) == (own.pub, bob.pubkey, bob.id, "session")
+    assert e["groups"] == [{"name": "ops", "role": "lead"}] and e["visible"] is True and "profile" not in e
+    assert e["self"] is True
+    d = theirs[dflt.pub]
+    assert (d["pubkey"], d["peerRole"], d["groups"]) == (dflt.pub, "session", [{"name": "dflt"}]), d
+    c = seen[cold.pub]
+    assert (c["pubkey"], c["memberPubkey"], c["peerRole"]) == (cold.pub, alice.pubkey, "control-plane"), c
+    with db.cursor() as cur:  # the plain hello's saved groups are still the member's
+        cur.execute("SELECT saved_groups FROM mesh.member WHERE id = %s", (bob.id,))
+        assert cur.fetchone()[0] == [{"name": "saved"}]

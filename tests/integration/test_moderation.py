@@ -129,3 +129,34 @@ def test_disconnect_and_kick_match_targets_and_skip_control_plane(broker, mesh, 
         await ap.close()
 
     run(go())
+
+
+def test_kick_closes_a_session_hello_presence_4001_and_skips_the_members_control_plane_one(broker, mesh, db):
+    """§12.4: kick skips control-plane presences (hello) and closes session
+    ones (session_hello, peerRole "session") with 4001 kicked."""
+    from test_sessions import SessionPeer
+
+    b = broker()
+    m = mesh("bob")
+    bob = m.members[0]
+    owner = m.add("owner", sk=m.owner)
+
+    async def go():
+        o, cp, s = Peer(b, owner), Peer(b, bob), SessionPeer(b, bob, session=True)
+        for p in (o, cp, s):
+            await p.join()
+        r = await request(o, {"type": "kick", "target": "bob"})
+        closed = await s.wait_closed()
+        # the control-plane connection stays: it still answers
+        peers = await request(cp, {"type": "list_peers"})
+        await o.close()
+        await cp.close()
+        return r, closed, peers
+
+    r, closed, peers = run(go(), 60)
+    assert r["type"] == "kick_ack" and r["kicked"] == ["bob"] and r["skipped_control_plane"] == ["bob"], r
+    assert closed == (4001, "kicked")
+    assert peers["type"] == "peers_list", peers
+    assert "control-plane" in [e["peerRole"] for e in peers["peers"] if e["displayName"] == "bob"], peers
+    rows = audit(db, m.id, "peer_kicked")
+    assert len(rows) == 1 and len(rows[0][2]["presenceIds"]) == 1, rows

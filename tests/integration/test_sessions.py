@@ -419,7 +419,11 @@ def test_session_hello_of_a_stranger_or_a_revoked_member(broker, mesh):
     (e1, c1, r1), (e2, c2, r2) = run(go(), 30)
     assert (e1["code"], e1["message"], c1, r1) == ("unauthorized", "parent pubkey not found in mesh", 1008,
                                                    "unauthorized"), e1
+    # §12.4: one refusal for a banned member, hello or session_hello: the mesh's name, close 4002, counted once
     assert (e2["code"], c2, r2) == ("revoked", 4002, "banned"), e2
+    assert e2["message"] == f'You\'ve been removed from "{m.name}". Contact the mesh owner to rejoin.', e2
+    assert b.wait_metric("broker_connections_rejected_total", 1, reason="revoked")
+    assert b.metric("broker_connections_rejected_total", reason="revoked") == 1
 
 
 def test_session_hello_switched_off_answers_unknown_message_type_and_closes(broker, mesh):
