@@ -7,8 +7,6 @@
 
 #include <cjson/cJSON.h>
 
-#include "db/store_topic.h"
-#include "proto/reasons.h"
 #include "worker/msgcheck.h" /* topic_name_ok() and the limits */
 #include "worker/worker.h"
 
@@ -21,10 +19,9 @@ void topic_on_mark_read(struct worker *w, const cJSON *msg);
 void topic_on_members(struct worker *w, const cJSON *msg);
 void topic_on_history(struct worker *w, const cJSON *msg);
 /* issue 22: a lead adds a member (or sets its role) and removes one (a new
- * key epoch); a store status as the error frame that says it */
+ * key epoch) */
 void topic_on_add_member(struct worker *w, const cJSON *msg);
 void topic_on_remove_member(struct worker *w, const cJSON *msg);
-enum peer_error topic_status_error(enum store_topic_status st);
 
 
 #endif

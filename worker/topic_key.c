@@ -15,7 +15,6 @@
 #include "proto/topickey.h"
 #include "worker/audit.h"
 #include "worker/msg.h"
-#include "worker/topic.h"
 
 int topic_key_creator_copy(struct topic_req *tr, const cJSON *msg, const char *member_pubkey_hex, struct topic_copy *c)
 {

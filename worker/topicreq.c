@@ -133,3 +133,18 @@ const char *topicreq_discard_args(const cJSON *msg, const char **member)
 	opt_str(msg, "memberId", TOPIC_MEMBER_ID_MAX, member, &bad);
 	return bad ? "memberId must be a member id" : NULL;
 }
+
+/* the store's answers that are refusals, as error frames */
+static const enum peer_error status_errors[TOPIC_STATUS_COUNT] = {
+    [TOPIC_NOT_FOUND] = PEER_ERR_TOPIC_NOT_FOUND,         [TOPIC_NOT_MEMBER] = PEER_ERR_NOT_A_MEMBER,
+    [TOPIC_UNENCRYPTED] = PEER_ERR_TOPIC_UNENCRYPTED,     [TOPIC_NOT_SEALED] = PEER_ERR_KEY_NOT_SEALED,
+    [TOPIC_NO_RECIPIENT] = PEER_ERR_RECIPIENT_NOT_IN_TOPIC, [TOPIC_ALREADY_SEALED] = PEER_ERR_ALREADY_SEALED,
+    [TOPIC_NOT_LEAD] = PEER_ERR_NOT_A_LEAD,               [TOPIC_NO_SUCH_MEMBER] = PEER_ERR_NO_SUCH_MEMBER,
+    [TOPIC_NOT_KEY_HOLDER] = PEER_ERR_NOT_A_KEY_HOLDER,   [TOPIC_NAME_TAKEN] = PEER_ERR_TOPIC_NAME_TAKEN,
+    [TOPIC_LIMIT] = PEER_ERR_TOPIC_LIMIT,
+};
+
+enum peer_error topic_status_error(enum store_topic_status st)
+{
+	return st > TOPIC_OK && st < TOPIC_STATUS_COUNT ? status_errors[st] : PEER_ERR_TOPIC_DB;
+}

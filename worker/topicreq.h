@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "db/store_topic.h"
 #include "proto/reasons.h"
 #include "worker/msgcheck.h"
 #include "worker/worker.h"
@@ -41,6 +42,9 @@ const char *topicreq_list_args(const cJSON *msg, const char **cursor, int *limit
 const char *topicreq_member_args(const cJSON *msg, int remove, const char **who, const char **role);
 /* topic_key_discard{topic, memberId?}: the member whose copy goes (NULL: the caller's) */
 const char *topicreq_discard_args(const cJSON *msg, const char **member);
+/* a store status (issue 22: every refusal of a topic statement) as the
+ * error frame that says it */
+enum peer_error topic_status_error(enum store_topic_status st);
 /* 1 when the database handle could be had (else answered internal) */
 int topicreq_db(struct topic_req *tr);
 
