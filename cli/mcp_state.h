@@ -79,6 +79,7 @@ struct mcp {
 	size_t names_next;
 	unsigned tag_seq;
 	int64_t names_wait; /* a push from an unknown sender waits for a names refresh until then */
+	struct mcp_keys *keys; /* mcp_keys.c: the topic keys a lead's server keeps moving (issue 22) */
 };
 
 #endif

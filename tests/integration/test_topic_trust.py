@@ -445,3 +445,54 @@ def test_a_leads_meshctl_tail_starts_the_new_epoch_when_a_member_is_removed(brok
             raise AssertionError("a key dave held opens the epoch-2 post")
         except nacl.exceptions.CryptoError:
             pass
+
+
+def test_a_leads_mcp_server_reseals_and_starts_the_new_epoch_on_its_own(broker, mesh, pg, db, tmp_path):
+    """meshctl mcp, run by a lead, seals the key for new members and, after a removal, makes the new
+    epoch's key and seals it to the members left (issue 22, cli/mcp_keys.c)"""
+    import mbtest
+    from test_mcp import Mcp
+    from test_meshctl import make_c_member
+    from test_topics_meshctl import lines, topic_cmd
+
+    b = broker()
+    m = mesh()
+    acfg, (a_id, _) = make_c_member(tmp_path, pg, db, m, "alice")
+    bob, dave = m.add("bob"), m.add("dave")
+    env = {"MESHBROKER_URL": b.ws_url + "/ws"}
+    tid = lines(topic_cmd(acfg, env, "create", "ops", "--visibility", "private").stdout)[0]["id"]
+    with db.cursor() as c:
+        c.execute("INSERT INTO mesh.topic_member (topic_id, member_id) VALUES (%s, %s), (%s, %s)",
+                  (tid, bob.id, tid, dave.id))
+
+    def copies(epoch):
+        with db.cursor() as c:
+            c.execute("SELECT member_id FROM mesh.topic_member_key WHERE topic_id = %s AND epoch = %s",
+                      (tid, epoch))
+            return sorted(r[0] for r in c.fetchall())
+
+    mcp = Mcp(b, acfg)
+    try:
+        mcp.start()
+        mbtest.wait_until(lambda: copies(1) == sorted([a_id, bob.id, dave.id]), 30,
+                          what="the mcp server to seal epoch 1 for bob and dave")
+        with db.cursor() as c:
+            c.execute("DELETE FROM mesh.topic_member WHERE topic_id = %s AND member_id = %s", (tid, dave.id))
+            c.execute("UPDATE mesh.topic SET key_epoch = 2 WHERE id = %s", (tid,))
+        mbtest.wait_until(lambda: copies(2) == sorted([a_id, bob.id]), 30,
+                          what="the mcp server to start epoch 2 and seal it to bob")
+
+        async def bob_reads():
+            p = Peer(b, bob)
+            await p.join()
+            k = await topic_key(p, "ops")
+            await p.close()
+            return k
+
+        k = run(bob_reads(), 30)
+        assert [x["epoch"] for x in k["keys"]] == [2, 1] and k["currentEpoch"] == 2, k
+        assert all(x["sealedBy"] == a_id for x in k["keys"]), k
+        assert len({open_sealed(bob, x["encryptedKey"], x["nonce"]) for x in k["keys"]}) == 2
+    finally:
+        assert mcp.stop() == 0, mcp.err
+    assert copies(2) == sorted([a_id, bob.id]), "dave is sealed nothing of epoch 2"
