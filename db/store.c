@@ -474,11 +474,16 @@ int store_delivery_client_ack_cid(struct db *d, const char *client_id, const cha
 /* ---- API keys ---- */
 
 enum { KEY_ID, KEY_MESH_ID, KEY_MEMBER_ID, KEY_PREFIX, KEY_CAPS, KEY_TOPICS };
+/* a key works while it, its issuing member and its mesh are all live
+ * (issue 22: a revoked member's or an archived mesh's key is refused even if
+ * its own row was somehow not revoked with them) */
 static const char apikey_use_sql[] =
-	"UPDATE mesh.api_key SET last_used_at = now() WHERE secret_hash = $1 AND revoked_at IS NULL "
-	"AND (expires_at IS NULL OR expires_at > now()) "
-	"RETURNING id, mesh_id, issuer_member_id, prefix, array_to_json(capabilities)::text, "
-	"array_to_json(topic_scopes)::text";
+	"UPDATE mesh.api_key k SET last_used_at = now() FROM mesh.mesh ms WHERE k.secret_hash = $1 "
+	"AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) "
+	"AND ms.id = k.mesh_id AND ms.archived_at IS NULL AND (k.issuer_member_id IS NULL OR EXISTS "
+	"  (SELECT 1 FROM mesh.member m WHERE m.id = k.issuer_member_id AND m.revoked_at IS NULL)) "
+	"RETURNING k.id, k.mesh_id, k.issuer_member_id, k.prefix, array_to_json(k.capabilities)::text, "
+	"array_to_json(k.topic_scopes)::text";
 
 static void apikey_adapter(void *arg, const PGresult *res, const char *err)
 {
