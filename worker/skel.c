@@ -144,8 +144,16 @@ static void skel_timers(struct worker *w, int64_t now)
 		w->hello_deadline = 0;
 	}
 	ws_keepalive(w, now);
-	if (w->joined)
+	if (w->joined) {
+		/* a drain that failed (the database away) is tried again: the
+		 * wake that asked for it is not repeated by anyone */
+		if (w->drain_retry_at && now >= w->drain_retry_at) {
+			w->drain_retry_at = 0;
+			w->hooks->on_wake(w);
+		}
 		w->hooks->tick(w, now);
+	}
+	uds_tick(w, now);
 }
 
 static int skel_timeout(const struct worker *w, int64_t now)
@@ -164,7 +172,9 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		 * looks again (delivery.c), armed only while there are some */
 		deadline = min_deadline(deadline, w->ack_check_at);
 		deadline = min_deadline(deadline, w->chain_due);
+		deadline = min_deadline(deadline, w->drain_retry_at);
 	}
+	deadline = min_deadline(deadline, uds_deadline(w));
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)
 		timeout = 0;

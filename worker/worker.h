@@ -87,6 +87,15 @@ struct uds_out {
 	int status_pending;  /* a status envelope not sent yet (the latest wins) */
 	int32_t status, status_source;
 	int64_t used_ms;
+	int64_t retry_at; /* its listen backlog was full: connect again then (0 = not waiting) */
+};
+
+/* envelopes for a destination that has no cached connection yet, because all
+ * UDS_OUT_MAX are busy (uds.c): one entry per destination, coalesced */
+struct uds_wait {
+	uint32_t slot, gen;
+	uint8_t wake, replace, status_pending;
+	int32_t status, status_source;
 };
 
 struct worker {
@@ -160,6 +169,10 @@ struct worker {
 	int uds_listen;
 	int uds_in[UDS_IN_MAX];
 	struct uds_out uds_out[UDS_OUT_MAX];
+	struct uds_wait *uds_wait; /* destinations waiting for a free uds_out entry (FIFO) */
+	size_t nwait, wait_cap;
+	int64_t drain_retry_at; /* mono ms: a failed drain is tried again then (0 = none) */
+	int drain_retry_ms;     /* its back-off, doubling up to DRAIN_RETRY_MAX_MS */
 };
 
 #endif
