@@ -34,6 +34,12 @@ WORKER_OBJ := $(call obj,$(WORKER_SRC))
 CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# The worker's sandbox (worker/sandbox.c) is libseccomp's; only the worker
+# (and the unit tests, which link its modules) link it.
+WORKER_LDLIBS := -lseccomp
+# A test-only worker whose skel.c calls a forbidden system call on SIGUSR1
+# (tests/integration/test_worker_sandbox.py); never installed.
+SBXTEST_WORKER := $(BUILD)/tests/meshbroker-worker-sbxtest
 
 # quiet by default: `make V=1` shows the full commands
 ifeq ($(V),1)
@@ -49,7 +55,7 @@ endif
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS)
+build: $(BINS) $(SBXTEST_WORKER)
 
 deps:
 	@sh scripts/deps.sh build
@@ -72,7 +78,15 @@ $(BUILD)/obj/gen/migrations.o: $(BUILD)/gen/migrations.c
 
 $(BUILD)/bin/meshbroker-worker: $(call obj,worker/main.c) $(WORKER_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(WORKER_LDLIBS)
+
+$(BUILD)/obj/worker/skel-sbxtest.o: worker/skel.c
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -DMESHBROKER_TEST_FORBIDDEN_SYSCALL -MMD -MP -c -o $@ $<
+$(SBXTEST_WORKER): $(call obj,worker/main.c) $(filter-out $(call obj,worker/skel.c),$(WORKER_OBJ)) \
+		$(BUILD)/obj/worker/skel-sbxtest.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(WORKER_LDLIBS)
 
 $(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -86,9 +100,9 @@ $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 # modules (not their main()), and the Check framework.
 $(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
+	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(WORKER_LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
-unit-bins: $(UNIT_BINS)
+unit-bins: $(UNIT_BINS) $(SBXTEST_WORKER)
 
 # The three programs built with ASan+UBSan into build/asan/bin, for running
 # the integration suite against them (MESHBROKER_BIN=build/asan/bin).

@@ -13,12 +13,15 @@
 #include <time.h>
 
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "db/db.h"
 #include "db/pq.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "shm/negcache.h"
+#include "worker/sandbox.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 
@@ -53,7 +56,7 @@ int worker_terminating(void) { return got_term; }
 
 const sigset_t *worker_wait_mask(void) { return &open_mask; }
 
-void worker_child_open(struct worker *w)
+static void child_table_open(struct worker *w)
 {
 	const char *v = getenv(CHILDTAB_ENV);
 	long slot = 0;
@@ -71,6 +74,43 @@ void worker_child_open(struct worker *w)
 	w->ct_slot = (uint32_t)slot;
 	/* normally the acceptor or our pre-exec self wrote it already */
 	childtab_start(w->ct, w->ct_slot, getpid());
+}
+
+#ifdef MESHBROKER_TEST_FORBIDDEN_SYSCALL
+/* Test builds only (build/…/tests/meshbroker-worker-sbxtest, never the
+ * shipped binary): SIGUSR1 makes the loop call a system call the sandbox
+ * forbids, so a test can watch the worker die by SIGSYS. */
+static volatile sig_atomic_t got_forbid;
+static void on_forbid(int sig)
+{
+	(void)sig;
+	got_forbid = 1;
+}
+static void forbidden_arm(void)
+{
+	struct sigaction sa = {.sa_handler = on_forbid};
+	sigaction(SIGUSR1, &sa, NULL);
+}
+static void forbidden_check(void)
+{
+	if (got_forbid)
+		syscall(SYS_acct, NULL); /* not on the allow-list: SIGSYS */
+}
+/* MESHBROKER_SANDBOX_LOG=1: calls off the list are logged (dmesg), not fatal */
+static int sandbox_log_only(void) { return getenv("MESHBROKER_SANDBOX_LOG") != NULL; }
+#else
+static void forbidden_arm(void) {}
+static void forbidden_check(void) {}
+static int sandbox_log_only(void) { return 0; }
+#endif
+
+void worker_child_open(struct worker *w)
+{
+	child_table_open(w);
+	forbidden_arm();
+	/* the last step before the first byte from the client is read */
+	if (sandbox_enter(w->cfg.runtime_dir, sandbox_log_only()) != 0)
+		log_fatal("refusing to serve without the sandbox");
 }
 
 int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to)
@@ -232,6 +272,7 @@ static void skel_loop(struct worker *w)
 		if (n < 0)
 			continue;
 		now = mono_ms();
+		forbidden_check();
 		if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) || w->pre_off < w->pre_len) {
 			if (ws_read(w) != 0)
 				break;

@@ -173,6 +173,7 @@ struct worker {
 	size_t nwait, wait_cap;
 	int64_t drain_retry_at; /* mono ms: a failed drain is tried again then (0 = none) */
 	int drain_retry_ms;     /* its back-off, doubling up to DRAIN_RETRY_MAX_MS */
+	int64_t reap_next;      /* mono ms: look whether a sweep of gone workers' rows is due (reap.c) */
 };
 
 #endif

@@ -1,0 +1,183 @@
+/* sandbox — see sandbox.h.  The allow-list is the system calls the worker's
+ * paths make once it serves its connection (HTTP routes, the WebSocket loop,
+ * the presence table, worker sockets, and libpq loaded with dlopen at the
+ * first database session, with OpenSSL, Kerberos and the resolver under it),
+ * measured with `strace -f` over the integration suite (docs/security.md
+ * "The worker's own sandbox" lists them and why).  Anything else kills the
+ * process (SCMP_ACT_KILL_PROCESS: SIGSYS, its connection closes, nobody
+ * else's).  Landlock (ABI 1 and up) leaves reads alone and allows writes,
+ * creations, removals and renames only beneath the runtime directory. */
+#include "worker/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/landlock.h>
+#include <seccomp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* Debian 12's headers know Landlock ABI 2; the kernel may know more */
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_SAN 1
+#else
+#define SANDBOX_SAN 0
+#endif
+
+/* allowed with any arguments */
+static const char *const allowed[] = {
+	/* the loop: poll, read and write sockets and files, timers, signals */
+	"ppoll", "poll", "read", "write", "readv", "writev", "pread64", "pwrite64", "recvfrom", "sendto",
+	"recvmsg", "sendmsg", "close", "fcntl", "lseek", "dup", "dup2", "dup3",
+	"clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep",
+	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend", "sigaltstack", "restart_syscall",
+	"exit", "exit_group", "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+	"getresuid", "getresgid", "getgroups", "tgkill", "sched_yield", "sched_getaffinity",
+	"uname", "sysinfo", "prlimit64", "getrlimit", "getrusage", "umask",
+	/* memory: malloc, and dlopen of libpq and its libraries (executable mappings) */
+	"brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "futex", "set_robust_list", "rseq",
+	"getrandom",
+	/* files: reads anywhere (libraries, /etc for the resolver and OpenSSL,
+	 * the presence table); writes are Landlock's to bound */
+	"openat", "open", "newfstatat", "fstat", "stat", "lstat", "statx", "statfs", "fstatfs", "access",
+	"faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "getcwd",
+	"flock", "ftruncate", "fallocate", "fsync", "fdatasync", "fchmod", "fchown", "utimensat",
+	"mkdir", "mkdirat", "unlink", "unlinkat", "link", "linkat", "rename", "renameat", "renameat2",
+	/* sockets: the client, worker sockets (bind/listen/accept), PostgreSQL */
+	"connect", "bind", "listen", "accept", "accept4", "shutdown", "getsockopt", "setsockopt",
+	"getsockname", "getpeername", "socketpair", "pipe2", "eventfd2",
+};
+
+/* the sanitizer runtime's own needs (ASan's LeakSanitizer stops the world
+ * at exit: a cloned tracer that ptraces the process) */
+static const char *const allowed_san[] = {
+	"clone", "clone3", "ptrace", "wait4", "waitid", "prctl", "kill", "arch_prctl", "setrlimit",
+	"sched_setaffinity", "personality",
+};
+
+/* socket(2) domains: Unix (the client under tests, worker sockets,
+ * PostgreSQL's socket), IPv4/IPv6 (the client, PostgreSQL over TCP) and
+ * netlink (glibc's getaddrinfo with AI_ADDRCONFIG) */
+static const int socket_domains[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+
+/* ioctl(2) requests: SIOCOUTQ (= TIOCOUTQ, what the peer has not
+ * acknowledged), FIONREAD, FIONBIO, FIOCLEX and TCGETS (isatty) */
+static const unsigned long ioctl_requests[] = {TIOCOUTQ, FIONREAD, FIONBIO, FIOCLEX, TCGETS};
+
+int sandbox_allowed_count(void)
+{
+	return (int)(sizeof allowed / sizeof *allowed) + 2 +
+	       (SANDBOX_SAN ? (int)(sizeof allowed_san / sizeof *allowed_san) : 0);
+}
+
+static int allow_names(scmp_filter_ctx f, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int nr = seccomp_syscall_resolve_name(names[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* not on this architecture (open, stat, … on arm64) */
+		if (seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int seccomp_enter(int log_only)
+{
+	scmp_filter_ctx f = seccomp_init(log_only ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS);
+	if (!f)
+		return -1;
+	int rc = allow_names(f, allowed, sizeof allowed / sizeof *allowed);
+	if (rc == 0 && SANDBOX_SAN)
+		rc = allow_names(f, allowed_san, sizeof allowed_san / sizeof *allowed_san);
+	for (size_t i = 0; rc == 0 && i < sizeof socket_domains / sizeof *socket_domains; i++)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+				      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)socket_domains[i]));
+	for (size_t i = 0; rc == 0 && i < sizeof ioctl_requests / sizeof *ioctl_requests; i++)
+		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)ioctl_requests[i]));
+	if (rc == 0)
+		rc = seccomp_load(f);
+	seccomp_release(f);
+	return rc == 0 ? 0 : -1;
+}
+
+/* the handled rights of each Landlock ABI (writes only: reads stay free) */
+static uint64_t landlock_write_rights(int abi)
+{
+	uint64_t r = LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |
+		     LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG |
+		     LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |
+		     LANDLOCK_ACCESS_FS_MAKE_SYM;
+	if (abi >= 2)
+		r |= LANDLOCK_ACCESS_FS_REFER;
+	if (abi >= 3)
+		r |= LANDLOCK_ACCESS_FS_TRUNCATE;
+	return r;
+}
+
+/* 1 in place, 0 not available here (logged), -1 failed */
+static int landlock_enter(const char *runtime_dir)
+{
+	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+	if (abi < 1) {
+		log_debug("sandbox: Landlock not available; file system writes are bounded by the unit only",
+			 "error", strerror(errno));
+		return 0;
+	}
+	uint64_t rights = landlock_write_rights((int)abi);
+	/* the runtime directory must exist to be named (shm.c makes it too) */
+	if (mkdir(runtime_dir, 0750) != 0 && errno != EEXIST)
+		log_debug("sandbox: cannot create the runtime directory", "error", strerror(errno));
+	int dir = open(runtime_dir, O_PATH | O_CLOEXEC | O_DIRECTORY);
+	if (dir < 0) {
+		log_warn("sandbox: runtime directory unavailable; Landlock not applied", "path", runtime_dir,
+			 "error", strerror(errno));
+		return 0;
+	}
+	struct landlock_ruleset_attr attr = {.handled_access_fs = rights};
+	int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+	if (rs < 0) {
+		close(dir);
+		return -1;
+	}
+	struct landlock_path_beneath_attr pb = {.allowed_access = rights, .parent_fd = dir};
+	int ok = syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) == 0 &&
+		 syscall(SYS_landlock_restrict_self, rs, 0) == 0;
+	close(dir);
+	close(rs);
+	return ok ? 1 : -1;
+}
+
+int sandbox_enter(const char *runtime_dir, int log_only)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+		log_error("sandbox: no_new_privs failed", "error", strerror(errno));
+		return -1;
+	}
+	if (landlock_enter(runtime_dir) < 0)
+		log_warn("sandbox: Landlock failed; file system writes are bounded by the unit only", "error",
+			 strerror(errno));
+	if (seccomp_enter(log_only) != 0) {
+		log_error("sandbox: the system call filter could not be loaded", "error", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
