@@ -228,6 +228,7 @@ static void skel_loop(struct worker *w)
 	struct pollfd fds[2 + UDS_IN_MAX + UDS_OUT_MAX + 1];
 	for (;;) {
 		int64_t now = mono_ms();
+		forbidden_check();
 		if (w->phase != PHASE_CLOSING && !w->joined && worker_evicted(w)) {
 			/* the acceptor needs the place of a connection that has not
 			 * authenticated: close now, owed no close handshake */
@@ -272,7 +273,6 @@ static void skel_loop(struct worker *w)
 		if (n < 0)
 			continue;
 		now = mono_ms();
-		forbidden_check();
 		if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) || w->pre_off < w->pre_len) {
 			if (ws_read(w) != 0)
 				break;
