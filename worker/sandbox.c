@@ -69,7 +69,7 @@ static const char *const allowed[] = {
  * at exit: a cloned tracer that ptraces the process) */
 static const char *const allowed_san[] = {
 	"clone", "clone3", "ptrace", "wait4", "waitid", "prctl", "kill", "arch_prctl", "setrlimit",
-	"sched_setaffinity", "personality",
+	"sched_setaffinity", "personality", "getdents",
 };
 
 /* socket(2) domains: Unix (the client under tests, worker sockets,
