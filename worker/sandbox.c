@@ -15,6 +15,7 @@
 #include <seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -166,6 +167,22 @@ static int landlock_enter(const char *runtime_dir)
 	return ok ? 1 : -1;
 }
 
+/* 1 when a seccomp filter already confines this process (Seccomp: 2) */
+static int seccomp_filtered(void)
+{
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[4096];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	const char *p = strstr(buf, "\nSeccomp:");
+	return p && strtol(p + 9, NULL, 10) == 2;
+}
+
 int sandbox_enter(const char *runtime_dir, int log_only)
 {
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
@@ -176,7 +193,15 @@ int sandbox_enter(const char *runtime_dir, int log_only)
 		log_warn("sandbox: Landlock failed; file system writes are bounded by the unit only", "error",
 			 strerror(errno));
 	if (seccomp_enter(log_only) != 0) {
-		log_error("sandbox: the system call filter could not be loaded", "error", strerror(errno));
+		int e = errno;
+		if (seccomp_filtered()) {
+			/* a launcher's filter (a unit of an older version) forbids
+			 * loading ours; its filter still confines us */
+			log_warn("sandbox: our system call filter could not be loaded; the launcher's applies",
+				 "error", strerror(e));
+			return 0;
+		}
+		log_error("sandbox: the system call filter could not be loaded", "error", strerror(e));
 		return -1;
 	}
 	return 0;
