@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -347,6 +348,23 @@ static void accept_reaper_spawn(struct acceptor *a)
 	}
 	a->reaper = pid;
 	a->reap_again = 0;
+}
+
+/* Each worker sandboxes itself (worker/sandbox.c); whether the kernel has
+ * Landlock for it is said once here rather than by every worker. */
+static void accept_log_landlock(void)
+{
+#ifdef SYS_landlock_create_ruleset
+	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, 1UL /* LANDLOCK_CREATE_RULESET_VERSION */);
+#else
+	long abi = -1;
+#endif
+	char v[24];
+	if (abi >= 1)
+		log_info("worker sandbox: Landlock available", "abi", accept_itoa(abi, v));
+	else
+		log_info("worker sandbox: no Landlock in this kernel; workers' file system writes are bounded only "
+			 "by the unit (seccomp and no_new_privs still apply)");
 }
 
 static void accept_forget(struct acceptor *a, pid_t pid)
@@ -756,6 +774,7 @@ int main(int argc, char **argv)
 		 "max_connections", accept_itoa(a.cfg.max_connections, maxc),
 		 "max_connections_per_source", accept_itoa(a.cfg.max_per_source, maxs),
 		 "max_unauthenticated", accept_itoa(a.unauth_cap, maxu));
+	accept_log_landlock();
 	accept_reaper_spawn(&a); /* presence rows that outlived their workers */
 	for (;;) {
 		struct pollfd p[2] = {{.fd = a.sfd, .events = POLLIN}, {.fd = a.lfd, .events = POLLIN}};
