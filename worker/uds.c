@@ -22,7 +22,8 @@
 #include "common/util.h"
 #include "worker/uds.h"
 
-#define UDS_CONNECT_RETRY_MS 20 /* a full listen backlog: connect again this much later */
+#define UDS_CONNECT_RETRY_MS 20      /* a full listen backlog: connect again this much later, */
+#define UDS_CONNECT_RETRY_MAX_MS 1000 /* doubling up to this */
 #define UDS_CLOSE_FLUSH_MS 200  /* at the end, what is still pending gets this long to go out */
 
 static int sock_addr(struct worker *w, uint32_t slot, uint32_t gen, struct sockaddr_un *a)
@@ -95,6 +96,7 @@ static void out_drop(struct uds_out *o)
 	if (o->fd >= 0)
 		close(o->fd);
 	o->fd = -1;
+	o->last_wake = 0;
 }
 
 static void out_forget(struct uds_out *o)
@@ -102,6 +104,7 @@ static void out_forget(struct uds_out *o)
 	out_drop(o);
 	o->wake_pending = o->replace_pending = o->status_pending = 0;
 	o->retry_at = 0;
+	o->retry_ms = 0;
 }
 
 /* 0 connected, 1 its listen backlog is full (try again later), -1 gone */
@@ -157,9 +160,13 @@ static int out_send(struct worker *w, struct uds_out *o)
 		if (o->fd < 0) {
 			int c = out_connect(w, o);
 			if (c > 0) {
-				o->retry_at = mono_ms() + UDS_CONNECT_RETRY_MS;
+				o->retry_ms = o->retry_ms ? o->retry_ms * 2 : UDS_CONNECT_RETRY_MS;
+				if (o->retry_ms > UDS_CONNECT_RETRY_MAX_MS)
+					o->retry_ms = UDS_CONNECT_RETRY_MAX_MS;
+				o->retry_at = mono_ms() + o->retry_ms;
 				return 1;
 			}
+			o->retry_ms = 0;
 			if (c < 0) {
 				out_forget(o);
 				return -1;
@@ -168,10 +175,19 @@ static int out_send(struct worker *w, struct uds_out *o)
 		ssize_t n = send(o->fd, &pkt, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n == (ssize_t)len) {
 			*flag = 0;
+			o->last_wake = pkt.e.type == UDS_WAKE;
 			continue;
 		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* a full socket whose newest envelope is a wake: that
+			 * one is unread (FIFO), so the doorbell is ringing
+			 * already and this wake adds nothing (coalesced) */
+			if (flag == &o->wake_pending && o->last_wake) {
+				o->wake_pending = 0;
+				return 0;
+			}
 			return 1;
+		}
 		out_drop(o); /* stale cached socket (peer restarted): reconnect once */
 		if (reconnected++) {
 			out_forget(o);
@@ -179,35 +195,6 @@ static int out_send(struct worker *w, struct uds_out *o)
 		}
 	}
 	return 0;
-}
-
-/* the cached outbound entry for (slot, gen): the existing one, else a free
- * one, else the least recently used one with nothing pending; NULL when all
- * UDS_OUT_MAX are busy with other destinations (the envelope then waits in
- * the wait set, nothing is dropped) */
-static struct uds_out *out_get(struct worker *w, uint32_t slot, uint32_t gen)
-{
-	struct uds_out *free_e = NULL, *idle = NULL;
-	for (int i = 0; i < UDS_OUT_MAX; i++) {
-		struct uds_out *c = &w->uds_out[i];
-		int busy = out_pending(c);
-		if ((c->fd >= 0 || busy) && c->slot == slot && c->gen == gen)
-			return c;
-		if (c->fd < 0 && !busy) {
-			if (!free_e)
-				free_e = c;
-		} else if (!busy) {
-			if (!idle || c->used_ms < idle->used_ms)
-				idle = c;
-		}
-	}
-	struct uds_out *o = free_e ? free_e : idle;
-	if (!o)
-		return NULL;
-	out_forget(o);
-	o->slot = slot;
-	o->gen = gen;
-	return o;
 }
 
 /* the wait-set entry of (slot, gen), appended when new; NULL only when the
@@ -232,6 +219,64 @@ static struct uds_wait *wait_get(struct worker *w, uint32_t slot, uint32_t gen)
 	struct uds_wait *e = &w->uds_wait[w->nwait++];
 	*e = (struct uds_wait){.slot = slot, .gen = gen};
 	return e;
+}
+
+/* All entries busy: the least recently used one that holds no socket (its
+ * peer's listen backlog was full) moves what it has pending into the wait
+ * set and is taken; a socket waiting for POLLOUT keeps its entry.  NULL when
+ * there is none. */
+static struct uds_out *out_park(struct worker *w)
+{
+	struct uds_out *o = NULL;
+	for (int i = 0; i < UDS_OUT_MAX; i++) {
+		struct uds_out *c = &w->uds_out[i];
+		if (c->fd < 0 && out_pending(c) && (!o || c->used_ms < o->used_ms))
+			o = c;
+	}
+	if (!o)
+		return NULL;
+	struct uds_wait *e = wait_get(w, o->slot, o->gen);
+	if (!e)
+		return NULL;
+	e->wake |= (uint8_t)o->wake_pending;
+	e->replace |= (uint8_t)o->replace_pending;
+	if (o->status_pending && !e->status_pending) {
+		e->status_pending = 1;
+		e->status = o->status;
+		e->status_source = o->status_source;
+	}
+	return o;
+}
+
+/* the cached outbound entry for (slot, gen): the existing one, else a free
+ * one, else the least recently used one with nothing pending; NULL when all
+ * UDS_OUT_MAX are busy with other destinations (the envelope then waits in
+ * the wait set, nothing is dropped) */
+static struct uds_out *out_get(struct worker *w, uint32_t slot, uint32_t gen)
+{
+	struct uds_out *free_e = NULL, *idle = NULL;
+	for (int i = 0; i < UDS_OUT_MAX; i++) {
+		struct uds_out *c = &w->uds_out[i];
+		int busy = out_pending(c);
+		if ((c->fd >= 0 || busy) && c->slot == slot && c->gen == gen)
+			return c;
+		if (c->fd < 0 && !busy) {
+			if (!free_e)
+				free_e = c;
+		} else if (!busy) {
+			if (!idle || c->used_ms < idle->used_ms)
+				idle = c;
+		}
+	}
+	struct uds_out *o = free_e ? free_e : idle;
+	if (!o)
+		o = out_park(w);
+	if (!o)
+		return NULL;
+	out_forget(o);
+	o->slot = slot;
+	o->gen = gen;
+	return o;
 }
 
 /* what an envelope asks of a destination, merged into what is pending for

@@ -88,6 +88,8 @@ struct uds_out {
 	int32_t status, status_source;
 	int64_t used_ms;
 	int64_t retry_at; /* its listen backlog was full: connect again then (0 = not waiting) */
+	int retry_ms;     /* that back-off: 20 ms doubling to 1 s */
+	int last_wake;    /* the last envelope this socket took was a wake */
 };
 
 /* envelopes for a destination that has no cached connection yet, because all
