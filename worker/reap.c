@@ -41,29 +41,38 @@ static int64_t boot_time(void)
 	return bt;
 }
 
-struct find {
-	const char *presence_id;
-	int found;
+/* the presence ids of every live slot of the table, sorted */
+struct live_set {
+	char (*ids)[SHM_MEMBER_ID_MAX];
+	size_t n, cap;
 };
 
-static int find_cb(const struct presence_view *v, void *arg)
+static int live_cb(const struct presence_view *v, void *arg)
 {
-	struct find *f = arg;
-	if (strncmp(v->info.presence_id, f->presence_id, sizeof v->info.presence_id) != 0)
-		return 0;
-	f->found = 1;
-	return 1;
+	struct live_set *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		void *p = realloc(l->ids, cap * sizeof *l->ids);
+		if (!p)
+			log_fatal("out of memory");
+		l->ids = p;
+		l->cap = cap;
+	}
+	memcpy(l->ids[l->n++], v->info.presence_id, sizeof *l->ids);
+	return 0;
 }
 
+static int id_cmp(const void *a, const void *b) { return strncmp(a, b, SHM_MEMBER_ID_MAX); }
+
 /* 1 when the row's worker is surely gone: never on a guess */
-static int row_gone(struct worker *w, const struct open_presence *r)
+static int row_gone(const struct live_set *live, const struct open_presence *r)
 {
 	if (r->before_boot)
 		return 1;
-	struct find f = {r->presence_id, 0};
-	presence_foreach(w->shm, r->mesh_id, find_cb, &f); /* dead slots are not live here */
-	if (f.found || r->worker_pid <= 0)
-		return 0;
+	char key[SHM_MEMBER_ID_MAX] = {0};
+	snprintf(key, sizeof key, "%s", r->presence_id);
+	if ((live->n && bsearch(key, live->ids, live->n, sizeof *live->ids, id_cmp)) || r->worker_pid <= 0)
+		return 0; /* a live slot holds it (dead slots are not live here), or no pid to ask */
 	/* not in our table: another runtime directory's live worker on this
 	 * host, a leaving one, or gone; a pid nobody has any more is gone (a
 	 * reused pid only keeps the row open a while longer) */
@@ -88,9 +97,15 @@ static void open_cb(void *arg, const struct open_presence *rows, int n, const ch
 		return;
 	}
 	int closed = 0;
+	struct live_set live = {0};
+	if (n)
+		presence_foreach(s->w->shm, NULL, live_cb, &live); /* one pass over the whole table */
+	if (live.n > 1)
+		qsort(live.ids, live.n, sizeof *live.ids, id_cmp);
 	for (int i = 0; i < n; i++)
-		if (row_gone(s->w, &rows[i]) && store_presence_close(s->w->db, rows[i].presence_id, NULL, NULL) == 0)
+		if (row_gone(&live, &rows[i]) && store_presence_close(s->w->db, rows[i].presence_id, NULL, NULL) == 0)
 			closed++;
+	free(live.ids);
 	s->closed = closed;
 	if (closed) {
 		char c[16];

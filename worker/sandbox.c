@@ -1,4 +1,5 @@
-/* sandbox — see sandbox.h.  The allow-list is the system calls the worker's
+/* sandbox — see sandbox.h.  The allow-list (worker/sandbox_calls.h, compiled
+ * to BPF with libseccomp at build time) is the system calls the worker's
  * paths make once it serves its connection (HTTP routes, the WebSocket loop,
  * the presence table, worker sockets, and libpq loaded with dlopen at the
  * first database session, with OpenSSL, Kerberos and the resolver under it),
@@ -12,7 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/landlock.h>
-#include <seccomp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,88 +38,21 @@
 #define SYS_landlock_restrict_self 446
 #endif
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANDBOX_SAN 1
-#else
-#define SANDBOX_SAN 0
-#endif
-
-/* allowed with any arguments */
-static const char *const allowed[] = {
-	/* the loop: poll, read and write sockets and files, timers, signals */
-	"ppoll", "poll", "read", "write", "readv", "writev", "pread64", "pwrite64", "recvfrom", "sendto",
-	"recvmsg", "sendmsg", "close", "fcntl", "lseek", "dup", "dup2", "dup3",
-	"clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep",
-	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend", "sigaltstack", "restart_syscall",
-	"exit", "exit_group", "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
-	"getresuid", "getresgid", "getgroups", "tgkill", "sched_yield", "sched_getaffinity",
-	"uname", "sysinfo", "prlimit64", "getrlimit", "getrusage", "umask",
-	/* memory: malloc, and dlopen of libpq and its libraries (executable mappings) */
-	"brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "futex", "set_robust_list", "rseq",
-	"getrandom",
-	/* files: reads anywhere (libraries, /etc for the resolver and OpenSSL,
-	 * the presence table); writes are Landlock's to bound */
-	"openat", "open", "newfstatat", "fstat", "stat", "lstat", "statx", "statfs", "fstatfs", "access",
-	"faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "getcwd",
-	"flock", "ftruncate", "fallocate", "fsync", "fdatasync", "fchmod", "fchown", "utimensat",
-	"mkdir", "mkdirat", "unlink", "unlinkat", "link", "linkat", "rename", "renameat", "renameat2",
-	/* sockets: the client, worker sockets (bind/listen/accept), PostgreSQL */
-	"connect", "bind", "listen", "accept", "accept4", "shutdown", "getsockopt", "setsockopt",
-	"getsockname", "getpeername", "socketpair", "pipe2", "eventfd2",
-};
-
-/* the sanitizer runtime's own needs (ASan's LeakSanitizer stops the world
- * at exit: a cloned tracer that ptraces the process) */
-static const char *const allowed_san[] = {
-	"clone", "clone3", "ptrace", "wait4", "waitid", "prctl", "kill", "arch_prctl", "setrlimit",
-	"sched_setaffinity", "personality", "getdents",
-};
-
-/* socket(2) domains: Unix (the client under tests, worker sockets,
- * PostgreSQL's socket), IPv4/IPv6 (the client, PostgreSQL over TCP) and
- * netlink (glibc's getaddrinfo with AI_ADDRCONFIG) */
-static const int socket_domains[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
-
-/* ioctl(2) requests: SIOCOUTQ (= TIOCOUTQ, what the peer has not
- * acknowledged), FIONREAD, FIONBIO, FIOCLEX and TCGETS (isatty) */
-static const unsigned long ioctl_requests[] = {TIOCOUTQ, FIONREAD, FIONBIO, FIOCLEX, TCGETS};
-
-int sandbox_allowed_count(void)
-{
-	return (int)(sizeof allowed / sizeof *allowed) + 2 +
-	       (SANDBOX_SAN ? (int)(sizeof allowed_san / sizeof *allowed_san) : 0);
-}
-
-static int allow_names(scmp_filter_ctx f, const char *const *names, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int nr = seccomp_syscall_resolve_name(names[i]);
-		if (nr == __NR_SCMP_ERROR)
-			continue; /* not on this architecture (open, stat, … on arm64) */
-		if (seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0) != 0)
-			return -1;
-	}
-	return 0;
-}
+/* the programs scripts/sandbox-bpf-gen.c compiled from worker/sandbox_calls.h
+ * with libseccomp at build time ($(BUILD)/gen/sandbox_bpf.c) */
+extern const struct sock_filter sandbox_bpf_kill[], sandbox_bpf_log[];
+extern const unsigned short sandbox_bpf_kill_len, sandbox_bpf_log_len;
 
 static int seccomp_enter(int log_only)
 {
-	scmp_filter_ctx f = seccomp_init(log_only ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS);
-	if (!f)
-		return -1;
-	int rc = allow_names(f, allowed, sizeof allowed / sizeof *allowed);
-	if (rc == 0 && SANDBOX_SAN)
-		rc = allow_names(f, allowed_san, sizeof allowed_san / sizeof *allowed_san);
-	for (size_t i = 0; rc == 0 && i < sizeof socket_domains / sizeof *socket_domains; i++)
-		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-				      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)socket_domains[i]));
-	for (size_t i = 0; rc == 0 && i < sizeof ioctl_requests / sizeof *ioctl_requests; i++)
-		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				      SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)ioctl_requests[i]));
-	if (rc == 0)
-		rc = seccomp_load(f);
-	seccomp_release(f);
-	return rc == 0 ? 0 : -1;
+	struct sock_fprog prog = {
+		.len = log_only ? sandbox_bpf_log_len : sandbox_bpf_kill_len,
+		.filter = (struct sock_filter *)(log_only ? sandbox_bpf_log : sandbox_bpf_kill),
+	};
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0)
+		return 0;
+	/* a launcher's filter may forbid seccomp(2) but allow prctl(2) */
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0 ? 0 : -1;
 }
 
 /* the handled rights of each Landlock ABI (writes only: reads stay free) */
