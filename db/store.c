@@ -559,6 +559,37 @@ int store_presence_close(struct db *d, const char *presence_id, store_done_cb cb
 			NULL);
 }
 
+/* Many rows at once (a sweep): two statements whatever their number, so a
+ * live worker's sweep never queues a statement per row ahead of its own
+ * pushes.  Presence ids are [A-Za-z0-9] (id_new): comma-joined. */
+int store_presence_close_many(struct db *d, const char *const *presence_ids, size_t n)
+{
+	if (n == 0)
+		return 0;
+	size_t len = 1;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(presence_ids[i]) + 1;
+	char *ids = malloc(len), *o = ids;
+	if (!ids)
+		log_fatal("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(presence_ids[i]);
+		memcpy(o, presence_ids[i], l);
+		o += l;
+		*o++ = i + 1 < n ? ',' : '\0';
+	}
+	const char *p[] = {ids};
+	int rc = db_query(d, "SELECT count(mesh.presence_close(x)) FROM unnest(string_to_array($1, ',')) x", 1, p,
+			  NULL, NULL);
+	if (rc == 0)
+		rc = db_query(d,
+			      "SELECT mesh.audit_flush(m, true) FROM (SELECT DISTINCT mesh_id AS m FROM mesh.presence "
+			      "WHERE id = ANY(string_to_array($1, ','))) s",
+			      1, p, NULL, NULL);
+	free(ids);
+	return rc;
+}
+
 enum { OPEN_ID, OPEN_MESH, OPEN_PID, OPEN_BEFORE_BOOT };
 
 struct open_call {

@@ -159,6 +159,8 @@ int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivere
 /* close the row and write its peer_left, once (mesh.presence_close); cb
  * (may be NULL) learns whether that statement ran */
 int store_presence_close(struct db *d, const char *presence_id, store_done_cb cb, void *arg);
+/* the same for n rows in two statements (a sweep) */
+int store_presence_close_many(struct db *d, const char *const *presence_ids, size_t n);
 struct open_presence {
 	const char *presence_id, *mesh_id;
 	int worker_pid;  /* 0 when unknown */

@@ -19,7 +19,8 @@
 #include "db/store.h"
 #include "worker/skel.h"
 
-#define REAP_BATCH 500          /* rows looked at per sweep query */
+#define REAP_BATCH 500          /* rows looked at per sweep query (`--reap`) */
+#define REAP_LIVE_BATCH 100     /* and per sweep of a live worker, which has its own peer to serve */
 #define REAP_ROUNDS 20          /* `--reap`: more queries while batches come back full */
 #define REAP_INTERVAL_S 10      /* one sweep per runtime directory at most this often */
 #define REAP_CHECK_MS 60000     /* a live worker looks whether a sweep is due this often */
@@ -85,6 +86,7 @@ struct sweep {
 	struct worker *w;
 	int n;      /* rows the query returned */
 	int closed; /* of those, closed */
+	int owned;  /* allocated by reap_start: the callback frees it */
 };
 
 static void open_cb(void *arg, const struct open_presence *rows, int n, const char *err)
@@ -94,6 +96,8 @@ static void open_cb(void *arg, const struct open_presence *rows, int n, const ch
 	if (err) {
 		log_warn("reap: open presence rows unreadable", "error", err);
 		s->n = -1;
+		if (s->owned)
+			free(s);
 		return;
 	}
 	int closed = 0;
@@ -102,33 +106,48 @@ static void open_cb(void *arg, const struct open_presence *rows, int n, const ch
 		presence_foreach(s->w->shm, NULL, live_cb, &live); /* one pass over the whole table */
 	if (live.n > 1)
 		qsort(live.ids, live.n, sizeof *live.ids, id_cmp);
+	const char **gone = n ? malloc((size_t)n * sizeof *gone) : NULL;
+	if (n && !gone)
+		log_fatal("out of memory");
 	for (int i = 0; i < n; i++)
-		if (row_gone(&live, &rows[i]) && store_presence_close(s->w->db, rows[i].presence_id, NULL, NULL) == 0)
-			closed++;
+		if (row_gone(&live, &rows[i]))
+			gone[closed++] = rows[i].presence_id;
+	if (closed && store_presence_close_many(s->w->db, gone, (size_t)closed) != 0)
+		closed = 0;
+	free(gone);
 	free(live.ids);
 	s->closed = closed;
 	if (closed) {
 		char c[16];
 		snprintf(c, sizeof c, "%d", closed);
-		log_info("closed the presence rows of workers that are gone", "count", c);
+		log_info("closing the presence rows of workers that are gone", "count", c);
 	}
+	if (s->owned)
+		free(s);
 }
 
-static int sweep_queue(struct worker *w, struct sweep *s)
+static int sweep_queue(struct worker *w, struct sweep *s, int limit)
 {
 	if (worker_shm(w) != 0 || worker_db(w) != 0)
 		return -1;
 	char host[HOST_NAME_MAX + 1] = "";
 	gethostname(host, sizeof host - 1);
 	s->w = w;
-	s->n = s->closed = 0;
-	return store_presence_open(w->db, host, boot_time(), REAP_BATCH, open_cb, s);
+	s->n = s->closed = s->owned = 0;
+	return store_presence_open(w->db, host, boot_time(), limit, open_cb, s);
 }
 
 int reap_start(struct worker *w)
 {
-	static struct sweep s; /* one sweep in flight per worker: the gate spaces them */
-	return sweep_queue(w, &s);
+	struct sweep *s = calloc(1, sizeof *s);
+	if (!s)
+		log_fatal("out of memory");
+	if (sweep_queue(w, s, REAP_LIVE_BATCH) != 0) {
+		free(s);
+		return -1;
+	}
+	s->owned = 1; /* queued: the callback runs exactly once and frees it */
+	return 0;
 }
 
 /* 1 when no sweep of the runtime directory ran in the last REAP_INTERVAL_S
@@ -203,10 +222,10 @@ int reap_main(void)
 	}
 	if (sodium_init() < 0)
 		log_fatal("libsodium failed to initialise");
-	struct sweep s;
+	struct sweep s = {0};
 	for (int round = 0; round < REAP_ROUNDS; round++) {
 		/* a full batch with nothing to close is other live rows: done */
-		if (sweep_queue(&w, &s) != 0 || db_drain_sync(w.db, REAP_DB_MS) != 0 || s.n < REAP_BATCH ||
+		if (sweep_queue(&w, &s, REAP_BATCH) != 0 || db_drain_sync(w.db, REAP_DB_MS) != 0 || s.n < REAP_BATCH ||
 		    s.closed == 0)
 			break;
 	}
