@@ -1,6 +1,8 @@
 /* members — list_members (see members.h): one statement, answered from its
  * callback as members_list{mesh, members:[{memberId, pubkey, displayName,
- * self}], _reqId?}. */
+ * self}], _reqId?}.  With group (docs/protocol.md §12.8): only the members
+ * a send to '@group' would reach right now (groups_members, the rule of the
+ * send itself), so a client can seal an '@group' message per member. */
 #include "worker/members.h"
 
 #include <stdlib.h>
@@ -10,6 +12,8 @@
 #include "db/store_groups.h"
 #include "worker/groups.h"
 #include "worker/ws.h"
+
+#define MEMBERS_GROUP_MAX 128 /* a group name's bytes (an '@group' target is at most 129) */
 
 struct members_req {
 	struct worker *w;
@@ -62,7 +66,17 @@ void members_on_list(struct worker *w, const cJSON *msg)
 		r->has_req = 1;
 		memcpy(r->reqid, reqid, strlen(reqid) + 1);
 	}
-	if (store_member_roster(w->db, w->me.mesh_id, roster_cb, r) != 0) {
+	const cJSON *g = cJSON_GetObjectItemCaseSensitive(msg, "group");
+	const char *group = cJSON_IsString(g) ? g->valuestring + (g->valuestring[0] == '@') : NULL;
+	if (g && !cJSON_IsNull(g) && (!group || !group[0] || strlen(group) > MEMBERS_GROUP_MAX)) {
+		groups_error(w, "malformed", "list_members: group must be a group name (1 to 128 bytes, '@' optional)",
+			     req_of(r));
+		free(r);
+		return;
+	}
+	int q = group ? groups_members(w, strcmp(group, "all") ? group : NULL, roster_cb, r)
+		      : store_member_roster(w->db, w->me.mesh_id, roster_cb, r);
+	if (q != 0) {
 		groups_error(w, "internal", "broker busy, try again", req_of(r));
 		free(r);
 	}
