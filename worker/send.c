@@ -74,8 +74,8 @@ struct send_ctx {
  * started it took the token; later ones with the same broadcastId, each to
  * a target not seen yet under it, within BCAST_WINDOW_MS and up to
  * BCAST_ENVELOPES_MAX, take none.  One refused as no_recipient takes its
- * token after all, so the free ones are bounded by the mesh's real
- * recipients. */
+ * token after all (and when none is left the ride ends), so the free ones
+ * are bounded by the mesh's real recipients. */
 struct send_bcast {
 	char id[BCAST_ID_MAX + 1];
 	int64_t since; /* mono ms of its first envelope */
@@ -344,8 +344,10 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 		} else if (rows[i].first_id) {
 			send_ack(w, sc->id, sc->req_id, rows[i].first_id, NULL, NULL); /* stored before: the first ack again */
 		} else if (!rows[i].stored || (rows[i].n == 0 && strcmp(sc->target, "*") != 0)) {
-			if (sc->bcast_free) /* not a recipient: this envelope pays like any send */
-				send_charge(w);
+			/* not a recipient: this envelope pays like any send, and
+			 * with nothing left to pay the broadcast's ride ends */
+			if (sc->bcast_free && !send_charge(w) && w->bcast)
+				w->bcast->n = BCAST_ENVELOPES_MAX;
 			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_RECIPIENT, NULL);
 		} else {
 			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
