@@ -223,6 +223,9 @@ void mcp_calls_on_members(struct mcp_link *l, cJSON *j)
 	struct mcp_call *c = mcp_call_by_tag(m, mcp_str(j, "_reqId"));
 	if (!c || (c->kind != CALL_RESOLVE && c->kind != CALL_BCAST) || c->waiting <= 0)
 		return;
+	if (c->kind == CALL_BCAST && c->to && c->to[0] == '@' && strcmp(c->to, "@all") && !mcp_str(j, "group"))
+		return mcp_call_end(c, mcp_result(1, "this broker cannot list a group's members (list_members{group}); "
+						   "%s was not sent, so that it does not go in clear or to everyone", c->to));
 	while (cJSON_GetArraySize(members) > 0 && cJSON_GetArraySize(c->acc) < 4096) {
 		p = cJSON_DetachItemFromArray(members, 0);
 		cJSON_AddNumberToObject(p, "_link", l->idx);

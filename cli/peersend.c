@@ -89,6 +89,13 @@ static void send_roster(struct peercmd_app *a, const cJSON *j)
 		cJSON_Delete(f);
 		return;
 	}
+	if (c->target[0] == '@' && strcmp(c->target, "@all") &&
+	    !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "group"))) {
+		/* an older broker ignores group and lists everyone */
+		cli_err("send refused: this broker cannot list a group's members (list_members{group}); nothing sent");
+		peercmd_app_finish(a, CLI_EXIT_FAIL);
+		return;
+	}
 	id_new(c->send_id);
 	cJSON *frames = roster_broadcast(members, sk, c->text, c->priority, c->send_id), *f;
 	if (!frames) {

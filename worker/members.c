@@ -19,6 +19,7 @@ struct members_req {
 	struct worker *w;
 	int has_req;
 	char reqid[129];
+	char group[MEMBERS_GROUP_MAX + 1]; /* list_members{group}: echoed, "" without */
 };
 
 static const char *req_of(const struct members_req *r)
@@ -40,6 +41,8 @@ static void roster_cb(void *arg, const struct store_table *t, const char *err)
 	const char *label = store_table_rows(t) ? store_table_get(t, 0, ML_MESH) : NULL;
 	cJSON_AddStringToObject(reply, "meshId", w->me.mesh_id);
 	cJSON_AddStringToObject(reply, "mesh", label ? label : w->me.mesh_id);
+	if (r->group[0]) /* echoed: a client sees that the list is the group's (an older broker ignores group) */
+		cJSON_AddStringToObject(reply, "group", r->group);
 	cJSON *arr = cJSON_AddArrayToObject(reply, "members");
 	for (int i = 0; i < store_table_rows(t); i++) {
 		const char *id = store_table_get(t, i, ML_ID);
@@ -74,6 +77,8 @@ void members_on_list(struct worker *w, const cJSON *msg)
 		free(r);
 		return;
 	}
+	if (group)
+		memcpy(r->group, group, strlen(group) + 1);
 	int q = group ? groups_members(w, strcmp(group, "all") ? group : NULL, roster_cb, r)
 		      : store_member_roster(w->db, w->me.mesh_id, roster_cb, r);
 	if (q != 0) {

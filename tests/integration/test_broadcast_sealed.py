@@ -121,7 +121,7 @@ def test_group_sends_from_meshctl_and_mcp_are_sealed_per_member(broker, mesh, pg
         tag = mbtest.new_id(10)
         await dp.send_json({"type": "list_members", "group": "@reviewers", "_reqId": tag})
         r = await dp.wait_for(lambda x: x.get("_reqId") == tag)
-        assert r["type"] == "members_list" and sorted(x["displayName"] for x in r["members"]) == ["bob", "carol"]
+        assert r["type"] == "members_list" and r["group"] == "reviewers" and sorted(x["displayName"] for x in r["members"]) == ["bob", "carol"]
         await dp.send_json({"type": "list_members", "group": "", "_reqId": "bad"})
         r = await dp.wait_for(lambda x: x.get("_reqId") == "bad")
         assert r["type"] == "error" and r["code"] == "malformed", r
