@@ -353,9 +353,15 @@ static int mentions_me(const struct mcp_link *l, const char *text)
 	return hit;
 }
 
+const char *mcp_push_topic_id(const cJSON *push)
+{
+	const char *id = mcp_str(push, "topicId");
+	return id ? id : mcp_str(push, "topic");
+}
+
 char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg *g, int *wait)
 {
-	const char *tid = mcp_str(push, "topic");
+	const char *tid = mcp_push_topic_id(push);
 	struct mcp_topic *t = topic_slot(l, tid);
 	*wait = 0;
 	if (!t)

@@ -21,6 +21,9 @@ int mcp_topics_frame(struct mcp_link *l, const cJSON *j, const char *type);
  * being fetched (the push is held and tried again), NULL alone when it
  * cannot be read.  Fills g's topic name, unencrypted and mention. */
 char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg *g, int *wait);
+/* a topic push's topic id: ext "topicId" (§12.2: "topic" is the name),
+ * else "topic" (an older broker sent the id there); NULL on other pushes */
+const char *mcp_push_topic_id(const cJSON *push);
 /* whether topic id is still waiting for its key on l */
 int mcp_topics_waiting(const struct mcp_link *l, const char *topic_id);
 /* every MCP_RESEAL_MS: for each topic whose key this run holds, the

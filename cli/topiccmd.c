@@ -211,7 +211,9 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const ch
 		return;
 	const char *rid = peercmd_str(j, !strcmp(type, "error") || !strcmp(type, "ack") ? "id" : "_reqId");
 	if (!strcmp(type, "push")) {
-		const char *topic = peercmd_str(j, "topic");
+		/* §12.2: the id is topicId ("topic" is the name; an older broker
+		 * sent the id there) */
+		const char *topic = peercmd_str(j, "topicId") ? peercmd_str(j, "topicId") : peercmd_str(j, "topic");
 		if (t->op == OP_TAIL && topic && t->topic_id[0] && !strcmp(topic, t->topic_id)) {
 			add_text(t, j);
 			print_json(j);
