@@ -56,12 +56,9 @@ static void topic_learn_key(struct mcp_link *l, const cJSON *j, const struct top
 		return;
 	if (k && k->name[0])
 		snprintf(t->name, sizeof t->name, "%s", k->name);
-	if (ok && k) {
-		t->key = *k;
-		t->state = TOPIC_KEYED;
-	} else if (t->state != TOPIC_KEYED) {
-		t->state = TOPIC_NO_KEY;
-	}
+	if (ok && k)
+		t->key = *k; /* every epoch's key the member holds */
+	t->state = t->key.have || t->key.unencrypted ? TOPIC_KEYED : TOPIC_NO_KEY;
 }
 
 static int pick_link(struct mcp *m, const cJSON *args, const cJSON *id)
@@ -200,6 +197,10 @@ static void call_key(struct mcp_link *l, struct mcp_call *c, const cJSON *j)
 							  c->to, c->to));
 		return mcp_call_end(c, mcp_result(1, "#%s: %s", c->to, msg ? msg : code ? code : "refused"));
 	}
+	if (c->kind == CALL_TPOST && topicbody_stale(&c->key))
+		return mcp_call_end(c, mcp_result(1, "the key of #%s moved on to epoch %d and no copy of it is sealed for "
+						    "you yet (a lead's meshctl topic tail or mcp seals it); try again shortly",
+						  c->to, c->key.ring.current_epoch));
 	if (c->kind == CALL_TREAD) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "limit", (double)c->limit);
@@ -360,6 +361,12 @@ char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg
 	*wait = 0;
 	if (!t)
 		return NULL;
+	int ep = topicbody_epoch_of(push);
+	if ((t->state == TOPIC_KEYED || t->state == TOPIC_NO_KEY) && !t->key.unencrypted &&
+	    ep > t->key.ring.current_epoch && ep > topicring_epoch(&t->key.ring)) {
+		t->key.ring.current_epoch = ep; /* a newer key epoch: its copy asked for once, the push held */
+		t->state = TOPIC_UNKNOWN;
+	}
 	if (t->state == TOPIC_UNKNOWN) {
 		char rid[160];
 		snprintf(rid, sizeof rid, TKEY_PREFIX "%s", t->id);
@@ -400,8 +407,9 @@ void mcp_topics_tick(struct mcp *m, int64_t now)
 			char rid[160];
 			if (l->topics[k].state != TOPIC_KEYED || !l->topics[k].key.have)
 				continue;
-			snprintf(rid, sizeof rid, PEND_PREFIX "%s", l->topics[k].id);
-			send_req(l, "topic_pending_seals", rid, l->topics[k].id, NULL);
+			int stale = topicbody_stale(&l->topics[k].key); /* then its new copy may be sealed by now */
+			snprintf(rid, sizeof rid, "%s%s", stale ? TKEY_PREFIX : PEND_PREFIX, l->topics[k].id);
+			send_req(l, stale ? "topic_key" : "topic_pending_seals", rid, l->topics[k].id, NULL);
 		}
 	}
 }
