@@ -95,7 +95,9 @@ static void do_post(struct tcmd *t)
 		return;
 	}
 	topicapp_rid(t->rid_main, sizeof t->rid_main);
-	cJSON *o = topicbody_post_frame(&t->key, t->topic, t->text, t->priority, t->rid_main, NULL);
+	cJSON *mentions = topicbody_mentions(t->text); /* the broker's mention notifications (v2 hides the text) */
+	cJSON *o = topicbody_post_frame(&t->key, t->topic, t->text, t->priority, t->rid_main, mentions);
+	cJSON_Delete(mentions);
 	if (!o || peercmd_app_send(&t->app, o) != 0) {
 		cli_err(o ? "could not queue the message" : "cannot encrypt the message");
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
