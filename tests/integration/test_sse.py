@@ -225,7 +225,7 @@ def test_stream_heartbeats_own_posts_revocation_and_slot_release(broker, mesh, d
     try:
         assert s.event()["event"] == "ready"
         # the stream is woken like a live connection of bob: its slot is in the presence table,
-        # and list_peers shows it as bob's, peerType "sse"
+        # but it is no peer (docs/protocol.md §12.3): list_peers does not show it
         assert wait_until(lambda: b.metric("broker_connections_active") == active + 1, 5)
 
         async def peers():
@@ -236,8 +236,9 @@ def test_stream_heartbeats_own_posts_revocation_and_slot_release(broker, mesh, d
             await a.close()
             return r["peers"]
 
-        ps = [p for p in run(peers(), 30) if p["peerType"] == "sse"]
-        assert [(p["memberId"], p["displayName"], p["pubkey"]) for p in ps] == [(bm.id, "bob", bm.pubkey)], ps
+        ps = run(peers(), 30)
+        assert [(p["memberId"], p["self"]) for p in ps] == [(am.id, True)], ps
+        assert not [p for p in ps if p.get("peerType") == "sse" or p["memberId"] == bm.id], ps
         hb = s.event(timeout=3)
         assert hb["event"] == "heartbeat" and int(hb["data"]) > 0, hb
         # bob's own post reaches bob's stream at once (the REST post rings its poster's doorbell too)
