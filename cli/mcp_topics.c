@@ -56,8 +56,11 @@ static void topic_learn_key(struct mcp_link *l, const cJSON *j, const struct top
 		return;
 	if (k && k->name[0])
 		snprintf(t->name, sizeof t->name, "%s", k->name);
-	if (ok && k)
+	if (ok && k) {
+		int asked = t->key.asked_epoch;
 		t->key = *k; /* every epoch's key the member holds */
+		t->key.asked_epoch = asked;
+	}
 	t->state = t->key.have || t->key.unencrypted ? TOPIC_KEYED : TOPIC_NO_KEY;
 }
 
@@ -361,11 +364,18 @@ char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg
 	*wait = 0;
 	if (!t)
 		return NULL;
-	int ep = topicbody_epoch_of(push);
-	if ((t->state == TOPIC_KEYED || t->state == TOPIC_NO_KEY) && !t->key.unencrypted &&
-	    ep > t->key.ring.current_epoch && ep > topicring_epoch(&t->key.ring)) {
-		t->key.ring.current_epoch = ep; /* a newer key epoch: its copy asked for once, the push held */
-		t->state = TOPIC_UNKNOWN;
+	enum topicbody_how how = TB_UNREADABLE;
+	char *text = NULL;
+	if (t->state == TOPIC_KEYED || t->state == TOPIC_NO_KEY) {
+		/* not opened with the keys held: a newer key epoch (its keyEpoch, or
+		 * the next when the push names none) — asked for once, the push held */
+		text = topicbody_text(push, &t->key, &how);
+		int ep = topicbody_epoch_of(push), newest = topicring_epoch(&t->key.ring);
+		int want = ep ? ep : newest + 1;
+		if (!text && how != TB_PLAIN && !t->key.unencrypted && want > t->key.asked_epoch && want > newest) {
+			t->key.asked_epoch = want;
+			t->state = TOPIC_UNKNOWN;
+		}
 	}
 	if (t->state == TOPIC_UNKNOWN) {
 		char rid[160];
@@ -377,8 +387,8 @@ char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg
 		return NULL;
 	}
 	snprintf(g->topic_name, sizeof g->topic_name, "%s", t->name[0] ? t->name : t->id);
-	enum topicbody_how how;
-	char *text = topicbody_text(push, &t->key, &how);
+	if (!text)
+		text = topicbody_text(push, &t->key, &how);
 	if (how == TB_NO_KEY)
 		return strdup("(an encrypted topic message: no copy of the topic key is sealed for you yet)");
 	g->unencrypted = how == TB_PLAIN;

@@ -95,8 +95,13 @@ char *topicbody_text(const cJSON *msg, const struct topicbody_key *k, enum topic
 			*how = TB_NO_KEY;
 			return NULL;
 		}
-		if (topicring_open_body(&k->ring, topicbody_epoch_of(msg), nonce, ct, &plain, &n) != 0)
+		int epoch = topicbody_epoch_of(msg);
+		if (topicring_open_body(&k->ring, epoch, nonce, ct, &plain, &n) != 0) {
+			/* an epoch whose copy we lack (when it names none: the current one) */
+			if (epoch ? !topicring_has(&k->ring, epoch) : !topicring_current(&k->ring))
+				*how = TB_NO_KEY;
 			return NULL;
+		}
 		*how = TB_SEALED;
 	} else {
 		if (box_b64_decode(ct, &plain, &n) != 0)
@@ -151,7 +156,9 @@ cJSON *topicbody_mentions(const char *text)
 cJSON *topicbody_seal_for(const struct topicbody_key *k, const cJSON *pending_member)
 {
 	const unsigned char *key = k->have ? topicring_current(&k->ring) : NULL;
-	return key ? topicring_seal_for(key, str_of(pending_member, "memberId"), str_of(pending_member, "pubkey")) : NULL;
+	if (!key)
+		return NULL;
+	return topicring_seal_for(key, str_of(pending_member, "memberId"), str_of(pending_member, "pubkey"));
 }
 
 cJSON *topicbody_epoch_start(struct topicbody_key *k, int epoch, const char *my_member_id,

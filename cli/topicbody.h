@@ -19,6 +19,7 @@ struct topicbody_key {
 	int unencrypted;        /* a legacy topic without a key (bodies v1) */
 	char topic_id[128];     /* from the response, "" when unknown */
 	char name[128];
+	int asked_epoch; /* its holder's: the newest epoch whose copy it asked for again */
 };
 
 /* The reply to topic_key{topic}: a topic_key_response whose copies open
@@ -39,7 +40,8 @@ enum topicbody_how { TB_SEALED, TB_PLAIN, TB_NO_KEY, TB_UNREADABLE };
 /* The text of a topic message (history entry or push), malloc'd UTF-8, or
  * NULL; *how says whether it was sealed (v2, opened with the key of its
  * keyEpoch, else any held), plain v1 (unencrypted), not readable without a
- * key, or not readable at all.  k may be NULL. */
+ * key (none, or none of its keyEpoch), or not readable at all.  k may be
+ * NULL. */
 char *topicbody_text(const cJSON *msg, const struct topicbody_key *k, enum topicbody_how *how);
 /* the keyEpoch a message or push names, 0 when none */
 int topicbody_epoch_of(const cJSON *msg);

@@ -48,6 +48,14 @@ int topicring_epoch(const struct topic_ring *r)
 	return r->n ? r->keys[0].epoch : 0;
 }
 
+int topicring_has(const struct topic_ring *r, int epoch)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->keys[i].epoch == epoch)
+			return 1;
+	return 0;
+}
+
 const unsigned char *topicring_current(const struct topic_ring *r)
 {
 	return r->n && r->keys[0].epoch >= r->current_epoch ? r->keys[0].key : NULL;
