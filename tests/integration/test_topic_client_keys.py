@@ -1,8 +1,11 @@
-"""Key epochs in a member's `meshctl mcp` (issue 22 on issue 20's MCP topic tools; cli/topicbody.c): the
-server reads each post with the key of its keyEpoch, asks for the key again when a push names an epoch
-newer than any it holds, and refuses to post while it holds only a stale key (docs/protocol.md §5.1)."""
+"""The client's one topic key module (cli/topicbody.c over cli/topicring.c) as meshctl and its MCP server
+use it: a member's `meshctl mcp` across key epochs (issue 22 on issue 20's MCP topic tools) reads each post
+with the key of its epoch, asks for the key again when a push is of an epoch newer than any it holds, and
+refuses to post while it holds only a stale key (docs/protocol.md §5.1); `meshctl topic history` marks an
+old client's v1 body "unencrypted":true (§11)."""
 
 import mbtest
+from mbtest import new_id
 from test_claude_e2e import notifications
 from test_mcp import Mcp, text
 from test_meshctl import make_c_member
@@ -69,3 +72,22 @@ def test_a_members_mcp_reads_every_epoch_and_posts_only_under_the_current_one(br
     finally:
         bob.stop()
         lead.stop()
+
+
+def test_meshctl_history_marks_v1_bodies_unencrypted_and_v2_ones_not(broker, mesh, pg, db, tmp_path):
+    b = broker()
+    m = mesh()
+    acfg, (a_id, _) = make_c_member(tmp_path, pg, db, m, "alice")
+    env = {"MESHBROKER_URL": b.ws_url + "/ws"}
+    legacy = new_id()
+    with db.cursor() as c:  # a topic from before keys: its bodies are v1
+        c.execute("INSERT INTO mesh.topic (id, mesh_id, name, created_by) VALUES (%s, %s, 'legacy', %s)",
+                  (legacy, m.id, a_id))
+        c.execute("INSERT INTO mesh.topic_member (topic_id, member_id) VALUES (%s, %s)", (legacy, a_id))
+    topic_cmd(acfg, env, "post", "legacy", "in clear")
+    topic_cmd(acfg, env, "create", "sealed")
+    topic_cmd(acfg, env, "post", "sealed", "not in clear")
+    h = lines(topic_cmd(acfg, env, "history", "legacy").stdout)
+    assert [(x["bodyVersion"], x["text"], x.get("unencrypted")) for x in h] == [(1, "in clear", True)], h
+    h = lines(topic_cmd(acfg, env, "history", "sealed").stdout)
+    assert [(x["bodyVersion"], x["text"], x.get("unencrypted")) for x in h] == [(2, "not in clear", None)], h
