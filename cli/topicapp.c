@@ -56,7 +56,8 @@ void topicapp_pending(struct tcmd *t, const cJSON *j)
 {
 	const cJSON *ep = cJSON_GetObjectItemCaseSensitive(j, "epoch");
 	const cJSON *pending = cJSON_GetObjectItemCaseSensitive(j, "pending"), *m;
-	int epoch = cJSON_IsNumber(ep) ? (int)ep->valuedouble : topicring_epoch(&t->key.ring);
+	int epoch = cJSON_IsNumber(ep) && ep->valuedouble >= 0 && ep->valuedouble <= 1e9 ? (int)ep->valuedouble
+	                                                                                : topicring_epoch(&t->key.ring);
 	if (epoch > t->key.ring.current_epoch)
 		t->key.ring.current_epoch = epoch;
 	if (t->key.have && !topicbody_stale(&t->key)) {
