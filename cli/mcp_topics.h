@@ -1,10 +1,12 @@
 /* mcp_topics — topics from Claude (docs/protocol.md §11): the tools
  * topic_list, topic_join, topic_read and topic_post, posts to #topic from
  * send_message, and the topics and keys each session knows, with which
- * topic pushes are opened.  Keys come from the member's sealed copy
- * (topic_key) and are opened and used by cli/topicbody.c, as `meshctl
- * topic` does; a post is always v2 under the key (v1 only for a legacy
- * topic without one). */
+ * topic pushes are opened.  Keys — every key epoch's copy the member holds
+ * (topic_key) — are opened and used by cli/topicbody.c, as `meshctl topic`
+ * does: a push or message is opened with the key of its keyEpoch (a push
+ * of a newer epoch than any held asks for the key again first), a post is
+ * always v2 under the current epoch's key (refused while only a stale one
+ * is held; v1 only for a legacy topic without a key). */
 #ifndef CLI_MCP_TOPICS_H
 #define CLI_MCP_TOPICS_H
 
