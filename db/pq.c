@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -22,11 +23,40 @@
  * stdout/stderr copies hold the same FILE pointers as libc's and are never
  * reassigned).  Sanitizer runtimes refuse RTLD_DEEPBIND (their malloc must
  * win), so ASan builds do without. */
+/* RTLD_LAZY (issue 23): most of libpq's libraries are linked -z now and
+ * are bound at load whatever we ask, but Kerberos/GSSAPI, libresolv, GMP
+ * and libffi are not, and a worker on a Unix socket never calls them.
+ * RTLD_NOW bound all their PLT slots anyway: 1.5M instructions of a 10.1M
+ * load.  Lazy binding looks a function up at its first call instead, in
+ * the same scope; nothing changes for the functions the worker uses (the
+ * PQ_FUNCS table is filled by dlsym, which checks every name now). */
 #if defined(__SANITIZE_ADDRESS__)
-#define PQ_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL)
+#define PQ_DLOPEN_FLAGS (RTLD_LAZY | RTLD_LOCAL)
 #else
-#define PQ_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)
+#define PQ_DLOPEN_FLAGS (RTLD_LAZY | RTLD_LOCAL | RTLD_DEEPBIND)
 #endif
+
+/* GnuTLS is under libpq only through OpenLDAP (LDAP lookups of a
+ * connection service), which calls gnutls_global_init itself before it
+ * uses TLS.  GnuTLS's constructor also initialises itself, with its
+ * p11-kit trust modules, at every load: 0.74M instructions of every
+ * worker that connects.  GNUTLS_NO_IMPLICIT_INIT=1, read by that
+ * constructor, skips it; we set it for the dlopen only and put the
+ * environment back as it was. */
+static void *dlopen_quiet(const char *soname)
+{
+	const char *had = getenv("GNUTLS_NO_IMPLICIT_INIT");
+	char *old = had ? strdup(had) : NULL;
+	setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1);
+	void *h = dlopen(soname, PQ_DLOPEN_FLAGS);
+	if (old) {
+		setenv("GNUTLS_NO_IMPLICIT_INIT", old, 1);
+		free(old);
+	} else {
+		unsetenv("GNUTLS_NO_IMPLICIT_INIT");
+	}
+	return h;
+}
 
 static struct pq_api api;    /* wrappers in place of the connect and finish calls */
 static struct pq_api real;   /* what dlsym found */
@@ -71,7 +101,7 @@ int pq_load(char *err, size_t errlen)
 {
 	if (handle)
 		return 0;
-	void *h = dlopen(PQ_SONAME, PQ_DLOPEN_FLAGS);
+	void *h = dlopen_quiet(PQ_SONAME);
 	if (!h) {
 		const char *why = dlerror();
 		snprintf(err, errlen, "cannot load %s: %s", PQ_SONAME, why ? why : "unknown error");
