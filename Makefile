@@ -36,6 +36,9 @@ LIB_OBJ    := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUIL
 WORKER_OBJ := $(call obj,$(WORKER_SRC))
 CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
+# stand-ins for libpq's GSSAPI and LDAP libraries, loaded by the worker from
+# ../lib/meshbroker next to its bin/ (db/pq.c, pqstub/; issue 23)
+PQSTUBS    := $(BUILD)/lib/meshbroker/pqstub-gssapi.so $(BUILD)/lib/meshbroker/pqstub-ldap.so
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 # quiet by default: `make V=1` shows the full commands
@@ -52,7 +55,7 @@ endif
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS)
+build: $(BINS) $(PQSTUBS)
 
 deps:
 	@sh scripts/deps.sh build
@@ -84,6 +87,16 @@ $(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
 $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LDLIBS)
+
+# no sanitizer: they hold no state, and libpq must find them whatever loads it
+$(BUILD)/lib/meshbroker/pqstub-gssapi.so: pqstub/gssapi.c pqstub/gssapi.map
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) -std=c17 -Wall -Wextra -Werror -O2 -g -fPIC -shared $(LDFLAGS) \
+	  -Wl,-soname,libgssapi_krb5.so.2 -Wl,--version-script=pqstub/gssapi.map -Wl,-z,now -o $@ $<
+$(BUILD)/lib/meshbroker/pqstub-ldap.so: pqstub/ldap.c pqstub/ldap.map
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) -std=c17 -Wall -Wextra -Werror -O2 -g -fPIC -shared $(LDFLAGS) \
+	  -Wl,-soname,libldap-2.5.so.0 -Wl,--version-script=pqstub/ldap.map -Wl,-z,now -o $@ $<
 
 # Unit tests link every library module plus the worker's and the client's
 # modules (not their main()), and the Check framework.
@@ -155,6 +168,8 @@ install: build
 	  $(DESTDIR)$(PREFIX)/lib/tmpfiles.d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/meshbroker
 	install -m 0755 $(INSTALL_STRIP) $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/meshbroker
+	install -m 0644 $(INSTALL_STRIP) $(PQSTUBS) $(DESTDIR)$(PREFIX)/lib/meshbroker/
 	for u in $(UNITS); do \
 	  sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/meshbroker/|$(SYSCONFDIR)/meshbroker/|g' \
 	    $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u) && \

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -58,6 +59,50 @@ static void *dlopen_quiet(const char *soname)
 	return h;
 }
 
+/* Stand-ins for libpq's GSSAPI and LDAP libraries (pqstub/, issue 23):
+ * loaded first, their SONAMEs (libgssapi_krb5.so.2, libldap-2.5.so.0)
+ * satisfy libpq's dependencies, so Kerberos, OpenLDAP, GnuTLS, p11-kit,
+ * SASL and the rest of that chain are never loaded: a libpq load of 8.6M
+ * instructions becomes ~3.4M, and p11-kit (84 KiB that cannot be unloaded)
+ * stays out of the worker.  They sit in ../lib/meshbroker next to the
+ * worker's bin/ (make install: PREFIX/lib/meshbroker; the build tree:
+ * build/lib/meshbroker).  When they are missing, or MESHBROKER_PQ_STUBS=0
+ * (a deployment that needs GSSAPI or an LDAP connection service), libpq
+ * loads its real libraries. */
+static const char *const pq_stub_files[] = {"pqstub-gssapi.so", "pqstub-ldap.so"};
+static int stubs_tried, stubs_wanted;
+
+void pq_lean(void) { stubs_wanted = 1; }
+
+static void pq_stubs_load(void)
+{
+	if (stubs_tried || !stubs_wanted)
+		return;
+	stubs_tried = 1;
+	const char *off = getenv("MESHBROKER_PQ_STUBS");
+	if (off && strcmp(off, "0") == 0)
+		return;
+	char dir[4096];
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+	if (n <= 0 || (size_t)n >= sizeof dir - 1)
+		return;
+	dir[n] = 0;
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = 0; /* .../bin */
+	for (size_t i = 0; i < sizeof pq_stub_files / sizeof pq_stub_files[0]; i++) {
+		char path[4096 + 64];
+		snprintf(path, sizeof path, "%s/../lib/meshbroker/%s", dir, pq_stub_files[i]);
+		if (access(path, R_OK) != 0)
+			continue;
+		/* kept loaded for the worker's life: a few KiB, and a reload of
+		 * libpq after pq_unload finds them again */
+		if (!dlopen(path, PQ_DLOPEN_FLAGS))
+			log_debug("libpq stand-in not loaded", "path", path, "error", dlerror());
+	}
+}
+
 static struct pq_api api;    /* wrappers in place of the connect and finish calls */
 static struct pq_api real;   /* what dlsym found */
 static void *handle;
@@ -101,6 +146,7 @@ int pq_load(char *err, size_t errlen)
 {
 	if (handle)
 		return 0;
+	pq_stubs_load();
 	void *h = dlopen_quiet(PQ_SONAME);
 	if (!h) {
 		const char *why = dlerror();

@@ -76,6 +76,9 @@ def wrapper(d, kind, worker):
     return path
 
 
+PROFILE_DIR = None  # --profile: keep the callgrind files there (callgrind_annotate them per phase)
+
+
 def read_results(d, kind):
     vals = []
     for f in glob.glob(f"{d}/{ {'callgrind': 'cg', 'perf': 'perf', 'strace': 'strace'}[kind] }.*"):
@@ -87,6 +90,8 @@ def read_results(d, kind):
                 vals.append(int(float(line.split(",")[0])))
             if kind == "strace" and line.strip().endswith("total"):
                 vals.append(int(line.split()[3]))
+        if PROFILE_DIR and kind == "callgrind":
+            shutil.copy(f, PROFILE_DIR)
         os.unlink(f)
     return vals
 
@@ -184,8 +189,13 @@ async def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hellos", type=int, default=5)
     ap.add_argument("--idle", type=int, default=20)
+    ap.add_argument("--profile", metavar="DIR", help="keep each hello's callgrind.out in DIR")
     ap.add_argument("bindirs", nargs="+")
     a = ap.parse_args()
+    global PROFILE_DIR
+    if a.profile:
+        PROFILE_DIR = os.path.abspath(a.profile)
+        os.makedirs(PROFILE_DIR, exist_ok=True)
     pg = mbtest.PgCluster(prefix="mbcost-").init()
     try:
         mbtest.migrate(pg.url)
