@@ -38,7 +38,7 @@ CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
 # stand-ins for libpq's GSSAPI and LDAP libraries, loaded by the worker from
 # ../lib/meshbroker next to its bin/ (db/pq.c, pqstub/; issue 23)
-PQSTUBS    := $(BUILD)/lib/meshbroker/pqstub-gssapi.so $(BUILD)/lib/meshbroker/pqstub-ldap.so
+PQSTUBS    := $(patsubst %,$(BUILD)/lib/meshbroker/pqstub-%.so,gssapi ldap crypto ssl)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 # quiet by default: `make V=1` shows the full commands
@@ -88,19 +88,22 @@ $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LDLIBS)
 
-# no sanitizer: they hold no state, and libpq must find them whatever loads it
-$(BUILD)/lib/meshbroker/pqstub-gssapi.so: pqstub/gssapi.c pqstub/gssapi.map
+# no sanitizer: they hold (almost) no state, and libpq must find them whatever
+# loads it.  Each has the SONAME of the library it stands in for.
+PQSTUB_SONAME_gssapi := libgssapi_krb5.so.2
+PQSTUB_SONAME_ldap   := libldap-2.5.so.0
+PQSTUB_SONAME_crypto := libcrypto.so.3
+PQSTUB_SONAME_ssl    := libssl.so.3
+PQSTUB_LIBS_crypto   := $(shell pkg-config --libs libsodium 2>/dev/null)
+$(BUILD)/lib/meshbroker/pqstub-%.so: pqstub/%.c pqstub/%.map
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) -std=c17 -Wall -Wextra -Werror -O2 -g -fPIC -shared $(LDFLAGS) \
-	  -Wl,-soname,libgssapi_krb5.so.2 -Wl,--version-script=pqstub/gssapi.map -Wl,-z,now -o $@ $<
-$(BUILD)/lib/meshbroker/pqstub-ldap.so: pqstub/ldap.c pqstub/ldap.map
-	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) -std=c17 -Wall -Wextra -Werror -O2 -g -fPIC -shared $(LDFLAGS) \
-	  -Wl,-soname,libldap-2.5.so.0 -Wl,--version-script=pqstub/ldap.map -Wl,-z,now -o $@ $<
+	$(Q)$(call say,LD,$@)$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared $(LDFLAGS) \
+	  $(shell pkg-config --cflags libsodium 2>/dev/null) -Wl,-soname,$(PQSTUB_SONAME_$*) \
+	  -Wl,--version-script=pqstub/$*.map -Wl,-z,now -o $@ $< $(PQSTUB_LIBS_$*)
 
 # Unit tests link every library module plus the worker's and the client's
 # modules (not their main()), and the Check framework.
-$(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ) | $(PQSTUBS)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(CLI_LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 

@@ -59,20 +59,79 @@ static void *dlopen_quiet(const char *soname)
 	return h;
 }
 
-/* Stand-ins for libpq's GSSAPI and LDAP libraries (pqstub/, issue 23):
- * loaded first, their SONAMEs (libgssapi_krb5.so.2, libldap-2.5.so.0)
- * satisfy libpq's dependencies, so Kerberos, OpenLDAP, GnuTLS, p11-kit,
- * SASL and the rest of that chain are never loaded: a libpq load of 8.6M
- * instructions becomes ~3.4M, and p11-kit (84 KiB that cannot be unloaded)
- * stays out of the worker.  They sit in ../lib/meshbroker next to the
+/* Stand-ins for libraries under libpq (pqstub/, issue 23), loaded first:
+ * their SONAMEs satisfy libpq's dependencies, so the real libraries are
+ * never loaded.  GSSAPI and LDAP always (with Kerberos, OpenLDAP, GnuTLS,
+ * p11-kit, SASL and the rest of their chain: a libpq load of 8.6M
+ * instructions becomes ~3.4M, and p11-kit's 84 KiB that cannot be unloaded
+ * stay out); libssl and libcrypto too when DATABASE_URL can only reach a
+ * Unix socket, where libpq never speaks TLS and needs libcrypto for SCRAM
+ * and MD5 alone (a load of ~0.4M more, and 460 KiB of NODELETE libcrypto and
+ * libssl gone from every worker).  They sit in ../lib/meshbroker next to the
  * worker's bin/ (make install: PREFIX/lib/meshbroker; the build tree:
  * build/lib/meshbroker).  When they are missing, or MESHBROKER_PQ_STUBS=0
  * (a deployment that needs GSSAPI or an LDAP connection service), libpq
  * loads its real libraries. */
-static const char *const pq_stub_files[] = {"pqstub-gssapi.so", "pqstub-ldap.so"};
+static const struct {
+	const char *file;
+	int unix_only; /* only for a DATABASE_URL that reaches a Unix socket alone */
+} pq_stubs[] = {
+    {"pqstub-gssapi.so", 0},
+    {"pqstub-ldap.so", 0},
+    {"pqstub-crypto.so", 1},
+    {"pqstub-ssl.so", 1},
+};
 static int stubs_tried, stubs_wanted;
+static const char *stubs_url; /* the DATABASE_URL being checked, for pq_url_unix_only */
 
 void pq_lean(void) { stubs_wanted = 1; }
+
+static int pct_slash(const char *p) { return p[0] == '/' || (p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == 'f')); }
+
+int pq_url_unix_only(const char *url)
+{
+	static const char *const schemes[] = {"postgresql://", "postgres://"};
+	const char *p = NULL;
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && !p; i++)
+		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0)
+			p = url + strlen(schemes[i]);
+	if (!p)
+		return 0;
+	/* authority: [user[:password]@]host[:port], up to the path or query */
+	size_t alen = strcspn(p, "/?");
+	const char *host = p;
+	for (const char *q = p; q < p + alen; q++)
+		if (*q == '@')
+			host = q + 1;
+	size_t hlen = (size_t)(p + alen - host);
+	int have_host = 0;
+	if (hlen && *host != ':') {
+		if (!pct_slash(host) || memchr(host, ',', hlen))
+			return 0; /* a name or an address: TCP; several hosts: not looked into */
+		have_host = 1;
+	}
+	/* the query: host= must be a directory, and nothing may name TCP or a service */
+	const char *q = strchr(p + alen, '?');
+	for (q = q ? q + 1 : NULL; q && *q; q += strcspn(q, "&"), q += *q == '&') {
+		size_t klen = strcspn(q, "=&");
+		const char *v = q[klen] == '=' ? q + klen + 1 : q + klen;
+		if (klen == 4 && strncmp(q, "host", 4) == 0) {
+			if (*v && *v != '&' && (!pct_slash(v) || memchr(v, ',', strcspn(v, "&"))))
+				return 0;
+			have_host = have_host || (*v && *v != '&');
+		} else if ((klen == 8 && strncmp(q, "hostaddr", 8) == 0) ||
+			   (klen == 7 && strncmp(q, "service", 7) == 0)) {
+			return 0;
+		}
+	}
+	/* no host in the URL: libpq takes PGHOST, else its default socket */
+	const char *env_host = getenv("PGHOST");
+	if (!have_host && env_host && *env_host && (!pct_slash(env_host) || strchr(env_host, ',')))
+		return 0;
+	if (getenv("PGHOSTADDR") || getenv("PGSERVICE"))
+		return 0;
+	return 1;
+}
 
 static void pq_stubs_load(void)
 {
@@ -91,9 +150,12 @@ static void pq_stubs_load(void)
 	if (!slash)
 		return;
 	*slash = 0; /* .../bin */
-	for (size_t i = 0; i < sizeof pq_stub_files / sizeof pq_stub_files[0]; i++) {
+	int unix_only = stubs_url && pq_url_unix_only(stubs_url);
+	for (size_t i = 0; i < sizeof pq_stubs / sizeof pq_stubs[0]; i++) {
+		if (pq_stubs[i].unix_only && !unix_only)
+			continue;
 		char path[4096 + 64];
-		snprintf(path, sizeof path, "%s/../lib/meshbroker/%s", dir, pq_stub_files[i]);
+		snprintf(path, sizeof path, "%s/../lib/meshbroker/%s", dir, pq_stubs[i].file);
 		if (access(path, R_OK) != 0)
 			continue;
 		/* kept loaded for the worker's life: a few KiB, and a reload of
@@ -204,7 +266,10 @@ int pq_unload(void)
 
 int pq_check_url(const char *url, char *err, size_t errlen)
 {
-	if (pq_load(err, errlen) != 0)
+	stubs_url = url; /* the first load may take the Unix-socket-only stand-ins */
+	int rc = pq_load(err, errlen);
+	stubs_url = NULL;
+	if (rc != 0)
 		return -1;
 	char *perr = NULL;
 	PQconninfoOption *o = api.PQconninfoParse(url, &perr);

@@ -6,12 +6,16 @@ one gets its hello_ack.  Correctness only, no timing assertion; deadlines
 are generous bounds for a loaded 2-core machine.
 
 The worker loads libpq with the stand-in GSSAPI and LDAP libraries of
-pqstub/ (db/pq.c): an authenticated worker maps them and none of Kerberos,
-OpenLDAP, GnuTLS or p11-kit; MESHBROKER_PQ_STUBS=0 brings the real ones
-back, and both reach the database."""
+pqstub/ (db/pq.c), and on a Unix socket the OpenSSL ones too: an
+authenticated worker maps them and none of Kerberos, OpenLDAP, GnuTLS,
+p11-kit or OpenSSL; it logs in with SCRAM-SHA-256 and with md5 passwords
+(the stand-in libcrypto's digests and HMAC); MESHBROKER_PQ_STUBS=0 brings
+the real libraries back, and all of them reach the database."""
 
 import asyncio
+import os
 import resource
+import time
 
 from mbtest import Peer, run, wait_until
 
@@ -86,14 +90,48 @@ def test_worker_loads_libpq_without_kerberos_or_ldap(broker, mesh):
     libs = _joined_worker_libs(b, m.members[0])
     assert any(x.startswith("libpq.so") for x in libs), sorted(libs)
     assert {"pqstub-gssapi.so", "pqstub-ldap.so"} <= libs, sorted(libs)
-    heavy = [x for x in libs if x.startswith(("libkrb5", "libgssapi_krb5", "libldap", "libgnutls", "libp11-kit"))]
+    assert {"pqstub-crypto.so", "pqstub-ssl.so"} <= libs, sorted(libs)  # the URL is a Unix socket
+    heavy = [x for x in libs if x.startswith(("libkrb5", "libgssapi_krb5", "libldap", "libgnutls", "libp11-kit",
+                                               "libcrypto", "libssl"))]
     assert not heavy, f"the worker loaded {heavy}"
+
+
+def test_scram_and_md5_logins_through_the_libcrypto_stand_in(broker, mesh, pg):
+    # two superusers that must authenticate by password over the Unix socket
+    db = pg.connect()
+    cur = db.cursor()
+    users = {"mb_scram": ("scram-sha-256", "pw-scram-\u00e9t\u00e9"), "mb_md5": ("md5", "pw-md5")}
+    for user, (method, pw) in users.items():
+        cur.execute(f"DROP ROLE IF EXISTS {user}")
+        cur.execute(f"SET password_encryption = '{method}'")
+        cur.execute(f"CREATE ROLE {user} LOGIN SUPERUSER PASSWORD %s", (pw,))
+    cur.execute("SHOW hba_file")
+    hba = cur.fetchone()[0]
+    with open(hba) as f:
+        old = f.read()
+    lines = "".join(f"local all {u} {m}\n" for u, (m, _) in users.items())
+    if lines not in old:
+        with open(hba, "w") as f:
+            f.write(lines + old)
+    cur.execute("SELECT pg_reload_conf()")
+    time.sleep(1)
+    cur.execute("SELECT user_name[1], auth_method FROM pg_hba_file_rules WHERE user_name[1] LIKE 'mb_%'")
+    assert {r[0]: r[1] for r in cur.fetchall()} == {u: m for u, (m, _) in users.items()}
+    from urllib.parse import quote
+    for i, (user, (method, pw)) in enumerate(users.items()):
+        url = f"postgresql:///meshbroker?host={pg.sock}&port={pg.port}&user={user}&password={quote(pw)}"
+        b = broker(database_url=url)
+        m = mesh(f"pw{i}")
+        # the hello needs the database: it is acked only if the login worked
+        libs = _joined_worker_libs(b, m.members[0])
+        assert "pqstub-crypto.so" in libs and not any(x.startswith("libcrypto") for x in libs), sorted(libs)
+    db.close()
 
 
 def test_pq_stubs_off_loads_the_real_libraries(broker, mesh):
     b = broker(MESHBROKER_PQ_STUBS="0")
     m = mesh("full")
     libs = _joined_worker_libs(b, m.members[0])
-    assert not {"pqstub-gssapi.so", "pqstub-ldap.so"} & libs, sorted(libs)
+    assert not {"pqstub-gssapi.so", "pqstub-ldap.so", "pqstub-crypto.so", "pqstub-ssl.so"} & libs, sorted(libs)
     assert any(x.startswith("libgssapi_krb5") for x in libs), sorted(libs)
     assert any(x.startswith("libldap") for x in libs), sorted(libs)
