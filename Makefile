@@ -126,7 +126,7 @@ PQSTUB_LIBS_crypto   := $(shell pkg-config --libs libsodium 2>/dev/null)
 $(BUILD)/lib/meshbroker/pqstub-%.so: pqstub/%.c pqstub/%.map
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared $(LDFLAGS) \
-	  $(shell pkg-config --cflags libsodium 2>/dev/null) -Wl,-soname,$(PQSTUB_SONAME_$*) \
+	  $(EXTRA_CFLAGS) $(shell pkg-config --cflags libsodium 2>/dev/null) -Wl,-soname,$(PQSTUB_SONAME_$*) \
 	  -Wl,--version-script=pqstub/$*.map -Wl,-z,now -o $@ $< $(PQSTUB_LIBS_$*)
 
 # Unit tests link every library module plus the worker's and the client's

@@ -64,7 +64,14 @@ def exec_figures(worker):
 def wrapper(d, kind, worker):
     path = os.path.join(d, f"run-{kind}.sh")
     if kind == "callgrind":
-        body = f'exec valgrind --tool=callgrind --callgrind-out-file={d}/cg.%p.out {worker} 2>>{d}/vg.log'
+        # valgrind makes system calls of its own that the worker's seccomp
+        # sandbox (worker/sandbox.c) kills: under callgrind, the sandbox
+        # test build of the same worker (make build puts it in tests/), in
+        # its log-only mode (MESHBROKER_SANDBOX_LOG=1); builds from before
+        # the sandbox have no such binary and need none
+        sbx = os.path.join(os.path.dirname(os.path.dirname(worker)), "tests", "meshbroker-worker-sbxtest")
+        pre, prog = ("export MESHBROKER_SANDBOX_LOG=1; ", sbx) if os.path.exists(sbx) else ("", worker)
+        body = f'{pre}exec valgrind --tool=callgrind --callgrind-out-file={d}/cg.%p.out {prog} 2>>{d}/vg.log'
     elif kind == "perf":
         body = (f"exec perf stat -x, -o {d}/perf.$$.out -e page-faults "
                 f"sh -c 'LISTEN_PID=$$ exec {worker}'")
@@ -164,7 +171,10 @@ async def measure(bindir, pg, db, n_hello, n_idle):
             vals = read_results(d, kind)
             name = {"callgrind": "instructions", "perf": "page faults", "strace": "syscalls"}[kind]
             figures.append(f"{name} {statistics.median(vals):.0f}" if vals else f"{name} ?")
-        shutil.rmtree(d, ignore_errors=True)
+        if os.environ.get("WORKER_COST_KEEP"):
+            print("  kept", d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
         print(f"  hello (median of {n_hello}):", ", ".join(figures))
     if n_idle:
         b = mbtest.Broker("accept", pg.url, dict(DB_IDLE_SECONDS=2, MAX_CONNECTIONS_PER_MESH=2000,
