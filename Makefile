@@ -117,7 +117,9 @@ $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LDLIBS)
 
 # no sanitizer: they hold (almost) no state, and libpq must find them whatever
-# loads it.  Each has the SONAME of the library it stands in for.
+# loads it.  Each has the SONAME of the library it stands in for.  No start
+# files: without crtbegin's __cxa_finalize/_ITM_*/__dso_handle they have no
+# relocations to write (the crypto one only its GOT), so no private pages.
 PQSTUB_SONAME_gssapi := libgssapi_krb5.so.2
 PQSTUB_SONAME_ldap   := libldap-2.5.so.0
 PQSTUB_SONAME_crypto := libcrypto.so.3
@@ -125,7 +127,7 @@ PQSTUB_SONAME_ssl    := libssl.so.3
 PQSTUB_LIBS_crypto   := $(shell pkg-config --libs libsodium 2>/dev/null)
 $(BUILD)/lib/meshbroker/pqstub-%.so: pqstub/%.c pqstub/%.map
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared $(LDFLAGS) \
+	$(Q)$(call say,LD,$@)$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared -nostartfiles $(LDFLAGS) \
 	  $(EXTRA_CFLAGS) $(shell pkg-config --cflags libsodium 2>/dev/null) -Wl,-soname,$(PQSTUB_SONAME_$*) \
 	  -Wl,--version-script=pqstub/$*.map -Wl,-z,now -o $@ $< $(PQSTUB_LIBS_$*)
 
