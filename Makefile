@@ -120,6 +120,7 @@ $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 # loads it.  Each has the SONAME of the library it stands in for.  No start
 # files: without crtbegin's __cxa_finalize/_ITM_*/__dso_handle they have no
 # relocations to write (the crypto one only its GOT), so no private pages.
+# Linked against libc all the same (lintian: library-not-linked-against-libc).
 PQSTUB_SONAME_gssapi := libgssapi_krb5.so.2
 PQSTUB_SONAME_ldap   := libldap-2.5.so.0
 PQSTUB_SONAME_crypto := libcrypto.so.3
@@ -129,7 +130,7 @@ $(BUILD)/lib/meshbroker/pqstub-%.so: pqstub/%.c pqstub/%.map
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared -nostartfiles $(LDFLAGS) \
 	  $(EXTRA_CFLAGS) $(shell pkg-config --cflags libsodium 2>/dev/null) -Wl,-soname,$(PQSTUB_SONAME_$*) \
-	  -Wl,--version-script=pqstub/$*.map -Wl,-z,now -o $@ $< $(PQSTUB_LIBS_$*)
+	  -Wl,--version-script=pqstub/$*.map -Wl,-z,now -o $@ $< $(PQSTUB_LIBS_$*) -Wl,--no-as-needed -lc
 
 # Unit tests link every library module plus the worker's and the client's
 # modules (not their main()), and the Check framework.
