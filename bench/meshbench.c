@@ -1100,7 +1100,9 @@ static void on_sender_text(struct conn *c, const char *type, cJSON *m)
 		return;
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
 	const cJSON *q = cJSON_GetObjectItemCaseSensitive(m, "queued");
-	int seq = cJSON_IsString(id) && id->valuestring[0] == 'm' ? atoi(id->valuestring + 1) : -1;
+	/* "m<tag>.<run>.<seq>": the sequence number after the last dot */
+	const char *dot = cJSON_IsString(id) && id->valuestring[0] == 'm' ? strrchr(id->valuestring, '.') : NULL;
+	int seq = dot ? atoi(dot + 1) : -1;
 	if (seq < 0 || seq >= r->n)
 		return;
 	if (!cJSON_IsTrue(q)) {
@@ -1157,8 +1159,21 @@ static void on_recipient_text(struct conn *c, const char *type, cJSON *m)
 	r->pushed++;
 }
 
+/* A send's id is its idempotency key (docs/protocol.md "Idempotent sends",
+ * issue 21): the same sender may not reuse one for another message within a
+ * day, so every run's ids carry this process's random tag and a run number */
+static const char *send_id_prefix(void)
+{
+	static char tag[32];
+	static unsigned run;
+	snprintf(tag, sizeof tag, "%08x.%u", (unsigned)getpid() ^ randombytes_random(), run++);
+	return tag;
+}
+
 static struct msgrun *msgrun_new(int n, int size, int from, int to)
 {
+	char idp[32];
+	snprintf(idp, sizeof idp, "%s", send_id_prefix());
 	struct msgrun *r = calloc(1, sizeof *r);
 	if (!r)
 		die("out of memory");
@@ -1202,9 +1217,9 @@ static struct msgrun *msgrun_new(int n, int size, int from, int to)
 		if (!r->frames[i])
 			die("out of memory");
 		r->frame_len[i] = (size_t)snprintf(r->frames[i], cap,
-						   "{\"type\":\"send\",\"id\":\"m%d\",\"targetSpec\":\"%s\",\"priority\":"
+						   "{\"type\":\"send\",\"id\":\"m%s.%d\",\"targetSpec\":\"%s\",\"priority\":"
 						   "\"now\",\"nonce\":\"%s\",\"ciphertext\":\"%s\"}",
-						   i, members[to].pub_hex, nb64, r->ct[i]);
+						   idp, i, members[to].pub_hex, nb64, r->ct[i]);
 	}
 	sodium_memzero(shared, sizeof shared);
 	free(plain);
@@ -1466,6 +1481,8 @@ static void on_bcast_receiver(struct conn *c, const char *type, cJSON *m)
 static const char bcast_name[] = "broadcast to 10 receivers at 50/s";
 static void bench_bcast(void)
 {
+	char idp[32];
+	snprintf(idp, sizeof idp, "%s", send_id_prefix());
 	int n = opt.bcast_msgs, nc = 1 + BCAST_RECEIVERS;
 	struct conn cs[1 + BCAST_RECEIVERS];
 	for (int i = 0; i < nc; i++)
@@ -1494,9 +1511,9 @@ static void bench_bcast(void)
 		sodium_bin2base64(b.ct[i], cl, plain, sizeof plain, sodium_base64_VARIANT_ORIGINAL);
 		sodium_bin2base64(nb64, sizeof nb64, nonce, sizeof nonce, sodium_base64_VARIANT_ORIGINAL);
 		flen[i] = (size_t)snprintf(frames[i], cl + 256,
-					   "{\"type\":\"send\",\"id\":\"b%d\",\"targetSpec\":\"*\",\"priority\":\"now\","
+					   "{\"type\":\"send\",\"id\":\"b%s.%d\",\"targetSpec\":\"*\",\"priority\":\"now\","
 					   "\"nonce\":\"%s\",\"ciphertext\":\"%s\"}",
-					   i, nb64, b.ct[i]);
+					   idp, i, nb64, b.ct[i]);
 	}
 	int ok = ws_connect_wait(&cs[0], mesh2_base, on_bcast_sender) == 0;
 	for (int i = 1; ok && i < nc; i++)
