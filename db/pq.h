@@ -46,11 +46,6 @@ int pq_load(char *err, size_t errlen);
  * turns it off.  Before the first pq_load only. */
 void pq_lean(void);
 
-/* 1 when a DATABASE_URL (postgresql://...) can reach nothing but a Unix
- * socket (its host, in the authority or host=, a directory; no hostaddr=,
- * no service=; PGHOST, PGHOSTADDR and PGSERVICE agreeing), so that libpq
- * will not need TLS: the worker then loads the OpenSSL stand-ins too. */
-int pq_url_unix_only(const char *url);
 /* 1 while libpq is mapped. */
 int pq_loaded(void);
 /* Unload libpq (and what only it needs) when no connection made through it

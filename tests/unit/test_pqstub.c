@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "db/pq.h"
+#include "db/pqurl.h"
 
 static void *lib;
 
