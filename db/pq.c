@@ -83,6 +83,7 @@ static const struct {
     {"pqstub-ssl.so", 1},
 };
 static int stubs_tried, stubs_wanted;
+static void *stub_handles[sizeof pq_stubs / sizeof pq_stubs[0]];
 static const char *stubs_url; /* the DATABASE_URL being checked, for pq_url_unix_only */
 
 void pq_lean(void) { stubs_wanted = 1; }
@@ -114,7 +115,7 @@ static void pq_stubs_load(void)
 			continue;
 		/* kept loaded for the worker's life: a few KiB, and a reload of
 		 * libpq after pq_unload finds them again */
-		if (!dlopen(path, PQ_DLOPEN_FLAGS))
+		if (!(stub_handles[i] = dlopen(path, PQ_DLOPEN_FLAGS)))
 			log_debug("libpq stand-in not loaded", "path", path, "error", dlerror());
 	}
 }
@@ -164,6 +165,25 @@ int pq_load(char *err, size_t errlen)
 		return 0;
 	pq_stubs_load();
 	void *h = dlopen_quiet(PQ_SONAME);
+	if (!h) {
+		/* a libpq that needs a name or version the stand-ins lack (an
+		 * upgrade of libpq5): drop them and load it with its real libraries */
+		char why[256];
+		const char *e = dlerror();
+		snprintf(why, sizeof why, "%s", e ? e : "unknown error");
+		int had = 0;
+		for (size_t i = 0; i < sizeof stub_handles / sizeof stub_handles[0]; i++)
+			if (stub_handles[i]) {
+				dlclose(stub_handles[i]);
+				stub_handles[i] = NULL;
+				had = 1;
+			}
+		if (had) {
+			log_warn("libpq does not load over the stand-ins; loading its own libraries (update pqstub/)",
+				 "error", why);
+			h = dlopen_quiet(PQ_SONAME);
+		}
+	}
 	if (!h) {
 		const char *why = dlerror();
 		snprintf(err, errlen, "cannot load %s: %s", PQ_SONAME, why ? why : "unknown error");

@@ -15,7 +15,11 @@ the real libraries back, and all of them reach the database."""
 import asyncio
 import os
 import resource
+import shutil
+import subprocess
 import time
+
+import mbtest
 
 from mbtest import Peer, run, wait_until
 
@@ -135,3 +139,26 @@ def test_pq_stubs_off_loads_the_real_libraries(broker, mesh):
     assert not {"pqstub-gssapi.so", "pqstub-ldap.so", "pqstub-crypto.so", "pqstub-ssl.so"} & libs, sorted(libs)
     assert any(x.startswith("libgssapi_krb5") for x in libs), sorted(libs)
     assert any(x.startswith("libldap") for x in libs), sorted(libs)
+
+
+def test_a_libpq_the_stand_ins_do_not_fit_loads_with_its_own_libraries(broker, mesh, monkeypatch, tmp_path):
+    # a copy of the build whose GSSAPI stand-in has the right SONAME and
+    # version but one name only, as after a libpq upgrade that imports a
+    # name the stand-ins lack: libpq (linked -z now) does not load over it;
+    # the worker must still reach the database, over the real libraries,
+    # and say why
+    bindir, libdir = tmp_path / "bin", tmp_path / "lib" / "meshbroker"
+    shutil.copytree(mbtest.BIN, bindir)
+    shutil.copytree(os.path.join(mbtest.BIN, "..", "lib", "meshbroker"), libdir)
+    (tmp_path / "g.c").write_text("int gss_acquire_cred(void) { return 1; }\n")
+    (tmp_path / "g.map").write_text("gssapi_krb5_2_MIT { global: gss_*; local: *; };\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libgssapi_krb5.so.2",
+                    f"-Wl,--version-script={tmp_path / 'g.map'}", "-o", str(libdir / "pqstub-gssapi.so"),
+                    str(tmp_path / "g.c")], check=True)
+    monkeypatch.setattr(mbtest, "BIN", str(bindir))
+    b = broker()
+    m = mesh("misfit")
+    libs = _joined_worker_libs(b, m.members[0])
+    assert not {"pqstub-gssapi.so", "pqstub-ldap.so", "pqstub-crypto.so", "pqstub-ssl.so"} & libs, sorted(libs)
+    assert any(x.startswith("libgssapi_krb5") for x in libs), sorted(libs)
+    assert "libpq does not load over the stand-ins" in b.log_text()
