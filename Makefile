@@ -36,6 +36,9 @@ LIB_OBJ    := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUIL
 WORKER_OBJ := $(call obj,$(WORKER_SRC))
 CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
+# stand-ins for libpq's GSSAPI and LDAP libraries, loaded by the worker from
+# ../lib/meshbroker next to its bin/ (db/pq.c, pqstub/; issue 23)
+PQSTUBS    := $(patsubst %,$(BUILD)/lib/meshbroker/pqstub-%.so,gssapi ldap crypto ssl)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # The worker's seccomp allow-list (worker/sandbox_calls.h) is compiled to BPF
 # with libseccomp at build time (scripts/sandbox-bpf-gen.c, a build tool and
@@ -60,7 +63,7 @@ endif
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS) $(SBXTEST_WORKER)
+build: $(BINS) $(SBXTEST_WORKER) $(PQSTUBS)
 
 deps:
 	@sh scripts/deps.sh build
@@ -113,9 +116,25 @@ $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LDLIBS)
 
+# no sanitizer: they hold (almost) no state, and libpq must find them whatever
+# loads it.  Each has the SONAME of the library it stands in for.  No start
+# files: without crtbegin's __cxa_finalize/_ITM_*/__dso_handle they have no
+# relocations to write (the crypto one only its GOT), so no private pages.
+# Linked against libc all the same (lintian: library-not-linked-against-libc).
+PQSTUB_SONAME_gssapi := libgssapi_krb5.so.2
+PQSTUB_SONAME_ldap   := libldap-2.5.so.0
+PQSTUB_SONAME_crypto := libcrypto.so.3
+PQSTUB_SONAME_ssl    := libssl.so.3
+PQSTUB_LIBS_crypto   := $(shell pkg-config --libs libsodium 2>/dev/null)
+$(BUILD)/lib/meshbroker/pqstub-%.so: pqstub/%.c pqstub/%.map
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -fPIC -shared -nostartfiles $(LDFLAGS) \
+	  $(EXTRA_CFLAGS) $(shell pkg-config --cflags libsodium 2>/dev/null) -Wl,-soname,$(PQSTUB_SONAME_$*) \
+	  -Wl,--version-script=pqstub/$*.map -Wl,-z,now -o $@ $< $(PQSTUB_LIBS_$*) -Wl,--no-as-needed -lc
+
 # Unit tests link every library module plus the worker's and the client's
 # modules (not their main()), and the Check framework.
-$(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ) | $(PQSTUBS)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(CLI_LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
@@ -183,6 +202,8 @@ install: build
 	  $(DESTDIR)$(PREFIX)/lib/tmpfiles.d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/meshbroker
 	install -m 0755 $(INSTALL_STRIP) $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/meshbroker
+	install -m 0644 $(INSTALL_STRIP) $(PQSTUBS) $(DESTDIR)$(PREFIX)/lib/meshbroker/
 	for u in $(UNITS); do \
 	  sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/meshbroker/|$(SYSCONFDIR)/meshbroker/|g' \
 	    $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u) && \

@@ -1100,7 +1100,9 @@ static void on_sender_text(struct conn *c, const char *type, cJSON *m)
 		return;
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
 	const cJSON *q = cJSON_GetObjectItemCaseSensitive(m, "queued");
-	int seq = cJSON_IsString(id) && id->valuestring[0] == 'm' ? atoi(id->valuestring + 1) : -1;
+	/* "m<tag>.<run>.<seq>": the sequence number after the last dot */
+	const char *dot = cJSON_IsString(id) && id->valuestring[0] == 'm' ? strrchr(id->valuestring, '.') : NULL;
+	int seq = dot ? atoi(dot + 1) : -1;
 	if (seq < 0 || seq >= r->n)
 		return;
 	if (!cJSON_IsTrue(q)) {
@@ -1157,8 +1159,21 @@ static void on_recipient_text(struct conn *c, const char *type, cJSON *m)
 	r->pushed++;
 }
 
+/* A send's id is its idempotency key (docs/protocol.md "Idempotent sends",
+ * issue 21): the same sender may not reuse one for another message within a
+ * day, so every run's ids carry this process's random tag and a run number */
+static const char *send_id_prefix(void)
+{
+	static char tag[32];
+	static unsigned run;
+	snprintf(tag, sizeof tag, "%08x.%u", (unsigned)getpid() ^ randombytes_random(), run++);
+	return tag;
+}
+
 static struct msgrun *msgrun_new(int n, int size, int from, int to)
 {
+	char idp[32];
+	snprintf(idp, sizeof idp, "%s", send_id_prefix());
 	struct msgrun *r = calloc(1, sizeof *r);
 	if (!r)
 		die("out of memory");
@@ -1202,9 +1217,9 @@ static struct msgrun *msgrun_new(int n, int size, int from, int to)
 		if (!r->frames[i])
 			die("out of memory");
 		r->frame_len[i] = (size_t)snprintf(r->frames[i], cap,
-						   "{\"type\":\"send\",\"id\":\"m%d\",\"targetSpec\":\"%s\",\"priority\":"
+						   "{\"type\":\"send\",\"id\":\"m%s.%d\",\"targetSpec\":\"%s\",\"priority\":"
 						   "\"now\",\"nonce\":\"%s\",\"ciphertext\":\"%s\"}",
-						   i, members[to].pub_hex, nb64, r->ct[i]);
+						   idp, i, members[to].pub_hex, nb64, r->ct[i]);
 	}
 	sodium_memzero(shared, sizeof shared);
 	free(plain);
@@ -1466,6 +1481,8 @@ static void on_bcast_receiver(struct conn *c, const char *type, cJSON *m)
 static const char bcast_name[] = "broadcast to 10 receivers at 50/s";
 static void bench_bcast(void)
 {
+	char idp[32];
+	snprintf(idp, sizeof idp, "%s", send_id_prefix());
 	int n = opt.bcast_msgs, nc = 1 + BCAST_RECEIVERS;
 	struct conn cs[1 + BCAST_RECEIVERS];
 	for (int i = 0; i < nc; i++)
@@ -1494,9 +1511,9 @@ static void bench_bcast(void)
 		sodium_bin2base64(b.ct[i], cl, plain, sizeof plain, sodium_base64_VARIANT_ORIGINAL);
 		sodium_bin2base64(nb64, sizeof nb64, nonce, sizeof nonce, sodium_base64_VARIANT_ORIGINAL);
 		flen[i] = (size_t)snprintf(frames[i], cl + 256,
-					   "{\"type\":\"send\",\"id\":\"b%d\",\"targetSpec\":\"*\",\"priority\":\"now\","
+					   "{\"type\":\"send\",\"id\":\"b%s.%d\",\"targetSpec\":\"*\",\"priority\":\"now\","
 					   "\"nonce\":\"%s\",\"ciphertext\":\"%s\"}",
-					   i, nb64, b.ct[i]);
+					   idp, i, nb64, b.ct[i]);
 	}
 	int ok = ws_connect_wait(&cs[0], mesh2_base, on_bcast_sender) == 0;
 	for (int i = 1; ok && i < nc; i++)
@@ -1964,13 +1981,14 @@ static void print_targets(void)
 	snprintf(f, sizeof f, "%.0f/%d ok, %.0f/s, p50 %.1f ms", ok, opt.burst_n, have ? a : 0, have ? b : 0);
 	char why[512];
 	snprintf(why, sizeof why,
-		 "%s%s%s: every hello is a fork+exec of the worker plus libpq loaded on first use (~12 M "
-		 "instructions, half of them libpq's GSSAPI/LDAP/TLS chain) and PostgreSQL round trips through the "
-		 "bouncer; 2 cores run out first",
-		 ok < opt.burst_n ? "hellos failed; " : "", have && a < 600 ? "rate short of 600/s" : "",
-		 have && b > 30 ? (a < 600 ? ", p50 above 30 ms" : "p50 above 30 ms") : "");
-	target_row("500 peers connect + hello, 32 in flight", "500/500 ok, ≥ 600/s, p50 ≤ 30 ms", have,
-		   have && ok >= opt.burst_n && a >= 600 && b <= 30, f, why);
+		 "%s%s: every hello is a fork+exec of the worker (0.8 M instructions), libpq loaded on first use "
+		 "(~0.4 M with the pqstub stand-ins, issue 23), a signature check and PostgreSQL round trips "
+		 "through the bouncer; 2 cores shared with PostgreSQL and the bouncer run out first",
+		 ok < opt.burst_n ? "hellos failed; " : "", have && a < 510 ? "rate short of the reference's 510/s" : "");
+	/* issue 23: at least the reference broker's rate on the same machine
+	 * (481-509/s measured side by side), twice that the aim */
+	target_row("500 peers connect + hello, 32 in flight", "500/500 ok, ≥ 510/s (the reference's), aim 1,000/s",
+		   have, have && ok >= opt.burst_n && a >= 510, f, why);
 
 	const char *w2 = "reconnect (all dropped, all back at once)";
 	char m1[96], m2[96];
@@ -1980,9 +1998,9 @@ static void print_targets(void)
 	snprintf(f, sizeof f, "%.0f/%d connected in %.2f s", have ? a : 0, opt.reconnect_n, have ? b : 0);
 	snprintf(why, sizeof why, "%s%s: %d fork+execs and hellos at once on 2 cores; every one is a process",
 		 have && a < opt.reconnect_n ? "some refused or failed" : "",
-		 have && b > 5 ? (a < opt.reconnect_n ? ", over 5 s" : "over 5 s") : "", opt.reconnect_n);
-	target_row("1000 peers reconnecting at once", "all connected within 5 s, none refused", have,
-		   have && a >= opt.reconnect_n && b <= 5, f, why);
+		 have && b > 3 ? (a < opt.reconnect_n ? ", over 3 s" : "over 3 s") : "", opt.reconnect_n);
+	target_row("1000 peers reconnecting at once", "all connected within 3 s, none refused", have,
+		   have && a >= opt.reconnect_n && b <= 3, f, why);
 
 	snprintf(name, sizeof name, "direct 100 B x%d, one at a time", opt.msgs);
 	have = row_med(name, "e2e p50 ms", &a) == 0;
@@ -2002,7 +2020,7 @@ static void print_targets(void)
 
 	have = row_med(pairs8_name, "msgs/s (send -> last push)", &a) == 0;
 	snprintf(f, sizeof f, "%.0f msg/s", have ? a : 0);
-	target_row("direct, 10 pairs × 8 in flight", "≥ 4,000 msg/s", have, have && a >= 4000, f,
+	target_row("direct, 10 pairs × 8 in flight", "≥ 5,000 msg/s", have, have && a >= 5000, f,
 		   "short: one connection's waiting sends share a transaction (group commit), but behind "
 		   "PgBouncer 1.18 a worker has one query in flight (DB_PIPELINE_DEPTH=1) and every recipient "
 		   "still claims and marks on its own; 2 cores");
@@ -2019,11 +2037,10 @@ static void print_targets(void)
 	       row_med(reconnect_name, "idle: private KiB per peer, workers alone", &b) == 0;
 	snprintf(f, sizeof f, "%.0f KiB per peer (workers alone %.0f KiB)", have ? a : 0, have ? b : 0);
 	target_row("private memory per idle peer (all broker processes + database side, with page tables)",
-		   "≤ 1 MB required, 256 KB the aim", have, have && a <= 256, f,
-		   have && a <= 1024 ? "required bound met, above the 256 KB aim: a process per peer (stack, "
-				       "libraries' relocations and data, page tables)"
-				     : "over 1 MB: a whole process per peer (its stack, the private pages of its "
-				       "shared libraries, page tables)");
+		   "≤ 400 KiB (256 KiB the aim)", have, have && a <= 400, f,
+		   "over 400 KiB: a whole process per peer (its stack, the private pages of its shared "
+		   "libraries, page tables); is DATABASE_URL a Unix socket (the OpenSSL stand-ins, "
+		   "docs/design.md \"Cost of a worker\")?");
 
 	have = row_max(heap_name, "sender heap growth KiB (Size)", &a) == 0 &&
 	       row_max(heap_name, "recipient heap growth KiB (Size)", &b) == 0 &&

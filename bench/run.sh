@@ -54,7 +54,7 @@ cleanup() {
   if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then
     # keep the logs, not the cluster or the binaries
     cp "$work/pg/cluster/postgres.log" "$work/postgres.log" 2>/dev/null || true
-    rm -rf "$work/pg" "$work/bin" "$work/meshbench" "$work/run" ${real:+"$real"}
+    rm -rf "$work/pg" "$work/bin" "$work/lib" "$work/meshbench" "$work/run" ${real:+"$real"}
     echo "bench: logs kept in $work" >&2
   else
     rm -rf "$work" ${real:+"$real"}
@@ -68,6 +68,10 @@ trap 'exit 130' INT TERM
 # change (or break) what is measured
 mkdir -p "$work/bin"
 cp "$bin/meshbroker-accept" "$bin/meshbroker-worker" "$bin/meshctl" "$work/bin/"
+# the worker's libpq stand-ins (pqstub/, db/pq.c) sit in ../lib/meshbroker
+if [ -d "$bin/../lib/meshbroker" ]; then
+  mkdir -p "$work/lib/meshbroker" && cp "$bin/../lib/meshbroker/"*.so "$work/lib/meshbroker/"
+fi
 bin=$work/bin
 
 # the client

@@ -5,9 +5,12 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "db/pqurl.h"
 
 #define PQ_SONAME "libpq.so.5"
 
@@ -22,11 +25,100 @@
  * stdout/stderr copies hold the same FILE pointers as libc's and are never
  * reassigned).  Sanitizer runtimes refuse RTLD_DEEPBIND (their malloc must
  * win), so ASan builds do without. */
+/* RTLD_LAZY (issue 23): most of libpq's libraries are linked -z now and
+ * are bound at load whatever we ask, but Kerberos/GSSAPI, libresolv, GMP
+ * and libffi are not, and a worker on a Unix socket never calls them.
+ * RTLD_NOW bound all their PLT slots anyway: 1.5M instructions of a 10.1M
+ * load.  Lazy binding looks a function up at its first call instead, in
+ * the same scope; nothing changes for the functions the worker uses (the
+ * PQ_FUNCS table is filled by dlsym, which checks every name now). */
 #if defined(__SANITIZE_ADDRESS__)
-#define PQ_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL)
+#define PQ_DLOPEN_FLAGS (RTLD_LAZY | RTLD_LOCAL)
 #else
-#define PQ_DLOPEN_FLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)
+#define PQ_DLOPEN_FLAGS (RTLD_LAZY | RTLD_LOCAL | RTLD_DEEPBIND)
 #endif
+
+/* GnuTLS is under libpq only through OpenLDAP (LDAP lookups of a
+ * connection service), which calls gnutls_global_init itself before it
+ * uses TLS.  GnuTLS's constructor also initialises itself, with its
+ * p11-kit trust modules, at every load: 0.74M instructions of every
+ * worker that connects.  GNUTLS_NO_IMPLICIT_INIT=1, read by that
+ * constructor, skips it; we set it for the dlopen only and put the
+ * environment back as it was. */
+static void *dlopen_quiet(const char *soname)
+{
+	const char *had = getenv("GNUTLS_NO_IMPLICIT_INIT");
+	char *old = had ? strdup(had) : NULL;
+	setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1);
+	void *h = dlopen(soname, PQ_DLOPEN_FLAGS);
+	if (old) {
+		setenv("GNUTLS_NO_IMPLICIT_INIT", old, 1);
+		free(old);
+	} else {
+		unsetenv("GNUTLS_NO_IMPLICIT_INIT");
+	}
+	return h;
+}
+
+/* Stand-ins for libraries under libpq (pqstub/, issue 23), loaded first:
+ * their SONAMEs satisfy libpq's dependencies, so the real libraries are
+ * never loaded.  GSSAPI and LDAP always (with Kerberos, OpenLDAP, GnuTLS,
+ * p11-kit, SASL and the rest of their chain: a libpq load of 8.6M
+ * instructions becomes ~3.4M, and p11-kit's 84 KiB that cannot be unloaded
+ * stay out); libssl and libcrypto too when DATABASE_URL can only reach a
+ * Unix socket, where libpq never speaks TLS and needs libcrypto for SCRAM
+ * and MD5 alone (a load of ~0.4M more, and 460 KiB of NODELETE libcrypto and
+ * libssl gone from every worker).  They sit in ../lib/meshbroker next to the
+ * worker's bin/ (make install: PREFIX/lib/meshbroker; the build tree:
+ * build/lib/meshbroker).  When they are missing, or MESHBROKER_PQ_STUBS=0
+ * (a deployment that needs GSSAPI or an LDAP connection service), libpq
+ * loads its real libraries. */
+static const struct {
+	const char *file;
+	int unix_only; /* only for a DATABASE_URL that reaches a Unix socket alone */
+} pq_stubs[] = {
+    {"pqstub-gssapi.so", 0},
+    {"pqstub-ldap.so", 0},
+    {"pqstub-crypto.so", 1},
+    {"pqstub-ssl.so", 1},
+};
+static int stubs_tried, stubs_wanted;
+static void *stub_handles[sizeof pq_stubs / sizeof pq_stubs[0]];
+static const char *stubs_url; /* the DATABASE_URL being checked, for pq_url_unix_only */
+
+void pq_lean(void) { stubs_wanted = 1; }
+
+static void pq_stubs_load(void)
+{
+	if (stubs_tried || !stubs_wanted)
+		return;
+	stubs_tried = 1;
+	const char *off = getenv("MESHBROKER_PQ_STUBS");
+	if (off && strcmp(off, "0") == 0)
+		return;
+	char dir[4096];
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+	if (n <= 0 || (size_t)n >= sizeof dir - 1)
+		return;
+	dir[n] = 0;
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = 0; /* .../bin */
+	int unix_only = stubs_url && pq_url_unix_only(stubs_url);
+	for (size_t i = 0; i < sizeof pq_stubs / sizeof pq_stubs[0]; i++) {
+		if (pq_stubs[i].unix_only && !unix_only)
+			continue;
+		char path[4096 + 64];
+		snprintf(path, sizeof path, "%s/../lib/meshbroker/%s", dir, pq_stubs[i].file);
+		if (access(path, R_OK) != 0)
+			continue;
+		/* kept loaded for the worker's life: a few KiB, and a reload of
+		 * libpq after pq_unload finds them again */
+		if (!(stub_handles[i] = dlopen(path, PQ_DLOPEN_FLAGS)))
+			log_debug("libpq stand-in not loaded", "path", path, "error", dlerror());
+	}
+}
 
 static struct pq_api api;    /* wrappers in place of the connect and finish calls */
 static struct pq_api real;   /* what dlsym found */
@@ -71,7 +163,27 @@ int pq_load(char *err, size_t errlen)
 {
 	if (handle)
 		return 0;
-	void *h = dlopen(PQ_SONAME, PQ_DLOPEN_FLAGS);
+	pq_stubs_load();
+	void *h = dlopen_quiet(PQ_SONAME);
+	if (!h) {
+		/* a libpq that needs a name or version the stand-ins lack (an
+		 * upgrade of libpq5): drop them and load it with its real libraries */
+		char why[256];
+		const char *e = dlerror();
+		snprintf(why, sizeof why, "%s", e ? e : "unknown error");
+		int had = 0;
+		for (size_t i = 0; i < sizeof stub_handles / sizeof stub_handles[0]; i++)
+			if (stub_handles[i]) {
+				dlclose(stub_handles[i]);
+				stub_handles[i] = NULL;
+				had = 1;
+			}
+		if (had) {
+			log_warn("libpq does not load over the stand-ins; loading its own libraries (update pqstub/)",
+				 "error", why);
+			h = dlopen_quiet(PQ_SONAME);
+		}
+	}
 	if (!h) {
 		const char *why = dlerror();
 		snprintf(err, errlen, "cannot load %s: %s", PQ_SONAME, why ? why : "unknown error");
@@ -128,7 +240,10 @@ int pq_unload(void)
 
 int pq_check_url(const char *url, char *err, size_t errlen)
 {
-	if (pq_load(err, errlen) != 0)
+	stubs_url = url; /* the first load may take the Unix-socket-only stand-ins */
+	int rc = pq_load(err, errlen);
+	stubs_url = NULL;
+	if (rc != 0)
 		return -1;
 	char *perr = NULL;
 	PQconninfoOption *o = api.PQconninfoParse(url, &perr);

@@ -39,6 +39,13 @@ struct pq_api {
 
 /* Load libpq now: 0 ok (also when it already is), -1 with err filled. */
 int pq_load(char *err, size_t errlen);
+
+/* Load libpq with the GSSAPI and LDAP stand-ins of pqstub/ (no Kerberos,
+ * OpenLDAP, GnuTLS or p11-kit under it): the worker calls it at start;
+ * meshctl and the acceptor load the real libraries.  MESHBROKER_PQ_STUBS=0
+ * turns it off.  Before the first pq_load only. */
+void pq_lean(void);
+
 /* 1 while libpq is mapped. */
 int pq_loaded(void);
 /* Unload libpq (and what only it needs) when no connection made through it

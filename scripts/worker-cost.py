@@ -64,7 +64,14 @@ def exec_figures(worker):
 def wrapper(d, kind, worker):
     path = os.path.join(d, f"run-{kind}.sh")
     if kind == "callgrind":
-        body = f'exec valgrind --tool=callgrind --callgrind-out-file={d}/cg.%p.out {worker} 2>>{d}/vg.log'
+        # valgrind makes system calls of its own that the worker's seccomp
+        # sandbox (worker/sandbox.c) kills: under callgrind, the sandbox
+        # test build of the same worker (make build puts it in tests/), in
+        # its log-only mode (MESHBROKER_SANDBOX_LOG=1); builds from before
+        # the sandbox have no such binary and need none
+        sbx = os.path.join(os.path.dirname(os.path.dirname(worker)), "tests", "meshbroker-worker-sbxtest")
+        pre, prog = ("export MESHBROKER_SANDBOX_LOG=1; ", sbx) if os.path.exists(sbx) else ("", worker)
+        body = f'{pre}exec valgrind --tool=callgrind --callgrind-out-file={d}/cg.%p.out {prog} 2>>{d}/vg.log'
     elif kind == "perf":
         body = (f"exec perf stat -x, -o {d}/perf.$$.out -e page-faults "
                 f"sh -c 'LISTEN_PID=$$ exec {worker}'")
@@ -74,6 +81,9 @@ def wrapper(d, kind, worker):
         f.write("#!/bin/sh\n" + body + "\n")
     os.chmod(path, 0o755)
     return path
+
+
+PROFILE_DIR = None  # --profile: keep the callgrind files there (callgrind_annotate them per phase)
 
 
 def read_results(d, kind):
@@ -87,6 +97,8 @@ def read_results(d, kind):
                 vals.append(int(float(line.split(",")[0])))
             if kind == "strace" and line.strip().endswith("total"):
                 vals.append(int(line.split()[3]))
+        if PROFILE_DIR and kind == "callgrind":
+            shutil.copy(f, PROFILE_DIR)
         os.unlink(f)
     return vals
 
@@ -159,7 +171,10 @@ async def measure(bindir, pg, db, n_hello, n_idle):
             vals = read_results(d, kind)
             name = {"callgrind": "instructions", "perf": "page faults", "strace": "syscalls"}[kind]
             figures.append(f"{name} {statistics.median(vals):.0f}" if vals else f"{name} ?")
-        shutil.rmtree(d, ignore_errors=True)
+        if os.environ.get("WORKER_COST_KEEP"):
+            print("  kept", d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
         print(f"  hello (median of {n_hello}):", ", ".join(figures))
     if n_idle:
         b = mbtest.Broker("accept", pg.url, dict(DB_IDLE_SECONDS=2, MAX_CONNECTIONS_PER_MESH=2000,
@@ -184,8 +199,13 @@ async def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hellos", type=int, default=5)
     ap.add_argument("--idle", type=int, default=20)
+    ap.add_argument("--profile", metavar="DIR", help="keep each hello's callgrind.out in DIR")
     ap.add_argument("bindirs", nargs="+")
     a = ap.parse_args()
+    global PROFILE_DIR
+    if a.profile:
+        PROFILE_DIR = os.path.abspath(a.profile)
+        os.makedirs(PROFILE_DIR, exist_ok=True)
     pg = mbtest.PgCluster(prefix="mbcost-").init()
     try:
         mbtest.migrate(pg.url)

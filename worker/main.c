@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
+#include "db/pq.h"
 #include "worker/http.h"
 #include "worker/reap.h"
 #include "worker/route_table.h"
@@ -103,6 +104,7 @@ int main(int argc, char **argv)
 	}
 	static struct worker w; /* the one context, zeroed */
 	char err[256];
+	pq_lean(); /* libpq without Kerberos and LDAP (db/pq.c, issue 23) */
 	int cfg_ok = config_load(&w.cfg, 1, err, sizeof err) == 0;
 	int n = listen_fds(1);
 	if (n != 1) {

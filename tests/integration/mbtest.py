@@ -704,10 +704,10 @@ class Peer:
 
     # -- connection
 
-    async def connect(self, path="/ws"):
+    async def connect(self, path="/ws", open_timeout=5):
         self.ws = await websockets.connect(self.broker.ws_url + path, max_queue=None,
                                            max_size=2 ** 24, ping_interval=None,
-                                           open_timeout=5, close_timeout=3)
+                                           open_timeout=open_timeout, close_timeout=3)
         self.backlog = []
         return self
 
