@@ -154,6 +154,21 @@ int store_presence_insert(struct db *d, const struct presence_row *r)
 	const char *p[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
 			   r->status_source, r->display_name, r->hostname, r->peer_type, r->channel, r->model,
 			   r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid, r->repo};
+	if (r->host_id) { /* more than one host: tagged with the host and its current epoch */
+		const char *ph[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
+				    r->status_source, r->display_name, r->hostname, r->peer_type, r->channel,
+				    r->model, r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid,
+				    r->repo, r->host_id};
+		return db_query(
+			d,
+			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
+			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "
+			"capabilities, groups, broker_host, worker_pid, repo, host_id, host_epoch) VALUES ($1, $2, $3, "
+			"$4, $5::int, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16::jsonb, $17, $18::int, "
+			"$19, $20, (SELECT epoch FROM mesh.broker_host WHERE host_id = $20)) RETURNING member_id) "
+			"UPDATE mesh.member SET last_seen_at = now() WHERE id IN (SELECT member_id FROM p)",
+			20, ph, NULL, NULL);
+	}
 	return db_query(d,
 			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
 			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "

@@ -43,6 +43,7 @@ struct presence_row {
 	const char *display_name, *hostname, *peer_type, *channel, *model, *protocol_version;
 	const char *capabilities, *groups, *broker_host;
 	const char *repo; /* §11, NULL when absent */
+	const char *host_id; /* HOST_ID (worker/hosts.h), NULL on a single host: then untagged */
 };
 /* the row, and the member's last_seen_at, in one statement */
 int store_presence_insert(struct db *d, const struct presence_row *p);

@@ -20,6 +20,7 @@
 #include "worker/audit.h"
 #include "worker/delivery.h"
 #include "worker/groups.h"
+#include "worker/hosts.h"
 #include "worker/moderation.h"
 #include "worker/msg.h"
 #include "worker/peerevents.h"
@@ -116,6 +117,7 @@ static void presence_row_insert(struct worker *w)
 		.groups = groups_s,
 		.broker_host = host,
 		.repo = msg_str(h, "repo"),
+		.host_id = hosts_id(),
 	};
 	store_presence_insert(w->db, &r);
 	w->presence_row = 1;
