@@ -54,27 +54,31 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT 1 FROM mesh.broker_host h WHERE h.host_id = p_host AND h.epoch = p_epoch AND h.lease_until > now()))
 $$;
 
--- The doorbells of one relay's batch: for each other live host holding a
--- live presence of one of the members (p_members, of mesh p_mesh), one
--- NOTIFY on that host's channel 'mb_<host>' with payload 'w <mesh> <id>,<id>...'
--- (members are 32-character ids, so 7,900 bytes hold about 240 of them; a
--- longer list is split into several notifications).  The number of
--- notifications out.
-CREATE OR REPLACE FUNCTION mesh.host_ring(p_self text, p_mesh text, p_members text[])
+-- The doorbells of one relay's batch (p_meshes[i], p_members[i]: a member
+-- id and its mesh, pairs in any order, repeats allowed): for each other live
+-- host holding a live presence of one of them, one NOTIFY per mesh on that
+-- host's channel 'mb_<host>' with payload 'w <mesh> <id>,<id>...' (worker/
+-- hosts.h; at most 200 ids a payload, so it stays under 8,000 bytes; a
+-- longer list is split).  The number of notifications out.  Called outside
+-- any send transaction by the relay, whose session runs with
+-- synchronous_commit off: the commit-time notify lock is never held across a
+-- flush (../shared/design/scaleout.md §2.1).
+CREATE OR REPLACE FUNCTION mesh.host_ring(p_self text, p_meshes text[], p_members text[])
 RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   r record;
   n integer := 0;
 BEGIN
   FOR r IN
-    SELECT p.host_id, array_agg(DISTINCT p.member_id ORDER BY p.member_id) AS ids
-      FROM mesh.presence p JOIN mesh.broker_host h ON h.host_id = p.host_id AND h.epoch = p.host_epoch
-     WHERE p.mesh_id = p_mesh AND p.member_id = ANY(p_members) AND p.disconnected_at IS NULL
-       AND h.lease_until > now() AND p.host_id <> p_self
-     GROUP BY p.host_id
+    SELECT p.host_id, p.mesh_id, array_agg(DISTINCT p.member_id ORDER BY p.member_id) AS ids
+      FROM unnest(p_meshes, p_members) AS t(mesh_id, member_id)
+      JOIN mesh.presence p ON p.mesh_id = t.mesh_id AND p.member_id = t.member_id AND p.disconnected_at IS NULL
+      JOIN mesh.broker_host h ON h.host_id = p.host_id AND h.epoch = p.host_epoch
+     WHERE h.lease_until > now() AND p.host_id <> p_self
+     GROUP BY p.host_id, p.mesh_id
   LOOP
     FOR i IN 0 .. (coalesce(array_length(r.ids, 1), 0) - 1) / 200 LOOP
-      PERFORM pg_notify('mb_' || r.host_id, 'w ' || p_mesh || ' ' ||
+      PERFORM pg_notify('mb_' || r.host_id, 'w ' || r.mesh_id || ' ' ||
                         array_to_string(r.ids[i * 200 + 1 : i * 200 + 200], ','));
       n := n + 1;
     END LOOP;

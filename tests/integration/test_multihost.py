@@ -1,0 +1,167 @@
+"""More than one broker host on one PostgreSQL (issue 24; docs/design.md
+"More than one host"): two brokers on this machine with different HOST_ID,
+BROKER_PORT and MESHBROKER_RUNTIME_DIR and one DATABASE_URL, each with its
+meshbroker-relay, behave as two hosts."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import mbtest
+from mbtest import Peer, run
+
+
+class Relay:
+    """meshbroker-relay of one broker host, started and stopped by pid"""
+
+    def __init__(self, b, host, url, db):
+        self.b = b
+        self.db = db
+        self.host = host
+        self.url = url
+        self.log = os.path.join(b.workdir, "relay.stderr")
+        self.proc = None
+
+    def start(self):
+        db = self.db
+        env = dict(os.environ)
+        env.update(b_env(self.b))
+        env["RELAY_DATABASE_URL"] = self.url
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen([mbtest.require_bin("meshbroker-relay")], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         start_new_session=True)
+        sock = os.path.join(self.b.runtime_dir, "relay.sock")
+
+        def up():
+            with db.cursor() as c:
+                c.execute("SELECT 1 FROM mesh.broker_host WHERE host_id = %s AND lease_until > now()",
+                          (self.host,))
+                return c.fetchone() is not None and os.path.exists(sock)
+
+        assert mbtest.wait_until(up, 10), f"relay {self.host} did not register:\n{mbtest.tail(self.log)}"
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        self.kill(signal.SIGTERM)
+
+
+def b_env(b):
+    return {k: v for k, v in b.env.items()}
+
+
+@pytest.fixture
+def hosts(broker, pg, db):
+    """hosts(n) -> [(broker, relay)] of n hosts on the session database"""
+    relays = []
+
+    def start(n=2):
+        out = []
+        for i in range(n):
+            host = f"h{i}-{mbtest.new_id(6).lower()}"
+            b = broker(HOST_ID=host, SEND_RATE_LIMIT_PER_MIN=6000, SEND_RATE_BURST=200)
+            r = Relay(b, host, pg.url, db).start()
+            relays.append(r)
+            out.append((b, r))
+        return out
+
+    yield start
+    for r in relays:
+        r.stop()
+        text = open(r.log, "rb").read().decode("utf-8", "replace")
+        print(f"\n--- relay {r.host} log:\n{mbtest.tail(r.log, 20)}")
+        assert '"level":"error"' not in text or "lease lost" in text, mbtest.tail(r.log)
+
+
+def is_push(m):
+    return m.get("type") == "push"
+
+
+async def list_peers(p):
+    tag = mbtest.new_id(10)
+    await p.send_json({"type": "list_peers", "_reqId": tag})
+    return await p.wait_for(lambda m: m.get("_reqId") == tag)
+
+
+def test_direct_and_broadcast_work_both_ways_between_two_hosts(hosts, mesh):
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("alice", "bob", "carol")
+    am, bm, cm = m.members
+
+    async def go():
+        a, bb, c = Peer(b1, am), Peer(b2, bm), Peer(b2, cm)
+        await a.join()
+        await bb.join()
+        await c.join()
+        t0 = time.monotonic()
+        _, ack = await a.send_direct(bm.pubkey, "a to b")
+        push = await bb.push(timeout=5)
+        assert push["messageId"] == ack["messageId"] and bb.decrypt(push) == "a to b"
+        assert time.monotonic() - t0 < 0.9, "a doorbell, not the sweep, carried it"
+        t0 = time.monotonic()
+        _, ack = await bb.send_direct(am.pubkey, "b to a")
+        push = await a.push(timeout=5)
+        assert push["messageId"] == ack["messageId"] and a.decrypt(push) == "b to a"
+        assert time.monotonic() - t0 < 0.9
+        # broadcast from either side reaches every other member once
+        _, ack = await a.send_broadcast("to all from a")
+        for p in (bb, c):
+            got = await p.push(timeout=5)
+            assert got["messageId"] == ack["messageId"]
+        _, ack = await c.send_broadcast("to all from c")
+        for p in (a, bb):
+            got = await p.push(timeout=5)
+            assert got["messageId"] == ack["messageId"]
+        for p in (a, bb, c):
+            await p.quiet(is_push, 0.3)
+            await p.close()
+
+    run(go(), 60)
+
+
+def test_killed_sender_relay_loses_nothing_and_the_sweep_delivers(hosts, mesh):
+    (b1, r1), (b2, r2) = hosts(2)
+    m = mesh("alice", "bob")
+    am, bm = m.members
+
+    async def go():
+        a, bb = Peer(b1, am), Peer(b2, bm)
+        await a.join()
+        await bb.join()
+        r1.kill()  # the sender's relay: no doorbell leaves host 1
+        acks = []
+        t0 = time.monotonic()
+        for i in range(20):
+            _, ack = await a.send_direct(bm.pubkey, f"m{i}")
+            acks.append(ack["messageId"])
+        got = []
+        while len(got) < 20:
+            got.append((await bb.push(timeout=5))["messageId"])
+        took = time.monotonic() - t0
+        assert got == acks, "every acked message, in order"
+        assert took < 3.5, f"the receiving host's sweep (1 s, rows older than 1 s) took {took:.1f}s"
+        # the receiver's relay killed: nothing rings host 2 until it is back,
+        # then it rings every local worker at once
+        r2.kill()
+        r1.start()
+        _, ack = await a.send_direct(bm.pubkey, "while host 2's relay is down")
+        await bb.quiet(is_push, 1.5)
+        t0 = time.monotonic()
+        r2.start()
+        push = await bb.push(timeout=5)
+        assert push["messageId"] == ack["messageId"]
+        assert time.monotonic() - t0 < 2.5
+        await a.close()
+        await bb.close()
+
+    run(go(), 60)
+
