@@ -165,3 +165,47 @@ def test_killed_sender_relay_loses_nothing_and_the_sweep_delivers(hosts, mesh):
 
     run(go(), 60)
 
+
+
+def test_list_peers_shows_both_hosts_and_drops_a_killed_host(hosts, mesh):
+    (b1, r1), (b2, r2) = hosts(2)
+    m = mesh("alice", "bob", "carol")
+    am, bm, cm = m.members
+
+    async def go():
+        a, bb, c = Peer(b1, am), Peer(b2, bm), Peer(b2, cm)
+        await a.join()
+        await bb.join()
+        t0 = time.monotonic()
+        await c.join()
+        # within 1 s of carol's hello, either host lists all three
+        for p in (a, bb):
+            while True:
+                names = sorted(x["displayName"] for x in (await list_peers(p))["peers"])
+                if names == ["alice", "bob", "carol"]:
+                    break
+                assert time.monotonic() - t0 < 1.0, f"{p.member.name} lists {names}"
+                await asyncio.sleep(0.05)
+        r = await list_peers(a)
+        by = {x["displayName"]: x for x in r["peers"]}
+        assert by["alice"]["self"] is True and by["bob"]["self"] is False
+        assert by["bob"]["pubkey"] == bm.pubkey and by["bob"]["memberId"] == bm.id
+        assert by["carol"]["sessionId"] == c.session_id
+        # host 2 dies at once (relay, acceptor and workers SIGKILLed): its
+        # lease runs out within 10 s and its peers leave alice's list
+        for pid in b2.workers():
+            b2.sent_signals.setdefault(pid, set()).add(int(signal.SIGKILL))
+        r2.kill()
+        os.killpg(b2.proc.pid, signal.SIGKILL)
+        for pid in b2.workers():
+            b2.kill_worker(pid)
+        t0 = time.monotonic()
+        while True:
+            names = sorted(x["displayName"] for x in (await list_peers(a))["peers"])
+            if names == ["alice"]:
+                break
+            assert time.monotonic() - t0 < 12, f"alice still lists {names}"
+            await asyncio.sleep(0.25)
+        await a.close()
+
+    run(go(), 60)
