@@ -209,3 +209,44 @@ def test_list_peers_shows_both_hosts_and_drops_a_killed_host(hosts, mesh):
         await a.close()
 
     run(go(), 60)
+
+
+def test_topic_posts_and_status_cross_hosts_both_ways(hosts, mesh):
+    from test_topics import create, open_sealed, post, quiet_request, topic_key, v2_body
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("alice", "bob")
+    am, bm = m.members
+
+    async def go():
+        a, bb = Peer(b1, am), Peer(b2, bm)
+        await a.join()
+        await bb.join()
+        tid = (await create(a, "team"))["topic"]["id"]
+        assert await quiet_request(bb, {"type": "topic_join", "topic": "team"}) is None
+        k = await topic_key(a, tid)
+        key = open_sealed(am, k["encryptedKey"], k["nonce"])
+        n, ct = v2_body(key, "from host 1")
+        t0 = time.monotonic()
+        ack = await post(a, tid, n, ct, 2)
+        got = await bb.push(timeout=5, pred=lambda x: x["messageId"] == ack["messageId"])
+        assert got["topic"] == tid and time.monotonic() - t0 < 0.9
+        n, ct = v2_body(key, "from host 2")
+        t0 = time.monotonic()
+        ack = await post(bb, tid, n, ct, 2)
+        got = await a.push(timeout=5, pred=lambda x: x["messageId"] == ack["messageId"])
+        assert got["topic"] == tid and time.monotonic() - t0 < 0.9
+        # status: each host's list shows the other host's peer's status
+        for p, other, st in ((bb, a, "working"), (a, bb, "dnd")):
+            await p.set_status(st)
+            await p.barrier()
+            t0 = time.monotonic()
+            while True:
+                by = {x["displayName"]: x for x in (await list_peers(other))["peers"]}
+                if by[p.member.name]["status"] == st:
+                    break
+                assert time.monotonic() - t0 < 1.0, by
+                await asyncio.sleep(0.05)
+        await a.close()
+        await bb.close()
+
+    run(go(), 60)
