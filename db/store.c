@@ -380,6 +380,11 @@ enum { DLV_ID, DLV_MESSAGE_ID, DLV_MESH_ID, DLV_SENDER_PUBKEY, DLV_PRIORITY, DLV
  * (a lost claim only frees its rows again) */
 static const char delivery_claim_sql[] =
 	"SELECT * FROM mesh.delivery_claim_session($1, $2::text[], $3 = 'idle', $4, $5::int, $6)";
+/* more than one host (store_delivery_claim_hosts): the live presences of the
+ * member on other hosts join the worker's list of this host's */
+static const char delivery_claim_hosts_sql[] =
+	"SELECT * FROM mesh.delivery_claim_session($1, $2::text[] || mesh.host_live_presences($7, $1), "
+	"$3 = 'idle', $4, $5::int, $6)";
 
 static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 {
@@ -414,6 +419,14 @@ static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
 			 const char *presence_id, const char *session, int limit, store_delivery_cb cb, void *arg)
 {
+	return store_delivery_claim_hosts(d, member_id, live, n_live, idle, presence_id, session, limit, NULL, cb,
+					  arg);
+}
+
+int store_delivery_claim_hosts(struct db *d, const char *member_id, const char *const *live, size_t n_live,
+			       int idle, const char *presence_id, const char *session, int limit,
+			       const char *host_id, store_delivery_cb cb, void *arg)
+{
 	size_t cap = 3, len = 0;
 	for (size_t i = 0; i < n_live; i++)
 		cap += strlen(live[i]) + 1;
@@ -427,9 +440,9 @@ int store_delivery_claim(struct db *d, const char *member_id, const char *const 
 	arr[len] = 0;
 	char lim[16];
 	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim, session};
-	int r = send_call_hot(d, delivery_claim_sql, 6, p, delivery_adapter,
-			      (struct call){.cb.delivery = cb, .arg = arg});
+	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim, session, host_id};
+	int r = send_call_hot(d, host_id ? delivery_claim_hosts_sql : delivery_claim_sql, host_id ? 7 : 6, p,
+			      delivery_adapter, (struct call){.cb.delivery = cb, .arg = arg});
 	free(arr);
 	return r;
 }

@@ -250,3 +250,36 @@ def test_topic_posts_and_status_cross_hosts_both_ways(hosts, mesh):
         await bb.close()
 
     run(go(), 60)
+
+
+def test_a_sigkilled_worker_leaves_the_other_hosts_list_and_its_rows_are_taken_again(hosts, mesh):
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("alice", "bob")
+    am, bm = m.members
+
+    async def go():
+        a, bb = Peer(b1, am), Peer(b2, bm)
+        await a.join()
+        await bb.join()
+        t0 = time.monotonic()
+        while sorted(x["displayName"] for x in (await list_peers(a))["peers"]) != ["alice", "bob"]:
+            assert time.monotonic() - t0 < 1
+            await asyncio.sleep(0.05)
+        # its host's relay sees the slot gone at its next renewal (2 s; rows
+        # younger than 5 s are left to their worker's hello)
+        await asyncio.sleep(5)
+        b2.kill_worker(bb.worker_pid())
+        t0 = time.monotonic()
+        while sorted(x["displayName"] for x in (await list_peers(a))["peers"]) != ["alice"]:
+            assert time.monotonic() - t0 < 4, "the dead worker's presence is still listed"
+            await asyncio.sleep(0.2)
+        # bob back on host 1: what was sent meanwhile reaches him
+        _, ack = await a.send_direct(bm.pubkey, "while bob was away")
+        b1b = Peer(b1, bm)
+        await b1b.join()
+        push = await b1b.push(timeout=5)
+        assert push["messageId"] == ack["messageId"]
+        await a.close()
+        await b1b.close()
+
+    run(go(), 60)
