@@ -5,8 +5,10 @@ meshbroker-relay, behave as two hosts."""
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -283,3 +285,39 @@ def test_a_sigkilled_worker_leaves_the_other_hosts_list_and_its_rows_are_taken_a
         await b1b.close()
 
     run(go(), 60)
+
+
+def test_make_run_with_host_id_starts_the_relay_and_stops_it(pg, db):
+    port = mbtest.free_port()
+    var = tempfile.mkdtemp(prefix="mbrunh-", dir="/tmp")
+    host = f"run-{mbtest.new_id(6).lower()}"
+    env = dict(os.environ)
+    env.update(BROKER_PORT=str(port), MESHBROKER_VAR_DIR=var, MESHBROKER_BIN=mbtest.BIN, DATABASE_URL=pg.url,
+               HOST_ID=host)
+    out_path = os.path.join(var, "run.out")
+    with open(out_path, "wb") as out:
+        p = subprocess.Popen(["bash", os.path.join(mbtest.REPO, "scripts", "run.sh")], cwd=mbtest.REPO, env=env,
+                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+
+    def relays():
+        return [pid for pid in mbtest.all_pids() if mbtest.proc_exe(pid).endswith("meshbroker-relay")
+                and mbtest.proc_environ(pid).get("HOST_ID") == host]
+
+    def registered():
+        with db.cursor() as c:
+            c.execute("SELECT 1 FROM mesh.broker_host WHERE host_id = %s AND lease_until > now()", (host,))
+            return c.fetchone() is not None
+
+    try:
+        assert mbtest.wait_until(lambda: registered() and relays(), 60, interval=0.2), mbtest.tail(out_path)
+        st, _, _ = mbtest.http_request(port, "GET", "/health", timeout=3)
+        assert st == 200
+        os.kill(p.pid, signal.SIGTERM)
+        p.wait(timeout=30)
+        assert mbtest.wait_until(lambda: not relays(), 10), "the relay outlived make run"
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+        shutil.rmtree(var, ignore_errors=True)
