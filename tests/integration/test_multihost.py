@@ -321,3 +321,40 @@ def test_make_run_with_host_id_starts_the_relay_and_stops_it(pg, db):
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=10)
         shutil.rmtree(var, ignore_errors=True)
+
+
+def test_peer_events_report_peers_of_the_other_host(hosts, mesh):
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("watcher", "here", "there")
+    wm, hm, tm = m.members
+
+    def is_event(x):
+        return x.get("type") == "push" and x.get("subtype") == "system"
+
+    def events(e):
+        return e["eventData"]["events"] if e["event"] == "peers_changed" else [dict(e["eventData"], event=e["event"])]
+
+    async def go():
+        # already there before the watcher: no event for it
+        early = Peer(b2, hm)
+        await early.join()
+        watcher = Peer(b1, wm)
+        await watcher.connect()
+        await watcher.send_json(watcher.hello_msg(capabilities=["peer_events"]))
+        await watcher.wait_for(lambda x: x.get("type") == "hello_ack")
+        await asyncio.sleep(1.2)
+        there = Peer(b2, tm)
+        await there.join()
+        e = await watcher.wait_for(is_event, timeout=5)
+        evs = events(e)
+        assert [(x["event"], x["sessionId"]) for x in evs] == [("peer_joined", there.session_id)], evs
+        await there.set_status("working")
+        e = await watcher.wait_for(is_event, timeout=5)
+        assert events(e)[0]["event"] == "peer_status" and events(e)[0]["status"] == "working"
+        await there.close()
+        e = await watcher.wait_for(is_event, timeout=5)
+        assert [(x["event"], x["sessionId"]) for x in events(e)] == [("peer_left", there.session_id)]
+        for p in (early, watcher):
+            await p.close()
+
+    run(go(), 60)
