@@ -38,6 +38,14 @@ CLI_OBJ    := $(call obj,$(CLI_SRC))
 BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl \
               $(BUILD)/bin/meshbroker-relay
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# The worker's seccomp allow-list (worker/sandbox_calls.h) is compiled to BPF
+# with libseccomp at build time (scripts/sandbox-bpf-gen.c, a build tool and
+# the only thing linked with -lseccomp); the worker loads the program as is.
+SANDBOX_GEN := $(BUILD)/gen/sandbox-bpf-gen
+WORKER_OBJ  += $(BUILD)/obj/gen/sandbox_bpf.o
+# A test-only worker whose skel.c calls a forbidden system call on SIGUSR1
+# (tests/integration/test_worker_sandbox.py); never installed.
+SBXTEST_WORKER := $(BUILD)/tests/meshbroker-worker-sbxtest
 
 # quiet by default: `make V=1` shows the full commands
 ifeq ($(V),1)
@@ -53,7 +61,7 @@ endif
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS)
+build: $(BINS) $(SBXTEST_WORKER)
 
 deps:
 	@sh scripts/deps.sh build
@@ -74,7 +82,27 @@ $(BUILD)/obj/gen/migrations.o: $(BUILD)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
 
+$(SANDBOX_GEN): scripts/sandbox-bpf-gen.c worker/sandbox_calls.h
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CC,$@)$(CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -I. \
+		$(if $(filter 1,$(SAN)),-DSANDBOX_SAN=1) -o $@ $< -lseccomp
+
+$(BUILD)/gen/sandbox_bpf.c: $(SANDBOX_GEN)
+	$(Q)$(call say,GEN,$@)$(SANDBOX_GEN) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/sandbox_bpf.o: $(BUILD)/gen/sandbox_bpf.c
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
+
 $(BUILD)/bin/meshbroker-worker: $(call obj,worker/main.c) $(WORKER_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/worker/skel-sbxtest.o: worker/skel.c
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -DMESHBROKER_TEST_FORBIDDEN_SYSCALL -MMD -MP -c -o $@ $<
+$(SBXTEST_WORKER): $(call obj,worker/main.c) $(filter-out $(call obj,worker/skel.c),$(WORKER_OBJ)) \
+		$(BUILD)/obj/worker/skel-sbxtest.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -98,7 +126,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(WORKER_OBJ) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(CFLAGS) -o $@ $^ $(CLI_LDLIBS) $(shell pkg-config --libs check 2>/dev/null)
 
-unit-bins: $(UNIT_BINS)
+unit-bins: $(UNIT_BINS) $(SBXTEST_WORKER)
 
 # The three programs built with ASan+UBSan into build/asan/bin, for running
 # the integration suite against them (MESHBROKER_BIN=build/asan/bin).

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -77,6 +78,8 @@ struct acceptor {
 	struct shm *shm;         /* only its counters are touched: refusals for /metrics */
 	int64_t pause_log_ms;    /* mono ms of the last "accept failed" warning */
 	unsigned long refused_quiet; /* refusals not logged since then */
+	pid_t reaper;            /* the running `meshbroker-worker --reap`, or 0 */
+	int reap_again;          /* a worker died while it ran: one more after it */
 };
 
 static const char accept_usage[] =
@@ -308,6 +311,62 @@ static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, cons
 	_exit(EXIT_SYSTEM);
 }
 
+/* The reaper: `meshbroker-worker --reap` (worker/reap.h) closes the presence
+ * rows of workers that died without leaving, each with its peer_left.  Run
+ * at start-up (rows that outlived a previous run) and after a worker was
+ * killed by a signal; one at a time, and once more when another died
+ * meanwhile.  It is no connection: not in the child table, not counted. */
+static void accept_reaper_spawn(struct acceptor *a)
+{
+	if (!a->cfg.database_url || a->lfd < 0)
+		return; /* no database, or stopping */
+	if (a->reaper) {
+		a->reap_again = 1;
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("cannot fork the reaper", "error", strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		for (int s = 1; s < NSIG; s++)
+			signal(s, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (close_range(3, ~0U, 0) != 0)
+			for (long fd = 3, max = sysconf(_SC_OPEN_MAX); fd < max; fd++)
+				close((int)fd);
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDNAMES");
+		unsetenv(CHILDTAB_ENV);
+		char *argv[] = {(char *)a->worker, "--reap", NULL};
+		execv(a->worker, argv);
+		_exit(EXIT_SYSTEM);
+	}
+	a->reaper = pid;
+	a->reap_again = 0;
+}
+
+/* Each worker sandboxes itself (worker/sandbox.c); whether the kernel has
+ * Landlock for it is said once here rather than by every worker. */
+static void accept_log_landlock(void)
+{
+#ifdef SYS_landlock_create_ruleset
+	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, 1UL /* LANDLOCK_CREATE_RULESET_VERSION */);
+#else
+	long abi = -1;
+#endif
+	char v[24];
+	if (abi >= 1)
+		log_info("worker sandbox: Landlock available", "abi", accept_itoa(abi, v));
+	else
+		log_info("worker sandbox: no Landlock in this kernel; workers' file system writes are bounded only "
+			 "by the unit (seccomp and no_new_privs still apply)");
+}
+
 static void accept_forget(struct acceptor *a, pid_t pid)
 {
 	for (int i = 0; i < a->cap; i++)
@@ -327,18 +386,30 @@ static void accept_reap(struct acceptor *a)
 {
 	int st;
 	pid_t pid;
+	int reap = 0;
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		accept_forget(a, pid);
 		char p[24], v[24];
-		if (WIFSIGNALED(st))
+		if (pid == a->reaper) {
+			a->reaper = 0;
+			reap |= a->reap_again;
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				log_warn("the reaper failed", "pid", accept_itoa(pid, p));
+			continue;
+		}
+		accept_forget(a, pid);
+		if (WIFSIGNALED(st)) {
 			log_info("worker killed", "pid", accept_itoa(pid, p), "signal",
 				 accept_itoa(WTERMSIG(st), v));
+			reap = 1; /* it could not close its presence row */
+		}
 		else if (WEXITSTATUS(st) != 0)
 			log_info("worker failed", "pid", accept_itoa(pid, p), "status",
 				 accept_itoa(WEXITSTATUS(st), v));
 		else
 			log_debug("worker done", "pid", accept_itoa(pid, p));
 	}
+	if (reap)
+		accept_reaper_spawn(a);
 }
 
 /* Read pending signals; reap.  1 when asked to stop. */
@@ -703,6 +774,8 @@ int main(int argc, char **argv)
 		 "max_connections", accept_itoa(a.cfg.max_connections, maxc),
 		 "max_connections_per_source", accept_itoa(a.cfg.max_per_source, maxs),
 		 "max_unauthenticated", accept_itoa(a.unauth_cap, maxu));
+	accept_log_landlock();
+	accept_reaper_spawn(&a); /* presence rows that outlived their workers */
 	for (;;) {
 		struct pollfd p[2] = {{.fd = a.sfd, .events = POLLIN}, {.fd = a.lfd, .events = POLLIN}};
 		nfds_t np = 2;

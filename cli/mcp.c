@@ -27,6 +27,7 @@
 #include "cli/http.h"
 #include "cli/mcp_calls.h"
 #include "cli/mcp_inbox.h"
+#include "cli/mcp_keys.h"
 #include "cli/mcp_out.h"
 #include "cli/mcp_rpc.h"
 #include "cli/mcp_schema.h"
@@ -355,6 +356,7 @@ int mcp_main(int argc, char **argv)
 		for (int i = 0; i < m->nlinks; i++)
 			peersess_service(&m->links[i].sess, now);
 		mcp_tools_tick(m, now);
+		mcp_keys_tick(m, now);
 		struct pollfd p[2 + MCP_LINKS_MAX];
 		int timeout = MCP_IDLE_POLL_MS;
 		p[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
@@ -378,6 +380,7 @@ int mcp_main(int argc, char **argv)
 		sodium_memzero(m->links[i].sess_sk, sizeof m->links[i].sess_sk);
 	}
 	mcp_tools_free(m);
+	mcp_keys_free(m);
 	free(lb.buf);
 	free(m);
 	return rc;

@@ -14,6 +14,7 @@
 
 #include "cli/groupname.h"
 #include "cli/mcp_calls.h"
+#include "cli/mcp_keys.h"
 #include "cli/mcp_out.h"
 #include "cli/mcp_rpc.h"
 #include "cli/mcp_topics.h"
@@ -295,7 +296,7 @@ void mcp_inbox_frame(struct mcp_link *l, const char *text, size_t len)
 	struct mcp *m = l->m;
 	cJSON *j = cJSON_ParseWithLength(text, len);
 	const char *type = cJSON_IsObject(j) ? mcp_str(j, "type") : NULL;
-	if (!type) {
+	if (!type || mcp_keys_frame(l, j, type)) {
 		cJSON_Delete(j);
 		return;
 	}

@@ -124,6 +124,7 @@ struct mcp {
 		cJSON *push;
 		int link;
 	} held[MCP_HELD_MAX]; /* topic pushes waiting for their topic key */
+	struct mcp_keys *keys; /* mcp_keys.c: the topic keys a lead's server keeps moving (issue 22) */
 };
 
 #endif

@@ -2,7 +2,8 @@
  * state machine over peercmd's app runner: requests carry a _reqId, the
  * matching reply or error moves it on.  Output: one JSON object per line on
  * stdout (messages with "text" when they could be read); errors one line on
- * stderr.  The topic key is wiped when the command ends. */
+ * stderr.  The topic keys (one per key epoch, cli/topicring.h) are wiped
+ * when the command ends; the tail's re-seals are cli/topicapp.c's. */
 #include "cli/topiccmd.h"
 
 #include <sodium.h>
@@ -13,33 +14,12 @@
 #include "cli/cli.h"
 #include "cli/keyfile.h"
 #include "cli/peercmd.h"
-#include "cli/topicbody.h"
+#include "cli/topicapp.h"
 #include "common/util.h"
+#include "proto/box.h"
 #include "proto/topickey.h"
 
 #define TOPIC_TIMEOUT_MS 10000
-#define TAIL_RESEAL_MS   2000 /* how often tail asks for pending seals */
-
-enum op { OP_CREATE, OP_LIST, OP_JOIN, OP_LEAVE, OP_MEMBERS, OP_HISTORY, OP_POST, OP_TAIL };
-
-struct tcmd {
-	struct peercmd_app app;
-	enum op op;
-	const char *topic, *text, *description, *visibility, *role, *priority;
-	long limit;
-	char rid_main[24], rid_key[24], rid_after[24];
-	struct topicbody_key key; /* the topic key (cli/topicbody.h) */
-	int key_asked;
-	char topic_id[128];
-	int64_t next_tick;
-};
-
-static void rid_new(char *rid, size_t cap)
-{
-	char id[ID_LEN + 1];
-	id_new(id);
-	snprintf(rid, cap, "%.16s", id);
-}
 
 static void print_json(const cJSON *o)
 {
@@ -51,21 +31,6 @@ static void print_json(const cJSON *o)
 	free(s);
 }
 
-static void send_req(struct tcmd *t, const char *type, char *rid, size_t cap, cJSON *extra)
-{
-	cJSON *o = extra ? extra : cJSON_CreateObject();
-	rid_new(rid, cap);
-	cJSON_AddStringToObject(o, "type", type);
-	cJSON_AddStringToObject(o, "_reqId", rid);
-	if (t->topic && strcmp(type, "topic_create") && strcmp(type, "topic_list") && !cJSON_HasObjectItem(o, "topic"))
-		cJSON_AddStringToObject(o, "topic", t->topic);
-	if (peercmd_app_send(&t->app, o) != 0) {
-		cli_err("could not queue a request");
-		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
-	}
-	cJSON_Delete(o);
-}
-
 static void fail_with(struct tcmd *t, const cJSON *err)
 {
 	const char *code = peercmd_str(err, "code"), *msg = peercmd_str(err, "message");
@@ -74,77 +39,106 @@ static void fail_with(struct tcmd *t, const cJSON *err)
 	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 }
 
-/* "text" on a message or push we can read: v2 under the key, v1 base64
- * (then also "unencrypted":true: an old sender's body in clear) */
+/* "text" on a message or push we can read: v2 under the key, v1 base64 */
 static void add_text(struct tcmd *t, cJSON *m)
 {
-	enum topicbody_how how;
-	char *text = topicbody_text(m, &t->key, &how);
-	if (text) {
-		cJSON_AddStringToObject(m, "text", text);
-		if (how == TB_PLAIN)
-			cJSON_AddBoolToObject(m, "unencrypted", 1);
-		sodium_memzero(text, strlen(text));
-	}
-	free(text);
+	const char *nonce = peercmd_str(m, "nonce"), *ct = peercmd_str(m, "ciphertext");
+	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(m, "bodyVersion");
+	unsigned char *plain = NULL;
+	size_t n = 0;
+	int ok;
+	if (!ct)
+		return;
+	if (cJSON_IsNumber(bv) && bv->valuedouble == 2) {
+		const cJSON *ev = cJSON_GetObjectItemCaseSensitive(m, "keyEpoch");
+		ok = topicring_open_body(&t->ring, cJSON_IsNumber(ev) ? (int)ev->valuedouble : 0, nonce, ct, &plain,
+		                         &n) == 0;
+	} else
+		ok = box_b64_decode(ct, &plain, &n) == 0;
+	if (ok && utf8_valid(plain, n))
+		cJSON_AddStringToObject(m, "text", (const char *)plain);
+	free(plain);
 }
 
 /* the reply to topic_key: 0 go on (key or none), -1 finished */
 static int take_key(struct tcmd *t, const cJSON *j, const char *type)
 {
-	(void)type;
-	int r = topicbody_key_take(j, peercmd_app_peer(&t->app)->key.sk, &t->key);
-	if (r == 0) {
-		if (t->key.topic_id[0])
-			snprintf(t->topic_id, sizeof t->topic_id, "%s", t->key.topic_id);
-		return 0;
-	}
-	if (r == -1) {
-		cli_err("topic %s: the sealed key does not open with this member's key", t->topic);
+	if (!strcmp(type, "error")) {
+		const char *code = peercmd_str(j, "code");
+		if (code && !strcmp(code, "topic_unencrypted")) {
+			t->unencrypted = 1;
+			return 0;
+		}
+		if (code && !strcmp(code, "key_not_sealed_for_member") && t->op != OP_POST)
+			return 0; /* v1 bodies still read; tail asks again */
+		if (code && !strcmp(code, "key_not_sealed_for_member"))
+			cli_err("topic %s: no sealed copy of the key for you yet: a member who holds it must "
+			        "re-seal it (meshctl topic tail %s)",
+			        t->topic, t->topic);
+		else
+			fail_with(t, j);
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 		return -1;
 	}
-	const char *code = peercmd_str(j, "code");
-	if (code && !strcmp(code, "key_not_sealed_for_member") && t->op != OP_POST)
-		return 0; /* v1 bodies still read; tail asks again */
-	if (code && !strcmp(code, "key_not_sealed_for_member"))
-		cli_err("topic %s: no sealed copy of the key for you yet: a member who holds it must "
-		        "re-seal it (meshctl topic tail %s)",
-		        t->topic, t->topic);
-	else
-		fail_with(t, j);
-	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
-	return -1;
+	const struct keyfile_peer *me = peercmd_app_peer(&t->app);
+	if (topicring_take(&t->ring, j, me->key.sk) != 0) {
+		cli_err("topic %s: the sealed key does not open with this member's key (topic_key_discard drops it, "
+		        "so that it can be sealed again)",
+		        t->topic);
+		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+		return -1;
+	}
+	t->have_key = 1;
+	const char *id = peercmd_str(j, "topicId");
+	if (id)
+		snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
+	return 0;
 }
 
 static void do_post(struct tcmd *t)
 {
-	rid_new(t->rid_main, sizeof t->rid_main);
-	cJSON *mentions = topicbody_mentions(t->text);
-	cJSON *o = topicbody_post_frame(&t->key, t->topic, t->text, t->priority, t->rid_main, mentions);
-	cJSON_Delete(mentions);
-	if (!o || peercmd_app_send(&t->app, o) != 0) {
+	char *nonce = NULL, *ct = NULL;
+	int version = 1;
+	const unsigned char *key = topicring_current(&t->ring);
+	if (t->have_key && !key) {
+		/* a member left since: its old key must not carry anything new */
+		cli_err("topic %s: the key moved on to epoch %d and no copy of it is sealed for you yet (a lead's "
+		        "meshctl topic tail seals it)",
+		        t->topic, t->ring.current_epoch);
+		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+		return;
+	}
+	if (t->have_key) {
+		version = 2;
+		if (topickey_encrypt_body(key, (const unsigned char *)t->text, strlen(t->text), &nonce, &ct) != 0) {
+			cli_err("cannot encrypt the message");
+			peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
+			return;
+		}
+	} else {
+		unsigned char rnd[24];
+		randombytes_buf(rnd, sizeof rnd);
+		nonce = box_b64_encode(rnd, sizeof rnd);
+		ct = box_b64_encode((const unsigned char *)t->text, strlen(t->text));
+	}
+	char target[160];
+	snprintf(target, sizeof target, "#%s", t->topic_id[0] ? t->topic_id : t->topic);
+	topicapp_rid(t->rid_main, sizeof t->rid_main);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "send");
+	cJSON_AddStringToObject(o, "id", t->rid_main);
+	cJSON_AddStringToObject(o, "targetSpec", target);
+	cJSON_AddStringToObject(o, "priority", t->priority);
+	cJSON_AddStringToObject(o, "nonce", nonce ? nonce : "");
+	cJSON_AddStringToObject(o, "ciphertext", ct ? ct : "");
+	cJSON_AddNumberToObject(o, "bodyVersion", version);
+	if (!nonce || !ct || peercmd_app_send(&t->app, o) != 0) {
 		cli_err("could not queue the message");
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 	}
 	cJSON_Delete(o);
-}
-
-/* tail: seal our key for each pending member */
-static void reseal(struct tcmd *t, const cJSON *pending)
-{
-	const cJSON *m;
-	cJSON_ArrayForEach(m, pending)
-	{
-		cJSON *o = topicbody_seal_for(&t->key, m);
-		if (!o) {
-			const char *id = peercmd_str(m, "memberId");
-			cli_err("topic %s: cannot seal for member %s", t->topic, id ? id : "?");
-			continue;
-		}
-		char rid[24];
-		send_req(t, "topic_seal", rid, sizeof rid, o);
-	}
+	free(nonce);
+	free(ct);
 }
 
 static void on_ready(struct peercmd_app *a)
@@ -168,37 +162,36 @@ static void on_ready(struct peercmd_app *a)
 		cJSON_AddStringToObject(o, "name", t->topic);
 		if (t->description)
 			cJSON_AddStringToObject(o, "description", t->description);
-		if (t->visibility)
-			cJSON_AddStringToObject(o, "visibility", t->visibility);
+		cJSON_AddStringToObject(o, "visibility", t->visibility ? t->visibility : "public");
 		cJSON_AddStringToObject(o, "encryptedKey", enc);
 		cJSON_AddStringToObject(o, "nonce", nonce);
 		free(enc);
 		free(nonce);
-		send_req(t, "topic_create", t->rid_main, sizeof t->rid_main, o);
+		topicapp_send(t, "topic_create", t->rid_main, sizeof t->rid_main, o);
 		break;
 	}
 	case OP_LIST:
-		send_req(t, "topic_list", t->rid_main, sizeof t->rid_main, NULL);
+		topicapp_send(t, "topic_list", t->rid_main, sizeof t->rid_main, NULL);
 		break;
 	case OP_JOIN:
 	case OP_LEAVE:
 		o = cJSON_CreateObject();
 		if (t->op == OP_JOIN && t->role)
 			cJSON_AddStringToObject(o, "role", t->role);
-		send_req(t, t->op == OP_JOIN ? "topic_join" : "topic_leave", t->rid_main, sizeof t->rid_main, o);
+		topicapp_send(t, t->op == OP_JOIN ? "topic_join" : "topic_leave", t->rid_main, sizeof t->rid_main, o);
 		/* no reply on success: a later reply means it is done */
-		send_req(t, "topic_list", t->rid_after, sizeof t->rid_after, NULL);
+		topicapp_send(t, "topic_list", t->rid_after, sizeof t->rid_after, NULL);
 		break;
 	case OP_MEMBERS:
-		send_req(t, "topic_members", t->rid_main, sizeof t->rid_main, NULL);
+		topicapp_send(t, "topic_members", t->rid_main, sizeof t->rid_main, NULL);
 		break;
 	case OP_HISTORY:
 	case OP_POST:
 	case OP_TAIL:
-		send_req(t, "topic_key", t->rid_key, sizeof t->rid_key, NULL);
+		topicapp_send(t, "topic_key", t->rid_key, sizeof t->rid_key, NULL);
 		t->key_asked = 1;
 		if (t->op == OP_TAIL) /* the topic id, whether or not we hold the key */
-			send_req(t, "topic_members", t->rid_after, sizeof t->rid_after, NULL);
+			topicapp_send(t, "topic_members", t->rid_after, sizeof t->rid_after, NULL);
 		break;
 	}
 }
@@ -236,8 +229,12 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const ch
 		} else if (t->op == OP_HISTORY) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddNumberToObject(o, "limit", (double)t->limit);
-			send_req(t, "topic_history", t->rid_main, sizeof t->rid_main, o);
+			topicapp_send(t, "topic_history", t->rid_main, sizeof t->rid_main, o);
 		}
+		return;
+	}
+	if (t->rid_fresh[0] && !strcmp(rid, t->rid_fresh)) {
+		topicapp_took_epoch(t, j, type);
 		return;
 	}
 	if (!strcmp(rid, t->rid_after) && t->op == OP_TAIL) {
@@ -248,6 +245,15 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const ch
 		const char *id = peercmd_str(j, "topic");
 		if (id)
 			snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
+		/* our role: a lead starts new key epochs */
+		const struct keyfile_peer *me = peercmd_app_peer(a);
+		const cJSON *m;
+		cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(j, "members"))
+		{
+			const char *mid = peercmd_str(m, "memberId"), *role = peercmd_str(m, "role");
+			if (mid && role && !strcmp(mid, me->member_id))
+				t->is_lead = !strcmp(role, "lead");
+		}
 		return;
 	}
 	if (!strcmp(rid, t->rid_after)) { /* join/leave went through */
@@ -262,8 +268,8 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const ch
 		return;
 	}
 	if (t->op == OP_TAIL) {
-		if (!strcmp(type, "topic_pending_seals_response") && t->key.have)
-			reseal(t, cJSON_GetObjectItemCaseSensitive(j, "pending"));
+		if (!strcmp(type, "topic_pending_seals_response"))
+			topicapp_pending(t, j);
 		else if (!strcmp(type, "topic_sealed"))
 			fprintf(stderr, "meshctl: sealed the topic key for member %s\n", peercmd_str(j, "memberId"));
 		return;
@@ -302,23 +308,8 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const ch
 	peercmd_app_finish(a, 0);
 }
 
-static void on_tick(struct peercmd_app *a, int64_t now)
-{
-	struct tcmd *t = a->arg;
-	if (t->op != OP_TAIL || now < t->next_tick)
-		return;
-	t->next_tick = now + TAIL_RESEAL_MS;
-	if (t->key.have) {
-		char rid[24];
-		send_req(t, "topic_pending_seals", rid, sizeof rid, NULL);
-	} else if (!t->key.unencrypted && !t->key_asked) {
-		send_req(t, "topic_key", t->rid_key, sizeof t->rid_key, NULL);
-		t->key_asked = 1;
-	}
-}
-
 static const struct peercmd_app_ops oneshot_ops = {.caps = {"client_ack"}, .ready = on_ready, .frame = on_frame};
-static const struct peercmd_app_ops tail_ops = {.long_running = 1, .ready = on_ready, .frame = on_frame, .tick = on_tick};
+static const struct peercmd_app_ops tail_ops = {.long_running = 1, .ready = on_ready, .frame = on_frame, .tick = topicapp_tick};
 
 /* parse, check the positional count, run */
 static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char *usage)
@@ -365,7 +356,7 @@ static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char 
 	t->app.arg = t;
 	rc = peercmd_app_run(&t->app, &o, timeout_ms);
 out:
-	topicbody_key_wipe(&t->key);
+	topicring_wipe(&t->ring); /* every key held, and a fresh one */
 	free(t);
 	return rc;
 }

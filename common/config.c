@@ -70,6 +70,9 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"SEND_RATE_BURST", 10, 1000000, &c->send_rate_burst},
 		{"SEND_BUFFER_BYTES", 65536, 64L << 20, &c->send_buffer_bytes},
 		{"SEND_DEADLINE_MS", 10000, 600000, &c->send_deadline_ms},
+		{"MAX_TOPICS_PER_MESH", 1000, 1000000, &c->max_topics_per_mesh},
+		{"TOPIC_RATE_LIMIT_PER_MIN", 60, 1000000, &c->topic_rate_per_min},
+		{"TOPIC_RATE_BURST", 20, 1000000, &c->topic_rate_burst},
 	};
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
 		if (env_int(ints[i].name, ints[i].def, ints[i].max, ints[i].out, err, errlen) != 0)

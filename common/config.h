@@ -37,6 +37,9 @@ struct config {
 	int hook_allow_loopback_unauthenticated; /* HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED 0|1, default 0 */
 	int session_hello;           /* SESSION_HELLO 1: session_hello accepted (0: unknown_message_type, close 1008) */
 	int send_deadline_ms;        /* SEND_DEADLINE_MS 10000: a send undecided this long is answered outcome_unknown */
+	int max_topics_per_mesh;     /* MAX_TOPICS_PER_MESH 1000: topic_create beyond it is topic_limit_reached */
+	int topic_rate_per_min;      /* TOPIC_RATE_LIMIT_PER_MIN 60: a member's topic create/join/leave/mark_read/add/remove */
+	int topic_rate_burst;        /* TOPIC_RATE_BURST 20 */
 };
 
 /* need_db: DATABASE_URL must be set.  When set, its scheme is checked here;

@@ -258,7 +258,10 @@ static void conn_fail(struct db *d, const char *why)
 			d->busy_since = now;
 		if (now - d->busy_since < DB_BUSY_RETRY_MS) {
 			conn_drop(d);
-			int64_t cap = 50LL << (d->busy_tries < 5 ? d->busy_tries : 5); /* 50 ms .. 1.6 s */
+			/* 50 ms .. 400 ms: a server back from an outage is found
+			 * within half a second, and a full one is asked a few
+			 * times a second per waiting worker at most */
+			int64_t cap = 50LL << (d->busy_tries < 3 ? d->busy_tries : 3);
 			d->busy_tries++;
 			d->retry_at = now + cap / 2 + (int64_t)randombytes_uniform((uint32_t)(cap / 2 + 1));
 			d->state = DB_BACKOFF;

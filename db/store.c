@@ -502,11 +502,16 @@ int store_delivery_client_ack_cid(struct db *d, const char *client_id, const cha
 /* ---- API keys ---- */
 
 enum { KEY_ID, KEY_MESH_ID, KEY_MEMBER_ID, KEY_PREFIX, KEY_CAPS, KEY_TOPICS };
+/* a key works while it, its issuing member and its mesh are all live
+ * (issue 22: a revoked member's or an archived mesh's key is refused even if
+ * its own row was somehow not revoked with them) */
 static const char apikey_use_sql[] =
-	"UPDATE mesh.api_key SET last_used_at = now() WHERE secret_hash = $1 AND revoked_at IS NULL "
-	"AND (expires_at IS NULL OR expires_at > now()) "
-	"RETURNING id, mesh_id, issuer_member_id, prefix, array_to_json(capabilities)::text, "
-	"array_to_json(topic_scopes)::text";
+	"UPDATE mesh.api_key k SET last_used_at = now() FROM mesh.mesh ms WHERE k.secret_hash = $1 "
+	"AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) "
+	"AND ms.id = k.mesh_id AND ms.archived_at IS NULL AND (k.issuer_member_id IS NULL OR EXISTS "
+	"  (SELECT 1 FROM mesh.member m WHERE m.id = k.issuer_member_id AND m.revoked_at IS NULL)) "
+	"RETURNING k.id, k.mesh_id, k.issuer_member_id, k.prefix, array_to_json(k.capabilities)::text, "
+	"array_to_json(k.topic_scopes)::text";
 
 static void apikey_adapter(void *arg, const PGresult *res, const char *err)
 {
@@ -620,4 +625,94 @@ int store_queue_depth(struct db *d, store_count_cb cb, void *arg)
 {
 	return send_call(d, "SELECT count(*) FROM mesh.delivery WHERE " DLV_UNDELIVERED, 0, NULL, count_adapter,
 			 (struct call){.cb.count = cb, .arg = arg});
+}
+
+/* ---- presence rows of workers that are gone (issue 21) ---- */
+
+/* Close presence_id's row with its peer_left audit row, once
+ * (mesh.presence_close, migration 0008), then a chain step for its mesh in
+ * case the row was left pending (nothing to do otherwise). */
+int store_presence_close(struct db *d, const char *presence_id, store_done_cb cb, void *arg)
+{
+	const char *p[] = {presence_id};
+	if (!cb) {
+		if (db_query(d, "SELECT mesh.presence_close($1)", 1, p, NULL, NULL) != 0)
+			return -1;
+	} else if (send_call(d, "SELECT mesh.presence_close($1)", 1, p, done_adapter,
+			     (struct call){.cb.done = cb, .arg = arg}) != 0) {
+		return -1;
+	}
+	return db_query(d, "SELECT mesh.audit_flush(mesh_id, true) FROM mesh.presence WHERE id = $1", 1, p, NULL,
+			NULL);
+}
+
+/* Many rows at once (a sweep): two statements whatever their number, so a
+ * live worker's sweep never queues a statement per row ahead of its own
+ * pushes.  Presence ids are [A-Za-z0-9] (id_new): comma-joined. */
+int store_presence_close_many(struct db *d, const char *const *presence_ids, size_t n)
+{
+	if (n == 0)
+		return 0;
+	size_t len = 1;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(presence_ids[i]) + 1;
+	char *ids = malloc(len), *o = ids;
+	if (!ids)
+		log_fatal("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(presence_ids[i]);
+		memcpy(o, presence_ids[i], l);
+		o += l;
+		*o++ = i + 1 < n ? ',' : '\0';
+	}
+	const char *p[] = {ids};
+	int rc = db_query(d, "SELECT count(mesh.presence_close(x)) FROM unnest(string_to_array($1, ',')) x", 1, p,
+			  NULL, NULL);
+	if (rc == 0)
+		rc = db_query(d,
+			      "SELECT mesh.audit_flush(m, true) FROM (SELECT DISTINCT mesh_id AS m FROM mesh.presence "
+			      "WHERE id = ANY(string_to_array($1, ','))) s",
+			      1, p, NULL, NULL);
+	free(ids);
+	return rc;
+}
+
+enum { OPEN_ID, OPEN_MESH, OPEN_PID, OPEN_BEFORE_BOOT };
+
+struct open_call {
+	store_open_cb cb;
+	void *arg;
+};
+
+static void open_rows_adapter(void *arg, const PGresult *res, const char *err)
+{
+	struct open_call *c = arg;
+	int n = err ? 0 : PQntuples(res);
+	struct open_presence *rows = n ? calloc((size_t)n, sizeof *rows) : NULL;
+	if (n && !rows)
+		log_fatal("out of memory");
+	for (int i = 0; i < n; i++) {
+		rows[i].presence_id = PQgetvalue(res, i, OPEN_ID);
+		rows[i].mesh_id = PQgetvalue(res, i, OPEN_MESH);
+		rows[i].worker_pid = PQgetisnull(res, i, OPEN_PID) ? 0 : atoi(PQgetvalue(res, i, OPEN_PID));
+		rows[i].before_boot = store_is_true(res, i, OPEN_BEFORE_BOOT);
+	}
+	c->cb(c->arg, rows, n, err);
+	free(rows);
+	free(c);
+}
+
+int store_presence_open(struct db *d, const char *broker_host, int64_t boot_time, int limit, store_open_cb cb,
+			void *arg)
+{
+	char boot[24], lim[24];
+	snprintf(boot, sizeof boot, "%lld", (long long)boot_time);
+	snprintf(lim, sizeof lim, "%d", limit);
+	const char *p[] = {broker_host, boot, lim};
+	struct open_call c = {cb, arg};
+	return store_call_send(d,
+			       "SELECT id, mesh_id, worker_pid, connected_at < to_timestamp($2::bigint) FROM mesh.presence "
+			       "WHERE disconnected_at IS NULL AND broker_host = $1 "
+			       "ORDER BY connected_at LIMIT $3::int",
+			       3, p, open_rows_adapter, &c, sizeof c);
 }

@@ -190,4 +190,21 @@ int store_schema_version(struct db *d, store_text_cb cb, void *arg);
 const char *store_schema_expected(void);
 int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivered rows */
 
+/* ---- presence rows of workers that are gone (issue 21, worker/reap.c) ---- */
+/* close the row and write its peer_left, once (mesh.presence_close); cb
+ * (may be NULL) learns whether that statement ran */
+int store_presence_close(struct db *d, const char *presence_id, store_done_cb cb, void *arg);
+/* the same for n rows in two statements (a sweep) */
+int store_presence_close_many(struct db *d, const char *const *presence_ids, size_t n);
+struct open_presence {
+	const char *presence_id, *mesh_id;
+	int worker_pid;  /* 0 when unknown */
+	int before_boot; /* connected before this host booted: its worker is gone */
+};
+typedef void (*store_open_cb)(void *arg, const struct open_presence *rows, int n, const char *err);
+/* open rows of broker_host, oldest first, at
+ * most limit; boot_time (Unix seconds) marks the ones older than the boot */
+int store_presence_open(struct db *d, const char *broker_host, int64_t boot_time, int limit, store_open_cb cb,
+			void *arg);
+
 #endif

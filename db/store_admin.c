@@ -182,7 +182,7 @@ int store_invite_insert(struct admin_db *a, const struct invite_row *r, long lon
 	const char *p[] = {r->id, r->mesh_id, r->token, max, r->role, exp};
 	return run(a,
 		   "INSERT INTO mesh.invite (id, mesh_id, token, max_uses, role, expires_at) "
-		   "VALUES ($1, $2, $3, $4::int, $5, to_timestamp($6::bigint))",
+		   "VALUES ($1, $2, mesh.invite_token_hash($3), $4::int, $5, to_timestamp($6::bigint))",
 		   6, p);
 }
 
@@ -222,7 +222,7 @@ int store_invite_revoke(struct admin_db *a, const char *mesh_id, const char *whi
 	const char *p[] = {mesh_id, which};
 	PGresult *r = exec(a,
 			   "UPDATE mesh.invite SET revoked_at = now() WHERE mesh_id = $1 "
-			   "AND (id = $2 OR token = $2) AND revoked_at IS NULL RETURNING id",
+			   "AND (id = $2 OR token = mesh.invite_token_hash($2)) AND revoked_at IS NULL RETURNING id",
 			   2, p);
 	if (!r)
 		return -1;

@@ -20,12 +20,20 @@ enum store_topic_status {
 	TOPIC_NOT_SEALED,     /* no sealed copy for the caller */
 	TOPIC_NO_RECIPIENT,   /* seal: memberId is not a topic member */
 	TOPIC_ALREADY_SEALED, /* seal: a copy exists and is never overwritten */
+	/* issue 22 */
+	TOPIC_NOT_LEAD,       /* the caller is a member but not a lead */
+	TOPIC_NO_SUCH_MEMBER, /* add_member: no live mesh member of that id, pubkey or name */
+	TOPIC_NOT_KEY_HOLDER, /* seal: the caller holds no copy of the current epoch (and is no lead bootstrapping it) */
+	TOPIC_NAME_TAKEN,     /* create: the name is a topic the caller is not a member of */
+	TOPIC_LIMIT,          /* create: the mesh has MAX_TOPICS_PER_MESH topics */
+	TOPIC_STATUS_COUNT
 };
 
 struct topic_row {
 	const char *id, *name, *description, *visibility, *created_at;
 	long member_count;
 	int created; /* topic_create: 1 when this call made it */
+	enum store_topic_status st; /* topic_create: OK, NAME_TAKEN or LIMIT (then no other field is set) */
 };
 typedef void (*store_topic_cb)(void *arg, const struct topic_row *rows, int n, const char *err);
 
@@ -37,12 +45,19 @@ struct topic_new {
 	const char *id, *mesh_id, *name, *description, *visibility, *creator_id;
 	const char *key_pubkey;                         /* hex x25519, NULL = unencrypted */
 	const char *key_id, *encrypted_key, *key_nonce; /* the creator's copy, or NULL */
+	int max_topics;                                 /* the mesh's cap (MAX_TOPICS_PER_MESH) */
 };
 int store_topic_create(struct db *d, const struct topic_new *t, store_topic_cb cb, void *arg);
-/* topics of the mesh visible to member_id (public ones and its private ones), by name */
-int store_topic_list(struct db *d, const char *mesh_id, const char *member_id, store_topic_cb cb, void *arg);
+/* topics of the mesh visible to member_id (public ones and its private ones),
+ * by name, after the name `after` (NULL: from the first), at most limit + 1
+ * rows (the extra one says there is a next page) */
+int store_topic_list(struct db *d, const char *mesh_id, const char *member_id, const char *after, int limit,
+                     store_topic_cb cb, void *arg);
 
-/* join (idempotent), leave, mark read: topic_id is NULL when there is no such topic */
+/* join (idempotent), leave, mark read: topic_id is NULL when there is no such
+ * topic (or a private one the member is not in: join never enters a private
+ * topic, a lead adds its members); leave starts a new key epoch of an
+ * encrypted topic */
 typedef void (*store_topic_id_cb)(void *arg, const char *topic_id, const char *err);
 int store_topic_join(struct db *d, const char *mesh_id, const char *topic, const char *member_id, const char *role,
                      store_topic_id_cb cb, void *arg);
@@ -55,13 +70,30 @@ int store_topic_mark_read(struct db *d, const char *mesh_id, const char *topic, 
 struct topic_member_row {
 	const char *member_id, *pubkey, *display_name, *role, *joined_at, *last_read_at; /* last_read_at may be NULL */
 };
-typedef void (*store_topic_members_cb)(void *arg, const char *topic_id, const struct topic_member_row *rows, int n,
-                                       const char *err);
-int store_topic_members(struct db *d, const char *mesh_id, const char *topic, store_topic_members_cb cb, void *arg);
+/* members only: st OK, NOT_FOUND or NOT_MEMBER */
+typedef void (*store_topic_members_cb)(void *arg, enum store_topic_status st, const char *topic_id,
+                                       const struct topic_member_row *rows, int n, const char *err);
+int store_topic_members(struct db *d, const char *mesh_id, const char *topic, const char *member_id,
+                        store_topic_members_cb cb, void *arg);
+
+/* a lead adds a mesh member (who: its id, pubkey or display name) to the
+ * topic with role, or sets the role of one already in it: st OK (member_id,
+ * role set), NOT_FOUND, NOT_MEMBER / NOT_LEAD (the caller), NO_SUCH_MEMBER.
+ * remove = 1: a lead removes the member (who: its id) and, when it was in an
+ * encrypted topic, starts a new key epoch: NO_SUCH_MEMBER when it was not in. */
+struct topic_member_change {
+	const char *mesh_id, *topic, *caller_id, *who, *role;
+	int remove;
+};
+typedef void (*store_topic_member_cb)(void *arg, enum store_topic_status st, const char *topic_id,
+                                      const char *member_id, const char *role, int epoch, const char *err);
+int store_topic_member_change(struct db *d, const struct topic_member_change *c, store_topic_member_cb cb,
+                              void *arg);
 
 struct topic_message_row {
 	const char *id, *sender_pubkey, *nonce, *ciphertext, *created_at;
 	int body_version;
+	int key_epoch; /* the topic's key epoch when it was posted (0: before epochs) */
 };
 /* newest first, at most limit messages and, past the first, at most
  * STORE_HISTORY_BYTES_MAX bytes of nonces and ciphertexts (a client pages
@@ -73,10 +105,19 @@ int store_topic_history(struct db *d, const char *mesh_id, const char *topic, co
                         const char *before_id, store_topic_history_cb cb, void *arg);
 
 /* ---- keys ---- */
-struct topic_key_row {
-	const char *topic_id, *name, *encrypted_key, *nonce, *created_at;
+struct topic_key_copy {
+	int epoch;
+	const char *encrypted_key, *nonce, *sealed_by, *created_at; /* sealed_by NULL: its member row is gone */
 };
-/* the member's own sealed copy: st OK, NOT_FOUND, UNENCRYPTED or NOT_SEALED */
+struct topic_key_row {
+	const char *topic_id, *name, *encrypted_key, *nonce, *created_at; /* the newest copy the member holds */
+	const char *sealed_by;
+	int epoch, current_epoch;
+	const struct topic_key_copy *copies; /* every copy the member holds, newest epoch first */
+	int n_copies;
+};
+/* the member's own sealed copies: st OK, NOT_FOUND, NOT_MEMBER (k has the
+ * topic only), UNENCRYPTED or NOT_SEALED (no copy of any epoch) */
 typedef void (*store_topic_key_cb)(void *arg, enum store_topic_status st, const struct topic_key_row *k,
                                    const char *err);
 int store_topic_key(struct db *d, const char *mesh_id, const char *topic, const char *member_id, store_topic_key_cb cb,
@@ -85,24 +126,34 @@ int store_topic_key(struct db *d, const char *mesh_id, const char *topic, const 
 struct topic_pending_row {
 	const char *member_id, *pubkey, *display_name;
 };
-/* topic members without a sealed copy (at most limit), asked by a member:
+/* topic members without a sealed copy of the current epoch (at most limit), asked by a member:
  * st OK, NOT_FOUND or NOT_MEMBER; sender_pubkey is the topic's
  * encrypted_key_pubkey (NULL for a legacy topic) */
 typedef void (*store_topic_pending_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
-                                       const char *sender_pubkey, const struct topic_pending_row *rows, int n,
-                                       const char *err);
+                                       const char *sender_pubkey, int epoch, const struct topic_pending_row *rows,
+                                       int n, const char *err);
 int store_topic_pending(struct db *d, const char *mesh_id, const char *topic, const char *member_id, int limit,
                         store_topic_pending_cb cb, void *arg);
 
-/* a member seals the key for another: never overwrites, records the sealer.
- * st OK (sealed_at set), NOT_FOUND, NOT_MEMBER (the caller), NO_RECIPIENT or
- * ALREADY_SEALED, checked in that order */
+/* a member seals the current epoch's key for another: never overwrites,
+ * records the sealer.  st OK (sealed_at set), NOT_FOUND, NOT_MEMBER (the
+ * caller), NOT_KEY_HOLDER (the caller holds no copy of the current epoch and
+ * is not a lead sealing the epoch's first copy), NO_RECIPIENT (not a live
+ * member of the topic) or ALREADY_SEALED, checked in that order */
 struct topic_seal {
 	const char *mesh_id, *topic, *sealer_id, *recipient_id, *key_id, *encrypted_key, *nonce;
 };
 typedef void (*store_topic_seal_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *sealed_at,
                                     const char *err);
 int store_topic_seal(struct db *d, const struct topic_seal *s, store_topic_seal_cb cb, void *arg);
+
+/* discard a copy of the current epoch: the caller's own (recipient_id NULL
+ * or its own id) or, by a lead, any member's.  st OK, NOT_FOUND, NOT_MEMBER,
+ * NOT_LEAD, NO_RECIPIENT or NOT_SEALED (no such copy) */
+typedef void (*store_topic_discard_cb)(void *arg, enum store_topic_status st, const char *topic_id, int epoch,
+                                       const char *err);
+int store_topic_discard(struct db *d, const char *mesh_id, const char *topic, const char *caller_id,
+                        const char *recipient_id, store_topic_discard_cb cb, void *arg);
 
 /* ---- posting: the message (message_queue + topic_message, same id), one
  * delivery per other non-revoked topic member, and one notification per
@@ -162,6 +213,7 @@ struct topic_page_query {
 struct topic_page_row {
 	const char *id, *sender_member_id, *sender_pubkey, *sender_name, *nonce, *ciphertext, *created_at, *reply_to;
 	int body_version; /* sender_pubkey, sender_name, reply_to: NULL when the member row is gone, or none */
+	int key_epoch;    /* 0: posted before key epochs */
 };
 typedef void (*store_topic_page_cb)(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
                                     int cursor_found, const struct topic_page_row *rows, int n, const char *err);

@@ -106,7 +106,16 @@
 	  "no sealed copy of the topic key for you yet: a member holding it must re-seal it", 1)                    \
 	X(RECIPIENT_NOT_IN_TOPIC, "recipient_not_in_topic", "memberId is not a member of this topic", 1)             \
 	X(ALREADY_SEALED, "already_sealed", "that member already has a sealed copy: it is never overwritten", 1)     \
-	X(TOPIC_DB, "internal", "database unavailable, try again", 1)
+	X(TOPIC_DB, "internal", "database unavailable, try again", 1)                                                 \
+	/* issue 22: who may read what */                                                                              \
+	X(TOPIC_NAME_TAKEN, "topic_name_taken", "a topic of that name exists and you are not a member of it", 1)     \
+	X(TOPIC_LIMIT, "topic_limit_reached", "this mesh has MAX_TOPICS_PER_MESH topics", 1)                         \
+	X(TOPIC_RATE_LIMIT, "rate_limit", "too many topic requests: slow down (TOPIC_RATE_LIMIT_PER_MIN)", 1)        \
+	X(ROLE_NOT_GRANTED, "role_not_granted", "only a topic lead grants the lead role (topic_add_member)", 1)      \
+	X(NOT_A_LEAD, "not_a_lead", "only a lead of this topic may do that", 1)                                      \
+	X(NO_SUCH_MEMBER, "member_not_found", "no live member of this mesh by that id, pubkey or name", 1)          \
+	X(NOT_A_KEY_HOLDER, "not_a_key_holder",                                                                     \
+	  "you hold no copy of the current key epoch: only a holder (or a lead starting the epoch) seals it", 1)
 
 enum peer_error {
 	PEER_ERR_NONE = 0, /* nothing is sent */

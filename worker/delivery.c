@@ -23,6 +23,8 @@
 #define ACK_CHECK_MIN_MS 10  /* first look at what the peer acknowledged after a write */
 #define ACK_CHECK_MAX_MS 250 /* the gap doubles up to this while nothing is acknowledged */
 #define ACK_LINGER_MS 500    /* at the end, the wait for the last pushes to be acknowledged */
+#define DRAIN_RETRY_MIN_MS 250  /* a failed drain is tried again after this, */
+#define DRAIN_RETRY_MAX_MS 4000 /* doubling up to this while it keeps failing */
 
 struct live_ids {
 	const char *member_id;
@@ -84,8 +86,15 @@ static void drain_cb(void *arg, const struct delivery_row *rows, int n, const ch
 	w->drain_inflight = 0;
 	if (err) {
 		log_warn("drain failed", "error", err);
-		return; /* the rows stay queued; the next wake or reconnect drains them */
+		/* the rows stay queued; the loop drains again after a back-off
+		 * (skel.c), so the wake that asked for them is not lost */
+		w->drain_retry_ms = w->drain_retry_ms ? w->drain_retry_ms * 2 : DRAIN_RETRY_MIN_MS;
+		if (w->drain_retry_ms > DRAIN_RETRY_MAX_MS)
+			w->drain_retry_ms = DRAIN_RETRY_MAX_MS;
+		w->drain_retry_at = mono_ms() + w->drain_retry_ms;
+		return;
 	}
+	w->drain_retry_ms = 0;
 	if (w->npush + (size_t)n > w->push_cap) {
 		size_t cap = w->push_cap ? w->push_cap : 128;
 		while (cap < w->npush + (size_t)n)

@@ -13,6 +13,9 @@
  * its payload is a struct uds_status read as {close code, reason index of
  * moderation.c's table} */
 enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3, UDS_CLOSE = 4 };
+/* the reason index of a revocation's close (meshctl member revoke, issue 22:
+ * cli/liveclose.c sends it; moderation.c's table names it "revoked") */
+#define UDS_CLOSE_REASON_REVOKED 5
 
 struct uds_status {
 	int32_t status, source;

@@ -20,6 +20,7 @@
 #include "proto/invite.h"
 #include "shm/negcache.h"
 #include "worker/audit.h"
+#include "worker/msgcheck.h"
 #include "worker/skel.h"
 
 #define JOIN_TIMEOUT_MS    5000
@@ -53,7 +54,7 @@ static int name_ok(const char *s)
 	if (n == 0 || n > JOIN_NAME_MAX)
 		return 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)) /* C0, DEL, C1 */
 			return 0;
 	return 1;
 }
@@ -103,7 +104,7 @@ static const char *result_error(const char *r)
 	    {"not_found", "invite_not_found"},  {"mesh_mismatch", "invite_mesh_mismatch"},
 	    {"revoked", "invite_revoked"},      {"expired", "invite_expired"},
 	    {"exhausted", "invite_exhausted"},  {"member_revoked", "member_revoked"},
-	    {"mesh_archived", "mesh_archived"},
+	    {"mesh_archived", "mesh_archived"}, {"name_taken", "display_name_taken"},
 	};
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
 		if (strcmp(map[i].result, r) == 0)
@@ -139,6 +140,11 @@ void join_request(struct worker *w, struct http_req *req)
 {
 	if (strcmp(req->method, "POST") != 0) {
 		join_fail(w, 405, "method not allowed: POST /join");
+		return;
+	}
+	/* a \u0000 would cut a field (display_name) where cJSON stops: refused whole */
+	if (!msgcheck_json_nul_free(req->body, req->body_len)) {
+		join_fail(w, 400, "display_name must be 1-127 bytes without control characters");
 		return;
 	}
 	cJSON *body = cJSON_ParseWithLength(req->body, req->body_len);
@@ -177,6 +183,12 @@ void join_request(struct worker *w, struct http_req *req)
 	}
 	if (strcasecmp(oq.owner, tok.owner_pubkey) != 0) {
 		err = "invite_owner_mismatch";
+		goto fail;
+	}
+	/* the payload is the token's own invite, not another one of the mesh
+	 * that verifies (issue 22): one signature, so one signed string */
+	if (strcmp(tok.signature, pay.signature) != 0) {
+		err = "invite_payload_mismatch";
 		goto fail;
 	}
 	if (pay.expires_at * 1000 <= now_ms() || tok.expires_at * 1000 <= now_ms()) {

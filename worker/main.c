@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "db/db.h"
 #include "worker/http.h"
+#include "worker/reap.h"
 #include "worker/route_table.h"
 #include "worker/skel.h"
 #include "shm/negcache.h"
@@ -86,6 +87,8 @@ int main(int argc, char **argv)
 {
 	log_init("worker");
 	if (argc > 1) {
+		if (strcmp(argv[1], "--reap") == 0)
+			return reap_main(); /* the acceptor's sweep of gone workers' rows (reap.h) */
 		if (strcmp(argv[1], "--version") == 0) {
 			puts("meshbroker-worker " MESHBROKER_VERSION);
 			return 0;

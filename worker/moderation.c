@@ -24,8 +24,10 @@
 #define MOD_MATCH_MAX  1024
 
 /* close reasons, by the index a UDS_CLOSE envelope carries */
-enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_COUNT };
-static const char *const reasons[R_COUNT] = {"kicked", "kicked_stale", "disconnected", "disconnected_stale", "banned"};
+enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_REVOKED, R_COUNT };
+static const char *const reasons[R_COUNT] = {"kicked",  "kicked_stale", "disconnected", "disconnected_stale",
+                                             "banned",  "revoked"};
+_Static_assert(R_REVOKED == UDS_CLOSE_REASON_REVOKED, "meshctl's revocation close names reasons[R_REVOKED]");
 
 enum act { A_KICK, A_DISCONNECT, A_BAN, A_UNBAN, A_LIST };
 static const struct {

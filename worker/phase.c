@@ -56,6 +56,10 @@ static const struct phase_row table[] = {
 	{"topic_key", AUTHED, NEEDS_HELLO, topic_key_on_get, 0},
 	{"topic_pending_seals", AUTHED, NEEDS_HELLO, topic_key_on_pending, 0},
 	{"topic_seal", AUTHED, NEEDS_HELLO, topic_key_on_seal, 0},
+	/* issue 22: a lead's members, a copy that does not open */
+	{"topic_add_member", AUTHED, NEEDS_HELLO, topic_on_add_member, 0},
+	{"topic_remove_member", AUTHED, NEEDS_HELLO, topic_on_remove_member, 0},
+	{"topic_key_discard", AUTHED, NEEDS_HELLO, topic_key_on_discard, 0},
 	{"list_peers", AUTHED, NEEDS_HELLO, peers_on_list, 0},
 	{"set_summary", AUTHED, NEEDS_HELLO, peers_on_set_summary, 0},
 	/* §12.1: a session's hello, signed by its session key under its member's attestation */

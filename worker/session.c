@@ -14,6 +14,7 @@
 #include "worker/peerevents.h"
 #include "worker/peerstatus.h"
 #include "worker/phase.h"
+#include "worker/reap.h"
 #include "worker/send.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
@@ -52,12 +53,16 @@ static void session_leave(struct worker *w)
 	send_free(w);
 	if (w->joined) {
 		delivery_give_back(w);
-		if (w->presence_row)
-			store_presence_disconnect(w->db, w->me.presence_id);
-		cJSON *pl = cJSON_CreateObject();
-		cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
-		audit_event(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
-		db_drain_sync(w->db, LEAVE_DB_MS);
+		if (w->presence_row) {
+			/* the row closed and its peer_left, once: a reaper that
+			 * thought us gone (reap.c) wrote neither twice */
+			reap_leave(w, LEAVE_DB_MS);
+		} else {
+			cJSON *pl = cJSON_CreateObject();
+			cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
+			audit_event(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
+			db_drain_sync(w->db, LEAVE_DB_MS);
+		}
 		/* rows we gave back: another live connection of this member takes them */
 		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, w);
 		log_info("peer left", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
@@ -91,6 +96,7 @@ static void session_tick(struct worker *w, int64_t now)
 	peerstatus_tick(w, now);
 	peerevents_tick(w, now);
 	send_tick(w, now);
+	reap_tick(w, now);
 }
 
 const struct worker_hooks session_hooks = {

@@ -13,12 +13,15 @@
 #include <time.h>
 
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "db/db.h"
 #include "db/pq.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "shm/negcache.h"
+#include "worker/sandbox.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 
@@ -53,7 +56,7 @@ int worker_terminating(void) { return got_term; }
 
 const sigset_t *worker_wait_mask(void) { return &open_mask; }
 
-void worker_child_open(struct worker *w)
+static void child_table_open(struct worker *w)
 {
 	const char *v = getenv(CHILDTAB_ENV);
 	long slot = 0;
@@ -71,6 +74,43 @@ void worker_child_open(struct worker *w)
 	w->ct_slot = (uint32_t)slot;
 	/* normally the acceptor or our pre-exec self wrote it already */
 	childtab_start(w->ct, w->ct_slot, getpid());
+}
+
+#ifdef MESHBROKER_TEST_FORBIDDEN_SYSCALL
+/* Test builds only (build/…/tests/meshbroker-worker-sbxtest, never the
+ * shipped binary): SIGUSR1 makes the loop call a system call the sandbox
+ * forbids, so a test can watch the worker die by SIGSYS. */
+static volatile sig_atomic_t got_forbid;
+static void on_forbid(int sig)
+{
+	(void)sig;
+	got_forbid = 1;
+}
+static void forbidden_arm(void)
+{
+	struct sigaction sa = {.sa_handler = on_forbid};
+	sigaction(SIGUSR1, &sa, NULL);
+}
+static void forbidden_check(void)
+{
+	if (got_forbid)
+		syscall(SYS_acct, NULL); /* not on the allow-list: SIGSYS */
+}
+/* MESHBROKER_SANDBOX_LOG=1: calls off the list are logged (dmesg), not fatal */
+static int sandbox_log_only(void) { return getenv("MESHBROKER_SANDBOX_LOG") != NULL; }
+#else
+static void forbidden_arm(void) {}
+static void forbidden_check(void) {}
+static int sandbox_log_only(void) { return 0; }
+#endif
+
+void worker_child_open(struct worker *w)
+{
+	child_table_open(w);
+	forbidden_arm();
+	/* the last step before the first byte from the client is read */
+	if (sandbox_enter(w->cfg.runtime_dir, sandbox_log_only()) != 0)
+		log_fatal("refusing to serve without the sandbox");
 }
 
 int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to)
@@ -144,8 +184,16 @@ static void skel_timers(struct worker *w, int64_t now)
 		w->hello_deadline = 0;
 	}
 	ws_keepalive(w, now);
-	if (w->joined)
+	if (w->joined) {
+		/* a drain that failed (the database away) is tried again: the
+		 * wake that asked for it is not repeated by anyone */
+		if (w->drain_retry_at && now >= w->drain_retry_at) {
+			w->drain_retry_at = 0;
+			w->hooks->on_wake(w);
+		}
 		w->hooks->tick(w, now);
+	}
+	uds_tick(w, now);
 }
 
 static int skel_timeout(const struct worker *w, int64_t now)
@@ -165,7 +213,9 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		deadline = min_deadline(deadline, w->ack_check_at);
 		deadline = min_deadline(deadline, w->chain_due);
 		deadline = min_deadline(deadline, w->send_due); /* a send's deadline (send.c) */
+		deadline = min_deadline(deadline, w->drain_retry_at);
 	}
+	deadline = min_deadline(deadline, uds_deadline(w));
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
 	if (timeout < 0)
 		timeout = 0;
@@ -179,6 +229,7 @@ static void skel_loop(struct worker *w)
 	struct pollfd fds[2 + UDS_IN_MAX + UDS_OUT_MAX + 1];
 	for (;;) {
 		int64_t now = mono_ms();
+		forbidden_check();
 		if (w->phase != PHASE_CLOSING && !w->joined && worker_evicted(w)) {
 			/* the acceptor needs the place of a connection that has not
 			 * authenticated: close now, owed no close handshake */

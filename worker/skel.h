@@ -17,7 +17,9 @@ int worker_terminating(void); /* SIGTERM or SIGINT arrived */
 const sigset_t *worker_wait_mask(void); /* the mask to wait with: SIGTERM/SIGINT let in */
 
 /* The acceptor's child table (shm/childtab.h): open our entry when the
- * acceptor named one (MESHBROKER_CHILD_SLOT); none under systemd. */
+ * acceptor named one (MESHBROKER_CHILD_SLOT); none under systemd.  Then,
+ * under both launchers, the worker sandboxes itself (worker/sandbox.h):
+ * call it right before the first read from the client. */
 void worker_child_open(struct worker *w);
 /* Move our entry from a state in from_mask (CHILD_BIT) to `to`.  -1 only when
  * the acceptor evicted this connection (it wants us gone); else 0, also when

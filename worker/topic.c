@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "db/store_topic.h"
+#include "shm/shm.h"
 #include "worker/audit.h"
 #include "worker/msg.h"
 #include "worker/topic_key.h"
@@ -18,6 +19,19 @@ static void db_failed(struct topic_req *tr, const char *what, const char *err)
 {
 	log_warn("topic request failed", "request", what, "error", err);
 	topicreq_error(tr, PEER_ERR_TOPIC_DB);
+}
+
+/* the member's topic requests that write (create, join, leave, mark read,
+ * add and remove members) share one token bucket, as sends do theirs */
+static int rate_ok(struct topic_req *tr)
+{
+	struct worker *w = tr->w;
+	char key[96];
+	snprintf(key, sizeof key, "topic:%s", w->me.member_id);
+	if (bucket_take(w->shm, key, w->cfg.topic_rate_burst, w->cfg.topic_rate_per_min, now_ms()))
+		return 1;
+	topicreq_error(tr, PEER_ERR_TOPIC_RATE_LIMIT);
+	return 0;
 }
 
 /* ---- topic_create ---- */
@@ -37,6 +51,8 @@ static void create_cb(void *arg, const struct topic_row *rows, int n, const char
 	} else if (n == 0) {
 		/* a concurrent create of the same name committed meanwhile */
 		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	} else if (rows[0].st != TOPIC_OK) {
+		topicreq_error(tr, topic_status_error(rows[0].st));
 	} else {
 		cJSON *o = topicreq_reply("topic_created");
 		cJSON *t = cJSON_AddObjectToObject(o, "topic");
@@ -72,6 +88,10 @@ void topic_on_create(struct worker *w, const cJSON *msg)
 		return;
 	}
 	snprintf(tr->topic, sizeof tr->topic, "%s", name);
+	if (!rate_ok(tr)) {
+		free(tr);
+		return;
+	}
 	struct topic_copy copy;
 	if (topic_key_creator_copy(tr, msg, w->me.pubkey, &copy) != 0) {
 		free(tr);
@@ -94,7 +114,8 @@ void topic_on_create(struct worker *w, const cJSON *msg)
 	                      copy.pubkey_hex,
 	                      copy.encrypted_key ? key_id : NULL,
 	                      copy.encrypted_key,
-	                      copy.nonce};
+	                      copy.nonce,
+	                      w->cfg.max_topics_per_mesh};
 	int queued = 0;
 	if (topicreq_db(tr)) {
 		queued = store_topic_create(w->db, &t, create_cb, cc) == 0;
@@ -108,17 +129,24 @@ void topic_on_create(struct worker *w, const cJSON *msg)
 	topic_key_copy_free(&copy);
 }
 
-/* ---- topic_list ---- */
+/* ---- topic_list: paged by name (cursor = the last name of a page) ---- */
+
+struct list_ctx {
+	struct topic_req *tr;
+	int limit;
+};
 
 static void list_cb(void *arg, const struct topic_row *rows, int n, const char *err)
 {
-	struct topic_req *tr = arg;
+	struct list_ctx *lc = arg;
+	struct topic_req *tr = lc->tr;
 	if (err) {
 		db_failed(tr, "topic_list", err);
 	} else {
 		cJSON *o = topicreq_reply("topic_list_response");
 		cJSON *arr = cJSON_AddArrayToObject(o, "topics");
-		for (int i = 0; i < n; i++) {
+		int shown = n > lc->limit ? lc->limit : n;
+		for (int i = 0; i < shown; i++) {
 			cJSON *t = cJSON_CreateObject();
 			cJSON_AddStringToObject(t, "id", rows[i].id);
 			cJSON_AddStringToObject(t, "name", rows[i].name);
@@ -131,9 +159,15 @@ static void list_cb(void *arg, const struct topic_row *rows, int n, const char *
 			cJSON_AddStringToObject(t, "createdAt", rows[i].created_at);
 			cJSON_AddItemToArray(arr, t);
 		}
+		/* more after this page: the cursor to ask for it; else null */
+		if (n > lc->limit)
+			cJSON_AddStringToObject(o, "nextCursor", rows[shown - 1].name);
+		else
+			cJSON_AddNullToObject(o, "nextCursor");
 		topicreq_send(tr, o);
 	}
 	free(tr);
+	free(lc);
 }
 
 void topic_on_list(struct worker *w, const cJSON *msg)
@@ -141,12 +175,25 @@ void topic_on_list(struct worker *w, const cJSON *msg)
 	struct topic_req *tr = topicreq_new(w, msg);
 	if (!tr)
 		return;
+	const char *cursor, *bad;
+	int limit;
+	if ((bad = topicreq_list_args(msg, &cursor, &limit)) != NULL) {
+		topicreq_malformed(tr, bad);
+		free(tr);
+		return;
+	}
+	struct list_ctx *lc = calloc(1, sizeof *lc);
+	if (!lc)
+		log_fatal("out of memory");
+	lc->tr = tr;
+	lc->limit = limit;
 	if (topicreq_db(tr)) {
-		if (store_topic_list(w->db, w->me.mesh_id, w->me.member_id, list_cb, tr) == 0)
+		if (store_topic_list(w->db, w->me.mesh_id, w->me.member_id, cursor, limit, list_cb, lc) == 0)
 			return;
 		topicreq_error(tr, PEER_ERR_TOPIC_DB);
 	}
 	free(tr);
+	free(lc);
 }
 
 /* ---- join, leave, mark read: no reply on success ---- */
@@ -175,7 +222,13 @@ static void quiet_request(struct worker *w, const cJSON *msg, enum quiet_op op)
 		topicreq_malformed(tr, bad);
 		goto done;
 	}
-	if (!topicreq_db(tr))
+	/* a role is granted by a lead (topic_add_member), never taken: a join
+	 * is as a member or, when asked, an observer */
+	if (op == Q_JOIN && role && strcmp(role, "lead") == 0) {
+		topicreq_error(tr, PEER_ERR_ROLE_NOT_GRANTED);
+		goto done;
+	}
+	if (!rate_ok(tr) || !topicreq_db(tr))
 		goto done;
 	int r = op == Q_JOIN    ? store_topic_join(w->db, w->me.mesh_id, tr->topic, w->me.member_id,
                                                 role ? role : "member", quiet_cb, tr)
@@ -203,13 +256,14 @@ void topic_on_mark_read(struct worker *w, const cJSON *msg)
 
 /* ---- topic_members ---- */
 
-static void members_cb(void *arg, const char *topic_id, const struct topic_member_row *rows, int n, const char *err)
+static void members_cb(void *arg, enum store_topic_status st, const char *topic_id,
+                       const struct topic_member_row *rows, int n, const char *err)
 {
 	struct topic_req *tr = arg;
 	if (err) {
 		db_failed(tr, "topic_members", err);
-	} else if (!topic_id) {
-		topicreq_error(tr, PEER_ERR_TOPIC_NOT_FOUND);
+	} else if (st != TOPIC_OK) {
+		topicreq_error(tr, topic_status_error(st));
 	} else {
 		cJSON *o = topicreq_reply("topic_members_response");
 		cJSON_AddStringToObject(o, "topic", topic_id);
@@ -238,7 +292,7 @@ void topic_on_members(struct worker *w, const cJSON *msg)
 	if (!tr)
 		return;
 	if (topicreq_topic(tr, msg) == 0 && topicreq_db(tr)) {
-		if (store_topic_members(w->db, w->me.mesh_id, tr->topic, members_cb, tr) == 0)
+		if (store_topic_members(w->db, w->me.mesh_id, tr->topic, w->me.member_id, members_cb, tr) == 0)
 			return;
 		topicreq_error(tr, PEER_ERR_TOPIC_DB);
 	}
@@ -269,6 +323,10 @@ static void history_cb(void *arg, enum store_topic_status st, const char *topic_
 			cJSON_AddStringToObject(m, "ciphertext", rows[i].ciphertext);
 			cJSON_AddStringToObject(m, "createdAt", rows[i].created_at);
 			cJSON_AddNumberToObject(m, "bodyVersion", rows[i].body_version);
+			if (rows[i].key_epoch)
+				cJSON_AddNumberToObject(m, "keyEpoch", rows[i].key_epoch);
+			else
+				cJSON_AddNullToObject(m, "keyEpoch");
 			cJSON_AddItemToArray(arr, m);
 		}
 		topicreq_send(tr, o);
@@ -296,4 +354,68 @@ void topic_on_history(struct worker *w, const cJSON *msg)
 	topicreq_error(tr, PEER_ERR_TOPIC_DB);
 done:
 	free(tr);
+}
+
+/* ---- topic_add_member / topic_remove_member: a lead's ---- */
+
+static void member_change_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *member_id,
+                             const char *role, int epoch, const char *err)
+{
+	struct topic_req *tr = arg;
+	struct worker *w = tr->w;
+	int remove = tr->extra[0] == 'r';
+	if (err) {
+		db_failed(tr, remove ? "topic_remove_member" : "topic_add_member", err);
+	} else if (st != TOPIC_OK) {
+		topicreq_error(tr, topic_status_error(st));
+	} else {
+		cJSON *o = topicreq_reply(remove ? "topic_member_removed" : "topic_member_added");
+		cJSON_AddStringToObject(o, "topic", tr->topic);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		cJSON_AddStringToObject(o, "memberId", member_id);
+		cJSON_AddStringToObject(o, "role", role);
+		cJSON_AddNumberToObject(o, "keyEpoch", epoch);
+		topicreq_send(tr, o);
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "topicId", topic_id);
+		cJSON_AddStringToObject(pl, "memberId", member_id);
+		cJSON_AddStringToObject(pl, "role", role);
+		cJSON_AddNumberToObject(pl, "keyEpoch", epoch);
+		audit_event(w, w->me.mesh_id, remove ? "topic_member_removed" : "topic_member_added", w->me.member_id,
+		            w->me.display_name, pl);
+	}
+	free(tr);
+}
+
+static void member_change(struct worker *w, const cJSON *msg, int remove)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	const char *who, *role, *bad;
+	if (topicreq_topic(tr, msg) != 0)
+		goto done;
+	if ((bad = topicreq_member_args(msg, remove, &who, &role)) != NULL) {
+		topicreq_malformed(tr, bad);
+		goto done;
+	}
+	tr->extra[0] = remove ? 'r' : 'a';
+	if (!rate_ok(tr) || !topicreq_db(tr))
+		goto done;
+	struct topic_member_change c = {w->me.mesh_id, tr->topic, w->me.member_id, who, role, remove};
+	if (store_topic_member_change(w->db, &c, member_change_cb, tr) == 0)
+		return;
+	topicreq_error(tr, PEER_ERR_TOPIC_DB);
+done:
+	free(tr);
+}
+
+void topic_on_add_member(struct worker *w, const cJSON *msg)
+{
+	member_change(w, msg, 0);
+}
+
+void topic_on_remove_member(struct worker *w, const cJSON *msg)
+{
+	member_change(w, msg, 1);
 }

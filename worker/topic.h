@@ -18,6 +18,10 @@ void topic_on_leave(struct worker *w, const cJSON *msg);
 void topic_on_mark_read(struct worker *w, const cJSON *msg);
 void topic_on_members(struct worker *w, const cJSON *msg);
 void topic_on_history(struct worker *w, const cJSON *msg);
+/* issue 22: a lead adds a member (or sets its role) and removes one (a new
+ * key epoch) */
+void topic_on_add_member(struct worker *w, const cJSON *msg);
+void topic_on_remove_member(struct worker *w, const cJSON *msg);
 
 
 #endif

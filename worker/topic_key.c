@@ -65,30 +65,61 @@ void topic_key_copy_free(struct topic_copy *c)
 
 /* ---- topic_key ---- */
 
+static void sender_of(const char *enc, const char *nonce, char sender[65])
+{
+	struct topickey_sealed s;
+	sender[0] = 0;
+	if (topickey_parse(enc, nonce, &s) == 0)
+		sodium_bin2hex(sender, 65, s.sender_pk, sizeof s.sender_pk);
+}
+
+void topic_key_fill(cJSON *o, const struct topic_key_row *k)
+{
+	char sender[65];
+	sender_of(k->encrypted_key, k->nonce, sender);
+	cJSON_AddStringToObject(o, "topic", k->name);
+	cJSON_AddStringToObject(o, "topicId", k->topic_id);
+	cJSON_AddStringToObject(o, "encryptedKey", k->encrypted_key);
+	cJSON_AddStringToObject(o, "nonce", k->nonce);
+	cJSON_AddStringToObject(o, "senderPubkey", sender);
+	cJSON_AddStringToObject(o, "createdAt", k->created_at ? k->created_at : "");
+	/* issue 22: the epoch of that copy (the newest the member holds), the
+	 * topic's current epoch, and every copy the member holds */
+	cJSON_AddNumberToObject(o, "epoch", k->epoch);
+	cJSON_AddNumberToObject(o, "currentEpoch", k->current_epoch);
+	if (k->sealed_by)
+		cJSON_AddStringToObject(o, "sealedBy", k->sealed_by);
+	else
+		cJSON_AddNullToObject(o, "sealedBy");
+	cJSON *arr = cJSON_AddArrayToObject(o, "keys");
+	for (int i = 0; i < k->n_copies; i++) {
+		const struct topic_key_copy *c = &k->copies[i];
+		cJSON *x = cJSON_CreateObject();
+		sender_of(c->encrypted_key, c->nonce, sender);
+		cJSON_AddNumberToObject(x, "epoch", c->epoch);
+		cJSON_AddStringToObject(x, "encryptedKey", c->encrypted_key);
+		cJSON_AddStringToObject(x, "nonce", c->nonce);
+		cJSON_AddStringToObject(x, "senderPubkey", sender);
+		if (c->sealed_by)
+			cJSON_AddStringToObject(x, "sealedBy", c->sealed_by);
+		else
+			cJSON_AddNullToObject(x, "sealedBy");
+		cJSON_AddStringToObject(x, "createdAt", c->created_at);
+		cJSON_AddItemToArray(arr, x);
+	}
+}
+
 static void key_cb(void *arg, enum store_topic_status st, const struct topic_key_row *k, const char *err)
 {
 	struct topic_req *tr = arg;
 	if (err) {
 		log_warn("topic_key failed", "error", err);
 		topicreq_error(tr, PEER_ERR_TOPIC_DB);
-	} else if (st == TOPIC_NOT_FOUND) {
-		topicreq_error(tr, PEER_ERR_TOPIC_NOT_FOUND);
-	} else if (st == TOPIC_UNENCRYPTED) {
-		topicreq_error(tr, PEER_ERR_TOPIC_UNENCRYPTED);
-	} else if (st == TOPIC_NOT_SEALED) {
-		topicreq_error(tr, PEER_ERR_KEY_NOT_SEALED);
+	} else if (st != TOPIC_OK) {
+		topicreq_error(tr, topic_status_error(st));
 	} else {
-		struct topickey_sealed s;
-		char sender[65] = "";
-		if (topickey_parse(k->encrypted_key, k->nonce, &s) == 0)
-			sodium_bin2hex(sender, sizeof sender, s.sender_pk, sizeof s.sender_pk);
 		cJSON *o = topicreq_reply("topic_key_response");
-		cJSON_AddStringToObject(o, "topic", k->name);
-		cJSON_AddStringToObject(o, "topicId", k->topic_id);
-		cJSON_AddStringToObject(o, "encryptedKey", k->encrypted_key);
-		cJSON_AddStringToObject(o, "nonce", k->nonce);
-		cJSON_AddStringToObject(o, "senderPubkey", sender);
-		cJSON_AddStringToObject(o, "createdAt", k->created_at ? k->created_at : "");
+		topic_key_fill(o, k);
 		topicreq_send(tr, o);
 	}
 	free(tr);
@@ -109,9 +140,10 @@ void topic_key_on_get(struct worker *w, const cJSON *msg)
 
 /* ---- topic_pending_seals ---- */
 
-void topic_key_pending_fill(cJSON *o, const char *name, const char *topic_id, const char *sender_pubkey,
+void topic_key_pending_fill(cJSON *o, const char *name, const char *topic_id, const char *sender_pubkey, int epoch,
                             const struct topic_pending_row *rows, int n)
 {
+	cJSON_AddNumberToObject(o, "epoch", epoch);
 	cJSON_AddStringToObject(o, "topic", name);
 	cJSON_AddStringToObject(o, "topicId", topic_id);
 	if (sender_pubkey)
@@ -129,7 +161,8 @@ void topic_key_pending_fill(cJSON *o, const char *name, const char *topic_id, co
 }
 
 static void pending_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
-                       const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
+                       const char *sender_pubkey, int epoch, const struct topic_pending_row *rows, int n,
+                       const char *err)
 {
 	struct topic_req *tr = arg;
 	if (err) {
@@ -141,7 +174,7 @@ static void pending_cb(void *arg, enum store_topic_status st, const char *topic_
 		topicreq_error(tr, PEER_ERR_NOT_A_MEMBER);
 	} else {
 		cJSON *o = topicreq_reply("topic_pending_seals_response");
-		topic_key_pending_fill(o, name, topic_id, sender_pubkey, rows, n);
+		topic_key_pending_fill(o, name, topic_id, sender_pubkey, epoch, rows, n);
 		topicreq_send(tr, o);
 	}
 	free(tr);
@@ -167,16 +200,11 @@ static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id,
 {
 	struct topic_req *tr = arg;
 	struct worker *w = tr->w;
-	static const enum peer_error errors[] = {
-	    [TOPIC_NOT_FOUND] = PEER_ERR_TOPIC_NOT_FOUND,           [TOPIC_NOT_MEMBER] = PEER_ERR_NOT_A_MEMBER,
-	    [TOPIC_NO_RECIPIENT] = PEER_ERR_RECIPIENT_NOT_IN_TOPIC, [TOPIC_ALREADY_SEALED] = PEER_ERR_ALREADY_SEALED,
-	    [TOPIC_UNENCRYPTED] = PEER_ERR_TOPIC_UNENCRYPTED,       [TOPIC_NOT_SEALED] = PEER_ERR_KEY_NOT_SEALED,
-	};
 	if (err) {
 		log_warn("topic_seal failed", "error", err);
 		topicreq_error(tr, PEER_ERR_TOPIC_DB);
 	} else if (st != TOPIC_OK) {
-		topicreq_error(tr, errors[st]);
+		topicreq_error(tr, topic_status_error(st));
 	} else {
 		cJSON *o = topicreq_reply("topic_sealed");
 		cJSON_AddStringToObject(o, "topic", tr->topic);
@@ -212,6 +240,55 @@ void topic_key_on_seal(struct worker *w, const cJSON *msg)
 	if (!topicreq_db(tr))
 		goto done;
 	if (store_topic_seal(w->db, &ts, seal_cb, tr) == 0)
+		return;
+	topicreq_error(tr, PEER_ERR_TOPIC_DB);
+done:
+	free(tr);
+}
+
+/* ---- topic_key_discard: a copy that does not open goes (own, or a lead's reset) ---- */
+
+static void discard_cb(void *arg, enum store_topic_status st, const char *topic_id, int epoch, const char *err)
+{
+	struct topic_req *tr = arg;
+	struct worker *w = tr->w;
+	if (err) {
+		log_warn("topic_key_discard failed", "error", err);
+		topicreq_error(tr, PEER_ERR_TOPIC_DB);
+	} else if (st != TOPIC_OK) {
+		topicreq_error(tr, topic_status_error(st));
+	} else {
+		cJSON *o = topicreq_reply("topic_key_discarded");
+		cJSON_AddStringToObject(o, "topic", tr->topic);
+		cJSON_AddStringToObject(o, "topicId", topic_id);
+		cJSON_AddStringToObject(o, "memberId", tr->extra);
+		cJSON_AddNumberToObject(o, "epoch", epoch);
+		topicreq_send(tr, o);
+		cJSON *pl = cJSON_CreateObject();
+		cJSON_AddStringToObject(pl, "topicId", topic_id);
+		cJSON_AddStringToObject(pl, "memberId", tr->extra);
+		cJSON_AddNumberToObject(pl, "epoch", epoch);
+		audit_event(w, w->me.mesh_id, "topic_key_discarded", w->me.member_id, w->me.display_name, pl);
+	}
+	free(tr);
+}
+
+void topic_key_on_discard(struct worker *w, const cJSON *msg)
+{
+	struct topic_req *tr = topicreq_new(w, msg);
+	if (!tr)
+		return;
+	const char *member, *bad;
+	if (topicreq_topic(tr, msg) != 0)
+		goto done;
+	if ((bad = topicreq_discard_args(msg, &member)) != NULL) {
+		topicreq_malformed(tr, bad);
+		goto done;
+	}
+	snprintf(tr->extra, sizeof tr->extra, "%s", member ? member : w->me.member_id);
+	if (!topicreq_db(tr))
+		goto done;
+	if (store_topic_discard(w->db, w->me.mesh_id, tr->topic, w->me.member_id, member, discard_cb, tr) == 0)
 		return;
 	topicreq_error(tr, PEER_ERR_TOPIC_DB);
 done:

@@ -33,12 +33,21 @@ void topic_key_copy_free(struct topic_copy *c);
 void topic_key_on_get(struct worker *w, const cJSON *msg);
 void topic_key_on_pending(struct worker *w, const cJSON *msg);
 void topic_key_on_seal(struct worker *w, const cJSON *msg);
+/* issue 22: topic_key_discard{topic, memberId?} drops a copy of the current
+ * epoch (the caller's own; another member's by a lead) */
+void topic_key_on_discard(struct worker *w, const cJSON *msg);
+
+/* the body of a key answer, over the socket or REST: the newest copy the
+ * member holds (topic, topicId, encryptedKey, nonce, senderPubkey,
+ * createdAt, epoch, sealedBy), currentEpoch, and keys[] (every copy) */
+struct topic_key_row;
+void topic_key_fill(cJSON *o, const struct topic_key_row *k);
 
 /* the body of a pending-seals answer, over the socket or REST: topic,
  * topicId, senderPubkey (null when unknown) and pending[{memberId, pubkey,
- * displayName}] */
+ * displayName}], and epoch (the current key epoch, whose copy they lack) */
 struct topic_pending_row;
-void topic_key_pending_fill(cJSON *o, const char *name, const char *topic_id, const char *sender_pubkey,
+void topic_key_pending_fill(cJSON *o, const char *name, const char *topic_id, const char *sender_pubkey, int epoch,
                             const struct topic_pending_row *rows, int n);
 
 #endif

@@ -43,18 +43,11 @@ static void key_cb(void *arg, enum store_topic_status st, const struct topic_key
 		rest_set_error(&q->a, 409, "topic_unencrypted");
 	} else if (st == TOPIC_NOT_SEALED) {
 		rest_set_error(&q->a, 404, "key_not_sealed_for_member");
+	} else if (st == TOPIC_NOT_MEMBER) {
+		rest_set_error(&q->a, 403, "not_a_member");
 	} else {
-		struct topickey_sealed s;
-		char sender[65] = "";
-		if (topickey_parse(k->encrypted_key, k->nonce, &s) == 0)
-			sodium_bin2hex(sender, sizeof sender, s.sender_pk, sizeof s.sender_pk);
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "topic", k->name);
-		cJSON_AddStringToObject(o, "topicId", k->topic_id);
-		cJSON_AddStringToObject(o, "encryptedKey", k->encrypted_key);
-		cJSON_AddStringToObject(o, "nonce", k->nonce);
-		cJSON_AddStringToObject(o, "senderPubkey", sender);
-		cJSON_AddStringToObject(o, "createdAt", k->created_at ? k->created_at : "");
+		topic_key_fill(o, k);
 		rest_set(&q->a, 200, o);
 	}
 }
@@ -62,7 +55,8 @@ static void key_cb(void *arg, enum store_topic_status st, const struct topic_key
 /* ---- GET /v1/topics/:name/pending-seals ---- */
 
 static void pending_cb(void *arg, enum store_topic_status st, const char *topic_id, const char *name,
-                       const char *sender_pubkey, const struct topic_pending_row *rows, int n, const char *err)
+                       const char *sender_pubkey, int epoch, const struct topic_pending_row *rows, int n,
+                       const char *err)
 {
 	struct key_q *q = arg;
 	if (err) {
@@ -74,7 +68,7 @@ static void pending_cb(void *arg, enum store_topic_status st, const char *topic_
 		rest_set_error(&q->a, 403, "not_a_member");
 	} else {
 		cJSON *o = cJSON_CreateObject();
-		topic_key_pending_fill(o, name, topic_id, sender_pubkey, rows, n);
+		topic_key_pending_fill(o, name, topic_id, sender_pubkey, epoch, rows, n);
 		rest_set(&q->a, 200, o);
 	}
 }
@@ -94,6 +88,7 @@ static void seal_cb(void *arg, enum store_topic_status st, const char *topic_id,
 	    [TOPIC_ALREADY_SEALED] = {409, "already_sealed"},
 	    [TOPIC_UNENCRYPTED] = {409, "topic_unencrypted"},
 	    [TOPIC_NOT_SEALED] = {404, "key_not_sealed_for_member"},
+	    [TOPIC_NOT_KEY_HOLDER] = {403, "not_a_key_holder"},
 	};
 	if (err) {
 		log_warn("POST seal failed", "error", err);
@@ -170,6 +165,10 @@ cJSON *topic_rest_entry(const struct topic_page_row *r)
 	cJSON_AddStringToObject(x, "nonce", r->nonce);
 	cJSON_AddStringToObject(x, "ciphertext", r->ciphertext);
 	cJSON_AddNumberToObject(x, "bodyVersion", r->body_version);
+	if (r->key_epoch)
+		cJSON_AddNumberToObject(x, "keyEpoch", r->key_epoch);
+	else
+		cJSON_AddNullToObject(x, "keyEpoch");
 	if (r->reply_to)
 		cJSON_AddStringToObject(x, "replyToId", r->reply_to);
 	else
@@ -239,6 +238,17 @@ void topic_rest_read(struct worker *w, struct http_req *req, struct route_ctx *c
 {
 	(void)req;
 	struct rest_answer a = {0};
+	/* the member's topic bucket, shared with its socket's topic_mark_read (issue 22) */
+	char bucket[96];
+	snprintf(bucket, sizeof bucket, "topic:%s", c->key.member_id);
+	if (worker_shm(w) != 0) {
+		rest_error(w, 503, "db_unavailable");
+		return;
+	}
+	if (!bucket_take(w->shm, bucket, w->cfg.topic_rate_burst, w->cfg.topic_rate_per_min, now_ms())) {
+		rest_error(w, 429, "rate_limit");
+		return;
+	}
 	if (worker_db(w) != 0 || store_topic_read(w->db, c->key.mesh_id, c->topic, c->key.member_id, read_cb, &a) != 0) {
 		rest_error(w, 503, "db_unavailable");
 		return;

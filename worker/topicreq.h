@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "db/store_topic.h"
 #include "proto/reasons.h"
 #include "worker/msgcheck.h"
 #include "worker/worker.h"
@@ -31,6 +32,19 @@ void topicreq_malformed(struct topic_req *tr, const char *message);
 /* an object of type `type` to fill and send with topicreq_send (adds _reqId) */
 cJSON *topicreq_reply(const char *type);
 void topicreq_send(struct topic_req *tr, cJSON *o); /* o is consumed */
+/* topic_list{cursor?, limit?}: cursor NULL or the last name of the page before,
+ * limit 1..TOPIC_LIST_MAX (default TOPIC_LIST_DEFAULT); NULL or what is wrong */
+#define TOPIC_LIST_DEFAULT 200
+#define TOPIC_LIST_MAX     500
+const char *topicreq_list_args(const cJSON *msg, const char **cursor, int *limit);
+/* topic_add_member{topic, memberId|pubkey|name, role?} (role member (default),
+ * observer or lead) and topic_remove_member{topic, memberId}: who and role */
+const char *topicreq_member_args(const cJSON *msg, int remove, const char **who, const char **role);
+/* topic_key_discard{topic, memberId?}: the member whose copy goes (NULL: the caller's) */
+const char *topicreq_discard_args(const cJSON *msg, const char **member);
+/* a store status (issue 22: every refusal of a topic statement) as the
+ * error frame that says it */
+enum peer_error topic_status_error(enum store_topic_status st);
 /* 1 when the database handle could be had (else answered internal) */
 int topicreq_db(struct topic_req *tr);
 

@@ -26,6 +26,11 @@ int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen);
 /* a moderator's close (docs/protocol.md §12.4): the owner of (slot, gen)
  * closes its socket with code and the reason of index reason */
 int uds_queue_close(struct worker *w, uint32_t slot, uint32_t gen, int code, int reason);
+/* the next time uds_tick has work (a busy peer's backlog to try again), 0 none */
+int64_t uds_deadline(const struct worker *w);
+/* connect again to busy peers that are due, and move waiting destinations
+ * into cached entries that freed: from the loop, every turn */
+void uds_tick(struct worker *w, int64_t now);
 /* poll integration: fill fds, return count; then handle */
 int uds_pollfds(struct worker *w, struct pollfd *fds, int max);
 void uds_handle(struct worker *w, const struct pollfd *fds, int n);

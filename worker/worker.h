@@ -92,6 +92,18 @@ struct uds_out {
 	int close_pending; /* a moderation close envelope not sent yet */
 	int32_t close_code, close_reason;
 	int64_t used_ms;
+	int64_t retry_at; /* its listen backlog was full: connect again then (0 = not waiting) */
+	int retry_ms;     /* that back-off: 20 ms doubling to 1 s */
+	int last_wake;    /* the last envelope this socket took was a wake */
+};
+
+/* envelopes for a destination that has no cached connection yet, because all
+ * UDS_OUT_MAX are busy (uds.c): one entry per destination, coalesced */
+struct uds_wait {
+	uint32_t slot, gen;
+	uint8_t wake, replace, status_pending, close_pending;
+	int32_t status, status_source;
+	int32_t close_code, close_reason;
 };
 
 struct worker {
@@ -185,6 +197,11 @@ struct worker {
 	int uds_listen;
 	int uds_in[UDS_IN_MAX];
 	struct uds_out uds_out[UDS_OUT_MAX];
+	struct uds_wait *uds_wait; /* destinations waiting for a free uds_out entry (FIFO) */
+	size_t nwait, wait_cap;
+	int64_t drain_retry_at; /* mono ms: a failed drain is tried again then (0 = none) */
+	int drain_retry_ms;     /* its back-off, doubling up to DRAIN_RETRY_MAX_MS */
+	int64_t reap_next;      /* mono ms: look whether a sweep of gone workers' rows is due (reap.c) */
 };
 
 #endif

@@ -40,10 +40,11 @@ def token_of(payload):
 
 
 def record_invite(db, mesh, token, max_uses=1, role="member", expires_in=3600, revoked=False):
+    """as meshctl does: the row keeps the token's sha256 hex only (issue 22)"""
     iid = new_id()
     with db.cursor() as c:
         c.execute("INSERT INTO mesh.invite (id, mesh_id, token, max_uses, role, expires_at, revoked_at) "
-                  "VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s), "
+                  "VALUES (%s, %s, mesh.invite_token_hash(%s), %s, %s, now() + make_interval(secs => %s), "
                   "CASE WHEN %s THEN now() END)", (iid, mesh.id, token, max_uses, role, expires_in, revoked))
     return iid
 

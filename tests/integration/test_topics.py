@@ -292,9 +292,10 @@ def test_outsiders_cannot_seal_read_or_overwrite_and_members_cannot_overwrite(br
         h = await request(c, {"type": "topic_history", "topic": tid}, "topic_history_response")
         assert h["type"] == "error" and h["code"] == "not_a_member", h
         # ... nor overwrite bob's copy (asked as a non-member: membership is checked before the
-        # copy, issue 21); nor can dave, a member
+        # copy, issue 21); nor can dave, a member holding no copy of the key (issue 22: only a
+        # holder seals, checked before the recipient's copy)
         e2, n2 = seal_for(bm, fake)
-        for p, code in ((c, "not_a_member"), (d, "already_sealed")):
+        for p, code in ((c, "not_a_member"), (d, "not_a_key_holder")):
             r = await request(p, {"type": "topic_seal", "topic": tid, "memberId": bm.id, "encryptedKey": e2,
                                   "nonce": n2}, "topic_sealed")
             assert r["type"] == "error" and r["code"] == code, r

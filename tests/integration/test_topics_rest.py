@@ -87,9 +87,9 @@ def test_rest_key_pending_seals_and_seal_follow_the_member_driven_re_seal(broker
     # who asks before what it finds (issue 21): a non-member gets the non-member answer, not already_sealed
     assert call(b, kc, "POST", "/v1/topics/rest/seal", {"memberId": bm.id, "encryptedKey": e2, "nonce": n2}) == \
         refused(404, "not_a_member")
-    # nor can dave, a member
+    # nor can dave, a member holding no copy of the key (issue 22: only a holder seals)
     assert call(b, kd, "POST", "/v1/topics/rest/seal", {"memberId": bm.id, "encryptedKey": e2, "nonce": n2}) == \
-        refused(409, "already_sealed")
+        refused(403, "not_a_key_holder")
     assert call(b, ka, "POST", "/v1/topics/rest/seal", {"memberId": cm.id, "encryptedKey": e2, "nonce": n2}) == \
         refused(404, "recipient_not_in_topic")
     s, bk2 = call(b, kb, "GET", "/v1/topics/rest/key")
@@ -104,6 +104,10 @@ def test_rest_key_pending_seals_and_seal_follow_the_member_driven_re_seal(broker
     legacy = new_id()
     with db.cursor() as c:
         c.execute("INSERT INTO mesh.topic (id, mesh_id, name) VALUES (%s, %s, 'old')", (legacy, m.id))
+    # keys are for members only (issue 22): a non-member is told so, a member that the topic has no key
+    assert call(b, ka, "GET", "/v1/topics/old/key") == refused(403, "not_a_member")
+    with db.cursor() as c:
+        c.execute("INSERT INTO mesh.topic_member (topic_id, member_id) VALUES (%s, %s)", (legacy, am.id))
     assert call(b, ka, "GET", "/v1/topics/old/key") == refused(409, "topic_unencrypted")
 
 

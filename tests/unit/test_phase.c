@@ -39,6 +39,10 @@ static const struct expect known[] = {
 	{"topic_key", topic_key_on_get},
 	{"topic_pending_seals", topic_key_on_pending},
 	{"topic_seal", topic_key_on_seal},
+	/* issue 22 */
+	{"topic_add_member", topic_on_add_member},
+	{"topic_remove_member", topic_on_remove_member},
+	{"topic_key_discard", topic_key_on_discard},
 	{"list_peers", peers_on_list},
 	{"set_summary", peers_on_set_summary},
 	/* §12.1: the other first frame */

@@ -1,0 +1,28 @@
+/* reap — the presence rows of this host's workers that are gone without
+ * leaving (SIGKILL, a crash, a leave while PostgreSQL was away) are closed,
+ * each with its peer_left audit row, by whoever comes next: the acceptor's
+ * `meshbroker-worker --reap` after it reaps a worker killed by a signal and
+ * at its start, and every live worker's sweep after its hello and then once
+ * a minute, at most one sweep per REAP_INTERVAL_S for the whole runtime
+ * directory (under systemd, where no acceptor reaps).  A row is gone when
+ * it predates the host's boot, or when no live slot of the presence table
+ * holds it and no process has its worker's pid any more. */
+#ifndef WORKER_REAP_H
+#define WORKER_REAP_H
+
+#include <stdint.h>
+
+#include "worker/worker.h"
+
+/* queue one sweep (asynchronous); 0 queued */
+int reap_start(struct worker *w);
+/* the live worker's trigger, from the protocol's tick: a sweep when this
+ * worker's turn has come and no sweep of the runtime directory ran lately */
+void reap_tick(struct worker *w, int64_t now);
+/* the leave's own close of its row (and its peer_left), waiting up to ms;
+ * when the database is away the next look of any worker sweeps at once */
+void reap_leave(struct worker *w, int ms);
+/* `meshbroker-worker --reap`: one sweep, synchronously; the exit status */
+int reap_main(void);
+
+#endif
