@@ -115,7 +115,7 @@ static void presence_row_insert(struct worker *w)
 		.protocol_version = msg_str(h, "protocolVersion"),
 		.capabilities = caps_s,
 		.groups = groups_s,
-		.broker_host = host,
+		.broker_host = hosts_id() ? hosts_id() : host, /* the reaper's key (reap.c) */
 		.repo = msg_str(h, "repo"),
 		.host_id = hosts_id(),
 	};

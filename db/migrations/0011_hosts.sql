@@ -37,26 +37,14 @@ $$;
 
 -- Renew the lease of (p_host, p_epoch): the seconds it now has left, or NULL
 -- when the host lost it (another life of the host took over, or it expired:
--- the relay then re-registers under a new epoch).  p_live: the presence ids
--- of this host's live slots (its shared table, which knows a SIGKILLed
--- worker is gone); the host's rows not among them, older than 5 s (a
--- worker writes its row after taking its slot), are marked disconnected, so
--- other hosts stop listing them and take their claimed rows again.
-CREATE OR REPLACE FUNCTION mesh.host_renew(p_host text, p_epoch bigint, p_live text[])
-RETURNS double precision LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-  v_left double precision;
-BEGIN
+-- the relay then re-registers under a new epoch).  A worker that died
+-- without leaving is closed by the host's reaper (0008, worker/reap.c,
+-- keyed by HOST_ID in broker_host), with its peer_left audit row.
+CREATE OR REPLACE FUNCTION mesh.host_renew(p_host text, p_epoch bigint)
+RETURNS double precision LANGUAGE sql VOLATILE AS $$
   UPDATE mesh.broker_host SET lease_until = now() + interval '10 seconds'
    WHERE host_id = p_host AND epoch = p_epoch AND lease_until > now()
-  RETURNING extract(epoch FROM lease_until - now())::double precision INTO v_left;
-  IF v_left IS NOT NULL THEN
-    UPDATE mesh.presence SET disconnected_at = now()
-     WHERE host_id = p_host AND disconnected_at IS NULL AND NOT (id = ANY(p_live))
-       AND connected_at < now() - interval '5 seconds';
-  END IF;
-  RETURN v_left;
-END
+  RETURNING extract(epoch FROM lease_until - now())::double precision
 $$;
 
 -- The live presences of member p_member on hosts other than p_self: a claim
