@@ -13,6 +13,9 @@
  *  - inbound doorbells: LISTEN mb_<HOST_ID>; each notification rings the
  *    local workers of the named members over their Unix sockets (ring.c,
  *    the same WAKE envelope the workers use);
+ *  - self-fence: when the lease could not be renewed until 2 s before it
+ *    ends (the database is away, or this host was paused), every local
+ *    connection is closed (1001 host_fenced) and reconnects elsewhere;
  *  - repair: on every (re)connect it rings every local worker once, and every
  *    second it runs the host's sweep (mesh.host_sweep, one statement) and
  *    rings the workers of members whose undelivered rows nobody holds.
@@ -37,6 +40,7 @@
 #include "common/util.h"
 #include "proto/version.h"
 #include "shm/shm.h"
+#include "worker/envelope.h"
 #include "worker/hosts.h"
 #include "worker/ring.h"
 
@@ -45,6 +49,7 @@
 #define LEASE_MS 10000
 #define PENDING_MAX 65536 /* (mesh, member) pairs waiting for the next ring; more are left to the sweep */
 #define BACKOFF_MAX_MS 5000
+#define FENCE_MARGIN_MS 2000 /* a host that could not renew closes its connections this long before its lease ends */
 
 enum q_kind { Q_NONE, Q_RENEW, Q_RING, Q_SWEEP };
 
@@ -66,7 +71,11 @@ struct relay {
 	struct pair *pend; /* waiting for the next ring */
 	size_t npend, dropped;
 	int64_t next_renew, next_sweep, next_connect, backoff;
-	int64_t rang, notified, swept; /* counters for the log line at exit */
+	int64_t lease_ok; /* mono ms of the last renewal (or registration) that held: the lease runs LEASE_MS from before it */
+	int64_t next_fence; /* while fencing: the next round of closes */
+	int64_t rang, notified, swept, fenced; /* counters for the log line at exit */
+	int64_t renew_sent;
+	int64_t inflight_since; /* a statement unanswered for a lease's length: the session is dropped */
 };
 
 static volatile sig_atomic_t stop;
@@ -115,6 +124,36 @@ static void ring_line(struct relay *r, const char *line, size_t len)
 	for (int i = 0; i < b.n; i++)
 		ids[i] = b.ids[i];
 	ring_local(r, b.mesh_id, ids, b.n);
+}
+
+/* ---- the self-fence ---- */
+
+static int fence_cb(const struct presence_view *v, void *arg)
+{
+	struct relay *r = arg;
+	if (ring_close_slot(r->shm, v->slot, v->gen, 1001, UDS_CLOSE_REASON_FENCED) == 0)
+		r->fenced++;
+	return 0;
+}
+
+/* every local connection closes (1001 host_fenced) and its client
+ * reconnects, through the balancer, to a host that holds its lease: no
+ * connection lives on here past the lease, unseen by the other hosts */
+static void fence(struct relay *r)
+{
+	presence_foreach(r->shm, NULL, fence_cb, r);
+}
+
+/* a lease that could not be renewed in time: fence now, and again every
+ * second while it lasts (hellos keep arriving) */
+static void fence_check(struct relay *r, int64_t now)
+{
+	if (!r->lease_ok || now < r->lease_ok + LEASE_MS - FENCE_MARGIN_MS || now < r->next_fence)
+		return;
+	if (!r->next_fence)
+		log_error("relay: lease not renewed in time: closing this host's connections", "host", r->host);
+	fence(r);
+	r->next_fence = now + 1000;
 }
 
 /* ---- the workers' datagrams ---- */
@@ -195,7 +234,11 @@ static int exec_ok(PGconn *c, const char *sql, int nparams, const char *const *p
 
 static void pg_connect(struct relay *r)
 {
-	PGconn *c = PQconnectdb(r->url);
+	/* a bounded connect: a silent partition must not stall the loop (and
+	 * the fence) for longer than this */
+	const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+	const char *vals[] = {r->url, "2", "meshbroker-relay", NULL};
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(c) != CONNECTION_OK) {
 		r->pg = c; /* for pg_drop's message */
 		pg_drop(r, PQerrorMessage(c));
@@ -213,6 +256,7 @@ static void pg_connect(struct relay *r)
 	PQsetnonblocking(c, 1);
 	r->pg = c;
 	r->backoff = 0;
+	r->lease_ok = mono_ms();
 	log_info("relay: host registered", "host", r->host, "epoch", r->epoch);
 	/* what a doorbell lost while we were away missed: every local worker
 	 * drains once (an empty drain is one cheap claim) */
@@ -250,6 +294,7 @@ static void pg_send(struct relay *r, enum q_kind kind, const char *sql, int n, c
 		return;
 	}
 	r->inflight = kind;
+	r->inflight_since = mono_ms();
 	r->flushing = PQflush(r->pg) == 1;
 }
 
@@ -263,6 +308,7 @@ static void pg_next(struct relay *r, int64_t now)
 	if (now >= r->next_renew) {
 		const char *p[] = {r->host, r->epoch};
 		pg_send(r, Q_RENEW, "SELECT mesh.host_renew($1, $2::bigint)", 2, p);
+		r->renew_sent = now;
 		r->next_renew = now + RENEW_MS;
 	} else if (now >= r->next_sweep) {
 		const char *p[] = {r->host, r->epoch};
@@ -285,15 +331,20 @@ static void pg_result(struct relay *r, PGresult *res)
 		log_error("relay: statement failed", "error", PQresultErrorMessage(res));
 		return;
 	}
-	if (r->inflight == Q_RENEW && PQgetisnull(res, 0, 0)) {
+	if (r->inflight == Q_RENEW && !PQgetisnull(res, 0, 0)) {
+		r->lease_ok = r->renew_sent; /* the database's 10 s began no earlier than when we asked */
+	} else if (r->inflight == Q_RENEW) {
 		/* the lease ran out (this host was away longer than 10 s):
 		 * register again under a new epoch; the presences of the old one
 		 * are dead to every reader, as on any other host */
 		log_error("relay: host lease lost, registering again", "host", r->host, "epoch", r->epoch);
 		PQsetnonblocking(r->pg, 0);
 		const char *p[] = {r->host};
-		if (exec_ok(r->pg, "SELECT mesh.host_register($1)", 1, p, r->epoch, sizeof r->epoch) == 0)
+		fence(r); /* this host's connections are dead to every other host: they reconnect */
+		if (exec_ok(r->pg, "SELECT mesh.host_register($1)", 1, p, r->epoch, sizeof r->epoch) == 0) {
 			log_info("relay: host registered", "host", r->host, "epoch", r->epoch);
+			r->lease_ok = mono_ms();
+		}
 		PQsetnonblocking(r->pg, 1);
 	} else if (r->inflight == Q_RING) {
 		r->notified += atoi(PQgetvalue(res, 0, 0));
@@ -381,7 +432,18 @@ int main(int argc, char **argv)
 		if (r.pg)
 			fds[1] = (struct pollfd){.fd = PQsocket(r.pg),
 						 .events = (short)(POLLIN | (r.flushing ? POLLOUT : 0))};
+		if (r.pg && r.inflight != Q_NONE && now - r.inflight_since > LEASE_MS)
+			pg_drop(&r, "no answer for 10 s");
+		fence_check(&r, now);
+		if (r.next_fence && now < r.lease_ok + LEASE_MS - FENCE_MARGIN_MS) {
+			log_info("relay: lease renewed again", "host", r.host);
+			r.next_fence = 0;
+		}
 		int64_t wake = r.pg ? (r.next_renew < r.next_sweep ? r.next_renew : r.next_sweep) : r.next_connect;
+		if (r.lease_ok) {
+			int64_t f = r.next_fence ? r.next_fence : r.lease_ok + LEASE_MS - FENCE_MARGIN_MS;
+			wake = f < wake ? f : wake;
+		}
 		int timeout = wake > now ? (int)(wake - now) : 0;
 		if (poll(fds, 2, timeout) < 0 && errno != EINTR)
 			log_fatal("poll failed", "error", strerror(errno));
@@ -392,12 +454,14 @@ int main(int argc, char **argv)
 		if (r.pg && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			pg_input(&r);
 	}
-	char rang[24], notified[24], swept[24], dropped[24];
+	char rang[24], notified[24], swept[24], dropped[24], fenced[24];
+	snprintf(fenced, sizeof fenced, "%lld", (long long)r.fenced);
 	snprintf(rang, sizeof rang, "%lld", (long long)r.rang);
 	snprintf(notified, sizeof notified, "%lld", (long long)r.notified);
 	snprintf(swept, sizeof swept, "%lld", (long long)r.swept);
 	snprintf(dropped, sizeof dropped, "%zu", r.dropped);
-	log_info("relay: stopping", "rang", rang, "notified", notified, "swept", swept, "dropped", dropped);
+	log_info("relay: stopping", "rang", rang, "notified", notified, "swept", swept, "dropped", dropped,
+		 "fenced", fenced);
 	if (r.pg)
 		PQfinish(r.pg);
 	unlink(r.sock_path);

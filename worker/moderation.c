@@ -24,10 +24,11 @@
 #define MOD_MATCH_MAX  1024
 
 /* close reasons, by the index a UDS_CLOSE envelope carries */
-enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_REVOKED, R_COUNT };
+enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_REVOKED, R_FENCED, R_COUNT };
 static const char *const reasons[R_COUNT] = {"kicked",  "kicked_stale", "disconnected", "disconnected_stale",
-                                             "banned",  "revoked"};
+                                             "banned",  "revoked", "host_fenced"};
 _Static_assert(R_REVOKED == UDS_CLOSE_REASON_REVOKED, "meshctl's revocation close names reasons[R_REVOKED]");
+_Static_assert(R_FENCED == UDS_CLOSE_REASON_FENCED, "meshbroker-relay's fence names reasons[R_FENCED]");
 
 enum act { A_KICK, A_DISCONNECT, A_BAN, A_UNBAN, A_LIST };
 static const struct {
@@ -393,9 +394,12 @@ void moderation_on_close(struct worker *w, int code, int reason)
 	if (w->phase != PHASE_AUTHENTICATED)
 		return;
 	const char *why = reason >= 0 && reason < R_COUNT ? reasons[reason] : reasons[R_KICKED];
-	if (code != MOD_CLOSE_KICKED && code != MOD_CLOSE_BANNED && code != WS_CLOSE_NORMAL)
+	if (reason == R_FENCED) /* not a moderator: this host's lease is running out (meshbroker-relay) */
+		code = WS_CLOSE_GOING_AWAY;
+	else if (code != MOD_CLOSE_KICKED && code != MOD_CLOSE_BANNED && code != WS_CLOSE_NORMAL)
 		code = MOD_CLOSE_KICKED;
-	log_info("closed by a moderator", "presence", w->me.presence_id, "reason", why);
+	log_info(reason == R_FENCED ? "closed: this host lost its lease" : "closed by a moderator", "presence",
+		 w->me.presence_id, "reason", why);
 	ws_close(w, (uint16_t)code, why);
 }
 

@@ -61,18 +61,34 @@ void ring_members(struct shm *s, const char *mesh_id, const char *const *ids, in
 	free(sorted);
 }
 
-int ring_wake_slot(struct shm *s, uint32_t slot, uint32_t gen)
+static int ring_send(struct shm *s, uint32_t slot, uint32_t gen, const void *pkt, size_t len)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	presence_sock_path(s, slot, gen, a.sun_path, sizeof a.sun_path);
 	if (!a.sun_path[0])
 		return -1;
-	struct uds_env e = {.type = UDS_WAKE, .src_slot = UINT32_MAX, .dst_slot = slot, .dst_gen = gen};
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-		 send(fd, &e, sizeof e, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof e;
+		 send(fd, pkt, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len;
 	close(fd);
 	return ok ? 0 : -1;
+}
+
+int ring_wake_slot(struct shm *s, uint32_t slot, uint32_t gen)
+{
+	struct uds_env e = {.type = UDS_WAKE, .src_slot = UINT32_MAX, .dst_slot = slot, .dst_gen = gen};
+	return ring_send(s, slot, gen, &e, sizeof e);
+}
+
+int ring_close_slot(struct shm *s, uint32_t slot, uint32_t gen, int32_t code, int32_t reason)
+{
+	struct {
+		struct uds_env e;
+		struct uds_status st;
+	} pkt = {.e = {.type = UDS_CLOSE, .len = sizeof(struct uds_status), .src_slot = UINT32_MAX, .dst_slot = slot,
+		       .dst_gen = gen},
+		 .st = {.status = code, .source = reason}};
+	return ring_send(s, slot, gen, &pkt, sizeof pkt);
 }

@@ -21,5 +21,8 @@ void ring_members(struct shm *s, const char *mesh_id, const char *const *ids, in
  * a fresh non-blocking SOCK_SEQPACKET socket, one packet, closed.  A wake is
  * idempotent, so a full or gone worker just misses it.  0 sent, -1 not. */
 int ring_wake_slot(struct shm *s, uint32_t slot, uint32_t gen);
+/* The same with a CLOSE envelope (code, reason index of moderation.c's
+ * table): the relay's self-fence. */
+int ring_close_slot(struct shm *s, uint32_t slot, uint32_t gen, int32_t code, int32_t reason);
 
 #endif

@@ -357,3 +357,44 @@ def test_peer_events_report_peers_of_the_other_host(hosts, mesh):
             await p.close()
 
     run(go(), 60)
+
+
+def test_a_host_that_loses_the_database_closes_its_connections_before_its_lease_ends(broker, own_pg):
+    conn = own_pg.connect()
+    conn.autocommit = True
+    host = f"f-{mbtest.new_id(6).lower()}"
+    b = broker(database_url=own_pg.url, HOST_ID=host)
+    r = Relay(b, host, own_pg.url, conn).start()
+    m = mbtest.Mesh(conn)
+    am = m.add("alice")
+    conn.close()
+
+    async def go():
+        a = Peer(b, am)
+        await a.join()
+        t0 = time.monotonic()
+        own_pg.stop("immediate")
+        try:
+            code, reason = await a.wait_closed(timeout=12)
+        finally:
+            own_pg.start()
+        took = time.monotonic() - t0
+        assert (code, reason) == (1001, "host_fenced"), (code, reason)
+        assert took < 10, f"fenced after {took:.1f}s: the lease (10 s) had run out"
+        assert took > 5, f"fenced after {took:.1f}s: too early"
+
+    try:
+        run(go(), 60)
+        # the database back: the relay holds the lease again
+        conn = own_pg.connect()
+
+        def reregistered():
+            with conn.cursor() as c:
+                c.execute("SELECT 1 FROM mesh.broker_host WHERE host_id = %s AND lease_until > now()", (host,))
+                return c.fetchone() is not None
+
+        assert mbtest.wait_until(reregistered, 15, interval=0.2), mbtest.tail(r.log)
+        conn.close()
+    finally:
+        r.stop()
+    b.allow_log(r"database", r"PostgreSQL", r"connection")
