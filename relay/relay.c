@@ -62,6 +62,7 @@ struct relay {
 	const char *host;
 	const char *url;
 	struct shm *shm;
+	ino_t shm_ino; /* presence.shm's inode when mapped: the acceptor may replace the file (a new layout) */
 	int sock;
 	char sock_path[108];
 	PGconn *pg;
@@ -154,6 +155,37 @@ static void fence_check(struct relay *r, int64_t now)
 		log_error("relay: lease not renewed in time: closing this host's connections", "host", r->host);
 	fence(r);
 	r->next_fence = now + 1000;
+}
+
+/* ---- the presence table ---- */
+
+static ino_t shm_inode(const struct relay *r)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/presence.shm", r->cfg.runtime_dir);
+	return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* map the table, or map it again when the acceptor replaced its file */
+static void shm_check(struct relay *r)
+{
+	ino_t ino = shm_inode(r);
+	if (r->shm && ino == r->shm_ino)
+		return;
+	char err[256];
+	struct shm *s = NULL;
+	if (shm_open_table(r->cfg.runtime_dir, (uint32_t)r->cfg.presence_slots, 0, &s, err, sizeof err) != 0) {
+		if (!r->shm)
+			log_fatal("relay: presence table unusable", "error", err);
+		return; /* keep the old one until the new one is complete */
+	}
+	if (r->shm) {
+		log_info("relay: the presence table was replaced: mapped again");
+		shm_close(r->shm);
+	}
+	r->shm = s;
+	r->shm_ino = shm_inode(r);
 }
 
 /* ---- the workers' datagrams ---- */
@@ -311,6 +343,7 @@ static void pg_next(struct relay *r, int64_t now)
 		r->renew_sent = now;
 		r->next_renew = now + RENEW_MS;
 	} else if (now >= r->next_sweep) {
+		shm_check(r); /* once a sweep: a stat */
 		const char *p[] = {r->host, r->epoch};
 		pg_send(r, Q_SWEEP, "SELECT r_mesh_id, r_member_id FROM mesh.host_sweep($1, $2::bigint)", 2, p);
 		r->next_sweep = now + SWEEP_MS;
@@ -409,10 +442,7 @@ int main(int argc, char **argv)
 	r.host = h;
 	const char *direct = getenv("RELAY_DATABASE_URL");
 	r.url = direct && direct[0] ? direct : r.cfg.database_url;
-	if (shm_open_table(r.cfg.runtime_dir, (uint32_t)r.cfg.presence_slots, 0, &r.shm, err, sizeof err) != 0) {
-		fprintf(stderr, "meshbroker-relay: %s\n", err);
-		return 111;
-	}
+	shm_check(&r);
 	if (sock_open(&r) != 0)
 		log_fatal("relay socket failed", "path", r.sock_path, "error", strerror(errno));
 	r.pend = malloc(PENDING_MAX * sizeof *r.pend);

@@ -398,3 +398,27 @@ def test_a_host_that_loses_the_database_closes_its_connections_before_its_lease_
     finally:
         r.stop()
     b.allow_log(r"database", r"PostgreSQL", r"connection")
+
+
+def test_the_relay_maps_a_presence_table_the_acceptor_replaced(hosts, mesh):
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("alice", "bob")
+    am, bm = m.members
+    b2.stop()
+    os.unlink(os.path.join(b2.runtime_dir, "presence.shm"))
+    b2.start()  # a new file, as after an upgrade that changed its layout
+    time.sleep(1.2)  # the relay looks once a sweep
+
+    async def go():
+        a, bb = Peer(b1, am), Peer(b2, bm)
+        await a.join()
+        await bb.join()
+        t0 = time.monotonic()
+        _, ack = await a.send_direct(bm.pubkey, "to the restarted host")
+        push = await bb.push(timeout=5)
+        assert push["messageId"] == ack["messageId"]
+        assert time.monotonic() - t0 < 0.9, "rung by the doorbell, not found by the sweep"
+        await a.close()
+        await bb.close()
+
+    run(go(), 60)
