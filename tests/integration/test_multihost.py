@@ -422,3 +422,28 @@ def test_the_relay_maps_a_presence_table_the_acceptor_replaced(hosts, mesh):
         await bb.close()
 
     run(go(), 60)
+
+
+def test_three_hosts_list_each_other_and_a_broadcast_reaches_all(hosts, mesh):
+    hs = hosts(3)
+    m = mesh("p0", "p1", "p2")
+
+    async def go():
+        peers = [Peer(b, mm) for (b, _), mm in zip(hs, m.members)]
+        for p in peers:
+            await p.join()
+        t0 = time.monotonic()
+        for p in peers:
+            while sorted(x["displayName"] for x in (await list_peers(p))["peers"]) != ["p0", "p1", "p2"]:
+                assert time.monotonic() - t0 < 1.0
+                await asyncio.sleep(0.05)
+        for i, p in enumerate(peers):
+            _, ack = await p.send_broadcast(f"from p{i}")
+            for q in peers:
+                if q is not p:
+                    assert (await q.push(timeout=5))["messageId"] == ack["messageId"]
+        for p in peers:
+            await p.quiet(is_push, 0.3)
+            await p.close()
+
+    run(go(), 60)
