@@ -1,7 +1,9 @@
 /* fuzz_doorbell — libFuzzer target for a doorbell line (worker/hosts.c
  * hosts_parse): what a worker hands to meshbroker-relay and what one relay
- * sends another through NOTIFY, "w <mesh> <id>,<id>...".  A line is either
- * refused or read back exactly: the parsed ids, joined again, are the input. */
+ * sends another through NOTIFY, "w <mesh> <id>,<id>..." or
+ * "c<code>.<reason> <mesh> <id>,...".  A line is either refused or read back
+ * exactly: what was parsed, written again, is the input (so "c04002.1", with a
+ * leading zero, must be refused). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (b.n < 1 || b.n > HOSTS_IDS_MAX)
 		abort();
-	size_t len = (size_t)snprintf(again, sizeof again, "w %s ", b.mesh_id);
+	size_t len;
+	if (b.kind == HOSTS_WAKE)
+		len = (size_t)snprintf(again, sizeof again, "w %s ", b.mesh_id);
+	else if (b.kind == HOSTS_CLOSE && b.code >= 1000 && b.code <= 4999 && b.reason >= 0 && b.reason <= 63)
+		len = (size_t)snprintf(again, sizeof again, "c%d.%d %s ", b.code, b.reason, b.mesh_id);
+	else
+		abort();
 	for (int i = 0; i < b.n; i++) {
 		size_t k = strlen(b.ids[i]);
 		if (k == 0 || k >= HOSTS_KEY_MAX || len + k + 1 >= sizeof again)

@@ -12,7 +12,8 @@
  *    what arrives meanwhile into the next one;
  *  - inbound doorbells: LISTEN mb_<HOST_ID>; each notification rings the
  *    local workers of the named members over their Unix sockets (ring.c,
- *    the same WAKE envelope the workers use);
+ *    the same WAKE envelope the workers use), or closes their connections
+ *    (a ban on another host: the same CLOSE envelope a moderator's sends);
  *  - self-fence: when the lease could not be renewed until 2 s before it
  *    ends (the database is away, or this host was paused), every local
  *    connection is closed (1001 host_fenced) and reconnects elsewhere;
@@ -48,13 +49,19 @@
 #define SWEEP_MS 1000
 #define LEASE_MS 10000
 #define PENDING_MAX 65536 /* (mesh, member) pairs waiting for the next ring; more are left to the sweep */
+#define CLOSES_MAX 256    /* bans waiting to reach other hosts */
 #define BACKOFF_MAX_MS 5000
 #define FENCE_MARGIN_MS 2000 /* a host that could not renew closes its connections this long before its lease ends */
 
-enum q_kind { Q_NONE, Q_RENEW, Q_RING, Q_SWEEP };
+enum q_kind { Q_NONE, Q_RENEW, Q_RING, Q_SWEEP, Q_CLOSE };
 
 struct pair {
 	char mesh[HOSTS_KEY_MAX], member[HOSTS_KEY_MAX];
+};
+
+struct close_req {
+	char mesh[HOSTS_KEY_MAX], member[HOSTS_KEY_MAX];
+	int code, reason;
 };
 
 struct relay {
@@ -71,6 +78,8 @@ struct relay {
 	int flushing;
 	struct pair *pend; /* waiting for the next ring */
 	size_t npend, dropped;
+	struct close_req closes[CLOSES_MAX]; /* a ban's closes for other hosts, one statement each */
+	size_t ncloses;
 	int64_t next_renew, next_sweep, next_connect, backoff;
 	int64_t lease_ok; /* mono ms of the last renewal (or registration) that held: the lease runs LEASE_MS from before it */
 	int64_t next_fence; /* while fencing: the next round of closes */
@@ -114,6 +123,18 @@ static void ring_local(struct relay *r, const char *mesh, const char *const *ids
 	ring_members(r->shm, mesh, ids, n, NULL, ring_cb, r);
 }
 
+struct close_ctx {
+	struct relay *r;
+	int code, reason;
+};
+
+static void close_cb(const struct presence_view *v, void *arg)
+{
+	struct close_ctx *c = arg;
+	if (ring_close_slot(c->r->shm, v->slot, v->gen, c->code, c->reason) != 0)
+		log_warn("relay: a connection to close did not answer", "presence", v->info.presence_id);
+}
+
 static void ring_line(struct relay *r, const char *line, size_t len)
 {
 	static struct hosts_bell b;
@@ -124,6 +145,11 @@ static void ring_line(struct relay *r, const char *line, size_t len)
 	const char *ids[HOSTS_IDS_MAX];
 	for (int i = 0; i < b.n; i++)
 		ids[i] = b.ids[i];
+	if (b.kind == HOSTS_CLOSE) {
+		struct close_ctx c = {r, b.code, b.reason};
+		ring_members(r->shm, b.mesh_id, ids, b.n, NULL, close_cb, &c);
+		return;
+	}
 	ring_local(r, b.mesh_id, ids, b.n);
 }
 
@@ -211,9 +237,23 @@ static void sock_read(struct relay *r)
 		ssize_t n = recv(r->sock, buf, sizeof buf, MSG_DONTWAIT);
 		if (n < 0)
 			return;
-		if (hosts_parse(buf, (size_t)n, &b) == 0)
+		int ok = hosts_parse(buf, (size_t)n, &b) == 0;
+		if (ok && b.kind == HOSTS_WAKE) {
 			pend_add(r, &b);
-		else
+		} else if (ok) {
+			for (int i = 0; i < b.n; i++) {
+				if (r->ncloses == CLOSES_MAX) {
+					log_error("relay: too many closes waiting: one did not reach other hosts",
+						  "member", b.ids[i]);
+					continue;
+				}
+				struct close_req *c = &r->closes[r->ncloses++];
+				memcpy(c->mesh, b.mesh_id, sizeof c->mesh);
+				memcpy(c->member, b.ids[i], sizeof c->member);
+				c->code = b.code;
+				c->reason = b.reason;
+			}
+		} else
 			log_warn("relay: a malformed handoff ignored");
 	}
 }
@@ -347,10 +387,20 @@ static void pg_next(struct relay *r, int64_t now)
 		const char *p[] = {r->host, r->epoch};
 		pg_send(r, Q_SWEEP, "SELECT r_mesh_id, r_member_id FROM mesh.host_sweep($1, $2::bigint)", 2, p);
 		r->next_sweep = now + SWEEP_MS;
+	} else if (r->ncloses) {
+		struct close_req *c = &r->closes[0];
+		char kind[24], meshes[HOSTS_KEY_MAX + 2], members[HOSTS_KEY_MAX + 2];
+		snprintf(kind, sizeof kind, "c%d.%d", c->code, c->reason);
+		snprintf(meshes, sizeof meshes, "{%s}", c->mesh);
+		snprintf(members, sizeof members, "{%s}", c->member);
+		const char *p[] = {r->host, kind, meshes, members};
+		pg_send(r, Q_CLOSE, "SELECT mesh.host_ring($1, $2, $3::text[], $4::text[])", 4, p);
+		memmove(r->closes, r->closes + 1, (r->ncloses - 1) * sizeof *r->closes);
+		r->ncloses--;
 	} else if (r->npend) {
 		char *meshes = pg_array(r->pend, r->npend, 0), *members = pg_array(r->pend, r->npend, 1);
-		const char *p[] = {r->host, meshes, members};
-		pg_send(r, Q_RING, "SELECT mesh.host_ring($1, $2::text[], $3::text[])", 3, p);
+		const char *p[] = {r->host, "w", meshes, members};
+		pg_send(r, Q_RING, "SELECT mesh.host_ring($1, $2, $3::text[], $4::text[])", 4, p);
 		free(meshes);
 		free(members);
 		r->npend = 0;
@@ -379,7 +429,7 @@ static void pg_result(struct relay *r, PGresult *res)
 			r->lease_ok = mono_ms();
 		}
 		PQsetnonblocking(r->pg, 1);
-	} else if (r->inflight == Q_RING) {
+	} else if (r->inflight == Q_RING || r->inflight == Q_CLOSE) {
 		r->notified += atoi(PQgetvalue(res, 0, 0));
 	} else if (r->inflight == Q_SWEEP) {
 		for (int i = 0; i < PQntuples(res); i++) {

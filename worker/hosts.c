@@ -56,12 +56,38 @@ static size_t key_len(const char *s, const char *end)
 	return n;
 }
 
+/* digits at *p (up to end) as a number in [lo, hi], at most 4 of them and
+ * no leading zero; -1 when none, too many, zero-led or out of range */
+static int number(const char **p, const char *end, int lo, int hi)
+{
+	if (*p < end && **p == '0' && *p + 1 < end && (*p)[1] >= '0' && (*p)[1] <= '9')
+		return -1;
+	int v = 0, n = 0;
+	while (*p < end && **p >= '0' && **p <= '9' && n < 5) {
+		v = v * 10 + (**p - '0');
+		(*p)++;
+		n++;
+	}
+	return n == 0 || n > 4 || v < lo || v > hi ? -1 : v;
+}
+
 int hosts_parse(const char *line, size_t len, struct hosts_bell *out)
 {
 	const char *p = line, *end = line + len;
-	if (len < 2 || len > HOSTS_LINE_MAX || p[0] != 'w' || p[1] != ' ')
+	if (len < 2 || len > HOSTS_LINE_MAX)
 		return -1;
-	p += 2;
+	out->kind = p[0];
+	out->code = out->reason = 0;
+	p++;
+	if (out->kind == HOSTS_CLOSE) {
+		if ((out->code = number(&p, end, 1000, 4999)) < 0 || p == end || *p++ != '.' ||
+		    (out->reason = number(&p, end, 0, 63)) < 0)
+			return -1;
+	} else if (out->kind != HOSTS_WAKE) {
+		return -1;
+	}
+	if (p == end || *p++ != ' ')
+		return -1;
 	size_t k = key_len(p, end);
 	if (!k || p + k >= end || p[k] != ' ')
 		return -1;
@@ -127,5 +153,22 @@ void hosts_hand_remote(const char *runtime_dir, const char *mesh_id, const char 
 	}
 	if (count)
 		send_line(fd, &a, line, len - 1);
+	close(fd);
+}
+
+void hosts_hand_close(const char *runtime_dir, const char *mesh_id, const char *member_id, int code, int reason)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	if (hosts_relay_path(runtime_dir, a.sun_path, sizeof a.sun_path) != 0)
+		return;
+	char line[HOSTS_LINE_MAX];
+	int n = snprintf(line, sizeof line, "c%d.%d %s %s", code, reason, mesh_id, member_id);
+	if (n <= 0 || (size_t)n >= sizeof line)
+		return;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&a, sizeof a) < 0)
+		log_warn("relay missed a close for other hosts: is meshbroker-relay running?", "member", member_id);
 	close(fd);
 }

@@ -6,8 +6,11 @@
  * host's relay (meshbroker-relay) as one datagram on <runtime>/relay.sock,
  * after its transaction committed; the relay rings their hosts with NOTIFY.
  * Both the datagram and the NOTIFY payload are one doorbell line
- *     "w <mesh id> <member id>,<member id>,..."
- * read back by hosts_parse (pure; fuzzed by fuzz/fuzz_doorbell.c). */
+ *     "w <mesh id> <member id>,<member id>,..."            ring (drain now)
+ *     "c<code>.<reason> <mesh id> <member id>,..."           close every connection
+ * (a close: a ban on another host; code 1000-4999, reason the index of
+ * moderation.c's table), read back by hosts_parse (pure; fuzzed by
+ * fuzz/fuzz_doorbell.c). */
 #ifndef WORKER_HOSTS_H
 #define WORKER_HOSTS_H
 
@@ -33,10 +36,18 @@ int hosts_relay_path(const char *runtime_dir, char *buf, size_t cap);
 void hosts_hand_remote(const char *runtime_dir, const char *mesh_id, const char *const *ids,
 		       const unsigned char *found, int n);
 
-/* One doorbell line, parsed: 0 ok, -1 malformed (anything but "w", a mesh id
- * and 1..HOSTS_IDS_MAX comma-separated member ids of [A-Za-z0-9_-], each
- * shorter than HOSTS_KEY_MAX, and nothing after them). */
+/* Hand one close of every connection of member_id (on every other host) to
+ * the relay: a ban's reach beyond this host. */
+void hosts_hand_close(const char *runtime_dir, const char *mesh_id, const char *member_id, int code, int reason);
+
+/* One doorbell line, parsed: 0 ok, -1 malformed (anything but "w" or
+ * "c<code>.<reason>", a mesh id and 1..HOSTS_IDS_MAX comma-separated member
+ * ids of [A-Za-z0-9_-], each shorter than HOSTS_KEY_MAX, and nothing after
+ * them). */
+enum hosts_kind { HOSTS_WAKE = 'w', HOSTS_CLOSE = 'c' };
 struct hosts_bell {
+	int kind;          /* enum hosts_kind */
+	int code, reason;  /* HOSTS_CLOSE: 1000-4999, 0-63 */
 	char mesh_id[HOSTS_KEY_MAX];
 	int n;
 	char ids[HOSTS_IDS_MAX][HOSTS_KEY_MAX];

@@ -15,6 +15,7 @@
 #include "worker/audit.h"
 #include "worker/groupcheck.h"
 #include "worker/groups.h"
+#include "worker/hosts.h"
 #include "worker/msg.h"
 #include "worker/peers.h"
 #include "worker/uds.h"
@@ -216,6 +217,8 @@ static void revoked_cb(void *arg, const struct store_table *t, const char *err)
 				log_warn("moderation: the connection's worker did not answer", "presence",
 				         m.v[i].info.presence_id);
 		free(m.v);
+		if (hosts_id()) /* and on every other host (meshbroker-relay) */
+			hosts_hand_close(w->cfg.runtime_dir, w->me.mesh_id, r->member_id, MOD_CLOSE_BANNED, R_BANNED);
 	}
 	if (store_table_rows(t) > 0) {
 		cJSON *pl = cJSON_CreateObject();

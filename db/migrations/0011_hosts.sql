@@ -69,13 +69,13 @@ $$;
 -- The doorbells of one relay's batch (p_meshes[i], p_members[i]: a member
 -- id and its mesh, pairs in any order, repeats allowed): for each other live
 -- host holding a live presence of one of them, one NOTIFY per mesh on that
--- host's channel 'mb_<host>' with payload 'w <mesh> <id>,<id>...' (worker/
--- hosts.h; at most 200 ids a payload, so it stays under 8,000 bytes; a
--- longer list is split).  The number of notifications out.  Called outside
+-- host's channel 'mb_<host>' with payload '<p_kind> <mesh> <id>,<id>...'
+-- (worker/hosts.h: p_kind 'w' rings, 'c<code>.<reason>' closes; at most 200
+-- ids a payload, so it stays under 8,000 bytes; a longer list is split).  The number of notifications out.  Called outside
 -- any send transaction by the relay, whose session runs with
 -- synchronous_commit off: the commit-time notify lock is never held across a
 -- flush (../shared/design/scaleout.md §2.1).
-CREATE OR REPLACE FUNCTION mesh.host_ring(p_self text, p_meshes text[], p_members text[])
+CREATE OR REPLACE FUNCTION mesh.host_ring(p_self text, p_kind text, p_meshes text[], p_members text[])
 RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   r record;
@@ -90,7 +90,7 @@ BEGIN
      GROUP BY p.host_id, p.mesh_id
   LOOP
     FOR i IN 0 .. (coalesce(array_length(r.ids, 1), 0) - 1) / 200 LOOP
-      PERFORM pg_notify('mb_' || r.host_id, 'w ' || r.mesh_id || ' ' ||
+      PERFORM pg_notify('mb_' || r.host_id, p_kind || ' ' || r.mesh_id || ' ' ||
                         array_to_string(r.ids[i * 200 + 1 : i * 200 + 200], ','));
       n := n + 1;
     END LOOP;

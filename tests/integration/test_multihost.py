@@ -447,3 +447,26 @@ def test_three_hosts_list_each_other_and_a_broadcast_reaches_all(hosts, mesh):
             await p.close()
 
     run(go(), 60)
+
+
+def test_a_ban_on_one_host_closes_the_members_connections_on_the_other(hosts, mesh):
+    from test_moderation import request
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("carol")
+    admin = m.add("admin", role="admin")
+    carol = m.members[0]
+
+    async def go():
+        a, c1, c2 = Peer(b1, admin), Peer(b2, carol), Peer(b2, carol)
+        await a.join()
+        await c1.join()
+        await c2.join()
+        t0 = time.monotonic()
+        r = await request(a, {"type": "ban", "target": carol.pubkey[:12]})
+        assert r["type"] == "ban_ack", r
+        for c in (c1, c2):
+            assert await c.wait_closed(timeout=5) == (4002, "banned")
+        assert time.monotonic() - t0 < 1.5
+        await a.close()
+
+    run(go(), 60)

@@ -35,6 +35,17 @@ START_TEST(a_doorbell_line_is_read_exactly_or_refused)
 	ck_assert_int_eq(b.n, 3);
 	ck_assert_str_eq(b.ids[0], "a");
 	ck_assert_str_eq(b.ids[2], "D-9");
+	const char *close = "c4002.4 mesh1 m1";
+	ck_assert_int_eq(hosts_parse(close, strlen(close), &b), 0);
+	ck_assert_int_eq(b.kind, HOSTS_CLOSE);
+	ck_assert_int_eq(b.code, 4002);
+	ck_assert_int_eq(b.reason, 4);
+	ck_assert_str_eq(b.ids[0], "m1");
+	const char *bad_close[] = {"c4002 m a", "c4002. m a", "c.4 m a", "c999.4 m a", "c5000.1 m a", "c4002.64 m a",
+				   "c04002.1 m a", "c4002.01 m a", "c40020.1 m a", "c4002.4m a", "w4002.4 m a"};
+	for (size_t i = 0; i < sizeof bad_close / sizeof *bad_close; i++)
+		ck_assert_msg(hosts_parse(bad_close[i], strlen(bad_close[i]), &b) == -1, "accepted \"%s\"",
+			      bad_close[i]);
 	const char *bad[] = {"", "w", "w ", "w m", "w m ", "x m a", "w m a,", "w m ,a", "w m a,,b", "w m a b",
 			     "w m a\n", "w m\"x a", "w  m a"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
