@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "admin.h"
 #include "cli.h"
@@ -70,6 +71,62 @@ static int topic_ok(const char *item, size_t n)
 	return 1;
 }
 
+/* --member by name, as `meshctl send NAME` resolves it: the one live member
+ * whose display name equals it (any case) */
+struct by_name {
+	const char *name;
+	char id[ID_LEN + 8];
+	int hits;
+	char pubkeys[512];
+};
+
+static void by_name_row(void *arg, const struct member_row *m)
+{
+	struct by_name *b = arg;
+	if (m->revoked || !m->display_name || strcasecmp(m->display_name, b->name) != 0)
+		return;
+	if (!b->hits++)
+		snprintf(b->id, sizeof b->id, "%s", m->id);
+	size_t l = strlen(b->pubkeys);
+	if (l + 80 < sizeof b->pubkeys)
+		snprintf(b->pubkeys + l, sizeof b->pubkeys - l, "%s%.64s", l ? ", " : "", m->pubkey ? m->pubkey : "");
+}
+
+/* who (a member id, pubkey in any case, or name) of mesh m: 0 with its id
+ * in member, else an error said */
+static int member_find(struct admin_db *c, const struct mesh_row *m, const char *who, char *member, size_t cap)
+{
+	char low[65];
+	const char *key = who;
+	if (is_hex(who, 64)) { /* pubkeys are stored lowercase */
+		for (int i = 0; i < 65; i++)
+			low[i] = (char)((who[i] >= 'A' && who[i] <= 'F') ? who[i] + 32 : who[i]);
+		key = low;
+	}
+	int f = store_member_lookup(c, m->id, key, member, cap);
+	if (f < 0) {
+		admin_db_err(c);
+		return -1;
+	}
+	if (f)
+		return 0;
+	struct by_name b = {.name = who};
+	if (store_member_list(c, m->id, by_name_row, &b) < 0) {
+		admin_db_err(c);
+		return -1;
+	}
+	if (b.hits == 1) {
+		snprintf(member, cap, "%s", b.id);
+		return 0;
+	}
+	if (b.hits > 1)
+		cli_err("\"%s\" is ambiguous: %d members of mesh %s have that name; give one pubkey of: %s", who, b.hits,
+		        m->slug, b.pubkeys);
+	else
+		cli_err("no member \"%s\" in mesh %s (a member name, id or pubkey)", who, m->slug);
+	return -1;
+}
+
 int apikeycmd_create(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {{"caps", 1},  {"topics", 1}, {"expires", 1}, {"member", 1},
@@ -89,7 +146,7 @@ int apikeycmd_create(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (o.npos != 1 || !cli_opt(&o, "caps"))
 		return cli_usage_err("usage: meshctl apikey create MESH --caps send,read[,state_write,admin,status] "
-		                     "[--topics a,b] [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] "
+		                     "[--topics a,b] [--expires 30d] [--member NAME|MEMBER_ID|PUBKEY] [--label L] "
 		                     "[--add-to PEERCONFIG]");
 	if (!(caps = apikey_array(cli_opt(&o, "caps"), "caps", cap_ok)))
 		return CLI_EXIT_USAGE;
@@ -123,17 +180,8 @@ int apikeycmd_create(int argc, char **argv)
 		cli_err("%s is a peer config of another mesh", cli_opt(&o, "add-to"));
 		goto out;
 	}
-	if (who) {
-		int f = store_member_lookup(c, m.id, who, member, sizeof member);
-		if (f < 0) {
-			admin_db_err(c);
-			goto out;
-		}
-		if (!f) {
-			cli_err("no member \"%s\" in mesh %s", who, m.slug);
-			goto out;
-		}
-	}
+	if (who && member_find(c, &m, who, member, sizeof member) != 0)
+		goto out;
 	if (cli_opt(&o, "add-to")) {
 		if (keyfile_out_open(&out, cli_opt(&o, "add-to"), 1) != 0)
 			goto out;

@@ -79,7 +79,7 @@ static const struct command main_commands[] = {
 	 "  --broker URL         post to this broker instead of the invite's URL\n"},
 	{"apikey", "create", apikeycmd_create,
 	 "apikey create MESH --caps send,read[,state_write,admin,status] [--topics a,b]\n"
-	 "                 [--expires 30d] [--member MEMBER_ID|PUBKEY] [--label L] [--add-to PEERCONFIG]",
+	 "                 [--expires 30d] [--member NAME|MEMBER_ID|PUBKEY] [--label L] [--add-to PEERCONFIG]",
 	 "  --caps LIST          capabilities: send, read, state_write, admin, status\n"
 	 "  --topics LIST        topics the key may touch (default: all)\n"
 	 "  --expires D          lifetime (default: never)\n"

@@ -144,8 +144,17 @@ void mcp_do_send(struct mcp *m, struct mcp_call *c, int link, const char *target
 		return;
 	}
 	if (target[0] == '@') {
-		mcp_call_end(c, mcp_result(1, "@group targets are not sent from here: the broker would see the text; "
-					      "send to * (sealed per member), a name or #topic"));
+		/* the members the broker resolves @group to now, then one sealed
+		 * envelope each, as for * */
+		c->kind = CALL_BCAST;
+		c->link = link;
+		c->acc = cJSON_CreateArray();
+		cJSON *f = roster_group_request(c->tag, target);
+		if (f && mcp_link_send(l, f) == 0)
+			c->waiting = 1;
+		cJSON_Delete(f);
+		if (!c->waiting)
+			mcp_call_end(c, mcp_result(1, "not connected to the broker; try again in a few seconds"));
 		return;
 	}
 	/* a member or session pubkey: boxed with this run's session key, which
@@ -195,7 +204,8 @@ static void bcast_members(struct mcp *m, struct mcp_call *c)
 	int total = cJSON_GetArraySize(frames);
 	cJSON_Delete(frames);
 	if (total == 0)
-		return mcp_call_end(c, mcp_result(0, "no other member in the mesh: nothing sent"));
+		return mcp_call_end(c, mcp_result(0, "%s: no other member to send to, nothing sent",
+						  c->to && c->to[0] == '@' ? c->to : "*"));
 	if (n < total)
 		return mcp_call_end(c, mcp_result(1, "the connection dropped while sending (%d of %d envelopes queued); "
 						   "try again", n, total));
@@ -213,6 +223,9 @@ void mcp_calls_on_members(struct mcp_link *l, cJSON *j)
 	struct mcp_call *c = mcp_call_by_tag(m, mcp_str(j, "_reqId"));
 	if (!c || (c->kind != CALL_RESOLVE && c->kind != CALL_BCAST) || c->waiting <= 0)
 		return;
+	if (c->kind == CALL_BCAST && c->to && c->to[0] == '@' && strcmp(c->to, "@all") && !mcp_str(j, "group"))
+		return mcp_call_end(c, mcp_result(1, "this broker cannot list a group's members (list_members{group}); "
+						   "%s was not sent, so that it does not go in clear or to everyone", c->to));
 	while (cJSON_GetArraySize(members) > 0 && cJSON_GetArraySize(c->acc) < 4096) {
 		p = cJSON_DetachItemFromArray(members, 0);
 		cJSON_AddNumberToObject(p, "_link", l->idx);
@@ -251,8 +264,8 @@ void mcp_calls_on_ack(struct mcp *m, const cJSON *j)
 	if (!queued)
 		mcp_log("broadcast: an envelope was refused: %s", err ? err : "not queued");
 	if (--c->waiting == 0)
-		mcp_call_end(c, mcp_result(c->queued < c->acked, "sent to * (%d member%s, one sealed envelope each%s)",
-					   c->acked, c->acked == 1 ? "" : "s",
+		mcp_call_end(c, mcp_result(c->queued < c->acked, "sent to %s (%d member%s, one sealed envelope each%s)",
+					   c->to && c->to[0] == '@' ? c->to : "*", c->acked, c->acked == 1 ? "" : "s",
 					   c->queued < c->acked ? "; some were refused" : ""));
 }
 

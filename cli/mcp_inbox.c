@@ -34,7 +34,7 @@ static char *push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg *g,
 	*wait = 0;
 	if (!ct)
 		return NULL;
-	if (mcp_str(push, "topic"))
+	if (mcp_push_topic_id(push))
 		return mcp_topics_push_text(l, push, g, wait);
 	if (nonce && sender && is_hex(sender, 64) && hex_decode(sender, spk, sizeof spk) == 0 &&
 	    (box_decrypt_direct(nonce, ct, spk, l->sess_sk, &plain, &n) == 0 ||
@@ -73,7 +73,7 @@ static void release_held(struct mcp_link *l, int drop)
 	struct mcp *m = l->m;
 	for (int i = 0; i < MCP_HELD_MAX; i++) {
 		cJSON *p = m->held[i].push;
-		if (!p || m->held[i].link != l->idx || (!drop && mcp_topics_waiting(l, mcp_str(p, "topic"))))
+		if (!p || m->held[i].link != l->idx || (!drop && mcp_topics_waiting(l, mcp_push_topic_id(p))))
 			continue;
 		m->held[i].push = NULL;
 		if (!drop)
@@ -247,7 +247,9 @@ static void on_push(struct mcp_link *l, const cJSON *j)
 	snprintf(g->from, sizeof g->from, "%s", nm ? nm : g->from_pubkey);
 	snprintf(g->priority, sizeof g->priority, "%s", mcp_str(j, "priority") ? mcp_str(j, "priority") : "next");
 	snprintf(g->created, sizeof g->created, "%s", mcp_str(j, "createdAt") ? mcp_str(j, "createdAt") : "");
-	snprintf(g->topic, sizeof g->topic, "%s", mcp_str(j, "topic") ? mcp_str(j, "topic") : "");
+	snprintf(g->topic, sizeof g->topic, "%s", mcp_push_topic_id(j) ? mcp_push_topic_id(j) : "");
+	if (mcp_str(j, "topicId") && mcp_str(j, "topic")) /* the name, known before the topic's key */
+		snprintf(g->topic_name, sizeof g->topic_name, "%s", mcp_str(j, "topic"));
 	g->notified = 0; /* whenever it arrives: notified once initialized */
 	if (nm || !m->initialized) {
 		notify(m, g);

@@ -2,7 +2,8 @@
  * topic_members (are we a lead?) → topic_pending_seals → (we hold the
  * current epoch) topic_seal per pending member, or (we do not) topic_key →
  * (still not) our own first seal of the epoch, which the broker takes only
- * while nobody holds one.  Keys are wiped when dropped. */
+ * while nobody holds one.  Keys are taken, sealed and started by
+ * cli/topicbody.c, and wiped when dropped. */
 #include "cli/mcp_keys.h"
 
 #include <sodium.h>
@@ -12,12 +13,11 @@
 
 #include "cli/mcp_calls.h"
 #include "cli/mcp_out.h"
-#include "cli/topicring.h"
+#include "cli/topicbody.h"
 
 struct mk_topic {
 	char id[64];
-	struct topic_ring ring;
-	int have_key;
+	struct topicbody_key key; /* every epoch's key held */
 };
 
 struct mcp_keys {
@@ -89,15 +89,15 @@ static void on_pending(struct mcp_link *l, const cJSON *j, const char *topic)
 	struct mk_topic *t = topic_of(l->m, l->idx, topic, 1);
 	if (!t)
 		return;
-	if (cJSON_IsNumber(ep) && ep->valuedouble > t->ring.current_epoch)
-		t->ring.current_epoch = (int)ep->valuedouble;
-	if (!t->have_key || !topicring_current(&t->ring)) {
+	if (cJSON_IsNumber(ep) && ep->valuedouble > t->key.ring.current_epoch && ep->valuedouble <= 1e9)
+		t->key.ring.current_epoch = (int)ep->valuedouble;
+	if (!t->key.have || topicbody_stale(&t->key)) {
 		ask(l, "topic_key", "key", topic, NULL);
 		return;
 	}
 	cJSON_ArrayForEach(x, pending)
 	{
-		cJSON *f = topicring_seal_for(t->ring.keys[0].key, mcp_str(x, "memberId"), mcp_str(x, "pubkey"));
+		cJSON *f = topicbody_seal_for(&t->key, x);
 		if (f)
 			ask(l, "topic_seal", "seal", topic, f);
 	}
@@ -105,9 +105,7 @@ static void on_pending(struct mcp_link *l, const cJSON *j, const char *topic)
 
 static void start_epoch(struct mcp_link *l, struct mk_topic *t)
 {
-	char pk[65];
-	sodium_bin2hex(pk, sizeof pk, l->cfg.key.pk, sizeof l->cfg.key.pk);
-	cJSON *f = topicring_start(&t->ring, t->ring.current_epoch, l->cfg.member_id, pk);
+	cJSON *f = topicbody_epoch_start(&t->key, t->key.ring.current_epoch, l->cfg.member_id, l->cfg.key.pk);
 	if (f)
 		ask(l, "topic_seal", "fresh", t->id, f);
 }
@@ -119,18 +117,17 @@ static void on_key(struct mcp_link *l, const cJSON *j, const char *type, const c
 		return;
 	const char *code = mcp_str(j, "code");
 	if (!strcmp(type, "topic_key_response")) {
-		if (topicring_take(&t->ring, j, l->cfg.key.sk) != 0) {
+		if (topicbody_key_take(j, l->cfg.key.sk, &t->key) != 0) {
 			mcp_log("topic %s: the sealed key does not open with this member's key", topic);
 			return;
 		}
-		t->have_key = 1;
-		if (topicring_current(&t->ring))
+		if (!topicbody_stale(&t->key))
 			return; /* sealed for the others next round */
 	} else if (!code || strcmp(code, "key_not_sealed_for_member") != 0) {
 		return; /* unencrypted, or gone */
 	}
-	if (t->ring.current_epoch < 1)
-		t->ring.current_epoch = 1;
+	if (t->key.ring.current_epoch < 1)
+		t->key.ring.current_epoch = 1;
 	start_epoch(l, t); /* the broker takes it only while nobody holds the epoch */
 }
 
@@ -140,13 +137,12 @@ static void on_fresh(struct mcp_link *l, const char *type, const char *topic)
 	if (!t)
 		return;
 	if (!strcmp(type, "topic_sealed")) {
-		int epoch = t->ring.fresh_epoch;
-		topicring_adopt(&t->ring);
-		t->have_key = 1;
+		int epoch = t->key.ring.fresh_epoch;
+		topicbody_epoch_took(&t->key, 1);
 		mcp_log("started key epoch %d of topic %s", epoch, topic);
 		l->m->keys->next[l->idx] = 0; /* seal it for the others now */
 	} else {
-		topicring_drop_fresh(&t->ring);
+		topicbody_epoch_took(&t->key, 0);
 	}
 }
 

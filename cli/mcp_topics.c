@@ -57,11 +57,11 @@ static void topic_learn_key(struct mcp_link *l, const cJSON *j, const struct top
 	if (k && k->name[0])
 		snprintf(t->name, sizeof t->name, "%s", k->name);
 	if (ok && k) {
-		t->key = *k;
-		t->state = TOPIC_KEYED;
-	} else if (t->state != TOPIC_KEYED) {
-		t->state = TOPIC_NO_KEY;
+		int asked = t->key.asked_epoch;
+		t->key = *k; /* every epoch's key the member holds */
+		t->key.asked_epoch = asked;
 	}
+	t->state = t->key.have || t->key.unencrypted ? TOPIC_KEYED : TOPIC_NO_KEY;
 }
 
 static int pick_link(struct mcp *m, const cJSON *args, const cJSON *id)
@@ -200,6 +200,10 @@ static void call_key(struct mcp_link *l, struct mcp_call *c, const cJSON *j)
 							  c->to, c->to));
 		return mcp_call_end(c, mcp_result(1, "#%s: %s", c->to, msg ? msg : code ? code : "refused"));
 	}
+	if (c->kind == CALL_TPOST && topicbody_stale(&c->key))
+		return mcp_call_end(c, mcp_result(1, "the key of #%s moved on to epoch %d and no copy of it is sealed for "
+						    "you yet (a lead's meshctl topic tail or mcp seals it); try again shortly",
+						  c->to, c->key.ring.current_epoch));
 	if (c->kind == CALL_TREAD) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "limit", (double)c->limit);
@@ -353,13 +357,32 @@ static int mentions_me(const struct mcp_link *l, const char *text)
 	return hit;
 }
 
+const char *mcp_push_topic_id(const cJSON *push)
+{
+	const char *id = mcp_str(push, "topicId");
+	return id ? id : mcp_str(push, "topic");
+}
+
 char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg *g, int *wait)
 {
-	const char *tid = mcp_str(push, "topic");
+	const char *tid = mcp_push_topic_id(push);
 	struct mcp_topic *t = topic_slot(l, tid);
 	*wait = 0;
 	if (!t)
 		return NULL;
+	enum topicbody_how how = TB_UNREADABLE;
+	char *text = NULL;
+	if (t->state == TOPIC_KEYED || t->state == TOPIC_NO_KEY) {
+		/* not opened with the keys held: a newer key epoch (its keyEpoch, or
+		 * the next when the push names none) — asked for once, the push held */
+		text = topicbody_text(push, &t->key, &how);
+		int ep = topicbody_epoch_of(push), newest = topicring_epoch(&t->key.ring);
+		int want = ep ? ep : newest + 1;
+		if (!text && how != TB_PLAIN && !t->key.unencrypted && want > t->key.asked_epoch && want > newest) {
+			t->key.asked_epoch = want;
+			t->state = TOPIC_UNKNOWN;
+		}
+	}
 	if (t->state == TOPIC_UNKNOWN) {
 		char rid[160];
 		snprintf(rid, sizeof rid, TKEY_PREFIX "%s", t->id);
@@ -370,8 +393,8 @@ char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg
 		return NULL;
 	}
 	snprintf(g->topic_name, sizeof g->topic_name, "%s", t->name[0] ? t->name : t->id);
-	enum topicbody_how how;
-	char *text = topicbody_text(push, &t->key, &how);
+	if (!text)
+		text = topicbody_text(push, &t->key, &how);
 	if (how == TB_NO_KEY)
 		return strdup("(an encrypted topic message: no copy of the topic key is sealed for you yet)");
 	g->unencrypted = how == TB_PLAIN;
@@ -400,8 +423,9 @@ void mcp_topics_tick(struct mcp *m, int64_t now)
 			char rid[160];
 			if (l->topics[k].state != TOPIC_KEYED || !l->topics[k].key.have)
 				continue;
-			snprintf(rid, sizeof rid, PEND_PREFIX "%s", l->topics[k].id);
-			send_req(l, "topic_pending_seals", rid, l->topics[k].id, NULL);
+			int stale = topicbody_stale(&l->topics[k].key); /* then its new copy may be sealed by now */
+			snprintf(rid, sizeof rid, "%s%s", stale ? TKEY_PREFIX : PEND_PREFIX, l->topics[k].id);
+			send_req(l, stale ? "topic_key" : "topic_pending_seals", rid, l->topics[k].id, NULL);
 		}
 	}
 }

@@ -1,10 +1,12 @@
 /* mcp_topics — topics from Claude (docs/protocol.md §11): the tools
  * topic_list, topic_join, topic_read and topic_post, posts to #topic from
  * send_message, and the topics and keys each session knows, with which
- * topic pushes are opened.  Keys come from the member's sealed copy
- * (topic_key) and are opened and used by cli/topicbody.c, as `meshctl
- * topic` does; a post is always v2 under the key (v1 only for a legacy
- * topic without one). */
+ * topic pushes are opened.  Keys — every key epoch's copy the member holds
+ * (topic_key) — are opened and used by cli/topicbody.c, as `meshctl topic`
+ * does: a push or message is opened with the key of its keyEpoch (a push
+ * of a newer epoch than any held asks for the key again first), a post is
+ * always v2 under the current epoch's key (refused while only a stale one
+ * is held; v1 only for a legacy topic without a key). */
 #ifndef CLI_MCP_TOPICS_H
 #define CLI_MCP_TOPICS_H
 
@@ -21,6 +23,9 @@ int mcp_topics_frame(struct mcp_link *l, const cJSON *j, const char *type);
  * being fetched (the push is held and tried again), NULL alone when it
  * cannot be read.  Fills g's topic name, unencrypted and mention. */
 char *mcp_topics_push_text(struct mcp_link *l, const cJSON *push, struct mcp_msg *g, int *wait);
+/* a topic push's topic id: ext "topicId" (§12.2: "topic" is the name),
+ * else "topic" (an older broker sent the id there); NULL on other pushes */
+const char *mcp_push_topic_id(const cJSON *push);
 /* whether topic id is still waiting for its key on l */
 int mcp_topics_waiting(const struct mcp_link *l, const char *topic_id);
 /* every MCP_RESEAL_MS: for each topic whose key this run holds, the

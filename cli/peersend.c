@@ -19,7 +19,6 @@
 #include "peertable.h"
 #include "roster.h"
 #include "topiccmd.h"
-#include "proto/box.h"
 #include "common/util.h"
 
 #define ONE_STATUS_GRACE_MS 200 /* for an error after set_status */
@@ -51,9 +50,10 @@ static void one_refused(struct one *c, const char *what, const cJSON *j)
 static void send_ready(struct peercmd_app *a)
 {
 	struct one *c = a->arg;
-	if (c->mode != SEND_READY) { /* the members first: a name, or everyone */
+	if (c->mode != SEND_READY) { /* the members first: a name, everyone, or a group's */
 		id_new(c->roster_rid);
-		cJSON *r = roster_request(c->roster_rid);
+		cJSON *r = c->target[0] == '@' && strcmp(c->target, "@all") ? roster_group_request(c->roster_rid, c->target)
+		                                                              : roster_request(c->roster_rid);
 		int ok = r && peercmd_app_send(a, r) == 0;
 		cJSON_Delete(r);
 		if (ok)
@@ -87,6 +87,13 @@ static void send_roster(struct peercmd_app *a, const cJSON *j)
 			peercmd_app_finish(a, CLI_EXIT_FAIL);
 		}
 		cJSON_Delete(f);
+		return;
+	}
+	if (c->target[0] == '@' && strcmp(c->target, "@all") &&
+	    !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "group"))) {
+		/* an older broker ignores group and lists everyone */
+		cli_err("send refused: this broker cannot list a group's members (list_members{group}); nothing sent");
+		peercmd_app_finish(a, CLI_EXIT_FAIL);
 		return;
 	}
 	id_new(c->send_id);
@@ -221,25 +228,6 @@ static const struct peercmd_app_ops send_ops = {.caps = {"client_ack"}, .ready =
 static const struct peercmd_app_ops status_ops = {.caps = {"client_ack"}, .ready = status_ready, .frame = status_frame};
 static const struct peercmd_app_ops peers_ops = {.caps = {"client_ack"}, .ready = peers_ready, .frame = peers_frame};
 
-/* an @group send: the broker picks the recipients at send time, so the
- * body is base64 of the text as the reference clients send it */
-static cJSON *group_frame(const char *target, const char *priority, const char *text, const char *id)
-{
-	unsigned char rnd[24];
-	randombytes_buf(rnd, sizeof rnd);
-	char *nonce = box_b64_encode(rnd, sizeof rnd), *ct = box_b64_encode((const unsigned char *)text, strlen(text));
-	cJSON *s = nonce && ct ? cJSON_CreateObject() : NULL;
-	if (s && !(cJSON_AddStringToObject(s, "type", "send") && cJSON_AddStringToObject(s, "id", id) &&
-	           cJSON_AddStringToObject(s, "targetSpec", target) && cJSON_AddStringToObject(s, "priority", priority) &&
-	           cJSON_AddStringToObject(s, "nonce", nonce) && cJSON_AddStringToObject(s, "ciphertext", ct))) {
-		cJSON_Delete(s);
-		s = NULL;
-	}
-	free(nonce);
-	free(ct);
-	return s;
-}
-
 static int one_run(struct one *c, const struct peercmd_app_ops *ops, const struct cli_opts *o)
 {
 	int64_t timeout_ms;
@@ -252,9 +240,10 @@ static int one_run(struct one *c, const struct peercmd_app_ops *ops, const struc
 
 /* meshctl send TARGET TEXT: a pubkey (a member's or a session's) as one
  * crypto_box; a member NAME resolved through list_members (offline members
- * too); '*' and @all as one crypto_box per member (docs/protocol.md §3.3);
- * #TOPIC as meshctl topic post (v2 under the topic key); @GROUP as before,
- * the broker choosing the recipients. */
+ * too); '*' and @all as one crypto_box per member (docs/protocol.md §3.3),
+ * @GROUP the same for the members list_members{group} says the broker
+ * resolves it to now, all under one broadcastId; #TOPIC as meshctl topic
+ * post (v2 under the topic key).  Nothing leaves in clear. */
 int peersend_send(int argc, char **argv)
 {
 	static const struct cli_optspec spec[] = {
@@ -286,16 +275,16 @@ int peersend_send(int argc, char **argv)
 	c.target = target;
 	c.text = o.pos[1];
 	c.priority = priority;
-	if (!strcmp(target, "*") || !strcmp(target, "@all")) {
-		c.mode = SEND_BCAST;
+	if (!strcmp(target, "*") || target[0] == '@') {
+		c.mode = SEND_BCAST; /* @group: the members the broker resolves it to now */
 	} else if (is_hex(target, 64)) {
 		for (char *t = target; *t; t++)
 			if (*t >= 'A' && *t <= 'F')
 				*t = (char)(*t - 'A' + 'a');
-	} else if (target[0] != '@') {
+	} else {
 		c.mode = SEND_NAME;
 	}
-	if (c.mode == SEND_READY) { /* the frame is known now: a pubkey or a group */
+	if (c.mode == SEND_READY) { /* the frame is known now: a pubkey */
 		const char *path = cli_config_path(&o);
 		struct keyfile_peer cfg;
 		if (!path)
@@ -303,8 +292,7 @@ int peersend_send(int argc, char **argv)
 		if (keyfile_read_peer(path, &cfg) != 0)
 			return CLI_EXIT_FAIL;
 		id_new(c.send_id);
-		cJSON *f = target[0] == '@' ? group_frame(target, priority, c.text, c.send_id)
-		                            : roster_direct_frame(target, cfg.key.sk, c.text, priority, c.send_id);
+		cJSON *f = roster_direct_frame(target, cfg.key.sk, c.text, priority, c.send_id);
 		sodium_memzero(&cfg, sizeof cfg);
 		c.send_frame = f ? cJSON_PrintUnformatted(f) : NULL;
 		cJSON_Delete(f);

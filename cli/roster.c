@@ -25,6 +25,16 @@ cJSON *roster_request(const char *reqid)
 	return o;
 }
 
+cJSON *roster_group_request(const char *reqid, const char *target)
+{
+	cJSON *o = roster_request(reqid);
+	if (o && !cJSON_AddStringToObject(o, "group", target[0] == '@' ? target + 1 : target)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
 int roster_resolve(const cJSON *members, const char *name, char pubkey[65], int *link, char *why, size_t cap)
 {
 	char cands[1024] = "";
@@ -110,8 +120,10 @@ cJSON *roster_broadcast(const cJSON *members, const unsigned char sender_sk[64],
 		low[64] = 0;
 		snprintf(id, sizeof id, "%.120s-%d", id_prefix, n++);
 		cJSON *f = roster_direct_frame(low, sender_sk, text, priority, id);
-		if (!f)
+		if (!f || !cJSON_AddStringToObject(f, "broadcastId", id_prefix)) {
+			cJSON_Delete(f);
 			goto bad;
+		}
 		cJSON_AddItemToArray(arr, f);
 	}
 	return arr;

@@ -13,6 +13,9 @@
 
 /* {"type":"list_members","_reqId":reqid} */
 cJSON *roster_request(const char *reqid);
+/* the same for the members the broker resolves target ("@name", "@all")
+ * to right now: {"type":"list_members","group":name,"_reqId":reqid} */
+cJSON *roster_group_request(const char *reqid, const char *target);
 /* The one member (not the caller's own) whose displayName equals name (any
  * case), in members (each may carry a number "_link": *link gets it, 0
  * without).  0 found (pubkey: 64 lowercase hex); -1 no such member, -2
@@ -24,8 +27,11 @@ int roster_resolve(const cJSON *members, const char *name, char pubkey[65], int 
 cJSON *roster_direct_frame(const char *target_hex, const unsigned char sender_sk[64], const char *text,
                            const char *priority, const char *id);
 /* A broadcast: a JSON array of direct send frames, one for each member of
- * members but the caller's own ("self"), ids "<id_prefix>-<n>".  NULL when
- * out of memory or a member key is bad; an empty array when alone. */
+ * members but the caller's own ("self"), ids "<id_prefix>-<n>", each with
+ * "broadcastId": id_prefix (at most 64 bytes of [A-Za-z0-9._:-]: the broker
+ * charges one send of the rate limit for all of them, docs/protocol.md
+ * §3.1).  NULL when out of memory or a member key is bad; an empty array
+ * when alone. */
 cJSON *roster_broadcast(const cJSON *members, const unsigned char sender_sk[64], const char *text,
                         const char *priority, const char *id_prefix);
 

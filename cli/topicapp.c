@@ -38,7 +38,7 @@ static void reseal(struct tcmd *t, const cJSON *pending)
 	cJSON_ArrayForEach(m, pending)
 	{
 		const char *id = peercmd_str(m, "memberId");
-		cJSON *o = topicring_seal_for(t->ring.keys[0].key, id, peercmd_str(m, "pubkey"));
+		cJSON *o = topicbody_seal_for(&t->key, m);
 		if (!o) {
 			cli_err("topic %s: cannot seal for member %s", t->topic, id ? id : "?");
 			continue;
@@ -56,10 +56,11 @@ void topicapp_pending(struct tcmd *t, const cJSON *j)
 {
 	const cJSON *ep = cJSON_GetObjectItemCaseSensitive(j, "epoch");
 	const cJSON *pending = cJSON_GetObjectItemCaseSensitive(j, "pending"), *m;
-	int epoch = cJSON_IsNumber(ep) ? (int)ep->valuedouble : topicring_epoch(&t->ring);
-	if (epoch > t->ring.current_epoch)
-		t->ring.current_epoch = epoch;
-	if (t->have_key && topicring_current(&t->ring)) {
+	int epoch = cJSON_IsNumber(ep) && ep->valuedouble >= 0 && ep->valuedouble <= 1e9 ? (int)ep->valuedouble
+	                                                                                : topicring_epoch(&t->key.ring);
+	if (epoch > t->key.ring.current_epoch)
+		t->key.ring.current_epoch = epoch;
+	if (t->key.have && !topicbody_stale(&t->key)) {
 		reseal(t, pending);
 		return;
 	}
@@ -72,9 +73,7 @@ void topicapp_pending(struct tcmd *t, const cJSON *j)
 	}
 	if (!t->is_lead || !me_pending || t->rid_fresh[0])
 		return;
-	char pk[65];
-	sodium_bin2hex(pk, sizeof pk, me->key.pk, sizeof me->key.pk);
-	cJSON *o = topicring_start(&t->ring, epoch, me->member_id, pk);
+	cJSON *o = topicbody_epoch_start(&t->key, epoch, me->member_id, me->key.pk);
 	if (o)
 		topicapp_send(t, "topic_seal", t->rid_fresh, sizeof t->rid_fresh, o);
 }
@@ -83,16 +82,15 @@ void topicapp_pending(struct tcmd *t, const cJSON *j)
  * another lead was first (then its copy comes to us like any other) */
 void topicapp_took_epoch(struct tcmd *t, const cJSON *j, const char *type)
 {
-	int epoch = t->ring.fresh_epoch;
+	int epoch = t->key.ring.fresh_epoch;
 	if (!strcmp(type, "topic_sealed")) {
-		topicring_adopt(&t->ring);
-		t->have_key = 1;
+		topicbody_epoch_took(&t->key, 1);
 		fprintf(stderr, "meshctl: started key epoch %d of topic %s\n", epoch, t->topic);
 		t->next_tick = 0; /* seal it for the others now */
 	} else {
 		const char *msg = peercmd_str(j, "message");
 		cli_err("topic %s: could not start key epoch %d: %s", t->topic, epoch, msg ? msg : type);
-		topicring_drop_fresh(&t->ring);
+		topicbody_epoch_took(&t->key, 0);
 	}
 	t->rid_fresh[0] = 0;
 }
@@ -103,14 +101,14 @@ void topicapp_tick(struct peercmd_app *a, int64_t now)
 	if (t->op != OP_TAIL || now < t->next_tick)
 		return;
 	t->next_tick = now + TAIL_RESEAL_MS;
-	if (t->unencrypted)
+	if (t->key.unencrypted)
 		return;
-	if (t->have_key || t->is_lead) {
+	if (t->key.have || t->is_lead) {
 		char rid[24];
 		topicapp_send(t, "topic_pending_seals", rid, sizeof rid, NULL);
 	}
 	/* no key, or not the current epoch's: someone may have sealed it to us */
-	if (!topicring_current(&t->ring) && !t->key_asked && !t->rid_fresh[0]) {
+	if ((!t->key.have || topicbody_stale(&t->key)) && !t->key_asked && !t->rid_fresh[0]) {
 		topicapp_send(t, "topic_key", t->rid_key, sizeof t->rid_key, NULL);
 		t->key_asked = 1;
 	}

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "cli/peercmd.h"
-#include "cli/topicring.h"
+#include "cli/topicbody.h"
 
 #define TAIL_RESEAL_MS 2000 /* how often tail asks for pending seals */
 
@@ -24,8 +24,8 @@ struct tcmd {
 	const char *topic, *text, *description, *visibility, *role, *priority;
 	long limit;
 	char rid_main[24], rid_key[24], rid_after[24];
-	struct topic_ring ring; /* every epoch's key held (cli/topicring.h) */
-	int have_key, unencrypted, key_asked, is_lead;
+	struct topicbody_key key; /* every epoch's key held, or unencrypted (cli/topicbody.h) */
+	int key_asked, is_lead;
 	char rid_fresh[24]; /* tail, a lead: its seal starting a new epoch */
 	char topic_id[128];
 	int64_t next_tick;

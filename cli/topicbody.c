@@ -1,4 +1,6 @@
-/* topicbody — topic keys and bodies on the client (see topicbody.h). */
+/* topicbody — topic keys and bodies on the client (see topicbody.h); the
+ * keys themselves, one per epoch, are kept by cli/topicring.c.  Keys,
+ * nonces and bodies are never printed or logged. */
 #include "cli/topicbody.h"
 
 #include <sodium.h>
@@ -28,9 +30,9 @@ int topicbody_key_take(const cJSON *reply, const unsigned char member_sk[64], st
 		}
 		return -2;
 	}
-	if (topickey_open(str_of(reply, "encryptedKey"), str_of(reply, "nonce"), member_sk, k->key) != 0)
+	if (topicring_take(&k->ring, reply, member_sk) != 0)
 		return -1;
-	k->have = 1;
+	k->have = k->ring.n > 0;
 	if (id)
 		snprintf(k->topic_id, sizeof k->topic_id, "%s", id);
 	if (name)
@@ -38,13 +40,21 @@ int topicbody_key_take(const cJSON *reply, const unsigned char member_sk[64], st
 	return 0;
 }
 
+int topicbody_stale(const struct topicbody_key *k)
+{
+	return k->have && !topicring_current(&k->ring);
+}
+
 cJSON *topicbody_post_frame(const struct topicbody_key *k, const char *topic, const char *text, const char *priority,
                             const char *id, const cJSON *mentions)
 {
 	char *nonce = NULL, *ct = NULL, target[160];
 	int version = 2;
-	if (k->have) {
-		if (topickey_encrypt_body(k->key, (const unsigned char *)text, strlen(text), &nonce, &ct) != 0)
+	const unsigned char *key = k->have ? topicring_current(&k->ring) : NULL;
+	if (k->have && !key) {
+		return NULL; /* a stale key must carry nothing new */
+	} else if (key) {
+		if (topickey_encrypt_body(key, (const unsigned char *)text, strlen(text), &nonce, &ct) != 0)
 			return NULL;
 	} else if (k->unencrypted) {
 		/* a legacy topic: the broker holds no key, its bodies are v1 */
@@ -85,8 +95,13 @@ char *topicbody_text(const cJSON *msg, const struct topicbody_key *k, enum topic
 			*how = TB_NO_KEY;
 			return NULL;
 		}
-		if (!nonce || topickey_decrypt_body(k->key, nonce, ct, &plain, &n) != 0)
+		int epoch = topicbody_epoch_of(msg);
+		if (topicring_open_body(&k->ring, epoch, nonce, ct, &plain, &n) != 0) {
+			/* an epoch whose copy we lack (when it names none: the current one) */
+			if (epoch ? !topicring_has(&k->ring, epoch) : !topicring_current(&k->ring))
+				*how = TB_NO_KEY;
 			return NULL;
+		}
 		*how = TB_SEALED;
 	} else {
 		if (box_b64_decode(ct, &plain, &n) != 0)
@@ -99,6 +114,12 @@ char *topicbody_text(const cJSON *msg, const struct topicbody_key *k, enum topic
 	free(plain);
 	*how = TB_UNREADABLE;
 	return NULL;
+}
+
+int topicbody_epoch_of(const cJSON *msg)
+{
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(msg, "keyEpoch");
+	return cJSON_IsNumber(ev) && ev->valuedouble >= 1 && ev->valuedouble <= 1e9 ? (int)ev->valuedouble : 0;
 }
 
 static int name_byte(unsigned char c)
@@ -134,25 +155,32 @@ cJSON *topicbody_mentions(const char *text)
 
 cJSON *topicbody_seal_for(const struct topicbody_key *k, const cJSON *pending_member)
 {
-	const char *id = str_of(pending_member, "memberId"), *pk = str_of(pending_member, "pubkey");
-	unsigned char edpk[32];
-	char *enc = NULL, *nonce = NULL, sender[65];
-	if (!k->have || !id || !pk || !is_hex(pk, 64) || hex_decode(pk, edpk, sizeof edpk) != 0 ||
-	    topickey_seal(k->key, edpk, &enc, &nonce, sender) != 0)
+	const unsigned char *key = k->have ? topicring_current(&k->ring) : NULL;
+	if (!key)
 		return NULL;
-	cJSON *o = cJSON_CreateObject();
-	if (o && !(cJSON_AddStringToObject(o, "memberId", id) && cJSON_AddStringToObject(o, "encryptedKey", enc) &&
-	           cJSON_AddStringToObject(o, "nonce", nonce))) {
-		cJSON_Delete(o);
-		o = NULL;
+	return topicring_seal_for(key, str_of(pending_member, "memberId"), str_of(pending_member, "pubkey"));
+}
+
+cJSON *topicbody_epoch_start(struct topicbody_key *k, int epoch, const char *my_member_id,
+                             const unsigned char my_pk[32])
+{
+	char pk[65];
+	sodium_bin2hex(pk, sizeof pk, my_pk, 32);
+	return epoch >= 1 ? topicring_start(&k->ring, epoch, my_member_id, pk) : NULL;
+}
+
+void topicbody_epoch_took(struct topicbody_key *k, int took)
+{
+	if (took && k->ring.fresh_epoch) {
+		topicring_adopt(&k->ring);
+		k->have = 1;
+	} else {
+		topicring_drop_fresh(&k->ring);
 	}
-	free(enc);
-	free(nonce);
-	return o;
 }
 
 void topicbody_key_wipe(struct topicbody_key *k)
 {
-	sodium_memzero(k->key, sizeof k->key);
+	topicring_wipe(&k->ring);
 	k->have = 0;
 }

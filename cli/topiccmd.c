@@ -2,8 +2,8 @@
  * state machine over peercmd's app runner: requests carry a _reqId, the
  * matching reply or error moves it on.  Output: one JSON object per line on
  * stdout (messages with "text" when they could be read); errors one line on
- * stderr.  The topic keys (one per key epoch, cli/topicring.h) are wiped
- * when the command ends; the tail's re-seals are cli/topicapp.c's. */
+ * stderr.  The topic keys (one per key epoch) are taken, used and wiped by
+ * cli/topicbody.c; the tail's re-seals are cli/topicapp.c's. */
 #include "cli/topiccmd.h"
 
 #include <sodium.h>
@@ -16,7 +16,6 @@
 #include "cli/peercmd.h"
 #include "cli/topicapp.h"
 #include "common/util.h"
-#include "proto/box.h"
 #include "proto/topickey.h"
 
 #define TOPIC_TIMEOUT_MS 10000
@@ -39,36 +38,29 @@ static void fail_with(struct tcmd *t, const cJSON *err)
 	peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 }
 
-/* "text" on a message or push we can read: v2 under the key, v1 base64 */
+/* "text" on a message or push we can read: v2 under the key of its
+ * keyEpoch, v1 base64 (then also "unencrypted":true: an old sender's body
+ * in clear) — cli/topicbody.c */
 static void add_text(struct tcmd *t, cJSON *m)
 {
-	const char *nonce = peercmd_str(m, "nonce"), *ct = peercmd_str(m, "ciphertext");
-	const cJSON *bv = cJSON_GetObjectItemCaseSensitive(m, "bodyVersion");
-	unsigned char *plain = NULL;
-	size_t n = 0;
-	int ok;
-	if (!ct)
-		return;
-	if (cJSON_IsNumber(bv) && bv->valuedouble == 2) {
-		const cJSON *ev = cJSON_GetObjectItemCaseSensitive(m, "keyEpoch");
-		ok = topicring_open_body(&t->ring, cJSON_IsNumber(ev) ? (int)ev->valuedouble : 0, nonce, ct, &plain,
-		                         &n) == 0;
-	} else
-		ok = box_b64_decode(ct, &plain, &n) == 0;
-	if (ok && utf8_valid(plain, n))
-		cJSON_AddStringToObject(m, "text", (const char *)plain);
-	free(plain);
+	enum topicbody_how how;
+	char *text = topicbody_text(m, &t->key, &how);
+	if (text) {
+		cJSON_AddStringToObject(m, "text", text);
+		if (how == TB_PLAIN)
+			cJSON_AddBoolToObject(m, "unencrypted", 1);
+		sodium_memzero(text, strlen(text));
+	}
+	free(text);
 }
 
 /* the reply to topic_key: 0 go on (key or none), -1 finished */
 static int take_key(struct tcmd *t, const cJSON *j, const char *type)
 {
-	if (!strcmp(type, "error")) {
-		const char *code = peercmd_str(j, "code");
-		if (code && !strcmp(code, "topic_unencrypted")) {
-			t->unencrypted = 1;
-			return 0;
-		}
+	(void)type;
+	const char *code = peercmd_str(j, "code");
+	int r = topicbody_key_take(j, peercmd_app_peer(&t->app)->key.sk, &t->key);
+	if (r == -2) {
 		if (code && !strcmp(code, "key_not_sealed_for_member") && t->op != OP_POST)
 			return 0; /* v1 bodies still read; tail asks again */
 		if (code && !strcmp(code, "key_not_sealed_for_member"))
@@ -80,65 +72,37 @@ static int take_key(struct tcmd *t, const cJSON *j, const char *type)
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 		return -1;
 	}
-	const struct keyfile_peer *me = peercmd_app_peer(&t->app);
-	if (topicring_take(&t->ring, j, me->key.sk) != 0) {
+	if (r == -1) {
 		cli_err("topic %s: the sealed key does not open with this member's key (topic_key_discard drops it, "
 		        "so that it can be sealed again)",
 		        t->topic);
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 		return -1;
 	}
-	t->have_key = 1;
-	const char *id = peercmd_str(j, "topicId");
-	if (id)
-		snprintf(t->topic_id, sizeof t->topic_id, "%s", id);
+	if (t->key.topic_id[0])
+		snprintf(t->topic_id, sizeof t->topic_id, "%s", t->key.topic_id);
 	return 0;
 }
 
 static void do_post(struct tcmd *t)
 {
-	char *nonce = NULL, *ct = NULL;
-	int version = 1;
-	const unsigned char *key = topicring_current(&t->ring);
-	if (t->have_key && !key) {
+	if (topicbody_stale(&t->key)) {
 		/* a member left since: its old key must not carry anything new */
 		cli_err("topic %s: the key moved on to epoch %d and no copy of it is sealed for you yet (a lead's "
 		        "meshctl topic tail seals it)",
-		        t->topic, t->ring.current_epoch);
+		        t->topic, t->key.ring.current_epoch);
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 		return;
 	}
-	if (t->have_key) {
-		version = 2;
-		if (topickey_encrypt_body(key, (const unsigned char *)t->text, strlen(t->text), &nonce, &ct) != 0) {
-			cli_err("cannot encrypt the message");
-			peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
-			return;
-		}
-	} else {
-		unsigned char rnd[24];
-		randombytes_buf(rnd, sizeof rnd);
-		nonce = box_b64_encode(rnd, sizeof rnd);
-		ct = box_b64_encode((const unsigned char *)t->text, strlen(t->text));
-	}
-	char target[160];
-	snprintf(target, sizeof target, "#%s", t->topic_id[0] ? t->topic_id : t->topic);
 	topicapp_rid(t->rid_main, sizeof t->rid_main);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "type", "send");
-	cJSON_AddStringToObject(o, "id", t->rid_main);
-	cJSON_AddStringToObject(o, "targetSpec", target);
-	cJSON_AddStringToObject(o, "priority", t->priority);
-	cJSON_AddStringToObject(o, "nonce", nonce ? nonce : "");
-	cJSON_AddStringToObject(o, "ciphertext", ct ? ct : "");
-	cJSON_AddNumberToObject(o, "bodyVersion", version);
-	if (!nonce || !ct || peercmd_app_send(&t->app, o) != 0) {
-		cli_err("could not queue the message");
+	cJSON *mentions = topicbody_mentions(t->text); /* the broker's mention notifications (v2 hides the text) */
+	cJSON *o = topicbody_post_frame(&t->key, t->topic, t->text, t->priority, t->rid_main, mentions);
+	cJSON_Delete(mentions);
+	if (!o || peercmd_app_send(&t->app, o) != 0) {
+		cli_err(o ? "could not queue the message" : "cannot encrypt the message");
 		peercmd_app_finish(&t->app, CLI_EXIT_FAIL);
 	}
 	cJSON_Delete(o);
-	free(nonce);
-	free(ct);
 }
 
 static void on_ready(struct peercmd_app *a)
@@ -211,7 +175,9 @@ static void on_frame(struct peercmd_app *a, cJSON *j, const char *type, const ch
 		return;
 	const char *rid = peercmd_str(j, !strcmp(type, "error") || !strcmp(type, "ack") ? "id" : "_reqId");
 	if (!strcmp(type, "push")) {
-		const char *topic = peercmd_str(j, "topic");
+		/* §12.2: the id is topicId ("topic" is the name; an older broker
+		 * sent the id there) */
+		const char *topic = peercmd_str(j, "topicId") ? peercmd_str(j, "topicId") : peercmd_str(j, "topic");
 		if (t->op == OP_TAIL && topic && t->topic_id[0] && !strcmp(topic, t->topic_id)) {
 			add_text(t, j);
 			print_json(j);
@@ -356,7 +322,7 @@ static int topiccmd_run(enum op op, int argc, char **argv, int npos, const char 
 	t->app.arg = t;
 	rc = peercmd_app_run(&t->app, &o, timeout_ms);
 out:
-	topicring_wipe(&t->ring); /* every key held, and a fresh one */
+	topicbody_key_wipe(&t->key); /* every key held, and a fresh one */
 	free(t);
 	return rc;
 }

@@ -16,7 +16,8 @@ static const char *str(const cJSON *o, const char *name)
 static int num(const cJSON *o, const char *name, int def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsNumber(v) ? (int)v->valuedouble : def;
+	/* an epoch: 0..1e9 (a broker's number, never cast out of range) */
+	return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1e9 ? (int)v->valuedouble : def;
 }
 
 int topicring_take(struct topic_ring *r, const cJSON *answer, const unsigned char member_sk[64])
@@ -46,6 +47,14 @@ int topicring_take(struct topic_ring *r, const cJSON *answer, const unsigned cha
 int topicring_epoch(const struct topic_ring *r)
 {
 	return r->n ? r->keys[0].epoch : 0;
+}
+
+int topicring_has(const struct topic_ring *r, int epoch)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->keys[i].epoch == epoch)
+			return 1;
+	return 0;
 }
 
 const unsigned char *topicring_current(const struct topic_ring *r)

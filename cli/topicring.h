@@ -33,6 +33,8 @@ int topicring_take(struct topic_ring *r, const cJSON *answer, const unsigned cha
 const unsigned char *topicring_current(const struct topic_ring *r);
 /* the newest epoch held (0: none) */
 int topicring_epoch(const struct topic_ring *r);
+/* 1 when the key of epoch is held */
+int topicring_has(const struct topic_ring *r, int epoch);
 /* a v2 body under the key of `epoch` first, then any other held: 0 and
  * *plain malloc'd, or -1 */
 int topicring_open_body(const struct topic_ring *r, int epoch, const char *nonce, const char *ct, unsigned char **plain,

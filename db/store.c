@@ -374,17 +374,20 @@ int store_messages_send(struct db *d, const struct message_row *m, int n, const 
 
 enum { DLV_ID, DLV_MESSAGE_ID, DLV_MESH_ID, DLV_SENDER_PUBKEY, DLV_PRIORITY, DLV_NONCE, DLV_CIPHERTEXT,
        DLV_CREATED_AT, DLV_TOPIC_ID, DLV_BODY_VERSION, DLV_SENDER_MEMBER_PUBKEY, DLV_SENDER_MEMBER_ID,
-       DLV_SENDER_NAME, DLV_CLIENT_MESSAGE_ID, DLV_REQUEST_FINGERPRINT };
+       DLV_SENDER_NAME, DLV_CLIENT_MESSAGE_ID, DLV_REQUEST_FINGERPRINT, DLV_TOPIC_NAME };
 /* mesh.delivery_claim (migration 0004) holds the claim's statement, so its
  * plan is cached per backend; it commits without waiting for the WAL flush
  * (a lost claim only frees its rows again) */
+/* (the topic's name appended for the push's "topic", §12.2) */
 static const char delivery_claim_sql[] =
-	"SELECT * FROM mesh.delivery_claim_session($1, $2::text[], $3 = 'idle', $4, $5::int, $6)";
+	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
+	"FROM mesh.delivery_claim_session($1, $2::text[], $3 = 'idle', $4, $5::int, $6) c";
 /* more than one host (store_delivery_claim_hosts): the live presences of the
  * member on other hosts join the worker's list of this host's */
 static const char delivery_claim_hosts_sql[] =
-	"SELECT * FROM mesh.delivery_claim_session($1, $2::text[] || mesh.host_live_presences($7, $1), "
-	"$3 = 'idle', $4, $5::int, $6)";
+	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
+	"FROM mesh.delivery_claim_session($1, $2::text[] || mesh.host_live_presences($7, $1), $3 = 'idle', $4, "
+	"$5::int, $6) c";
 
 static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 {
@@ -410,6 +413,7 @@ static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 		r->sender_name = PQgetvalue(res, i, DLV_SENDER_NAME);
 		r->client_message_id = store_val(res, i, DLV_CLIENT_MESSAGE_ID);
 		r->request_fingerprint = store_val(res, i, DLV_REQUEST_FINGERPRINT);
+		r->topic_name = store_val(res, i, DLV_TOPIC_NAME);
 	}
 	c->cb.delivery(c->arg, rows, n, err);
 	free(rows);

@@ -118,6 +118,7 @@ struct delivery_row {
 	/* §12.2: sender_pubkey is the sender's session key when it had one */
 	const char *sender_member_pubkey, *sender_member_id, *sender_name;
 	const char *client_message_id, *request_fingerprint; /* NULL when the send had none */
+	const char *topic_name;   /* with topic_id: the topic's name (NULL if the topic is gone) */
 };
 typedef void (*store_delivery_cb)(void *arg, const struct delivery_row *rows, int n, const char *err);
 /* Claim up to limit undelivered rows of member_id for presence_id, oldest

@@ -186,6 +186,24 @@ int store_member_roster(struct db *d, const char *mesh_id, store_table_cb cb, vo
 	                  1, p, cb, arg);
 }
 
+int store_group_members(struct db *d, const char *mesh_id, const char *sender, const char *group,
+                        const char *const *live_members, int n_live, const char *const *visible, int n_visible,
+                        store_table_cb cb, void *arg)
+{
+	char *live = store_text_array(live_members, n_live);
+	char *vis = store_text_array(visible, n_visible);
+	const char *p[] = {mesh_id, sender, group, live, vis};
+	int r = table_call(d,
+	                   "SELECT m.id, m.display_name, m.peer_pubkey, " MESH_LABEL_SQL " "
+	                   "FROM mesh.group_recipients($1, $2, $3, $4::text[], $5::text[]) r "
+	                   "JOIN mesh.member m ON m.id = r JOIN mesh.mesh ms ON ms.id = m.mesh_id "
+	                   "ORDER BY m.display_name, m.id LIMIT 1000",
+	                   5, p, cb, arg);
+	free(live);
+	free(vis);
+	return r;
+}
+
 /* ---- API keys ---- */
 
 int store_apikey_ws_create(struct db *d, const struct apikey_new *k, store_table_cb cb, void *arg)

@@ -79,6 +79,13 @@ int store_member_bans(struct db *d, const char *mesh_id, store_table_cb cb, void
  * mesh's label, at most 1000: rows (id, display_name, pubkey, mesh label) */
 enum { ML_ID, ML_NAME, ML_PUBKEY, ML_MESH };
 int store_member_roster(struct db *d, const char *mesh_id, store_table_cb cb, void *arg);
+/* list_members{group} (§12.8): the members a '*' (group NULL) or
+ * '@group' send of sender would reach right now (mesh.group_recipients, the
+ * rule of mesh.send_group), at most 1000, in the rows of
+ * store_member_roster */
+int store_group_members(struct db *d, const char *mesh_id, const char *sender, const char *group,
+                        const char *const *live_members, int n_live, const char *const *visible, int n_visible,
+                        store_table_cb cb, void *arg);
 
 /* ---- API keys over the socket (§12.5): only the hash is stored ---- */
 struct apikey_new {

@@ -84,7 +84,8 @@ static int count_cb(const struct presence_view *v, void *arg)
 	if (peers_is_replaced(n->w, v))
 		return 0;
 	n->mesh++;
-	n->member += strcmp(v->info.member_id, n->w->me.member_id) == 0;
+	/* an event stream (no peer) does not take a connection of its member */
+	n->member += strcmp(v->info.member_id, n->w->me.member_id) == 0 && !peers_is_stream(&v->info);
 	return 0;
 }
 

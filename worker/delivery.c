@@ -68,7 +68,10 @@ static char *push_json(const struct delivery_row *r)
 	cJSON_AddStringToObject(o, "ciphertext", r->ciphertext);
 	cJSON_AddStringToObject(o, "createdAt", r->created_at);
 	if (r->topic_id) {
-		cJSON_AddStringToObject(o, "topic", r->topic_id);
+		/* §12.2: "topic" is the name the reference clients print, ext
+		 * "topicId" the id meshbroker's own clients read */
+		cJSON_AddStringToObject(o, "topic", r->topic_name ? r->topic_name : r->topic_id);
+		cJSON_AddStringToObject(o, "topicId", r->topic_id);
 		cJSON_AddNumberToObject(o, "bodyVersion", atoi(r->body_version));
 	}
 	if (r->client_message_id)

@@ -374,3 +374,15 @@ int groups_send(struct worker *w, const struct groups_msg *gm, groups_sent_cb cb
 	free(l.buf);
 	return r;
 }
+
+int groups_members(struct worker *w, const char *group, store_table_cb cb, void *arg)
+{
+	struct live l = {0};
+	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
+	int r = store_group_members(w->db, w->me.mesh_id, w->me.member_id, group, l.members, l.n_members, l.visible,
+	                            l.n_visible, cb, arg);
+	free(l.members);
+	free(l.visible);
+	free(l.buf);
+	return r;
+}

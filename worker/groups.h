@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "db/store_groups.h"
 #include "worker/worker.h"
 
 void groups_on_join(struct worker *w, const cJSON *msg);
@@ -50,6 +51,11 @@ typedef void (*groups_sent_cb)(void *arg, const struct groups_sent *r, const cha
 /* store the send and one delivery row per recipient (mesh.send_group,
  * migration 0009).  -1 when it could not be queued (cb never runs). */
 int groups_send(struct worker *w, const struct groups_msg *m, groups_sent_cb cb, void *arg);
+
+/* the members a send to '@group' (group NULL: '*' / '@all') would reach
+ * right now, by the rule of groups_send (one pass over the mesh's slots,
+ * then store_group_members).  -1 when it could not be queued. */
+int groups_members(struct worker *w, const char *group, store_table_cb cb, void *arg);
 
 /* the request's _reqId when it is a string of <= 128 bytes, else NULL */
 const char *groups_req_id(const cJSON *msg);

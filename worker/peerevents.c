@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "db/store_groups.h"
 #include "worker/hosts.h"
+#include "worker/peers.h"
 #include "worker/status.h"
 #include "worker/ws.h"
 
@@ -46,8 +47,8 @@ struct pe_scan {
 static int scan_cb(const struct presence_view *v, void *arg)
 {
 	struct pe_scan *s = arg;
-	if (v->slot == s->w->slot && v->gen == s->w->gen)
-		return 0;
+	if ((v->slot == s->w->slot && v->gen == s->w->gen) || peers_is_stream(&v->info))
+		return 0; /* ours, or an event stream's (no peer) */
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 32;
 		struct pe_peer *nv = realloc(s->v, cap * sizeof *nv);

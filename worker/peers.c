@@ -15,6 +15,7 @@
 #include "worker/hosts.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
+#include "worker/sse.h"
 #include "worker/status.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
@@ -68,8 +69,9 @@ static int list_cb(const struct presence_view *v, void *arg)
 	    (c->scope == SCOPE_DIRECTORY && strcmp(me->cwd, p->cwd) != 0) ||
 	    (c->scope == SCOPE_REPO && !same_nonempty(me->repo, p->repo)))
 		return 0;
-	/* a hidden presence is listed only to its own member (§12.3) */
-	if (p->hidden && strcmp(p->member_id, me->member_id) != 0)
+	/* a hidden presence is listed only to its own member (§12.3); an
+	 * event stream's slot is no peer */
+	if ((p->hidden && strcmp(p->member_id, me->member_id) != 0) || peers_is_stream(p))
 		return 0;
 	if (c->n == c->cap) {
 		int cap = c->cap ? c->cap * 2 : 32;
@@ -269,6 +271,11 @@ void peers_on_set_summary(struct worker *w, const cJSON *msg)
 	}
 	memcpy(w->me.summary, s, strlen(s) + 1);
 	presence_update(w->shm, w->slot, &w->me);
+}
+
+int peers_is_stream(const struct presence_info *p)
+{
+	return strcmp(p->peer_type, SSE_PEER_TYPE) == 0;
 }
 
 int peers_is_replaced(const struct worker *w, const struct presence_view *v)

@@ -14,6 +14,11 @@ void peers_on_set_summary(struct worker *w, const cJSON *msg);
 /* after our hello: every other live connection of our member with our
  * sessionId is told to close (1000 session_replaced); returns how many */
 int peers_replace_older(struct worker *w);
+/* 1 when p is a REST event stream's slot (worker/sse.c, peerType "sse"):
+ * it is woken like a connection of its member but is no peer — not listed
+ * by list_peers, no peer event, not counted against the member's
+ * connection cap (docs/protocol.md §12.3) */
+int peers_is_stream(const struct presence_info *p);
 /* 1 when v is an older connection our hello replaces */
 int peers_is_replaced(const struct worker *w, const struct presence_view *v);
 /* what list_peers shows of a presence (docs/protocol.md §12.3): the key to

@@ -40,6 +40,9 @@
 #define SEND_BATCH_BYTES (1L << 20)   /* nonce + ciphertext bytes in one statement (at least one send) */
 #define SEND_WAIT_MAX 1024            /* sends waiting for a batch (as many as the database queue holds) */
 #define CHAIN_RETRY_MS 20             /* an owed audit chain step, tried again this long after */
+#define BCAST_ID_MAX 64               /* broadcastId bytes (docs/protocol.md §3.1) */
+#define BCAST_ENVELOPES_MAX 1000      /* envelopes one broadcastId's token covers (the roster's cap) */
+#define BCAST_WINDOW_MS 10000         /* ... sent within this long of its first */
 
 static const struct {
 	const char *message;
@@ -63,6 +66,21 @@ struct send_ctx {
 	/* a direct or * send waiting for its batch: copies, freed with it */
 	char *nonce, *ct;
 	char *audit; /* canonical message_sent payload, NULL when it could not be built */
+	int bcast_free; /* an envelope of a broadcast that did not take a token of its own */
+};
+
+/* The broadcast of this connection whose envelopes ride on one token of the
+ * send rate limit (docs/protocol.md §3.1 broadcastId): the envelope that
+ * started it took the token; later ones with the same broadcastId, each to
+ * a target not seen yet under it, within BCAST_WINDOW_MS and up to
+ * BCAST_ENVELOPES_MAX, take none.  One refused as no_recipient takes its
+ * token after all (and when none is left the ride ends), so the free ones
+ * are bounded by the mesh's real recipients. */
+struct send_bcast {
+	char id[BCAST_ID_MAX + 1];
+	int64_t since; /* mono ms of its first envelope */
+	int n;
+	char targets[BCAST_ENVELOPES_MAX][65]; /* lowercase hex */
 };
 
 /* the sends of one statement, in the order they were accepted (a topic post
@@ -238,6 +256,56 @@ void send_tick(struct worker *w, int64_t now)
 		w->chain_inflight++;
 }
 
+/* one token of the sender member's send rate limit: 1 taken */
+static int send_charge(struct worker *w)
+{
+	char key[SHM_MEMBER_ID_MAX + 8];
+	snprintf(key, sizeof key, "send:%s", w->me.member_id);
+	return bucket_take(w->shm, key, w->cfg.send_rate_burst, w->cfg.send_rate_per_min, now_ms());
+}
+
+/* the send's broadcastId when it is one (1..BCAST_ID_MAX bytes of
+ * [A-Za-z0-9._:-]), else NULL: an envelope without a usable one is charged
+ * like any send */
+static const char *bcast_id(const cJSON *msg)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg, "broadcastId");
+	if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) > BCAST_ID_MAX)
+		return NULL;
+	for (const char *p = v->valuestring; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      strchr("._:-", *p)))
+			return NULL;
+	return v->valuestring;
+}
+
+/* 1 when the envelope to target (lowercase hex) of broadcast bid rides on
+ * the token of the broadcast under way (and is counted in it) */
+static int bcast_ride(struct worker *w, const char *bid, const char *target, int64_t now)
+{
+	struct send_bcast *b = w->bcast;
+	if (!b || !bid || strcmp(b->id, bid) != 0 || now - b->since > BCAST_WINDOW_MS || b->n >= BCAST_ENVELOPES_MAX)
+		return 0;
+	for (int i = 0; i < b->n; i++)
+		if (!strcmp(b->targets[i], target))
+			return 0; /* the same recipient twice: not one envelope each */
+	memcpy(b->targets[b->n++], target, 65);
+	return 1;
+}
+
+/* the envelope to target took a token: bid (when set) starts a broadcast */
+static void bcast_start(struct worker *w, const char *bid, const char *target, int64_t now)
+{
+	if (!bid)
+		return;
+	if (!w->bcast && !(w->bcast = malloc(sizeof *w->bcast)))
+		log_fatal("out of memory");
+	snprintf(w->bcast->id, sizeof w->bcast->id, "%s", bid);
+	w->bcast->since = now;
+	w->bcast->n = 1;
+	memcpy(w->bcast->targets[0], target, 65);
+}
+
 static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pending, const char *err)
 {
 	struct send_batch *b = arg;
@@ -276,6 +344,10 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 		} else if (rows[i].first_id) {
 			send_ack(w, sc->id, sc->req_id, rows[i].first_id, NULL, NULL); /* stored before: the first ack again */
 		} else if (!rows[i].stored || (rows[i].n == 0 && strcmp(sc->target, "*") != 0)) {
+			/* not a recipient: this envelope pays like any send, and
+			 * with nothing left to pay the broadcast's ride ends */
+			if (sc->bcast_free && !send_charge(w) && w->bcast)
+				w->bcast->n = BCAST_ENVELOPES_MAX;
 			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_RECIPIENT, NULL);
 		} else {
 			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
@@ -354,6 +426,8 @@ void send_free(struct worker *w)
 		send_ctx_free(w->sends[i]);
 	free(w->sends);
 	w->sends = NULL;
+	free(w->bcast);
+	w->bcast = NULL;
 	w->nsends = w->sends_cap = 0;
 }
 
@@ -508,14 +582,26 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 	snprintf(id, sizeof id, "%s", f.id);
 	const char *target = f.target, *nonce = f.nonce, *ct = f.ct;
 	int prio = f.prio, direct = f.direct;
-	char key[SHM_MEMBER_ID_MAX + 8];
-	snprintf(key, sizeof key, "send:%s", w->me.member_id);
-	if (!bucket_take(w->shm, key, w->cfg.send_rate_burst, w->cfg.send_rate_per_min, now_ms())) {
+	char lower[65];
+	if (direct) {
+		for (int i = 0; i < 64; i++)
+			lower[i] = (char)((target[i] >= 'A' && target[i] <= 'F') ? target[i] + 32 : target[i]);
+		lower[64] = 0;
+		target = lower;
+	}
+	/* one token per send, and per broadcast: its envelopes (direct sends
+	 * with one broadcastId) ride on the first one's */
+	const char *bid = direct ? bcast_id(msg) : NULL;
+	int64_t mono = mono_ms();
+	int ride = bcast_ride(w, bid, target, mono);
+	if (!ride && !send_charge(w)) {
 		snprintf(e, sizeof e, rejections[SEND_REJ_RATE_LIMIT].message, w->cfg.send_rate_per_min,
 			 w->cfg.send_rate_burst);
 		send_refuse(w, id, SEND_REJ_RATE_LIMIT, e);
 		return;
 	}
+	if (!ride)
+		bcast_start(w, bid, target, mono);
 	struct send_ctx *sc = calloc(1, sizeof *sc);
 	if (!sc)
 		log_fatal("out of memory");
@@ -540,13 +626,7 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 		send_group(w, sc, target, nonce, ct);
 		return;
 	}
-	char lower[65];
-	if (direct) {
-		for (int i = 0; i < 64; i++)
-			lower[i] = (char)((target[i] >= 'A' && target[i] <= 'F') ? target[i] + 32 : target[i]);
-		lower[64] = 0;
-		target = lower;
-	}
+	sc->bcast_free = ride;
 	snprintf(sc->target, sizeof sc->target, "%s", target);
 	if (w->nsends >= SEND_WAIT_MAX) {
 		send_refuse(w, id, SEND_REJ_DB_UNAVAILABLE, "broker busy: message not queued, try again");

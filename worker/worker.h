@@ -19,6 +19,7 @@ struct worker;
 struct pe_peer;
 struct send_ctx;
 struct send_batch;
+struct send_bcast;
 struct sse;
 
 #define PUSH_BATCH 100 /* deliveries claimed per drain query */
@@ -176,6 +177,7 @@ struct worker {
 	int chain_owed;     /* our audit rows may still be pending (send.c) */
 	int64_t chain_due;  /* mono ms of the next chain step try, 0 = none */
 	int64_t send_due;   /* mono ms when the oldest undecided send reaches its deadline, 0 = none */
+	struct send_bcast *bcast; /* the broadcast whose envelopes ride on one rate-limit token (send.c) */
 
 	/* delivery */
 	int drain_inflight, drain_again;

@@ -93,6 +93,27 @@ def test_meshctl_apikey_create_refuses_bad_input(pg, mesh):
     assert r.returncode == 1 and "no member" in r.stderr
 
 
+def test_meshctl_apikey_create_member_by_name_id_or_pubkey(pg, mesh, db):
+    m = mesh("a")
+    env = {"DATABASE_URL": pg.url}
+    bob, erin, erin2 = m.add("Bob"), m.add("erin"), m.add("Erin")
+
+    def issuer(prefix):
+        with db.cursor() as c:
+            c.execute("SELECT issuer_member_id FROM mesh.api_key WHERE prefix = %s", (prefix,))
+            return c.fetchone()[0]
+
+    # a name, in any case, as `meshctl send NAME` resolves it; an id; a pubkey in upper case
+    for who in ("bob", bob.id, bob.pubkey.upper()):
+        k = meshctl(["apikey", "create", m.id, "--caps", "send", "--member", who], env=env).stdout.strip()
+        assert issuer(k[:11]) == bob.id, who
+    r = meshctl(["apikey", "create", m.id, "--caps", "send", "--member", "erin"], env=env, check=False)
+    assert r.returncode == 1 and "ambiguous" in r.stderr and erin.pubkey in r.stderr and erin2.pubkey in r.stderr
+    m.revoke(bob)
+    r = meshctl(["apikey", "create", m.id, "--caps", "send", "--member", "bob"], env=env, check=False)
+    assert r.returncode == 1 and "no member" in r.stderr, "a revoked member's name is not resolved"
+
+
 def test_secret_is_never_in_the_database_or_the_logs(broker, mesh, pg, db):
     b = broker()
     m = mesh("a")

@@ -21,6 +21,11 @@ async def request(p, msg):
     return r
 
 
+def refused(status, error):
+    """(status, body) of a REST refusal: the route table's one shape (docs/protocol.md §5.3)"""
+    return status, {"error": error, "code": "error." + error, "status": status}
+
+
 def rest(b, path, secret):
     st, _, data = b.request("GET", path, headers=bearer(secret))
     return st, json.loads(data)
@@ -54,10 +59,10 @@ def test_create_shows_the_secret_once_stores_its_hash_and_the_key_works(broker, 
         # REST: its capability and its scope
         assert rest(b, "/v1/notifications", secret)[0] == 200
         assert (await request(a, {"type": "topic_create", "name": "beta"}))["type"] == "topic_created"
-        assert rest(b, "/v1/topics/beta/key", secret) == (403, {"error": "api_key_topic_out_of_scope"})
+        assert rest(b, "/v1/topics/beta/key", secret) == refused(403, "api_key_topic_out_of_scope")
         send_only = await request(a, {"type": "apikey_create", "label": "s", "capabilities": ["send"]})
         assert send_only["topicScopes"] is None
-        assert rest(b, "/v1/notifications", send_only["secret"]) == (403, {"error": "api_key_missing_capability"})
+        assert rest(b, "/v1/notifications", send_only["secret"]) == refused(403, "api_key_missing_capability")
         # list: newest first, no secret
         lst = await request(a, {"type": "apikey_list"})
         assert lst["type"] == "apikey_list_response"
@@ -71,7 +76,7 @@ def test_create_shows_the_secret_once_stores_its_hash_and_the_key_works(broker, 
         assert rv["type"] == "apikey_revoke_response" and rv["status"] == "revoked" and rv["id"] == r["id"]
         rv = await request(a, {"type": "apikey_revoke", "id": r["id"]})
         assert rv["status"] == "revoked"
-        assert rest(b, "/v1/notifications", secret) == (401, {"error": "api_key_invalid"})
+        assert rest(b, "/v1/notifications", secret) == refused(401, "api_key_invalid")
         assert (await request(a, {"type": "apikey_list"}))["keys"][1]["revokedAt"].endswith("Z")
         rv = await request(a, {"type": "apikey_revoke", "id": "nosuchkeyid"})
         assert rv == {"type": "apikey_revoke_response", "status": "not_found", "_reqId": rv["_reqId"]}

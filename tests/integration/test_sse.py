@@ -5,6 +5,7 @@ reconnect with Last-Event-ID it gets exactly what it missed; a key without
 read or outside the topic scope gets 403; heartbeats come when nothing else
 did; a revoked key ends the stream; the stream's presence slot is given back."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -225,7 +226,7 @@ def test_stream_heartbeats_own_posts_revocation_and_slot_release(broker, mesh, d
     try:
         assert s.event()["event"] == "ready"
         # the stream is woken like a live connection of bob: its slot is in the presence table,
-        # and list_peers shows it as bob's, peerType "sse"
+        # but it is no peer (docs/protocol.md §12.3): list_peers does not show it
         assert wait_until(lambda: b.metric("broker_connections_active") == active + 1, 5)
 
         async def peers():
@@ -236,8 +237,9 @@ def test_stream_heartbeats_own_posts_revocation_and_slot_release(broker, mesh, d
             await a.close()
             return r["peers"]
 
-        ps = [p for p in run(peers(), 30) if p["peerType"] == "sse"]
-        assert [(p["memberId"], p["displayName"], p["pubkey"]) for p in ps] == [(bm.id, "bob", bm.pubkey)], ps
+        ps = run(peers(), 30)
+        assert [(p["memberId"], p["self"]) for p in ps] == [(am.id, True)], ps
+        assert not [p for p in ps if p.get("peerType") == "sse" or p["memberId"] == bm.id], ps
         hb = s.event(timeout=3)
         assert hb["event"] == "heartbeat" and int(hb["data"]) > 0, hb
         # bob's own post reaches bob's stream at once (the REST post rings its poster's doorbell too)
@@ -286,3 +288,41 @@ def test_a_post_committed_after_a_later_one_is_not_skipped(broker, mesh, db, pg)
     finally:
         slow.close()
         s.close()
+
+
+def test_a_stream_is_no_peer_it_makes_no_peer_event_and_takes_no_connection_of_its_member(broker, mesh, db):
+    """docs/protocol.md §12.3: an event stream holds a presence slot of its member (posts wake it) but is no
+    peer: no peer_joined for it, and with MAX_CONNECTIONS_PER_MEMBER=1 its member can still connect"""
+    b = broker(MAX_CONNECTIONS_PER_MEMBER=1)
+    m = mesh("alice", "bob")
+    am, bm = m.members
+    setup_topic(b, m)
+    kb = api_key(db, m, bm)
+
+    async def go():
+        watcher = Peer(b, am)
+        await watcher.connect()
+        await watcher.send_json(watcher.hello_msg(capabilities=["peer_events"]))
+        await watcher.wait_for(lambda x: x.get("type") == "hello_ack")
+        active = b.metric("broker_connections_active")
+        s = Stream(b, "/v1/topics/live/stream", kb)
+        try:
+            assert s.event()["event"] == "ready"
+            assert wait_until(lambda: b.metric("broker_connections_active") == active + 1, 5)
+            await asyncio.sleep(0.8)  # the watcher's worker looks every 250 ms
+            bob = Peer(b, bm)
+            await bob.join()  # the stream took no connection of bob's
+            e = await watcher.wait_for(lambda x: x.get("subtype") == "system" and "event" in x, timeout=10)
+            evs = e["eventData"]["events"] if e["event"] == "peers_changed" else [dict(e["eventData"], event=e["event"])]
+            assert [(x["event"], x["sessionId"]) for x in evs] == [("peer_joined", bob.session_id)], e
+            await bob.close()
+            e = await watcher.wait_for(lambda x: x.get("subtype") == "system" and "event" in x, timeout=10)
+            assert e["event"] == "peer_left" and e["eventData"]["sessionId"] == bob.session_id, e
+        finally:
+            s.close()
+        # the stream's end is no peer_left either
+        assert wait_until(lambda: b.metric("broker_connections_active") == active, 5)
+        await watcher.quiet(lambda x: x.get("subtype") == "system" and "event" in x, 1.0)
+        await watcher.close()
+
+    run(go(), 40)

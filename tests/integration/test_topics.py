@@ -344,7 +344,8 @@ def test_each_other_member_gets_a_topic_post_once_an_offline_one_on_connect_and_
         assert ack["queued"] is True, ack
         for p in (bb, c):
             got = await p.push(pred=lambda x: x["messageId"] == ack["messageId"])
-            assert got["topic"] == tid and got["bodyVersion"] == 2, got
+            # §12.2: "topic" is the name, ext "topicId" the id
+            assert got["topic"] == "team" and got["topicId"] == tid and got["bodyVersion"] == 2, got
             assert got["senderPubkey"] == am.pubkey and (got["nonce"], got["ciphertext"]) == (n, ct)
         # a v1 body mentioning @b (case-insensitive: the member is "Bob")
         body = "hey @bob, see this (cc nobody@example.com)"

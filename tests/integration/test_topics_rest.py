@@ -133,7 +133,7 @@ def test_rest_post_reaches_members_and_mentions_reach_notifications(broker, mesh
                                                      "bodyVersion": 2, "priority": "now"})
         assert s == 200 and r["queued"] is True and r["topicId"] == tid, r
         push = await bb.push(pred=lambda x: x["messageId"] == r["messageId"])
-        assert push["topic"] == tid and push["bodyVersion"] == 2 and push["senderPubkey"] == am.pubkey
+        assert push["topic"] == "posts" and push["topicId"] == tid and push["bodyVersion"] == 2 and push["senderPubkey"] == am.pubkey
         assert v2_open(key, push["nonce"], push["ciphertext"]) == "over REST"
         s, r2 = call(b, ka, "POST", "/v1/messages", {"topic": tid, "nonce": b64e(nacl.utils.random(24)),
                                                       "ciphertext": b64e(b"ping @Bob and @carol")})
