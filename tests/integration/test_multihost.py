@@ -309,9 +309,15 @@ def test_make_run_with_host_id_starts_the_relay_and_stops_it(pg, db):
             return c.fetchone() is not None
 
     try:
-        assert mbtest.wait_until(lambda: registered() and relays(), 60, interval=0.2), mbtest.tail(out_path)
-        st, _, _ = mbtest.http_request(port, "GET", "/health", timeout=3)
-        assert st == 200
+        def healthy():
+            try:
+                return mbtest.http_request(port, "GET", "/health", timeout=3)[0] == 200
+            except OSError:
+                return False
+
+        # the relay starts first, then the acceptor
+        assert mbtest.wait_until(lambda: registered() and relays() and healthy(), 60, interval=0.2), \
+            mbtest.tail(out_path)
         os.kill(p.pid, signal.SIGTERM)
         p.wait(timeout=30)
         assert mbtest.wait_until(lambda: not relays(), 10), "the relay outlived make run"
