@@ -82,6 +82,7 @@ def hosts(broker, pg, db):
         text = open(r.log, "rb").read().decode("utf-8", "replace")
         print(f"\n--- relay {r.host} log:\n{mbtest.tail(r.log, 20)}")
         assert '"level":"error"' not in text or "lease lost" in text, mbtest.tail(r.log)
+        assert "Sanitizer" not in text and "runtime error" not in text, mbtest.tail(r.log, 80)
 
 
 def is_push(m):
