@@ -35,7 +35,8 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ    := $(call obj,$(COMMON_SRC) $(PROTO_SRC) $(SHM_SRC) $(DB_SRC)) $(BUILD)/obj/gen/migrations.o
 WORKER_OBJ := $(call obj,$(WORKER_SRC))
 CLI_OBJ    := $(call obj,$(CLI_SRC))
-BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl
+BINS       := $(BUILD)/bin/meshbroker-worker $(BUILD)/bin/meshbroker-accept $(BUILD)/bin/meshctl \
+              $(BUILD)/bin/meshbroker-relay
 # stand-ins for libpq's GSSAPI and LDAP libraries, loaded by the worker from
 # ../lib/meshbroker next to its bin/ (db/pq.c, pqstub/; issue 23)
 PQSTUBS    := $(patsubst %,$(BUILD)/lib/meshbroker/pqstub-%.so,gssapi ldap crypto ssl)
@@ -111,6 +112,12 @@ $(SBXTEST_WORKER): $(call obj,worker/main.c) $(filter-out $(call obj,worker/skel
 $(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# the relay of a host (HOST_ID, issue 24) holds one LISTENing session for
+# its whole life: libpq is linked, not loaded on demand
+$(BUILD)/bin/meshbroker-relay: $(call obj,relay/relay.c worker/ring.c worker/hosts.c) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libpq)
 
 $(BUILD)/bin/meshctl: $(call obj,cli/main.c) $(CLI_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)

@@ -154,6 +154,21 @@ int store_presence_insert(struct db *d, const struct presence_row *r)
 	const char *p[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
 			   r->status_source, r->display_name, r->hostname, r->peer_type, r->channel, r->model,
 			   r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid, r->repo};
+	if (r->host_id) { /* more than one host: tagged with the host and its current epoch */
+		const char *ph[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
+				    r->status_source, r->display_name, r->hostname, r->peer_type, r->channel,
+				    r->model, r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid,
+				    r->repo, r->host_id};
+		return db_query(
+			d,
+			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
+			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "
+			"capabilities, groups, broker_host, worker_pid, repo, host_id, host_epoch) VALUES ($1, $2, $3, "
+			"$4, $5::int, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16::jsonb, $17, $18::int, "
+			"$19, $20, (SELECT epoch FROM mesh.broker_host WHERE host_id = $20)) RETURNING member_id) "
+			"UPDATE mesh.member SET last_seen_at = now() WHERE id IN (SELECT member_id FROM p)",
+			20, ph, NULL, NULL);
+	}
 	return db_query(d,
 			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
 			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "
@@ -367,6 +382,12 @@ enum { DLV_ID, DLV_MESSAGE_ID, DLV_MESH_ID, DLV_SENDER_PUBKEY, DLV_PRIORITY, DLV
 static const char delivery_claim_sql[] =
 	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
 	"FROM mesh.delivery_claim_session($1, $2::text[], $3 = 'idle', $4, $5::int, $6) c";
+/* more than one host (store_delivery_claim_hosts): the live presences of the
+ * member on other hosts join the worker's list of this host's */
+static const char delivery_claim_hosts_sql[] =
+	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
+	"FROM mesh.delivery_claim_session($1, $2::text[] || mesh.host_live_presences($7, $1), $3 = 'idle', $4, "
+	"$5::int, $6) c";
 
 static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 {
@@ -402,6 +423,14 @@ static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
 			 const char *presence_id, const char *session, int limit, store_delivery_cb cb, void *arg)
 {
+	return store_delivery_claim_hosts(d, member_id, live, n_live, idle, presence_id, session, limit, NULL, cb,
+					  arg);
+}
+
+int store_delivery_claim_hosts(struct db *d, const char *member_id, const char *const *live, size_t n_live,
+			       int idle, const char *presence_id, const char *session, int limit,
+			       const char *host_id, store_delivery_cb cb, void *arg)
+{
 	size_t cap = 3, len = 0;
 	for (size_t i = 0; i < n_live; i++)
 		cap += strlen(live[i]) + 1;
@@ -415,9 +444,9 @@ int store_delivery_claim(struct db *d, const char *member_id, const char *const 
 	arr[len] = 0;
 	char lim[16];
 	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim, session};
-	int r = send_call_hot(d, delivery_claim_sql, 6, p, delivery_adapter,
-			      (struct call){.cb.delivery = cb, .arg = arg});
+	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim, session, host_id};
+	int r = send_call_hot(d, host_id ? delivery_claim_hosts_sql : delivery_claim_sql, host_id ? 7 : 6, p,
+			      delivery_adapter, (struct call){.cb.delivery = cb, .arg = arg});
 	free(arr);
 	return r;
 }

@@ -43,6 +43,7 @@ struct presence_row {
 	const char *display_name, *hostname, *peer_type, *channel, *model, *protocol_version;
 	const char *capabilities, *groups, *broker_host;
 	const char *repo; /* §11, NULL when absent */
+	const char *host_id; /* HOST_ID (worker/hosts.h), NULL on a single host: then untagged */
 };
 /* the row, and the member's last_seen_at, in one statement */
 int store_presence_insert(struct db *d, const struct presence_row *p);
@@ -127,6 +128,11 @@ typedef void (*store_delivery_cb)(void *arg, const struct delivery_row *rows, in
  * connection's session key, NULL for none) is that key. */
 int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
 			 const char *presence_id, const char *session, int limit, store_delivery_cb cb, void *arg);
+/* the same on one of several hosts (host_id: HOST_ID, NULL = the above): the
+ * member's live presences on other hosts count as live too */
+int store_delivery_claim_hosts(struct db *d, const char *member_id, const char *const *live, size_t n_live,
+			       int idle, const char *presence_id, const char *session, int limit,
+			       const char *host_id, store_delivery_cb cb, void *arg);
 /* a client_ack by the client's own id (§12.1): the member's message sent with
  * that client_message_id reached this member's client through presence_id */
 int store_delivery_client_ack_cid(struct db *d, const char *client_id, const char *member_id,

@@ -257,3 +257,15 @@ int store_apikey_ws_revoke(struct db *d, const char *mesh_id, const char *issuer
 	    "(SELECT id FROM u LIMIT 1)",
 	    3, p, cb, arg);
 }
+
+/* ---- more than one host (HOST_ID, worker/hosts.h) ---- */
+
+int store_host_remote_peers(struct db *d, const char *host_id, const char *mesh_id, store_table_cb cb, void *arg)
+{
+	const char *p[] = {host_id, mesh_id};
+	return table_call(d,
+			  "SELECT r_presence_id, r_member_id, r_pubkey, r_session_pubkey, r_display_name, "
+			  "r_session_id, r_pid, r_cwd, r_status, r_summary, r_hostname, r_peer_type, r_repo, "
+			  "r_peer_role, r_visible, r_connected_at, r_host_id FROM mesh.host_remote_peers($1, $2)",
+			  2, p, cb, arg);
+}

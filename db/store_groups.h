@@ -112,4 +112,10 @@ enum { AR_MATCHES, AR_ID };
 int store_apikey_ws_revoke(struct db *d, const char *mesh_id, const char *issuer, const char *which, store_table_cb cb,
                            void *arg);
 
+/* more than one host: the live presences of mesh_id on the other live hosts
+ * (mesh.host_remote_peers, 0011), oldest first */
+enum { RP_ID, RP_MEMBER, RP_PUBKEY, RP_SESSION_PUBKEY, RP_NAME, RP_SESSION, RP_PID, RP_CWD, RP_STATUS,
+       RP_SUMMARY, RP_HOSTNAME, RP_PEER_TYPE, RP_REPO, RP_ROLE, RP_VISIBLE, RP_CONNECTED_AT, RP_HOST };
+int store_host_remote_peers(struct db *d, const char *host_id, const char *mesh_id, store_table_cb cb, void *arg);
+
 #endif

@@ -21,7 +21,11 @@ if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL=$(bash scripts/pg.sh start "$var/pg" "${EMBEDDED_PG_PORT:-5432}")
   export DATABASE_URL
 fi
-stop_pg() { [ "$embedded" = 1 ] && bash scripts/pg.sh stop "$var/pg" || true; }
+relay=""
+stop_pg() { # and the relay, when one was started
+  [ -n "$relay" ] && { kill -TERM "$relay" 2>/dev/null; wait "$relay" 2>/dev/null; } || true
+  [ "$embedded" = 1 ] && bash scripts/pg.sh stop "$var/pg" || true
+}
 
 "$bin/meshctl" migrate >&2 || { stop_pg; exit 1; }
 admin_url=$DATABASE_URL # meshctl's admin commands and migrations: PostgreSQL itself
@@ -36,6 +40,18 @@ export BROKER_PORT=$port
 # a laptop: Claude Code hooks on this machine may set status without an API
 # key (from loopback only; the broker refuses it from any other address)
 export HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED=${HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED:-1}
+# HOST_ID: one of several hosts on this PostgreSQL (docs/deploy.md "More than
+# one host"): its relay leases the host and carries doorbells between hosts.
+# It talks to PostgreSQL itself (LISTEN needs a session), never the bouncer.
+if [ -n "${HOST_ID:-}" ]; then
+  RELAY_DATABASE_URL=${RELAY_DATABASE_URL:-$admin_url} "$bin/meshbroker-relay" &
+  relay=$!
+  for _ in $(seq 1 50); do
+    [ -S "$MESHBROKER_RUNTIME_DIR/relay.sock" ] && break
+    kill -0 "$relay" 2>/dev/null || { relay=""; stop_pg; echo "meshbroker: the relay failed to start (its error is above)" >&2; exit 1; }
+    sleep 0.1
+  done
+fi
 "$bin/meshbroker-accept" &
 acc=$!
 stopping=0

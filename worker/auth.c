@@ -20,6 +20,7 @@
 #include "worker/audit.h"
 #include "worker/delivery.h"
 #include "worker/groups.h"
+#include "worker/hosts.h"
 #include "worker/moderation.h"
 #include "worker/msg.h"
 #include "worker/peerevents.h"
@@ -115,8 +116,9 @@ static void presence_row_insert(struct worker *w)
 		.protocol_version = msg_str(h, "protocolVersion"),
 		.capabilities = caps_s,
 		.groups = groups_s,
-		.broker_host = host,
+		.broker_host = hosts_id() ? hosts_id() : host, /* the reaper's key (reap.c) */
 		.repo = msg_str(h, "repo"),
+		.host_id = hosts_id(),
 	};
 	store_presence_insert(w->db, &r);
 	w->presence_row = 1;

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "proto/reasons.h"
 #include "common/util.h"
+#include "worker/hosts.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
 #include "worker/skel.h"
@@ -152,10 +153,10 @@ void delivery_drain(struct worker *w)
 	 * are in flight there; rows claimed by a dead one are taken again */
 	struct live_ids l = {.member_id = w->me.member_id};
 	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
-	if (worker_db(w) == 0 && store_delivery_claim(w->db, w->me.member_id, l.ids, l.n, w->me.status == ST_IDLE,
-						      w->me.presence_id,
-						      w->me.session_pubkey[0] ? w->me.session_pubkey : NULL, PUSH_BATCH,
-						      drain_cb, w) == 0)
+	if (worker_db(w) == 0 &&
+	    store_delivery_claim_hosts(w->db, w->me.member_id, l.ids, l.n, w->me.status == ST_IDLE, w->me.presence_id,
+				       w->me.session_pubkey[0] ? w->me.session_pubkey : NULL, PUSH_BATCH, hosts_id(),
+				       drain_cb, w) == 0)
 		w->drain_inflight = 1;
 	for (size_t i = 0; i < l.n; i++)
 		free((char *)l.ids[i]);

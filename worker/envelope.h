@@ -16,6 +16,9 @@ enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3, UDS_CLOSE = 4 };
 /* the reason index of a revocation's close (meshctl member revoke, issue 22:
  * cli/liveclose.c sends it; moderation.c's table names it "revoked") */
 #define UDS_CLOSE_REASON_REVOKED 5
+/* the reason index of a host's self-fence (meshbroker-relay, issue 24: its
+ * lease is about to run out): close 1001 "host_fenced" */
+#define UDS_CLOSE_REASON_FENCED 6
 
 struct uds_status {
 	int32_t status, source;

@@ -15,6 +15,7 @@
 #include "worker/audit.h"
 #include "worker/groupcheck.h"
 #include "worker/groups.h"
+#include "worker/hosts.h"
 #include "worker/msg.h"
 #include "worker/peers.h"
 #include "worker/uds.h"
@@ -24,10 +25,11 @@
 #define MOD_MATCH_MAX  1024
 
 /* close reasons, by the index a UDS_CLOSE envelope carries */
-enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_REVOKED, R_COUNT };
+enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_REVOKED, R_FENCED, R_COUNT };
 static const char *const reasons[R_COUNT] = {"kicked",  "kicked_stale", "disconnected", "disconnected_stale",
-                                             "banned",  "revoked"};
+                                             "banned",  "revoked", "host_fenced"};
 _Static_assert(R_REVOKED == UDS_CLOSE_REASON_REVOKED, "meshctl's revocation close names reasons[R_REVOKED]");
+_Static_assert(R_FENCED == UDS_CLOSE_REASON_FENCED, "meshbroker-relay's fence names reasons[R_FENCED]");
 
 enum act { A_KICK, A_DISCONNECT, A_BAN, A_UNBAN, A_LIST };
 static const struct {
@@ -215,6 +217,8 @@ static void revoked_cb(void *arg, const struct store_table *t, const char *err)
 				log_warn("moderation: the connection's worker did not answer", "presence",
 				         m.v[i].info.presence_id);
 		free(m.v);
+		if (hosts_id()) /* and on every other host (meshbroker-relay) */
+			hosts_hand_close(w->cfg.runtime_dir, w->me.mesh_id, r->member_id, MOD_CLOSE_BANNED, R_BANNED);
 	}
 	if (store_table_rows(t) > 0) {
 		cJSON *pl = cJSON_CreateObject();
@@ -393,9 +397,12 @@ void moderation_on_close(struct worker *w, int code, int reason)
 	if (w->phase != PHASE_AUTHENTICATED)
 		return;
 	const char *why = reason >= 0 && reason < R_COUNT ? reasons[reason] : reasons[R_KICKED];
-	if (code != MOD_CLOSE_KICKED && code != MOD_CLOSE_BANNED && code != WS_CLOSE_NORMAL)
+	if (reason == R_FENCED) /* not a moderator: this host's lease is running out (meshbroker-relay) */
+		code = WS_CLOSE_GOING_AWAY;
+	else if (code != MOD_CLOSE_KICKED && code != MOD_CLOSE_BANNED && code != WS_CLOSE_NORMAL)
 		code = MOD_CLOSE_KICKED;
-	log_info("closed by a moderator", "presence", w->me.presence_id, "reason", why);
+	log_info(reason == R_FENCED ? "closed: this host lost its lease" : "closed by a moderator", "presence",
+		 w->me.presence_id, "reason", why);
 	ws_close(w, (uint16_t)code, why);
 }
 

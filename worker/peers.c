@@ -5,12 +5,14 @@
  * statement fails the list goes out without them. */
 #include "worker/peers.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "common/util.h"
 #include "db/store_groups.h"
 #include "worker/groups.h"
+#include "worker/hosts.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
 #include "worker/sse.h"
@@ -159,6 +161,82 @@ static void extras_cb(void *arg, const struct store_table *t, const char *err)
 	list_send(c, err ? NULL : t);
 }
 
+/* the extras of every listed presence, then the reply */
+static void list_extras(struct list_ctx *c)
+{
+	const char **ids = c->n ? malloc((size_t)c->n * sizeof *ids) : NULL;
+	for (int i = 0; ids && i < c->n; i++)
+		ids[i] = c->idbuf[i];
+	if (c->n == 0 || !ids || store_presence_extras(c->w->db, ids, c->n, extras_cb, c) != 0)
+		list_send(c, NULL);
+	free(ids);
+}
+
+static const char *cell(const struct store_table *t, int r, int col)
+{
+	const char *v = store_table_get(t, r, col);
+	return v ? v : "";
+}
+
+/* more than one host: the peers of the other live hosts, after ours, under
+ * the same scope and visibility rules (the hostname, cwd and repo they gave
+ * in their hellos) */
+static void remote_cb(void *arg, const struct store_table *t, const char *err)
+{
+	struct list_ctx *c = arg;
+	const struct presence_info *me = &c->w->me;
+	if (err)
+		log_warn("list_peers: other hosts' peers not read", "error", err);
+	for (int r = 0; !err && r < store_table_rows(t); r++) {
+		const char *member = cell(t, r, RP_MEMBER), *host = cell(t, r, RP_HOSTNAME);
+		const char *cwd = cell(t, r, RP_CWD), *repo = cell(t, r, RP_REPO);
+		if ((c->scope == SCOPE_MACHINE && !same_nonempty(me->hostname, host)) ||
+		    (c->scope == SCOPE_DIRECTORY && strcmp(me->cwd, cwd) != 0) ||
+		    (c->scope == SCOPE_REPO && !same_nonempty(me->repo, repo)))
+			continue;
+		int hidden = strcmp(cell(t, r, RP_VISIBLE), "f") == 0;
+		if (hidden && strcmp(member, me->member_id) != 0)
+			continue;
+		if (strlen(cell(t, r, RP_ID)) >= SHM_MEMBER_ID_MAX)
+			continue;
+		if (c->n == c->cap) {
+			int cap = c->cap ? c->cap * 2 : 32;
+			char(*nb)[SHM_MEMBER_ID_MAX] = realloc(c->idbuf, (size_t)cap * sizeof *nb);
+			if (!nb)
+				break;
+			c->idbuf = nb;
+			c->cap = cap;
+		}
+		snprintf(c->idbuf[c->n++], SHM_MEMBER_ID_MAX, "%s", cell(t, r, RP_ID));
+		const char *session_key = cell(t, r, RP_SESSION_PUBKEY), *summary = cell(t, r, RP_SUMMARY);
+		cJSON *o = cJSON_CreateObject();
+		if (!o)
+			break;
+		cJSON_AddStringToObject(o, "pubkey", session_key[0] ? session_key : cell(t, r, RP_PUBKEY));
+		cJSON_AddStringToObject(o, "memberPubkey", cell(t, r, RP_PUBKEY));
+		cJSON_AddStringToObject(o, "memberId", member);
+		cJSON_AddStringToObject(o, "displayName", cell(t, r, RP_NAME));
+		cJSON_AddStringToObject(o, "sessionId", cell(t, r, RP_SESSION));
+		cJSON_AddStringToObject(o, "status", cell(t, r, RP_STATUS));
+		if (summary[0])
+			cJSON_AddStringToObject(o, "summary", summary);
+		else
+			cJSON_AddNullToObject(o, "summary");
+		cJSON_AddStringToObject(o, "cwd", cwd);
+		add_if(o, "hostname", host);
+		add_if(o, "peerType", cell(t, r, RP_PEER_TYPE));
+		add_if(o, "repo", repo);
+		cJSON_AddStringToObject(o, "connectedAt", cell(t, r, RP_CONNECTED_AT));
+		cJSON_AddItemToObject(o, "groups", cJSON_CreateArray());
+		cJSON_AddStringToObject(o, "peerRole",
+					strcmp(cell(t, r, RP_ROLE), "session") == 0 ? "session" : "control-plane");
+		cJSON_AddBoolToObject(o, "visible", !hidden);
+		cJSON_AddBoolToObject(o, "self", 0);
+		cJSON_AddItemToArray(c->arr, o);
+	}
+	list_extras(c);
+}
+
 void peers_on_list(struct worker *w, const cJSON *msg)
 {
 	int scope = msgcheck_peers_scope(msg);
@@ -178,12 +256,9 @@ void peers_on_list(struct worker *w, const cJSON *msg)
 	if (!c->arr)
 		log_fatal("out of memory");
 	presence_foreach(w->shm, w->me.mesh_id, list_cb, c);
-	const char **ids = c->n ? malloc((size_t)c->n * sizeof *ids) : NULL;
-	for (int i = 0; ids && i < c->n; i++)
-		ids[i] = c->idbuf[i];
-	if (c->n == 0 || !ids || store_presence_extras(w->db, ids, c->n, extras_cb, c) != 0)
-		list_send(c, NULL);
-	free(ids);
+	if (hosts_id() && store_host_remote_peers(w->db, hosts_id(), w->me.mesh_id, remote_cb, c) == 0)
+		return;
+	list_extras(c);
 }
 
 void peers_on_set_summary(struct worker *w, const cJSON *msg)

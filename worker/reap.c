@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "db/db.h"
 #include "db/store.h"
+#include "worker/hosts.h"
 #include "worker/skel.h"
 
 #define REAP_BATCH 500          /* rows looked at per sweep query (`--reap`) */
@@ -132,6 +133,8 @@ static int sweep_queue(struct worker *w, struct sweep *s, int limit)
 		return -1;
 	char host[HOST_NAME_MAX + 1] = "";
 	gethostname(host, sizeof host - 1);
+	if (hosts_id()) /* one of several hosts: its rows carry HOST_ID (auth.c), as two hosts may share a name */
+		snprintf(host, sizeof host, "%s", hosts_id());
 	s->w = w;
 	s->n = s->closed = s->owned = 0;
 	return store_presence_open(w->db, host, boot_time(), limit, open_cb, s);

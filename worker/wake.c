@@ -2,41 +2,31 @@
 #include "worker/wake.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/log.h"
+#include "worker/hosts.h"
+#include "worker/ring.h"
 #include "worker/uds.h"
 
-struct wake_ctx {
-	struct worker *w;
-	const char *const *ids; /* recipient member ids, sorted */
-	int n;
-};
-
-static int cmp_str(const void *a, const void *b)
+static void wake_cb(const struct presence_view *v, void *arg)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int wake_cb(const struct presence_view *v, void *arg)
-{
-	struct wake_ctx *wc = arg;
-	const char *key = v->info.member_id;
-	if (bsearch(&key, wc->ids, (size_t)wc->n, sizeof *wc->ids, cmp_str))
-		uds_wake(wc->w, v->slot, v->gen);
-	return 0;
+	uds_wake(arg, v->slot, v->gen);
 }
 
 void wake_members(struct worker *w, const char *mesh_id, const char *const *member_ids, int n)
 {
 	if (n == 0 || !w->shm)
 		return;
-	const char **ids = malloc((size_t)n * sizeof *ids);
-	if (!ids)
+	if (!hosts_id()) { /* one host: exactly the local doorbells */
+		ring_members(w->shm, mesh_id, member_ids, n, NULL, wake_cb, w);
+		return;
+	}
+	/* more than one host (HOST_ID): the members without a live slot here
+	 * go to this host's relay, which rings their hosts */
+	unsigned char *found = calloc((size_t)n, 1);
+	if (!found)
 		log_fatal("out of memory");
-	memcpy(ids, member_ids, (size_t)n * sizeof *ids);
-	qsort(ids, (size_t)n, sizeof *ids, cmp_str);
-	struct wake_ctx wc = {w, ids, n};
-	presence_foreach(w->shm, mesh_id, wake_cb, &wc);
-	free(ids);
+	ring_members(w->shm, mesh_id, member_ids, n, found, wake_cb, w);
+	hosts_hand_remote(w->cfg.runtime_dir, mesh_id, member_ids, found, n);
+	free(found);
 }
