@@ -45,7 +45,7 @@ say = printf '  %-6s %s\n' $(1) $(2);
 endif
 
 .PHONY: all build deps deps-test deps-package run test unit-bins asan-bins callgraph clean install fuzz \
-	bench package-test soak
+	bench package-test soak test-repeat
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -107,6 +107,16 @@ test: deps-test
 	@$(MAKE) --no-print-directory build unit-bins BUILD=build/asan SAN=1
 	@$(MAKE) --no-print-directory unit-bins
 	@bash tests/run.sh
+
+# Flake hunting (issue 25): the ASan unit tests N times in a row, then the
+# integration suite IT times (against the normal build; PARTS="unit asan"
+# picks the ASan one), stopping at the first failing round.
+N  ?= 20
+IT ?= 1
+test-repeat: deps-test
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build unit-bins BUILD=build/asan SAN=1
+	@REPEAT_UNIT=$(N) REPEAT_IT=$(IT) bash tests/run.sh
 
 run: deps
 	@$(MAKE) --no-print-directory build

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
@@ -808,6 +809,104 @@ int presence_count(struct shm *s)
 			slot_reclaim(s, i, fd);
 	}
 	return n;
+}
+
+/* ------------------------------------------------------------ admission */
+
+/* The admission locks live past every slot's byte in the lock file, one byte
+ * per stripe of mesh tags: meshes that share a stripe only wait for each
+ * other.  OFD locks, so a holder that dies drops its lock with its file. */
+#define ADMIT_BASE ((off_t)2 * SHM_NSLOTS_MAX)
+#define ADMIT_STRIPES 65536u
+#define ADMIT_SPINS 64 /* yields before sleeping a millisecond between tries */
+
+static off_t admit_byte(const struct shm *s, const char *mesh_id)
+{
+	return ADMIT_BASE + (off_t)((mesh_tag(s, mesh_id) >> 1) % ADMIT_STRIPES);
+}
+
+int presence_admit_lock(struct shm *s, const char *mesh_id, int wait_ms)
+{
+	int fd = shm_lockfd(s);
+	if (fd < 0)
+		return -1;
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = admit_byte(s, mesh_id), .l_len = 1};
+	int64_t end = mono_ms() + wait_ms;
+	for (int t = 0;; t++) {
+		if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+			return 0;
+		if (errno != EAGAIN && errno != EACCES && errno != EINTR) {
+			log_error("cannot take the admission lock", "error", strerror(errno));
+			return -1;
+		}
+		if (mono_ms() >= end)
+			return -1;
+		if (t < ADMIT_SPINS)
+			sched_yield();
+		else
+			poll(NULL, 0, 1);
+	}
+}
+
+void presence_admit_unlock(struct shm *s, const char *mesh_id)
+{
+	int fd = shm_lockfd(s);
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = admit_byte(s, mesh_id), .l_len = 1};
+	if (fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) != 0)
+		log_error("cannot drop the admission lock", "error", strerror(errno));
+}
+
+struct cap_count {
+	const char *member_id;
+	uint32_t slot, gen; /* ours: always counts */
+	int (*counts)(const struct presence_view *v, void *arg);
+	void *arg;
+	long mesh, member;
+};
+
+static int cap_count_cb(const struct presence_view *v, void *arg)
+{
+	struct cap_count *c = arg;
+	int ours = v->slot == c->slot && v->gen == c->gen;
+	if (!ours && c->counts && !c->counts(v, c->arg))
+		return 0;
+	c->mesh++;
+	c->member += strncmp(v->info.member_id, c->member_id, sizeof v->info.member_id) == 0;
+	return 0;
+}
+
+enum presence_admit presence_claim_capped(struct shm *s, const struct presence_info *info, long mesh_cap,
+					  long member_cap,
+					  int (*counts)(const struct presence_view *v, void *arg), void *arg,
+					  uint32_t *slot, uint32_t *gen)
+{
+	char mesh[SHM_MESH_ID_MAX], member[SHM_MEMBER_ID_MAX];
+	str_copy(mesh, sizeof mesh, info ? info->mesh_id : "");
+	str_copy(member, sizeof member, info ? info->member_id : "");
+	if (presence_admit_lock(s, mesh, PRESENCE_ADMIT_WAIT_MS) != 0)
+		return ADMIT_BUSY;
+	/* under the lock no claim into this mesh runs: releases only, so the
+	 * walk counts at most what was live when it began (shm.h) */
+	enum presence_admit r = ADMIT_OK;
+	uint32_t sl, g;
+	if (presence_claim(s, info, &sl, &g) != 0) {
+		r = ADMIT_TABLE_FULL;
+	} else {
+		struct cap_count c = {.member_id = member, .slot = sl, .gen = g, .counts = counts, .arg = arg};
+		presence_foreach(s, mesh, cap_count_cb, &c);
+		if (c.mesh > mesh_cap)
+			r = ADMIT_MESH_FULL;
+		else if (c.member > member_cap)
+			r = ADMIT_MEMBER_FULL;
+		if (r != ADMIT_OK) {
+			presence_release(s, sl, g);
+		} else {
+			*slot = sl;
+			*gen = g;
+		}
+	}
+	presence_admit_unlock(s, mesh);
+	return r;
 }
 
 /* ------------------------------------------------------------- counters */

@@ -22,6 +22,12 @@
 # runs; with it the floors are not checked), FUZZ_SECONDS (default 5), PARTS
 # (default "unit fuzz integration asan"; each part that runs is held to its
 # floor).
+#
+# Repeat mode (`make test-repeat N=200 IT=2`, issue 25): REPEAT_UNIT=N runs
+# the unit part N times, then REPEAT_IT=M runs the integration part(s) M
+# times (PARTS picks them; default "unit integration"), stopping at the first
+# round with a failure; each round is held to its floor, passing binaries are
+# not listed, and the last line is the usual summary over all rounds.
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -66,7 +72,7 @@ check_floor() { # what ran floor-name
 run_units() {
 	local unitdir=${UNIT_DIR:-build/asan/tests}
 	local srcs=(tests/unit/test_*.c)
-	say "== unit tests (${#srcs[@]} sources in tests/unit, binaries in $unitdir)"
+	[ -n "${quiet_pass:-}" ] || say "== unit tests (${#srcs[@]} sources in tests/unit, binaries in $unitdir)"
 	if [ ! -e "${srcs[0]}" ]; then
 		bad "no unit test sources in tests/unit"
 		return
@@ -120,7 +126,7 @@ run_units() {
 		checks=$((checks + n))
 		passed=$((passed + p))
 		failed=$((failed + nbad))
-		say "   $name: $p passed, $nbad failed$note"
+		[ $nbad -ne 0 ] || [ -z "${quiet_pass:-}" ] && say "   $name: $p passed, $nbad failed$note"
 		if [ $nbad -ne 0 ]; then
 			grep -E ':[EF]:|ERROR: |runtime error: |SUMMARY: |Assertion|timeout' "$log" | head -40 | sed 's/^/     /'
 			[ $seen -eq 0 ] && tail -20 "$log" | sed 's/^/     /'
@@ -211,14 +217,12 @@ run_pytest() { # label bindir floor-name extra-args...
 	check_floor "$p" "$fl"
 }
 
-case $parts in *" unit "*) run_units ;; esac
-case $parts in *" fuzz "*) run_fuzz ;; esac
-case $parts in *" integration "*)
+run_integration() {
 	run_pytest integration "${MESHBROKER_BIN:-$top/build/bin}" integration
-	;;
-esac
-case $parts in *" asan "*)
-	asan=${ASAN_BIN:-$top/build/asan/bin}
+}
+
+run_asan() {
+	local asan=${ASAN_BIN:-$top/build/asan/bin}
 	if [ "$asan" = none ]; then
 		say "== asan-integration: skipped (ASAN_BIN=none)"
 		check_floor 0 asan-integration
@@ -229,8 +233,39 @@ case $parts in *" asan "*)
 			UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MESHBROKER_SANITIZED=1 \
 			run_pytest asan-integration "$asan" asan-integration -m "not unsanitized"
 	fi
-	;;
-esac
+}
+
+if [ -n "${REPEAT_UNIT:-}${REPEAT_IT:-}" ]; then
+	[ -n "${PARTS:-}" ] || parts=" unit integration "
+	rounds_unit=${REPEAT_UNIT:-0} rounds_it=${REPEAT_IT:-0}
+	case "$rounds_unit$rounds_it" in *[!0-9]*) bad "REPEAT_UNIT/REPEAT_IT must be numbers"; rounds_unit=0 rounds_it=0 ;; esac
+	case $parts in *" unit "*) ;; *) rounds_unit=0 ;; esac
+	stop=""
+	quiet_pass=1
+	for ((round = 1; round <= rounds_unit; round++)); do
+		before=$failed
+		run_units
+		if [ $failed -ne $before ]; then
+			stop="unit round $round of $rounds_unit"
+			break
+		fi
+		say "== unit tests: round $round of $rounds_unit green"
+	done
+	quiet_pass=
+	for ((round = 1; round <= rounds_it && ${#stop} == 0; round++)); do
+		before=$failed
+		say "== integration round $round of $rounds_it"
+		case $parts in *" integration "*) run_integration ;; esac
+		case $parts in *" asan "*) run_asan ;; esac
+		[ $failed -ne $before ] && stop="integration round $round of $rounds_it"
+	done
+	[ -n "$stop" ] && say "stopped at the first failure: $stop"
+else
+	case $parts in *" unit "*) run_units ;; esac
+	case $parts in *" fuzz "*) run_fuzz ;; esac
+	case $parts in *" integration "*) run_integration ;; esac
+	case $parts in *" asan "*) run_asan ;; esac
+fi
 
 if [ "$skipped" -gt 0 ]; then
 	say "$passed passed, $failed failed, $skipped skipped"

@@ -597,10 +597,12 @@ START_TEST(idle_connection_closes_after_idle_seconds)
 }
 END_TEST
 
+/* returns once the backend has exited (PostgreSQL 14+ waits for it, up to
+ * the timeout given), so its socket is closed: no fixed sleep guessing when */
 static void backend_terminate(const char *pid)
 {
 	char sql[128], v[16];
-	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)::text", atoi(pid));
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d, 10000)::text", atoi(pid));
 	sql_value(base_url, sql, v, sizeof v);
 	ck_assert_str_eq(v, "true");
 }
@@ -642,8 +644,7 @@ START_TEST(connection_closed_by_server_while_idle_is_replaced_transparently)
 	struct got pid, g;
 	query_run(d, "SELECT pg_backend_pid()", NULL, &pid);
 	ck_assert(pid.ok);
-	backend_terminate(pid.val);
-	usleep(100 * 1000); /* the worker's loop has not looked at the socket yet */
+	backend_terminate(pid.val); /* gone; the worker's loop has not looked at the socket yet */
 	query_run(d, "SELECT pg_backend_pid()", NULL, &g);
 	ck_assert_msg(g.ok, "err: %s", g.err);
 	ck_assert_str_ne(g.val, pid.val);
@@ -720,7 +721,6 @@ START_TEST(prepared_statement_is_prepared_once_per_direct_connection)
 	struct got pid;
 	query_run(d, "SELECT pg_backend_pid()", NULL, &pid);
 	backend_terminate(pid.val);
-	usleep(100 * 1000);
 	prepared_run(d, prep_add, "7", &g);
 	prepared_run(d, prep_add, "8", &g);
 	ck_assert_msg(g.ok, "err: %s", g.err);
