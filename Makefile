@@ -95,13 +95,15 @@ unit-bins: $(UNIT_BINS)
 asan-bins:
 	@$(MAKE) --no-print-directory build BUILD=build/asan SAN=1
 
-# No call cycle among the worker's modules (scripts/callgraph.sh: nm + includes, tsort).
+# No call cycle among the modules of any program: worker, accept, meshctl, shm,
+# db (scripts/callgraph.sh: nm + includes; scripts/callgraph.allow lists the
+# temporary exceptions).  `make test` runs it first (tests/run.sh, part callgraph).
 callgraph: build
 	@sh scripts/callgraph.sh $(BUILD)
 
 # The whole suite: a normal build and an ASan+UBSan build; tests/run.sh runs
-# the unit tests (sanitized), the fuzz targets, the integration tests against
-# both builds, and prints the summary line.
+# the call-graph check, the unit tests (sanitized), the fuzz targets, the
+# integration tests against both builds, and prints the summary line.
 test: deps-test
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory build unit-bins BUILD=build/asan SAN=1

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # tests/run.sh — meshbroker's test runner (what `make test` calls once the
 # binaries are built):
+#   0. the call-graph check of every program (scripts/callgraph.sh over the
+#      normal build's objects): a call cycle not in scripts/callgraph.allow
+#      fails the run,
 #   1. the Check unit tests of the ASan+UBSan build,
 #   2. each libFuzzer target briefly,
 #   3. the integration tests (pytest) against the normal build,
@@ -20,8 +23,8 @@
 # UNIT_TIMEOUT (seconds per unit binary, default 300), IT_TIMEOUT (seconds per
 # integration run, default 600), PYTEST_ARGS (extra pytest arguments for both
 # runs; with it the floors are not checked), FUZZ_SECONDS (default 5), PARTS
-# (default "unit fuzz integration asan"; each part that runs is held to its
-# floor).
+# (default "callgraph unit fuzz integration asan"; each part that runs is held
+# to its floor), CALLGRAPH_BUILD (default build).
 #
 # Repeat mode (`make test-repeat N=200 IT=2`, issue 25): REPEAT_UNIT=N runs
 # the unit part N times, then REPEAT_IT=M runs the integration part(s) M
@@ -37,7 +40,7 @@ failed=0
 skipped=0
 logdir=$(mktemp -d /tmp/meshbroker-tests.XXXXXX)
 trap 'rm -rf "$logdir"' EXIT
-parts=" ${PARTS:-unit fuzz integration asan} "
+parts=" ${PARTS:-callgraph unit fuzz integration asan} "
 # PYTEST_ARGS naming test files or directories runs those alone; otherwise
 # (say -k or -x) it narrows or changes the run of the whole directory
 itdir=tests/integration
@@ -65,6 +68,22 @@ check_floor() { # what ran floor-name
 	want=$(floor "$2")
 	if [ "$1" -lt "$want" ]; then
 		bad "$2: $1 passed, tests/floors expects $want (a test skipped, lost, or not collected?)"
+	fi
+}
+
+# ---------------------------------------------------------------- call graph
+# one check: no call cycle in any program, but the allow-listed ones
+run_callgraph() {
+	local log="$logdir/callgraph.log"
+	say "== call graph (scripts/callgraph.sh, every program)"
+	if sh scripts/callgraph.sh "${CALLGRAPH_BUILD:-build}" >"$log" 2>&1; then
+		passed=$((passed + 1))
+		grep -E 'allowed cycle|allow-list' "$log" | sed 's/^/   /'
+		say "   callgraph: $(grep -c 'no cycle' "$log") program views without a cycle"
+	else
+		failed=$((failed + 1))
+		say "   callgraph: FAILED"
+		grep -vE 'no cycle' "$log" | sed 's/^/     /'
 	fi
 }
 
@@ -261,6 +280,7 @@ if [ -n "${REPEAT_UNIT:-}${REPEAT_IT:-}" ]; then
 	done
 	[ -n "$stop" ] && say "stopped at the first failure: $stop"
 else
+	case $parts in *" callgraph "*) run_callgraph ;; esac
 	case $parts in *" unit "*) run_units ;; esac
 	case $parts in *" fuzz "*) run_fuzz ;; esac
 	case $parts in *" integration "*) run_integration ;; esac
