@@ -120,7 +120,7 @@ enum presence_admit presence_claim_capped(struct shm *s, const struct presence_i
  * a mesh exactly: while held, no presence_claim_capped into the mesh runs, so
  * presence_foreach of that mesh returns at most the slots live when it
  * started and at least those live when it ended.  0 ok, -1 not within
- * wait_ms.  One at a time per handle. */
+ * wait_ms (0: one try).  One at a time per handle. */
 int presence_admit_lock(struct shm *s, const char *mesh_id, int wait_ms);
 void presence_admit_unlock(struct shm *s, const char *mesh_id);
 /* A broker-wide count of presence changes (claims, updates, releases,

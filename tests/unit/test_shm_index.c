@@ -414,9 +414,11 @@ START_TEST(foreach_under_churn_never_misses_or_mixes)
 		uint32_t slot;
 		holders[m] = child_holding(mesh[m], NSLOTS, &slot);
 	}
-	int64_t end = mono_ms() + 700;
+	/* 700 ms, and on until 50 passes (20 s at most: a loaded machine may
+	 * starve the reader) */
+	int64_t end = mono_ms() + 700, cap = mono_ms() + 20000;
 	long passes = 0, quiet = 0, doubled = 0;
-	while (mono_ms() < end) {
+	while ((mono_ms() < end || passes <= 50) && mono_ms() < cap) {
 		for (int m = 0; m < MESHES; m++) {
 			struct mesh_names mn = {.mesh = mesh[m]};
 			long c0 = atomic_load(&cc->claims[m]);
@@ -471,9 +473,9 @@ START_TEST(foreach_under_admission_lock_is_exact_under_churn)
 		uint32_t slot;
 		holders[m] = child_holding(mesh[m], NSLOTS, &slot);
 	}
-	int64_t end = mono_ms() + 500;
+	int64_t end = mono_ms() + 500, cap = mono_ms() + 20000;
 	long passes = 0;
-	while (mono_ms() < end) {
+	while ((mono_ms() < end || passes <= 20) && mono_ms() < cap) {
 		for (int m = 0; m < MESHES; m++) {
 			struct mesh_names mn = {.mesh = mesh[m]};
 			ck_assert_int_eq(presence_admit_lock(s, mesh[m], 5000), 0);
@@ -540,9 +542,9 @@ START_TEST(foreach_under_churn_reports_only_its_mesh)
 			}
 		}
 	}
-	int64_t end = mono_ms() + 500;
+	int64_t end = mono_ms() + 500, cap = mono_ms() + 20000;
 	long seen = 0;
-	while (mono_ms() < end) {
+	while ((mono_ms() < end || seen == 0) && mono_ms() < cap) {
 		for (int k = 0; k < 2; k++) {
 			struct mesh_check mc = {.mesh = mesh[k]};
 			seen += presence_foreach(s, mesh[k], check_mesh, &mc);
@@ -648,7 +650,7 @@ START_TEST(admission_lock_held_by_a_live_or_dead_process)
 	int64_t t0 = mono_ms();
 	ck_assert_int_eq(presence_admit_lock(s, "red", 100), -1);
 	int64_t took = mono_ms() - t0;
-	ck_assert_msg(took >= 100 && took < 2000, "gave up after %lld ms", (long long)took);
+	ck_assert_msg(took >= 100 && took < 10000, "gave up after %lld ms", (long long)took);
 	/* other meshes are not held up (each shares red's stripe one time in
 	 * 65536: one of three different ones is free) */
 	int free_ones = 0;
@@ -663,10 +665,11 @@ START_TEST(admission_lock_held_by_a_live_or_dead_process)
 	uint32_t sl, g;
 	kill(pid, SIGKILL);
 	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	/* free at the first try (a wait of 0 tries once) */
+	ck_assert_int_eq(presence_admit_lock(s, "red", 0), 0);
+	presence_admit_unlock(s, "red");
 	in = info_make("red", "r");
-	t0 = mono_ms();
 	ck_assert_int_eq(presence_claim_capped(s, &in, 10, 10, NULL, NULL, &sl, &g), ADMIT_OK);
-	ck_assert_int_lt(mono_ms() - t0, 1000);
 	ck_assert_str_eq(names_of(s, "red"), "r,");
 	presence_release(s, sl, g);
 	shm_close(s);
