@@ -408,25 +408,27 @@ int presence_count(struct shm *s)
 
 /* ------------------------------------------------------------ admission */
 
-/* The admission locks live past every slot's byte in the lock file, one byte
- * per stripe of mesh tags: meshes that share a stripe only wait for each
- * other.  OFD locks, so a holder that dies drops its lock with its file. */
+/* The admission locks live past every slot's byte in the lock file, two
+ * bytes per stripe of mesh tags (meshes that share a stripe only wait for
+ * each other): the lock itself, and a gate in front of it that gives a
+ * writer precedence, so that a stream of shared holders cannot keep an exact
+ * count from running.  A shared holder passes the gate (shared, for one
+ * call) and keeps the lock shared; an exclusive one keeps the gate, then
+ * takes the lock.  OFD locks, so a holder that dies drops them with its
+ * file. */
 #define ADMIT_BASE ((off_t)2 * SHM_NSLOTS_MAX)
 #define ADMIT_STRIPES 65536u
 #define ADMIT_SPINS 64 /* yields before sleeping a millisecond between tries */
 
 static off_t admit_byte(const struct shm *s, const char *mesh_id)
 {
-	return ADMIT_BASE + (off_t)((mesh_tag(s, mesh_id) >> 1) % ADMIT_STRIPES);
+	return ADMIT_BASE + 2 * (off_t)((mesh_tag(s, mesh_id) >> 1) % ADMIT_STRIPES);
 }
 
-int presence_admit_lock(struct shm *s, const char *mesh_id, int wait_ms)
+/* one byte, F_RDLCK/F_WRLCK, tried until the deadline (once at least) */
+static int byte_lock(int fd, off_t at, short type, int64_t end)
 {
-	int fd = shm_lockfd(s);
-	if (fd < 0)
-		return -1;
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = admit_byte(s, mesh_id), .l_len = 1};
-	int64_t end = mono_ms() + wait_ms;
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
 	for (int t = 0;; t++) {
 		if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
 			return 0;
@@ -443,12 +445,49 @@ int presence_admit_lock(struct shm *s, const char *mesh_id, int wait_ms)
 	}
 }
 
-void presence_admit_unlock(struct shm *s, const char *mesh_id)
+static void byte_unlock(int fd, off_t at)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+	if (fcntl(fd, F_OFD_SETLK, &fl) != 0)
+		log_error("cannot drop the admission lock", "error", strerror(errno));
+}
+
+/* shared: claims that may admit; exclusive: an exact count.  0 ok, -1 not
+ * within wait_ms (0: one try) */
+static int admit_enter(struct shm *s, const char *mesh_id, int shared, int wait_ms)
 {
 	int fd = shm_lockfd(s);
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = admit_byte(s, mesh_id), .l_len = 1};
-	if (fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) != 0)
-		log_error("cannot drop the admission lock", "error", strerror(errno));
+	if (fd < 0)
+		return -1;
+	off_t lock = admit_byte(s, mesh_id), gate = lock + 1;
+	int64_t end = mono_ms() + wait_ms;
+	if (byte_lock(fd, gate, shared ? F_RDLCK : F_WRLCK, end) != 0)
+		return -1;
+	int rc = byte_lock(fd, lock, shared ? F_RDLCK : F_WRLCK, end);
+	if (shared || rc != 0)
+		byte_unlock(fd, gate);
+	return rc;
+}
+
+static void admit_leave(struct shm *s, const char *mesh_id, int shared)
+{
+	int fd = shm_lockfd(s);
+	if (fd < 0)
+		return;
+	off_t lock = admit_byte(s, mesh_id);
+	byte_unlock(fd, lock);
+	if (!shared)
+		byte_unlock(fd, lock + 1);
+}
+
+int presence_admit_lock(struct shm *s, const char *mesh_id, int wait_ms)
+{
+	return admit_enter(s, mesh_id, 0, wait_ms);
+}
+
+void presence_admit_unlock(struct shm *s, const char *mesh_id)
+{
+	admit_leave(s, mesh_id, 0);
 }
 
 struct cap_count {
@@ -470,6 +509,36 @@ static int cap_count_cb(const struct presence_view *v, void *arg)
 	return 0;
 }
 
+/* Claim, then count the mesh with our new slot in it; over a cap, the slot
+ * goes back.  OK, TABLE_FULL, MESH_FULL or MEMBER_FULL. */
+static enum presence_admit claim_count(struct shm *s, const struct presence_info *info, const char *mesh,
+				       const char *member, long mesh_cap, long member_cap,
+				       int (*counts)(const struct presence_view *v, void *arg), void *arg,
+				       uint32_t *slot, uint32_t *gen)
+{
+	uint32_t sl, g;
+	if (presence_claim(s, info, &sl, &g) != 0)
+		return ADMIT_TABLE_FULL;
+	struct cap_count c = {.member_id = member, .slot = sl, .gen = g, .counts = counts, .arg = arg};
+	presence_foreach(s, mesh, cap_count_cb, &c);
+	enum presence_admit r = c.mesh > mesh_cap ? ADMIT_MESH_FULL : c.member > member_cap ? ADMIT_MEMBER_FULL : ADMIT_OK;
+	if (r != ADMIT_OK) {
+		presence_release(s, sl, g);
+	} else {
+		*slot = sl;
+		*gen = g;
+	}
+	return r;
+}
+
+/* Two steps (shm.h).  First, under the admission lock shared with other
+ * hellos: claim, then count.  A count can be inflated by churn but never
+ * short of what matters: of claimers racing, the last to claim sees every
+ * other one (each claim precedes its own walk, and a slot live for a whole
+ * walk is seen), so no two admissions can both fit in one last place.  So
+ * a count within the caps admits.  Second, only when over a cap: the lock
+ * exclusive (no claim into the mesh runs, releases only), the claim and the
+ * count again, now exact: that decides the refusal. */
 enum presence_admit presence_claim_capped(struct shm *s, const struct presence_info *info, long mesh_cap,
 					  long member_cap,
 					  int (*counts)(const struct presence_view *v, void *arg), void *arg,
@@ -478,28 +547,15 @@ enum presence_admit presence_claim_capped(struct shm *s, const struct presence_i
 	char mesh[SHM_MESH_ID_MAX], member[SHM_MEMBER_ID_MAX];
 	str_copy(mesh, sizeof mesh, info ? info->mesh_id : "");
 	str_copy(member, sizeof member, info ? info->member_id : "");
-	if (presence_admit_lock(s, mesh, PRESENCE_ADMIT_WAIT_MS) != 0)
+	if (admit_enter(s, mesh, 1, PRESENCE_ADMIT_WAIT_MS) != 0)
 		return ADMIT_BUSY;
-	/* under the lock no claim into this mesh runs: releases only, so the
-	 * walk counts at most what was live when it began (shm.h) */
-	enum presence_admit r = ADMIT_OK;
-	uint32_t sl, g;
-	if (presence_claim(s, info, &sl, &g) != 0) {
-		r = ADMIT_TABLE_FULL;
-	} else {
-		struct cap_count c = {.member_id = member, .slot = sl, .gen = g, .counts = counts, .arg = arg};
-		presence_foreach(s, mesh, cap_count_cb, &c);
-		if (c.mesh > mesh_cap)
-			r = ADMIT_MESH_FULL;
-		else if (c.member > member_cap)
-			r = ADMIT_MEMBER_FULL;
-		if (r != ADMIT_OK) {
-			presence_release(s, sl, g);
-		} else {
-			*slot = sl;
-			*gen = g;
-		}
-	}
-	presence_admit_unlock(s, mesh);
+	enum presence_admit r = claim_count(s, info, mesh, member, mesh_cap, member_cap, counts, arg, slot, gen);
+	admit_leave(s, mesh, 1);
+	if (r != ADMIT_MESH_FULL && r != ADMIT_MEMBER_FULL)
+		return r;
+	if (admit_enter(s, mesh, 0, PRESENCE_ADMIT_WAIT_MS) != 0)
+		return ADMIT_BUSY;
+	r = claim_count(s, info, mesh, member, mesh_cap, member_cap, counts, arg, slot, gen);
+	admit_leave(s, mesh, 0);
 	return r;
 }

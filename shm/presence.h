@@ -92,18 +92,25 @@ int presence_foreach(struct shm *s, const char *mesh_id,
  * (broker_connections_active), not for a decision. */
 int presence_count(struct shm *s);
 
-/* The capacity check (docs/design.md "Capacity"): claim a slot for info only
- * if, counted with it, its mesh holds at most mesh_cap live slots and its
- * member (info->member_id) at most member_cap.  Atomic with respect to every
- * other presence_claim_capped into the same mesh: the claim and the count run
- * under the mesh's admission lock (an OFD lock on a byte of the lock file
- * past the slots' bytes, chosen by the mesh tag; the kernel drops it when its
- * holder dies), so the count sees no claim in flight and no churn can
- * inflate it: a refusal means that, at a moment of the call, the mesh (or
- * member) already held its cap without us.  counts(v, arg), when not NULL,
- * says whether another live slot counts (0 = it does not: a connection this
- * one replaces); our own new slot always counts.  Waits at most
- * PRESENCE_ADMIT_WAIT_MS for the lock.  Releases the slot again when over. */
+/* The capacity check (docs/design.md "Shared memory", capacity): claim a
+ * slot for info only if, counted with it, its mesh holds at most mesh_cap
+ * live slots and its member (info->member_id) at most member_cap.  Every
+ * hello claims through here; the mesh's admission lock (OFD locks on bytes
+ * of the lock file past the slots' bytes, chosen by the mesh tag; the kernel
+ * drops them when their holder dies) orders the claims into one mesh:
+ *  - admitted: claimed, then counted, with the lock shared among hellos.  A
+ *    count may be inflated by churn, never short of a rival: of two hellos
+ *    racing for the last place the later claimer sees the other (a slot live
+ *    for a whole walk is seen), so both are never admitted over the cap;
+ *  - refused: only by a second claim and count with the lock exclusive (no
+ *    claim into the mesh runs beside it, releases only), which is exact: the
+ *    mesh (or member) really held its cap at a moment of the call.  A
+ *    reconnecting peer counted twice cannot refuse anyone.
+ * counts(v, arg), when not NULL, says whether another live slot counts (0 =
+ * it does not: a connection this one replaces); our own new slot always
+ * counts.  Waits at most PRESENCE_ADMIT_WAIT_MS for each step's lock, which
+ * an exclusive holder takes before new shared holders.  Releases the slot
+ * again when over. */
 enum presence_admit {
 	ADMIT_OK = 0,
 	ADMIT_TABLE_FULL = -1,  /* no free slot */
@@ -116,8 +123,9 @@ enum presence_admit presence_claim_capped(struct shm *s, const struct presence_i
 					  long member_cap,
 					  int (*counts)(const struct presence_view *v, void *arg), void *arg,
 					  uint32_t *slot, uint32_t *gen);
-/* The admission lock of a mesh, for tests and for a caller that must count
- * a mesh exactly: while held, no presence_claim_capped into the mesh runs, so
+/* The admission lock of a mesh, exclusive, for tests and for a caller that
+ * must count a mesh exactly: while held, no presence_claim_capped into the
+ * mesh runs, so
  * presence_foreach of that mesh returns at most the slots live when it
  * started and at least those live when it ended.  0 ok, -1 not within
  * wait_ms (0: one try).  One at a time per handle. */

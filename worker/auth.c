@@ -169,10 +169,10 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 	if (rows[0].max_peers > 0 && rows[0].max_peers < limit)
 		limit = rows[0].max_peers;
 	/* Capacity (check 7): claimed and counted under the mesh's admission
-	 * lock (shm.h presence_claim_capped), so two racing hellos can never
-	 * both squeeze into the last place, and a peer that reconnects while
-	 * we count is never counted twice: a refusal is a mesh (or member)
-	 * that really was at its cap. */
+	 * lock (shm/presence.h presence_claim_capped): two racing hellos can
+	 * never both squeeze into the last place, and a refusal comes only from
+	 * an exact count, so a peer that reconnects while we count cannot
+	 * refuse us: the mesh (or member) really was at its cap. */
 	id_new(w->me.presence_id);
 	int64_t now = now_ms();
 	w->me.status = ST_IDLE;

@@ -458,7 +458,15 @@ END_TEST
  * the churners claim through presence_claim_capped, as every hello does; a
  * reader holding a mesh's admission lock sees no claim into it run, so its
  * walk counts at most the holder and 3 churners' slots, and never misses the
- * holder. */
+ * holder.  The reader yields at every slot, so that each walk spans many of
+ * the churners' moves: without the lock it sees one twice within a few
+ * passes. */
+static int collect_slowly(const struct presence_view *v, void *arg)
+{
+	sched_yield();
+	return collect_checked(v, arg);
+}
+
 START_TEST(foreach_under_admission_lock_is_exact_under_churn)
 {
 	enum { MESHES = CHURN_MESHES, NSLOTS = 64 };
@@ -479,7 +487,7 @@ START_TEST(foreach_under_admission_lock_is_exact_under_churn)
 		for (int m = 0; m < MESHES; m++) {
 			struct mesh_names mn = {.mesh = mesh[m]};
 			ck_assert_int_eq(presence_admit_lock(s, mesh[m], 5000), 0);
-			int n = presence_foreach(s, mesh[m], collect_checked, &mn);
+			int n = presence_foreach(s, mesh[m], collect_slowly, &mn);
 			presence_admit_unlock(s, mesh[m]);
 			ck_assert_msg(strstr(mn.names, "child,") != NULL, "pass %ld: %s's holder missed (%s)",
 				      passes, mesh[m], mn.names);
