@@ -1,6 +1,6 @@
 /* negcache — the shared negative member cache (see negcache.h): a keyed
  * BLAKE2b of "meshId\0pubkey" (lowercase) picks a set; entries are guarded by
- * a robust process-shared mutex, as the replay cache of shm.c is. */
+ * a robust process-shared mutex, as the replay cache of replay.c is. */
 #include "shm/negcache.h"
 
 #include <errno.h>

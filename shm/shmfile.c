@@ -1,5 +1,5 @@
 /* shmfile — create-or-map of a small fixed-size shared file (see shmfile.h):
- * the same publish rules as the presence table (shm.c), for tables that live
+ * the same publish rules as the presence table (table.c), for tables that live
  * in files of their own. */
 #include "shm/shmfile.h"
 

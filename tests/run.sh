@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # tests/run.sh — meshbroker's test runner (what `make test` calls once the
 # binaries are built):
+#   0. the call-graph check of every program (scripts/callgraph.sh over the
+#      normal build's objects): a call cycle not in scripts/callgraph.allow
+#      fails the run,
 #   1. the Check unit tests of the ASan+UBSan build,
 #   2. each libFuzzer target briefly,
 #   3. the integration tests (pytest) against the normal build,
@@ -20,8 +23,14 @@
 # UNIT_TIMEOUT (seconds per unit binary, default 300), IT_TIMEOUT (seconds per
 # integration run, default 600), PYTEST_ARGS (extra pytest arguments for both
 # runs; with it the floors are not checked), FUZZ_SECONDS (default 5), PARTS
-# (default "unit fuzz integration asan"; each part that runs is held to its
-# floor).
+# (default "callgraph unit fuzz integration asan"; each part that runs is held
+# to its floor), CALLGRAPH_BUILD (default build).
+#
+# Repeat mode (`make test-repeat N=200 IT=2`, issue 25): REPEAT_UNIT=N runs
+# the unit part N times, then REPEAT_IT=M runs the integration part(s) M
+# times (PARTS picks them; default "unit integration"), stopping at the first
+# round with a failure; each round is held to its floor, passing binaries are
+# not listed, and the last line is the usual summary over all rounds.
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -31,7 +40,7 @@ failed=0
 skipped=0
 logdir=$(mktemp -d /tmp/meshbroker-tests.XXXXXX)
 trap 'rm -rf "$logdir"' EXIT
-parts=" ${PARTS:-unit fuzz integration asan} "
+parts=" ${PARTS:-callgraph unit fuzz integration asan} "
 # PYTEST_ARGS naming test files or directories runs those alone; otherwise
 # (say -k or -x) it narrows or changes the run of the whole directory
 itdir=tests/integration
@@ -62,11 +71,27 @@ check_floor() { # what ran floor-name
 	fi
 }
 
+# ---------------------------------------------------------------- call graph
+# one check: no call cycle in any program, but the allow-listed ones
+run_callgraph() {
+	local log="$logdir/callgraph.log"
+	say "== call graph (scripts/callgraph.sh, every program)"
+	if sh scripts/callgraph.sh "${CALLGRAPH_BUILD:-build}" >"$log" 2>&1; then
+		passed=$((passed + 1))
+		grep -E 'allowed cycle|allow-list' "$log" | sed 's/^/   /'
+		say "   callgraph: $(grep -c 'no cycle' "$log") program views without a cycle"
+	else
+		failed=$((failed + 1))
+		say "   callgraph: FAILED"
+		grep -vE 'no cycle' "$log" | sed 's/^/     /'
+	fi
+}
+
 # ---------------------------------------------------------------- unit tests
 run_units() {
 	local unitdir=${UNIT_DIR:-build/asan/tests}
 	local srcs=(tests/unit/test_*.c)
-	say "== unit tests (${#srcs[@]} sources in tests/unit, binaries in $unitdir)"
+	[ -n "${quiet_pass:-}" ] || say "== unit tests (${#srcs[@]} sources in tests/unit, binaries in $unitdir)"
 	if [ ! -e "${srcs[0]}" ]; then
 		bad "no unit test sources in tests/unit"
 		return
@@ -120,7 +145,7 @@ run_units() {
 		checks=$((checks + n))
 		passed=$((passed + p))
 		failed=$((failed + nbad))
-		say "   $name: $p passed, $nbad failed$note"
+		[ $nbad -ne 0 ] || [ -z "${quiet_pass:-}" ] && say "   $name: $p passed, $nbad failed$note"
 		if [ $nbad -ne 0 ]; then
 			grep -E ':[EF]:|ERROR: |runtime error: |SUMMARY: |Assertion|timeout' "$log" | head -40 | sed 's/^/     /'
 			[ $seen -eq 0 ] && tail -20 "$log" | sed 's/^/     /'
@@ -211,26 +236,57 @@ run_pytest() { # label bindir floor-name extra-args...
 	check_floor "$p" "$fl"
 }
 
-case $parts in *" unit "*) run_units ;; esac
-case $parts in *" fuzz "*) run_fuzz ;; esac
-case $parts in *" integration "*)
+run_integration() {
 	run_pytest integration "${MESHBROKER_BIN:-$top/build/bin}" integration
-	;;
-esac
-case $parts in *" asan "*)
-	asan=${ASAN_BIN:-$top/build/asan/bin}
+}
+
+run_asan() {
+	local asan=${ASAN_BIN:-$top/build/asan/bin}
 	if [ "$asan" = none ]; then
 		say "== asan-integration: skipped (ASAN_BIN=none)"
 		check_floor 0 asan-integration
 	else
 		# workers, acceptor and meshctl with ASan+UBSan: any report ends the
-		# process with a message in the broker's log, which the fixtures scan
+		# process with a message in the broker's log, which the fixtures scan;
+		# tests marked unsanitized are reported as skipped (conftest.py)
 		ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_exe_name=1:${ASAN_EXTRA:-}" \
 			UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MESHBROKER_SANITIZED=1 \
-			run_pytest asan-integration "$asan" asan-integration -m "not unsanitized"
+			run_pytest asan-integration "$asan" asan-integration
 	fi
-	;;
-esac
+}
+
+if [ -n "${REPEAT_UNIT:-}${REPEAT_IT:-}" ]; then
+	[ -n "${PARTS:-}" ] || parts=" unit integration "
+	rounds_unit=${REPEAT_UNIT:-0} rounds_it=${REPEAT_IT:-0}
+	case "$rounds_unit$rounds_it" in *[!0-9]*) bad "REPEAT_UNIT/REPEAT_IT must be numbers"; rounds_unit=0 rounds_it=0 ;; esac
+	case $parts in *" unit "*) ;; *) rounds_unit=0 ;; esac
+	stop=""
+	quiet_pass=1
+	for ((round = 1; round <= rounds_unit; round++)); do
+		before=$failed
+		run_units
+		if [ $failed -ne $before ]; then
+			stop="unit round $round of $rounds_unit"
+			break
+		fi
+		say "== unit tests: round $round of $rounds_unit green"
+	done
+	quiet_pass=
+	for ((round = 1; round <= rounds_it && ${#stop} == 0; round++)); do
+		before=$failed
+		say "== integration round $round of $rounds_it"
+		case $parts in *" integration "*) run_integration ;; esac
+		case $parts in *" asan "*) run_asan ;; esac
+		[ $failed -ne $before ] && stop="integration round $round of $rounds_it"
+	done
+	[ -n "$stop" ] && say "stopped at the first failure: $stop"
+else
+	case $parts in *" callgraph "*) run_callgraph ;; esac
+	case $parts in *" unit "*) run_units ;; esac
+	case $parts in *" fuzz "*) run_fuzz ;; esac
+	case $parts in *" integration "*) run_integration ;; esac
+	case $parts in *" asan "*) run_asan ;; esac
+fi
 
 if [ "$skipped" -gt 0 ]; then
 	say "$passed passed, $failed failed, $skipped skipped"

@@ -72,21 +72,14 @@ static void hello_reject(struct worker *w, enum hello_code c, const char *mesh_i
 	hello_reject_why(w, c, mesh_id, NULL);
 }
 
-struct live_count {
-	struct worker *w;
-	int mesh, member; /* live presences in the mesh, and of this member */
-};
-
-/* a connection our hello replaces does not count against the capacity */
-static int count_cb(const struct presence_view *v, void *arg)
+/* a connection our hello replaces does not count against the capacity
+ * (presence_claim_capped counts our own new slot itself) */
+static int counts_cb(const struct presence_view *v, void *arg)
 {
-	struct live_count *n = arg;
-	if (peers_is_replaced(n->w, v))
-		return 0;
-	n->mesh++;
+	if (peers_is_replaced(arg, v))
+		return PRESENCE_COUNTS_NOT;
 	/* an event stream (no peer) does not take a connection of its member */
-	n->member += strcmp(v->info.member_id, n->w->me.member_id) == 0 && !peers_is_stream(&v->info);
-	return 0;
+	return peers_is_stream(&v->info) ? PRESENCE_COUNTS_MESH : PRESENCE_COUNTS;
 }
 
 static void presence_row_insert(struct worker *w)
@@ -280,8 +273,11 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 	long limit = w->cfg.max_connections_per_mesh;
 	if (rows[0].max_peers > 0 && rows[0].max_peers < limit)
 		limit = rows[0].max_peers;
-	/* Capacity (check 7): claim first, then count ourselves in, so two
-	 * racing hellos can never both squeeze into the last place. */
+	/* Capacity (check 7): claimed and counted under the mesh's admission
+	 * lock (shm/presence.h presence_claim_capped): two racing hellos can
+	 * never both squeeze into the last place, and a refusal comes only from
+	 * an exact count, so a peer that reconnects while we count cannot
+	 * refuse us: the mesh (or member) really was at its cap. */
 	id_new(w->me.presence_id);
 	int64_t now = now_ms();
 	w->me.status = ST_IDLE;
@@ -291,22 +287,21 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 	int pending = rows[0].pending_status ? status_parse(rows[0].pending_status) : -1;
 	if (pending >= 0) /* a hook that fired before we connected */
 		status_apply(&w->me, pending, SRC_HOOK, now, w->cfg.hook_fresh_window_seconds);
-	if (presence_claim(w->shm, &w->me, &w->slot, &w->gen) != 0) {
+	enum presence_admit a = presence_claim_capped(w->shm, &w->me, limit, w->cfg.max_connections_per_member,
+						      counts_cb, w, &w->slot, &w->gen);
+	if (a == ADMIT_TABLE_FULL || a == ADMIT_BUSY) {
+		/* no free slot, or the admission lock stayed taken: try again */
 		counter_add(w->shm, C_REJ_TABLE_FULL, 1);
 		ws_send_error(w, rejections[HELLO_TABLE_FULL].code, rejections[HELLO_TABLE_FULL].message, NULL);
 		ws_close(w, WS_CLOSE_TRY_AGAIN, rejections[HELLO_TABLE_FULL].label);
 		return;
 	}
-	w->have_slot = 1;
-	struct live_count live = {.w = w};
-	presence_foreach(w->shm, w->me.mesh_id, count_cb, &live);
-	if (live.mesh > limit || live.member > w->cfg.max_connections_per_member) {
-		presence_release(w->shm, w->slot, w->gen);
-		w->have_slot = 0;
+	if (a != ADMIT_OK) {
 		hello_reject_why(w, HELLO_CAPACITY, w->me.mesh_id,
-				 live.mesh > limit ? NULL : "member at connection capacity (MAX_CONNECTIONS_PER_MEMBER)");
+				 a == ADMIT_MESH_FULL ? NULL : "member at connection capacity (MAX_CONNECTIONS_PER_MEMBER)");
 		return;
 	}
+	w->have_slot = 1;
 	if (uds_listen_open(w) != 0) {
 		presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;

@@ -23,7 +23,10 @@ def test_unacked_push_is_redelivered_and_acked_push_is_not(broker, mesh):
         p2 = await bb.push()
         assert [p1["messageId"], p2["messageId"]] == [ack1["messageId"], ack2["messageId"]]
         await bb.send_json({"type": "client_ack", "brokerMessageId": p1["messageId"]})
-        await bb.quiet(lambda x: x.get("type") == "error", 0.5)
+        # the worker answers frames in order: once the barrier's answer is
+        # here, an error for the client_ack would have come before it
+        await bb.barrier()
+        assert not bb.take(lambda x: x.get("type") == "error"), bb.backlog
         await bb.close()
         again = Peer(b, bm)
         await again.join()

@@ -532,10 +532,12 @@ START_TEST(seqlock_reader_never_sees_torn_info)
 	uint32_t r[2];
 	ck_assert(read_all(p[0], r, sizeof r));
 
-	int64_t end = mono_ms() + 700;
+	/* at least 700 ms, and on until enough reads and writes were seen (a
+	 * loaded machine may starve either side for a while; 20 s at most) */
+	int64_t end = mono_ms() + 700, cap = mono_ms() + 20000;
 	long ok = 0, reads = 0, last = -1, advanced = 0;
 	struct presence_view v;
-	while (mono_ms() < end) {
+	while ((mono_ms() < end || ok <= 100 || advanced <= 10) && mono_ms() < cap) {
 		reads++;
 		if (presence_read(s, r[0], &v) != 1)
 			continue;
