@@ -20,10 +20,12 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "shm/histo.h"
 
 #define SHM_MAGIC 0x314d48534853454dULL /* "MESHSHM1" in a little-endian file */
-#define SHM_VERSION 3u /* 2: hostname, repo, peer_type, 1 KiB summary, change count;
-			* 3: the per-slot mesh index and the high-water mark (issue 13) */
+#define SHM_VERSION 4u /* 2: hostname, repo, peer_type, 1 KiB summary, change count;
+			* 3: the per-slot mesh index and the high-water mark (issue 13);
+			* 4: the histograms and acceptor gauges at the header's end (issue 23) */
 #define SHM_FILE "presence.shm"
 #define SHM_LOCK_FILE "presence.lock"
 #define SHM_NSLOTS_MAX (1u << 20)
@@ -92,6 +94,7 @@ struct shm_header {
 	_Alignas(64) pthread_mutex_t mu;
 	_Alignas(64) struct bucket_entry buckets[BUCKET_SETS][BUCKET_WAYS];
 	struct replay_entry replay[REPLAY_SETS][REPLAY_WAYS];
+	struct histo_area histo; /* issue 23: shm/histo.h, appended */
 };
 _Static_assert(offsetof(struct shm_header, magic) == 0, "magic comes first");
 _Static_assert(offsetof(struct shm_header, version) == 8, "version follows magic");
@@ -393,6 +396,7 @@ int shm_open_table(const char *runtime_dir, uint32_t nslots, int recreate, struc
 	s->lock_path = strdup(lpath);
 	if (!s->owned || !s->dir || !s->lock_path)
 		goto oom;
+	histo_bind(&s->hdr->histo); /* this process's observations go here (issue 23) */
 	*out = s;
 	return 0;
 oom:
@@ -445,6 +449,7 @@ void shm_close(struct shm *s)
 				presence_release(s, i, st_gen(st));
 			}
 	}
+	histo_unbind(&s->hdr->histo);
 	munmap(s->hdr, s->map_len);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -921,3 +926,5 @@ int replay_check_and_remember(struct shm *s, const unsigned char *sig, size_t le
 	table_unlock(s);
 	return 1;
 }
+
+struct histo_area *shm_histo(struct shm *s) { return &s->hdr->histo; }
