@@ -74,10 +74,13 @@ $(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
 # checkout, else GIT_SHA from the make command line or the environment
 # (debian/rules passes it), else "unknown".  The header is rewritten only
 # when the sha changes, so an unchanged tree rebuilds nothing.
-GIT_SHA ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+ifeq ($(strip $(GIT_SHA)),)
+GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+endif
 $(BUILD)/gen/git_sha.h: FORCE
 	@mkdir -p $(dir $@)
-	@printf '#define MESHBROKER_GIT_SHA "%s"\n' '$(subst ',,$(GIT_SHA))' > $@.tmp; \
+	@sha=$$(printf '%s' '$(subst ',,$(GIT_SHA))' | tr -cd 'A-Za-z0-9._+-' | cut -c1-64); \
+	  printf '#define MESHBROKER_GIT_SHA "%s"\n' "$${sha:-unknown}" > $@.tmp; \
 	  if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 $(BUILD)/obj/common/config.o: $(BUILD)/gen/git_sha.h
 FORCE:

@@ -191,13 +191,27 @@ static void histogram(struct mbuf *b, const struct histo_area *a, enum histo_id 
 	mb_printf(b, "%s_count %" PRIu64 "\n", histo_names[h], cum);
 }
 
+/* a label value as the text format wants it: \\, \" and \n escaped, cut at cap */
+static const char *label_escape(const char *in, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; *in && n + 3 < cap; in++) {
+		if (*in == '\\' || *in == '"' || *in == '\n')
+			out[n++] = '\\';
+		out[n++] = *in == '\n' ? 'n' : *in;
+	}
+	out[n] = 0;
+	return out;
+}
+
 /* meshbroker_build_info and, while an acceptor runs (not under systemd's
  * Accept=yes), its process gauges, which it publishes in the table */
 static void build_and_acceptor(struct mbuf *b, struct worker *w)
 {
 	family(b, "meshbroker_build_info", "gauge", "Always 1: the broker's version and git commit.");
+	char sha[160];
 	mb_printf(b, "meshbroker_build_info{version=\"%s\",git_sha=\"%s\"} 1\n", MESHBROKER_VERSION,
-		  w->cfg.git_sha);
+		  label_escape(w->cfg.git_sha, sha, sizeof sha));
 	struct acceptor_view v;
 	int up = histo_acceptor_read(shm_histo(w->shm), now_ms(), &v);
 	family(b, "meshbroker_acceptor_up", "gauge",

@@ -185,6 +185,14 @@ def test_build_info_defaults_to_the_sha_the_binary_was_built_with(broker):
     assert labels["git_sha"] and labels["git_sha"] != "testsha0", labels
 
 
+def test_build_info_escapes_a_strange_sha(broker):
+    b = broker(GIT_SHA='x"y\\z')
+    m = b.metrics()
+    assert not m.bad_lines, m.bad_lines[:5]
+    labels = dict(next(iter(m.family("meshbroker_build_info"))))
+    assert labels["git_sha"] == 'x\\"y\\\\z', labels  # as the text format escapes it
+
+
 def test_no_acceptor_gauges_under_socket_activation(broker):
     b = broker("socket-activate")
     m = b.metrics()
