@@ -81,6 +81,22 @@ $(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,GEN,$@)sh scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
+# The commit the binaries report (meshbroker_build_info, /health's gitSha)
+# unless GIT_SHA is set at run time: git's short sha when building in a
+# checkout, else GIT_SHA from the make command line or the environment
+# (debian/rules passes it), else "unknown".  The header is rewritten only
+# when the sha changes, so an unchanged tree rebuilds nothing.
+ifeq ($(strip $(GIT_SHA)),)
+GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+endif
+$(BUILD)/gen/git_sha.h: FORCE
+	@mkdir -p $(dir $@)
+	@sha=$$(printf '%s' '$(subst ',,$(GIT_SHA))' | tr -cd 'A-Za-z0-9._+-' | cut -c1-64); \
+	  printf '#define MESHBROKER_GIT_SHA "%s"\n' "$${sha:-unknown}" > $@.tmp; \
+	  if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/obj/common/config.o: $(BUILD)/gen/git_sha.h
+FORCE:
+
 $(BUILD)/obj/gen/migrations.o: $(BUILD)/gen/migrations.c
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
@@ -204,7 +220,8 @@ soak: deps-test
 
 # `make install DESTDIR=... PREFIX=/usr`: stripped binaries (INSTALL_STRIP= keeps
 # the symbols, as debian/rules does so that dh_strip makes the -dbgsym package),
-# units, sysusers.d/tmpfiles.d, man pages, meshctl's bash completion, and /etc/meshbroker/env (0600) unless
+# units, sysusers.d/tmpfiles.d, man pages, meshctl's bash completion, the Grafana dashboard and
+# Prometheus alert rules (share/meshbroker/), and /etc/meshbroker/env (0600) unless
 # one is there already.  Units name $(PREFIX)/bin; the sysusers/tmpfiles/unit
 # directories sit under $(PREFIX)/lib, which systemd searches for /usr and /usr/local.
 SYSCONFDIR    ?= /etc
@@ -237,6 +254,9 @@ install: build
 	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	install -d $(DESTDIR)$(COMPLETIONDIR)
 	install -m 0644 cli/meshctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/meshctl
+	install -d $(DESTDIR)$(PREFIX)/share/meshbroker/grafana $(DESTDIR)$(PREFIX)/share/meshbroker/prometheus
+	install -m 0644 units/grafana/meshbroker.json $(DESTDIR)$(PREFIX)/share/meshbroker/grafana/
+	install -m 0644 units/prometheus/meshbroker-alerts.yml $(DESTDIR)$(PREFIX)/share/meshbroker/prometheus/
 	[ -e $(DESTDIR)$(SYSCONFDIR)/meshbroker/env ] || \
 	  install -m 0600 units/env.example $(DESTDIR)$(SYSCONFDIR)/meshbroker/env
 

@@ -36,6 +36,7 @@
 #include "common/util.h"
 #include "db/pq.h"
 #include "proto/version.h"
+#include "shm/histo.h"
 #include "shm/childtab.h"
 #include "shm/shm.h"
 
@@ -782,6 +783,7 @@ int main(int argc, char **argv)
 		int timeout = -1;
 		accept_evict_overdue(&a);
 		int64_t now = mono_ms();
+		histo_acceptor_tick(shm_histo(a.shm), now); /* its process gauges for /metrics (issue 23) */
 		if (now < a.pause_until) {
 			np = 1;
 			timeout = (int)(a.pause_until - now);
@@ -790,6 +792,8 @@ int main(int argc, char **argv)
 			np = 1; /* the slack is in use by evicted children: SIGCHLD frees it */
 		if (a.nevicted > 0 && (timeout < 0 || timeout > ACCEPT_TICK_MS))
 			timeout = ACCEPT_TICK_MS;
+		if (timeout < 0 || timeout > HISTO_ACCEPTOR_TICK_MS)
+			timeout = HISTO_ACCEPTOR_TICK_MS;
 		if (poll(p, np, timeout) < 0) {
 			if (errno == EINTR)
 				continue;

@@ -6,6 +6,12 @@
 #include <string.h>
 
 #include "util.h"
+#if __has_include("git_sha.h") /* $(BUILD)/gen, written by the Makefile */
+#include "git_sha.h"
+#endif
+#ifndef MESHBROKER_GIT_SHA
+#define MESHBROKER_GIT_SHA "unknown"
+#endif
 
 static int env_int(const char *name, int def, long max, int *out, char *err, size_t errlen)
 {
@@ -107,7 +113,7 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		c->status_jsonl_dir = NULL;
 	c->git_sha = getenv("GIT_SHA");
 	if (!c->git_sha || !*c->git_sha)
-		c->git_sha = "unknown";
+		c->git_sha = MESHBROKER_GIT_SHA; /* the build's (Makefile), "unknown" outside a checkout */
 	c->runtime_dir = getenv("RUNTIME_DIRECTORY");
 	if (!c->runtime_dir || !*c->runtime_dir)
 		c->runtime_dir = getenv("MESHBROKER_RUNTIME_DIR");

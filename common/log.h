@@ -1,5 +1,8 @@
 /* log — one JSON object per line on stderr: ts, level, component, func, msg,
- * then context keys.  Never pass message bodies, nonces, ciphertexts or keys. */
+ * then context keys.  When stderr is the journal (JOURNAL_STREAM matches it)
+ * each line starts with its syslog priority, <7> debug, <6> info, <4> warn,
+ * <3> error, so that `journalctl -p err` selects; plain otherwise.  Never
+ * pass message bodies, nonces, ciphertexts or keys. */
 #ifndef COMMON_LOG_H
 #define COMMON_LOG_H
 

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "shm/histo.h"
 
 #define DB_CONNECT_MS 5000
 #define DB_PARAMS_MAX 65535 /* the protocol's limit (a 16-bit count) */
@@ -42,6 +43,7 @@ struct query {
 	int nparams;
 	const char *sql;
 	const char **params;
+	int64_t sent_us; /* histo clock when it went out: broker_db_statement_seconds */
 	/* the param pointers, sql and the param strings follow in this block */
 };
 
@@ -187,6 +189,8 @@ static void query_finish(struct db *d, struct query *q, const PGresult *res, con
 	if (q->done)
 		return;
 	q->done = 1;
+	if (res)
+		histo_since(H_DB_STATEMENT, q->sent_us);
 	if (!q->cb)
 		return;
 	d->in_cb++;
@@ -535,6 +539,7 @@ static void queries_send(struct db *d, int64_t now)
 			return;
 		}
 		qlist_push(&d->flight, qlist_pop(&d->wait));
+		q->sent_us = histo_clock_us();
 		if (q != d->probe)
 			d->conn_used = 1;
 		if (!PQpipelineSync(d->conn)) {

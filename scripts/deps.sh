@@ -8,7 +8,7 @@ what=${1:-build}
 pkgs="gcc make pkg-config libc6-dev libsodium-dev libpq-dev libwslay-dev libcjson-dev libsystemd-dev
       libhttp-parser-dev nettle-dev libcurl4-openssl-dev libseccomp-dev postgresql pgbouncer util-linux"
 case $what in
-  test) pkgs="$pkgs check python3 python3-websockets python3-nacl python3-pytest python3-psycopg2 systemd procps clang libclang-rt-14-dev man-db binutils python3-seccomp iproute2 nginx-light openssl bash-completion" ;;
+  test) pkgs="$pkgs check python3 python3-websockets python3-nacl python3-pytest python3-psycopg2 systemd procps clang libclang-rt-14-dev man-db binutils python3-seccomp iproute2 nginx-light openssl bash-completion python3-yaml" ;;
   package) pkgs="$pkgs dpkg-dev debhelper fakeroot lintian systemd man-db binutils git" ;;
 esac
 missing=""

@@ -25,6 +25,8 @@ src=$work/meshbroker
 mkdir -p "$src"
 git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src"
 
+# the copy has no .git: debian/rules takes the commit from here (issue 23)
+export GIT_SHA=${GIT_SHA:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 echo "== dpkg-buildpackage -us -uc -b (log: $work/build.log)"
 if (cd "$src" && dpkg-buildpackage -us -uc -b) >"$work/build.log" 2>&1; then
   ok "dpkg-buildpackage -us -uc -b"
@@ -66,7 +68,8 @@ for f in lib/systemd/system/meshbroker.socket lib/systemd/system/meshbroker@.ser
          usr/lib/tmpfiles.d/meshbroker.conf usr/share/man/man1/meshctl.1.gz \
          usr/share/man/man8/meshbroker-worker.8.gz usr/share/man/man8/meshbroker-accept.8.gz \
          usr/share/man/man5/meshbroker.conf.5.gz etc/meshbroker/env \
-         usr/share/bash-completion/completions/meshctl; do
+         usr/share/bash-completion/completions/meshctl usr/share/meshbroker/grafana/meshbroker.json \
+         usr/share/meshbroker/prometheus/meshbroker-alerts.yml; do
   check "ships /$f" test -f "$x/$f"
 done
 check "/etc/meshbroker/env is a conffile" sh -c "dpkg-deb -f '$deb' >/dev/null && dpkg-deb --ctrl-tarfile '$deb' | tar -xOf - ./conffiles | grep -qx /etc/meshbroker/env"

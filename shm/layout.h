@@ -12,11 +12,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "shm/histo.h"
 #include "shm/presence.h"
 #include "shm/table.h"
 
 #define SHM_MAGIC 0x314d48534853454dULL /* "MESHSHM1" in a little-endian file */
-#define SHM_VERSION 4u /* 4: session_pubkey, peer_role, hidden; 2: hostname, repo, peer_type, 1 KiB summary, change count;
+#define SHM_VERSION 5u /* 5: the histograms and acceptor gauges at the header's end (issue 23);
+			* 4: session_pubkey, peer_role, hidden; 2: hostname, repo, peer_type, 1 KiB summary, change count;
 			* 3: the per-slot mesh index and the high-water mark (issue 13) */
 #define SHM_FILE "presence.shm"
 #define SHM_LOCK_FILE "presence.lock"
@@ -86,6 +88,7 @@ struct shm_header {
 	_Alignas(64) pthread_mutex_t mu;
 	_Alignas(64) struct bucket_entry buckets[BUCKET_SETS][BUCKET_WAYS];
 	struct replay_entry replay[REPLAY_SETS][REPLAY_WAYS];
+	struct histo_area histo; /* issue 23: shm/histo.h, appended */
 };
 _Static_assert(offsetof(struct shm_header, magic) == 0, "magic comes first");
 _Static_assert(offsetof(struct shm_header, version) == 8, "version follows magic");

@@ -254,6 +254,7 @@ int shm_open_table(const char *runtime_dir, uint32_t nslots, int recreate, struc
 	s->lock_path = strdup(lpath);
 	if (!s->owned || !s->dir || !s->lock_path)
 		goto oom;
+	histo_bind(&s->hdr->histo); /* this process's observations go here (issue 23) */
 	*out = s;
 	return 0;
 oom:
@@ -278,6 +279,7 @@ void shm_close(struct shm *s)
 		return;
 	if (s->lock_pid == getpid())
 		presence_release_owned(s);
+	histo_unbind(&s->hdr->histo);
 	munmap(s->hdr, s->map_len);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -331,3 +333,5 @@ void table_lock(struct shm *s)
 }
 
 void table_unlock(struct shm *s) { pthread_mutex_unlock(&s->hdr->mu); }
+
+struct histo_area *shm_histo(struct shm *s) { return &s->hdr->histo; }

@@ -14,6 +14,7 @@
 #include "db/db.h"
 #include "db/store.h"
 #include "proto/hello.h"
+#include "shm/histo.h"
 #include "shm/negcache.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -198,6 +199,8 @@ static void session_row_update(struct worker *w)
 				       w->me.peer_role);
 }
 
+static int64_t hello_t0_us; /* histo clock at the hello frame: broker_hello_duration_seconds */
+
 /* the slot is ours: a socket for other workers' wakes, hello_ack, the
  * history row, the audit row, then whatever is queued */
 static void hello_accept(struct worker *w, int pending)
@@ -212,6 +215,7 @@ static void hello_accept(struct worker *w, int pending)
 	cJSON_AddStringToObject(ack, "memberDisplayName", w->me.display_name);
 	cJSON_AddStringToObject(ack, "memberId", w->me.member_id);
 	ws_send_json(w, ack);
+	histo_since(H_HELLO, hello_t0_us);
 	cJSON_Delete(ack);
 	presence_row_insert(w);
 	session_row_update(w);
@@ -328,6 +332,7 @@ static void hello_caps(struct worker *w, const cJSON *caps)
 /* legal in PHASE_BEFORE_HELLO only (phase.c) */
 void auth_on_hello(struct worker *w, const cJSON *msg)
 {
+	hello_t0_us = histo_clock_us();
 	struct hello h;
 	enum hello_code c = hello_check(msg, &h, now_ms());
 	if (c != HELLO_OK) {
@@ -390,6 +395,7 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
  * whose callback (hello_member_cb) runs checks 7-10 and accepts */
 void auth_on_session_hello(struct worker *w, const cJSON *msg)
 {
+	hello_t0_us = histo_clock_us();
 	if (!w->cfg.session_hello) { /* the ext switch: the daemon's session client stops retrying */
 		hello_reject(w, HELLO_UNKNOWN_MESSAGE_TYPE, NULL);
 		return;

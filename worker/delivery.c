@@ -11,10 +11,12 @@
 #include "db/store.h"
 #include "common/log.h"
 #include "proto/reasons.h"
+#include "shm/histo.h"
 #include "common/util.h"
 #include "worker/hosts.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
+#include "worker/restcheck.h"
 #include "worker/skel.h"
 #include "worker/ws.h"
 
@@ -126,6 +128,8 @@ static void drain_cb(void *arg, const struct delivery_row *rows, int n, const ch
 		out->json = push_json(&rows[i]);
 		out->len = strlen(out->json);
 		out->priority = msg_priority_parse(rows[i].priority);
+		if (restcheck_time(rows[i].created_at, &out->created_ms) != 0)
+			out->created_ms = 0;
 	}
 	if (ngive)
 		store_delivery_unclaim(w->db, giveback, ngive, w->me.presence_id);
@@ -274,6 +278,8 @@ void delivery_pump(struct worker *w)
 		if (ws_send_text(w, p->json, p->len) == 0) {
 			w->outstanding = p->delivery_id;
 			counter_add(w->shm, (enum shm_counter)(C_ROUTED_NOW + p->priority), 1);
+			if (p->created_ms)
+				histo_observe_us(H_SEND_PUSH, (now_ms() - p->created_ms) * 1000);
 		}
 		free(p->json);
 		p->json = NULL;

@@ -10,6 +10,7 @@
 #include "common/util.h"
 #include "proto/version.h"
 #include "db/store.h"
+#include "shm/histo.h"
 #include "worker/join.h"
 #include "worker/rest.h"
 #include "worker/routes.h"
@@ -171,6 +172,75 @@ static void labelled_family(struct mbuf *b, struct shm *s, const char *name, con
 		mb_printf(b, "%s{%s=\"%s\"} %" PRIu64 "\n", name, key, sorted[i].label, counter_get(s, sorted[i].c));
 }
 
+/* a Prometheus histogram: cumulative buckets by le (0.5 ms .. 10 s, +Inf),
+ * the sum in seconds, the count (the +Inf bucket) */
+static void histogram(struct mbuf *b, const struct histo_area *a, enum histo_id h)
+{
+	uint64_t counts[HISTO_BOUNDS + 1], sum_us, cum = 0;
+	histo_read(a, h, counts, &sum_us);
+	family(b, histo_names[h], "histogram", histo_helps[h]);
+	for (int i = 0; i <= HISTO_BOUNDS; i++) {
+		cum += counts[i];
+		if (i < HISTO_BOUNDS)
+			mb_printf(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", histo_names[h],
+				  (double)histo_bounds_us[i] / 1e6, cum);
+		else
+			mb_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", histo_names[h], cum);
+	}
+	mb_printf(b, "%s_sum %.6f\n", histo_names[h], (double)sum_us / 1e6);
+	mb_printf(b, "%s_count %" PRIu64 "\n", histo_names[h], cum);
+}
+
+/* a label value as the text format wants it: \\, \" and \n escaped, cut at cap */
+static const char *label_escape(const char *in, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; *in && n + 3 < cap; in++) {
+		if (*in == '\\' || *in == '"' || *in == '\n')
+			out[n++] = '\\';
+		out[n++] = *in == '\n' ? 'n' : *in;
+	}
+	out[n] = 0;
+	return out;
+}
+
+/* meshbroker_build_info and, while an acceptor runs (not under systemd's
+ * Accept=yes), its process gauges, which it publishes in the table */
+static void build_and_acceptor(struct mbuf *b, struct worker *w)
+{
+	family(b, "meshbroker_build_info", "gauge", "Always 1: the broker's version and git commit.");
+	char sha[160];
+	mb_printf(b, "meshbroker_build_info{version=\"%s\",git_sha=\"%s\"} 1\n", MESHBROKER_VERSION,
+		  label_escape(w->cfg.git_sha, sha, sizeof sha));
+	struct acceptor_view v;
+	int up = histo_acceptor_read(shm_histo(w->shm), now_ms(), &v);
+	family(b, "meshbroker_acceptor_up", "gauge",
+	       "1 while meshbroker-accept publishes its gauges (0 under systemd's Accept=yes).");
+	mb_printf(b, "meshbroker_acceptor_up %d\n", up);
+	if (!up)
+		return;
+	static const struct {
+		const char *name, *type, *help;
+		int scale; /* 0: as is; 1: ms -> s; 2: us -> s */
+	} g[] = {
+		{"meshbroker_acceptor_process_start_time_seconds", "gauge",
+		 "Start time of meshbroker-accept since the epoch, in seconds.", 1},
+		{"meshbroker_acceptor_process_open_fds", "gauge", "Open file descriptors of meshbroker-accept.", 0},
+		{"meshbroker_acceptor_process_max_fds", "gauge", "File descriptor limit of meshbroker-accept.", 0},
+		{"meshbroker_acceptor_process_resident_memory_bytes", "gauge", "Resident memory of meshbroker-accept.", 0},
+		{"meshbroker_acceptor_process_cpu_seconds_total", "counter",
+		 "User and system CPU time of meshbroker-accept, in seconds.", 2},
+	};
+	const int64_t vals[] = {v.start_ms, v.open_fds, v.max_fds, v.resident_bytes, v.cpu_us};
+	for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+		family(b, g[i].name, g[i].type, g[i].help);
+		if (g[i].scale == 0)
+			mb_printf(b, "%s %" PRId64 "\n", g[i].name, vals[i]);
+		else
+			mb_printf(b, "%s %.3f\n", g[i].name, (double)vals[i] / (g[i].scale == 1 ? 1e3 : 1e6));
+	}
+}
+
 void route_metrics(struct worker *w, struct http_req *req, struct route_ctx *c)
 {
 	(void)req;
@@ -238,6 +308,9 @@ void route_metrics(struct worker *w, struct http_req *req, struct route_ctx *c)
 	mb_printf(&b, "broker_hook_requests_rate_limited_total %" PRIu64 "\n", counter_get(s, C_HOOK_RATE_LIMITED));
 	family(&b, "broker_db_healthy", "gauge", "1 when PostgreSQL answered this scrape.");
 	mb_printf(&b, "broker_db_healthy %d\n", db_ok);
+	for (int h = 0; h < H_MAX; h++)
+		histogram(&b, shm_histo(s), (enum histo_id)h);
+	build_and_acceptor(&b, w);
 	http_respond(w->fd, 200, "text/plain; version=0.0.4", NULL, b.p ? b.p : "", b.n, RESP_TIMEOUT_MS);
 	free(b.p);
 }

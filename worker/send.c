@@ -27,6 +27,7 @@
 #include "db/store_topic.h"
 #include "common/log.h"
 #include "proto/reasons.h"
+#include "shm/histo.h"
 #include "common/util.h"
 #include "worker/audit.h"
 #include "worker/groups.h"
@@ -66,6 +67,7 @@ struct send_ctx {
 	/* a direct or * send waiting for its batch: copies, freed with it */
 	char *nonce, *ct;
 	char *audit; /* canonical message_sent payload, NULL when it could not be built */
+	int64_t t0_us; /* histo clock at the frame: broker_send_ack_seconds */
 	int bcast_free; /* an envelope of a broadcast that did not take a token of its own */
 };
 
@@ -125,6 +127,13 @@ static void send_ack(struct worker *w, const char *id, const char *req_id, const
 		cJSON_AddStringToObject(o, "_reqId", req_id);
 	ws_send_json(w, o);
 	cJSON_Delete(o);
+}
+
+/* a stored send's ack, timed from its frame */
+static void send_ack_stored(struct worker *w, const struct send_ctx *sc, const char *message_id)
+{
+	send_ack(w, sc->id, sc->req_id, message_id, NULL, NULL);
+	histo_since(H_SEND_ACK, sc->t0_us);
 }
 
 static const char *const rejection_labels[] = {
@@ -342,7 +351,7 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 		} else if (rows[i].conflict) {
 			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_ID_CONFLICT, NULL);
 		} else if (rows[i].first_id) {
-			send_ack(w, sc->id, sc->req_id, rows[i].first_id, NULL, NULL); /* stored before: the first ack again */
+			send_ack_stored(w, sc, rows[i].first_id); /* stored before: the first ack again */
 		} else if (!rows[i].stored || (rows[i].n == 0 && strcmp(sc->target, "*") != 0)) {
 			/* not a recipient: this envelope pays like any send, and
 			 * with nothing left to pay the broadcast's ride ends */
@@ -350,7 +359,7 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 				w->bcast->n = BCAST_ENVELOPES_MAX;
 			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_NO_RECIPIENT, NULL);
 		} else {
-			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
+			send_ack_stored(w, sc, sc->message_id);
 		}
 		if (!err && rows[i].stored)
 			for (int k = 0; k < rows[i].n; k++)
@@ -445,7 +454,7 @@ static void topic_cb(void *arg, enum store_topic_status st, const char *topic_id
 	send_due_update(w);
 	if (!err && st == TOPIC_OK) {
 		if (!answered)
-			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
+			send_ack_stored(w, sc, sc->message_id);
 		char spec[SEND_TARGET_MAX + 1];
 		snprintf(spec, sizeof spec, "#%s", topic_id);
 		cJSON *pl = cJSON_CreateObject();
@@ -532,10 +541,10 @@ static void group_cb(void *arg, const struct groups_sent *r, const char *err)
 			send_refuse_req(w, sc->id, sc->req_id, SEND_REJ_ID_CONFLICT, NULL);
 	} else if (r->first_id) {
 		if (!answered)
-			send_ack(w, sc->id, sc->req_id, r->first_id, NULL, NULL); /* stored before: the first ack again */
+			send_ack_stored(w, sc, r->first_id); /* stored before: the first ack again */
 	} else {
 		if (!answered) /* no recipient is still queued:true (§12.3) */
-			send_ack(w, sc->id, sc->req_id, sc->message_id, NULL, NULL);
+			send_ack_stored(w, sc, sc->message_id);
 		cJSON *pl = cJSON_CreateObject();
 		cJSON_AddStringToObject(pl, "messageId", sc->message_id);
 		cJSON_AddStringToObject(pl, "priority", msg_priority_names[sc->prio]);
@@ -611,6 +620,7 @@ void send_on_msg(struct worker *w, const cJSON *msg)
 	id_new(sc->message_id);
 	sc->prio = prio;
 	sc->due = mono_ms() + w->cfg.send_deadline_ms;
+	sc->t0_us = histo_clock_us();
 	/* idempotent sends: the client's message id, else its correlation id */
 	const char *ckey = f.client_id ? f.client_id : (id[0] ? id : NULL);
 	sc->client_key = ckey ? strdup(ckey) : NULL;

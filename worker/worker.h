@@ -81,6 +81,7 @@ struct push {
 	char *json; /* the push frame */
 	size_t len;
 	int priority; /* 0 now, 1 next, 2 low */
+	int64_t created_ms; /* the message stored (wall ms), 0 unknown: broker_send_push_seconds */
 };
 
 struct uds_out {
