@@ -7,11 +7,13 @@ DESTDIR ?=
 PKGS    := libsodium libpq libcjson libsystemd nettle libcurl
 
 CFLAGS_OPT ?= -O2
-CFLAGS  = -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(CFLAGS_OPT) -I. -I$(BUILD)/gen \
+# -ffunction-sections/-fdata-sections with --gc-sections: the worker maps no
+# code it never calls (a fresh worker's private memory, test_worker_cost)
+CFLAGS  = -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(CFLAGS_OPT) -ffunction-sections -fdata-sections -I. -I$(BUILD)/gen \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS) $(EXTRA_CFLAGS)
 # libpq is not linked: db/pq.c loads it with dlopen when a database session
 # starts (issue 13, docs/design.md "Cost of a worker"); only its headers are used.
-LDLIBS  = -Wl,--as-needed $(shell pkg-config --libs $(filter-out libpq libcurl,$(PKGS)) 2>/dev/null) -lwslay -lhttp_parser \
+LDLIBS  = -Wl,--as-needed -Wl,--gc-sections $(shell pkg-config --libs $(filter-out libpq libcurl,$(PKGS)) 2>/dev/null) -lwslay -lhttp_parser \
           -lpthread $(SANFLAGS)
 # libcurl (TLS, URLs, HTTP) is meshctl's alone: the worker and the acceptor
 # start without it (issue 19; the worker's start-up cost, issue 13).
