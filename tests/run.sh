@@ -7,7 +7,9 @@
 #   1. the Check unit tests of the ASan+UBSan build,
 #   2. each libFuzzer target briefly,
 #   3. the integration tests (pytest) against the normal build,
-#   4. the integration tests again against the ASan+UBSan binaries.
+#   4. the integration tests again against the ASan+UBSan binaries — at the
+#      same time as 3 (IT_PARALLEL=1, the default; IT_PARALLEL=0 runs them
+#      one after the other), which keeps the suite under 20 minutes on 2 cores.
 # Its last line is always "N passed, M failed" (", K skipped" where any) over
 # all four; the exit status is non-zero when anything failed, crashed, hung,
 # or ran fewer tests than tests/floors says it must.
@@ -184,23 +186,35 @@ run_fuzz() {
 # One pytest run: JUnit XML is the record (pytest's own summary line is for
 # people).  Verdicts: no report, or a report that disagrees with the exit
 # status, is a failure of the run itself.
-run_pytest() { # label bindir floor-name extra-args...
-	local label=$1 bindir=$2 fl=$3
+# pytest_exec label bindir show extra-args...: one pytest run, its output in
+# $logdir/label.log (and on stdout when show is 1), its exit status in
+# $logdir/label.rc
+pytest_exec() {
+	local label=$1 bindir=$2 show=$3
 	shift 3
-	local py=/usr/bin/python3 xml="$logdir/$label.xml" itlog="$logdir/$label.log"
-	say "== $label (tests/integration against $bindir)"
-	if [ ! -x "$bindir/meshbroker-worker" ]; then
-		bad "$label: $bindir/meshbroker-worker is not built"
-		return
-	fi
+	local py=/usr/bin/python3 xml="$logdir/$label.xml" itlog="$logdir/$label.log" rc
 	# Debian's python3 with Debian's packages: nothing from another interpreter's setup
-	env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP -u BROKER_PORT -u DATABASE_URL \
+	set -- env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP -u BROKER_PORT -u DATABASE_URL \
 		PYTHONDONTWRITEBYTECODE=1 MESHBROKER_BIN="$bindir" \
 		timeout --kill-after=15 "${IT_TIMEOUT:-600}" \
 		"$py" -m pytest -q -p no:cacheprovider -rfEs --durations=5 --color=no \
-		--junitxml="$xml" -o junit_family=xunit2 "$@" ${PYTEST_ARGS:-} $itdir \
-		2>&1 | tee "$itlog"
-	local rc=${PIPESTATUS[0]}
+		--junitxml="$xml" -o junit_family=xunit2 "$@" ${PYTEST_ARGS:-} $itdir
+	if [ "$show" = 1 ]; then
+		"$@" 2>&1 | tee "$itlog"
+		rc=${PIPESTATUS[0]}
+	else
+		"$@" >"$itlog" 2>&1
+		rc=$?
+	fi
+	echo "$rc" >"$logdir/$label.rc"
+}
+
+# pytest_verdict label floor-name: count what pytest_exec left
+pytest_verdict() {
+	local label=$1 fl=$2
+	local py=/usr/bin/python3 xml="$logdir/$label.xml" itlog="$logdir/$label.log"
+	local rc
+	rc=$(cat "$logdir/$label.rc" 2>/dev/null || echo 255)
 	local counts
 	counts=$("$py" - "$xml" <<-'EOF' 2>/dev/null
 		import sys, xml.etree.ElementTree as ET
@@ -236,6 +250,55 @@ run_pytest() { # label bindir floor-name extra-args...
 	check_floor "$p" "$fl"
 }
 
+# One pytest run: JUnit XML is the record (pytest's own summary line is for
+# people).  Verdicts: no report, or a report that disagrees with the exit
+# status, is a failure of the run itself.
+run_pytest() { # label bindir floor-name extra-args...
+	local label=$1 bindir=$2 fl=$3
+	shift 3
+	say "== $label (tests/integration against $bindir)"
+	if [ ! -x "$bindir/meshbroker-worker" ]; then
+		bad "$label: $bindir/meshbroker-worker is not built"
+		return
+	fi
+	pytest_exec "$label" "$bindir" 1 "$@"
+	pytest_verdict "$label" "$fl"
+}
+
+# the sanitizer's settings for the asan part: any report ends the process
+# with a message in the broker's log, which the fixtures scan
+asan_env() {
+	ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_exe_name=1:${ASAN_EXTRA:-}" \
+		UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MESHBROKER_SANITIZED=1 "$@"
+}
+
+# Both integration parts at once (IT_PARALLEL=1, the default when both run):
+# each pytest starts its own PostgreSQL and brokers on free ports under its
+# own directories, and a broker's fixtures look only at its own processes,
+# so the two runs share nothing but the CPU; each one's output is printed
+# whole when both are done, then counted as in a serial run.
+run_both() {
+	local bin=${MESHBROKER_BIN:-$top/build/bin} asan=${ASAN_BIN:-$top/build/asan/bin} l
+	say "== integration and asan-integration at once (IT_PARALLEL=1; each one's output follows when both ended)"
+	for l in "$bin" "$asan"; do
+		if [ ! -x "$l/meshbroker-worker" ]; then
+			bad "$l/meshbroker-worker is not built"
+			return
+		fi
+	done
+	pytest_exec integration "$bin" 0 &
+	local p1=$!
+	asan_env pytest_exec asan-integration "$asan" 0 &
+	local p2=$!
+	wait "$p1" "$p2"
+	say "== integration (tests/integration against $bin)"
+	cat "$logdir/integration.log"
+	pytest_verdict integration integration
+	say "== asan-integration (tests/integration against $asan)"
+	cat "$logdir/asan-integration.log"
+	pytest_verdict asan-integration asan-integration
+}
+
 run_integration() {
 	run_pytest integration "${MESHBROKER_BIN:-$top/build/bin}" integration
 }
@@ -246,12 +309,9 @@ run_asan() {
 		say "== asan-integration: skipped (ASAN_BIN=none)"
 		check_floor 0 asan-integration
 	else
-		# workers, acceptor and meshctl with ASan+UBSan: any report ends the
-		# process with a message in the broker's log, which the fixtures scan;
-		# tests marked unsanitized are reported as skipped (conftest.py)
-		ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_exe_name=1:${ASAN_EXTRA:-}" \
-			UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" MESHBROKER_SANITIZED=1 \
-			run_pytest asan-integration "$asan" asan-integration
+		# workers, acceptor and meshctl with ASan+UBSan; tests marked
+		# unsanitized are reported as skipped (conftest.py)
+		asan_env run_pytest asan-integration "$asan" asan-integration
 	fi
 }
 
@@ -284,8 +344,15 @@ else
 	case $parts in *" callgraph "*) run_callgraph ;; esac
 	case $parts in *" unit "*) run_units ;; esac
 	case $parts in *" fuzz "*) run_fuzz ;; esac
-	case $parts in *" integration "*) run_integration ;; esac
-	case $parts in *" asan "*) run_asan ;; esac
+	it=0 as=0
+	case $parts in *" integration "*) it=1 ;; esac
+	case $parts in *" asan "*) as=1 ;; esac
+	if [ $it = 1 ] && [ $as = 1 ] && [ "${IT_PARALLEL:-1}" = 1 ] && [ "${ASAN_BIN:-}" != none ]; then
+		run_both
+	else
+		[ $it = 1 ] && run_integration
+		[ $as = 1 ] && run_asan
+	fi
 fi
 
 if [ "$skipped" -gt 0 ]; then
