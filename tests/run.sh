@@ -22,7 +22,8 @@
 # Environment: MESHBROKER_BIN (binaries, default build/bin), ASAN_BIN (the
 # sanitizer binaries, default build/asan/bin; "none" skips part 4 and fails
 # the floor), UNIT_DIR (unit test binaries, default build/asan/tests),
-# UNIT_TIMEOUT (seconds per unit binary, default 300), IT_TIMEOUT (seconds per
+# UNIT_TIMEOUT (seconds per unit binary, default 300), UNIT_JOBS (unit
+# binaries run at once, default 2), IT_TIMEOUT (seconds per
 # integration run, default 600), PYTEST_ARGS (extra pytest arguments for both
 # runs; with it the floors are not checked), FUZZ_SECONDS (default 5), PARTS
 # (default "callgraph unit fuzz integration asan"; each part that runs is held
@@ -107,7 +108,34 @@ run_units() {
 			CK_DEFAULT_TIMEOUT="${CK_DEFAULT_TIMEOUT:-60}" CK_FORK=yes \
 			timeout --kill-after=10 "${UNIT_TIMEOUT:-300}" "$1" >"$2" 2>&1
 	}
-	local checks=0 src name bin log rc n f e seen p nbad note
+	run_unit_rc() { # bin log: runs it, leaks detected where LSan works; exit code in log.rc
+		local r
+		run_unit "$1" "$2" 1
+		r=$?
+		if [ $r -ne 0 ] && lsan_broken "$2"; then
+			echo "LeakSanitizer cannot run here; running without leak detection" >"$2.lsan"
+			run_unit "$1" "$2" 0
+			r=$?
+		fi
+		echo $r >"$2.rc"
+	}
+	local checks=0 src name bin log rc n f e seen p nbad note running=0
+	# The binaries run UNIT_JOBS at a time (default 2: test_db's private
+	# PostgreSQL takes as long as all the rest); each is judged in source order.
+	for src in "${srcs[@]}"; do
+		name=$(basename "$src" .c)
+		bin="$unitdir/$name"
+		log="$logdir/$name.log"
+		rm -f "$log.rc" "$log.lsan"
+		[ -x "$bin" ] || continue
+		if [ $running -ge "${UNIT_JOBS:-2}" ]; then
+			wait -n
+			running=$((running - 1))
+		fi
+		run_unit_rc "$bin" "$log" &
+		running=$((running + 1))
+	done
+	wait
 	for src in "${srcs[@]}"; do
 		name=$(basename "$src" .c)
 		bin="$unitdir/$name"
@@ -116,13 +144,8 @@ run_units() {
 			bad "$name: no binary $bin for $src (not built?)"
 			continue
 		fi
-		run_unit "$bin" "$log" 1
-		rc=$?
-		if [ $rc -ne 0 ] && lsan_broken "$log"; then
-			say "   $name: LeakSanitizer cannot run here; running without leak detection"
-			run_unit "$bin" "$log" 0
-			rc=$?
-		fi
+		[ -e "$log.lsan" ] && say "   $name: $(cat "$log.lsan")"
+		rc=$(cat "$log.rc" 2>/dev/null || echo 125)
 		# Check prints "NN%: Checks: N, Failures: F, Errors: E" per runner
 		n=0 f=0 e=0 seen=0
 		while read -r cn cf ce; do
