@@ -224,8 +224,13 @@ def test_200_peers_with_peer_events_get_at_most_one_push_a_second_and_all_are_li
     try:
         mbtest.migrate(pg.url)
         conn = pg.connect()
+        # all n hellos may be waiting at once on a loaded machine: the
+        # unauthenticated share (UNAUTH_SHARE_PERCENT, 75 % of
+        # MAX_CONNECTIONS) must hold them all, or the acceptor rightly
+        # evicts the oldest (1013 "evicted"; issue 11) and this test, which
+        # is about peer events, not admission, fails under load
         b = broker(database_url=pg.url, MAX_CONNECTIONS_PER_MESH=n + 10, MAX_CONNECTIONS_PER_SOURCE=n + 10,
-                   MAX_CONNECTIONS=n + 50, HELLO_TIMEOUT_SECONDS=60)
+                   MAX_CONNECTIONS=n * 4 // 3 + 50, HELLO_TIMEOUT_SECONDS=60)
         m = mbtest.Mesh(conn)
         for i in range(n):
             m.add(f"peer{i:03d}")
