@@ -64,9 +64,10 @@ check "debug symbols hold the build-ids of the binaries" \
   sh -c "dpkg-deb -c '$dbg' | grep -q 'usr/lib/debug/.build-id/.*\\.debug'"
 for f in lib/systemd/system/meshbroker.socket lib/systemd/system/meshbroker@.service \
          lib/systemd/system/meshbroker.slice lib/systemd/system/meshbroker-migrate.service \
-         lib/systemd/system/meshbroker-accept.service usr/lib/sysusers.d/meshbroker.conf \
-         usr/lib/tmpfiles.d/meshbroker.conf usr/share/man/man1/meshctl.1.gz \
+         lib/systemd/system/meshbroker-accept.service lib/systemd/system/meshbroker-relay.service \
+         usr/lib/sysusers.d/meshbroker.conf usr/lib/tmpfiles.d/meshbroker.conf usr/share/man/man1/meshctl.1.gz \
          usr/share/man/man8/meshbroker-worker.8.gz usr/share/man/man8/meshbroker-accept.8.gz \
+         usr/share/man/man8/meshbroker-relay.8.gz usr/bin/meshbroker-relay \
          usr/share/man/man5/meshbroker.conf.5.gz etc/meshbroker/env \
          usr/share/bash-completion/completions/meshctl usr/share/meshbroker/grafana/meshbroker.json \
          usr/share/meshbroker/prometheus/meshbroker-alerts.yml; do
@@ -120,13 +121,15 @@ else
     test -L /etc/systemd/system/multi-user.target.wants/meshbroker.socket
   check "meshbroker-accept.service is not enabled" \
     sh -c '! test -e /etc/systemd/system/multi-user.target.wants/meshbroker-accept.service'
+  check "meshbroker-relay.service is not enabled (more than one host only)" \
+    sh -c '! test -e /etc/systemd/system/multi-user.target.wants/meshbroker-relay.service'
   for u in meshbroker.socket meshbroker@.service meshbroker.slice meshbroker-migrate.service \
-           meshbroker-accept.service; do
+           meshbroker-accept.service meshbroker-relay.service; do
     check "systemd-analyze verify $u (installed, no ordering cycle)" sh -c \
       "out=\$(systemd-analyze verify --man=no /lib/systemd/system/$u 2>&1) && ! printf '%s' \"\$out\" | grep -q meshbroker &&
        ! SYSTEMD_LOG_LEVEL=debug systemd-analyze verify --man=no /lib/systemd/system/$u 2>&1 | grep -q 'ordering cycle'"
   done
-  for s in meshbroker@.service meshbroker-accept.service meshbroker-migrate.service; do
+  for s in meshbroker@.service meshbroker-accept.service meshbroker-migrate.service meshbroker-relay.service; do
     score=$(systemd-analyze security --offline=yes --no-pager "/lib/systemd/system/$s" 2>&1 |
             sed -nE 's/.*Overall exposure level for [^:]*: ([0-9.]+).*/\1/p')
     if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 1.0) }'; then

@@ -20,11 +20,12 @@ import pytest
 
 import mbtest
 
-SERVICES = ["meshbroker@.service", "meshbroker-accept.service", "meshbroker-migrate.service"]
+SERVICES = ["meshbroker@.service", "meshbroker-accept.service", "meshbroker-migrate.service",
+            "meshbroker-relay.service"]
 UNITS = SERVICES + ["meshbroker.socket", "meshbroker.slice"]
 MAN_PAGES = ["man1/meshctl.1", "man8/meshbroker-worker.8", "man8/meshbroker-accept.8",
-             "man5/meshbroker.conf.5"]
-BINARIES = ["meshbroker-worker", "meshbroker-accept", "meshctl"]
+             "man8/meshbroker-relay.8", "man5/meshbroker.conf.5"]
+BINARIES = ["meshbroker-worker", "meshbroker-accept", "meshbroker-relay", "meshctl"]
 MAX_EXPOSURE = 1.0
 
 
@@ -211,7 +212,7 @@ def test_acceptor_answers_version_and_help():
 
 
 # every binary answers --version and --help
-@pytest.mark.parametrize("name", ["meshbroker-worker", "meshctl"])
+@pytest.mark.parametrize("name", ["meshbroker-worker", "meshbroker-relay", "meshctl"])
 def test_binary_answers_version_and_help(name):
     b = mbtest.require_bin(name)
     r = subprocess.run([b, "--version"], capture_output=True, text=True, timeout=10)
