@@ -42,6 +42,8 @@ points the workers straight at PostgreSQL instead.
 
 Needs CAP_NET_ADMIN and CAP_SYS_ADMIN (root): require() skips otherwise."""
 
+import atexit
+import concurrent.futures
 import fcntl
 import ipaddress
 import itertools
@@ -53,6 +55,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import psycopg2
@@ -114,8 +117,20 @@ def _alive(pid):
 
 
 def ns_pids(ns):
-    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=30)
-    return [int(x) for x in r.stdout.split() if x.isdigit()]
+    """the processes in namespace ns (what `ip netns pids` prints, without a process per look)"""
+    try:
+        st = os.stat(f"/run/netns/{ns}")
+    except OSError:
+        return []
+    out = []
+    for pid in mbtest.all_pids():
+        try:
+            s = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        if (s.st_ino, s.st_dev) == (st.st_ino, st.st_dev):
+            out.append(pid)
+    return out
 
 
 def kill_ns_processes(ns, timeout=5):
@@ -199,6 +214,27 @@ class _Lock:
 
 # ---------------------------------------------------------------- PostgreSQL
 
+_template = None
+
+
+def template_data():
+    """the data directory of a cluster made once per process (initdb, the
+    meshbroker database, `meshctl migrate`) and stopped: each harness starts
+    a copy of it, which takes a fraction of initdb's seconds"""
+    global _template
+    if _template is None:
+        c = mbtest.PgCluster(prefix="mbpgt-").init()
+        try:
+            mbtest.migrate(c.url)
+            c.stop("fast")
+        except BaseException:
+            c.destroy()
+            raise
+        atexit.register(c.destroy)
+        _template = c
+    return _template.data
+
+
 
 class NetnsPg(mbtest.PgCluster):
     """mbtest.PgCluster run inside a namespace: TCP on the namespace's veth
@@ -213,16 +249,12 @@ class NetnsPg(mbtest.PgCluster):
         self.tcp_url = f"postgresql://{mbtest.PG_USER}@{addr}:{self.port}/meshbroker"
 
     def init(self):
-        self._run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", mbtest.PG_USER,
-                   "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"], timeout=120)
+        """a copy of this process's migrated template cluster, started"""
+        r = subprocess.run(["cp", "-a", template_data(), self.data], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"copying the template cluster failed: {r.stderr}"
         with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
             f.write(f"host all all {self.subnet} trust\n")
         self.start()
-        conn = psycopg2.connect(host=self.sock, port=self.port, user=mbtest.PG_USER, dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as c:
-            c.execute(f"CREATE DATABASE meshbroker OWNER {mbtest.PG_USER}")
-        conn.close()
         return self
 
     def start(self):
@@ -439,6 +471,7 @@ class Harness:
         self.hosts = []
         self.workdirs = []
         self._db = None
+        self._db_lock = threading.Lock()
         self._old_sigterm = None
         self.torn_down = False
         assert len(self.bridge) <= 15, self.bridge
@@ -484,23 +517,37 @@ class Harness:
         self.pg_ns, _, pg_addr = self._ns("pg", 10)
         self.pg = NetnsPg(self.pg_ns, pg_addr, str(self.subnet))
         self.pg.init()
-        mbtest.migrate(self.pg.url)
         for i in range(self.nhosts):
             ns, veth, addr = self._ns(f"h{i + 1}", 11 + i)
             self.hosts.append(Host(self, i, ns, veth, addr))
         for h in self.hosts:
             env = {"HOST_ID": h.host_id, "SEND_RATE_LIMIT_PER_MIN": 6000, "SEND_RATE_BURST": 200}
             env.update(self.broker_env)
-            url = self.pg.tcp_url
             if self.bouncer:
                 h.bouncer = HostBouncer(h, self.pg)
                 self.workdirs.append(h.bouncer.root)
-                url = h.bouncer.start().url
-            h.broker = HostBroker(h.ns, h.addr, url, env)
+            h.broker = HostBroker(h.ns, h.addr, h.bouncer.url if h.bouncer else self.pg.tcp_url, env)
             self.workdirs.append(h.broker.workdir)
-            h.broker.start()
-            h.relay = HostRelay(h).start()
+            h.relay = HostRelay(h)
+        self._each_host(self._start_host)
         return self
+
+    def _each_host(self, fn):
+        """fn(host) for every host at once (threads: each mostly waits); the
+        first exception is raised once all ended"""
+        with concurrent.futures.ThreadPoolExecutor(len(self.hosts) or 1) as ex:
+            futures = [ex.submit(fn, h) for h in self.hosts]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
+        return [f.result() for f in futures]
+
+    @staticmethod
+    def _start_host(h):
+        if h.bouncer:
+            h.bouncer.start()
+        h.broker.start()
+        h.relay.start()
 
     def _on_sigterm(self, sig, frame):
         raise KeyboardInterrupt("SIGTERM: tearing the network-namespace harness down")
@@ -522,13 +569,14 @@ class Harness:
         return self._db
 
     def lease_live(self, host_id):
-        try:
-            with self.db().cursor() as c:
-                c.execute("SELECT 1 FROM mesh.broker_host WHERE host_id = %s AND lease_until > now()",
-                          (host_id,))
-                return c.fetchone() is not None
-        except psycopg2.Error:
-            return False
+        with self._db_lock:  # the hosts start in threads of their own
+            try:
+                with self.db().cursor() as c:
+                    c.execute("SELECT 1 FROM mesh.broker_host WHERE host_id = %s AND lease_until > now()",
+                              (host_id,))
+                    return c.fetchone() is not None
+            except psycopg2.Error:
+                return False
 
     # -- faults
 
@@ -610,9 +658,8 @@ class Harness:
         for h in self.hosts:
             if h.relay:
                 steps.append(lambda h=h: h.relay.kill(signal.SIGTERM))
-        for h in self.hosts:
-            if h.broker and h.broker.proc:
-                steps.append(lambda h=h: problems.extend(self._host_problems(h)))
+        steps.append(lambda: [problems.extend(p) for p in self._each_host(
+            lambda h: self._host_problems(h) if h.broker and h.broker.proc else [])])
         if self._db is not None:
             steps.append(lambda: self._db.close())
         if self.pg:

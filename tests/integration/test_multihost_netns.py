@@ -92,7 +92,8 @@ def test_two_peers_on_different_hosts_exchange_direct_broadcast_topic_and_status
         # a topic post each way
         tid = (await create(a, "team"))["topic"]["id"]
         assert await quiet_request(b, {"type": "topic_join", "topic": "team"}) is None
-        key = open_sealed(am, *(lambda k: (k["encryptedKey"], k["nonce"]))(await topic_key(a, tid)))
+        k = await topic_key(a, tid)
+        key = open_sealed(am, k["encryptedKey"], k["nonce"])
         for src, dst in ((a, b), (b, a)):
             n, ct = v2_body(key, f"post from {src.member.name}")
             t0 = time.monotonic()
