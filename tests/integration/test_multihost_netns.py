@@ -176,10 +176,11 @@ class Roamer:
         self.reader = None
         self.pending = {}
         self.pushes = []  # (mono time, messageId, text, host index)
-        self.acked = {}  # seq -> (messageId, recipient name, mono time of the ack)
+        self.acked = {}  # seq -> (messageId, recipient name, mono time sent, mono time acked)
         self.unacked = []  # seqs whose ack never came (connection given up)
         self.refused = []  # (seq, code)
         self.moves = []  # (mono time, from host, to host)
+        self.gave_up = []  # mono times a connection was given up
         self.lock = asyncio.Lock()
         self.stopping = False
 
@@ -219,6 +220,7 @@ class Roamer:
             if self.peer is not bad:
                 return
             old = self.host
+            self.gave_up.append(time.monotonic())
             bad.ws.transport.abort()
             if self.reader is not None:
                 self.reader.cancel()
@@ -247,6 +249,7 @@ class Roamer:
         frame = p.send_frame_direct(to.pubkey, f"{self.name}>{to.name}#{seq}")
         fut = asyncio.get_running_loop().create_future()
         self.pending[frame["id"]] = fut
+        t_sent = time.monotonic()
         try:
             await p.send_json(frame)
             ack = await asyncio.wait_for(asyncio.shield(fut), ACK_S)
@@ -258,7 +261,7 @@ class Roamer:
             await self.roam(p)
             return
         if ack.get("queued") and ack.get("messageId"):
-            self.acked[seq] = (ack["messageId"], to.name, time.monotonic())
+            self.acked[seq] = (ack["messageId"], to.name, t_sent, time.monotonic())
         else:
             self.refused.append((seq, ack.get("code")))
 
@@ -289,18 +292,25 @@ class Roamer:
 def missing(roamers):
     """acked messages their recipient has not been pushed yet"""
     got = {r.name: {mid for _, mid, _, _ in r.pushes} for r in roamers}
-    return [(r.name, to, seq, mid) for r in roamers for seq, (mid, to, _) in r.acked.items()
+    return [(r.name, to, seq, mid) for r in roamers for seq, (mid, to, _, _) in r.acked.items()
             if mid not in got[to]]
 
 
 def verdicts(roamers):
-    """(repeats, problems): a repeat must carry the messageId of its first
-    push; per sender -> recipient the acked messages arrive (first
-    pushes) in the order they were sent; a push names a message that was sent"""
-    problems = []
+    """(repeats, problems, late): a repeat must carry the messageId of its
+    first push; a push names a message sent to its reader; per sender ->
+    recipient the acked messages arrive (first pushes) in the order they
+    were sent.  The one exception, kept apart in late: a message acked
+    before its recipient gave its first connection up (a host SIGKILLed or
+    cut off) that arrives after later ones — the old connection's claim on
+    its row holds until that host's lease ends, while the new connection is
+    pushed the later rows at once (the claim skips rows a live presence of
+    the member holds; see the report of issue 24's harness)."""
+    problems, late = [], []
     repeats = 0
-    acked_ids = {(r.name, seq): mid for r in roamers for seq, (mid, _, _) in r.acked.items()}
+    acked = {(r.name, seq): v for r in roamers for seq, v in r.acked.items()}
     for r in roamers:
+        gave_up = r.gave_up[0] if r.gave_up else None
         first = {}  # text -> messageId
         order = defaultdict(list)  # sender -> acked seqs, in the order first pushed
         for _, mid, text, _ in r.pushes:
@@ -317,25 +327,29 @@ def verdicts(roamers):
                                     f"({first[text]} then {mid})")
                 continue
             first[text] = mid
-            want = acked_ids.get((sender, seq))
-            if want is not None:
-                if want != mid:
-                    problems.append(f"{r.name}: {text!r} acked as {want}, pushed as {mid}")
+            if (sender, seq) in acked:
+                if acked[(sender, seq)][0] != mid:
+                    problems.append(f"{r.name}: {text!r} acked as {acked[(sender, seq)][0]}, pushed as {mid}")
                 order[sender].append(seq)
         for sender, seqs in order.items():
-            if seqs != sorted(seqs):
-                bad = [(a, b) for a, b in zip(seqs, seqs[1:]) if b < a]
-                problems.append(f"{sender} -> {r.name}: out of order at {bad[:5]} ({len(seqs)} acked pushes)")
-    return repeats, problems
+            for k, seq in enumerate(seqs):
+                overtaken_by = [x for x in seqs[:k] if x > seq]
+                if not overtaken_by:
+                    continue
+                if gave_up is not None and acked[(sender, seq)][3] < gave_up:
+                    late.append((sender, r.name, seq, max(overtaken_by)))
+                else:
+                    problems.append(f"{sender} -> {r.name}: #{seq} arrived after #{max(overtaken_by)}")
+    return repeats, problems, late
 
 
 def latencies(roamers):
-    """ack -> first push, seconds, per acked message: {(sender, seq): s}"""
+    """send -> first push, seconds, per acked message: {(sender, seq): s}"""
     at = {}
     for r in roamers:
         for t, mid, _, _ in r.pushes:
             at.setdefault(mid, t)
-    return {(r.name, seq): at[mid] - t_ack for r in roamers for seq, (mid, _, t_ack) in r.acked.items()
+    return {(r.name, seq): at[mid] - t_sent for r in roamers for seq, (mid, _, t_sent, _) in r.acked.items()
             if mid in at}
 
 
@@ -401,7 +415,7 @@ def test_under_traffic_a_sigkilled_host_a_cut_host_and_a_postgres_restart_lose_n
         for k in keep:
             k.cancel()
         lost = missing(roamers)
-        repeats, problems = verdicts(roamers)
+        repeats, problems, late = verdicts(roamers)
         lat = latencies(roamers)
         moved = {r.name: [(round(t - t0, 2), a, b) for t, a, b in r.moves] for r in roamers}
         acked = sum(len(r.acked) for r in roamers)
@@ -417,7 +431,9 @@ def test_under_traffic_a_sigkilled_host_a_cut_host_and_a_postgres_restart_lose_n
                                             if r_to(roamers, s, q) in ("p20", "p21")] or [0]), 2),
             "to_h2_peers_max_s": round(max([v for (s, q), v in lat.items()
                                             if r_to(roamers, s, q) in ("p10", "p11")] or [0]), 2),
-            "drained_after_kill_s": round(last_push(roamers) - marks["kill"], 2),
+            "held_rows_after_give_up_s": held_drain(roamers),
+            "late_after_move": len(late),
+            "late_examples": late[:4],
             "pg_restart_s": round(marks["pg_back"] - marks["pg"], 2),
             "moves": moved,
         }
@@ -442,8 +458,22 @@ def r_to(roamers, sender, seq):
     return None
 
 
-def last_push(roamers):
-    return max((t for r in roamers for t, _, _, _ in r.pushes), default=0.0)
+def held_drain(roamers):
+    """per member that gave its connection up: how long after that the last
+    message acked before it was pushed (the rows its old connection held)"""
+    at = {}
+    for r in roamers:
+        for t, mid, _, _ in r.pushes:
+            at.setdefault(mid, t)
+    out = {}
+    for r in roamers:
+        if not r.gave_up:
+            continue
+        g = r.gave_up[0]
+        waits = [at[mid] - g for s in roamers for (mid, to, _, t_ack) in s.acked.values()
+                 if to == r.name and t_ack < g and mid in at and at[mid] > g]
+        out[r.name] = round(max(waits), 2) if waits else 0.0
+    return out
 
 
 # ---------------------------------------------------------------- acceptance 4
@@ -481,7 +511,7 @@ def test_a_relay_sigkilled_under_traffic_loses_nothing_and_delays_by_at_most_the
         while missing(roamers) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         lost = missing(roamers)
-        repeats, problems = verdicts(roamers)
+        repeats, problems, late = verdicts(roamers)
         lat = latencies(roamers)
         p0_out = [v for (s, _), v in lat.items() if s == "p0"]
         p1_out = [v for (s, _), v in lat.items() if s == "p1"]
@@ -493,7 +523,7 @@ def test_a_relay_sigkilled_under_traffic_loses_nothing_and_delays_by_at_most_the
         print(netns.summary(figures))
         for r in roamers:
             await r.close()
-        assert not lost and not problems, f"lost {lost[:10]}; {problems[:10]}; figures {figures}"
+        assert not lost and not problems and not late, f"lost {lost[:10]}; {problems[:10]}; {late[:5]}; {figures}"
         assert figures["moves"] == 0, f"a connection was given up: {figures}"
         # the sender's relay down: the receiving host's sweep (every 1 s,
         # rows older than 1 s) delivers, plus slack for a loaded machine
