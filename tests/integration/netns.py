@@ -683,6 +683,12 @@ class Harness:
     def _host_problems(self, h):
         b = h.broker
         b.leaked = []
+        if os.environ.get("NETNS_DEBUG"):
+            for pid in b.workers():
+                print(f"DEBUG {h.host_id} worker {pid} state={mbtest.proc_state(pid)} "
+                      f"wchan={mbtest._read(f'/proc/{pid}/wchan')} fds={len(os.listdir(f'/proc/{pid}/fd'))}")
+                print(subprocess.run(in_ns(h.ns, ["ss", "-tanp"]), capture_output=True, text=True).stdout)
+                subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "bt"], timeout=30)
         clean = b.stop()
         out = []
         faulted = bool(h.faults)
