@@ -15,7 +15,7 @@ harness creates (docs/design.md "More than one host").
 Nothing has a default route: the only addresses anything here can reach are
 the ones on this bridge.  The bridge, the veth pairs and the namespaces are
 named after os.getpid() and a counter ("mb<pid>x<n>..."), and the /24 is
-picked from 10.96.0.0/11 keyed by the pid, skipping every network the root
+picked from 10.234.0.0/15 keyed by the pid, skipping every network the root
 namespace already has an address or a route in, under a lock file: the
 normal and the ASan integration runs (tests/run.sh, at the same time) each
 get their own.  A leftover of a run that was killed (its pid gone, or this
@@ -65,7 +65,7 @@ import mbtest
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
-POOL = ipaddress.ip_network("10.96.0.0/11")  # 8192 /24s to pick from
+POOL = ipaddress.ip_network("10.234.0.0/15")  # 512 /24s, clear of the usual Docker, Kubernetes and cloud ranges
 BROKER_PORT = 7900  # every host its own namespace: the same port everywhere
 PG_PORT = 5432
 LOCK_PATHS = ("/run/lock/meshbroker-netns.lock", "/tmp/meshbroker-netns.lock")
