@@ -392,7 +392,7 @@ int admin_mesh_archive(int argc, char **argv)
 	int told = liveclose_mesh(o.pos[0], err, sizeof err);
 	if (told < 0)
 		fprintf(stderr, "meshctl: mesh %s archived, but its live connections could not be closed: %s\n",
-			o.pos[0], err);
+		        o.pos[0], err);
 	else if (told > 0)
 		fprintf(stderr, "meshctl: closed %d live connection(s) of mesh %s\n", told, o.pos[0]);
 	rc = fflush(stdout) == 0 ? 0 : CLI_EXIT_FAIL;

@@ -279,8 +279,8 @@ int store_host_ring_replace(struct db *d, const char *host_id, const char *prese
 }
 
 int store_host_hook_status(struct db *d, const char *host_id, const char *kind, const char *mesh_id,
-			   const char *member_id, const char *session_id, long long pid, const char *cwd,
-			   store_table_cb cb, void *arg)
+                           const char *member_id, const char *session_id, long long pid, const char *cwd,
+                           store_table_cb cb, void *arg)
 {
 	char pid_s[24];
 	snprintf(pid_s, sizeof pid_s, "%lld", pid);

@@ -125,7 +125,7 @@ int store_host_ring_replace(struct db *d, const char *host_id, const char *prese
  * session NULL for any, pid < 0 for any): one row, the presence id told or
  * NULL */
 int store_host_hook_status(struct db *d, const char *host_id, const char *kind, const char *mesh_id,
-			   const char *member_id, const char *session_id, long long pid, const char *cwd,
-			   store_table_cb cb, void *arg);
+                           const char *member_id, const char *session_id, long long pid, const char *cwd,
+                           store_table_cb cb, void *arg);
 
 #endif

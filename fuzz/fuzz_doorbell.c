@@ -50,8 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	/* the ids name presences exactly for the kinds that target connections */
-	if (b.by_presence != (b.kind == HOSTS_REPLACE || b.kind == HOSTS_KICK || b.kind == HOSTS_STALE ||
-			      b.kind == HOSTS_HOOK))
+	if (b.by_presence !=
+	    (b.kind == HOSTS_REPLACE || b.kind == HOSTS_KICK || b.kind == HOSTS_STALE || b.kind == HOSTS_HOOK))
 		abort();
 	for (int i = 0; i < b.n; i++) {
 		size_t k = strlen(b.ids[i]);

@@ -56,7 +56,7 @@
 #define SWEEP_MS 1000
 #define LEASE_MS 10000
 #define PENDING_MAX 65536 /* (mesh, member) pairs waiting for the next ring; more are left to the sweep */
-#define LINES_MAX 256     /* other doorbells (closes, statuses, replaces) waiting to reach other hosts */
+#define LINES_MAX       256   /* other doorbells (closes, statuses, replaces) waiting to reach other hosts */
 #define BACKOFF_MAX_MS 5000
 #define FENCE_MARGIN_MS 2000 /* a host that could not renew closes its connections this long before its lease ends */
 
@@ -296,7 +296,8 @@ static void sock_read(struct relay *r)
 		if (ok && b.kind == HOSTS_WAKE) {
 			pend_add(r, &b);
 		} else if (ok && r->nlines == LINES_MAX) {
-			log_error("relay: too many doorbells waiting: one did not reach other hosts", "mesh", b.mesh_id);
+			log_error("relay: too many doorbells waiting: one did not reach other hosts", "mesh",
+			          b.mesh_id);
 		} else if (ok) {
 			struct line_req *l = &r->lines[(r->line_head + r->nlines++) % LINES_MAX];
 			memcpy(l->text, buf, (size_t)n);
@@ -437,9 +438,9 @@ static void pg_send_line(struct relay *r, const struct line_req *l)
 	char *meshes = pg_array(pairs, (size_t)b.n, 0), *ids = pg_array(pairs, (size_t)b.n, 1);
 	const char *p[] = {r->host, kind, meshes, ids};
 	pg_send(r, Q_CLOSE,
-		b.by_presence ? "SELECT mesh.host_ring_presences($1, $2, $3::text[], $4::text[])"
-			      : "SELECT mesh.host_ring($1, $2, $3::text[], $4::text[])",
-		4, p);
+	        b.by_presence ? "SELECT mesh.host_ring_presences($1, $2, $3::text[], $4::text[])"
+	                      : "SELECT mesh.host_ring($1, $2, $3::text[], $4::text[])",
+	        4, p);
 	free(meshes);
 	free(ids);
 }

@@ -223,10 +223,10 @@ void hook_set_status(struct worker *w, struct http_req *req, struct route_ctx *c
 		struct far f = {0};
 		char kind[32];
 		snprintf(kind, sizeof kind, "h%d.%d", status, SRC_HOOK);
-		const char *sid = cJSON_IsString(sidv) && sidv->valuestring[0] &&
-					  strlen(sidv->valuestring) < SHM_SESSION_MAX
-				      ? sidv->valuestring
-				      : NULL;
+		const char *sid =
+		    cJSON_IsString(sidv) && sidv->valuestring[0] && strlen(sidv->valuestring) < SHM_SESSION_MAX
+		        ? sidv->valuestring
+		        : NULL;
 		if (store_host_hook_status(w->db, hosts_id(), kind, mesh_id, member_id, sid, pid, cwd, far_cb, &f) == 0)
 			db_drain_sync(w->db, HOOK_DB_TIMEOUT_MS);
 		if (f.found) {

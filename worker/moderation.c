@@ -39,8 +39,8 @@ enum {
 	R_ARCHIVED,
 	R_COUNT
 };
-static const char *const reasons[R_COUNT] = {"kicked",  "kicked_stale", "disconnected", "disconnected_stale",
-                                             "banned",  "revoked", "host_fenced", "mesh_archived"};
+static const char *const reasons[R_COUNT] = {"kicked", "kicked_stale", "disconnected", "disconnected_stale",
+                                             "banned", "revoked",      "host_fenced",  "mesh_archived"};
 _Static_assert(R_REVOKED == UDS_CLOSE_REASON_REVOKED, "meshctl's revocation close names reasons[R_REVOKED]");
 _Static_assert(R_FENCED == UDS_CLOSE_REASON_FENCED, "meshbroker-relay's fence names reasons[R_FENCED]");
 _Static_assert(R_BANNED == 4 && R_REVOKED == 5, "0012's revocation trigger names reasons 4 and 5");
@@ -238,7 +238,7 @@ static void close_presences(struct mod_req *r)
 			if (!kick || strcmp(peers_role(&r->remote[i]), "control-plane") != 0)
 				far[nfar++] = r->remote[i].info.presence_id;
 		snprintf(kind, sizeof kind, "t%d.%d.%lld", code, reason,
-			 (long long)(r->args.stale_ms < HOSTS_STALE_MAX ? r->args.stale_ms : HOSTS_STALE_MAX));
+		         (long long)(r->args.stale_ms < HOSTS_STALE_MAX ? r->args.stale_ms : HOSTS_STALE_MAX));
 		hosts_hand(w->cfg.runtime_dir, kind, w->me.mesh_id, far, nfar);
 	}
 	free(far);
@@ -498,10 +498,9 @@ void moderation_on_close(struct worker *w, int code, int reason)
 	else if (code != MOD_CLOSE_KICKED && code != MOD_CLOSE_BANNED && code != WS_CLOSE_NORMAL)
 		code = MOD_CLOSE_KICKED;
 	log_info(reason == R_FENCED     ? "closed: this host lost its lease"
-		 : reason == R_ARCHIVED ? "closed: the mesh was archived"
-					: "closed by a moderator",
-		 "presence",
-		 w->me.presence_id, "reason", why);
+	         : reason == R_ARCHIVED ? "closed: the mesh was archived"
+	                                : "closed by a moderator",
+	         "presence", w->me.presence_id, "reason", why);
 	ws_close(w, (uint16_t)code, why);
 }
 

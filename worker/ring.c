@@ -47,7 +47,7 @@ static int ring_cb(const struct presence_view *v, void *arg)
 }
 
 static void ring_match(struct shm *s, const char *mesh_id, int by_presence, const char *const *ids, int n,
-		       unsigned char *found, void (*fn)(const struct presence_view *v, void *arg), void *arg)
+                       unsigned char *found, void (*fn)(const struct presence_view *v, void *arg), void *arg)
 {
 	if (n <= 0 || !s)
 		return;
@@ -63,13 +63,13 @@ static void ring_match(struct shm *s, const char *mesh_id, int by_presence, cons
 }
 
 void ring_members(struct shm *s, const char *mesh_id, const char *const *ids, int n, unsigned char *found,
-		  void (*fn)(const struct presence_view *v, void *arg), void *arg)
+                  void (*fn)(const struct presence_view *v, void *arg), void *arg)
 {
 	ring_match(s, mesh_id, 0, ids, n, found, fn, arg);
 }
 
 void ring_presences(struct shm *s, const char *mesh_id, const char *const *ids, int n,
-		    void (*fn)(const struct presence_view *v, void *arg), void *arg)
+                    void (*fn)(const struct presence_view *v, void *arg), void *arg)
 {
 	ring_match(s, mesh_id, 1, ids, n, NULL, fn, arg);
 }
@@ -111,9 +111,12 @@ int ring_status_slot(struct shm *s, uint32_t slot, uint32_t gen, int32_t status,
 	struct {
 		struct uds_env e;
 		struct uds_status st;
-	} pkt = {.e = {.type = UDS_STATUS, .len = sizeof(struct uds_status), .src_slot = UINT32_MAX, .dst_slot = slot,
-		       .dst_gen = gen},
-		 .st = {.status = status, .source = source}};
+	} pkt = {.e = {.type = UDS_STATUS,
+	               .len = sizeof(struct uds_status),
+	               .src_slot = UINT32_MAX,
+	               .dst_slot = slot,
+	               .dst_gen = gen},
+	         .st = {.status = status, .source = source}};
 	return ring_send(s, slot, gen, &pkt, sizeof pkt);
 }
 

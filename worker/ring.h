@@ -20,7 +20,7 @@ void ring_members(struct shm *s, const char *mesh_id, const char *const *ids, in
 /* The same by presence id: fn for every live slot of mesh_id whose
  * presence id is one of ids[0..n) (a doorbell that names connections). */
 void ring_presences(struct shm *s, const char *mesh_id, const char *const *ids, int n,
-		    void (*fn)(const struct presence_view *v, void *arg), void *arg);
+                    void (*fn)(const struct presence_view *v, void *arg), void *arg);
 
 /* One WAKE envelope to the worker of (slot, gen), from outside any slot:
  * a fresh non-blocking SOCK_SEQPACKET socket, one packet, closed.  A wake is

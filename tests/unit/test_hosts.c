@@ -147,10 +147,10 @@ START_TEST(the_cross_host_kinds_carry_their_numbers_and_name_members_or_presence
 	ck_assert_int_eq(b.kind, HOSTS_HOOK);
 	ck_assert_int_eq(b.by_presence, 1);
 	/* each kind takes exactly its numbers, in range */
-	const char *bad[] = {"s2 m a",         "s3.2 m a",          "s2.0 m a",        "s2.4 m a",
-			     "s2.2.1 m a",     "r1 m a",            "k4001 m a",       "k999.0 m a",
-			     "t1000.3 m a",    "t1000.3. m a",      "t1000.3.01 m a",  "t1000.3.1000000000000000 m a",
-			     "h1 m a",         "h1.3.5 m a",        "w1 m a",          "q m a"};
+	const char *bad[] = {"s2 m a",      "s3.2 m a",     "s2.0 m a",       "s2.4 m a",
+	                     "s2.2.1 m a",  "r1 m a",       "k4001 m a",      "k999.0 m a",
+	                     "t1000.3 m a", "t1000.3. m a", "t1000.3.01 m a", "t1000.3.1000000000000000 m a",
+	                     "h1 m a",      "h1.3.5 m a",   "w1 m a",         "q m a"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		ck_assert_msg(hosts_parse(bad[i], strlen(bad[i]), &b) == -1, "accepted \"%s\"", bad[i]);
 }
