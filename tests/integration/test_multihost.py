@@ -569,6 +569,24 @@ def test_a_hello_on_another_host_replaces_the_same_session_as_on_one_host(hosts,
     run(go(), 60)
 
 
+def test_a_hello_with_the_same_session_key_on_another_host_replaces_the_older(hosts, mesh):
+    from test_sessions import SessionPeer, new_key
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("A")
+    k = new_key()
+
+    async def go():
+        old = SessionPeer(b1, m.members[0], key=k)
+        await old.join()
+        new = SessionPeer(b2, m.members[0], key=k)  # another sessionId, the same key
+        await new.join()
+        closed = await old.wait_closed(timeout=5)
+        await new.close()
+        return closed
+
+    assert run(go(), 30) == (1000, "session_replaced")
+
+
 def test_kick_and_disconnect_reach_connections_on_the_other_host(hosts, mesh, db):
     from test_moderation import audit, request
     from test_sessions import SessionPeer
