@@ -11,6 +11,7 @@ int admin_migrate(int argc, char **argv);
 int admin_mesh_create(int argc, char **argv);
 int admin_member_add(int argc, char **argv);
 int admin_member_revoke(int argc, char **argv);
+int admin_mesh_archive(int argc, char **argv);
 int admin_member_list(int argc, char **argv);
 
 struct admin_db;

@@ -13,5 +13,8 @@
 /* how many connections were told (>= 0), -1 with err set when the table
  * exists but could not be read */
 int liveclose_member(const char *member_id, char *err, size_t errlen);
+/* meshctl mesh archive: every live connection of the mesh on this host,
+ * close 4002 "mesh_archived" (the other hosts': migration 0012's trigger) */
+int liveclose_mesh(const char *mesh_id, char *err, size_t errlen);
 
 #endif

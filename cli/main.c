@@ -50,6 +50,7 @@ static const struct command main_commands[] = {
 	 "  --owner-key KEYFILE  the owner's key (default: a new ./SLUG.owner.key)\n"
 	 "  --max-peers N        live connections allowed in the mesh\n"
 	 "  --force              replace an existing owner key file\n"},
+	{"mesh", "archive", admin_mesh_archive, "mesh archive MESH_ID", ""},
 	{"member", "add", admin_member_add,
 	 "member add MESH_ID --key KEYFILE --name NAME [--role admin|member]\n"
 	 "                 [--out PEERCONFIG] [--broker URL] [--force]",

@@ -338,6 +338,16 @@ int store_member_insert(struct admin_db *a, const char *id, const char *mesh_id,
 }
 
 enum { REVOKED_ID };
+int store_mesh_archive(struct admin_db *a, const char *mesh_id)
+{
+	const char *p[] = {mesh_id};
+	return first_id(
+	    a,
+	    exec(a, "UPDATE mesh.mesh SET archived_at = now() WHERE id = $1 AND archived_at IS NULL RETURNING id", 1,
+	         p),
+	    NULL, 0);
+}
+
 int store_member_revoke(struct admin_db *a, const char *mesh_id, const char *who,
 			void (*fn)(void *arg, const char *id), void *arg)
 {

@@ -38,6 +38,8 @@ int store_member_find(struct admin_db *a, const char *mesh_id, const char *pubke
 /* 1 = inserted, 0 = (mesh, pubkey) is taken, -1 = error */
 int store_member_insert(struct admin_db *a, const char *id, const char *mesh_id, const char *pubkey,
 			const char *display_name, const char *role);
+/* archive mesh_id: 1 archived now, 0 it was already (or is no mesh), -1 */
+int store_mesh_archive(struct admin_db *a, const char *mesh_id);
 /* Revoke the live members of mesh_id whose id or lowercase pubkey is who;
  * each revoked id goes to fn.  Returns how many, or -1. */
 int store_member_revoke(struct admin_db *a, const char *mesh_id, const char *who,

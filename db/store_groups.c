@@ -158,8 +158,10 @@ int store_member_set_revoked(struct db *d, const char *member_id, int revoked, s
 {
 	const char *p[] = {member_id};
 	return table_call(d,
+	                  /* mesh.close_reason: 0012's trigger closes the member's
+	                   * connections on every host "banned", not "revoked" */
 	                  revoked ? "UPDATE mesh.member SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
-	                            "RETURNING id"
+	                            "AND set_config('mesh.close_reason', '4', true) = '4' RETURNING id"
 	                          : "UPDATE mesh.member SET revoked_at = NULL WHERE id = $1 AND revoked_at IS NOT NULL "
 	                            "RETURNING id",
 	                  1, p, cb, arg);
@@ -268,4 +270,20 @@ int store_host_remote_peers(struct db *d, const char *host_id, const char *mesh_
 			  "r_session_id, r_pid, r_cwd, r_status, r_summary, r_hostname, r_peer_type, r_repo, "
 			  "r_peer_role, r_visible, r_connected_at, r_host_id FROM mesh.host_remote_peers($1, $2)",
 			  2, p, cb, arg);
+}
+
+int store_host_ring_replace(struct db *d, const char *host_id, const char *presence_id)
+{
+	const char *p[] = {host_id, presence_id};
+	return table_call(d, "SELECT mesh.host_ring_replace($1, $2)", 2, p, NULL, NULL);
+}
+
+int store_host_hook_status(struct db *d, const char *host_id, const char *kind, const char *mesh_id,
+                           const char *member_id, const char *session_id, long long pid, const char *cwd,
+                           store_table_cb cb, void *arg)
+{
+	char pid_s[24];
+	snprintf(pid_s, sizeof pid_s, "%lld", pid);
+	const char *p[] = {host_id, kind, mesh_id, member_id, session_id, pid < 0 ? NULL : pid_s, cwd};
+	return table_call(d, "SELECT mesh.host_hook_status($1, $2, $3, $4, $5, $6::int, $7)", 7, p, cb, arg);
 }

@@ -117,5 +117,15 @@ int store_apikey_ws_revoke(struct db *d, const char *mesh_id, const char *issuer
 enum { RP_ID, RP_MEMBER, RP_PUBKEY, RP_SESSION_PUBKEY, RP_NAME, RP_SESSION, RP_PID, RP_CWD, RP_STATUS,
        RP_SUMMARY, RP_HOSTNAME, RP_PEER_TYPE, RP_REPO, RP_ROLE, RP_VISIBLE, RP_CONNECTED_AT, RP_HOST };
 int store_host_remote_peers(struct db *d, const char *host_id, const char *mesh_id, store_table_cb cb, void *arg);
+/* more than one host: the new presence replaces its session's connections
+ * on the other hosts (mesh.host_ring_replace, 0012); no answer wanted */
+int store_host_ring_replace(struct db *d, const char *host_id, const char *presence_id);
+/* more than one host: a hook's status for a presence on another host
+ * (mesh.host_hook_status, 0012; kind "h<status>.<source>"; mesh, member,
+ * session NULL for any, pid < 0 for any): one row, the presence id told or
+ * NULL */
+int store_host_hook_status(struct db *d, const char *host_id, const char *kind, const char *mesh_id,
+                           const char *member_id, const char *session_id, long long pid, const char *cwd,
+                           store_table_cb cb, void *arg);
 
 #endif

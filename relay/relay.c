@@ -13,7 +13,14 @@
  *  - inbound doorbells: LISTEN mb_<HOST_ID>; each notification rings the
  *    local workers of the named members over their Unix sockets (ring.c,
  *    the same WAKE envelope the workers use), or closes their connections
- *    (a ban on another host: the same CLOSE envelope a moderator's sends);
+ *    (a ban, a revocation or an archived mesh anywhere: the same CLOSE
+ *    envelope a moderator's sends), or sends the named members or
+ *    presences the STATUS, REPLACE or CLOSE envelope a worker on this host
+ *    would have (set_status scope member, a hook, a session replaced, a
+ *    kick or disconnect on another host: worker/hosts.h's kinds);
+ *  - other outbound doorbells: a worker's "s", "k", "t" (and "c") lines go
+ *    out one statement each (mesh.host_ring by member, 0011;
+ *    mesh.host_ring_presences by presence, 0012);
  *  - self-fence: when the lease could not be renewed until 2 s before it
  *    ends (the database is away, or this host was paused), every local
  *    connection is closed (1001 host_fenced) and reconnects elsewhere;
@@ -49,7 +56,7 @@
 #define SWEEP_MS 1000
 #define LEASE_MS 10000
 #define PENDING_MAX 65536 /* (mesh, member) pairs waiting for the next ring; more are left to the sweep */
-#define CLOSES_MAX 256    /* bans waiting to reach other hosts */
+#define LINES_MAX       256   /* other doorbells (closes, statuses, replaces) waiting to reach other hosts */
 #define BACKOFF_MAX_MS 5000
 #define FENCE_MARGIN_MS 2000 /* a host that could not renew closes its connections this long before its lease ends */
 
@@ -59,9 +66,9 @@ struct pair {
 	char mesh[HOSTS_KEY_MAX], member[HOSTS_KEY_MAX];
 };
 
-struct close_req {
-	char mesh[HOSTS_KEY_MAX], member[HOSTS_KEY_MAX];
-	int code, reason;
+struct line_req { /* a worker's doorbell of another kind than "w", as it came */
+	size_t len;
+	char text[HOSTS_LINE_MAX];
 };
 
 struct relay {
@@ -78,8 +85,8 @@ struct relay {
 	int flushing;
 	struct pair *pend; /* waiting for the next ring */
 	size_t npend, dropped;
-	struct close_req closes[CLOSES_MAX]; /* a ban's closes for other hosts, one statement each */
-	size_t ncloses;
+	struct line_req *lines; /* LINES_MAX, a ring: one statement each */
+	size_t line_head, nlines;
 	int64_t next_renew, next_sweep, next_connect, backoff;
 	int64_t lease_ok; /* mono ms of the last renewal (or registration) that held: the lease runs LEASE_MS from before it */
 	int64_t next_fence; /* while fencing: the next round of closes */
@@ -135,6 +142,36 @@ static void close_cb(const struct presence_view *v, void *arg)
 		log_warn("relay: a connection to close did not answer", "presence", v->info.presence_id);
 }
 
+struct bell_ctx {
+	struct relay *r;
+	const struct hosts_bell *b;
+};
+
+static void status_cb(const struct presence_view *v, void *arg)
+{
+	const struct hosts_bell *b = ((struct bell_ctx *)arg)->b;
+	if (ring_status_slot(((struct bell_ctx *)arg)->r->shm, v->slot, v->gen, b->code, b->reason) != 0)
+		log_warn("relay: a connection's worker did not take a status", "presence", v->info.presence_id);
+}
+
+static void replace_cb(const struct presence_view *v, void *arg)
+{
+	if (ring_replace_slot(((struct bell_ctx *)arg)->r->shm, v->slot, v->gen) != 0)
+		log_warn("relay: a replaced connection did not answer", "presence", v->info.presence_id);
+}
+
+/* "t": only a connection not heard (hello or pong) for more than the ms
+ * the moderator gave: the ping time is this host's alone */
+static void stale_cb(const struct presence_view *v, void *arg)
+{
+	struct bell_ctx *c = arg;
+	int64_t heard = v->info.connected_ms + (int64_t)v->info.pong_s * 1000;
+	if (now_ms() - heard <= c->b->stale_ms)
+		return;
+	struct close_ctx cc = {c->r, c->b->code, c->b->reason};
+	close_cb(v, &cc);
+}
+
 static void ring_line(struct relay *r, const char *line, size_t len)
 {
 	static struct hosts_bell b;
@@ -145,12 +182,30 @@ static void ring_line(struct relay *r, const char *line, size_t len)
 	const char *ids[HOSTS_IDS_MAX];
 	for (int i = 0; i < b.n; i++)
 		ids[i] = b.ids[i];
-	if (b.kind == HOSTS_CLOSE) {
-		struct close_ctx c = {r, b.code, b.reason};
+	struct bell_ctx bc = {r, &b};
+	struct close_ctx c = {r, b.code, b.reason};
+	switch (b.kind) {
+	case HOSTS_CLOSE:
 		ring_members(r->shm, b.mesh_id, ids, b.n, NULL, close_cb, &c);
-		return;
+		break;
+	case HOSTS_STATUS:
+		ring_members(r->shm, b.mesh_id, ids, b.n, NULL, status_cb, &bc);
+		break;
+	case HOSTS_REPLACE:
+		ring_presences(r->shm, b.mesh_id, ids, b.n, replace_cb, &bc);
+		break;
+	case HOSTS_KICK:
+		ring_presences(r->shm, b.mesh_id, ids, b.n, close_cb, &c);
+		break;
+	case HOSTS_STALE:
+		ring_presences(r->shm, b.mesh_id, ids, b.n, stale_cb, &bc);
+		break;
+	case HOSTS_HOOK:
+		ring_presences(r->shm, b.mesh_id, ids, b.n, status_cb, &bc);
+		break;
+	default:
+		ring_local(r, b.mesh_id, ids, b.n);
 	}
-	ring_local(r, b.mesh_id, ids, b.n);
 }
 
 /* ---- the self-fence ---- */
@@ -240,19 +295,13 @@ static void sock_read(struct relay *r)
 		int ok = hosts_parse(buf, (size_t)n, &b) == 0;
 		if (ok && b.kind == HOSTS_WAKE) {
 			pend_add(r, &b);
+		} else if (ok && r->nlines == LINES_MAX) {
+			log_error("relay: too many doorbells waiting: one did not reach other hosts", "mesh",
+			          b.mesh_id);
 		} else if (ok) {
-			for (int i = 0; i < b.n; i++) {
-				if (r->ncloses == CLOSES_MAX) {
-					log_error("relay: too many closes waiting: one did not reach other hosts",
-						  "member", b.ids[i]);
-					continue;
-				}
-				struct close_req *c = &r->closes[r->ncloses++];
-				memcpy(c->mesh, b.mesh_id, sizeof c->mesh);
-				memcpy(c->member, b.ids[i], sizeof c->member);
-				c->code = b.code;
-				c->reason = b.reason;
-			}
+			struct line_req *l = &r->lines[(r->line_head + r->nlines++) % LINES_MAX];
+			memcpy(l->text, buf, (size_t)n);
+			l->len = (size_t)n;
 		} else
 			log_warn("relay: a malformed handoff ignored");
 	}
@@ -370,6 +419,32 @@ static void pg_send(struct relay *r, enum q_kind kind, const char *sql, int n, c
 	r->flushing = PQflush(r->pg) == 1;
 }
 
+/* one doorbell line a worker handed over (it parsed when it came): its
+ * kind, its mesh once per id, its ids, to the function that finds their
+ * hosts (by member or by presence id) */
+static void pg_send_line(struct relay *r, const struct line_req *l)
+{
+	static struct hosts_bell b;
+	if (hosts_parse(l->text, l->len, &b) != 0)
+		return;
+	const char *sp = memchr(l->text, ' ', l->len);
+	char kind[48];
+	snprintf(kind, sizeof kind, "%.*s", (int)(sp - l->text), l->text);
+	static struct pair pairs[HOSTS_IDS_MAX];
+	for (int i = 0; i < b.n; i++) {
+		memcpy(pairs[i].mesh, b.mesh_id, sizeof pairs[i].mesh);
+		memcpy(pairs[i].member, b.ids[i], sizeof pairs[i].member);
+	}
+	char *meshes = pg_array(pairs, (size_t)b.n, 0), *ids = pg_array(pairs, (size_t)b.n, 1);
+	const char *p[] = {r->host, kind, meshes, ids};
+	pg_send(r, Q_CLOSE,
+	        b.by_presence ? "SELECT mesh.host_ring_presences($1, $2, $3::text[], $4::text[])"
+	                      : "SELECT mesh.host_ring($1, $2, $3::text[], $4::text[])",
+	        4, p);
+	free(meshes);
+	free(ids);
+}
+
 /* the next statement, when none is in flight: the lease first, then the
  * sweep when due (so steady traffic never starves it), then the doorbells
  * that piled up */
@@ -387,16 +462,10 @@ static void pg_next(struct relay *r, int64_t now)
 		const char *p[] = {r->host, r->epoch};
 		pg_send(r, Q_SWEEP, "SELECT r_mesh_id, r_member_id FROM mesh.host_sweep($1, $2::bigint)", 2, p);
 		r->next_sweep = now + SWEEP_MS;
-	} else if (r->ncloses) {
-		struct close_req *c = &r->closes[0];
-		char kind[24], meshes[HOSTS_KEY_MAX + 2], members[HOSTS_KEY_MAX + 2];
-		snprintf(kind, sizeof kind, "c%d.%d", c->code, c->reason);
-		snprintf(meshes, sizeof meshes, "{%s}", c->mesh);
-		snprintf(members, sizeof members, "{%s}", c->member);
-		const char *p[] = {r->host, kind, meshes, members};
-		pg_send(r, Q_CLOSE, "SELECT mesh.host_ring($1, $2, $3::text[], $4::text[])", 4, p);
-		memmove(r->closes, r->closes + 1, (r->ncloses - 1) * sizeof *r->closes);
-		r->ncloses--;
+	} else if (r->nlines) {
+		pg_send_line(r, &r->lines[r->line_head]);
+		r->line_head = (r->line_head + 1) % LINES_MAX;
+		r->nlines--;
 	} else if (r->npend) {
 		char *meshes = pg_array(r->pend, r->npend, 0), *members = pg_array(r->pend, r->npend, 1);
 		const char *p[] = {r->host, "w", meshes, members};
@@ -496,7 +565,8 @@ int main(int argc, char **argv)
 	if (sock_open(&r) != 0)
 		log_fatal("relay socket failed", "path", r.sock_path, "error", strerror(errno));
 	r.pend = malloc(PENDING_MAX * sizeof *r.pend);
-	if (!r.pend)
+	r.lines = malloc(LINES_MAX * sizeof *r.lines);
+	if (!r.pend || !r.lines)
 		log_fatal("out of memory");
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGTERM, &sa, NULL);
@@ -548,5 +618,6 @@ int main(int argc, char **argv)
 	close(r.sock);
 	shm_close(r.shm);
 	free(r.pend);
+	free(r.lines);
 	return 0;
 }

@@ -294,6 +294,14 @@ void presence_update(struct shm *s, uint32_t slot, const struct presence_info *i
 	changes_bump(s);
 }
 
+void presence_touch(struct shm *s, uint32_t slot, const struct presence_info *info)
+{
+	shm_lockfd(s);
+	if (slot >= s->nslots || !owned_get(s, slot))
+		return;
+	slot_write(&s->slots[slot], info); /* same mesh: its tag stands */
+}
+
 void presence_release(struct shm *s, uint32_t slot, uint32_t gen)
 {
 	int fd = shm_lockfd(s);

@@ -44,7 +44,7 @@ struct presence_info {
 	int64_t status_ms;    /* wall ms of the last status write */
 	int64_t connected_ms; /* wall ms */
 	int32_t hidden;       /* set_visible false (docs/protocol.md §12.3): out of list_peers, `*` and @group */
-	int32_t pad_hidden;
+	int32_t pong_s;       /* seconds after connected_ms of the last pong heard (0: none yet): kick{stale} (issue 24) */
 };
 
 /* A live slot as a reader sees it: a consistent copy plus its identity. */
@@ -64,6 +64,10 @@ struct shm;
 int presence_claim(struct shm *s, const struct presence_info *info, uint32_t *slot, uint32_t *gen);
 /* Owner only: rewrite the slot's info under its seqlock. */
 void presence_update(struct shm *s, uint32_t slot, const struct presence_info *info);
+/* The same without counting a change (presence_changes): for a field no
+ * change-watcher reads, the time of the last pong (pong_s), written every
+ * ping interval by every connection; the mesh must be the slot's. */
+void presence_touch(struct shm *s, uint32_t slot, const struct presence_info *info);
 /* Owner only: set state FREE, then drop the OFD lock.  Unlinks the worker's
  * socket file <runtime>/w/<slot>.<gen>.sock. */
 void presence_release(struct shm *s, uint32_t slot, uint32_t gen);

@@ -20,7 +20,7 @@ struct walk {
 static int tell(const struct presence_view *v, void *arg)
 {
 	struct walk *k = arg;
-	if (strcmp(v->info.member_id, k->member_id) != 0)
+	if (k->member_id && strcmp(v->info.member_id, k->member_id) != 0)
 		return 0;
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	presence_sock_path(k->s, v->slot, v->gen, a.sun_path, sizeof a.sun_path);
@@ -42,5 +42,12 @@ int slotclose_member(struct shm *s, const char *member_id, int32_t code, int32_t
 {
 	struct walk k = {.s = s, .member_id = member_id, .code = code, .reason = reason};
 	presence_foreach(s, NULL, tell, &k);
+	return k.told;
+}
+
+int slotclose_mesh(struct shm *s, const char *mesh_id, int32_t code, int32_t reason)
+{
+	struct walk k = {.s = s, .member_id = NULL, .code = code, .reason = reason};
+	presence_foreach(s, mesh_id, tell, &k);
 	return k.told;
 }

@@ -13,5 +13,7 @@
 
 /* how many connections were told */
 int slotclose_member(struct shm *s, const char *member_id, int32_t code, int32_t reason);
+/* the same for every live slot of a mesh (meshctl mesh archive) */
+int slotclose_mesh(struct shm *s, const char *mesh_id, int32_t code, int32_t reason);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "db/db.h"
 #include "db/store.h"
+#include "db/store_groups.h"
 #include "proto/hello.h"
 #include "shm/histo.h"
 #include "shm/negcache.h"
@@ -230,6 +231,8 @@ static void hello_accept(struct worker *w, int pending)
 	audit_event(w, w->me.mesh_id, "peer_joined", w->me.member_id, w->me.display_name, pl);
 	log_info("peer joined", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
 	peers_replace_older(w);
+	if (hosts_id()) /* and on the other hosts: after our row and its session key (issue 24) */
+		store_host_ring_replace(w->db, hosts_id(), w->me.presence_id);
 	peerevents_start(w);
 	delivery_drain(w);
 }

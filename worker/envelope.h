@@ -19,6 +19,9 @@ enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3, UDS_CLOSE = 4 };
 /* the reason index of a host's self-fence (meshbroker-relay, issue 24: its
  * lease is about to run out): close 1001 "host_fenced" */
 #define UDS_CLOSE_REASON_FENCED 6
+/* the reason index of an archived mesh's close (0012's trigger, meshctl mesh
+ * archive): close 4002 "mesh_archived" */
+#define UDS_CLOSE_REASON_ARCHIVED 7
 
 struct uds_status {
 	int32_t status, source;

@@ -1,8 +1,10 @@
 /* hook — POST /hook/set-status (docs/protocol.md §4.3): authenticate, rate-
  * limit with token buckets shared in shm, validate, find the live presence by
  * (pid, cwd) or the newest by cwd — only among the key's mesh (and member) —
- * and ask its owner worker to apply the status over its Unix socket; no
- * match → mesh.pending_status for 10 s.
+ * and ask its owner worker to apply the status over its Unix socket; with
+ * HOST_ID, none here → the same match among the other hosts' live
+ * presences (mesh.host_hook_status, whose relay applies it); no match →
+ * mesh.pending_status for 10 s.
  *
  * Who may: a Bearer API key with capability status or send.  Without a key
  * the request is refused (401) unless the broker runs with
@@ -27,6 +29,8 @@
 #include "db/store.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "db/store_groups.h"
+#include "worker/hosts.h"
 #include "worker/rest.h"
 #include "worker/skel.h"
 #include "worker/source.h"
@@ -90,6 +94,24 @@ static void pend_cb(void *arg, const char *err)
 	p->ok = err == NULL;
 	if (err)
 		log_warn("hook: pending status not stored", "error", err);
+}
+
+/* with HOST_ID: the presence on another host that took the status */
+struct far {
+	int found;
+	char presence_id[SHM_MEMBER_ID_MAX];
+};
+
+static void far_cb(void *arg, const struct store_table *t, const char *err)
+{
+	struct far *f = arg;
+	const char *id = err ? NULL : store_table_get(t, 0, 0);
+	if (err)
+		log_warn("hook: other hosts not asked", "error", err);
+	if (id && id[0] && strlen(id) < sizeof f->presence_id) {
+		memcpy(f->presence_id, id, strlen(id) + 1);
+		f->found = 1;
+	}
 }
 
 static int hook_limited(struct worker *w)
@@ -194,6 +216,27 @@ void hook_set_status(struct worker *w, struct http_req *req, struct route_ctx *c
 		cJSON_Delete(body);
 		hook_reply(w, 200, o);
 		return;
+	}
+	/* none here: with HOST_ID, a presence on another live host (the same
+	 * rules, one statement), told by its relay ("h" doorbell) */
+	if (!m.found && hosts_id() && worker_db(w) == 0) {
+		struct far f = {0};
+		char kind[32];
+		snprintf(kind, sizeof kind, "h%d.%d", status, SRC_HOOK);
+		const char *sid =
+		    cJSON_IsString(sidv) && sidv->valuestring[0] && strlen(sidv->valuestring) < SHM_SESSION_MAX
+		        ? sidv->valuestring
+		        : NULL;
+		if (store_host_hook_status(w->db, hosts_id(), kind, mesh_id, member_id, sid, pid, cwd, far_cb, &f) == 0)
+			db_drain_sync(w->db, HOOK_DB_TIMEOUT_MS);
+		if (f.found) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddBoolToObject(o, "ok", 1);
+			cJSON_AddStringToObject(o, "presence_id", f.presence_id);
+			cJSON_Delete(body);
+			hook_reply(w, 200, o);
+			return;
+		}
 	}
 	/* nobody to tell yet: stash it for a peer that connects soon */
 	struct pend pd = {0};

@@ -1,8 +1,11 @@
 /* moderation — see moderation.h.  Every request first reads the caller's
  * standing (member role, mesh owner) from the database, never from the
  * client; kick and disconnect match live presences in the shared table
- * (no database), ban and unban match member rows.  The connections are
- * closed by their own workers, told by a UDS_CLOSE envelope. */
+ * (no database) and, with HOST_ID, the live presences of the other hosts
+ * (mesh.host_remote_peers, one statement); ban and unban match member rows.
+ * The connections are closed by their own workers, told by a UDS_CLOSE
+ * envelope: on this host by us, on another by its relay (a "k" or "t"
+ * doorbell, worker/hosts.h; a ban's by 0012's revocation trigger). */
 #include "worker/moderation.h"
 
 #include <stdio.h>
@@ -25,11 +28,23 @@
 #define MOD_MATCH_MAX  1024
 
 /* close reasons, by the index a UDS_CLOSE envelope carries */
-enum { R_KICKED, R_KICKED_STALE, R_DISCONNECTED, R_DISCONNECTED_STALE, R_BANNED, R_REVOKED, R_FENCED, R_COUNT };
-static const char *const reasons[R_COUNT] = {"kicked",  "kicked_stale", "disconnected", "disconnected_stale",
-                                             "banned",  "revoked", "host_fenced"};
+enum {
+	R_KICKED,
+	R_KICKED_STALE,
+	R_DISCONNECTED,
+	R_DISCONNECTED_STALE,
+	R_BANNED,
+	R_REVOKED,
+	R_FENCED,
+	R_ARCHIVED,
+	R_COUNT
+};
+static const char *const reasons[R_COUNT] = {"kicked", "kicked_stale", "disconnected", "disconnected_stale",
+                                             "banned", "revoked",      "host_fenced",  "mesh_archived"};
 _Static_assert(R_REVOKED == UDS_CLOSE_REASON_REVOKED, "meshctl's revocation close names reasons[R_REVOKED]");
 _Static_assert(R_FENCED == UDS_CLOSE_REASON_FENCED, "meshbroker-relay's fence names reasons[R_FENCED]");
+_Static_assert(R_BANNED == 4 && R_REVOKED == 5, "0012's revocation trigger names reasons 4 and 5");
+_Static_assert(R_ARCHIVED == UDS_CLOSE_REASON_ARCHIVED, "0012's mesh_archived trigger names reasons[R_ARCHIVED]");
 
 enum act { A_KICK, A_DISCONNECT, A_BAN, A_UNBAN, A_LIST };
 static const struct {
@@ -53,6 +68,10 @@ struct mod_req {
 	char reqid[129];
 	/* ban/unban: the member found */
 	char member_id[SHM_MEMBER_ID_MAX], name[SHM_NAME_MAX], pubkey[SHM_PUBKEY_MAX];
+	/* kick/disconnect with HOST_ID: the other hosts' live presences of the
+	 * mesh, slot UINT32_MAX (only the fields matching reads) */
+	struct presence_view *remote;
+	int nremote;
 };
 
 static const char *req_id(const struct mod_req *r)
@@ -101,18 +120,17 @@ struct match {
 	int n, cap;
 };
 
-static int match_cb(const struct presence_view *v, void *arg)
+/* MOD_STALE: not heard (its hello, or a pong to the worker's ping) for more
+ * than the ms asked (docs/protocol.md §12.4); its worker writes the time
+ * of the last pong to the slot (ws.c) */
+static int is_stale(const struct presence_view *v, int64_t stale_ms)
 {
-	struct match *m = arg;
-	struct worker *w = m->r->w;
-	if (v->slot == w->slot && v->gen == w->gen)
-		return 0; /* never the caller's own connection */
-	if (m->r->args.pick == MOD_TARGET && !target_matches(m->r->target, v))
-		return 0;
-	/* MOD_STALE: the table holds no per-presence ping time yet, so no
-	 * presence is known to be stale (docs/protocol.md §12.4) */
-	if (m->r->args.pick == MOD_STALE)
-		return 0;
+	int64_t heard = v->info.connected_ms + (int64_t)v->info.pong_s * 1000;
+	return now_ms() - heard > stale_ms;
+}
+
+static int match_add(struct match *m, const struct presence_view *v)
+{
 	if (m->n == m->cap) {
 		if (m->cap >= MOD_MATCH_MAX)
 			return 1;
@@ -125,6 +143,19 @@ static int match_cb(const struct presence_view *v, void *arg)
 	}
 	m->v[m->n++] = *v;
 	return 0;
+}
+
+static int match_cb(const struct presence_view *v, void *arg)
+{
+	struct match *m = arg;
+	struct worker *w = m->r->w;
+	if (v->slot == w->slot && v->gen == w->gen)
+		return 0; /* never the caller's own connection */
+	if (m->r->args.pick == MOD_TARGET && !target_matches(m->r->target, v))
+		return 0;
+	if (m->r->args.pick == MOD_STALE && !is_stale(v, m->r->args.stale_ms))
+		return 0;
+	return match_add(m, v);
 }
 
 static void add_name(cJSON *arr, const char *name)
@@ -144,6 +175,12 @@ static void close_presences(struct mod_req *r)
 	int kick = r->act == A_KICK, stale = r->args.pick == MOD_STALE;
 	struct match m = {.r = r};
 	presence_foreach(w->shm, w->me.mesh_id, match_cb, &m);
+	/* the other hosts' presences: by target or all here; stale ones only
+	 * their own host can tell (below) */
+	for (int i = 0; i < r->nremote && r->args.pick != MOD_STALE; i++)
+		if ((r->args.pick != MOD_TARGET || target_matches(r->target, &r->remote[i])) &&
+		    match_add(&m, &r->remote[i]) != 0)
+			break;
 	if (r->args.pick == MOD_TARGET) {
 		int members = 0;
 		for (int i = 0; i < m.n; i++) {
@@ -171,6 +208,10 @@ static void close_presences(struct mod_req *r)
 	cJSON *affected = cJSON_AddArrayToObject(reply, "affected");
 	cJSON *skipped = kick ? cJSON_AddArrayToObject(reply, "skipped_control_plane") : NULL;
 	cJSON *pl = cJSON_CreateObject(), *ids = cJSON_CreateArray();
+	const char **far = r->nremote ? malloc((size_t)r->nremote * sizeof *far) : NULL;
+	int nfar = 0;
+	if (r->nremote && !far)
+		log_fatal("out of memory");
 	for (int i = 0; i < m.n; i++) {
 		const struct presence_view *v = &m.v[i];
 		add_name(affected, v->info.display_name);
@@ -180,9 +221,27 @@ static void close_presences(struct mod_req *r)
 		}
 		add_name(closed, v->info.display_name);
 		cJSON_AddItemToArray(ids, cJSON_CreateString(v->info.presence_id));
-		if (uds_queue_close(w, v->slot, v->gen, code, reason) != 0)
+		if (v->slot == UINT32_MAX) /* on another host: its relay closes it */
+			far[nfar++] = v->info.presence_id;
+		else if (uds_queue_close(w, v->slot, v->gen, code, reason) != 0)
 			log_warn("moderation: the connection's worker did not answer", "presence", v->info.presence_id);
 	}
+	char kind[64];
+	if (nfar) {
+		snprintf(kind, sizeof kind, "k%d.%d", code, reason);
+		hosts_hand(w->cfg.runtime_dir, kind, w->me.mesh_id, far, nfar);
+	}
+	if (stale && r->nremote) {
+		/* the other hosts judge their own presences' ping times; a kick
+		 * leaves control-plane presences alone there too */
+		for (int i = 0; i < r->nremote; i++)
+			if (!kick || strcmp(peers_role(&r->remote[i]), "control-plane") != 0)
+				far[nfar++] = r->remote[i].info.presence_id;
+		snprintf(kind, sizeof kind, "t%d.%d.%lld", code, reason,
+		         (long long)(r->args.stale_ms < HOSTS_STALE_MAX ? r->args.stale_ms : HOSTS_STALE_MAX));
+		hosts_hand(w->cfg.runtime_dir, kind, w->me.mesh_id, far, nfar);
+	}
+	free(far);
 	ws_send_json(w, reply);
 	cJSON_Delete(reply);
 	cJSON_AddStringToObject(pl, "mode", r->args.pick == MOD_TARGET ? "target" : stale ? "stale" : "all");
@@ -192,7 +251,40 @@ static void close_presences(struct mod_req *r)
 	mod_audit(w, kick ? "peer_kicked" : "peer_disconnected", pl);
 out:
 	free(m.v);
+	free(r->remote);
 	free(r);
+}
+
+static void copy_or_empty(char *dst, size_t cap, const char *src)
+{
+	str_copy(dst, cap, src ? src : "");
+}
+
+/* with HOST_ID: the other hosts' live presences of the mesh, then the match */
+static void remote_cb(void *arg, const struct store_table *t, const char *err)
+{
+	struct mod_req *r = arg;
+	if (err) {
+		mod_db_failed(r, err);
+		return;
+	}
+	int n = store_table_rows(t);
+	if (n > MOD_MATCH_MAX)
+		n = MOD_MATCH_MAX;
+	r->remote = n ? calloc((size_t)n, sizeof *r->remote) : NULL;
+	if (n && !r->remote)
+		log_fatal("out of memory");
+	for (int i = 0; i < n; i++) {
+		struct presence_view *v = &r->remote[i];
+		v->slot = v->gen = UINT32_MAX;
+		copy_or_empty(v->info.presence_id, sizeof v->info.presence_id, store_table_get(t, i, RP_ID));
+		copy_or_empty(v->info.member_id, sizeof v->info.member_id, store_table_get(t, i, RP_MEMBER));
+		copy_or_empty(v->info.pubkey, sizeof v->info.pubkey, store_table_get(t, i, RP_PUBKEY));
+		copy_or_empty(v->info.display_name, sizeof v->info.display_name, store_table_get(t, i, RP_NAME));
+		copy_or_empty(v->info.peer_role, sizeof v->info.peer_role, store_table_get(t, i, RP_ROLE));
+	}
+	r->nremote = n;
+	close_presences(r);
 }
 
 /* ---- ban / unban ---- */
@@ -217,8 +309,8 @@ static void revoked_cb(void *arg, const struct store_table *t, const char *err)
 				log_warn("moderation: the connection's worker did not answer", "presence",
 				         m.v[i].info.presence_id);
 		free(m.v);
-		if (hosts_id()) /* and on every other host (meshbroker-relay) */
-			hosts_hand_close(w->cfg.runtime_dir, w->me.mesh_id, r->member_id, MOD_CLOSE_BANNED, R_BANNED);
+		/* and on every other host: 0012's revocation trigger rang them
+		 * ("banned": the statement set mesh.close_reason) */
 	}
 	if (store_table_rows(t) > 0) {
 		cJSON *pl = cJSON_CreateObject();
@@ -323,8 +415,12 @@ static void authority_cb(void *arg, const struct store_table *t, const char *err
 	switch (r->act) {
 	case A_KICK:
 	case A_DISCONNECT:
-		close_presences(r);
-		return;
+		if (!hosts_id()) {
+			close_presences(r);
+			return;
+		}
+		q = store_host_remote_peers(w->db, hosts_id(), w->me.mesh_id, remote_cb, r);
+		break;
 	case A_BAN:
 	case A_UNBAN:
 		q = store_member_match(w->db, w->me.mesh_id, r->target, r->act == A_UNBAN, member_cb, r);
@@ -401,8 +497,10 @@ void moderation_on_close(struct worker *w, int code, int reason)
 		code = WS_CLOSE_GOING_AWAY;
 	else if (code != MOD_CLOSE_KICKED && code != MOD_CLOSE_BANNED && code != WS_CLOSE_NORMAL)
 		code = MOD_CLOSE_KICKED;
-	log_info(reason == R_FENCED ? "closed: this host lost its lease" : "closed by a moderator", "presence",
-		 w->me.presence_id, "reason", why);
+	log_info(reason == R_FENCED     ? "closed: this host lost its lease"
+	         : reason == R_ARCHIVED ? "closed: the mesh was archived"
+	                                : "closed by a moderator",
+	         "presence", w->me.presence_id, "reason", why);
 	ws_close(w, (uint16_t)code, why);
 }
 

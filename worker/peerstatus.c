@@ -1,8 +1,10 @@
 /* peerstatus — writes of this peer's status: the rules are status.c's; here
  * the slot is rewritten, the mesh.presence row follows, and a status that
- * turns idle drains what was held for it. */
+ * turns idle drains what was held for it.  scope "member" reaches the
+ * member's sessions on other hosts too (an "s" doorbell, worker/hosts.h). */
 #include "worker/peerstatus.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "db/store.h"
@@ -10,6 +12,7 @@
 #include "proto/reasons.h"
 #include "common/util.h"
 #include "worker/delivery.h"
+#include "worker/hosts.h"
 #include "worker/jsonl.h"
 #include "worker/msg.h"
 #include "worker/msgcheck.h"
@@ -59,6 +62,12 @@ void peerstatus_on_set_status(struct worker *w, const cJSON *msg)
 	if (member) {
 		struct member_ctx c = {.w = w, .status = st};
 		presence_foreach(w->shm, w->me.mesh_id, member_cb, &c);
+		if (hosts_id()) { /* and its sessions on the other hosts, through the relays */
+			char kind[32];
+			snprintf(kind, sizeof kind, "s%d.%d", st, SRC_MANUAL);
+			const char *id = w->me.member_id;
+			hosts_hand(w->cfg.runtime_dir, kind, w->me.mesh_id, &id, 1);
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ struct ring_id {
 };
 
 struct ring_ctx {
+	int by_presence;     /* match the presence id, not the member id */
 	struct ring_id *ids; /* sorted by id */
 	int n;
 	unsigned char *found;
@@ -31,7 +32,7 @@ static int cmp_id(const void *a, const void *b)
 static int ring_cb(const struct presence_view *v, void *arg)
 {
 	struct ring_ctx *rc = arg;
-	struct ring_id key = {v->info.member_id, 0};
+	struct ring_id key = {rc->by_presence ? v->info.presence_id : v->info.member_id, 0};
 	struct ring_id *hit = bsearch(&key, rc->ids, (size_t)rc->n, sizeof *rc->ids, cmp_id);
 	if (!hit)
 		return 0;
@@ -45,8 +46,8 @@ static int ring_cb(const struct presence_view *v, void *arg)
 	return 0;
 }
 
-void ring_members(struct shm *s, const char *mesh_id, const char *const *ids, int n, unsigned char *found,
-		  void (*fn)(const struct presence_view *v, void *arg), void *arg)
+static void ring_match(struct shm *s, const char *mesh_id, int by_presence, const char *const *ids, int n,
+                       unsigned char *found, void (*fn)(const struct presence_view *v, void *arg), void *arg)
 {
 	if (n <= 0 || !s)
 		return;
@@ -56,9 +57,21 @@ void ring_members(struct shm *s, const char *mesh_id, const char *const *ids, in
 	for (int i = 0; i < n; i++)
 		sorted[i] = (struct ring_id){ids[i], i};
 	qsort(sorted, (size_t)n, sizeof *sorted, cmp_id);
-	struct ring_ctx rc = {sorted, n, found, fn, arg};
+	struct ring_ctx rc = {by_presence, sorted, n, found, fn, arg};
 	presence_foreach(s, mesh_id, ring_cb, &rc);
 	free(sorted);
+}
+
+void ring_members(struct shm *s, const char *mesh_id, const char *const *ids, int n, unsigned char *found,
+                  void (*fn)(const struct presence_view *v, void *arg), void *arg)
+{
+	ring_match(s, mesh_id, 0, ids, n, found, fn, arg);
+}
+
+void ring_presences(struct shm *s, const char *mesh_id, const char *const *ids, int n,
+                    void (*fn)(const struct presence_view *v, void *arg), void *arg)
+{
+	ring_match(s, mesh_id, 1, ids, n, NULL, fn, arg);
 }
 
 static int ring_send(struct shm *s, uint32_t slot, uint32_t gen, const void *pkt, size_t len)
@@ -91,4 +104,24 @@ int ring_close_slot(struct shm *s, uint32_t slot, uint32_t gen, int32_t code, in
 		       .dst_gen = gen},
 		 .st = {.status = code, .source = reason}};
 	return ring_send(s, slot, gen, &pkt, sizeof pkt);
+}
+
+int ring_status_slot(struct shm *s, uint32_t slot, uint32_t gen, int32_t status, int32_t source)
+{
+	struct {
+		struct uds_env e;
+		struct uds_status st;
+	} pkt = {.e = {.type = UDS_STATUS,
+	               .len = sizeof(struct uds_status),
+	               .src_slot = UINT32_MAX,
+	               .dst_slot = slot,
+	               .dst_gen = gen},
+	         .st = {.status = status, .source = source}};
+	return ring_send(s, slot, gen, &pkt, sizeof pkt);
+}
+
+int ring_replace_slot(struct shm *s, uint32_t slot, uint32_t gen)
+{
+	struct uds_env e = {.type = UDS_REPLACE, .src_slot = UINT32_MAX, .dst_slot = slot, .dst_gen = gen};
+	return ring_send(s, slot, gen, &e, sizeof e);
 }

@@ -8,6 +8,7 @@
 #include <nettle/sha1.h>
 #include <poll.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,11 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 		break;
 	case WSLAY_PONG:
 		w->last_pong = mono_ms();
+		if (w->have_slot) { /* when it was last heard, for kick{stale} (moderation.c, the relay) */
+			int64_t s = (now_ms() - w->me.connected_ms) / 1000;
+			w->me.pong_s = (int32_t)(s < 0 ? 0 : s > INT32_MAX ? INT32_MAX : s);
+			presence_touch(w->shm, w->slot, &w->me); /* no change for peer_events to look at */
+		}
 		break;
 	default: /* ping is answered by wslay itself; close frames stay in the gate */
 		break;

@@ -66,11 +66,11 @@ def hosts(broker, pg, db):
     """hosts(n) -> [(broker, relay)] of n hosts on the session database"""
     relays = []
 
-    def start(n=2):
+    def start(n=2, **env):
         out = []
         for i in range(n):
             host = f"h{i}-{mbtest.new_id(6).lower()}"
-            b = broker(HOST_ID=host, SEND_RATE_LIMIT_PER_MIN=6000, SEND_RATE_BURST=200)
+            b = broker(HOST_ID=host, SEND_RATE_LIMIT_PER_MIN=6000, SEND_RATE_BURST=200, **env)
             r = Relay(b, host, pg.url, db).start()
             relays.append(r)
             out.append((b, r))
@@ -477,3 +477,271 @@ def test_a_ban_on_one_host_closes_the_members_connections_on_the_other(hosts, me
         await a.close()
 
     run(go(), 60)
+
+
+# ---- the operations that reach a connection on another host (issue 24,
+# docs/design.md "More than one host": set_status scope member, a hook,
+# session replace, kick/disconnect (and stale), revocation, mesh archive)
+
+
+async def status_seen(viewer, name, session_id, status, within=2.0):
+    """poll viewer's list_peers until name's session session_id shows status"""
+    t0 = time.monotonic()
+    while True:
+        ps = [x for x in (await list_peers(viewer))["peers"]
+              if x["displayName"] == name and x.get("sessionId") == session_id]
+        if ps and ps[0]["status"] == status:
+            return time.monotonic() - t0
+        assert time.monotonic() - t0 < within, ps
+        await asyncio.sleep(0.05)
+
+
+def presence_row_status(db, presence_id):
+    with db.cursor() as c:
+        c.execute("SELECT status, status_source FROM mesh.presence WHERE id = %s", (presence_id,))
+        return tuple(c.fetchone())
+
+
+def test_set_status_scope_member_and_a_hook_reach_the_members_session_on_the_other_host(hosts, mesh, db):
+    from test_status_hooks import hook
+    (b1, _), (b2, _) = hosts(2, HOOK_ALLOW_LOOPBACK_UNAUTHENTICATED="1")
+    m = mesh("alice", "watcher")
+    am, wm = m.members
+    cwd = f"/tmp/meshbroker-xhost-{mbtest.new_id(8)}"
+
+    async def go():
+        a1, a2, w = Peer(b1, am), Peer(b2, am), Peer(b1, wm)
+        await a1.join()
+        await a2.connect()
+        ack2 = await a2.hello(cwd=cwd)
+        assert ack2["type"] == "hello_ack", ack2
+        await w.join()
+        # scope member on host 1: the session on host 2 takes it (manual)
+        await a1.send_json({"type": "set_status", "status": "working", "scope": "member"})
+        await a1.barrier()
+        await status_seen(w, "alice", a2.session_id, "working")  # a third peer, on host 1
+        await status_seen(a1, "alice", a2.session_id, "working")
+        assert presence_row_status(db, ack2["presenceId"]) == ("working", "manual")  # the session's own row
+        await status_seen(a2, "alice", a1.session_id, "working")  # and the caller's own session, seen from host 2
+        # a hook posted to host 1 for the session whose cwd is on host 2
+        st, body = hook(b1, {"cwd": cwd, "status": "dnd"})
+        assert (st, body) == (200, {"ok": True, "presence_id": ack2["presenceId"]}), body
+        await status_seen(w, "alice", a2.session_id, "dnd")
+        assert presence_row_status(db, ack2["presenceId"]) == ("dnd", "hook")
+        # a hook that matches nothing anywhere is still pending
+        st, body = hook(b1, {"cwd": cwd + "-nobody", "status": "working"})
+        assert (st, body) == (200, {"ok": True, "pending": True}), body
+        for p in (a1, a2, w):
+            await p.close()
+
+    run(go(), 60)
+
+
+def test_a_hello_on_another_host_replaces_the_same_session_as_on_one_host(hosts, mesh):
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("alice", "bob")
+    am, bm = m.members
+
+    async def go():
+        old = Peer(b1, am)
+        await old.join()
+        bob = Peer(b2, bm)
+        await bob.join()
+        new = Peer(b2, am)
+        new.session_id = old.session_id
+        t0 = time.monotonic()
+        await new.join()
+        assert await old.wait_closed(timeout=5) == (1000, "session_replaced")
+        assert time.monotonic() - t0 < 1.5
+        # another sessionId of the same member is left alone
+        other = Peer(b1, am)
+        await other.join()
+        again = Peer(b2, am)
+        await again.join()
+        await asyncio.sleep(1.0)
+        await other.barrier(timeout=5)
+        peers = await list_peers(bob)
+        assert sorted(x["sessionId"] for x in peers["peers"] if x["displayName"] == "alice") == \
+            sorted([new.session_id, other.session_id, again.session_id]), peers
+        for p in (new, bob, other, again):
+            await p.close()
+
+    run(go(), 60)
+
+
+def test_a_hello_with_the_same_session_key_on_another_host_replaces_the_older(hosts, mesh):
+    from test_sessions import SessionPeer, new_key
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("A")
+    k = new_key()
+
+    async def go():
+        old = SessionPeer(b1, m.members[0], key=k)
+        await old.join()
+        new = SessionPeer(b2, m.members[0], key=k)  # another sessionId, the same key
+        await new.join()
+        closed = await old.wait_closed(timeout=5)
+        await new.close()
+        return closed
+
+    assert run(go(), 30) == (1000, "session_replaced")
+
+
+def test_kick_and_disconnect_reach_connections_on_the_other_host(hosts, mesh, db):
+    from test_moderation import audit, request
+    from test_sessions import SessionPeer
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("bob", "dave", "carol")
+    bob, dave, carol = m.members
+    owner = m.add("owner", sk=m.owner)
+
+    async def go():
+        o, c = Peer(b1, owner), Peer(b1, carol)
+        bp, bs, d = Peer(b2, bob), SessionPeer(b2, bob, session=True), Peer(b2, dave)
+        for p in (o, c, bp, bs, d):
+            await p.join()
+        e = await request(o, {"type": "kick", "target": "nobody"})
+        assert e["code"] == "not_found", e
+        # kick: the remote control-plane connection is listed and left, the session one closed 4001
+        r = await request(o, {"type": "kick", "target": "bob"})
+        assert r["type"] == "kick_ack" and r["kicked"] == ["bob"] and r["skipped_control_plane"] == ["bob"], r
+        t0 = time.monotonic()
+        assert await bs.wait_closed(timeout=5) == (4001, "kicked")
+        assert time.monotonic() - t0 < 1.5
+        # disconnect by pubkey prefix: 1000 disconnected, on the other host
+        r = await request(o, {"type": "disconnect", "target": bob.pubkey[:8]})
+        assert r["kicked"] == ["bob"], r
+        assert await bp.wait_closed(timeout=5) == (1000, "disconnected")
+        # all: this host's and the other's, never the caller's own
+        r = await request(o, {"type": "disconnect", "all": True})
+        assert sorted(r["kicked"]) == ["carol", "dave"], r
+        assert await c.wait_closed(timeout=5) == (1000, "disconnected")
+        assert await d.wait_closed(timeout=5) == (1000, "disconnected")
+        rows = audit(db, m.id, "peer_kicked", "peer_disconnected")
+        assert [len(x[2]["presenceIds"]) for x in rows] == [1, 1, 2], rows
+        await o.close()
+
+    run(go(), 60)
+
+
+def test_kick_stale_matches_connections_not_heard_for_that_long_on_either_host(hosts, mesh):
+    from test_moderation import request
+    (b1, _), (b2, _) = hosts(2, PING_INTERVAL_SECONDS="1")
+    m = mesh("quiet1", "quiet2", "alive1", "alive2")
+    q1m, q2m, a1m, a2m = m.members
+    owner = m.add("owner", sk=m.owner)
+
+    async def go():
+        o, q1, a1 = Peer(b1, owner), Peer(b1, q1m), Peer(b1, a1m)
+        q2, a2 = Peer(b2, q2m), Peer(b2, a2m)
+        for p in (o, q1, a1, q2, a2):
+            await p.join()
+        # two connections stop answering the broker's pings (1 s apart)
+        for p in (q1, q2):
+            p.ws.transport.pause_reading()
+        await asyncio.sleep(5.0)
+        r = await request(o, {"type": "disconnect", "stale": 3500})
+        # this host's stale connection is named; the other host judges its own
+        assert r["type"] == "disconnect_ack" and r["kicked"] == ["quiet1"], r
+        q1.ws.transport.resume_reading()
+        assert await q1.wait_closed(timeout=5) == (1000, "disconnected_stale")
+        # quiet2 answers the pings waiting for it only once its host has judged it
+        await asyncio.sleep(1.0)
+        q2.ws.transport.resume_reading()
+        assert await q2.wait_closed(timeout=5) == (1000, "disconnected_stale")
+        # the connections that answered stay
+        for p in (a1, a2):
+            await p.barrier(timeout=5)
+        r = await request(o, {"type": "kick", "stale": 3500})
+        assert r["kicked"] == [] and r.get("skipped_control_plane", []) == [], r
+        for p in (o, a1, a2):
+            await p.close()
+
+    run(go(), 60)
+
+
+def test_a_revocation_closes_the_members_connections_on_every_host(hosts, mesh, pg, db):
+    from invites import meshctl
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("alice", "bob", "carol")
+    am, bm, cm = m.members
+
+    async def go():
+        a, b_1, b_2, c_1, c_2 = Peer(b1, am), Peer(b1, bm), Peer(b2, bm), Peer(b1, cm), Peer(b2, cm)
+        for p in (a, b_1, b_2, c_1, c_2):
+            await p.join()
+        # meshctl member revoke, run on host 1: both hosts' connections close
+        t0 = time.monotonic()
+        r = await asyncio.to_thread(meshctl, ["member", "revoke", m.id, bm.id],
+                                    {"DATABASE_URL": pg.url, "MESHBROKER_RUNTIME_DIR": b1.runtime_dir})
+        assert r.stdout.strip() == bm.id, r.stdout
+        for p in (b_1, b_2):
+            assert await p.wait_closed(timeout=5) == (4002, "revoked")
+        assert time.monotonic() - t0 < 2.5  # meshctl's start-up included
+        # a revocation in plain SQL (any host's psql): the same, within ~2 s
+        t0 = time.monotonic()
+        with db.cursor() as cur:
+            cur.execute("UPDATE mesh.member SET revoked_at = now() WHERE id = %s", (cm.id,))
+        for p in (c_1, c_2):
+            assert await p.wait_closed(timeout=5) == (4002, "revoked")
+        assert time.monotonic() - t0 < 2.0
+        await a.barrier(timeout=5)  # the others stay
+        await a.close()
+
+    run(go(), 60)
+
+
+def test_archiving_a_mesh_closes_its_connections_on_every_host(hosts, mesh, db):
+    (b1, _), (b2, _) = hosts(2)
+    m = mesh("alice", "bob")
+    other = mesh("zed")
+    am, bm = m.members
+
+    async def go():
+        a, b_, z = Peer(b1, am), Peer(b2, bm), Peer(b2, other.members[0])
+        for p in (a, b_, z):
+            await p.join()
+        t0 = time.monotonic()
+        with db.cursor() as cur:
+            cur.execute("UPDATE mesh.mesh SET archived_at = now() WHERE id = %s", (m.id,))
+        for p in (a, b_):
+            assert await p.wait_closed(timeout=5) == (4002, "mesh_archived")
+        assert time.monotonic() - t0 < 2.0
+        await z.barrier(timeout=5)  # another mesh's connection stays
+        again = Peer(b1, am)
+        await again.connect()
+        e = await again.hello()
+        assert e["type"] == "error", e
+        await z.close()
+
+    run(go(), 60)
+
+
+def test_meshctl_mesh_archive_closes_the_meshs_connections_on_one_host_without_host_id(broker, mesh, pg, db):
+    from invites import meshctl
+    b = broker()
+    m = mesh("alice", "bob")
+    other = mesh("zed")
+    am, bm = m.members
+
+    async def go():
+        a, b_, z = Peer(b, am), Peer(b, bm), Peer(b, other.members[0])
+        for p in (a, b_, z):
+            await p.join()
+        t0 = time.monotonic()
+        r = await asyncio.to_thread(meshctl, ["mesh", "archive", m.id],
+                                    {"DATABASE_URL": pg.url, "MESHBROKER_RUNTIME_DIR": b.runtime_dir})
+        assert r.returncode == 0 and r.stdout.strip() == m.id, (r.stdout, r.stderr)
+        for p in (a, b_):
+            assert await p.wait_closed(timeout=5) == (4002, "mesh_archived")
+        assert time.monotonic() - t0 < 1.5  # meshctl's start-up included
+        await z.barrier(timeout=5)
+        r = await asyncio.to_thread(meshctl, ["mesh", "archive", m.id],
+                                    {"DATABASE_URL": pg.url, "MESHBROKER_RUNTIME_DIR": b.runtime_dir}, 30, False)
+        assert r.returncode != 0 and "is archived" in r.stderr, (r.stdout, r.stderr)
+        await z.close()
+
+    run(go(), 60)
+    with db.cursor() as c:
+        c.execute("SELECT archived_at IS NOT NULL FROM mesh.mesh WHERE id = %s", (m.id,))
+        assert c.fetchone()[0] is True

@@ -117,6 +117,68 @@ START_TEST(only_recipients_without_a_local_slot_go_to_the_relay_in_lines_it_can_
 }
 END_TEST
 
+START_TEST(the_cross_host_kinds_carry_their_numbers_and_name_members_or_presences)
+{
+	const char *st = "s2.2 mesh1 m1";
+	ck_assert_int_eq(hosts_parse(st, strlen(st), &b), 0);
+	ck_assert_int_eq(b.kind, HOSTS_STATUS);
+	ck_assert_int_eq(b.by_presence, 0);
+	ck_assert_int_eq(b.code, 2);   /* the status */
+	ck_assert_int_eq(b.reason, 2); /* its source */
+	const char *r = "r mesh1 p1,p2";
+	ck_assert_int_eq(hosts_parse(r, strlen(r), &b), 0);
+	ck_assert_int_eq(b.kind, HOSTS_REPLACE);
+	ck_assert_int_eq(b.by_presence, 1);
+	ck_assert_int_eq(b.n, 2);
+	const char *k = "k4001.0 mesh1 p1";
+	ck_assert_int_eq(hosts_parse(k, strlen(k), &b), 0);
+	ck_assert_int_eq(b.kind, HOSTS_KICK);
+	ck_assert_int_eq(b.by_presence, 1);
+	ck_assert_int_eq(b.code, 4001);
+	ck_assert_int_eq(b.reason, 0);
+	const char *t = "t1000.3.999999999999999 mesh1 p1";
+	ck_assert_int_eq(hosts_parse(t, strlen(t), &b), 0);
+	ck_assert_int_eq(b.kind, HOSTS_STALE);
+	ck_assert_int_eq(b.code, 1000);
+	ck_assert_int_eq(b.reason, 3);
+	ck_assert(b.stale_ms == HOSTS_STALE_MAX);
+	const char *h = "h1.3 mesh1 p1";
+	ck_assert_int_eq(hosts_parse(h, strlen(h), &b), 0);
+	ck_assert_int_eq(b.kind, HOSTS_HOOK);
+	ck_assert_int_eq(b.by_presence, 1);
+	/* each kind takes exactly its numbers, in range */
+	const char *bad[] = {"s2 m a",      "s3.2 m a",     "s2.0 m a",       "s2.4 m a",
+	                     "s2.2.1 m a",  "r1 m a",       "k4001 m a",      "k999.0 m a",
+	                     "t1000.3 m a", "t1000.3. m a", "t1000.3.01 m a", "t1000.3.1000000000000000 m a",
+	                     "h1 m a",      "h1.3.5 m a",   "w1 m a",         "q m a"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		ck_assert_msg(hosts_parse(bad[i], strlen(bad[i]), &b) == -1, "accepted \"%s\"", bad[i]);
+}
+END_TEST
+
+START_TEST(hosts_hand_sends_any_kind_in_lines_the_relay_reads)
+{
+	char dir[] = "/tmp/mbhosts-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	ck_assert_int_eq(hosts_relay_path(dir, a.sun_path, sizeof a.sun_path), 0);
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	const char *ids[] = {"p1", "not a key", "p2"};
+	hosts_hand(dir, "k4001.0", "meshX", ids, 3);
+	static char buf[HOSTS_LINE_MAX + 1];
+	ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(hosts_parse(buf, (size_t)n, &b), 0);
+	ck_assert_int_eq(b.kind, HOSTS_KICK);
+	ck_assert_int_eq(b.n, 2); /* the id that is no key was left out */
+	ck_assert_str_eq(b.ids[1], "p2");
+	close(fd);
+	unlink(a.sun_path);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hosts");
@@ -124,6 +186,8 @@ int main(void)
 	tcase_add_test(tc, host_ids_are_short_lowercase_names);
 	tcase_add_test(tc, a_doorbell_line_is_read_exactly_or_refused);
 	tcase_add_test(tc, only_recipients_without_a_local_slot_go_to_the_relay_in_lines_it_can_read);
+	tcase_add_test(tc, the_cross_host_kinds_carry_their_numbers_and_name_members_or_presences);
+	tcase_add_test(tc, hosts_hand_sends_any_kind_in_lines_the_relay_reads);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
