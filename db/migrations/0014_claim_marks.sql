@@ -26,6 +26,19 @@ BEGIN
   IF cardinality(p_mark) > 0 THEN
     PERFORM mesh.delivery_mark(p_mark, p_presence);
   END IF;
-  RETURN QUERY SELECT * FROM mesh.delivery_claim_session(p_member, p_live, p_idle, p_presence, p_limit, p_session);
+  -- mesh.delivery_claim_session's statement (0005), here rather than called:
+  -- a nested set-returning call would copy every row once more
+  RETURN QUERY
+  WITH c AS (SELECT d.id FROM mesh.delivery d WHERE d.recipient_member_id = p_member
+             AND d.delivered_at IS NULL AND (d.claimed_by IS NULL OR NOT d.claimed_by = ANY(p_live))
+             AND (d.recipient_session_pubkey IS NULL OR d.recipient_session_pubkey = p_session)
+             AND (d.priority = 'now' OR p_idle) ORDER BY d.id LIMIT p_limit FOR UPDATE SKIP LOCKED)
+  UPDATE mesh.delivery d SET claimed_by = p_presence, claimed_at = now()
+  FROM c, mesh.message_queue q, mesh.member s
+  WHERE d.id = c.id AND q.id = d.message_id AND s.id = q.sender_member_id
+  RETURNING d.id, q.id, q.mesh_id, coalesce(q.sender_session_pubkey, s.peer_pubkey), q.priority, q.nonce,
+            q.ciphertext, to_char(q.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), q.topic_id,
+            q.body_version, s.peer_pubkey, s.id, coalesce(q.sender_name, s.display_name), q.client_message_id,
+            q.request_fingerprint;
 END
 $$;
