@@ -21,7 +21,9 @@
  * delivered_at is set.  Rows claimed by a connection that is no longer live
  * are free to claim again.  The two hot statements, the claim and the mark,
  * are plpgsql functions of migration 0004 (mesh.delivery_claim,
- * mesh.delivery_mark) written with the same rules, for their cached plans. */
+ * mesh.delivery_mark) written with the same rules, for their cached plans;
+ * since migration 0014 the claim carries the marks of the previous pushes
+ * (mesh.delivery_mark_claim), and the mark alone is the idle flush. */
 #define DLV_UNDELIVERED "delivered_at IS NULL"
 #define DLV_OURS(param) "claimed_by = " param
 #define DLV_GIVE_BACK "SET claimed_by = NULL, claimed_at = NULL"
@@ -377,17 +379,19 @@ enum { DLV_ID, DLV_MESSAGE_ID, DLV_MESH_ID, DLV_SENDER_PUBKEY, DLV_PRIORITY, DLV
        DLV_SENDER_NAME, DLV_CLIENT_MESSAGE_ID, DLV_REQUEST_FINGERPRINT, DLV_TOPIC_NAME };
 /* mesh.delivery_claim (migration 0004) holds the claim's statement, so its
  * plan is cached per backend; it commits without waiting for the WAL flush
- * (a lost claim only frees its rows again) */
+ * (a lost claim only frees its rows again).  mesh.delivery_mark_claim
+ * (migration 0014) first marks the listed acknowledged pushes delivered, in
+ * the claim's transaction: one statement per wake (issue 23) */
 /* (the topic's name appended for the push's "topic", §12.2) */
 static const char delivery_claim_sql[] =
 	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
-	"FROM mesh.delivery_claim_session($1, $2::text[], $3 = 'idle', $4, $5::int, $6) c";
+	"FROM mesh.delivery_mark_claim($7::bigint[], $1, $2::text[], $3 = 'idle', $4, $5::int, $6) c";
 /* more than one host (store_delivery_claim_hosts): the live presences of the
  * member on other hosts join the worker's list of this host's */
 static const char delivery_claim_hosts_sql[] =
 	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
-	"FROM mesh.delivery_claim_session($1, $2::text[] || mesh.host_live_presences($7, $1), $3 = 'idle', $4, "
-	"$5::int, $6) c";
+	"FROM mesh.delivery_mark_claim($7::bigint[], $1, $2::text[] || mesh.host_live_presences($8, $1), "
+	"$3 = 'idle', $4, $5::int, $6) c";
 
 static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 {
@@ -423,30 +427,39 @@ static void delivery_adapter(void *arg, const PGresult *res, const char *err)
 int store_delivery_claim(struct db *d, const char *member_id, const char *const *live, size_t n_live, int idle,
 			 const char *presence_id, const char *session, int limit, store_delivery_cb cb, void *arg)
 {
-	return store_delivery_claim_hosts(d, member_id, live, n_live, idle, presence_id, session, limit, NULL, cb,
-					  arg);
+	struct delivery_claim c = {member_id, live, n_live, idle, presence_id, session, limit, NULL, NULL, 0};
+	return store_delivery_mark_claim(d, &c, cb, arg);
 }
 
 int store_delivery_claim_hosts(struct db *d, const char *member_id, const char *const *live, size_t n_live,
 			       int idle, const char *presence_id, const char *session, int limit,
 			       const char *host_id, store_delivery_cb cb, void *arg)
 {
+	struct delivery_claim c = {member_id, live, n_live, idle, presence_id, session, limit, host_id, NULL, 0};
+	return store_delivery_mark_claim(d, &c, cb, arg);
+}
+
+int store_delivery_mark_claim(struct db *d, const struct delivery_claim *c, store_delivery_cb cb, void *arg)
+{
 	size_t cap = 3, len = 0;
-	for (size_t i = 0; i < n_live; i++)
-		cap += strlen(live[i]) + 1;
+	for (size_t i = 0; i < c->n_live; i++)
+		cap += strlen(c->live[i]) + 1;
 	char *arr = malloc(cap);
 	if (!arr)
 		log_fatal("out of memory");
 	arr[len++] = '{';
-	for (size_t i = 0; i < n_live; i++)
-		len += (size_t)snprintf(arr + len, cap - len, "%s%s", i ? "," : "", live[i]);
+	for (size_t i = 0; i < c->n_live; i++)
+		len += (size_t)snprintf(arr + len, cap - len, "%s%s", i ? "," : "", c->live[i]);
 	arr[len++] = '}';
 	arr[len] = 0;
 	char lim[16];
-	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[] = {member_id, arr, idle ? "idle" : "busy", presence_id, lim, session, host_id};
-	int r = send_call_hot(d, host_id ? delivery_claim_hosts_sql : delivery_claim_sql, host_id ? 7 : 6, p,
+	snprintf(lim, sizeof lim, "%d", c->limit);
+	char *marks = id_array(c->mark, c->n_mark);
+	const char *p[] = {c->member_id, arr, c->idle ? "idle" : "busy", c->presence_id, lim, c->session, marks,
+			   c->host_id};
+	int r = send_call_hot(d, c->host_id ? delivery_claim_hosts_sql : delivery_claim_sql, c->host_id ? 8 : 7, p,
 			      delivery_adapter, (struct call){.cb.delivery = cb, .arg = arg});
+	free(marks);
 	free(arr);
 	return r;
 }

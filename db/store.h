@@ -133,6 +133,24 @@ int store_delivery_claim(struct db *d, const char *member_id, const char *const 
 int store_delivery_claim_hosts(struct db *d, const char *member_id, const char *const *live, size_t n_live,
 			       int idle, const char *presence_id, const char *session, int limit,
 			       const char *host_id, store_delivery_cb cb, void *arg);
+/* The claim that carries marks (issue 23): n_mark delivery ids of presence_id
+ * whose pushes the recipient's TCP acknowledged are marked delivered, in the
+ * claim's transaction, before it claims (mark may be NULL when n_mark is 0;
+ * host_id as store_delivery_claim_hosts).  The transaction commits without
+ * waiting for its WAL flush: a PostgreSQL crash may lose the marks with the
+ * claim, and those rows are then pushed again (same messageId). */
+struct delivery_claim {
+	const char *member_id;
+	const char *const *live;
+	size_t n_live;
+	int idle;
+	const char *presence_id, *session;
+	int limit;
+	const char *host_id;
+	const int64_t *mark;
+	size_t n_mark;
+};
+int store_delivery_mark_claim(struct db *d, const struct delivery_claim *c, store_delivery_cb cb, void *arg);
 /* a client_ack by the client's own id (§12.1): the member's message sent with
  * that client_message_id reached this member's client through presence_id */
 int store_delivery_client_ack_cid(struct db *d, const char *client_id, const char *member_id,
@@ -141,7 +159,9 @@ int store_delivery_client_ack_cid(struct db *d, const char *client_id, const cha
 int store_delivery_unclaim(struct db *d, const int64_t *ids, size_t n, const char *presence_id);
 /* give back every row presence_id claimed and did not deliver */
 int store_delivery_unclaim_all(struct db *d, const char *presence_id);
-/* the listed rows we claimed reached the socket */
+/* the listed rows we claimed reached the recipient (its TCP acknowledged
+ * them): a statement of its own, waiting for its WAL flush (the idle flush
+ * and the leave; otherwise the marks ride on the next claim) */
 int store_delivery_mark(struct db *d, const int64_t *ids, size_t n, const char *presence_id);
 /* a client_ack: the message reached this member's client through presence_id */
 int store_delivery_client_ack(struct db *d, const char *message_id, const char *member_id, const char *presence_id);

@@ -2,7 +2,14 @@
  * only `now` unless idle), the pump hands them to wslay one at a time, and a
  * push is marked delivered only once the recipient's TCP has acknowledged
  * its last byte (docs/protocol.md §3.4): each written push keeps its end
- * offset in the outgoing byte stream until SIOCOUTQ says the peer has it. */
+ * offset in the outgoing byte stream until SIOCOUTQ says the peer has it.
+ *
+ * The marks ride on the next claim (issue 23): what was acknowledged since
+ * the previous claim is marked delivered in the next claim's transaction
+ * (mesh.delivery_mark_claim), one statement per wake instead of two.  What
+ * no claim carries within MARK_DEFER_MS (nothing more arrives), or once
+ * MARK_BATCH of them wait, is marked by a statement of its own, and so is
+ * everything at the leave. */
 #include "worker/delivery.h"
 
 #include <stdlib.h>
@@ -20,7 +27,8 @@
 #include "worker/skel.h"
 #include "worker/ws.h"
 
-#define MARK_BATCH 50     /* written pushes marked delivered in one statement */
+#define MARK_BATCH 50     /* acknowledged pushes waiting for a claim: marked on their own at this many */
+#define MARK_DEFER_MS 50  /* ... or this long after the first of them, when no claim carried them */
 #define LIVE_IDS_MAX 124  /* live connections of one member passed to a claim */
 #define ACK_CHECK_MIN_MS 10  /* first look at what the peer acknowledged after a write */
 #define ACK_CHECK_MAX_MS 250 /* the gap doubles up to this while nothing is acknowledged */
@@ -85,10 +93,35 @@ static char *push_json(const struct delivery_row *r)
 	return s;
 }
 
+/* the marks that rode on the claim just answered: done when it committed,
+ * else waiting again (for the next claim, the timer, or now when the
+ * connection is ending) */
+static void marks_settle(struct worker *w, int committed)
+{
+	size_t k = w->nmarking;
+	w->nmarking = 0;
+	if (!k)
+		return;
+	if (committed) {
+		w->nwritten -= k;
+		memmove(w->written, w->written + k, w->nwritten * sizeof *w->written);
+		if (!w->nwritten)
+			w->mark_due = 0;
+		return;
+	}
+	if (w->phase != PHASE_AUTHENTICATED)
+		delivery_flush(w); /* the leave: no claim will come */
+	else if (!w->mark_due)
+		w->mark_due = mono_ms() + MARK_DEFER_MS;
+}
+
+static void delivery_confirm(struct worker *w);
+
 static void drain_cb(void *arg, const struct delivery_row *rows, int n, const char *err)
 {
 	struct worker *w = arg;
 	w->drain_inflight = 0;
+	marks_settle(w, err == NULL);
 	if (err) {
 		log_warn("drain failed", "error", err);
 		/* the rows stay queued; the loop drains again after a back-off
@@ -157,21 +190,36 @@ void delivery_drain(struct worker *w)
 	 * are in flight there; rows claimed by a dead one are taken again */
 	struct live_ids l = {.member_id = w->me.member_id};
 	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
-	if (worker_db(w) == 0 &&
-	    store_delivery_claim_hosts(w->db, w->me.member_id, l.ids, l.n, w->me.status == ST_IDLE, w->me.presence_id,
-				       w->me.session_pubkey[0] ? w->me.session_pubkey : NULL, PUSH_BATCH, hosts_id(),
-				       drain_cb, w) == 0)
+	/* what the peer acknowledged since the last claim rides on this one */
+	delivery_confirm(w);
+	struct delivery_claim c = {w->me.member_id,
+				   l.ids,
+				   l.n,
+				   w->me.status == ST_IDLE,
+				   w->me.presence_id,
+				   w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
+				   PUSH_BATCH,
+				   hosts_id(),
+				   w->written,
+				   w->nwritten};
+	if (worker_db(w) == 0 && store_delivery_mark_claim(w->db, &c, drain_cb, w) == 0) {
 		w->drain_inflight = 1;
+		w->nmarking = w->nwritten;
+		w->mark_due = 0; /* armed again by the next acknowledged push */
+	}
 	for (size_t i = 0; i < l.n; i++)
 		free((char *)l.ids[i]);
 }
 
+/* a statement of its own for the marks no claim carries (those riding on
+ * the claim in flight stay with it) */
 void delivery_flush(struct worker *w)
 {
-	if (!w->nwritten || worker_db(w) != 0)
+	w->mark_due = 0;
+	if (w->nwritten == w->nmarking || worker_db(w) != 0)
 		return;
-	store_delivery_mark(w->db, w->written, w->nwritten, w->me.presence_id);
-	w->nwritten = 0;
+	store_delivery_mark(w->db, w->written + w->nmarking, w->nwritten - w->nmarking, w->me.presence_id);
+	w->nwritten = w->nmarking;
 }
 
 static void written_add(struct worker *w, int64_t id)
@@ -185,6 +233,8 @@ static void written_add(struct worker *w, int64_t id)
 		w->written_cap = cap;
 	}
 	w->written[w->nwritten++] = id;
+	if (!w->mark_due)
+		w->mark_due = mono_ms() + MARK_DEFER_MS;
 }
 
 /* a written push: its end offset is now, when wslay has nothing left (the
@@ -294,10 +344,9 @@ void delivery_pump(struct worker *w)
 		}
 	}
 	delivery_confirm(w);
-	/* marks go out in batches, and whenever the pump has to stop: nothing
-	 * left to push, or a socket full until the peer reads (then what it did
-	 * acknowledge is not held back behind the pushes still waiting) */
-	if (w->nwritten >= MARK_BATCH || (w->nwritten && (w->push_head == w->npush || ws_busy(w))))
+	/* marks wait for the next claim (delivery_drain), but no longer than
+	 * MARK_DEFER_MS, nor more than MARK_BATCH of them */
+	if (w->nwritten - w->nmarking >= MARK_BATCH || (w->mark_due && mono_ms() >= w->mark_due))
 		delivery_flush(w);
 }
 
@@ -337,7 +386,9 @@ void delivery_free(struct worker *w)
 	w->written = NULL;
 	w->unacked = NULL;
 	w->nunacked = w->unacked_head = w->unacked_cap = 0;
+	w->nwritten = w->written_cap = w->nmarking = 0;
 	w->ack_check_at = 0;
+	w->mark_due = 0;
 }
 
 /* every row of ours not marked delivered: claimed and never pushed, and

@@ -211,6 +211,7 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		/* pushes written but not yet acknowledged by the peer: the pump
 		 * looks again (delivery.c), armed only while there are some */
 		deadline = min_deadline(deadline, w->ack_check_at);
+		deadline = min_deadline(deadline, w->mark_due); /* marks no claim carried (delivery.c) */
 		deadline = min_deadline(deadline, w->chain_due);
 		deadline = min_deadline(deadline, w->send_due); /* a send's deadline (send.c) */
 		deadline = min_deadline(deadline, w->drain_retry_at);

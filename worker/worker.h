@@ -191,6 +191,8 @@ struct worker {
 	int ack_interval_ms;  /* the gap before that look: 10 ms, doubling while nothing moves */
 	int64_t *written;    /* acknowledged (or, without ack tracking, written), not yet marked delivered */
 	size_t nwritten, written_cap;
+	size_t nmarking;     /* the first nmarking of written ride on the claim in flight (delivery.c) */
+	int64_t mark_due;    /* mono ms: what no claim carried by then is marked on its own, 0 = nothing waits */
 	int64_t next_ttl_check; /* mono ms of the next TTL / JSONL look */
 
 	/* a topic stream's state (sse.c), while it runs */

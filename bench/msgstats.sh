@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# msgstats.sh — what one meshbench section costs the database (issue 23,
+# docs/design.md "Fewer statements per message"): bench/run.sh's set-up
+# (embedded PostgreSQL + PgBouncer + meshbroker-accept) with pg_stat_statements
+# (track = all) and track_functions loaded, one section, then the statements
+# with their calls and mean times, the commits (pg_stat_database), the WAL
+# flushes (pg_stat_wal) and the workers' histograms from /metrics.
+#   bash bench/msgstats.sh BIN_DIR LABEL SECTION [meshbench options]
+#   e.g. bash bench/msgstats.sh build/bin after pairs --reps 1
+# Run as root (like bench/run.sh: the cluster belongs to the meshbroker user).
+set -euo pipefail
+bin=$(cd "$1" && pwd) label=$2 section=$3; shift 3
+root=$(cd "$(dirname "$0")/.." && pwd)
+STATS=1
+work=$(mktemp -d /tmp/meshbroker-msgstats.XXXXXX)
+chmod 0755 "$work"
+acc=
+cleanup() {
+  if [ -n "$acc" ] && kill -0 "$acc" 2>/dev/null; then
+    kill -TERM "$acc" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$acc" 2>/dev/null || break; sleep 0.1; done
+  fi
+  bash "$root/scripts/pg.sh" stop "$work/pg" >/dev/null 2>&1 || true
+  real=$(readlink "$work/pg/cluster" 2>/dev/null || true)
+  case $real in /var/tmp/meshbroker-pg-*) rm -rf "$real" ;; esac
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/bin"
+cp "$bin/meshbroker-accept" "$bin/meshbroker-worker" "$bin/meshctl" "$work/bin/"
+if [ -d "$bin/../lib/meshbroker" ]; then
+  mkdir -p "$work/lib/meshbroker" && cp "$bin/../lib/meshbroker/"*.so "$work/lib/meshbroker/"
+fi
+bin=$work/bin
+pkgs="libsodium libpq libcjson"
+(cd "$root" && gcc -std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -I. $(pkg-config --cflags $pkgs) \
+  -o "$work/meshbench" bench/meshbench.c proto/hello.c common/util.c $(pkg-config --libs $pkgs) -lwslay)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+DATABASE_URL=$(bash "$root/scripts/pg.sh" start "$work/pg" 5432)
+export DATABASE_URL
+direct_url=$DATABASE_URL
+pgq() { runuser -u meshbroker -- psql "$direct_url" -Atqc "$1"; }
+if [ "$STATS" = 1 ]; then
+  pgq "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+  pgq "ALTER SYSTEM SET track_functions = 'pl'" >/dev/null
+  cdir=$(readlink -f "$work/pg/cluster")
+  runuser -u meshbroker -- /usr/lib/postgresql/*/bin/pg_ctl -D "$cdir/data" -w restart -m fast >/dev/null
+  pgq "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+  pgq "ALTER SYSTEM SET pg_stat_statements.track = 'all'" >/dev/null
+  pgq "SELECT pg_reload_conf()" >/dev/null
+fi
+"$bin/meshctl" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; exit 1; }
+DATABASE_URL=$(MAX_CONNECTIONS=2000 bash "$root/scripts/pg.sh" bouncer "$work/pg" 5432 6432)
+export DATABASE_URL
+cdir=$(readlink -f "$work/pg/cluster")
+pg_pid=$(head -n 1 "$cdir/data/postmaster.pid")
+bouncer_pid=$(cat "$cdir/bouncer/pgbouncer.pid")
+ulimit -n 8192 2>/dev/null || true
+env MESHBROKER_RUNTIME_DIR="$work/run" BROKER_BIND=127.0.0.1 BROKER_PORT="$port" \
+  DB_IDLE_SECONDS=2 SEND_RATE_LIMIT_PER_MIN=1000000 SEND_RATE_BURST=1000000 \
+  MAX_CONNECTIONS_PER_MESH=2000 MAX_CONNECTIONS=2000 MAX_CONNECTIONS_PER_SOURCE=2000 \
+  "$bin/meshbroker-accept" 2>"$work/broker.log" &
+acc=$!
+for _ in $(seq 1 100); do (exec 9<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+snap() {
+  pgq "SELECT xact_commit FROM pg_stat_database WHERE datname='meshbroker'"
+}
+if [ "$STATS" = 1 ]; then
+  pgq "SELECT pg_stat_statements_reset()" >/dev/null
+  pgq "SELECT pg_stat_reset_shared('wal')" >/dev/null
+  pgq "SELECT pg_stat_reset()" >/dev/null
+fi
+c0=$(snap)
+echo "== $label $section load $(cut -d' ' -f1-3 /proc/loadavg)"
+"$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" --bouncer-pid "$bouncer_pid" \
+  --pg-pid "$pg_pid" --db-idle 2 --only "$section" "$@" 2>"$work/meshbench.log" |
+  grep -E '^\| (direct|hot path)|^\|  \| (msgs/s|e2e|ack)' || { tail -20 "$work/meshbench.log"; }
+c1=$(snap)
+if [ "$STATS" = 1 ]; then
+  echo "-- commits in meshbroker db: $((c1 - c0))"
+  pgq "SELECT 'wal_records '||wal_records||' wal_write '||wal_write||' wal_sync '||wal_sync FROM pg_stat_wal"
+  echo "-- statements (top-level and nested), calls, total ms, mean us"
+  runuser -u meshbroker -- psql "$direct_url" -Aqc "SELECT toplevel AS top, calls, round(total_exec_time::numeric,1) AS total_ms, round((mean_exec_time*1000)::numeric,1) AS mean_us, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname='meshbroker') AND calls >= 100 ORDER BY calls DESC LIMIT 25"
+  echo "-- functions"
+  runuser -u meshbroker -- psql "$direct_url" -Aqc "SELECT funcname, calls, round(total_time::numeric,1) total_ms, round(self_time::numeric,1) self_ms FROM pg_stat_user_functions WHERE calls >= 100 ORDER BY calls DESC"
+fi
+echo "broker log: $(grep -c '"level":"warn"' "$work/broker.log" || true) warn, $(grep -c '"level":"error"' "$work/broker.log" || true) error"
+grep -E '"level":"(warn|error)"' "$work/broker.log" | head -5 || true
+echo "-- histograms (sum s / count = mean)"
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^broker_(send_ack|send_push|db_statement)_seconds_(sum|count)' || true
