@@ -176,7 +176,7 @@ def test_an_idle_worker_gives_back_its_stack_and_heap(broker, mesh, db):
     the stack its hello and libpq's load and connect dirtied, and the heap's
     free pages (common/idlemem.c); its private dirty memory stays under the
     bounds above, and it maps no libnettle (common/sha1.c)"""
-    b = broker(DB_IDLE_SECONDS=2)
+    b = broker(DB_IDLE_SECONDS=3)  # time enough to read the busy stack first
     m = mesh("A")
 
     async def go():
