@@ -169,7 +169,8 @@ def mapping_line(pid):
 def idle_line(b, when):
     rs = [rollup(p) for p in b.workers()]
     med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
-    return (f"  idle ({when}): {len(rs)} workers, USS {med('USS'):.0f} KiB (dirty {med('Private_Dirty'):.0f}), "
+    return (f"  idle ({when}): {len(rs)} workers, USS {med('USS'):.0f} KiB (dirty {med('Private_Dirty'):.0f}, "
+            f"anonymous {med('Anonymous'):.0f}), "
             f"RSS {med('Rss'):.0f} KiB, PageTables {med('VmPTE'):.0f} KiB")
 
 
