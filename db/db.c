@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/idlemem.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "shm/histo.h"
@@ -712,6 +713,9 @@ void db_service(struct db *d, short revents, int64_t now)
 		 * (db/pq.h): an idle peer's worker keeps ~430 KiB less */
 		if (pq_unload())
 			log_debug("libpq unloaded");
+		/* and what the busy part left: the stack below this frame and
+		 * the heap's free pages (common/idlemem.h), once per idle close */
+		idlemem_release(NULL);
 	}
 }
 

@@ -3,7 +3,6 @@
 #include "pq.h"
 
 #include <dlfcn.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +81,10 @@ static const struct {
     {"pqstub-crypto.so", 1},
     {"pqstub-ssl.so", 1},
 };
-static int stubs_tried, stubs_wanted;
+static int stubs_wanted;
+static int stubs_in;          /* pq_stubs_load ran since the last pq_unload */
+static int stubs_failed;      /* libpq did not load over them: never again */
+static int stubs_unix = -1;   /* the first load's pq_url_unix_only, kept for reloads */
 static void *stub_handles[sizeof pq_stubs / sizeof pq_stubs[0]];
 static const char *stubs_url; /* the DATABASE_URL being checked, for pq_url_unix_only */
 
@@ -90,9 +92,9 @@ void pq_lean(void) { stubs_wanted = 1; }
 
 static void pq_stubs_load(void)
 {
-	if (stubs_tried || !stubs_wanted)
+	if (stubs_in || !stubs_wanted || stubs_failed)
 		return;
-	stubs_tried = 1;
+	stubs_in = 1;
 	const char *off = getenv("MESHBROKER_PQ_STUBS");
 	if (off && strcmp(off, "0") == 0)
 		return;
@@ -105,19 +107,35 @@ static void pq_stubs_load(void)
 	if (!slash)
 		return;
 	*slash = 0; /* .../bin */
-	int unix_only = stubs_url && pq_url_unix_only(stubs_url);
+	/* decided at the first load (pq_check_url's URL); a reload after
+	 * pq_unload takes the same libraries */
+	if (stubs_unix < 0)
+		stubs_unix = stubs_url && pq_url_unix_only(stubs_url);
 	for (size_t i = 0; i < sizeof pq_stubs / sizeof pq_stubs[0]; i++) {
-		if (pq_stubs[i].unix_only && !unix_only)
+		if (pq_stubs[i].unix_only && !stubs_unix)
 			continue;
 		char path[4096 + 64];
 		snprintf(path, sizeof path, "%s/../lib/meshbroker/%s", dir, pq_stubs[i].file);
 		if (access(path, R_OK) != 0)
 			continue;
-		/* kept loaded for the worker's life: a few KiB, and a reload of
-		 * libpq after pq_unload finds them again */
+		/* loaded while libpq is, and unloaded with it (pq_unload) */
 		if (!(stub_handles[i] = dlopen(path, PQ_DLOPEN_FLAGS)))
 			log_debug("libpq stand-in not loaded", "path", path, "error", dlerror());
 	}
+}
+
+/* the stand-ins' handles, closed (libpq's first: nothing else holds them) */
+static int pq_stubs_close(void)
+{
+	int had = 0;
+	for (size_t i = 0; i < sizeof stub_handles / sizeof stub_handles[0]; i++)
+		if (stub_handles[i]) {
+			dlclose(stub_handles[i]);
+			stub_handles[i] = NULL;
+			had = 1;
+		}
+	stubs_in = 0;
+	return had;
 }
 
 static struct pq_api api;    /* wrappers in place of the connect and finish calls */
@@ -171,13 +189,8 @@ int pq_load(char *err, size_t errlen)
 		char why[256];
 		const char *e = dlerror();
 		snprintf(why, sizeof why, "%s", e ? e : "unknown error");
-		int had = 0;
-		for (size_t i = 0; i < sizeof stub_handles / sizeof stub_handles[0]; i++)
-			if (stub_handles[i]) {
-				dlclose(stub_handles[i]);
-				stub_handles[i] = NULL;
-				had = 1;
-			}
+		int had = pq_stubs_close();
+		stubs_failed = 1;
 		if (had) {
 			log_warn("libpq does not load over the stand-ins; loading its own libraries (update pqstub/)",
 				 "error", why);
@@ -225,15 +238,22 @@ int pq_unload(void)
 	 * leaks of ours; sanitizer builds keep libpq */
 	return 0;
 #else
-	if (!handle || live > 0 || unloads >= PQ_UNLOADS_MAX)
+	/* the cap is for GnuTLS and OpenLDAP's leak; over the GSSAPI and LDAP
+	 * stand-ins neither is loaded, and 200 load/unload cycles left the
+	 * heap in use within 0.5 KB of where it was after the first */
+	int lean = stub_handles[0] && stub_handles[1];
+	if (!handle || live > 0 || (unloads >= PQ_UNLOADS_MAX && !lean))
 		return 0;
 	dlclose(handle);
 	handle = NULL;
+	/* and the stand-ins under it (a few KiB of relocated data and the
+	 * loader's records each); the next pq_load opens them again */
+	pq_stubs_close();
 	memset(&real, 0, sizeof real);
 	memset(&api, 0, sizeof api);
 	unloads++;
-	/* the unloaded libraries' heap blocks are free now: give the pages back */
-	malloc_trim(0);
+	/* the unloaded libraries' heap blocks are free now: the caller gives
+	 * the pages back (db.c's idle close: common/idlemem.h) */
 	return 1;
 #endif
 }

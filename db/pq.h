@@ -48,10 +48,14 @@ void pq_lean(void);
 
 /* 1 while libpq is mapped. */
 int pq_loaded(void);
-/* Unload libpq (and what only it needs) when no connection made through it
- * is open; a no-op under sanitizers and after PQ_UNLOADS_MAX unloads (each
+/* Unload libpq (and what only it needs, the stand-ins of pq_lean too: the
+ * next load opens them again with the same choice) when no connection made
+ * through it is open; a no-op under sanitizers, and after PQ_UNLOADS_MAX
+ * unloads when libpq runs over its real GSSAPI and LDAP libraries (each
  * load/unload cycle leaks ~100 bytes inside GnuTLS and OpenLDAP, so a worker
- * that keeps waking up keeps the library instead).  1 = unloaded. */
+ * that keeps waking up keeps the library instead; over the stand-ins there
+ * is no such leak and no cap).  1 = unloaded; the freed heap is the
+ * caller's to trim (common/idlemem.h). */
 #define PQ_UNLOADS_MAX 8
 int pq_unload(void);
 /* DATABASE_URL as libpq parses it: 0 ok, -1 with a one-line reason in err

@@ -4,7 +4,7 @@
 instructions (valgrind --tool=callgrind), page faults (perf stat) and system
 calls (strace -c), plus private memory from /proc.
 
-    /usr/bin/python3 scripts/worker-cost.py [--hellos N] [--idle N] BINDIR [BINDIR...]
+    /usr/bin/python3 scripts/worker-cost.py [--hellos N] [--idle N] [--wake N] BINDIR [BINDIR...]
 
 For each BINDIR (a build's bin/, e.g. build/bin, or an older build to compare)
 it starts a private PostgreSQL (tests/integration/mbtest.py) and
@@ -16,10 +16,16 @@ meshbroker-accept, then prints:
            worker only: instructions, page faults, system calls (the worker
            run under callgrind / perf stat / strace -c by MESHBROKER_WORKER;
            page faults and system calls include a few of the sh that execs it);
+  wake     (--wake N) a peer that joins, stays idle 3.5 s and sends once:
+           the worker's instructions with DB_IDLE_SECONDS=1 (the session
+           closes, libpq unloads, the memory is given back, and the send
+           loads libpq again) and with 60 (none of that), medians of N;
   idle     N idle authenticated peers (DB_IDLE_SECONDS=2): per worker, the
            median USS (Private_Clean + Private_Dirty of smaps_rollup), RSS and
            PageTables, right after the hellos and once the database session
-           has closed, and the private memory of one worker by mapping.
+           has closed, and the private memory of one worker by mapping
+           (clean+dirty KiB; an anonymous map that follows a library's or
+           the executable's is named as its .bss) at both moments.
 Needs valgrind, perf and strace for the first two; run as root or as a user
 who may run PostgreSQL (see mbtest.PgCluster)."""
 
@@ -126,26 +132,77 @@ def rollup(pid):
 
 
 def by_mapping(pid):
-    out, cur = {}, None
+    """private KiB per mapping, summed by name: (name, clean, dirty), largest
+    first.  An anonymous map right after an executable's or library's last
+    map is its .bss ("libc.so.6 .bss"); [stack], [heap] and other anonymous
+    maps keep their own names."""
+    out, cur, prev_end, prev_file = {}, None, None, None
     for line in open(f"/proc/{pid}/smaps"):
-        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-            parts = line.split()
-            cur = os.path.basename(parts[5]) if len(parts) > 5 else "[anon]"
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$", line)
+        if m:
+            start, end, path = int(m.group(1), 16), int(m.group(2), 16), m.group(3).strip()
+            if path:
+                cur = os.path.basename(path) if path.startswith("/") else path
+                # an ELF object's (executable or library): not a mapped data file's
+                elf = path.startswith("/") and (".so" in cur or os.access(path, os.X_OK))
+                prev_file = cur if elf else None
+            else:
+                cur = f"{prev_file} .bss" if prev_file and start == prev_end else "[anon]"
+                prev_file = None
+            prev_end = end
         else:
             m = re.match(r"(Private_Clean|Private_Dirty):\s+(\d+) kB", line)
-            if m:
-                out[cur] = out.get(cur, 0) + int(m.group(2))
-    return sorted(((k, v) for k, v in out.items() if v), key=lambda x: -x[1])
+            if m and cur is not None:
+                c, d = out.get(cur, (0, 0))
+                out[cur] = (c + int(m.group(2)), d) if m.group(1) == "Private_Clean" else (c, d + int(m.group(2)))
+    return sorted(((k, c, d) for k, (c, d) in out.items() if c + d),
+                  key=lambda x: -(x[1] + x[2]))
+
+
+def mapping_line(pid):
+    rows = by_mapping(pid)
+    total = sum(c + d for _, c, d in rows)
+    return (f"  one worker's private KiB by mapping (clean+dirty, {total} in all): " +
+            ", ".join(f"{k} {c}+{d}" for k, c, d in rows))
 
 
 def idle_line(b, when):
     rs = [rollup(p) for p in b.workers()]
     med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
-    return (f"  idle ({when}): {len(rs)} workers, USS {med('USS'):.0f} KiB, RSS {med('Rss'):.0f} KiB, "
-            f"PageTables {med('VmPTE'):.0f} KiB")
+    return (f"  idle ({when}): {len(rs)} workers, USS {med('USS'):.0f} KiB (dirty {med('Private_Dirty'):.0f}, "
+            f"anonymous {med('Anonymous'):.0f}), "
+            f"RSS {med('Rss'):.0f} KiB, PageTables {med('VmPTE'):.0f} KiB")
 
 
-async def measure(bindir, pg, db, n_hello, n_idle):
+async def wake_cost(worker, pg, mesh, n, idle_s):
+    """callgrind instructions of one worker whose peer joins, stays 3.5 s
+    without a word, sends one direct message (stored: its recipient is away)
+    and closes; median of n.  With DB_IDLE_SECONDS=1 the session closes,
+    libpq unloads and the memory is given back in that pause, and the send
+    loads libpq again; with 60, none of it happens."""
+    d = tempfile.mkdtemp(prefix="worker-cost-", dir="/tmp")
+    b = mbtest.Broker("accept", pg.url, dict(MESHBROKER_WORKER=wrapper(d, "callgrind", worker),
+                                             HELLO_TIMEOUT_SECONDS=60, DB_IDLE_SECONDS=idle_s)).start()
+    try:
+        time.sleep(1)
+        read_results(d, "callgrind")  # the start-up probe's
+        for _ in range(n):
+            p = mbtest.Peer(b, mesh.members[0])
+            await p.join(timeout=60)
+            await asyncio.sleep(3.5)
+            _, ack = await p.send_direct(mesh.members[1].pubkey, "wake", timeout=60)
+            assert ack.get("type") == "ack", ack
+            await p.ws.close()
+            await asyncio.sleep(0.3)
+        time.sleep(2)
+    finally:
+        b.stop()
+    vals = read_results(d, "callgrind")
+    shutil.rmtree(d, ignore_errors=True)
+    return statistics.median(vals) if vals else None
+
+
+async def measure(bindir, pg, db, n_hello, n_idle, n_wake=0):
     worker = os.path.join(bindir, "meshbroker-worker")
     mbtest.BIN = bindir
     print(bindir)
@@ -176,6 +233,13 @@ async def measure(bindir, pg, db, n_hello, n_idle):
         else:
             shutil.rmtree(d, ignore_errors=True)
         print(f"  hello (median of {n_hello}):", ", ".join(figures))
+    if n_wake and shutil.which("valgrind"):
+        cold = await wake_cost(worker, pg, mesh, n_wake, 1)
+        warm = await wake_cost(worker, pg, mesh, n_wake, 60)
+        fmt = lambda v: f"{v / 1e6:.2f} M" if v else "?"  # noqa: E731
+        print(f"  hello, 3.5 s idle, one send, close (median of {n_wake}): {fmt(cold)} instructions with "
+              f"the idle close (DB_IDLE_SECONDS=1), {fmt(warm)} without (60)" +
+              (f": the unload, the release and the reload cost {(cold - warm) / 1e6:.2f} M" if cold and warm else ""))
     if n_idle:
         b = mbtest.Broker("accept", pg.url, dict(DB_IDLE_SECONDS=2, MAX_CONNECTIONS_PER_MESH=2000,
                                                  MAX_CONNECTIONS_PER_MEMBER=2000)).start()
@@ -185,10 +249,10 @@ async def measure(bindir, pg, db, n_hello, n_idle):
                 await p.join()
             time.sleep(0.5)
             print(idle_line(b, "database session open"))
+            print(mapping_line(b.workers()[0]))
             time.sleep(4.5)
             print(idle_line(b, "after DB_IDLE_SECONDS"))
-            print("  one worker's private KiB by mapping:",
-                  ", ".join(f"{k} {v}" for k, v in by_mapping(b.workers()[0])))
+            print(mapping_line(b.workers()[0]))
             for p in peers:
                 await p.ws.close()
         finally:
@@ -199,6 +263,8 @@ async def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hellos", type=int, default=5)
     ap.add_argument("--idle", type=int, default=20)
+    ap.add_argument("--wake", type=int, default=0,
+                    help="N: instructions of a peer's first send after its worker went idle, median of N")
     ap.add_argument("--profile", metavar="DIR", help="keep each hello's callgrind.out in DIR")
     ap.add_argument("bindirs", nargs="+")
     a = ap.parse_args()
@@ -211,7 +277,7 @@ async def main():
         mbtest.migrate(pg.url)
         db = pg.connect()
         for bindir in a.bindirs:
-            await measure(os.path.abspath(bindir), pg, db, a.hellos, a.idle)
+            await measure(os.path.abspath(bindir), pg, db, a.hellos, a.idle, a.wake)
     finally:
         pg.destroy()
 

@@ -1,11 +1,10 @@
 /* ws — the WebSocket transport of a worker: RFC 6455 upgrade
- * (Sec-WebSocket-Accept via nettle SHA-1), frames through wslay with a read
+ * (Sec-WebSocket-Accept via common/sha1.c), frames through wslay with a read
  * budget and backpressure, the close handshake and ping/pong.  Text frames
  * go to w->hooks->on_text; the loop around it is skel.c's. */
 #include <errno.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
-#include <nettle/sha1.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sha1.h"
 #include "common/util.h"
 #include "worker/ws.h"
 
@@ -362,12 +362,9 @@ int ws_handshake(int fd, const struct http_req *req)
 	char cat[64]; /* the key is exactly 24 chars here */
 	memcpy(cat, req->ws_key, 24);
 	memcpy(cat + 24, WS_GUID, sizeof WS_GUID);
-	struct sha1_ctx sha;
-	uint8_t digest[SHA1_DIGEST_SIZE];
-	sha1_init(&sha);
-	sha1_update(&sha, strlen(cat), (const uint8_t *)cat);
-	sha1_digest(&sha, sizeof digest, digest);
-	char accept[sodium_base64_ENCODED_LEN(SHA1_DIGEST_SIZE, sodium_base64_VARIANT_ORIGINAL)];
+	uint8_t digest[SHA1_BYTES];
+	sha1_digest_of(cat, strlen(cat), digest); /* common/sha1.c: no libnettle in the worker */
+	char accept[sodium_base64_ENCODED_LEN(SHA1_BYTES, sodium_base64_VARIANT_ORIGINAL)];
 	sodium_bin2base64(accept, sizeof accept, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
 	char resp[256];
 	int n = snprintf(resp, sizeof resp,
