@@ -387,10 +387,12 @@ static const char delivery_claim_sql[] =
 	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
 	"FROM mesh.delivery_mark_claim($7::bigint[], $1, $2::text[], $3 = 'idle', $4, $5::int, $6) c";
 /* more than one host (store_delivery_claim_hosts): the live presences of the
- * member on other hosts join the worker's list of this host's */
+ * member on other hosts join the worker's list of this host's, and a row
+ * waits while an earlier one of its sender is held there (0015: the order
+ * across a move off a dead or cut host) */
 static const char delivery_claim_hosts_sql[] =
 	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
-	"FROM mesh.delivery_mark_claim($7::bigint[], $1, $2::text[] || mesh.host_live_presences($8, $1), "
+	"FROM mesh.delivery_mark_claim_hosts($7::bigint[], $1, $2::text[], mesh.host_live_presences($8, $1), "
 	"$3 = 'idle', $4, $5::int, $6) c";
 
 static void delivery_adapter(void *arg, const PGresult *res, const char *err)

@@ -303,9 +303,9 @@ def verdicts(roamers):
     were sent.  The one exception, kept apart in late: a message acked
     before its recipient gave its first connection up (a host SIGKILLed or
     cut off) that arrives after later ones — the old connection's claim on
-    its row holds until that host's lease ends, while the new connection is
-    pushed the later rows at once (the claim skips rows a live presence of
-    the member holds; see the report of issue 24's harness)."""
+    its row holds until that host's lease ends, and the new connection's
+    claim must wait for it rather than push the later rows at once
+    (migration 0015); the fault test asserts there are none."""
     problems, late = [], []
     repeats = 0
     acked = {(r.name, seq): v for r in roamers for seq, v in r.acked.items()}
@@ -442,6 +442,8 @@ def test_under_traffic_a_sigkilled_host_a_cut_host_and_a_postgres_restart_lose_n
             await r.close()
         assert not lost, f"{len(lost)} acked messages never pushed: {lost[:10]}; figures {figures}"
         assert not problems, f"{problems[:10]}; figures {figures}"
+        # the claim waits for the rows a dead or cut host still holds (0015)
+        assert not late, f"acked before the move, pushed after later ones: {late[:5]}; figures {figures}"
         assert acked >= 100, f"too little got through to judge: {figures}"
         for r in roamers:
             if home[r.name] in (1, 2):
@@ -589,13 +591,8 @@ def test_a_sigstopped_host_drops_out_and_fences_itself_when_continued(net):
     run(go(), 60)
 
 
-# ---------------------------------------------------------------- order across a move (known issue)
+# ---------------------------------------------------------------- order across a move (0015)
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 24, found by this harness: a row the cut host's connection had claimed stays claimed until that "
-    "host's lease ends (<= 10 s), while the member's new connection on another host is pushed later rows at "
-    "once (mesh.delivery_claim_session skips rows a live presence holds), so per (sender, recipient) order "
-    "breaks across the move; the fix belongs in the claim (db/migrations), not in the harness"))
 def test_order_holds_when_a_recipient_moves_off_a_cut_host_that_had_claimed_its_rows(net):
     """bob on h2 stops reading (his socket's receive buffer small), so h2's
     worker holds claimed rows it cannot write; h2 is cut off, bob joins h1
