@@ -15,7 +15,7 @@
 
 #define MEMBERCACHE_FILE "membercache.shm"
 #define MEMBERCACHE_MAGIC 0x314843424d4d4d4dULL /* "MMMMBCH1" */
-#define MEMBERCACHE_VERSION 1u
+#define MEMBERCACHE_VERSION 2u
 #define MEMBERCACHE_HASH 16u
 #define MEMBERCACHE_KEY_MAX 200 /* meshId (< 64) + NUL + pubkey (64) */
 
@@ -27,8 +27,9 @@ struct membercache_entry {
 	int32_t max_peers;
 	uint32_t pad;
 	char member_id[MEMBERCACHE_ID_MAX];
+	char display_name[MEMBERCACHE_NAME_MAX];
 };
-_Static_assert(sizeof(struct membercache_entry) == 96, "entry layout");
+_Static_assert(sizeof(struct membercache_entry) == 224, "entry layout");
 
 struct membercache_file {
 	struct shmfile_header h;
@@ -144,6 +145,8 @@ int membercache_get(struct membercache *c, const char *mesh_id, const char *pubk
 			hit = 1;
 			memcpy(out->member_id, e->member_id, sizeof out->member_id);
 			out->member_id[sizeof out->member_id - 1] = 0; /* the file is not trusted to hold a string */
+			memcpy(out->display_name, e->display_name, sizeof out->display_name);
+			out->display_name[sizeof out->display_name - 1] = 0;
 			out->max_peers = e->max_peers;
 		}
 	}
@@ -155,7 +158,8 @@ void membercache_put(struct membercache *c, const char *mesh_id, const char *pub
 		     int64_t now_ms, int64_t ttl_ms, uint32_t stamp)
 {
 	unsigned char h[MEMBERCACHE_HASH];
-	if (!c || ttl_ms <= 0 || strlen(v->member_id) >= MEMBERCACHE_ID_MAX ||
+	if (!c || ttl_ms <= 0 || strnlen(v->member_id, MEMBERCACHE_ID_MAX) >= MEMBERCACHE_ID_MAX ||
+	    strnlen(v->display_name, MEMBERCACHE_NAME_MAX) >= MEMBERCACHE_NAME_MAX ||
 	    membercache_hash(c, mesh_id, pubkey, h) != 0 || membercache_lock(c) != 0)
 		return;
 	if (c->f->drops != stamp) {
@@ -177,6 +181,8 @@ void membercache_put(struct membercache *c, const char *mesh_id, const char *pub
 	victim->max_peers = v->max_peers;
 	memset(victim->member_id, 0, sizeof victim->member_id);
 	memcpy(victim->member_id, v->member_id, strlen(v->member_id));
+	memset(victim->display_name, 0, sizeof victim->display_name);
+	memcpy(victim->display_name, v->display_name, strlen(v->display_name));
 	pthread_mutex_unlock(&c->f->mu);
 }
 

@@ -19,14 +19,16 @@
 
 #define MEMBERCACHE_SETS 512u /* a power of two */
 #define MEMBERCACHE_WAYS 8u
-#define MEMBERCACHE_ID_MAX 64 /* a member id, NUL included (SHM_MEMBER_ID_MAX) */
+#define MEMBERCACHE_ID_MAX 64    /* a member id, NUL included (SHM_MEMBER_ID_MAX) */
+#define MEMBERCACHE_NAME_MAX 128 /* a display name, NUL included (SHM_NAME_MAX); longer ones are not cached */
 
 struct membercache;
 
 /* what a hello needs from its lookup besides "a live member" */
 struct member_cached {
 	char member_id[MEMBERCACHE_ID_MAX];
-	int32_t max_peers; /* the mesh's, 0 = none */
+	char display_name[MEMBERCACHE_NAME_MAX]; /* the member's (its slot shows it before the re-check answers) */
+	int32_t max_peers;                       /* the mesh's, 0 = none */
 };
 
 /* Map <runtime_dir>/membercache.shm, creating it when missing (or replacing

@@ -344,6 +344,7 @@ static int hello_from_cache(struct worker *w)
 		return 1;
 	}
 	counter_add(w->shm, C_LOOKUP_MEMBER_CACHE_HIT, 1);
+	str_copy(w->me.display_name, sizeof w->me.display_name, mc.display_name); /* the slot shows it */
 	/* as after a lookup: from now on the acceptor never evicts this
 	 * connection (a failed re-check closes it soon enough) */
 	if (worker_child_mark(w, CHILD_BIT(CHILD_HELLO), CHILD_AUTHENTICATED) != 0)
@@ -411,7 +412,10 @@ static void hello_join_cb(void *arg, const struct hello_join_result *r, const ch
 	w->presence_row = 1;
 	if (w->phase == PHASE_CLOSING)
 		return;
-	str_copy(w->me.display_name, sizeof w->me.display_name, r->display_name ? r->display_name : "");
+	if (r->display_name && strcmp(r->display_name, w->me.display_name) != 0) { /* renamed since it was cached */
+		snprintf(w->me.display_name, sizeof w->me.display_name, "%s", r->display_name);
+		presence_update(w->shm, w->slot, &w->me);
+	}
 	if (uds_listen_open(w) != 0) {
 		ws_send_peer_error(w, PEER_ERR_NO_WORKER_SOCKET, NULL);
 		ws_close(w, WS_CLOSE_INTERNAL, "internal");
@@ -457,7 +461,8 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		/* a live member: its next hellos skip this lookup (unless a
 		 * drop came since the stamp was taken, before the lookup) */
 		struct member_cached mc = {.max_peers = rows[0].max_peers > INT32_MAX ? 0 : (int32_t)rows[0].max_peers};
-		if (str_copy(mc.member_id, sizeof mc.member_id, rows[0].id) == 0)
+		if (str_copy(mc.member_id, sizeof mc.member_id, rows[0].id) == 0 &&
+		    str_copy(mc.display_name, sizeof mc.display_name, rows[0].display_name) == 0)
 			membercache_put(w->membercache, w->me.mesh_id, w->me.pubkey, &mc, mono_ms(), MEMBER_CACHE_MS,
 					w->mc_stamp);
 	}

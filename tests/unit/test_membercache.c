@@ -59,6 +59,7 @@ static void put(struct membercache *c, const char *mesh, const char *key, const 
 {
 	struct member_cached v = {.max_peers = max_peers};
 	snprintf(v.member_id, sizeof v.member_id, "%s", member);
+	snprintf(v.display_name, sizeof v.display_name, "name of %s", member);
 	membercache_put(c, mesh, key, &v, now, ttl, stamp_of(c, mesh, key));
 }
 
@@ -71,6 +72,7 @@ START_TEST(membercache_remembers_until_the_ttl)
 	memset(&out, 0, sizeof out);
 	ck_assert_int_eq(membercache_get(c, MESH, KEY1, 1001, &out, NULL), 1);
 	ck_assert_str_eq(out.member_id, "memberOne");
+	ck_assert_str_eq(out.display_name, "name of memberOne");
 	ck_assert_int_eq(out.max_peers, 7);
 	ck_assert_int_eq(membercache_get(c, MESH, KEY1, 60999, &out, NULL), 1);
 	ck_assert_int_eq(membercache_get(c, MESH, KEY1, 61000, &out, NULL), 0); /* expired */
@@ -171,7 +173,7 @@ START_TEST(membercache_is_bounded_and_forgets_the_oldest)
 	struct stat st;
 	snprintf(path, sizeof path, "%s/membercache.shm", tmp_root);
 	ck_assert_int_eq(stat(path, &st), 0);
-	ck_assert_int_lt(st.st_size, 512 * 1024); /* fixed size, whatever was put */
+	ck_assert_int_lt(st.st_size, 1024 * 1024); /* fixed size (~900 KiB), whatever was put */
 	membercache_close(c);
 }
 END_TEST
@@ -195,6 +197,7 @@ START_TEST(membercache_is_shared_across_processes)
 	struct member_cached out;
 	ck_assert_int_eq(membercache_get(c, MESH, KEY1, 1, &out, NULL), 1);
 	ck_assert_str_eq(out.member_id, "fromChild");
+	ck_assert_str_eq(out.display_name, "name of fromChild");
 	ck_assert_int_eq(out.max_peers, 5);
 	/* and a drop by the parent is seen by a fresh process */
 	membercache_drop_member(c, "fromChild");
@@ -266,8 +269,12 @@ START_TEST(membercache_null_handle_is_a_miss)
 	membercache_put(NULL, MESH, KEY1, &v, 0, 10000, st);
 	ck_assert_int_eq(membercache_drop(NULL, MESH, KEY1), 0);
 	ck_assert_int_eq(membercache_drop_member(NULL, "m1"), 0);
-	/* a key too long to hash is never cached */
+	/* a key too long to hash is never cached, nor a display name without room */
 	struct membercache *c = mc_open();
+	struct member_cached longname = {.member_id = "m2"};
+	memset(longname.display_name, 'n', sizeof longname.display_name); /* no NUL */
+	membercache_put(c, MESH, KEY2, &longname, 0, 10000, stamp_of(c, MESH, KEY2));
+	ck_assert_int_eq(membercache_get(c, MESH, KEY2, 1, &out, NULL), 0);
 	char big[300];
 	memset(big, 'a', sizeof big - 1);
 	big[sizeof big - 1] = 0;
