@@ -397,7 +397,8 @@ static void hello_join_cb(void *arg, const struct hello_join_result *r, const ch
 		 * status waiting: nothing was written; forget the entry and ask
 		 * the database, whose answer is the hello's */
 		membercache_drop(w->membercache, w->me.mesh_id, w->me.pubkey);
-		presence_release(w->shm, w->slot, w->gen);
+		if (w->have_slot)
+			presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;
 		if (w->phase == PHASE_CLOSING)
 			return;
