@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "common/config.h"
+#include "shm/membercache.h"
 #include "shm/shm.h"
 #include "shm/slotclose.h"
 #include "worker/envelope.h"
@@ -45,6 +46,14 @@ int liveclose_member(const char *member_id, char *err, size_t errlen)
 		return -1;
 	char path[PATH_MAX];
 	struct stat st;
+	snprintf(path, sizeof path, "%s/membercache.shm", cfg.runtime_dir);
+	struct membercache *mc = NULL;
+	if (stat(path, &st) == 0 && membercache_open(cfg.runtime_dir, &mc, err, errlen) == 0) {
+		/* its next hello is looked up (and refused), not taken from the
+		 * cache (whose re-check would refuse it anyway: shm/membercache.h) */
+		membercache_drop_member(mc, member_id);
+		membercache_close(mc);
+	}
 	snprintf(path, sizeof path, "%s/presence.shm", cfg.runtime_dir);
 	if (stat(path, &st) != 0)
 		return 0; /* no broker on this host (shm_open_table would make one) */

@@ -4,7 +4,9 @@
  * (worker/envelope.h), exactly as a moderator's ban closes them
  * (worker/moderation.c): close 4002, reason "revoked".  The runtime
  * directory is the broker's (RUNTIME_DIRECTORY, MESHBROKER_RUNTIME_DIR,
- * else ./var/run); a host without the table has nothing live to close. */
+ * else ./var/run); a host without the table has nothing live to close.
+ * The member's entries of the member cache (shm/membercache.h) are dropped
+ * first, so its next hello on this host is looked up. */
 #ifndef CLI_LIVECLOSE_H
 #define CLI_LIVECLOSE_H
 

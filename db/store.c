@@ -40,6 +40,7 @@ struct call {
 		store_apikey_cb apikey;
 		store_text_cb text;
 		store_join_cb join;
+		store_hello_join_cb hello_join;
 	} cb;
 	void *arg;
 	int n; /* store_messages_send: sends in the statement */
@@ -139,46 +140,51 @@ int store_session_key_claim(struct db *d, const char *mesh_id, const char *membe
 			 (struct call){.cb.text = cb, .arg = arg});
 }
 
-int store_presence_session(struct db *d, const char *presence_id, const char *session, const char *role)
+/* ---- the hello's writes (mesh.hello_join, migration 0013) ---- */
+
+enum { HJ_RESULT, HJ_DISPLAY_NAME, HJ_VISIBLE, HJ_AUDIT_PENDING };
+static void hello_join_adapter(void *arg, const PGresult *res, const char *err)
 {
-	const char *p[] = {presence_id, session, role};
-	return db_query(d, "UPDATE mesh.presence SET session_pubkey = $2, peer_role = $3 WHERE id = $1", 3, p, NULL,
-			NULL);
+	struct call *c = arg;
+	if (!err && (!res || PQntuples(res) != 1 || PQnfields(res) <= HJ_AUDIT_PENDING))
+		err = "mesh.hello_join: no result";
+	if (err) {
+		c->cb.hello_join(c->arg, NULL, err);
+		free(c);
+		return;
+	}
+	const char *v = store_val(res, 0, HJ_RESULT);
+	struct hello_join_result r = {
+		.ok = v && strcmp(v, "ok") == 0,
+		.display_name = store_val(res, 0, HJ_DISPLAY_NAME),
+		.visible = !store_val(res, 0, HJ_VISIBLE) || store_is_true(res, 0, HJ_VISIBLE),
+		.audit_pending = store_is_true(res, 0, HJ_AUDIT_PENDING),
+	};
+	c->cb.hello_join(c->arg, &r, NULL);
+	free(c);
+}
+
+int store_hello_join(struct db *d, const struct hello_join *j, store_hello_join_cb cb, void *arg)
+{
+	const struct presence_row *r = &j->row;
+	char pid[24], wpid[24], maxp[24];
+	snprintf(pid, sizeof pid, "%d", r->pid);
+	snprintf(wpid, sizeof wpid, "%d", r->worker_pid);
+	snprintf(maxp, sizeof maxp, "%d", j->max_peers);
+	const char *p[] = {j->check ? "true" : "false", maxp, r->presence_id, r->mesh_id, r->member_id, j->pubkey,
+			   r->session_id, pid, r->cwd, r->status, r->status_source, r->display_name, r->hostname,
+			   r->peer_type, r->channel, r->model, r->protocol_version, r->capabilities, r->groups,
+			   r->broker_host, wpid, r->repo, r->host_id, j->session_pubkey, j->peer_role,
+			   j->keep_groups ? "true" : "false", j->saved ? "true" : "false",
+			   j->pending_delete ? "true" : "false", j->audit, j->actor_name};
+	return send_call(d,
+			 "SELECT * FROM mesh.hello_join($1::boolean, $2::int, $3, $4, $5, $6, $7, $8::int, $9, $10, "
+			 "$11, $12, $13, $14, $15, $16, $17, $18::jsonb, $19::jsonb, $20, $21::int, $22, $23, $24, "
+			 "$25, $26::boolean, $27::boolean, $28::boolean, $29, $30)",
+			 30, p, hello_join_adapter, (struct call){.cb.hello_join = cb, .arg = arg});
 }
 
 /* ---- presence history ---- */
-
-int store_presence_insert(struct db *d, const struct presence_row *r)
-{
-	char pid[24], wpid[24];
-	snprintf(pid, sizeof pid, "%d", r->pid);
-	snprintf(wpid, sizeof wpid, "%d", r->worker_pid);
-	const char *p[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
-			   r->status_source, r->display_name, r->hostname, r->peer_type, r->channel, r->model,
-			   r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid, r->repo};
-	if (r->host_id) { /* more than one host: tagged with the host and its current epoch */
-		const char *ph[] = {r->presence_id, r->mesh_id, r->member_id, r->session_id, pid, r->cwd, r->status,
-				    r->status_source, r->display_name, r->hostname, r->peer_type, r->channel,
-				    r->model, r->protocol_version, r->capabilities, r->groups, r->broker_host, wpid,
-				    r->repo, r->host_id};
-		return db_query(
-			d,
-			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
-			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "
-			"capabilities, groups, broker_host, worker_pid, repo, host_id, host_epoch) VALUES ($1, $2, $3, "
-			"$4, $5::int, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16::jsonb, $17, $18::int, "
-			"$19, $20, (SELECT epoch FROM mesh.broker_host WHERE host_id = $20)) RETURNING member_id) "
-			"UPDATE mesh.member SET last_seen_at = now() WHERE id IN (SELECT member_id FROM p)",
-			20, ph, NULL, NULL);
-	}
-	return db_query(d,
-			"WITH p AS (INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, status, "
-			"status_source, display_name, hostname, peer_type, channel, model, protocol_version, "
-			"capabilities, groups, broker_host, worker_pid, repo) VALUES ($1, $2, $3, $4, $5::int, $6, $7, "
-			"$8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16::jsonb, $17, $18::int, $19) RETURNING "
-			"member_id) UPDATE mesh.member SET last_seen_at = now() WHERE id IN (SELECT member_id FROM p)",
-			19, p, NULL, NULL);
-}
 
 int store_presence_status(struct db *d, const char *presence_id, const char *status, const char *source)
 {
@@ -196,14 +202,6 @@ int store_presence_disconnect(struct db *d, const char *presence_id)
 }
 
 /* ---- pending hook statuses ---- */
-
-int store_pending_status_delete(struct db *d, int pid, const char *cwd)
-{
-	char pidbuf[24];
-	snprintf(pidbuf, sizeof pidbuf, "%d", pid);
-	const char *p[] = {pidbuf, cwd};
-	return db_query(d, "DELETE FROM mesh.pending_status WHERE pid = $1::int AND cwd = $2", 2, p, NULL, NULL);
-}
 
 static void done_adapter(void *arg, const PGresult *res, const char *err)
 {

@@ -30,9 +30,6 @@ typedef void (*store_text_cb)(void *arg, const char *value, const char *err);
  * "no_member" (NULL with err on failure) */
 int store_session_key_claim(struct db *d, const char *mesh_id, const char *member_pubkey, const char *session,
 			    store_text_cb cb, void *arg);
-/* the presence row's session key and role (after store_presence_insert;
- * without it the row says no key, role control-plane) */
-int store_presence_session(struct db *d, const char *presence_id, const char *session, const char *role);
 
 /* ---- presence history (mesh.presence) ---- */
 struct presence_row {
@@ -45,13 +42,33 @@ struct presence_row {
 	const char *repo; /* §11, NULL when absent */
 	const char *host_id; /* HOST_ID (worker/hosts.h), NULL on a single host: then untagged */
 };
-/* the row, and the member's last_seen_at, in one statement */
-int store_presence_insert(struct db *d, const struct presence_row *p);
+/* (written by store_hello_join below, with the member's last_seen_at) */
 int store_presence_status(struct db *d, const char *presence_id, const char *status, const char *source);
+
+/* ---- the hello's writes in one statement (mesh.hello_join, migration 0013) ---- */
+struct hello_join {
+	struct presence_row row;
+	int check;     /* a member-cache hit: re-check the membership first (and write nothing when it fails) */
+	int max_peers; /* (check) the mesh's max_peers the capacity was counted with, 0 = none */
+	const char *pubkey;                   /* (check) the hello's key, lowercase */
+	const char *session_pubkey;           /* NULL: none */
+	const char *peer_role;                /* NULL: control-plane */
+	int keep_groups, saved;               /* mesh.presence_restore's arguments (migration 0006) */
+	int pending_delete;                   /* the hook status of (pid, cwd) was applied: delete it */
+	const char *audit, *actor_name;       /* peer_joined's canonical payload; actor NULL: the member's name */
+};
+struct hello_join_result {
+	int ok;                   /* 0: the re-check failed, nothing was written */
+	const char *display_name; /* the audit row's actor name (the member's, on a re-check) */
+	int visible;              /* the restored visibility */
+	int audit_pending;        /* the audit row waits in mesh.audit_pending: a chain step is owed */
+};
+/* r is valid during the callback only (NULL with err) */
+typedef void (*store_hello_join_cb)(void *arg, const struct hello_join_result *r, const char *err);
+int store_hello_join(struct db *d, const struct hello_join *j, store_hello_join_cb cb, void *arg);
 int store_presence_disconnect(struct db *d, const char *presence_id);
 
 /* ---- pending hook statuses (mesh.pending_status) ---- */
-int store_pending_status_delete(struct db *d, int pid, const char *cwd);
 typedef void (*store_done_cb)(void *arg, const char *err);
 /* stash status for (pid, cwd) for secs seconds, for any peer (mesh_id and
  * member_id NULL) or only a peer of mesh_id (and of member_id when not NULL);

@@ -76,12 +76,16 @@
 
 /* The membership lookups of hellos (check 6): broker_member_lookups_total{result=label}.
  * negative_cache_hit: a key remembered as no member of the mesh was refused
- * without asking the database (MEMBER_NEGATIVE_CACHE_SECONDS). */
+ * without asking the database (MEMBER_NEGATIVE_CACHE_SECONDS).
+ * member_cache_hit: a key remembered as a live member skipped the lookup (its
+ * hello statement re-checked it; a failed re-check is counted again by the
+ * lookup it falls back to).  Appended last: the shared layout's order. */
 #define MEMBER_LOOKUPS(X)                                                                                             \
 	X(MEMBER, "member")                                                                                            \
 	X(NOT_MEMBER, "not_member")                                                                                    \
 	X(NEGATIVE_CACHE_HIT, "negative_cache_hit")                                                                    \
-	X(ERROR, "error")
+	X(ERROR, "error")                                                                                              \
+	X(MEMBER_CACHE_HIT, "member_cache_hit")
 
 /* Error frames of the peer protocol that count nothing: {code, message};
  * echo_id = 1 when the request's "id" is echoed in the frame. */

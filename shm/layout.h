@@ -17,7 +17,8 @@
 #include "shm/table.h"
 
 #define SHM_MAGIC 0x314d48534853454dULL /* "MESHSHM1" in a little-endian file */
-#define SHM_VERSION 5u /* 5: the histograms and acceptor gauges at the header's end (issue 23);
+#define SHM_VERSION 6u /* 6: the member_cache_hit counter (issue 23, shm/membercache.h);
+			* 5: the histograms and acceptor gauges at the header's end (issue 23);
 			* 4: session_pubkey, peer_role, hidden; 2: hostname, repo, peer_type, 1 KiB summary, change count;
 			* 3: the per-slot mesh index and the high-water mark (issue 13) */
 #define SHM_FILE "presence.shm"

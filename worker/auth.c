@@ -3,7 +3,11 @@
  * PHASE_HELLO_PENDING (the membership lookup, and the claim of a session
  * key) to PHASE_AUTHENTICATED, or rejects it: an error frame, close 1008
  * (4002 banned for a revoked member: moderation_refuse_hello), a counter and
- * an audit row. */
+ * an audit row.  A member the shared member cache (shm/membercache.h)
+ * remembers skips the lookup: its slot is claimed at once and the hello's one
+ * write statement (mesh.hello_join) re-checks the membership before the
+ * hello_ack; a failed re-check falls back to the lookup, so every refusal
+ * comes from the same code as without the cache. */
 #include "worker/auth.h"
 
 #include <stdio.h>
@@ -14,13 +18,16 @@
 #include "db/db.h"
 #include "db/store.h"
 #include "db/store_groups.h"
+#include "proto/canon.h"
 #include "proto/hello.h"
 #include "shm/histo.h"
+#include "shm/membercache.h"
 #include "shm/negcache.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/audit.h"
 #include "worker/delivery.h"
+#include "worker/groupcheck.h"
 #include "worker/groups.h"
 #include "worker/hosts.h"
 #include "worker/moderation.h"
@@ -37,6 +44,9 @@
 #define AUDIT_REJECTED_BURST 1   /* hello_rejected rows per mesh, before any proof of membership */
 #define AUDIT_REJECTED_PER_MIN 1
 #define HOSTNAME_MAX 256
+/* how long a live member is remembered: only a shortcut past the lookup,
+ * since mesh.hello_join re-checks it before the hello_ack (see below) */
+#define MEMBER_CACHE_MS 60000
 
 /* the rows of proto/reasons.h for a hello code, and its counter */
 static const struct {
@@ -82,43 +92,6 @@ static int counts_cb(const struct presence_view *v, void *arg)
 		return PRESENCE_COUNTS_NOT;
 	/* an event stream (no peer) does not take a connection of its member */
 	return peers_is_stream(&v->info) ? PRESENCE_COUNTS_MESH : PRESENCE_COUNTS;
-}
-
-static void presence_row_insert(struct worker *w)
-{
-	const cJSON *h = w->hello_obj;
-	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(h, "capabilities");
-	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(h, "groups");
-	char *caps_s = cJSON_IsArray(caps) ? cJSON_PrintUnformatted(caps) : NULL;
-	char *groups_s = cJSON_IsArray(groups) ? cJSON_PrintUnformatted(groups) : NULL;
-	char host[HOSTNAME_MAX] = "";
-	gethostname(host, sizeof host - 1);
-	struct presence_row r = {
-		.presence_id = w->me.presence_id,
-		.mesh_id = w->me.mesh_id,
-		.member_id = w->me.member_id,
-		.session_id = w->me.session_id,
-		.pid = w->me.pid,
-		.worker_pid = (int)getpid(),
-		.cwd = w->me.cwd,
-		.status = status_str(w->me.status),
-		.status_source = status_source_str(w->me.status_source),
-		.display_name = msg_str(h, "displayName"),
-		.hostname = msg_str(h, "hostname"),
-		.peer_type = msg_str(h, "peerType"),
-		.channel = msg_str(h, "channel"),
-		.model = msg_str(h, "model"),
-		.protocol_version = msg_str(h, "protocolVersion"),
-		.capabilities = caps_s,
-		.groups = groups_s,
-		.broker_host = hosts_id() ? hosts_id() : host, /* the reaper's key (reap.c) */
-		.repo = msg_str(h, "repo"),
-		.host_id = hosts_id(),
-	};
-	store_presence_insert(w->db, &r);
-	w->presence_row = 1;
-	free(caps_s);
-	free(groups_s);
 }
 
 /* ---- session keys (§12.1) ---- */
@@ -192,19 +165,74 @@ static int session_key_check(struct worker *w)
 	return -1;
 }
 
-/* the presence row's session key and role, when not the defaults */
-static void session_row_update(struct worker *w)
-{
-	if (w->me.session_pubkey[0] || strcmp(w->me.peer_role, "control-plane") != 0)
-		store_presence_session(w->db, w->me.presence_id, w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
-				       w->me.peer_role);
-}
-
 static int64_t hello_t0_us; /* histo clock at the hello frame: broker_hello_duration_seconds */
 
-/* the slot is ours: a socket for other workers' wakes, hello_ack, the
- * history row, the audit row, then whatever is queued */
-static void hello_accept(struct worker *w, int pending)
+static void hello_join_cb(void *arg, const struct hello_join_result *r, const char *err);
+
+/* The hello's writes, one statement (mesh.hello_join, migration 0013): the
+ * presence row with its session key and role, the member's last_seen_at, the
+ * restored groups and visibility (the member's saved ones; a session's
+ * default ones), the delete of the hook status that was applied, and the
+ * peer_joined audit row.  w->hello_warm: the member came from the cache and
+ * the statement re-checks it first.  0 queued, -1 not. */
+static int hello_join_send(struct worker *w, int pending)
+{
+	const cJSON *h = w->hello_obj;
+	const cJSON *caps = cJSON_GetObjectItemCaseSensitive(h, "capabilities");
+	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(h, "groups");
+	char *caps_s = cJSON_IsArray(caps) ? cJSON_PrintUnformatted(caps) : NULL;
+	char *groups_s = cJSON_IsArray(groups) ? cJSON_PrintUnformatted(groups) : NULL;
+	char host[HOSTNAME_MAX] = "";
+	gethostname(host, sizeof host - 1);
+	cJSON *pl = cJSON_CreateObject();
+	cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
+	char *audit = canon_json(pl);
+	cJSON_Delete(pl);
+	struct hello_join j = {
+		.row = {
+			.presence_id = w->me.presence_id,
+			.mesh_id = w->me.mesh_id,
+			.member_id = w->me.member_id,
+			.session_id = w->me.session_id,
+			.pid = w->me.pid,
+			.worker_pid = (int)getpid(),
+			.cwd = w->me.cwd,
+			.status = status_str(w->me.status),
+			.status_source = status_source_str(w->me.status_source),
+			.display_name = msg_str(h, "displayName"),
+			.hostname = msg_str(h, "hostname"),
+			.peer_type = msg_str(h, "peerType"),
+			.channel = msg_str(h, "channel"),
+			.model = msg_str(h, "model"),
+			.protocol_version = msg_str(h, "protocolVersion"),
+			.capabilities = caps_s,
+			.groups = groups_s,
+			.broker_host = hosts_id() ? hosts_id() : host, /* the reaper's key (reap.c) */
+			.repo = msg_str(h, "repo"),
+			.host_id = hosts_id(),
+		},
+		.check = w->hello_warm,
+		.max_peers = w->warm_max_peers,
+		.pubkey = w->me.pubkey,
+		.session_pubkey = w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
+		.peer_role = w->me.peer_role,
+		/* a session_hello gets its own or the member's default groups,
+		 * visible, no profile; a hello the member's saved ones */
+		.keep_groups = groupcheck_list(groups),
+		.saved = !w->session_conn,
+		.pending_delete = pending >= 0,
+		.audit = audit,
+		.actor_name = w->hello_warm ? NULL : w->me.display_name, /* NULL: the member's, read by the re-check */
+	};
+	int rc = audit ? store_hello_join(w->db, &j, hello_join_cb, w) : -1;
+	free(audit);
+	free(caps_s);
+	free(groups_s);
+	return rc;
+}
+
+/* the slot is ours and the membership proven: hello_ack */
+static void hello_ack(struct worker *w)
 {
 	w->phase = PHASE_AUTHENTICATED;
 	w->joined = 1;
@@ -218,23 +246,188 @@ static void hello_accept(struct worker *w, int pending)
 	ws_send_json(w, ack);
 	histo_since(H_HELLO, hello_t0_us);
 	cJSON_Delete(ack);
-	presence_row_insert(w);
-	session_row_update(w);
-	if (w->session_conn)
-		groups_on_session_hello(w); /* its own or the member's default groups, visible, no profile */
-	else
-		groups_on_hello(w); /* the member's saved groups, visibility and profile */
-	if (pending >= 0)
-		store_pending_status_delete(w->db, w->me.pid, w->me.cwd);
-	cJSON *pl = cJSON_CreateObject();
-	cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
-	audit_event(w, w->me.mesh_id, "peer_joined", w->me.member_id, w->me.display_name, pl);
+}
+
+/* after hello_ack and the write statement: older sessions replaced, peer
+ * events, then whatever is queued */
+static void hello_go(struct worker *w)
+{
 	log_info("peer joined", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
 	peers_replace_older(w);
 	if (hosts_id()) /* and on the other hosts: after our row and its session key (issue 24) */
 		store_host_ring_replace(w->db, hosts_id(), w->me.presence_id);
 	peerevents_start(w);
 	delivery_drain(w);
+}
+
+/* the rows are written: the restored visibility into our slot, and the
+ * chain step owed when the audit row was left pending */
+static void hello_joined(struct worker *w, const struct hello_join_result *r)
+{
+	int hidden = !r->visible;
+	if (w->have_slot && hidden != w->me.hidden) {
+		w->me.hidden = hidden;
+		presence_update(w->shm, w->slot, &w->me);
+	}
+	if (r->audit_pending)
+		store_audit_flush(w->db, w->me.mesh_id, 1, NULL, NULL);
+}
+
+/* the slot is ours (after a lookup): a socket for other workers' wakes,
+ * hello_ack, the write statement, then whatever is queued */
+static void hello_accept(struct worker *w, int pending)
+{
+	hello_ack(w);
+	if (hello_join_send(w, pending) != 0)
+		log_warn("hello: the presence row could not be queued", "presence", w->me.presence_id);
+	w->presence_row = 1;
+	hello_go(w);
+}
+
+/* capacity (check 7) and the slot for a member whose row said limit;
+ * ADMIT_OK with w->have_slot set, else nothing held */
+static enum presence_admit hello_claim(struct worker *w, long limit, int pending)
+{
+	/* Capacity (check 7): claimed and counted under the mesh's admission
+	 * lock (shm/presence.h presence_claim_capped): two racing hellos can
+	 * never both squeeze into the last place, and a refusal comes only from
+	 * an exact count, so a peer that reconnects while we count cannot
+	 * refuse us: the mesh (or member) really was at its cap. */
+	id_new(w->me.presence_id);
+	int64_t now = now_ms();
+	w->me.status = ST_IDLE;
+	w->me.status_source = SRC_JSONL;
+	w->me.status_ms = now;
+	w->me.connected_ms = now;
+	if (pending >= 0) /* a hook that fired before we connected */
+		status_apply(&w->me, pending, SRC_HOOK, now, w->cfg.hook_fresh_window_seconds);
+	enum presence_admit a = presence_claim_capped(w->shm, &w->me, limit, w->cfg.max_connections_per_member,
+						      counts_cb, w, &w->slot, &w->gen);
+	if (a == ADMIT_OK)
+		w->have_slot = 1;
+	return a;
+}
+
+/* no free slot, or the admission lock stayed taken: try again */
+static void hello_table_full(struct worker *w)
+{
+	counter_add(w->shm, C_REJ_TABLE_FULL, 1);
+	ws_send_error(w, rejections[HELLO_TABLE_FULL].code, rejections[HELLO_TABLE_FULL].message, NULL);
+	ws_close(w, WS_CLOSE_TRY_AGAIN, rejections[HELLO_TABLE_FULL].label);
+}
+
+static void hello_member_cb(void *arg, const struct member_row *rows, int n, const char *err);
+
+/* check 6 by the database: the lookup (and the session key claim queued
+ * ahead of it); 0 queued, -1 not */
+static int hello_lookup(struct worker *w)
+{
+	if (worker_db(w) != 0 || session_key_queue(w) != 0 ||
+	    store_hello_member(w->db, w->me.mesh_id, w->me.pubkey, w->me.pid, w->me.cwd, hello_member_cb, w) != 0)
+		return -1;
+	w->phase = PHASE_HELLO_PENDING;
+	return 0;
+}
+
+/* check 6 from the member cache: a plain hello (no session key) of the
+ * member id the cache remembers for its key takes its slot now, and
+ * mesh.hello_join re-checks the membership before hello_ack.  1 when the
+ * hello went this way (answered, or waiting for the statement), 0 when it
+ * must be looked up. */
+static int hello_from_cache(struct worker *w)
+{
+	struct member_cached mc;
+	w->mc_stamp = UINT32_MAX;
+	if (worker_membercache(w) != 0 ||
+	    !membercache_get(w->membercache, w->me.mesh_id, w->me.pubkey, mono_ms(), &mc, &w->mc_stamp) ||
+	    w->me.session_pubkey[0] || strcmp(mc.member_id, w->me.member_id) != 0)
+		return 0;
+	if (worker_db(w) != 0) {
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return 1;
+	}
+	counter_add(w->shm, C_LOOKUP_MEMBER_CACHE_HIT, 1);
+	str_copy(w->me.display_name, sizeof w->me.display_name, mc.display_name); /* the slot shows it */
+	/* as after a lookup: from now on the acceptor never evicts this
+	 * connection (a failed re-check closes it soon enough) */
+	if (worker_child_mark(w, CHILD_BIT(CHILD_HELLO), CHILD_AUTHENTICATED) != 0)
+		return 1;
+	long limit = w->cfg.max_connections_per_mesh;
+	if (mc.max_peers > 0 && mc.max_peers < limit)
+		limit = mc.max_peers;
+	enum presence_admit a = hello_claim(w, limit, -1);
+	if (a == ADMIT_TABLE_FULL || a == ADMIT_BUSY) {
+		hello_table_full(w);
+		return 1;
+	}
+	if (a != ADMIT_OK) /* a capacity refusal is the lookup's to make */
+		return 0;
+	w->hello_warm = 1;
+	w->warm_max_peers = mc.max_peers;
+	if (hello_join_send(w, -1) != 0) {
+		presence_release(w->shm, w->slot, w->gen);
+		w->have_slot = 0;
+		w->hello_warm = 0;
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return 1;
+	}
+	w->phase = PHASE_HELLO_PENDING;
+	return 1;
+}
+
+static void hello_join_cb(void *arg, const struct hello_join_result *r, const char *err)
+{
+	struct worker *w = arg;
+	if (!w->hello_warm) { /* after a lookup: hello_ack went before */
+		if (err)
+			log_warn("hello: presence row failed", "presence", w->me.presence_id, "error", err);
+		else
+			hello_joined(w, r);
+		return;
+	}
+	w->hello_warm = 0;
+	if (err) {
+		counter_add(w->shm, C_LOOKUP_ERROR, 1);
+		log_warn("hello: membership re-check failed", "error", err);
+		if (w->phase != PHASE_CLOSING) {
+			ws_send_peer_error(w, db_err_unmigrated(err) ? PEER_ERR_DB_UNMIGRATED : PEER_ERR_DB_DOWN, NULL);
+			ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
+		}
+		return;
+	}
+	if (!r->ok) {
+		/* revoked, archived, another member id or max_peers, or a hook
+		 * status waiting: nothing was written; forget the entry and ask
+		 * the database, whose answer is the hello's */
+		membercache_drop(w->membercache, w->me.mesh_id, w->me.pubkey);
+		if (w->have_slot)
+			presence_release(w->shm, w->slot, w->gen);
+		w->have_slot = 0;
+		if (w->phase == PHASE_CLOSING)
+			return;
+		struct member_cached mc;
+		membercache_get(w->membercache, w->me.mesh_id, w->me.pubkey, mono_ms(), &mc, &w->mc_stamp);
+		if (hello_lookup(w) != 0)
+			ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return;
+	}
+	/* the rows are written: the leave closes them whatever happens next */
+	w->joined = 1;
+	w->presence_row = 1;
+	if (w->phase == PHASE_CLOSING)
+		return;
+	if (r->display_name && strcmp(r->display_name, w->me.display_name) != 0) { /* renamed since it was cached */
+		snprintf(w->me.display_name, sizeof w->me.display_name, "%s", r->display_name);
+		presence_update(w->shm, w->slot, &w->me);
+	}
+	if (uds_listen_open(w) != 0) {
+		ws_send_peer_error(w, PEER_ERR_NO_WORKER_SOCKET, NULL);
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return;
+	}
+	hello_ack(w);
+	hello_joined(w, r);
+	hello_go(w);
 }
 
 static void hello_member_cb(void *arg, const struct member_row *rows, int n, const char *err)
@@ -268,6 +461,15 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 		return;
 	}
 	counter_add(w->shm, C_LOOKUP_MEMBER, 1);
+	if (!w->session_conn && worker_membercache(w) == 0) {
+		/* a live member: its next hellos skip this lookup (unless a
+		 * drop came since the stamp was taken, before the lookup) */
+		struct member_cached mc = {.max_peers = rows[0].max_peers > INT32_MAX ? 0 : (int32_t)rows[0].max_peers};
+		if (str_copy(mc.member_id, sizeof mc.member_id, rows[0].id) == 0 &&
+		    str_copy(mc.display_name, sizeof mc.display_name, rows[0].display_name) == 0)
+			membercache_put(w->membercache, w->me.mesh_id, w->me.pubkey, &mc, mono_ms(), MEMBER_CACHE_MS,
+					w->mc_stamp);
+	}
 	if (session_key_check(w) != 0)
 		return;
 	/* a member: from now on the acceptor never evicts this connection
@@ -280,27 +482,10 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 	long limit = w->cfg.max_connections_per_mesh;
 	if (rows[0].max_peers > 0 && rows[0].max_peers < limit)
 		limit = rows[0].max_peers;
-	/* Capacity (check 7): claimed and counted under the mesh's admission
-	 * lock (shm/presence.h presence_claim_capped): two racing hellos can
-	 * never both squeeze into the last place, and a refusal comes only from
-	 * an exact count, so a peer that reconnects while we count cannot
-	 * refuse us: the mesh (or member) really was at its cap. */
-	id_new(w->me.presence_id);
-	int64_t now = now_ms();
-	w->me.status = ST_IDLE;
-	w->me.status_source = SRC_JSONL;
-	w->me.status_ms = now;
-	w->me.connected_ms = now;
 	int pending = rows[0].pending_status ? status_parse(rows[0].pending_status) : -1;
-	if (pending >= 0) /* a hook that fired before we connected */
-		status_apply(&w->me, pending, SRC_HOOK, now, w->cfg.hook_fresh_window_seconds);
-	enum presence_admit a = presence_claim_capped(w->shm, &w->me, limit, w->cfg.max_connections_per_member,
-						      counts_cb, w, &w->slot, &w->gen);
+	enum presence_admit a = hello_claim(w, limit, pending);
 	if (a == ADMIT_TABLE_FULL || a == ADMIT_BUSY) {
-		/* no free slot, or the admission lock stayed taken: try again */
-		counter_add(w->shm, C_REJ_TABLE_FULL, 1);
-		ws_send_error(w, rejections[HELLO_TABLE_FULL].code, rejections[HELLO_TABLE_FULL].message, NULL);
-		ws_close(w, WS_CLOSE_TRY_AGAIN, rejections[HELLO_TABLE_FULL].label);
+		hello_table_full(w);
 		return;
 	}
 	if (a != ADMIT_OK) {
@@ -308,7 +493,6 @@ static void hello_member_cb(void *arg, const struct member_row *rows, int n, con
 				 a == ADMIT_MESH_FULL ? NULL : "member at connection capacity (MAX_CONNECTIONS_PER_MEMBER)");
 		return;
 	}
-	w->have_slot = 1;
 	if (uds_listen_open(w) != 0) {
 		presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;
@@ -383,12 +567,10 @@ void auth_on_hello(struct worker *w, const cJSON *msg)
 		hello_reject(w, HELLO_UNAUTHORIZED, w->me.mesh_id);
 		return;
 	}
-	if (worker_db(w) != 0 || session_key_queue(w) != 0 ||
-	    store_hello_member(w->db, w->me.mesh_id, w->me.pubkey, w->me.pid, w->me.cwd, hello_member_cb, w) != 0) {
-		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+	if (hello_from_cache(w))
 		return;
-	}
-	w->phase = PHASE_HELLO_PENDING;
+	if (hello_lookup(w) != 0)
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
 }
 
 /* ---- session_hello (§12.1) ---- */
@@ -447,10 +629,6 @@ void auth_on_session_hello(struct worker *w, const cJSON *msg)
 		hello_reject_why(w, HELLO_UNAUTHORIZED, w->me.mesh_id, "parent pubkey not found in mesh");
 		return;
 	}
-	if (worker_db(w) != 0 || session_key_queue(w) != 0 ||
-	    store_hello_member(w->db, w->me.mesh_id, w->me.pubkey, w->me.pid, w->me.cwd, hello_member_cb, w) != 0) {
+	if (hello_lookup(w) != 0)
 		ws_close(w, WS_CLOSE_INTERNAL, "internal");
-		return;
-	}
-	w->phase = PHASE_HELLO_PENDING;
 }

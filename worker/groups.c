@@ -198,35 +198,6 @@ void groups_on_set_stats(struct worker *w, const cJSON *msg)
 	free(json);
 }
 
-/* ---- after hello ---- */
-
-static void restore_cb(void *arg, const struct store_table *t, const char *err)
-{
-	struct worker *w = arg;
-	const char *v = err ? NULL : store_table_get(t, 0, PR_VISIBLE);
-	if (err) {
-		log_warn("groups: restore failed", "presence", w->me.presence_id, "error", err);
-		return;
-	}
-	int hidden = v && strcmp(v, "f") == 0;
-	if (w->have_slot && hidden != w->me.hidden) {
-		w->me.hidden = hidden;
-		presence_update(w->shm, w->slot, &w->me);
-	}
-}
-
-void groups_on_hello(struct worker *w)
-{
-	const cJSON *g = cJSON_GetObjectItemCaseSensitive(w->hello_obj, "groups");
-	store_presence_restore(w->db, w->me.presence_id, groupcheck_list(g), 1, restore_cb, w);
-}
-
-void groups_on_session_hello(struct worker *w)
-{
-	const cJSON *g = cJSON_GetObjectItemCaseSensitive(w->hello_obj, "groups");
-	store_presence_restore(w->db, w->me.presence_id, groupcheck_list(g), 0, restore_cb, w);
-}
-
 /* ---- fan-out ---- */
 
 static int hidden_cb(const struct presence_view *v, void *arg)

@@ -19,13 +19,10 @@ void groups_on_set_visible(struct worker *w, const cJSON *msg);
 void groups_on_set_profile(struct worker *w, const cJSON *msg);
 void groups_on_set_stats(struct worker *w, const cJSON *msg);
 
-/* after hello_ack and the presence row (w->hello_obj the accepted hello):
- * the member's saved state (hello groups > saved > default groups, saved
- * visibility and profile) */
-void groups_on_hello(struct worker *w);
-/* the same after a session_hello (docs/protocol.md §12.1): its own groups,
- * else the member's default groups; visible, empty profile */
-void groups_on_session_hello(struct worker *w);
+/* (the member's saved state after a hello — hello groups > saved > default
+ * groups, saved visibility and profile; a session_hello's own or default
+ * groups, visible, empty profile — is restored by the hello's one write
+ * statement: worker/auth.c, mesh.hello_join of migration 0013) */
 
 /* 1 when a send to target goes through groups_send: '@all' and '@<group>',
  * and '*' while a live presence of our mesh is hidden (one pass over the

@@ -24,6 +24,7 @@
 #include "worker/reap.h"
 #include "worker/route_table.h"
 #include "worker/skel.h"
+#include "shm/membercache.h"
 #include "shm/negcache.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -72,6 +73,8 @@ static void worker_close_handles(struct worker *w)
 	w->shm = NULL;
 	negcache_close(w->negcache);
 	w->negcache = NULL;
+	membercache_close(w->membercache);
+	w->membercache = NULL;
 	childtab_close(w->ct);
 	w->ct = NULL;
 }

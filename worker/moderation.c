@@ -15,12 +15,14 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "db/store_groups.h"
+#include "shm/membercache.h"
 #include "worker/audit.h"
 #include "worker/groupcheck.h"
 #include "worker/groups.h"
 #include "worker/hosts.h"
 #include "worker/msg.h"
 #include "worker/peers.h"
+#include "worker/skel.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 
@@ -298,6 +300,8 @@ static void revoked_cb(void *arg, const struct store_table *t, const char *err)
 		return;
 	}
 	int ban = r->act == A_BAN;
+	if (ban && worker_membercache(w) == 0) /* its next hello is looked up (and refused) */
+		membercache_drop_member(w->membercache, r->member_id);
 	if (ban) {
 		/* every live connection of the member goes, 4002 banned */
 		struct match m = {.r = r};

@@ -20,6 +20,7 @@
 #include "db/pq.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "shm/membercache.h"
 #include "shm/negcache.h"
 #include "worker/sandbox.h"
 #include "worker/uds.h"
@@ -134,6 +135,18 @@ int worker_negcache(struct worker *w)
 	char err[256];
 	if (negcache_open(w->cfg.runtime_dir, &w->negcache, err, sizeof err) != 0) {
 		log_warn("negative member cache unavailable; asking the database", "error", err);
+		return -1;
+	}
+	return 0;
+}
+
+int worker_membercache(struct worker *w)
+{
+	if (w->membercache)
+		return 0;
+	char err[256];
+	if (membercache_open(w->cfg.runtime_dir, &w->membercache, err, sizeof err) != 0) {
+		log_warn("member cache unavailable; asking the database", "error", err);
 		return -1;
 	}
 	return 0;

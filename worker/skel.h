@@ -28,6 +28,7 @@ int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to)
 /* 1 when the acceptor evicted this connection (SIGTERM is on its way) */
 int worker_evicted(const struct worker *w);
 int worker_negcache(struct worker *w); /* open the negative member cache on first use; 0 ok */
+int worker_membercache(struct worker *w); /* open the member cache (shm/membercache.h) on first use; 0 ok */
 
 int worker_shm(struct worker *w); /* open the presence table on first use; 0 ok */
 int worker_db(struct worker *w);  /* create the db handle on first use; 0 ok */

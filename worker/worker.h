@@ -15,6 +15,7 @@
 struct db;
 struct childtab;
 struct negcache;
+struct membercache;
 struct worker;
 struct pe_peer;
 struct send_ctx;
@@ -118,6 +119,10 @@ struct worker {
 	uint32_t ct_slot;    /* our entry in it */
 	struct negcache *negcache; /* opened on first use: worker_negcache() */
 	uint32_t neg_stamp;  /* negcache_hit's stamp for the lookup in flight */
+	struct membercache *membercache; /* opened on first use (auth.c) */
+	uint32_t mc_stamp;   /* membercache_get's stamp for the lookup in flight */
+	int hello_warm;      /* the hello took its member from the cache: hello_join re-checks before the ack */
+	int32_t warm_max_peers; /* the cached mesh max_peers its capacity was counted with */
 	const struct worker_hooks *hooks;
 
 	/* WebSocket */
