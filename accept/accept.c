@@ -594,9 +594,10 @@ static int accept_spare_exited(struct acceptor *a, struct spare *s, int st)
 			accept_spare_lost(a, s, "exited", 1);
 	}
 	char p[24], v[24];
-	if (WIFSIGNALED(st))
+	int stopping = a->lfd < 0; /* the spares still waiting were killed on purpose */
+	if (!stopping && WIFSIGNALED(st))
 		log_info("spare worker killed", "pid", accept_itoa(pid, p), "signal", accept_itoa(WTERMSIG(st), v));
-	else if (WEXITSTATUS(st) != 0)
+	else if (!stopping && WEXITSTATUS(st) != 0)
 		log_info("spare worker failed", "pid", accept_itoa(pid, p), "status", accept_itoa(WEXITSTATUS(st), v));
 	if (s->fd >= 0)
 		close(s->fd);
@@ -1021,16 +1022,17 @@ static void accept_drain(struct acceptor *a)
 	a->lfd = -1;
 	accept_reap(a);
 	log_info("stopping", "children", accept_itoa(a->nchildren, n), "spares", accept_itoa(a->nspares, sp));
-	/* spares still waiting see their socket close (and SIGTERM): they end
-	 * at once; one with a hand-over in flight takes it and stops that
-	 * connection as any worker does */
+	/* spares still waiting hold no connection and no state: SIGKILL, not
+	 * SIGTERM, so that one still starting up on a busy machine (or in a
+	 * sanitized build's exit-time leak scan, which a SIGTERM can hang)
+	 * does not hold the stop up; one with a hand-over in flight is a child,
+	 * told below, and stops that connection as any worker does */
 	for (int i = 0; i < a->spare_cap; i++)
 		if (accept_spare_waiting(&a->spares[i])) {
 			close(a->spares[i].fd);
 			a->spares[i].fd = -1;
+			kill(a->spares[i].pid, SIGKILL);
 		}
-	accept_spares_kill(a, SIGTERM);
-	accept_spares_kill(a, SIGCONT);
 	accept_kill_all(a, SIGTERM);
 	accept_kill_all(a, SIGCONT); /* a stopped child cannot act on SIGTERM */
 	int64_t deadline = mono_ms() + ACCEPT_DRAIN_MS;
