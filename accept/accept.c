@@ -12,7 +12,17 @@
  * Only when every place is held by authenticated or HTTP children is a
  * connection refused.  Evicted children are counted until reaped, in a
  * table with MAX_CONNECTIONS / 8 (at least 16) spare entries; while those are
- * all in use, accept() waits (the backlog holds the rest). */
+ * all in use, accept() waits (the backlog holds the rest).
+ *
+ * Spare workers (SPARE_WORKERS, issue 23): that many `meshbroker-worker
+ * --spare` are kept fork+exec'd ahead, each initialised and sandboxed and
+ * waiting on its own socketpair; a connection is handed to the oldest one
+ * (common/handover.h) and a new spare is started.  Until the spare says it
+ * holds the connection, the acceptor keeps its copy: a spare that dies first
+ * (or answers nothing for SPARE_ACK_MS) costs no connection, which goes to
+ * the next spare or, after SPARE_TRIES, to a fork+exec of its own.  A spare
+ * waiting is no child: not in the child table, not counted against any
+ * limit, never evicted; from its hand-over on it is an ordinary child. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,12 +35,14 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/handover.h"
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "common/util.h"
@@ -48,6 +60,10 @@
 #define ACCEPT_WARN_EVERY_MS 1000 /* at most one warning of a kind a second */
 #define ACCEPT_EVICT_KILL_MS 5000 /* an evicted child still there after this is SIGKILLed (a bug) */
 #define ACCEPT_TICK_MS 1000       /* how often evicted children are checked while any are left */
+#define SPARE_TRIES 3             /* spares a connection is offered to before it gets a fork+exec of its own */
+#define SPARE_ACK_MS 10000        /* a spare holding a hand-over unanswered this long is killed; the connection goes on */
+#define SPARE_FAILS_MAX 8         /* spares in a row that died unused before spawning pauses ... */
+#define SPARE_PAUSE_MS 1000       /* ... this long (a worker that cannot start must not be a fork loop) */
 
 /* exit codes, as in s6 */
 #define EXIT_USAGE 100
@@ -58,6 +74,20 @@ struct child {
 	unsigned char src[16]; /* source key: the remote address masked to its prefix (common/netaddr.h) */
 	uint64_t seq;           /* accept order: the smallest is the oldest */
 	int64_t evicted_ms;     /* mono ms of the eviction, 0 = not evicted */
+};
+
+/* a spare worker (SPARE_WORKERS): waiting (fd >= 0, conn < 0), handed a
+ * connection not yet acknowledged (conn >= 0), or dying (fd < 0) until reaped */
+struct spare {
+	pid_t pid;    /* 0 = free entry */
+	int fd;       /* our end of its socketpair, -1 once closed */
+	uint64_t seq; /* start order: the oldest is the likeliest to be initialised */
+	int conn;     /* the connection handed over, our copy until the acknowledgement; -1 none */
+	int child;    /* its entry of children[] while conn >= 0 */
+	int tries;    /* spares that connection has been offered to, this one included */
+	int port;
+	int64_t sent_ms; /* mono ms of the hand-over */
+	char ip[INET6_ADDRSTRLEN];
 };
 
 struct acceptor {
@@ -81,6 +111,16 @@ struct acceptor {
 	unsigned long refused_quiet; /* refusals not logged since then */
 	pid_t reaper;            /* the running `meshbroker-worker --reap`, or 0 */
 	int reap_again;          /* a worker died while it ran: one more after it */
+	struct spare *spares;    /* spare_cap entries (none when SPARE_WORKERS=0) */
+	int spare_cap;
+	int nspares;             /* entries in use, dying ones included until reaped */
+	uint64_t spare_seq;
+	int spare_fails;         /* spares in a row that died before taking a connection */
+	int64_t spare_pause_until; /* mono ms: no spare is started before then */
+	struct pollfd *pfd;      /* the poll set: signals, listener, spares awaiting an acknowledgement */
+	struct stat worker_st;   /* the worker binary the waiting spares were exec'd from */
+	int64_t worker_seen_ms;  /* mono ms of the last look at it */
+	int *pfd_spare;          /* pfd[2 + k] is spares[pfd_spare[k]]'s */
 };
 
 static const char accept_usage[] =
@@ -88,7 +128,8 @@ static const char accept_usage[] =
 	"  Listens on BROKER_PORT (BROKER_BIND: address, default 127.0.0.1; :: for every\n"
 	"  address; or the socket systemd\n"
 	"  passes with Accept=no) and runs one meshbroker-worker per connection (fd 3,\n"
-	"  LISTEN_FDS=1, REMOTE_ADDR/REMOTE_PORT).  Limits: MAX_CONNECTIONS,\n"
+	"  LISTEN_FDS=1, REMOTE_ADDR/REMOTE_PORT), or hands it to one of SPARE_WORKERS\n"
+	"  workers started ahead (0: none).  Limits: MAX_CONNECTIONS,\n"
 	"  MAX_CONNECTIONS_PER_SOURCE, UNAUTH_SHARE_PERCENT.  Worker: MESHBROKER_WORKER,\n"
 	"  default next to this binary.\n"
 	"  Exit codes: 100 usage/config, 111 system error.\n";
@@ -275,13 +316,10 @@ static int accept_signals_open(void)
 	return fd;
 }
 
-/* In the child, between fork and exec: present the connection the way
- * systemd's Accept=yes does, so the worker has one start-up path. */
-static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, const char *ip,
-					 int port, uint32_t slot)
+/* In the child, between fork and exec: default signals, fd as fd 3 and
+ * nothing else open past it. */
+static void accept_child_prepare(int fd)
 {
-	/* before exec, so the entry is ours however the parent is scheduled */
-	childtab_start(a->ct, slot, getpid());
 	for (int s = 1; s < NSIG; s++)
 		signal(s, SIG_DFL); /* SIG_IGN survives exec; KILL/STOP/internal ones just fail */
 	/* SIGTERM and SIGINT stay blocked across exec (a pending one stays
@@ -292,13 +330,23 @@ static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, cons
 	sigaddset(&term, SIGTERM);
 	sigaddset(&term, SIGINT);
 	sigprocmask(SIG_SETMASK, &term, NULL);
-	if (cfd != SD_LISTEN_FDS_START && dup2(cfd, SD_LISTEN_FDS_START) < 0)
+	if (fd != SD_LISTEN_FDS_START && dup2(fd, SD_LISTEN_FDS_START) < 0)
 		_exit(EXIT_SYSTEM);
 	if (fcntl(SD_LISTEN_FDS_START, F_SETFD, 0) != 0)
 		_exit(EXIT_SYSTEM);
 	if (close_range(SD_LISTEN_FDS_START + 1, ~0U, 0) != 0)
-		for (long fd = SD_LISTEN_FDS_START + 1, max = sysconf(_SC_OPEN_MAX); fd < max; fd++)
-			close((int)fd);
+		for (long f = SD_LISTEN_FDS_START + 1, max = sysconf(_SC_OPEN_MAX); f < max; f++)
+			close((int)f);
+}
+
+/* In the child, between fork and exec: present the connection the way
+ * systemd's Accept=yes does, so the worker has one start-up path. */
+static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, const char *ip,
+					 int port, uint32_t slot)
+{
+	/* before exec, so the entry is ours however the parent is scheduled */
+	childtab_start(a->ct, slot, getpid());
+	accept_child_prepare(cfd);
 	char pid[24], portbuf[24], slotbuf[24];
 	if (setenv("LISTEN_FDS", "1", 1) != 0 ||
 	    setenv(CHILDTAB_ENV, accept_itoa((long)slot, slotbuf), 1) != 0 ||
@@ -307,6 +355,20 @@ static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, cons
 	    setenv("REMOTE_PORT", accept_itoa(port, portbuf), 1) != 0)
 		_exit(EXIT_SYSTEM);
 	char *argv[] = {(char *)a->worker, NULL};
+	execv(a->worker, argv);
+	log_error("cannot exec the worker", "path", a->worker, "error", strerror(errno));
+	_exit(EXIT_SYSTEM);
+}
+
+/* In a spare's child: its end of the socketpair as fd 3, and none of the
+ * variables that name a connection (they come with the hand-over). */
+static _Noreturn void accept_exec_spare(const struct acceptor *a, int sfd)
+{
+	accept_child_prepare(sfd);
+	if (unsetenv("LISTEN_FDS") != 0 || unsetenv("LISTEN_PID") != 0 || unsetenv("LISTEN_FDNAMES") != 0 ||
+	    unsetenv(CHILDTAB_ENV) != 0 || unsetenv("REMOTE_ADDR") != 0 || unsetenv("REMOTE_PORT") != 0)
+		_exit(EXIT_SYSTEM);
+	char *argv[] = {(char *)a->worker, HANDOVER_ARG, NULL};
 	execv(a->worker, argv);
 	log_error("cannot exec the worker", "path", a->worker, "error", strerror(errno));
 	_exit(EXIT_SYSTEM);
@@ -368,6 +430,223 @@ static void accept_log_landlock(void)
 			 "by the unit (seccomp and no_new_privs still apply)");
 }
 
+/* ---- spare workers (SPARE_WORKERS; common/handover.h) ---- */
+
+static void accept_start(struct acceptor *a, int ci, int fd, const char *ip, int port, int tries);
+static void accept_forget(struct acceptor *a, pid_t pid);
+
+static struct spare *accept_spare_find(struct acceptor *a, pid_t pid)
+{
+	for (int i = 0; i < a->spare_cap; i++)
+		if (a->spares[i].pid == pid)
+			return &a->spares[i];
+	return NULL;
+}
+
+/* waiting for a connection: neither handed one nor dying */
+static int accept_spare_waiting(const struct spare *s) { return s->pid && s->fd >= 0 && s->conn < 0; }
+
+static int accept_spares_waiting(const struct acceptor *a)
+{
+	int n = 0;
+	for (int i = 0; i < a->spare_cap; i++)
+		n += accept_spare_waiting(&a->spares[i]);
+	return n;
+}
+
+/* fork+exec one more spare; 0 started, -1 not now */
+static int accept_spare_spawn(struct acceptor *a)
+{
+	struct spare *s = accept_spare_find(a, 0);
+	if (!s)
+		return -1; /* hand-overs in flight and dying spares hold every entry */
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		log_warn("cannot make a spare worker's socket", "error", strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("cannot fork a spare worker", "error", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0)
+		accept_exec_spare(a, sv[1]);
+	close(sv[1]);
+	*s = (struct spare){.pid = pid, .fd = sv[0], .seq = ++a->spare_seq, .conn = -1, .child = -1};
+	a->nspares++;
+	return 0;
+}
+
+/* Keep SPARE_WORKERS spares waiting (not while stopping, nor for a moment
+ * after a fork failure or a run of spares that died unused). */
+static void accept_spares_fill(struct acceptor *a)
+{
+	if (!a->cfg.spare_workers || a->lfd < 0)
+		return;
+	int64_t now = mono_ms();
+	if (now < a->spare_pause_until)
+		return;
+	for (int n = accept_spares_waiting(a); n < a->cfg.spare_workers; n++)
+		if (accept_spare_spawn(a) != 0) {
+			a->spare_pause_until = now + ACCEPT_PAUSE_MS;
+			return;
+		}
+}
+
+/* the oldest spare waiting, or NULL */
+static struct spare *accept_spare_pick(struct acceptor *a)
+{
+	struct spare *best = NULL;
+	for (int i = 0; i < a->spare_cap; i++) {
+		struct spare *s = &a->spares[i];
+		if (accept_spare_waiting(s) && (!best || s->seq < best->seq))
+			best = s;
+	}
+	return best;
+}
+
+/* The spare acknowledged its connection: from now on it is an ordinary
+ * child (children[s->child]); our copy of the connection and our end of
+ * its socket go, and so does its spare entry. */
+static void accept_spare_taken(struct acceptor *a, struct spare *s)
+{
+	close(s->conn);
+	close(s->fd);
+	*s = (struct spare){.fd = -1, .conn = -1, .child = -1};
+	a->nspares--;
+	a->spare_fails = 0;
+}
+
+/* The spare is gone, or will be made to go, without having acknowledged
+ * a connection handed to it (its end closed, its socket failed, it died, or
+ * it answered nothing for SPARE_ACK_MS): no part of the connection was read
+ * by it, so the connection goes on, to another spare or a fork+exec.  The
+ * entry stays until the pid is reaped (reaped: it is, do not signal it). */
+static void accept_spare_lost(struct acceptor *a, struct spare *s, const char *why, int reaped)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	if (!reaped)
+		kill(s->pid, SIGKILL); /* one that is still there is stuck, or is exiting anyway */
+	int conn = s->conn, ci = s->child, tries = s->tries, port = s->port;
+	char ip[INET6_ADDRSTRLEN];
+	memcpy(ip, s->ip, sizeof ip);
+	s->conn = -1;
+	s->child = -1;
+	if (conn < 0)
+		return;
+	struct child *c = &a->children[ci];
+	char p[24], t[24];
+	if (c->evicted_ms || a->lfd < 0) {
+		/* evicted, or stopping: the connection was to go anyway; its
+		 * child entry goes when the pid is reaped */
+		close(conn);
+		return;
+	}
+	log_info("a spare worker did not take its connection; handing it on", "reason", why, "pid",
+		 accept_itoa(s->pid, p), "remote", ip, "tries", accept_itoa(tries, t));
+	childtab_free(a->ct, (uint32_t)ci);
+	c->pid = 0;
+	a->nchildren--;
+	accept_start(a, ci, conn, ip, port, tries);
+}
+
+/* A spare's socket is readable: its acknowledgement, or its end. */
+static void accept_spare_event(struct acceptor *a, struct spare *s, int reaped)
+{
+	char b[8];
+	ssize_t n = recv(s->fd, b, sizeof b, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n == 1 && b[0] == HANDOVER_ACK && s->conn >= 0)
+		accept_spare_taken(a, s);
+	else
+		accept_spare_lost(a, s, n == 0 ? "closed" : n < 0 ? strerror(errno) : "bad answer", reaped);
+}
+
+/* Hand-overs unanswered for SPARE_ACK_MS: the spare is stuck. */
+static void accept_spares_overdue(struct acceptor *a)
+{
+	int64_t now = mono_ms();
+	for (int i = 0; i < a->spare_cap; i++) {
+		struct spare *s = &a->spares[i];
+		if (s->pid && s->fd >= 0 && s->conn >= 0 && now - s->sent_ms >= SPARE_ACK_MS)
+			accept_spare_lost(a, s, "no answer", 0);
+	}
+}
+
+/* A reaped pid that was a spare's: 1 when it is done with here, 0 when it
+ * had become a child (it acknowledged its connection before it died), whose
+ * exit the caller handles as any child's. */
+static int accept_spare_exited(struct acceptor *a, struct spare *s, int st)
+{
+	pid_t pid = s->pid;
+	int unused = s->fd >= 0; /* it died by itself, not because we closed its socket */
+	if (s->fd >= 0 && s->conn >= 0) {
+		accept_spare_event(a, s, 1); /* an acknowledgement it sent before it died is still there */
+		if (!s->pid)
+			return 0;
+		if (s->conn >= 0)
+			accept_spare_lost(a, s, "exited", 1);
+	}
+	char p[24], v[24];
+	int stopping = a->lfd < 0; /* the spares still waiting were killed on purpose */
+	if (!stopping && WIFSIGNALED(st))
+		log_info("spare worker killed", "pid", accept_itoa(pid, p), "signal", accept_itoa(WTERMSIG(st), v));
+	else if (!stopping && WEXITSTATUS(st) != 0)
+		log_info("spare worker failed", "pid", accept_itoa(pid, p), "status", accept_itoa(WEXITSTATUS(st), v));
+	if (s->fd >= 0)
+		close(s->fd);
+	*s = (struct spare){.fd = -1, .conn = -1, .child = -1};
+	a->nspares--;
+	if (unused && a->lfd >= 0 && ++a->spare_fails >= SPARE_FAILS_MAX) {
+		log_warn("spare workers keep exiting before they get a connection; starting none for a while",
+			 "count", accept_itoa(a->spare_fails, v));
+		a->spare_fails = 0;
+		a->spare_pause_until = mono_ms() + SPARE_PAUSE_MS;
+	}
+	accept_forget(a, pid); /* a connection it held that was evicted or stopped meanwhile */
+	return 1;
+}
+
+/* The worker binary replaced (a package upgrade): the spares waiting were
+ * exec'd from the old one, and new connections exec the new binary, so they
+ * are let go (their socket closed: they exit 0) and new ones started.
+ * Looked at once a second. */
+static void accept_spares_check_binary(struct acceptor *a, int64_t now)
+{
+	if (!a->spare_cap || now - a->worker_seen_ms < ACCEPT_TICK_MS)
+		return;
+	a->worker_seen_ms = now;
+	struct stat st;
+	if (stat(a->worker, &st) != 0)
+		return; /* gone for a moment (being replaced): look again later */
+	if (st.st_ino == a->worker_st.st_ino && st.st_dev == a->worker_st.st_dev &&
+	    st.st_mtim.tv_sec == a->worker_st.st_mtim.tv_sec && st.st_mtim.tv_nsec == a->worker_st.st_mtim.tv_nsec)
+		return;
+	int n = 0;
+	for (int i = 0; i < a->spare_cap; i++)
+		if (accept_spare_waiting(&a->spares[i])) {
+			close(a->spares[i].fd);
+			a->spares[i].fd = -1;
+			n++;
+		}
+	char c[24];
+	log_info("the worker binary changed; spare workers restarted", "path", a->worker, "spares", accept_itoa(n, c));
+	a->worker_st = st;
+}
+
+static void accept_spares_kill(struct acceptor *a, int sig)
+{
+	for (int i = 0; i < a->spare_cap; i++)
+		if (a->spares[i].pid)
+			kill(a->spares[i].pid, sig);
+}
+
 static void accept_forget(struct acceptor *a, pid_t pid)
 {
 	for (int i = 0; i < a->cap; i++)
@@ -397,6 +676,9 @@ static void accept_reap(struct acceptor *a)
 				log_warn("the reaper failed", "pid", accept_itoa(pid, p));
 			continue;
 		}
+		struct spare *sp = a->spare_cap ? accept_spare_find(a, pid) : NULL;
+		if (sp && accept_spare_exited(a, sp, st))
+			continue; /* a spare, not (or no longer) a connection's worker */
 		accept_forget(a, pid);
 		if (WIFSIGNALED(st)) {
 			log_info("worker killed", "pid", accept_itoa(pid, p), "signal",
@@ -621,7 +903,52 @@ static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_stora
 			c = &a->children[i];
 	if (!c)
 		log_fatal("child table out of step with its count");
-	uint32_t slot = (uint32_t)(c - a->children);
+	memcpy(c->src, src, 16);
+	c->seq = ++a->seq;
+	c->evicted_ms = 0;
+	accept_start(a, (int)(c - a->children), fd, ip, port, 0);
+}
+
+/* Give connection fd to a worker as children[ci] (a free entry whose
+ * source and order are set; counted from here on): a spare waiting, while
+ * the connection has been offered to fewer than SPARE_TRIES, else a
+ * fork+exec of its own.  tries: spares it was offered to before. */
+static void accept_start(struct acceptor *a, int ci, int fd, const char *ip, int port, int tries)
+{
+	struct child *c = &a->children[ci];
+	uint32_t slot = (uint32_t)ci;
+	char p[24], pt[24];
+	struct spare *s;
+	while (tries < SPARE_TRIES && (s = accept_spare_pick(a))) {
+		tries++;
+		childtab_start(a->ct, slot, s->pid); /* the entry is the spare's before it can look */
+		struct handover h;
+		memset(&h, 0, sizeof h);
+		h.magic = HANDOVER_MAGIC;
+		h.slot = slot;
+		h.port = port;
+		snprintf(h.addr, sizeof h.addr, "%s", ip);
+		int r = handover_send(s->fd, fd, &h);
+		if (r != 0) {
+			/* gone (EPIPE, ECONNRESET) or not reading (EAGAIN): not ours to wait for */
+			childtab_free(a->ct, slot);
+			s->conn = -1;
+			accept_spare_lost(a, s, strerror(-r), 0);
+			continue;
+		}
+		c->pid = s->pid;
+		a->nchildren++;
+		s->conn = fd;
+		s->child = ci;
+		s->tries = tries;
+		s->port = port;
+		s->sent_ms = mono_ms();
+		snprintf(s->ip, sizeof s->ip, "%s", ip);
+		log_debug("connection handed to a spare worker", "pid", accept_itoa(s->pid, p), "remote", ip, "port",
+			  accept_itoa(port, pt));
+		accept_spares_fill(a); /* its successor */
+		return;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_warn("fork failed", "error", strerror(errno), "remote", ip);
@@ -634,13 +961,10 @@ static void accept_serve(struct acceptor *a, int fd, const struct sockaddr_stora
 	close(fd);
 	childtab_start(a->ct, slot, pid); /* or the child did it already */
 	c->pid = pid;
-	memcpy(c->src, src, 16);
-	c->seq = ++a->seq;
-	c->evicted_ms = 0;
 	a->nchildren++;
-	char p[24], pt[24];
 	log_debug("worker started", "pid", accept_itoa(pid, p), "remote", ip, "port",
 		  accept_itoa(port, pt));
+	accept_spares_fill(a); /* none was waiting: start them now */
 }
 
 static void accept_burst(struct acceptor *a)
@@ -693,15 +1017,26 @@ static void accept_kill_all(struct acceptor *a, int sig)
  * release their slots themselves), then SIGKILL what is left. */
 static void accept_drain(struct acceptor *a)
 {
-	char n[24];
+	char n[24], sp[24];
 	close(a->lfd);
 	a->lfd = -1;
 	accept_reap(a);
-	log_info("stopping", "children", accept_itoa(a->nchildren, n));
+	log_info("stopping", "children", accept_itoa(a->nchildren, n), "spares", accept_itoa(a->nspares, sp));
+	/* spares still waiting hold no connection and no state: SIGKILL, not
+	 * SIGTERM, so that one still starting up on a busy machine (or in a
+	 * sanitized build's exit-time leak scan, which a SIGTERM can hang)
+	 * does not hold the stop up; one with a hand-over in flight is a child,
+	 * told below, and stops that connection as any worker does */
+	for (int i = 0; i < a->spare_cap; i++)
+		if (accept_spare_waiting(&a->spares[i])) {
+			close(a->spares[i].fd);
+			a->spares[i].fd = -1;
+			kill(a->spares[i].pid, SIGKILL);
+		}
 	accept_kill_all(a, SIGTERM);
 	accept_kill_all(a, SIGCONT); /* a stopped child cannot act on SIGTERM */
 	int64_t deadline = mono_ms() + ACCEPT_DRAIN_MS;
-	while (a->nchildren > 0) {
+	while (a->nchildren > 0 || a->nspares > 0) {
 		int64_t left = deadline - mono_ms();
 		if (left <= 0)
 			break;
@@ -715,15 +1050,20 @@ static void accept_drain(struct acceptor *a)
 			 accept_itoa((long)a->refused_quiet, n));
 	if (a->evicted_quiet > 0)
 		log_info("connections evicted since the last line", "count", accept_itoa((long)a->evicted_quiet, n));
-	if (a->nchildren > 0) {
+	if (a->nchildren > 0 || a->nspares > 0) {
 		log_warn("children did not exit in time; killing them", "children",
-			 accept_itoa(a->nchildren, n));
+			 accept_itoa(a->nchildren, n), "spares", accept_itoa(a->nspares, sp));
 		accept_kill_all(a, SIGKILL);
+		accept_spares_kill(a, SIGKILL);
 		int st;
 		pid_t pid;
-		while (a->nchildren > 0 && ((pid = waitpid(-1, &st, 0)) > 0 || errno == EINTR))
-			if (pid > 0)
+		while ((a->nchildren > 0 || a->nspares > 0) && ((pid = waitpid(-1, &st, 0)) > 0 || errno == EINTR)) {
+			if (pid <= 0)
+				continue;
+			struct spare *s = a->spare_cap ? accept_spare_find(a, pid) : NULL;
+			if (!s || !accept_spare_exited(a, s, st))
 				accept_forget(a, pid);
+		}
 	}
 	log_info("stopped");
 }
@@ -755,8 +1095,15 @@ int main(int argc, char **argv)
 	if (a.unauth_cap < 1)
 		a.unauth_cap = 1;
 	a.children = calloc((size_t)a.cap, sizeof *a.children);
-	if (!a.children)
+	/* waiting spares, hand-overs in flight (a burst's), dying ones */
+	a.spare_cap = a.cfg.spare_workers ? 2 * a.cfg.spare_workers + ACCEPT_BURST : 0;
+	a.spares = calloc((size_t)a.spare_cap + 1, sizeof *a.spares);
+	a.pfd = calloc((size_t)a.spare_cap + 2, sizeof *a.pfd);
+	a.pfd_spare = calloc((size_t)a.spare_cap + 1, sizeof *a.pfd_spare);
+	if (!a.children || !a.spares || !a.pfd || !a.pfd_spare)
 		log_fatal("out of memory");
+	for (int i = 0; i < a.spare_cap; i++)
+		a.spares[i] = (struct spare){.fd = -1, .conn = -1, .child = -1};
 	accept_find_worker(&a);
 	a.sfd = accept_signals_open();
 	a.lfd = accept_listen(&a.cfg);
@@ -767,33 +1114,53 @@ int main(int argc, char **argv)
 	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof ss;
 	unsigned char src[16];
-	char addr[INET6_ADDRSTRLEN], port[24], maxc[24], maxs[24], maxu[24];
+	char addr[INET6_ADDRSTRLEN], port[24], maxc[24], maxs[24], maxu[24], spw[24];
 	int lport;
 	getsockname(a.lfd, (struct sockaddr *)&ss, &sl);
 	accept_peer(&ss, src, addr, sizeof addr, &lport);
 	log_info("listening", "addr", addr, "port", accept_itoa(lport, port), "worker", a.worker,
 		 "max_connections", accept_itoa(a.cfg.max_connections, maxc),
 		 "max_connections_per_source", accept_itoa(a.cfg.max_per_source, maxs),
-		 "max_unauthenticated", accept_itoa(a.unauth_cap, maxu));
+		 "max_unauthenticated", accept_itoa(a.unauth_cap, maxu), "spare_workers",
+		 accept_itoa(a.cfg.spare_workers, spw));
 	accept_log_landlock();
 	accept_reaper_spawn(&a); /* presence rows that outlived their workers */
+	if (a.spare_cap && stat(a.worker, &a.worker_st) != 0)
+		log_fatal("cannot stat the worker", "path", a.worker, "error", strerror(errno));
+	a.worker_seen_ms = mono_ms();
+	accept_spares_fill(&a);
 	for (;;) {
-		struct pollfd p[2] = {{.fd = a.sfd, .events = POLLIN}, {.fd = a.lfd, .events = POLLIN}};
-		nfds_t np = 2;
+		struct pollfd *p = a.pfd;
+		int listening = 1;
 		int timeout = -1;
 		accept_evict_overdue(&a);
 		int64_t now = mono_ms();
+		accept_spares_overdue(&a);
+		accept_spares_check_binary(&a, now);
+		accept_spares_fill(&a);
 		histo_acceptor_tick(shm_histo(a.shm), now); /* its process gauges for /metrics (issue 23) */
 		if (now < a.pause_until) {
-			np = 1;
+			listening = 0;
 			timeout = (int)(a.pause_until - now);
 		}
 		if (a.nchildren >= a.cap)
-			np = 1; /* the slack is in use by evicted children: SIGCHLD frees it */
+			listening = 0; /* the slack is in use by evicted children: SIGCHLD frees it */
 		if (a.nevicted > 0 && (timeout < 0 || timeout > ACCEPT_TICK_MS))
 			timeout = ACCEPT_TICK_MS;
 		if (timeout < 0 || timeout > HISTO_ACCEPTOR_TICK_MS)
 			timeout = HISTO_ACCEPTOR_TICK_MS;
+		p[0] = (struct pollfd){.fd = a.sfd, .events = POLLIN};
+		p[1] = (struct pollfd){.fd = listening ? a.lfd : -1, .events = POLLIN};
+		nfds_t np = 2;
+		for (int i = 0; i < a.spare_cap; i++) /* hand-overs awaiting their acknowledgement */
+			if (a.spares[i].pid && a.spares[i].fd >= 0 && a.spares[i].conn >= 0) {
+				a.pfd_spare[np - 2] = i;
+				p[np++] = (struct pollfd){.fd = a.spares[i].fd, .events = POLLIN};
+			}
+		if (np > 2 && timeout > ACCEPT_TICK_MS)
+			timeout = ACCEPT_TICK_MS; /* SPARE_ACK_MS is checked at the top */
+		if (a.cfg.spare_workers && now < a.spare_pause_until && timeout > a.spare_pause_until - now)
+			timeout = (int)(a.spare_pause_until - now); /* spares are started again then */
 		if (poll(p, np, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -801,7 +1168,13 @@ int main(int argc, char **argv)
 		}
 		if (p[0].revents && accept_signals_read(&a))
 			break;
-		if (np == 2 && p[1].revents)
+		for (nfds_t k = 2; k < np; k++) {
+			struct spare *s = &a.spares[a.pfd_spare[k - 2]];
+			/* the reap above may have settled it already */
+			if (p[k].revents && s->pid && s->fd == p[k].fd && s->conn >= 0)
+				accept_spare_event(&a, s, 0);
+		}
+		if (p[1].fd >= 0 && p[1].revents)
 			accept_burst(&a);
 	}
 	accept_drain(&a);

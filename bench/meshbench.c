@@ -367,6 +367,24 @@ static long status_kb(const char *path, const char *key)
 	return v;
 }
 
+/* A spare worker of the acceptor still waiting for a connection
+ * (SPARE_WORKERS: `meshbroker-worker --spare`, `--taken` once it has one). */
+static int is_spare(int pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t r = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (r <= 0)
+		return 0;
+	buf[r] = 0;
+	size_t l0 = strlen(buf);
+	return (ssize_t)l0 + 1 < r && strcmp(buf + l0 + 1, "--spare") == 0;
+}
+
 static struct procsum workers_scan(int with_mem)
 {
 	struct procsum s = {0};
@@ -396,8 +414,8 @@ static struct procsum workers_scan(int with_mem)
 		int ppid;
 		if (sscanf(rp + 2, "%c %d", &state, &ppid) != 2 || ppid != opt.acceptor_pid)
 			continue;
-		if (strcmp(comm, "meshbroker-work") != 0 || state == 'Z')
-			continue;
+		if (strcmp(comm, "meshbroker-work") != 0 || state == 'Z' || is_spare(atoi(e->d_name)))
+			continue; /* a spare serves no peer (SPARE_WORKERS) */
 		s.workers++;
 		if (with_mem) {
 			snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
@@ -1870,11 +1888,22 @@ static void heap_kb(int pid, long *size, long *rss)
 	fclose(f);
 }
 
-/* The worker of the connection that just authenticated: the one new child. */
+/* pids without the spares among them; the new count */
+static int drop_spares(int *pids, int n)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		if (!is_spare(pids[i]))
+			pids[k++] = pids[i];
+	return k;
+}
+
+/* The worker of the connection that just authenticated: the one new child
+ * (a spare that took it was no worker yet in before). */
 static int new_worker(const int *before, int nbefore)
 {
 	int now[64];
-	int n = children_of(opt.acceptor_pid, "meshbroker-work", now, 64);
+	int n = drop_spares(now, children_of(opt.acceptor_pid, "meshbroker-work", now, 64));
 	for (int i = 0; i < n; i++) {
 		int seen = 0;
 		for (int j = 0; j < nbefore; j++)
@@ -1894,7 +1923,7 @@ static void bench_heap(void)
 	for (int i = 0; i < 2; i++)
 		conns[i].fd = -1, conns[i].st = S_DONE;
 	for (int i = 0; i < 2; i++) {
-		int nb = children_of(opt.acceptor_pid, "meshbroker-work", before, 64);
+		int nb = drop_spares(before, children_of(opt.acceptor_pid, "meshbroker-work", before, 64));
 		if (ws_connect_wait(&conns[i], i, i == 0 ? on_sender_text : on_recipient_text) != 0)
 			break;
 		pids[i] = new_worker(before, nb);

@@ -83,6 +83,15 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
 		if (env_int(ints[i].name, ints[i].def, ints[i].max, ints[i].out, err, errlen) != 0)
 			return -1;
+	/* SPARE_WORKERS (the acceptor's): 0 is allowed, and means none */
+	const char *sw = getenv("SPARE_WORKERS");
+	long spares = CONFIG_SPARE_WORKERS_DEFAULT;
+	if (sw && strcmp(sw, "0") != 0 && parse_pos_int(sw, CONFIG_SPARE_WORKERS_MAX, &spares) != 0) {
+		snprintf(err, errlen, "SPARE_WORKERS must be an integer from 0 to %d, got \"%.40s\"",
+			 CONFIG_SPARE_WORKERS_MAX, sw);
+		return -1;
+	}
+	c->spare_workers = sw && strcmp(sw, "0") == 0 ? 0 : (int)spares;
 	c->database_url = getenv("DATABASE_URL");
 	if (c->database_url && *c->database_url) {
 		if (check_db_url(c->database_url, err, errlen) != 0)

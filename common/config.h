@@ -40,7 +40,10 @@ struct config {
 	int max_topics_per_mesh;     /* MAX_TOPICS_PER_MESH 1000: topic_create beyond it is topic_limit_reached */
 	int topic_rate_per_min;      /* TOPIC_RATE_LIMIT_PER_MIN 60: a member's topic create/join/leave/mark_read/add/remove */
 	int topic_rate_burst;        /* TOPIC_RATE_BURST 20 */
+	int spare_workers;           /* SPARE_WORKERS: workers the acceptor keeps exec'd ahead (0 = fork+exec per connection) */
 };
+#define CONFIG_SPARE_WORKERS_DEFAULT 2 /* docs/design.md "Cost of a worker, second round": the measurement */
+#define CONFIG_SPARE_WORKERS_MAX 64
 
 /* need_db: DATABASE_URL must be set.  When set, its scheme is checked here;
  * the rest of it by db/pq.h's pq_check_url, which needs libpq (the acceptor

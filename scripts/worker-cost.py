@@ -90,6 +90,39 @@ def wrapper(d, kind, worker):
 
 
 PROFILE_DIR = None  # --profile: keep the callgrind files there (callgrind_annotate them per phase)
+SPARES = False  # --spares: also a hello served by a spare worker (SPARE_WORKERS), split at its hand-over
+
+
+def spare_wrapper(d, worker):
+    """callgrind of spare workers (`--spare`, so the arguments are passed on),
+    with a dump when spare_start returns: cg.PID.out.1 is what the spare did
+    ahead (exec, initialisation, the wait), cg.PID.out what its connection
+    cost after the hand-over"""
+    path = os.path.join(d, "run-spare.sh")
+    sbx = os.path.join(os.path.dirname(os.path.dirname(worker)), "tests", "meshbroker-worker-sbxtest")
+    pre, prog = ("export MESHBROKER_SANDBOX_LOG=1; ", sbx) if os.path.exists(sbx) else ("", worker)
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\n{pre}exec valgrind --tool=callgrind --dump-after=spare_start '
+                f'--callgrind-out-file={d}/cg.%p.out {prog} "$@" 2>>{d}/vg.log\n')
+    os.chmod(path, 0o755)
+    return path
+
+
+def spare_results(d):
+    """(ahead, after) instruction counts of the spares that served a connection"""
+    ahead, after = [], []
+    for f in glob.glob(f"{d}/cg.*.out"):
+        parts = []
+        for name in (f + ".1", f):
+            if os.path.exists(name):
+                for line in open(name):
+                    if line.startswith(("totals:", "summary:")):
+                        parts.append(int(line.split()[1]))
+                        break
+        if len(parts) == 2 and parts[1] > 0:
+            ahead.append(parts[0])
+            after.append(parts[1])
+    return ahead, after
 
 
 def read_results(d, kind):
@@ -216,8 +249,9 @@ async def measure(bindir, pg, db, n_hello, n_idle, n_wake=0):
         for kind, tool in (("callgrind", "valgrind"), ("perf", "perf"), ("strace", "strace")):
             if not shutil.which(tool):
                 continue
+            # SPARE_WORKERS=0: each hello's worker is exec'd for it, through the wrapper
             b = mbtest.Broker("accept", pg.url, dict(MESHBROKER_WORKER=wrapper(d, kind, worker),
-                                                     HELLO_TIMEOUT_SECONDS=60)).start()
+                                                     HELLO_TIMEOUT_SECONDS=60, SPARE_WORKERS=0)).start()
             try:
                 time.sleep(1)
                 read_results(d, kind)  # the start-up probe's
@@ -233,6 +267,23 @@ async def measure(bindir, pg, db, n_hello, n_idle, n_wake=0):
         else:
             shutil.rmtree(d, ignore_errors=True)
         print(f"  hello (median of {n_hello}):", ", ".join(figures))
+        if SPARES and shutil.which("valgrind"):
+            d = tempfile.mkdtemp(prefix="worker-cost-", dir="/tmp")
+            b = mbtest.Broker("accept", pg.url, dict(MESHBROKER_WORKER=spare_wrapper(d, worker),
+                                                     HELLO_TIMEOUT_SECONDS=60, SPARE_WORKERS=1)).start()
+            try:
+                time.sleep(3)  # the spare after the start-up probe's is ready
+                for f in glob.glob(f"{d}/cg.*"):
+                    os.unlink(f)  # the start-up probe's
+                await hellos(b, mesh.members, n_hello, pause=3)
+                time.sleep(2)
+                ahead, after = spare_results(d)  # before the stop: the spare still waiting wrote none
+            finally:
+                b.stop()
+            shutil.rmtree(d, ignore_errors=True)
+            if after:
+                print(f"  hello through a spare (median of {len(after)}): instructions done ahead "
+                      f"{statistics.median(ahead):.0f}, after the hand-over {statistics.median(after):.0f}")
     if n_wake and shutil.which("valgrind"):
         cold = await wake_cost(worker, pg, mesh, n_wake, 1)
         warm = await wake_cost(worker, pg, mesh, n_wake, 60)
@@ -266,9 +317,11 @@ async def main():
     ap.add_argument("--wake", type=int, default=0,
                     help="N: instructions of a peer's first send after its worker went idle, median of N")
     ap.add_argument("--profile", metavar="DIR", help="keep each hello's callgrind.out in DIR")
+    ap.add_argument("--spares", action="store_true", help="also a hello through a spare worker (SPARE_WORKERS)")
     ap.add_argument("bindirs", nargs="+")
     a = ap.parse_args()
-    global PROFILE_DIR
+    global PROFILE_DIR, SPARES
+    SPARES = a.spares
     if a.profile:
         PROFILE_DIR = os.path.abspath(a.profile)
         os.makedirs(PROFILE_DIR, exist_ok=True)

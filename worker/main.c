@@ -2,7 +2,9 @@
  * the systemd way (LISTEN_FDS=1, LISTEN_PID, REMOTE_ADDR/REMOTE_PORT; read by
  * common/util.c's listen_fds, so that the worker does not load libsystemd) by
  * systemd (Accept=yes) or meshbroker-accept: reads one HTTP request, answers
- * it or upgrades to the WebSocket peer protocol, and exits. */
+ * it or upgrades to the WebSocket peer protocol, and exits.  Started as
+ * `--spare` by meshbroker-accept (SPARE_WORKERS), it gets ready first and is
+ * handed its connection over fd 3 later (worker/spare.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "proto/version.h"
+#include "common/handover.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "db/db.h"
@@ -25,6 +28,7 @@
 #include "worker/route_table.h"
 #include "worker/skel.h"
 #include "shm/membercache.h"
+#include "worker/spare.h"
 #include "shm/negcache.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -84,13 +88,16 @@ static const char worker_usage[] =
 	"  Serves one connection, handed over as fd 3 with LISTEN_FDS=1 (and\n"
 	"  REMOTE_ADDR/REMOTE_PORT) by meshbroker-accept or a systemd socket with\n"
 	"  Accept=yes; not started by hand.  Settings: the environment (meshbroker.conf(5)).\n"
-	"  --routes prints the HTTP route table, one row a line.\n"
+	"  --routes prints the HTTP route table, one row a line.  (meshbroker-accept\n"
+	"  also starts it as --spare ahead of a connection, handed over on fd 3.)\n"
 	"  Exit codes: 100 usage or configuration, 111 system error.\n";
 
 int main(int argc, char **argv)
 {
 	log_init("worker");
-	if (argc > 1) {
+	/* exec'd ahead by meshbroker-accept (SPARE_WORKERS): worker/spare.h */
+	int spare = argc == 2 && strcmp(argv[1], HANDOVER_ARG) == 0;
+	if (argc > 1 && !spare) {
 		if (strcmp(argv[1], "--reap") == 0)
 			return reap_main(); /* the acceptor's sweep of gone workers' rows (reap.h) */
 		if (strcmp(argv[1], "--version") == 0) {
@@ -109,30 +116,40 @@ int main(int argc, char **argv)
 	char err[256];
 	pq_lean(); /* libpq without Kerberos and LDAP (db/pq.c, issue 23) */
 	int cfg_ok = config_load(&w.cfg, 1, err, sizeof err) == 0;
-	int n = listen_fds(1);
-	if (n != 1) {
-		fprintf(stderr, "meshbroker-worker: expected one connection in LISTEN_FDS, got %d "
-				"(start it from meshbroker-accept or a systemd socket with Accept=yes)\n",
-			n);
-		return 100;
+	if (spare) {
+		/* signals, libsodium, child table and sandbox done before the wait */
+		int got = spare_start(&w, cfg_ok, argv[1]);
+		if (got <= 0)
+			return got == 0 ? 0 : 111;
+	} else {
+		int n = listen_fds(1);
+		if (n != 1) {
+			fprintf(stderr, "meshbroker-worker: expected one connection in LISTEN_FDS, got %d "
+					"(start it from meshbroker-accept or a systemd socket with Accept=yes)\n",
+				n);
+			return 100;
+		}
+		w.fd = LISTEN_FDS_START;
+		const char *ra = getenv("REMOTE_ADDR");
+		snprintf(w.remote_addr, sizeof w.remote_addr, "%s", ra ? ra : "");
 	}
-	w.fd = LISTEN_FDS_START;
-	const char *ra = getenv("REMOTE_ADDR");
-	snprintf(w.remote_addr, sizeof w.remote_addr, "%s", ra ? ra : "");
 	fcntl(w.fd, F_SETFD, FD_CLOEXEC);
 	fcntl(w.fd, F_SETFL, fcntl(w.fd, F_GETFL) | O_NONBLOCK);
 	int one = 1;
 	setsockopt(w.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	worker_signals_init();
+	if (!spare)
+		worker_signals_init();
 	if (!cfg_ok) {
 		log_error("bad configuration", "error", err);
 		http_respond_error(w.fd, 503, "broker misconfigured", HTTP_REFUSAL_MS);
 		linger_close(w.fd);
 		return 100;
 	}
-	if (sodium_init() < 0)
-		log_fatal("libsodium failed to initialise");
-	worker_child_open(&w);
+	if (!spare) {
+		if (sodium_init() < 0)
+			log_fatal("libsodium failed to initialise");
+		worker_child_open(&w);
+	}
 
 	struct http_req req;
 	/* SIGTERM before a whole request (shutdown, or the acceptor evicting

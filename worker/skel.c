@@ -57,6 +57,26 @@ int worker_terminating(void) { return got_term; }
 
 const sigset_t *worker_wait_mask(void) { return &open_mask; }
 
+/* map the acceptor's child table; which entry is ours is said apart */
+static int child_table_map(struct worker *w)
+{
+	char err[256];
+	if (childtab_open(w->cfg.runtime_dir, &w->ct, err, sizeof err) != 0) {
+		log_warn("child table unavailable", "error", err);
+		return -1;
+	}
+	return 0;
+}
+
+void worker_child_take(struct worker *w, uint32_t slot)
+{
+	if (!w->ct)
+		return;
+	w->ct_slot = slot;
+	/* normally the acceptor or our pre-exec self wrote it already */
+	childtab_start(w->ct, w->ct_slot, getpid());
+}
+
 static void child_table_open(struct worker *w)
 {
 	const char *v = getenv(CHILDTAB_ENV);
@@ -67,14 +87,8 @@ static void child_table_open(struct worker *w)
 		log_warn("ignoring a bad " CHILDTAB_ENV, "value", v);
 		return;
 	}
-	char err[256];
-	if (childtab_open(w->cfg.runtime_dir, &w->ct, err, sizeof err) != 0) {
-		log_warn("child table unavailable", "error", err);
-		return;
-	}
-	w->ct_slot = (uint32_t)slot;
-	/* normally the acceptor or our pre-exec self wrote it already */
-	childtab_start(w->ct, w->ct_slot, getpid());
+	if (child_table_map(w) == 0)
+		worker_child_take(w, (uint32_t)slot);
 }
 
 #ifdef MESHBROKER_TEST_FORBIDDEN_SYSCALL
@@ -105,13 +119,24 @@ static void forbidden_check(void) {}
 static int sandbox_log_only(void) { return 0; }
 #endif
 
-void worker_child_open(struct worker *w)
+static void worker_sandbox(struct worker *w)
 {
-	child_table_open(w);
 	forbidden_arm();
 	/* the last step before the first byte from the client is read */
 	if (sandbox_enter(w->cfg.runtime_dir, sandbox_log_only()) != 0)
 		log_fatal("refusing to serve without the sandbox");
+}
+
+void worker_child_open(struct worker *w)
+{
+	child_table_open(w);
+	worker_sandbox(w);
+}
+
+void worker_spare_open(struct worker *w)
+{
+	child_table_map(w);
+	worker_sandbox(w); /* before the hand-over: a spare's first client byte comes after it */
 }
 
 int worker_child_mark(struct worker *w, unsigned from_mask, enum child_state to)

@@ -21,6 +21,11 @@ const sigset_t *worker_wait_mask(void); /* the mask to wait with: SIGTERM/SIGINT
  * under both launchers, the worker sandboxes itself (worker/sandbox.h):
  * call it right before the first read from the client. */
 void worker_child_open(struct worker *w);
+/* A spare (worker/spare.h), before its connection: map the child table and
+ * sandbox itself; once handed a connection, worker_child_take names our
+ * entry (the acceptor wrote it already). */
+void worker_spare_open(struct worker *w);
+void worker_child_take(struct worker *w, uint32_t slot);
 /* Move our entry from a state in from_mask (CHILD_BIT) to `to`.  -1 only when
  * the acceptor evicted this connection (it wants us gone); else 0, also when
  * there is no table or the entry is not ours. */

@@ -253,6 +253,19 @@ def proc_environ(pid):
     return env
 
 
+def proc_argv(pid):
+    """the command line of pid as a list of bytes ([] when gone)"""
+    data = _read(f"/proc/{pid}/cmdline") or b""
+    return data.split(b"\0")[:-1] if data else []
+
+
+def is_spare(pid):
+    """a spare worker still waiting for its connection: the acceptor starts
+    it as `meshbroker-worker --spare`, and it rewrites that to `--taken` once
+    it holds a connection (common/handover.h)"""
+    return proc_argv(pid)[1:2] == [b"--spare"]
+
+
 def proc_state(pid):
     data = _read(f"/proc/{pid}/stat")
     if not data:
@@ -421,8 +434,10 @@ class Broker:
 
     # -- processes
 
-    def workers(self):
-        """pids of this broker's live (non-zombie) meshbroker-worker processes"""
+    def workers(self, spares=False):
+        """pids of this broker's live (non-zombie) meshbroker-worker processes;
+        spare workers still waiting for a connection (SPARE_WORKERS, argv
+        `--spare`) only with spares=True"""
         out = []
         needle = f"MESHBROKER_RUNTIME_DIR={self.runtime_dir}".encode() + b"\0"
         for pid in all_pids():
@@ -431,8 +446,13 @@ class Broker:
                 continue
             data = _read(f"/proc/{pid}/environ") or b""
             if needle in data and proc_state(pid) not in (None, "Z", "X"):
-                out.append(pid)
+                if spares or not is_spare(pid):
+                    out.append(pid)
         return out
+
+    def spares(self):
+        """pids of this broker's spare workers waiting for a connection"""
+        return [p for p in self.workers(spares=True) if is_spare(p)]
 
     def zombies(self):
         """children of the listener that have exited but were not reaped"""
@@ -479,16 +499,16 @@ class Broker:
                 clean = False
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
-        # no worker may outlive its test
-        left = wait_until(lambda: not self.workers(), 10)
+        # no worker (spares included) may outlive its test
+        left = wait_until(lambda: not self.workers(spares=True), 10)
         if not left:
-            self.leaked = self.workers()
+            self.leaked = self.workers(spares=True)
             for pid in self.leaked:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            wait_until(lambda: not self.workers(), 5)
+            wait_until(lambda: not self.workers(spares=True), 5)
         return clean and bool(left)
 
     # -- what went wrong without the client noticing
