@@ -111,6 +111,7 @@ cleanup() {
   else
     rm -rf "$work" ${real:+"$real"}
   fi
+  echo "bench: $(( $(date +%s) - t_run )) s in all (bench/run.sh from its start to everything stopped)" >&2
   exit "$rc"
 }
 trap cleanup EXIT
@@ -119,8 +120,8 @@ trap 'exit 130' INT TERM
 # a snapshot of the binaries: a rebuild in the tree during the run must not
 # change (or break) what is measured
 mkdir -p "$work/bin"
-cp "$bin/meshbroker-accept" "$bin/meshbroker-worker" "$bin/meshctl" "$work/bin/"
-[ "$xhost" = 1 ] && cp "$bin/meshbroker-relay" "$work/bin/"
+cp -p "$bin/meshbroker-accept" "$bin/meshbroker-worker" "$bin/meshctl" "$work/bin/" # -p: the header says when they were built
+[ "$xhost" = 1 ] && cp -p "$bin/meshbroker-relay" "$work/bin/"
 bin_src=$bin
 # the worker's libpq stand-ins (pqstub/, db/pq.c) sit in ../lib/meshbroker
 if [ -d "$bin/../lib/meshbroker" ]; then
@@ -361,5 +362,4 @@ fi
 if [ "$rc" != 0 ]; then
   echo "bench: the client reported a problem (exit $rc): see the table notes" >&2
 fi
-echo "bench: $(( $(date +%s) - t_run )) s in all (from the start of bench/run.sh)"
 exit "$rc"
