@@ -210,6 +210,7 @@ echo
 run_client() {
   local limit=$1 out=$2 log=$3 rc=0 tailer
   shift 3
+  : >"$log" # before the tail below opens it
   timeout -s TERM "$limit" "$work/meshbench" "$@" >"$out" 2>"$log" &
   client=$!
   tail -n +1 -f "$log" --pid="$client" >&2 &
