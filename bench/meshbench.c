@@ -19,6 +19,14 @@
  *      of every broker and database process), 10 pairs at once, a broadcast
  *      to 10 receivers at 50/s, the hot-path heap over 100k messages; every
  *      message run is accounted for (lost or duplicated: exit 1).
+ *   6. cross-host (issue 24, --port-b): two broker hosts (HOST_ID set, a
+ *      relay each) on one PostgreSQL; one pair one at a time and 10 pairs x
+ *      1 in flight with the sender on host A and the recipient on host B,
+ *      and the same pairs both on host A, alternately; e2e p50/p99 of both
+ *      side by side and the target "p50 within 1 ms of same-host, p99 <=
+ *      20 ms".  bench/run.sh runs it in a second invocation after the
+ *      single-host sections (whose broker has HOST_ID unset) and passes the
+ *      first invocation's rows on (--save / --load), so one table holds both.
  *
  * Every measurement runs --reps times; the table shows the median and the
  * min/max over the repetitions.  Every loop is bounded in count and in time.
@@ -77,7 +85,12 @@ static struct {
 	int reconnect_n;
 	int heap_msgs, heap_timeout_s;
 	int budget_s; /* no section starts after this many seconds (the table is always printed) */
+	int port_b, acceptor_b_pid; /* host B of the cross-host section (--port is host A) */
+	int xhost_msgs, xhost_pair_msgs; /* messages of the one pair, of each of the 10 pairs */
+	const char *save, *load;   /* the rows of this run, written / read back (bench/run.sh) */
 } opt = {
+	.xhost_msgs = 500,
+	.xhost_pair_msgs = 200,
 	.budget_s = 480,
 	.burst_n = 500,
 	.burst_conc = 32,
@@ -183,10 +196,10 @@ static double pct(double *v, int n, double p)
 /* ------------------------------------------------------------------ */
 /* the table: one row per figure, one value per repetition             */
 
-#define MAX_ROWS 192
+#define MAX_ROWS 256
 #define MAX_REPS 9
 static struct row {
-	char bench[64], metric[96];
+	char bench[96], metric[96];
 	double v[MAX_REPS];
 	int n;
 	int prec;
@@ -412,7 +425,8 @@ static struct procsum workers_scan(int with_mem)
 		const char *comm = lp + 1;
 		char state;
 		int ppid;
-		if (sscanf(rp + 2, "%c %d", &state, &ppid) != 2 || ppid != opt.acceptor_pid)
+		if (sscanf(rp + 2, "%c %d", &state, &ppid) != 2 ||
+		    (ppid != opt.acceptor_pid && (opt.acceptor_b_pid <= 0 || ppid != opt.acceptor_b_pid)))
 			continue;
 		if (strcmp(comm, "meshbroker-work") != 0 || state == 'Z' || is_spare(atoi(e->d_name)))
 			continue; /* a spare serves no peer (SPARE_WORKERS) */
@@ -503,6 +517,7 @@ struct conn {
 	unsigned char *pre;
 	size_t pre_len, pre_off;
 	int member;
+	int port; /* the broker's: --port, or --port-b for a peer on host B */
 	int authed;
 	int64_t t0, t_done; /* start, response / hello_ack */
 	text_cb on_text;
@@ -510,14 +525,14 @@ struct conn {
 	char err[200];
 };
 
-static int connect_local(void)
+static int connect_local(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
 		close(fd);
@@ -560,11 +575,12 @@ static void conn_close(struct conn *c)
 		c->st = S_DONE;
 }
 
-static void conn_start(struct conn *c, enum kind kind, int member, text_cb cb, void *arg)
+static void conn_start_at(struct conn *c, enum kind kind, int member, text_cb cb, void *arg, int port)
 {
 	memset(c, 0, sizeof *c);
 	c->kind = kind;
 	c->member = member;
+	c->port = port;
 	c->on_text = cb;
 	c->arg = arg;
 	c->t0 = now_ns();
@@ -572,7 +588,7 @@ static void conn_start(struct conn *c, enum kind kind, int member, text_cb cb, v
 		c->req_len = (size_t)snprintf(c->req, sizeof c->req,
 					      "GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: meshbench\r\n"
 					      "Connection: close\r\n\r\n",
-					      opt.port);
+					      port);
 	} else {
 		unsigned char nonce[16];
 		char key[25];
@@ -582,15 +598,20 @@ static void conn_start(struct conn *c, enum kind kind, int member, text_cb cb, v
 					      "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
 					      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 					      "Sec-WebSocket-Version: 13\r\nUser-Agent: meshbench\r\n\r\n",
-					      opt.port, key);
+					      port, key);
 	}
-	c->fd = connect_local();
+	c->fd = connect_local(port);
 	if (c->fd < 0) {
 		c->fd = -1;
 		conn_fail(c, "connect: %s", strerror(errno));
 		return;
 	}
 	c->st = S_CONNECTING;
+}
+
+static void conn_start(struct conn *c, enum kind kind, int member, text_cb cb, void *arg)
+{
+	conn_start_at(c, kind, member, cb, arg, opt.port);
 }
 
 /* wslay glue */
@@ -1067,7 +1088,7 @@ static void bench_connections(enum kind kind, const char *name, int n, int conc,
  * the exit status 1.  One line per run name, summed over repetitions. */
 #define MAX_ACCT 24
 static struct acct {
-	char name[64];
+	char name[128];
 	long sent, acked, delivered, expected, lost, dup;
 } accts[MAX_ACCT];
 static int nacct;
@@ -1261,10 +1282,10 @@ static void msgrun_free(struct msgrun *r)
 	free(r);
 }
 
-/* connect one WebSocket peer and wait (bounded) for its hello_ack */
-static int ws_connect_wait(struct conn *c, int member, text_cb cb)
+/* connect one WebSocket peer to the broker on port and wait (bounded) for its hello_ack */
+static int ws_connect_wait_at(struct conn *c, int member, text_cb cb, int port)
 {
-	conn_start(c, K_WS, member, cb, NULL);
+	conn_start_at(c, K_WS, member, cb, NULL, port);
 	int64_t deadline = now_ns() + 15000000000LL;
 	while (conn_active(c) && !c->authed && now_ns() < deadline)
 		pump(c, 1, 100);
@@ -1275,11 +1296,28 @@ static int ws_connect_wait(struct conn *c, int member, text_cb cb)
 	return 0;
 }
 
+static int ws_connect_wait(struct conn *c, int member, text_cb cb)
+{
+	return ws_connect_wait_at(c, member, cb, opt.port);
+}
+
 /* npairs connected pairs: conns[2k] sends to conns[2k+1], members[c->member]
  * their keys.  n messages of size bytes per pair, at most window unpushed or
- * unacked per pair.  Records the rate over all pairs, e2e and ack latency. */
-static long msg_pairs(struct conn *conns, int npairs, int n, int size, int window, const char *name)
+ * unacked per pair.  Records the rate over all pairs, e2e and ack latency,
+ * under name; with a prefix pfx (the cross-host section: "same-host A->A"),
+ * its metrics are "<pfx>: e2e p50 ms" and so on and its accounting line
+ * "<name>, <pfx>". */
+static long msg_pairs_as(struct conn *conns, int npairs, int n, int size, int window, const char *name,
+			 const char *pfx)
 {
+	char m_rate[96], m_mib[96], m_p50[96], m_p99[96], m_ack[96], aname[128];
+	const char *sep = pfx[0] ? ": " : "";
+	snprintf(m_rate, sizeof m_rate, "%s%smsgs/s (send -> last push)", pfx, sep);
+	snprintf(m_mib, sizeof m_mib, "%s%spayload MiB/s", pfx, sep);
+	snprintf(m_p50, sizeof m_p50, "%s%se2e p50 ms", pfx, sep);
+	snprintf(m_p99, sizeof m_p99, "%s%se2e p99 ms", pfx, sep);
+	snprintf(m_ack, sizeof m_ack, "%s%sack p50 ms", pfx, sep);
+	snprintf(aname, sizeof aname, "%s%s%s", name, pfx[0] ? ", " : "", pfx);
 	struct msgrun *rs[npairs];
 	for (int k = 0; k < npairs; k++) {
 		rs[k] = msgrun_new(n, size, conns[2 * k].member, conns[2 * k + 1].member);
@@ -1357,16 +1395,17 @@ static long msg_pairs(struct conn *conns, int npairs, int n, int size, int windo
 		}
 	}
 	double secs = t_last ? (double)(t_last - t0) / 1e9 : 0;
-	rec(name, "msgs/s (send -> last push)", 1, secs > 0 ? ne / secs : 0);
-	rec(name, "payload MiB/s", 2, secs > 0 ? ne * (double)size / secs / (1 << 20) : 0);
-	rec(name, "e2e p50 ms", 2, pct(e2e, ne, 50));
-	rec(name, "e2e p99 ms", 2, pct_sorted(e2e, ne, 99));
-	rec(name, "ack p50 ms", 2, pct(ack, na, 50));
-	acct_add(name, sent, acked, pushed, total, lost, dup);
+	rec(name, m_rate, 1, secs > 0 ? ne / secs : 0);
+	if (!pfx[0]) /* the cross-host rows are about latency */
+		rec(name, m_mib, 2, secs > 0 ? ne * (double)size / secs / (1 << 20) : 0);
+	rec(name, m_p50, 2, pct(e2e, ne, 50));
+	rec(name, m_p99, 2, pct_sorted(e2e, ne, 99));
+	rec(name, m_ack, 2, pct(ack, na, 50));
+	acct_add(aname, sent, acked, pushed, total, lost, dup);
 	if (why[0]) {
 		failures++;
-		row_note(name, "msgs/s (send -> last push)", "%.150s", why);
-		note("%s: %s", name, why);
+		row_note(name, m_rate, "%.150s", why);
+		note("%s: %s", aname, why);
 	}
 	free(e2e);
 	free(ack);
@@ -1377,20 +1416,31 @@ static long msg_pairs(struct conn *conns, int npairs, int n, int size, int windo
 	return pushed;
 }
 
-/* connect npairs pairs (members 2k and 2k+1); 0 when all are up */
-static int pairs_connect(struct conn *conns, int npairs)
+static long msg_pairs(struct conn *conns, int npairs, int n, int size, int window, const char *name)
+{
+	return msg_pairs_as(conns, npairs, n, size, window, name, "");
+}
+
+/* connect npairs pairs (members 2k and 2k+1), the senders to the broker on
+ * port_from, the recipients to the one on port_to; 0 when all are up */
+static int pairs_connect_at(struct conn *conns, int npairs, int port_from, int port_to)
 {
 	for (int i = 0; i < 2 * npairs; i++)
 		conns[i].fd = -1, conns[i].st = S_DONE;
 	for (int k = 0; k < npairs; k++)
-		if (ws_connect_wait(&conns[2 * k], 2 * k, on_sender_text) != 0 ||
-		    ws_connect_wait(&conns[2 * k + 1], 2 * k + 1, on_recipient_text) != 0)
+		if (ws_connect_wait_at(&conns[2 * k], 2 * k, on_sender_text, port_from) != 0 ||
+		    ws_connect_wait_at(&conns[2 * k + 1], 2 * k + 1, on_recipient_text, port_to) != 0)
 			return -1;
 	/* let the recipients' first (empty) drains finish */
 	int64_t settle = now_ns() + 200000000;
 	while (now_ns() < settle)
 		pump(conns, 2 * npairs, 50);
 	return 0;
+}
+
+static int pairs_connect(struct conn *conns, int npairs)
+{
+	return pairs_connect_at(conns, npairs, opt.port, opt.port);
 }
 
 static void pairs_close(struct conn *conns, int npairs)
@@ -1435,10 +1485,6 @@ static void bench_messages(void)
 static char pairs1_name[64], pairs8_name[64];
 static void bench_pairs(void)
 {
-	snprintf(pairs1_name, sizeof pairs1_name, "direct 100 B, %d pairs x 1 in flight (n=%d each)", opt.pairs,
-		 opt.pair_msgs);
-	snprintf(pairs8_name, sizeof pairs8_name, "direct 100 B, %d pairs x 8 in flight (n=%d each)", opt.pairs,
-		 opt.pair_msgs);
 	for (int rep = 0; rep < opt.reps && !over_budget(pairs1_name); rep++) {
 		msg_bench(opt.pairs, opt.pair_msgs, 100, 1, pairs1_name);
 		msg_bench(opt.pairs, opt.pair_msgs, 100, 8, pairs8_name);
@@ -1817,7 +1863,6 @@ static char reconnect_name[64];
 static void bench_reconnect(void)
 {
 	int n = opt.reconnect_n;
-	snprintf(reconnect_name, sizeof reconnect_name, "%d peers connecting at once", n);
 	struct conn *cs = calloc((size_t)n, sizeof *cs);
 	if (!cs)
 		die("out of memory");
@@ -1917,7 +1962,6 @@ static int new_worker(const int *before, int nbefore)
 static char heap_name[64];
 static void bench_heap(void)
 {
-	snprintf(heap_name, sizeof heap_name, "hot path heap, 1 pair x 8 in flight, %d messages", opt.heap_msgs);
 	struct conn conns[2];
 	int pids[2] = {-1, -1}, before[64];
 	for (int i = 0; i < 2; i++)
@@ -1954,6 +1998,182 @@ static void bench_heap(void)
 	rec(heap_name, "recipient heap growth KiB (Rss)", 0, (double)(r1[1] - r0[1]));
 	rec(heap_name, "heap after KiB (sender, Size)", 0, (double)s1[0]);
 	pairs_close(conns, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* 6: cross-host (issue 24): two hosts on one PostgreSQL, --port-b       */
+
+/* the two runs, and the names of their same-host and cross-host metrics */
+static char xh1_name[96], xh10_name[96];
+#define XH_SAME "same-host A->A"
+#define XH_CROSS "cross-host A->B"
+#define XH_DELTA "cross - same: e2e p50 ms"
+#define XH_PAIRS 10
+
+/* one repetition of one run: npairs pairs connected afresh, the senders on
+ * host A, the recipients on host A (same) or host B (cross), n messages of
+ * 100 B per pair, one in flight per pair; 0 when it ran */
+static int xhost_once(int npairs, int n, int cross, const char *name)
+{
+	struct conn conns[2 * XH_PAIRS];
+	const char *pfx = cross ? XH_CROSS : XH_SAME;
+	int rc = 0;
+	if (pairs_connect_at(conns, npairs, opt.port, cross ? opt.port_b : opt.port) != 0) {
+		char m[96];
+		snprintf(m, sizeof m, "%s: msgs/s (send -> last push)", pfx);
+		failures++;
+		rc = -1;
+		row_note(name, m, "**peers could not connect**");
+	} else {
+		msg_pairs_as(conns, npairs, n, 100, 1, name, pfx);
+	}
+	pairs_close(conns, npairs);
+	return rc;
+}
+
+/* the figure of the last repetition recorded under (bench, metric) */
+static int row_last(const char *bench, const char *metric, double *out)
+{
+	for (int i = 0; i < nrows; i++)
+		if (!strcmp(rows[i].bench, bench) && !strcmp(rows[i].metric, metric) && rows[i].n > 0) {
+			*out = rows[i].v[rows[i].n - 1];
+			return 0;
+		}
+	return -1;
+}
+
+/* same-host and cross-host alternately (which goes first alternates too),
+ * so that the machine's drift falls on both alike; each repetition also
+ * records its own cross - same difference of the p50 */
+static void bench_xhost(void)
+{
+	static const char *const p50s[2] = {XH_SAME ": e2e p50 ms", XH_CROSS ": e2e p50 ms"};
+	for (int rep = 0; rep < opt.reps && !over_budget(xh1_name); rep++) {
+		for (int run = 0; run < 2; run++) {
+			const char *name = run == 0 ? xh1_name : xh10_name;
+			int npairs = run == 0 ? 1 : XH_PAIRS, n = run == 0 ? opt.xhost_msgs : opt.xhost_pair_msgs;
+			int ok = 1;
+			for (int k = 0; k < 2; k++) {
+				int cross = (k + rep) % 2;
+				note("cross-host: %s, %s", name, cross ? XH_CROSS : XH_SAME);
+				ok &= xhost_once(npairs, n, cross, name) == 0;
+			}
+			double same, cross;
+			if (ok && row_last(name, p50s[0], &same) == 0 && row_last(name, p50s[1], &cross) == 0)
+				rec(name, XH_DELTA, 2, cross - same);
+		}
+	}
+}
+
+/* the side-by-side table of the cross-host section (nothing without it) */
+static int row_med(const char *bench, const char *metric, double *out);
+static void print_xhost(void)
+{
+	const char *names[2] = {xh1_name, xh10_name};
+	double v[7];
+	int any = 0;
+	for (int i = 0; i < 2; i++)
+		any |= row_med(names[i], XH_CROSS ": e2e p50 ms", &v[0]) == 0;
+	if (!any)
+		return;
+	printf("### Cross-host next to same-host (issue 24; medians over the repetitions, ms)\n\n");
+	printf("Two hosts on one PostgreSQL: HOST_ID set, a meshbroker-relay and a PgBouncer each; senders on host A; "
+	       "the recipients on host A (same-host) or host B (cross-host), alternately.\n\n");
+	printf("| run | same-host p50 | same-host p99 | cross-host p50 | cross-host p99 | cross - same p50 | "
+	       "msgs/s same / cross |\n");
+	printf("|---|--:|--:|--:|--:|--:|--:|\n");
+	static const char *const metrics[7] = {XH_SAME ": e2e p50 ms",  XH_SAME ": e2e p99 ms",
+					       XH_CROSS ": e2e p50 ms", XH_CROSS ": e2e p99 ms",
+					       XH_DELTA,                XH_SAME ": msgs/s (send -> last push)",
+					       XH_CROSS ": msgs/s (send -> last push)"};
+	for (int i = 0; i < 2; i++) {
+		char cell[7][24];
+		for (int k = 0; k < 7; k++) {
+			if (row_med(names[i], metrics[k], &v[k]) != 0)
+				snprintf(cell[k], sizeof cell[k], "—");
+			else
+				snprintf(cell[k], sizeof cell[k], k == 4 ? "%+.2f" : k >= 5 ? "%.0f" : "%.2f", v[k]);
+		}
+		printf("| %s | %s | %s | %s | %s | %s | %s / %s |\n", names[i], cell[0], cell[1], cell[2], cell[3],
+		       cell[4], cell[5], cell[6]);
+	}
+	printf("\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* --save / --load: the rows of one invocation carried into the next    */
+
+/* one field of a saved line: tabs and line ends would split it */
+static void save_field(FILE *f, const char *s)
+{
+	fputc('\t', f);
+	for (; *s; s++)
+		fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, f);
+}
+
+static void rows_save(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		die("cannot write %s: %s", path, strerror(errno));
+	fprintf(f, "F\t%d\t%d\n", failures, skipped);
+	for (int i = 0; i < nrows; i++) {
+		fprintf(f, "R\t%d\t%d", rows[i].prec, rows[i].n);
+		save_field(f, rows[i].bench);
+		save_field(f, rows[i].metric);
+		save_field(f, rows[i].note);
+		for (int k = 0; k < rows[i].n; k++)
+			fprintf(f, "\t%.17g", rows[i].v[k]);
+		fputc('\n', f);
+	}
+	for (int i = 0; i < nacct; i++) {
+		fprintf(f, "A");
+		save_field(f, accts[i].name);
+		fprintf(f, "\t%ld\t%ld\t%ld\t%ld\t%ld\t%ld\n", accts[i].sent, accts[i].acked, accts[i].delivered,
+			accts[i].expected, accts[i].lost, accts[i].dup);
+	}
+	if (fclose(f) != 0)
+		die("cannot write %s: %s", path, strerror(errno));
+}
+
+/* a line's next tab-separated field (empty fields kept), or "" at its end */
+static char *next_field(char **p)
+{
+	char *s = strsep(p, "\t\n");
+	return s ? s : "";
+}
+
+static void rows_load(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		die("cannot read %s: %s", path, strerror(errno));
+	char line[4096];
+	int lines = 0;
+	while (fgets(line, sizeof line, f) && lines++ < 4 * MAX_ROWS) {
+		char *p = line, *kind = next_field(&p);
+		if (!strcmp(kind, "F")) {
+			failures += atoi(next_field(&p));
+			skipped += atoi(next_field(&p));
+		} else if (!strcmp(kind, "R")) {
+			int prec = atoi(next_field(&p)), n = atoi(next_field(&p));
+			char *bench = next_field(&p), *metric = next_field(&p), *nt = next_field(&p);
+			struct row *r = row_get(bench, metric, prec);
+			if (nt[0])
+				snprintf(r->note, sizeof r->note, "%s", nt);
+			for (int k = 0; k < n && k < MAX_REPS && p; k++)
+				rec(bench, metric, prec, strtod(next_field(&p), NULL));
+		} else if (!strcmp(kind, "A")) {
+			char *name = next_field(&p);
+			long v[6];
+			for (int k = 0; k < 6; k++)
+				v[k] = strtol(next_field(&p), NULL, 10);
+			int before = failures;
+			acct_add(name, v[0], v[1], v[2], v[3], v[4], v[5]);
+			failures = before; /* already counted in the F line */
+		}
+	}
+	fclose(f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2081,7 +2301,47 @@ static void print_targets(void)
 			   ? "grew by at most one glibc heap step (the top pad is 128 KiB): not a per-message "
 			     "growth (2 bytes a message would be 195 KiB), but not shown to be zero either"
 			   : "the heap grew: a leak or a per-message cache on the hot path");
+
+	/* issue 24: both runs of the cross-host section, medians over the repetitions
+	 * (the difference is the median of each repetition's own cross - same,
+	 * which the machine's drift between repetitions does not move) */
+	double s1, c1, p1, d1, s10, c10, p10, d10;
+	have = row_med(xh1_name, XH_SAME ": e2e p50 ms", &s1) == 0 && row_med(xh1_name, XH_CROSS ": e2e p50 ms", &c1) == 0 &&
+	       row_med(xh1_name, XH_CROSS ": e2e p99 ms", &p1) == 0 && row_med(xh1_name, XH_DELTA, &d1) == 0 &&
+	       row_med(xh10_name, XH_SAME ": e2e p50 ms", &s10) == 0 &&
+	       row_med(xh10_name, XH_CROSS ": e2e p50 ms", &c10) == 0 &&
+	       row_med(xh10_name, XH_CROSS ": e2e p99 ms", &p10) == 0 && row_med(xh10_name, XH_DELTA, &d10) == 0;
+	if (!have)
+		s1 = c1 = p1 = d1 = s10 = c10 = p10 = d10 = 0;
+	snprintf(f, sizeof f,
+		 "1 pair: p50 %.2f ms (same-host %.2f; cross - same %+.2f), p99 %.2f ms; %d pairs x 1: p50 %.2f ms "
+		 "(same-host %.2f; %+.2f), p99 %.2f ms",
+		 c1, s1, d1, p1, XH_PAIRS, c10, s10, d10, p10);
+	int met1 = d1 <= 1 && p1 <= 20, met10 = d10 <= 1 && p10 <= 20;
+	snprintf(why, sizeof why,
+		 "%s%s%s: a cross-host message also waits for the sender's relay (mesh.host_ring: one NOTIFY "
+		 "per host after the send committed, at most one statement in flight on its one session, "
+		 "behind its 1 s sweep and 2 s lease renewal) and the recipient's relay ringing the worker",
+		 !met1 ? "the one pair" : "", !met1 && !met10 ? " and " : "", !met10 ? "the 10 pairs" : "");
+	target_row("cross-host direct (sender on host A, recipient on host B)",
+		   "p50 within 1 ms of same-host, p99 ≤ 20 ms (one pair and 10 pairs × 1)", have,
+		   have && met1 && met10, f, why);
 	fflush(stdout);
+}
+
+/* row names that depend on the options, set before any section runs (a
+ * --load'ed run's target rows are found under the same names) */
+static void names_init(void)
+{
+	snprintf(pairs1_name, sizeof pairs1_name, "direct 100 B, %d pairs x 1 in flight (n=%d each)", opt.pairs,
+		 opt.pair_msgs);
+	snprintf(pairs8_name, sizeof pairs8_name, "direct 100 B, %d pairs x 8 in flight (n=%d each)", opt.pairs,
+		 opt.pair_msgs);
+	snprintf(reconnect_name, sizeof reconnect_name, "%d peers connecting at once", opt.reconnect_n);
+	snprintf(heap_name, sizeof heap_name, "hot path heap, 1 pair x 8 in flight, %d messages", opt.heap_msgs);
+	snprintf(xh1_name, sizeof xh1_name, "two hosts: 1 pair x 1 in flight (n=%d)", opt.xhost_msgs);
+	snprintf(xh10_name, sizeof xh10_name, "two hosts: %d pairs x 1 in flight (n=%d each)", XH_PAIRS,
+		 opt.xhost_pair_msgs);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2095,19 +2355,24 @@ static void usage(void)
 		"                 [--worker PATH (adds the spawn+exec baseline)] [--conc N (default 8)]\n"
 		"                 [--bouncer-pid PID] [--pg-pid PID (the postmaster)] [--heap-msgs N]\n"
 		"                 [--reconnect N] [--pair-msgs N] [--bcast-msgs N] [--budget S (default 480)]\n"
-		"  LIST: comma-separated of health,hello,burst,msg,pairs,bcast,idle,reconnect,heap (default: all)\n");
+		"                 [--port-b P --acceptor-b PID (host B: adds the cross-host section)]\n"
+		"                 [--xhost-msgs N] [--xhost-pair-msgs N] [--save FILE] [--load FILE]\n"
+		"  LIST: comma-separated of health,hello,burst,msg,pairs,bcast,idle,reconnect,heap,xhost (default: all)\n"
+		"  --save writes this run's rows, --load puts a saved run's rows before this one's (one table)\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *only = "health,hello,burst,msg,pairs,bcast,idle,reconnect,heap";
+	const char *only = "health,hello,burst,msg,pairs,bcast,idle,reconnect,heap,xhost";
 	static const struct option lo[] = {
 		{"port", 1, 0, 'p'},  {"db", 1, 0, 'd'},     {"acceptor", 1, 0, 'a'}, {"reps", 1, 0, 'r'},
 		{"quick", 0, 0, 'q'}, {"db-idle", 1, 0, 'i'}, {"msgs", 1, 0, 'm'},     {"window", 1, 0, 'w'},
 		{"idle", 1, 0, 'n'},  {"only", 1, 0, 'o'},    {"worker", 1, 0, 'W'},   {"conc", 1, 0, 'c'},
 		{"bouncer-pid", 1, 0, 'B'}, {"pg-pid", 1, 0, 'P'}, {"heap-msgs", 1, 0, 'H'}, {"reconnect", 1, 0, 'R'},
 		{"pair-msgs", 1, 0, 'M'}, {"bcast-msgs", 1, 0, 'C'}, {"budget", 1, 0, 'G'},
+		{"port-b", 1, 0, 'b'}, {"acceptor-b", 1, 0, 'A'}, {"xhost-msgs", 1, 0, 'x'},
+		{"xhost-pair-msgs", 1, 0, 'X'}, {"save", 1, 0, 's'}, {"load", 1, 0, 'l'},
 		{0, 0, 0, 0},
 	};
 	int c;
@@ -2121,8 +2386,14 @@ int main(int argc, char **argv)
 			opt.health_seq = 50, opt.health_conc_n = 100, opt.hello_seq = 30, opt.hello_conc_n = 60;
 			opt.msgs = 200, opt.idle_n[0] = 20, opt.idle_n[1] = 60, opt.base_n = 30;
 			opt.burst_n = 100, opt.pair_msgs = 100, opt.bcast_msgs = 50, opt.reconnect_n = 100;
-			opt.heap_msgs = 5000;
+			opt.heap_msgs = 5000, opt.xhost_msgs = 100, opt.xhost_pair_msgs = 50;
 			break;
+		case 'b': opt.port_b = atoi(optarg); break;
+		case 'A': opt.acceptor_b_pid = atoi(optarg); break;
+		case 'x': opt.xhost_msgs = atoi(optarg); break;
+		case 'X': opt.xhost_pair_msgs = atoi(optarg); break;
+		case 's': opt.save = optarg; break;
+		case 'l': opt.load = optarg; break;
 		case 'B': opt.bouncer_pid = atoi(optarg); break;
 		case 'P': opt.pg_pid = atoi(optarg); break;
 		case 'H': opt.heap_msgs = atoi(optarg); break;
@@ -2148,9 +2419,14 @@ int main(int argc, char **argv)
 	if (opt.port <= 0 || !opt.db_url || opt.acceptor_pid <= 0 || opt.reps < 1 || opt.reps > MAX_REPS ||
 	    opt.msgs < 1 || opt.window < 1 || opt.conc < 1 || opt.conc > 1000 || opt.pairs < 1 || opt.pairs > 32 ||
 	    opt.pair_msgs < 1 || opt.bcast_msgs < 1 || opt.bcast_rate < 1 || opt.reconnect_n < 1 ||
-	    opt.reconnect_n > 8000 || opt.heap_msgs < 1 || opt.burst_n < 1 || opt.burst_conc < 1)
+	    opt.reconnect_n > 8000 || opt.heap_msgs < 1 || opt.burst_n < 1 || opt.burst_conc < 1 ||
+	    opt.xhost_msgs < 1 || opt.xhost_msgs > 100000 || opt.xhost_pair_msgs < 1 || opt.xhost_pair_msgs > 100000 ||
+	    opt.port_b < 0 || (opt.port_b > 0 && opt.port_b == opt.port))
 		usage();
 	t_start = now_ns();
+	names_init();
+	if (opt.load)
+		rows_load(opt.load);
 	if (sodium_init() < 0)
 		die("libsodium failed to initialise");
 	int max_idle = strstr(only, "reconnect") ? opt.reconnect_n : 0;
@@ -2233,13 +2509,23 @@ int main(int argc, char **argv)
 		for (int k = 0; k < opt.n_idle_n; k++) /* once each: the reconnect rows repeat it at 1000 */
 			bench_idle(opt.idle_n[k]);
 	}
+	if (strstr(only, "xhost") && !opt.port_b)
+		note("cross-host: left out here (no --port-b; bench/run.sh runs it with its two hosts afterwards)");
+	else if (strstr(only, "xhost") && !over_budget("xhost")) {
+		note("cross-host: host A on port %d, host B on port %d", opt.port, opt.port_b);
+		bench_xhost();
+	}
 	note("done");
+	if (opt.save)
+		rows_save(opt.save);
 	if (skipped)
 		printf("**%d sections or repetitions were left out: the time budget (--budget %d s) was spent.**\n\n",
 		       skipped, opt.budget_s);
 	printf("### Targets\n\n");
 	print_targets();
-	printf("\n### Every figure (median, min, max over the repetitions)\n\n");
+	printf("\n");
+	print_xhost();
+	printf("### Every figure (median, min, max over the repetitions)\n\n");
 	print_table();
 	printf("\n### Message accounting (every message run)\n\n");
 	print_accounting();
