@@ -24,7 +24,7 @@
 # the floor), UNIT_DIR (unit test binaries, default build/asan/tests),
 # UNIT_TIMEOUT (seconds per unit binary, default 300), UNIT_JOBS (unit
 # binaries run at once, default 2), IT_TIMEOUT (seconds per
-# integration run, default 600), PYTEST_ARGS (extra pytest arguments for both
+# integration run, default 1080: a guard against a hang, not a budget), PYTEST_ARGS (extra pytest arguments for both
 # runs; with it the floors are not checked), FUZZ_SECONDS (default 5), PARTS
 # (default "callgraph unit fuzz integration asan"; each part that runs is held
 # to its floor), CALLGRAPH_BUILD (default build).
@@ -219,7 +219,7 @@ pytest_exec() {
 	# Debian's python3 with Debian's packages: nothing from another interpreter's setup
 	set -- env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP -u BROKER_PORT -u DATABASE_URL \
 		PYTHONDONTWRITEBYTECODE=1 MESHBROKER_BIN="$bindir" \
-		timeout --kill-after=15 "${IT_TIMEOUT:-600}" \
+		timeout --kill-after=15 "${IT_TIMEOUT:-1080}" \
 		"$py" -m pytest -q -p no:cacheprovider -rfEs --durations=5 --color=no \
 		--junitxml="$xml" -o junit_family=xunit2 "$@" ${PYTEST_ARGS:-} $itdir
 	if [ "$show" = 1 ]; then
