@@ -277,6 +277,21 @@ static void hello_joined(struct worker *w, const struct hello_join_result *r)
  * hello_ack, the write statement, then whatever is queued */
 static void hello_accept(struct worker *w, int pending)
 {
+	if (hosts_id()) {
+		/* more than one host: the presence row is how the other hosts
+		 * see this peer (list_peers, a member-scope status or a hook,
+		 * a doorbell), so hello_ack waits for it, as a warm hello's does:
+		 * a peer acked is one every host can reach */
+		w->hello_after_row = 1;
+		w->joined = 1;       /* the leave closes the row, whenever it comes */
+		w->presence_row = 1;
+		if (hello_join_send(w, pending) != 0) {
+			w->hello_after_row = 0;
+			ws_send_peer_error(w, PEER_ERR_DB_DOWN, NULL);
+			ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
+		}
+		return;
+	}
 	hello_ack(w);
 	if (hello_join_send(w, pending) != 0)
 		log_warn("hello: the presence row could not be queued", "presence", w->me.presence_id);
@@ -378,6 +393,24 @@ static int hello_from_cache(struct worker *w)
 static void hello_join_cb(void *arg, const struct hello_join_result *r, const char *err)
 {
 	struct worker *w = arg;
+	if (w->hello_after_row) { /* after a lookup, with HOST_ID: hello_ack comes now */
+		w->hello_after_row = 0;
+		if (err) {
+			log_warn("hello: presence row failed", "presence", w->me.presence_id, "error", err);
+			if (w->phase != PHASE_CLOSING) {
+				ws_send_peer_error(w, db_err_unmigrated(err) ? PEER_ERR_DB_UNMIGRATED : PEER_ERR_DB_DOWN,
+						   NULL);
+				ws_close(w, WS_CLOSE_INTERNAL, "database unavailable");
+			}
+			return;
+		}
+		if (w->phase == PHASE_CLOSING)
+			return;
+		hello_ack(w);
+		hello_joined(w, r);
+		hello_go(w);
+		return;
+	}
 	if (!w->hello_warm) { /* after a lookup: hello_ack went before */
 		if (err)
 			log_warn("hello: presence row failed", "presence", w->me.presence_id, "error", err);
