@@ -265,7 +265,9 @@ static void hello_go(struct worker *w)
 static void hello_joined(struct worker *w, const struct hello_join_result *r)
 {
 	int hidden = !r->visible;
-	if (w->have_slot && hidden != w->me.hidden) {
+	/* a set_visible the peer sent after its hello_ack (its statement is
+	 * queued after this one) is newer than the restored visibility */
+	if (w->have_slot && !w->visible_set && hidden != w->me.hidden) {
 		w->me.hidden = hidden;
 		presence_update(w->shm, w->slot, &w->me);
 	}

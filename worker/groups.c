@@ -146,6 +146,7 @@ void groups_on_set_visible(struct worker *w, const cJSON *msg)
 		return;
 	}
 	/* the slot first: list_peers, the fan-out and the peer events read it */
+	w->visible_set = 1; /* the hello's restored visibility, if it comes later, is older */
 	if (w->me.hidden != !visible) {
 		w->me.hidden = !visible;
 		presence_update(w->shm, w->slot, &w->me);

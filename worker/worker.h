@@ -123,6 +123,7 @@ struct worker {
 	uint32_t mc_stamp;   /* membercache_get's stamp for the lookup in flight */
 	int hello_warm;      /* the hello took its member from the cache: hello_join re-checks before the ack */
 	int hello_after_row; /* HOST_ID: hello_ack waits for the presence row (worker/auth.c hello_accept) */
+	int visible_set;     /* set_visible came: hello_join's restored visibility must not undo it */
 	int32_t warm_max_peers; /* the cached mesh max_peers its capacity was counted with */
 	const struct worker_hooks *hooks;
 
