@@ -76,13 +76,6 @@ int store_presence_group(struct db *d, const char *presence_id, int join, const 
 	return table_call(d, "SELECT mesh.presence_group($1, $2::boolean, $3, $4, $5::int)", 5, p, cb, arg);
 }
 
-int store_presence_restore(struct db *d, const char *presence_id, int keep_groups, int saved, store_table_cb cb,
-                           void *arg)
-{
-	const char *p[] = {presence_id, keep_groups ? "true" : "false", saved ? "true" : "false"};
-	return table_call(d, "SELECT mesh.presence_restore($1, $2::boolean, $3::boolean)", 3, p, cb, arg);
-}
-
 int store_presence_visible(struct db *d, const char *presence_id, int visible, store_table_cb cb, void *arg)
 {
 	const char *p[] = {presence_id, visible ? "true" : "false"};

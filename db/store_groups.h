@@ -39,13 +39,6 @@ int store_group_send(struct db *d, const struct group_send *s, store_table_cb cb
 enum { PG_COUNT };
 int store_presence_group(struct db *d, const char *presence_id, int join, const char *name, const char *role, int max,
                          store_table_cb cb, void *arg);
-/* after a hello (saved): restore the member's saved state (keep_groups: the
- * hello's own groups stay and are saved); after a session_hello (not
- * saved): own groups, else default groups, visible, no profile.  Row
- * (visible 't'/'f') */
-enum { PR_VISIBLE };
-int store_presence_restore(struct db *d, const char *presence_id, int keep_groups, int saved, store_table_cb cb,
-                           void *arg);
 /* visible flag, profile fields merged (JSON object text), stats (JSON
  * object text); visibility and profile are saved for the member too */
 int store_presence_visible(struct db *d, const char *presence_id, int visible, store_table_cb cb, void *arg);
