@@ -24,7 +24,9 @@
 # the floor), UNIT_DIR (unit test binaries, default build/asan/tests),
 # UNIT_TIMEOUT (seconds per unit binary, default 300), UNIT_JOBS (unit
 # binaries run at once, default 2), IT_TIMEOUT (seconds per
-# integration run, default 1080: a guard against a hang, not a budget), PYTEST_ARGS (extra pytest arguments for both
+# integration run, default 2700: the last resort against a hang outside a
+# test, which kills pytest and every result with it; a test phase that hangs
+# fails on its own after IT_TEST_TIMEOUT, default 600, conftest.py), PYTEST_ARGS (extra pytest arguments for both
 # runs; with it the floors are not checked), FUZZ_SECONDS (default 5), PARTS
 # (default "callgraph unit fuzz integration asan"; each part that runs is held
 # to its floor), CALLGRAPH_BUILD (default build).
@@ -219,7 +221,7 @@ pytest_exec() {
 	# Debian's python3 with Debian's packages: nothing from another interpreter's setup
 	set -- env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP -u BROKER_PORT -u DATABASE_URL \
 		PYTHONDONTWRITEBYTECODE=1 MESHBROKER_BIN="$bindir" \
-		timeout --kill-after=15 "${IT_TIMEOUT:-1080}" \
+		timeout --kill-after=15 "${IT_TIMEOUT:-2700}" \
 		"$py" -m pytest -q -p no:cacheprovider -rfEs --durations=5 --color=no \
 		--junitxml="$xml" -o junit_family=xunit2 "$@" ${PYTEST_ARGS:-} $itdir
 	if [ "$show" = 1 ]; then

@@ -134,3 +134,43 @@ def test_smoke_test_script_passes(pg):
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"smoke-test.sh still running after 120 s:\n{e.stdout}\n{e.stderr}")
     assert r.returncode == 0, f"smoke-test.sh exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+
+
+HANGING_TESTS = '''
+import socket
+import time
+
+
+def test_hangs_in_a_read():
+    a, b = socket.socketpair()
+    a.recv(1)  # nothing ever comes
+
+
+def test_runs_after_the_hang():
+    time.sleep(0.1)
+'''
+
+
+def test_a_hanging_test_fails_on_its_own_and_the_run_goes_on():
+    """Issue 25: the per-phase guard of conftest.py (IT_TEST_TIMEOUT) turns a
+    hang into that test's failure, naming it, and the next test still runs;
+    tests/run.sh's whole-run IT_TIMEOUT (which loses every result) is only the
+    last resort."""
+    import sys
+    itdir = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "conftest.py"), "w") as f:
+            f.write("import importlib.util\n"
+                    f"spec = importlib.util.spec_from_file_location('mb_conftest', {os.path.join(itdir, 'conftest.py')!r})\n"
+                    "m = importlib.util.module_from_spec(spec)\n"
+                    "spec.loader.exec_module(m)\n"
+                    "pytest_runtest_setup = m.pytest_runtest_setup\n"
+                    "pytest_runtest_call = m.pytest_runtest_call\n"
+                    "pytest_runtest_teardown = m.pytest_runtest_teardown\n")
+        with open(os.path.join(d, "test_hang.py"), "w") as f:
+            f.write(HANGING_TESTS)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", d],
+                           env={**os.environ, "IT_TEST_TIMEOUT": "2"}, capture_output=True, text=True,
+                           timeout=120, cwd=d)
+    assert "1 failed, 1 passed" in r.stdout, r.stdout + r.stderr
+    assert "test_hangs_in_a_read: call ran longer than 2 s (IT_TEST_TIMEOUT)" in r.stdout, r.stdout
