@@ -475,9 +475,28 @@ class Broker:
             time.sleep(0.05)
 
     def wait_no_workers(self, timeout, exclude=()):
-        """True when no worker (besides exclude) and no unreaped child is left"""
-        return wait_until(lambda: not [p for p in self.workers() if p not in exclude]
-                          and not self.zombies(), timeout)
+        """True when no worker (besides exclude) is left and the listener
+        has reaped every child that ended: its children are then only spares
+        still waiting for a connection and the reaper.  A worker on its way
+        out has lost its command line and environment (its memory is gone)
+        some time before it is a zombie: an ASan worker's teardown takes tens
+        of milliseconds under load, and workers() no longer sees it then.  So
+        the listener's children are looked at by what they are not: anything
+        but a waiting spare or the reaper is a worker not yet reaped."""
+        def settled():
+            if [p for p in self.workers() if p not in exclude]:
+                return False
+            if not self.proc:
+                return True
+            for k in proc_children(self.proc.pid):
+                state = proc_state(k)
+                if k in exclude or state is None:
+                    continue  # excluded, or gone since it was listed
+                if state != "Z" and proc_argv(k)[1:2] in ([b"--spare"], [b"--reap"]):
+                    continue
+                return False
+            return True
+        return wait_until(settled, timeout)
 
     def stop(self):
         """SIGTERM the listener; True when it and every worker ended by

@@ -98,6 +98,14 @@ def test_five_senders_200_each_reach_a_recipient_that_reconnects_every_50_exactl
             f"{next((i for i, (x, y) in enumerate(zip(seq, range(n_each))) if x != y), len(seq))}"
 
 
+def marked(db, member_id, message_ids):
+    """which of message_ids are marked delivered to member_id"""
+    with db.cursor() as c:
+        c.execute("SELECT message_id FROM mesh.delivery WHERE recipient_member_id = %s "
+                  "AND delivered_at IS NOT NULL AND message_id = ANY(%s)", (member_id, list(message_ids)))
+        return {r[0] for r in c.fetchall()}
+
+
 def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_slot(broker, mesh, db):
     b = broker(**FAST)
     m = mesh("A", "B")
@@ -125,6 +133,11 @@ def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_s
         first = []
         while len(first) < 20:
             first.append(await bb.push(timeout=10))
+        # what the peer's TCP acknowledged is marked delivered while it
+        # stays connected (on its next claim, or on its own after 50 ms)
+        head = {p["messageId"] for p in first[:10]}
+        assert mbtest.wait_until(lambda: head <= marked(db, bm.id, head), 10), \
+            "the first 10 pushes read were not marked delivered within 10 s"
         b.kill_worker(b_worker)
         # what the dead worker had already written is still readable
         while True:
@@ -138,6 +151,8 @@ def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_s
         active = b.wait_metric("broker_connections_active", 1, timeout=20)
         assert active == 1, f"broker_connections_active {active} after SIGKILL, want 1"
         assert mbtest.wait_until(lambda: b_worker not in b.workers(), 20)
+        # what the dead worker had marked: nothing of it may come again
+        marked_at_kill = marked(db, bm.id, {p["messageId"] for p in first})
 
         b2 = Peer(b, bm)
         await b2.join()
@@ -154,9 +169,9 @@ def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_s
         await b2.quiet(is_push, 0.5)  # nothing more: no second copy of anything
         await a.close()
         await b2.close()
-        return acked, first, second
+        return acked, first, second, marked_at_kill
 
-    acked, first, second = run(go(), 120)
+    acked, first, second, marked_at_kill = run(go(), 120)
     ids1 = [p["messageId"] for p in first]
     ids2 = [p["messageId"] for p in second]
     assert len(ids1) == len(set(ids1)), "duplicate pushes on one connection"
@@ -164,11 +179,16 @@ def test_sigkill_of_the_recipients_worker_loses_no_acked_message_and_frees_its_s
     missing = set(acked) - set(ids1) - set(ids2)
     assert not missing, f"{len(missing)} acked messages lost after SIGKILL of the recipient's worker"
     redelivered = set(ids1) & set(ids2)
-    # only the last pushes written before the kill (not yet marked delivered)
-    # may come again, and only once (checked above: no repeat per connection)
-    assert redelivered <= set(ids1[-3:]), \
-        f"{len(redelivered)} messages delivered on both connections, not only the last pushes " \
-        f"before the kill: {sorted(ids1.index(i) for i in redelivered)} of {len(ids1)}"
+    # only pushes not yet marked delivered when the worker died may come
+    # again, and only once (checked above: no repeat per connection).  How
+    # many those are depends on scheduling (pushes written in the last
+    # moments before the kill, whose marks had not ridden on a claim yet:
+    # up to 31 of 42 at load average 76), not on a promise: the promise is
+    # that a marked push never comes again.
+    assert not (redelivered & marked_at_kill), \
+        f"{len(redelivered & marked_at_kill)} pushes marked delivered before the kill came again: " \
+        f"{sorted(ids1.index(i) for i in redelivered & marked_at_kill)} of {len(ids1)}"
+    assert redelivered <= set(ids1) - marked_at_kill
     with db.cursor() as c:
         c.execute("SELECT count(*) FROM mesh.delivery WHERE recipient_member_id = %s AND delivered_at IS NULL",
                   (bm.id,))
