@@ -115,9 +115,15 @@ $(BUILD)/obj/gen/sandbox_bpf.o: $(BUILD)/gen/sandbox_bpf.c
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
 
+# http_parser linked statically into the worker (Debian's libhttp-parser-dev
+# ships libhttp_parser.a): one shared object less to open, map and relocate
+# at every worker's start (docs/design.md "A worker's start and end, fourth
+# round").  A link choice, not a new library; libsodium stays shared (the
+# libcrypto stand-in loads it anyway with libpq, pqstub/crypto.c).
+WORKER_LDLIBS = $(subst -lhttp_parser,-l:libhttp_parser.a,$(LDLIBS))
 $(BUILD)/bin/meshbroker-worker: $(call obj,worker/main.c) $(WORKER_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(WORKER_LDLIBS)
 
 $(BUILD)/obj/worker/skel-sbxtest.o: worker/skel.c
 	@mkdir -p $(dir $@)
@@ -125,7 +131,7 @@ $(BUILD)/obj/worker/skel-sbxtest.o: worker/skel.c
 $(SBXTEST_WORKER): $(call obj,worker/main.c) $(filter-out $(call obj,worker/skel.c),$(WORKER_OBJ)) \
 		$(BUILD)/obj/worker/skel-sbxtest.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(WORKER_LDLIBS)
 
 $(BUILD)/bin/meshbroker-accept: $(call obj,$(ACCEPT_SRC)) $(LIB_OBJ)
 	@mkdir -p $(dir $@)

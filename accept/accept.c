@@ -46,6 +46,7 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "common/util.h"
+#include "accept/spawn.h"
 #include "db/pq.h"
 #include "proto/version.h"
 #include "shm/histo.h"
@@ -316,62 +317,56 @@ static int accept_signals_open(void)
 	return fd;
 }
 
-/* In the child, between fork and exec: default signals, fd as fd 3 and
- * nothing else open past it. */
-static void accept_child_prepare(int fd)
+/* What every child starts with (accept/spawn.h): SIGTERM and SIGINT blocked
+ * across the exec (a pending one stays pending) until the worker has its
+ * handler, so that an eviction or a shutdown that comes this early does not
+ * kill it with the default action; every other signal let in. */
+static void accept_spawn_prepare(struct spawn *sp, char *const *argv, int fd)
 {
-	for (int s = 1; s < NSIG; s++)
-		signal(s, SIG_DFL); /* SIG_IGN survives exec; KILL/STOP/internal ones just fail */
-	/* SIGTERM and SIGINT stay blocked across exec (a pending one stays
-	 * pending) until the worker has its handler: an eviction or a shutdown
-	 * that comes this early must not kill it with the default action */
-	sigset_t term;
-	sigemptyset(&term);
-	sigaddset(&term, SIGTERM);
-	sigaddset(&term, SIGINT);
-	sigprocmask(SIG_SETMASK, &term, NULL);
-	if (fd != SD_LISTEN_FDS_START && dup2(fd, SD_LISTEN_FDS_START) < 0)
-		_exit(EXIT_SYSTEM);
-	if (fcntl(SD_LISTEN_FDS_START, F_SETFD, 0) != 0)
-		_exit(EXIT_SYSTEM);
-	if (close_range(SD_LISTEN_FDS_START + 1, ~0U, 0) != 0)
-		for (long f = SD_LISTEN_FDS_START + 1, max = sysconf(_SC_OPEN_MAX); f < max; f++)
-			close((int)f);
+	memset(sp, 0, sizeof *sp);
+	sp->argv = argv;
+	sp->fd = fd;
+	sigemptyset(&sp->mask);
+	sigaddset(&sp->mask, SIGTERM);
+	sigaddset(&sp->mask, SIGINT);
 }
 
-/* In the child, between fork and exec: present the connection the way
- * systemd's Accept=yes does, so the worker has one start-up path. */
-static _Noreturn void accept_exec_worker(const struct acceptor *a, int cfd, const char *ip,
-					 int port, uint32_t slot)
+/* Start a worker for connection cfd, presented the way systemd's Accept=yes
+ * does (fd 3, LISTEN_FDS=1, LISTEN_PID, REMOTE_ADDR/REMOTE_PORT), so the
+ * worker has one start-up path.  0 started (*pid), -errno not; an exec
+ * failure is logged and its child (exited 111) counts until reaped. */
+static int accept_spawn_worker(const struct acceptor *a, int cfd, const char *ip, int port, uint32_t slot,
+			       pid_t *pid)
 {
-	/* before exec, so the entry is ours however the parent is scheduled */
-	childtab_start(a->ct, slot, getpid());
-	accept_child_prepare(cfd);
-	char pid[24], portbuf[24], slotbuf[24];
-	if (setenv("LISTEN_FDS", "1", 1) != 0 ||
-	    setenv(CHILDTAB_ENV, accept_itoa((long)slot, slotbuf), 1) != 0 ||
-	    setenv("LISTEN_PID", accept_itoa(getpid(), pid), 1) != 0 ||
-	    unsetenv("LISTEN_FDNAMES") != 0 || setenv("REMOTE_ADDR", ip, 1) != 0 ||
-	    setenv("REMOTE_PORT", accept_itoa(port, portbuf), 1) != 0)
-		_exit(EXIT_SYSTEM);
+	char slotbuf[48], addrbuf[INET6_ADDRSTRLEN + 16], portbuf[32];
 	char *argv[] = {(char *)a->worker, NULL};
-	execv(a->worker, argv);
-	log_error("cannot exec the worker", "path", a->worker, "error", strerror(errno));
-	_exit(EXIT_SYSTEM);
+	struct spawn sp;
+	accept_spawn_prepare(&sp, argv, cfd);
+	sp.path = a->worker;
+	snprintf(slotbuf, sizeof slotbuf, "%s=%lu", CHILDTAB_ENV, (unsigned long)slot);
+	snprintf(addrbuf, sizeof addrbuf, "REMOTE_ADDR=%s", ip);
+	snprintf(portbuf, sizeof portbuf, "REMOTE_PORT=%d", port);
+	const char *extra[] = {"LISTEN_FDS=1", slotbuf, addrbuf, portbuf, NULL};
+	memcpy(sp.extra, extra, sizeof extra);
+	sp.listen_pid = 1;
+	int r = spawn_start(&sp, pid);
+	if (r != 0 && *pid)
+		log_error("cannot exec the worker", "path", a->worker, "error", strerror(-r));
+	return *pid ? 0 : r;
 }
 
-/* In a spare's child: its end of the socketpair as fd 3, and none of the
+/* Start a spare: its end of the socketpair as fd 3, and none of the
  * variables that name a connection (they come with the hand-over). */
-static _Noreturn void accept_exec_spare(const struct acceptor *a, int sfd)
+static int accept_spawn_spare(const struct acceptor *a, int sfd, pid_t *pid)
 {
-	accept_child_prepare(sfd);
-	if (unsetenv("LISTEN_FDS") != 0 || unsetenv("LISTEN_PID") != 0 || unsetenv("LISTEN_FDNAMES") != 0 ||
-	    unsetenv(CHILDTAB_ENV) != 0 || unsetenv("REMOTE_ADDR") != 0 || unsetenv("REMOTE_PORT") != 0)
-		_exit(EXIT_SYSTEM);
 	char *argv[] = {(char *)a->worker, HANDOVER_ARG, NULL};
-	execv(a->worker, argv);
-	log_error("cannot exec the worker", "path", a->worker, "error", strerror(errno));
-	_exit(EXIT_SYSTEM);
+	struct spawn sp;
+	accept_spawn_prepare(&sp, argv, sfd);
+	sp.path = a->worker;
+	int r = spawn_start(&sp, pid);
+	if (r != 0 && *pid)
+		log_error("cannot exec the worker", "path", a->worker, "error", strerror(-r));
+	return *pid ? 0 : r;
 }
 
 /* The reaper: `meshbroker-worker --reap` (worker/reap.h) closes the presence
@@ -454,7 +449,7 @@ static int accept_spares_waiting(const struct acceptor *a)
 	return n;
 }
 
-/* fork+exec one more spare; 0 started, -1 not now */
+/* start (vfork+exec, accept/spawn.h) one more spare; 0 started, -1 not now */
 static int accept_spare_spawn(struct acceptor *a)
 {
 	struct spare *s = accept_spare_find(a, 0);
@@ -465,16 +460,14 @@ static int accept_spare_spawn(struct acceptor *a)
 		log_warn("cannot make a spare worker's socket", "error", strerror(errno));
 		return -1;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		log_warn("cannot fork a spare worker", "error", strerror(errno));
+	pid_t pid;
+	int r = accept_spawn_spare(a, sv[1], &pid);
+	close(sv[1]);
+	if (r != 0) {
+		log_warn("cannot start a spare worker", "error", strerror(-r));
 		close(sv[0]);
-		close(sv[1]);
 		return -1;
 	}
-	if (pid == 0)
-		accept_exec_spare(a, sv[1]);
-	close(sv[1]);
 	*s = (struct spare){.pid = pid, .fd = sv[0], .seq = ++a->spare_seq, .conn = -1, .child = -1};
 	a->nspares++;
 	return 0;
@@ -949,17 +942,15 @@ static void accept_start(struct acceptor *a, int ci, int fd, const char *ip, int
 		accept_spares_fill(a); /* its successor */
 		return;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		log_warn("fork failed", "error", strerror(errno), "remote", ip);
-		close(fd);
+	pid_t pid;
+	int r = accept_spawn_worker(a, fd, ip, port, slot, &pid);
+	close(fd);
+	if (r != 0) {
+		log_warn("cannot start a worker", "error", strerror(-r), "remote", ip);
 		a->pause_until = mono_ms() + ACCEPT_PAUSE_MS;
 		return;
 	}
-	if (pid == 0)
-		accept_exec_worker(a, fd, ip, port, slot);
-	close(fd);
-	childtab_start(a->ct, slot, pid); /* or the child did it already */
+	childtab_start(a->ct, slot, pid); /* or the worker did it already (worker/skel.c) */
 	c->pid = pid;
 	a->nchildren++;
 	log_debug("worker started", "pid", accept_itoa(pid, p), "remote", ip, "port",
@@ -1106,6 +1097,8 @@ int main(int argc, char **argv)
 		a.spares[i] = (struct spare){.fd = -1, .conn = -1, .child = -1};
 	accept_find_worker(&a);
 	a.sfd = accept_signals_open();
+	if (spawn_init() != 0) /* after the dispositions above; the environment is final */
+		log_fatal("out of memory");
 	a.lfd = accept_listen(&a.cfg);
 	a.shm = accept_open_shm(&a.cfg);
 	if (childtab_create(a.cfg.runtime_dir, (uint32_t)a.cap, &a.ct, err, sizeof err) != 0)

@@ -39,6 +39,15 @@ static void emit(const char *name, uint32_t def)
 	scmp_filter_ctx f = seccomp_init(def);
 	if (!f)
 		die("seccomp_init");
+	/* a binary tree of the allowed numbers, not libseccomp's default
+	 * linear chain: a few more instructions (160 against 132), but the
+	 * kernel, when a worker loads the filter, runs it once for every system
+	 * call number of every architecture to build its cache of calls that
+	 * are always allowed (seccomp_cache_prepare), and a chain makes that
+	 * O(calls x length): ~100 us of CPU less per worker (docs/design.md "A
+	 * worker's start and end, fourth round"); the same calls allowed */
+	if (seccomp_attr_set(f, SCMP_FLTATR_CTL_OPTIMIZE, 2) != 0)
+		die("seccomp_attr_set(SCMP_FLTATR_CTL_OPTIMIZE)");
 	allow_names(f, allowed, sizeof allowed / sizeof *allowed);
 	if (SANDBOX_SAN)
 		allow_names(f, allowed_san, sizeof allowed_san / sizeof *allowed_san);

@@ -29,6 +29,14 @@ static int mkdir_p(const char *path, mode_t mode)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	/* there already (every worker but the first): a lookup only.  mkdir
+	 * takes its parent directory's lock exclusively even to answer EEXIST,
+	 * and every worker start made eight of them, on / and /tmp too: under
+	 * a hello burst, starting workers queued there (issue 23, docs/design.md
+	 * "A worker's start and end, fourth round") */
+	struct stat st0;
+	if (stat(buf, &st0) == 0 && S_ISDIR(st0.st_mode))
+		return 0;
 	for (char *p = buf + 1; *p; p++) {
 		if (*p != '/')
 			continue;

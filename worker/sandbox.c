@@ -79,10 +79,14 @@ static int landlock_enter(const char *runtime_dir)
 		return 0;
 	}
 	uint64_t rights = landlock_write_rights((int)abi);
-	/* the runtime directory must exist to be named (shm.c makes it too) */
-	if (mkdir(runtime_dir, 0750) != 0 && errno != EEXIST)
-		log_debug("sandbox: cannot create the runtime directory", "error", strerror(errno));
+	/* the runtime directory must exist to be named (shm.c makes it too);
+	 * made only when missing: mkdir locks the parent even for EEXIST */
 	int dir = open(runtime_dir, O_PATH | O_CLOEXEC | O_DIRECTORY);
+	if (dir < 0 && errno == ENOENT) {
+		if (mkdir(runtime_dir, 0750) != 0 && errno != EEXIST)
+			log_debug("sandbox: cannot create the runtime directory", "error", strerror(errno));
+		dir = open(runtime_dir, O_PATH | O_CLOEXEC | O_DIRECTORY);
+	}
 	if (dir < 0) {
 		log_warn("sandbox: runtime directory unavailable; Landlock not applied", "path", runtime_dir,
 			 "error", strerror(errno));
