@@ -8,7 +8,8 @@
 -- - The mark is the statement itself, not a call of mesh.delivery_mark:
 --   that function's two SET clauses saved and restored two settings around
 --   every call.  Its rules stay (0004: only rows p_presence holds, a generic
---   plan without sequential scans), set here for this transaction only.
+--   plan without sequential scans), set here for this transaction only, and
+--   the claim's statement gets the same plan rules.
 -- - The topic's name (§12.2 "topic") comes out of the function with the row
 --   instead of a sub-select in the worker's statement around it: that
 --   statement is not prepared behind PgBouncer, so its sub-select was planned
@@ -25,11 +26,15 @@ RETURNS TABLE (r_id bigint, r_message_id text, r_mesh_id text, r_sender_pubkey t
                r_client_message_id text, r_request_fingerprint text, r_topic_name text)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-  PERFORM set_config('synchronous_commit', 'off', true);
+  -- this transaction only: no wait for the WAL flush (0014), and
+  -- mesh.delivery_mark's settings (0004) for both statements, so the claim
+  -- too has its index plan from the first call of a backend (a custom plan
+  -- made on stale statistics walked the primary key and hashed a sequential
+  -- scan of mesh.delivery: milliseconds instead of tenths)
+  PERFORM set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true),
+          set_config('enable_seqscan', 'off', true);
   IF cardinality(p_mark) > 0 THEN
-    -- mesh.delivery_mark's statement and settings (0004), this transaction only
-    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
-    PERFORM set_config('enable_seqscan', 'off', true);
+    -- mesh.delivery_mark's statement (0004)
     UPDATE mesh.delivery SET delivered_at = now() WHERE id = ANY(p_mark) AND claimed_by = p_presence;
   END IF;
   RETURN QUERY
