@@ -7,11 +7,16 @@
 # flushes (pg_stat_wal) and the workers' histograms from /metrics.
 #   bash bench/msgstats.sh BIN_DIR LABEL SECTION [meshbench options]
 #   e.g. bash bench/msgstats.sh build/bin after pairs --reps 1
+# Env (docs/design.md "One message's time"): STATS=0 leaves the statistics
+# out; DIRECT=1 points the workers straight at PostgreSQL (no bouncer);
+# STRACE_OUT=FILE traces the acceptor and every worker it starts
+# (strace -f -ttt -T -yy; with SPARE_WORKERS=0 every connection's worker is
+# a new child) for bench/msgphases.py; MB_OPTS adds meshbench options.
 # Run as root (like bench/run.sh: the cluster belongs to the meshbroker user).
 set -euo pipefail
 bin=$(cd "$1" && pwd) label=$2 section=$3; shift 3
 root=$(cd "$(dirname "$0")/.." && pwd)
-STATS=1
+STATS=${STATS:-1}
 work=$(mktemp -d /tmp/meshbroker-msgstats.XXXXXX)
 chmod 0755 "$work"
 acc=
@@ -50,11 +55,13 @@ if [ "$STATS" = 1 ]; then
   pgq "SELECT pg_reload_conf()" >/dev/null
 fi
 "$bin/meshctl" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; exit 1; }
-DATABASE_URL=$(MAX_CONNECTIONS=2000 bash "$root/scripts/pg.sh" bouncer "$work/pg" 5432 6432)
+if [ "${DIRECT:-0}" != 1 ]; then
+  DATABASE_URL=$(MAX_CONNECTIONS=2000 bash "$root/scripts/pg.sh" bouncer "$work/pg" 5432 6432)
+fi
 export DATABASE_URL
 cdir=$(readlink -f "$work/pg/cluster")
 pg_pid=$(head -n 1 "$cdir/data/postmaster.pid")
-bouncer_pid=$(cat "$cdir/bouncer/pgbouncer.pid")
+bouncer_pid=$(cat "$cdir/bouncer/pgbouncer.pid" 2>/dev/null || echo 0)
 ulimit -n 8192 2>/dev/null || true
 env MESHBROKER_RUNTIME_DIR="$work/run" BROKER_BIND=127.0.0.1 BROKER_PORT="$port" \
   DB_IDLE_SECONDS=2 SEND_RATE_LIMIT_PER_MIN=1000000 SEND_RATE_BURST=1000000 \
@@ -71,11 +78,18 @@ if [ "$STATS" = 1 ]; then
   pgq "SELECT pg_stat_reset()" >/dev/null
 fi
 c0=$(snap)
+spid=
+if [ -n "${STRACE_OUT:-}" ]; then
+  strace -f -ttt -T -yy -s 64 -o "$STRACE_OUT" -p "$acc" 2>/dev/null &
+  spid=$!
+  sleep 1
+fi
 echo "== $label $section load $(cut -d' ' -f1-3 /proc/loadavg)"
-"$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" --bouncer-pid "$bouncer_pid" \
-  --pg-pid "$pg_pid" --db-idle 2 --only "$section" "$@" 2>"$work/meshbench.log" |
+"$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" $([ "$bouncer_pid" != 0 ] && echo --bouncer-pid "$bouncer_pid") \
+  --pg-pid "$pg_pid" ${MB_OPTS:-} --db-idle 2 --only "$section" "$@" 2>"$work/meshbench.log" |
   grep -E '^\| (direct|hot path)|^\|  \| (msgs/s|e2e|ack)' || { tail -20 "$work/meshbench.log"; }
 c1=$(snap)
+if [ -n "$spid" ]; then kill -INT "$spid" && wait "$spid" || true; fi
 if [ "$STATS" = 1 ]; then
   echo "-- commits in meshbroker db: $((c1 - c0))"
   pgq "SELECT 'wal_records '||wal_records||' wal_write '||wal_write||' wal_sync '||wal_sync FROM pg_stat_wal"

@@ -23,7 +23,8 @@
  * are plpgsql functions of migration 0004 (mesh.delivery_claim,
  * mesh.delivery_mark) written with the same rules, for their cached plans;
  * since migration 0014 the claim carries the marks of the previous pushes
- * (mesh.delivery_mark_claim), and the mark alone is the idle flush. */
+ * (mesh.delivery_mark_claim; on one host since 0017 mesh.delivery_push_claim,
+ * the same with the mark inline), and the mark alone is the idle flush. */
 #define DLV_UNDELIVERED "delivered_at IS NULL"
 #define DLV_OURS(param) "claimed_by = " param
 #define DLV_GIVE_BACK "SET claimed_by = NULL, claimed_at = NULL"
@@ -380,10 +381,12 @@ enum { DLV_ID, DLV_MESSAGE_ID, DLV_MESH_ID, DLV_SENDER_PUBKEY, DLV_PRIORITY, DLV
  * (a lost claim only frees its rows again).  mesh.delivery_mark_claim
  * (migration 0014) first marks the listed acknowledged pushes delivered, in
  * the claim's transaction: one statement per wake (issue 23) */
-/* (the topic's name appended for the push's "topic", §12.2) */
+/* One host: mesh.delivery_push_claim (migration 0017) is 0014's mark and
+ * claim with the mark's statement inline and the topic's name (the push's
+ * "topic", §12.2) in its rows: this statement, unprepared behind PgBouncer
+ * and so planned on every call, has nothing left to plan but the call */
 static const char delivery_claim_sql[] =
-	"SELECT c.*, (SELECT t.name FROM mesh.topic t WHERE t.id = c.r_topic_id) "
-	"FROM mesh.delivery_mark_claim($7::bigint[], $1, $2::text[], $3 = 'idle', $4, $5::int, $6) c";
+	"SELECT * FROM mesh.delivery_push_claim($7::bigint[], $1, $2::text[], $3 = 'idle', $4, $5::int, $6)";
 /* more than one host (store_delivery_claim_hosts): the live presences of the
  * member on other hosts join the worker's list of this host's, and a row
  * waits while an earlier one of its sender is held there (0015: the order

@@ -283,6 +283,13 @@ static void skel_loop(struct worker *w)
 		skel_timers(w, now);
 		if (w->joined)
 			w->hooks->pump(w);
+		/* statements queued since the last look (a claim a wake asked
+		 * for, the batch the pump just made) go out now, not after one
+		 * more turn of ppoll for the database socket's POLLOUT (issue
+		 * 23, docs/design.md "One message's time"); what their answers
+		 * already in hand produce is written by the flushes below */
+		if (w->db && db_pending(w->db))
+			db_service(w->db, 0, now);
 		if (ws_flush(w) != 0)
 			break;
 		if (w->joined)

@@ -226,11 +226,14 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
 {
-	(void)flags;
 	struct worker *w = user;
+	/* wslay writes a frame's header and its payload in two calls: the
+	 * header goes with MSG_MORE, so with TCP_NODELAY the two still leave as
+	 * one segment, one wake-up of the client per ack or push (issue 23) */
+	int more = (flags & WSLAY_MSG_MORE) ? MSG_MORE : 0;
 	ssize_t n;
 	do
-		n = send(w->fd, data, len, MSG_NOSIGNAL);
+		n = send(w->fd, data, len, MSG_NOSIGNAL | more);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		wslay_event_set_error(ctx, (errno == EAGAIN || errno == EWOULDBLOCK) ? WSLAY_ERR_WOULDBLOCK
