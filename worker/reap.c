@@ -182,18 +182,30 @@ static int reap_due(const struct worker *w)
 	return due;
 }
 
-static void close_cb(void *arg, const char *err)
+struct leave {
+	struct worker *w;
+	int failed;
+};
+
+static void leave_cb(void *arg, const char *closed_mesh, int audit_pending, const char *err)
 {
-	int *failed = arg;
-	if (err)
-		*failed = 1;
+	struct leave *l = arg;
+	if (err) {
+		l->failed = 1;
+		return;
+	}
+	/* the peer_left row waits for the chain lock: the chain step, waiting
+	 * for it (as after a hello whose row was left pending) */
+	if (closed_mesh && audit_pending)
+		store_audit_flush(l->w->db, closed_mesh, 1, NULL, NULL);
 }
 
-void reap_leave(struct worker *w, int ms)
+void reap_leave(struct worker *w, const int64_t *mark, size_t n_mark, int ms)
 {
-	int failed = 0;
-	if (worker_db(w) != 0 || store_presence_close(w->db, w->me.presence_id, close_cb, &failed) != 0 ||
-	    db_drain_sync(w->db, ms) != 0 || failed) {
+	struct leave l = {w, 0};
+	if (worker_db(w) != 0 ||
+	    store_presence_leave(w->db, w->me.presence_id, w->me.member_id, mark, n_mark, leave_cb, &l) != 0 ||
+	    db_drain_sync(w->db, ms) != 0 || l.failed) {
 		/* the database is away: the next worker that looks sweeps at
 		 * once (its hello's first tick), not REAP_INTERVAL_S later */
 		char path[PATH_MAX];
