@@ -183,26 +183,22 @@ static int reap_due(const struct worker *w)
 }
 
 struct leave {
-	struct worker *w;
 	int failed;
+	int owed; /* the peer_left row was left pending: a chain step is owed */
 };
 
 static void leave_cb(void *arg, const char *closed_mesh, int audit_pending, const char *err)
 {
 	struct leave *l = arg;
-	if (err) {
+	if (err)
 		l->failed = 1;
-		return;
-	}
-	/* the peer_left row waits for the chain lock: the chain step, waiting
-	 * for it (as after a hello whose row was left pending) */
-	if (closed_mesh && audit_pending)
-		store_audit_flush(l->w->db, closed_mesh, 1, NULL, NULL);
+	else if (closed_mesh && audit_pending)
+		l->owed = 1;
 }
 
-void reap_leave(struct worker *w, const int64_t *mark, size_t n_mark, int ms)
+int reap_leave(struct worker *w, const int64_t *mark, size_t n_mark, int ms)
 {
-	struct leave l = {w, 0};
+	struct leave l = {0, 0};
 	if (worker_db(w) != 0 ||
 	    store_presence_leave(w->db, w->me.presence_id, w->me.member_id, mark, n_mark, leave_cb, &l) != 0 ||
 	    db_drain_sync(w->db, ms) != 0 || l.failed) {
@@ -214,7 +210,9 @@ void reap_leave(struct worker *w, const int64_t *mark, size_t n_mark, int ms)
 			utimensat(AT_FDCWD, path, old, 0);
 		}
 		log_info("presence row left open for the next sweep", "presence", w->me.presence_id);
+		return -1;
 	}
+	return l.owed;
 }
 
 void reap_tick(struct worker *w, int64_t now)

@@ -16,6 +16,7 @@ statements did:
 Statements are counted in PostgreSQL's own log (log_statement = all) of a
 private cluster; waits are for events with generous deadlines."""
 
+import asyncio
 import json
 import os
 import re
@@ -251,4 +252,116 @@ def test_a_push_read_right_before_the_close_is_marked_by_the_leave_and_not_pushe
     assert rode, f"in {attempts} closes right after a read, no mark rode on the leave's statement"
     assert wait_until(lambda: _peer_left(db, m.id) == _presences(db, m.id), 20), \
         f"peer_left {_peer_left(db, m.id)} for closed rows {_presences(db, m.id)}"
+    _verify_chain(pg.url, m.id)
+
+
+def _chain_lock(db, mesh_id, take):
+    """take or free the mesh's chain lock (the key mesh.audit_record and the
+    chain steps use) as a session lock of the test's own connection"""
+    with db.cursor() as c:
+        c.execute(f"SELECT pg_advisory_{'lock' if take else 'unlock'}(hashtextextended('mesh.audit_log:' || %s, 0))",
+                  (mesh_id,))
+
+
+def _pending_left(db, presence):
+    with db.cursor() as c:
+        c.execute("SELECT count(*) FROM mesh.audit_pending WHERE event_type = 'peer_left' "
+                  "AND payload::jsonb->>'presenceId' = %s", (presence,))
+        return c.fetchone()[0]
+
+
+def test_with_the_chain_lock_busy_a_leave_that_gave_rows_back_frees_them_at_once_and_chains_later(
+        broker, mesh, db, pg):
+    b = broker(**FAST)
+    m = mesh("R", "S")
+    rm, sm = m.members
+    n = 6
+    raw, first = _raw_hello(b, rm, rcvbuf=4096)
+    held = False
+
+    async def go():
+        nonlocal held
+        s = Peer(b, sm)
+        await s.join()
+        acked = []
+        for i in range(n):
+            _, ack = await s.send_direct(rm.pubkey, f"{i}:" + os.urandom(22_500).hex(), timeout=30)
+            acked.append(ack["messageId"])
+        assert wait_until(lambda: sum(1 for c, _ in _rows(db, rm.id).values() if c == first) == n, 30)
+        await s.close()
+        other = Peer(b, rm)
+        await other.join()
+        # every statement of the mesh that writes an audit row from here on
+        # finds the chain lock busy
+        _chain_lock(db, m.id, True)
+        held = True
+        raw.reset()  # read nothing: all n are given back
+        got = [await other.push(timeout=30) for _ in range(n)]
+        # the rows came while the lock was still held: the leave committed
+        # without waiting for it, its peer_left left pending
+        assert _closed(db, first)
+        assert _pending_left(db, first) == 1 and first not in _peer_left(db, m.id)
+        _chain_lock(db, m.id, False)
+        held = False
+        await other.close()
+        return acked, got
+
+    try:
+        acked, got = run(go(), 120)
+    finally:
+        if held:
+            _chain_lock(db, m.id, False)
+        raw.close()
+    assert [x["messageId"] for x in got] == acked
+    # the leaving worker's own chain step, waiting for the lock, chains it
+    assert wait_until(lambda: first in _peer_left(db, m.id), 20), "the pending peer_left was never chained"
+    assert _pending_left(db, first) == 0
+    assert wait_until(lambda: _peer_left(db, m.id) == _presences(db, m.id), 20)
+    _verify_chain(pg.url, m.id)
+
+
+def test_with_the_chain_lock_busy_a_leave_that_gave_nothing_back_waits_for_it_in_its_statement(
+        broker, mesh, db, pg):
+    b = broker()
+    m = mesh("A")
+    am = m.members[0]
+    held = False
+
+    async def go():
+        nonlocal held
+        p = Peer(b, am)
+        presence = (await p.join())["presenceId"]
+        pid = p.worker_pid()
+        _chain_lock(db, m.id, True)
+        held = True
+        # the worker keeps its socket until its leave is over, so the
+        # client's close handshake ends only after it: not awaited here
+        closing = asyncio.ensure_future(p.close())
+
+        def waiting():
+            with db.cursor() as c:
+                c.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND wait_event = 'advisory' AND query LIKE '%%mesh.presence_leave%%'")
+                return c.fetchone()[0] == 1
+
+        await asyncio.sleep(0.2)
+        assert await asyncio.get_running_loop().run_in_executor(None, lambda: wait_until(waiting, 20)), \
+            "the leave's statement is not waiting for the chain lock"
+        # one transaction: nothing of it is visible, and nothing was left pending
+        assert not _closed(db, presence) and _pending_left(db, presence) == 0
+        assert pid in b.workers()
+        _chain_lock(db, m.id, False)
+        held = False
+        assert wait_until(lambda: _closed(db, presence), 20)
+        # chained in that statement: no other transaction of the mesh ran
+        assert presence in _peer_left(db, m.id) and _pending_left(db, presence) == 0
+        await closing
+        assert wait_until(lambda: pid not in b.workers(), 20)
+
+    try:
+        run(go(), 60)
+    finally:
+        if held:
+            _chain_lock(db, m.id, False)
+    assert _peer_left(db, m.id) == _presences(db, m.id)
     _verify_chain(pg.url, m.id)
