@@ -663,8 +663,8 @@ static void leave_adapter(void *arg, const PGresult *res, const char *err)
 
 /* The leave in one statement (issue 23): before, the last marks, the give
  * back, mesh.presence_close and a waiting chain step went one after another;
- * mesh.presence_leave (migration 0016) does the first three with the rules
- * above, and tries the chain lock only. */
+ * mesh.presence_leave (migration 0016) does them all with the rules above,
+ * waiting for the chain lock in its transaction unless it gave rows back. */
 int store_presence_leave(struct db *d, const char *presence_id, const char *member_id, const int64_t *mark,
 			 size_t n_mark, store_leave_cb cb, void *arg)
 {

@@ -235,8 +235,8 @@ int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivere
  * presence_id claimed for member_id given back, and the presence row closed
  * with its peer_left, once (a reaper may have closed it first).  cb gets the
  * mesh id when this statement closed the row (NULL otherwise) and whether its
- * peer_left was left pending (the chain lock was busy: the caller owes the
- * mesh a chain step, store_audit_flush), or err. */
+ * peer_left was left pending (it gave rows back while the chain lock was
+ * busy: the caller owes the mesh a chain step, store_audit_flush), or err. */
 typedef void (*store_leave_cb)(void *arg, const char *closed_mesh, int audit_pending, const char *err);
 int store_presence_leave(struct db *d, const char *presence_id, const char *member_id, const int64_t *mark,
 			 size_t n_mark, store_leave_cb cb, void *arg);
