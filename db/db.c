@@ -19,6 +19,10 @@
 #define DB_PARAMS_MAX 65535 /* the protocol's limit (a 16-bit count) */
 #define DB_ERR_MAX 256
 #define DB_PREPARED_MAX 16 /* named statements prepared per connection */
+/* the prepared-statement probe waits for this many hot statements
+ * (db_query_prepared) on the db: a connection that only says hello and
+ * leaves (one claim) never sends it (issue 23) */
+#define DB_PROBE_AFTER 4
 
 enum db_state { DB_IDLE, DB_CONNECTING, DB_READY, DB_BACKOFF };
 
@@ -75,7 +79,8 @@ struct db {
 	 * the probe proved it direct (PgBouncer's transaction pooling keeps no
 	 * prepared statement from one transaction to the next) */
 	int direct;            /* -1 unknown (probe pending), 0 through a pooler, 1 direct */
-	int want_probe;        /* db_query_prepared was used: every connection gets its probe */
+	int want_probe;        /* DB_PROBE_AFTER hot statements: every connection gets its probe */
+	int hot;               /* hot statements queued so far, counted up to DB_PROBE_AFTER */
 	struct query *probe;   /* the probe queued or in flight, or NULL */
 	const void *prepared[DB_PREPARED_MAX]; /* statement "mb<i>" is the caller's sql pointer [i] */
 	int nprepared;
@@ -311,8 +316,9 @@ static void conn_lost(struct db *d, int64_t now)
 /* Is this connection direct?  A pooler answers the startup with a backend
  * key of its own, so the server's pg_backend_pid() differs from the pid that
  * libpq was given (PgBouncer's is random); only a direct connection may keep
- * prepared statements across transactions.  Asked only by a db that uses
- * db_query_prepared (a worker's HTTP routes never do). */
+ * prepared statements across transactions.  Asked only by a db that sent
+ * DB_PROBE_AFTER statements with db_query_prepared (a worker's HTTP routes
+ * never do, a hello and its leave send one). */
 static void probe_cb(void *arg, const PGresult *res, const char *err)
 {
 	struct db *d = arg;
@@ -324,17 +330,23 @@ static void probe_cb(void *arg, const PGresult *res, const char *err)
 			    : "database connection is pooled: unnamed statements only");
 }
 
-static void probe_queue(struct db *d)
+/* first: first in line (a new connection of a db that wants it), so the
+ * hot statements after it can use what it finds; else last, behind the hot
+ * statement that made the db want it, which it never delays */
+static void probe_queue(struct db *d, int first)
 {
 	struct query *q = query_new("SELECT pg_backend_pid()", 0, NULL, probe_cb, d);
 	if (!q)
 		return;
-	/* first in line: the hot statements after it can use what it finds */
-	q->next = d->wait.head;
-	d->wait.head = q;
-	if (!d->wait.tail)
-		d->wait.tail = q;
-	d->wait.n++;
+	if (first) {
+		q->next = d->wait.head;
+		d->wait.head = q;
+		if (!d->wait.tail)
+			d->wait.tail = q;
+		d->wait.n++;
+	} else {
+		qlist_push(&d->wait, q);
+	}
 	d->probe = q;
 }
 
@@ -345,7 +357,7 @@ static void conn_ready(struct db *d, int64_t now)
 		return;
 	}
 	if (d->want_probe)
-		probe_queue(d);
+		probe_queue(d, 1);
 	d->state = DB_READY;
 	d->last_used = now;
 	d->busy_since = 0;
@@ -652,12 +664,15 @@ static int query_queue(struct db *d, const char *sql, int nparams, const char *c
 		return -1;
 	q->key = key;
 	qlist_push(&d->wait, q);
-	if (key && !d->want_probe) {
-		/* the first hot statement: from now on every connection is probed
-		 * (the one open now at once, ahead of this statement) */
+	if (key && !d->want_probe && ++d->hot >= DB_PROBE_AFTER) {
+		/* a worker that carries messages: from now on every connection is
+		 * probed (the one open now at once, behind this statement).  Not
+		 * before: the probe would be one statement in four of a hello and
+		 * its leave, and what it can buy (named statements) pays only over
+		 * many messages; until it answers every statement is unnamed */
 		d->want_probe = 1;
 		if (d->state == DB_READY && d->direct == -1 && !d->probe)
-			probe_queue(d);
+			probe_queue(d, 0);
 	}
 	/* Sending happens in db_service (db_pollfd asks for POLLOUT), so no
 	 * callback ever runs inside db_query. */

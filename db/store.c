@@ -24,7 +24,8 @@
  * mesh.delivery_mark) written with the same rules, for their cached plans;
  * since migration 0014 the claim carries the marks of the previous pushes
  * (mesh.delivery_mark_claim; on one host since 0017 mesh.delivery_push_claim,
- * the same with the mark inline), and the mark alone is the idle flush. */
+ * the same with the mark inline), and the mark alone is the idle flush; the
+ * leave's marks and give-back are in mesh.presence_leave (migration 0016). */
 #define DLV_UNDELIVERED "delivered_at IS NULL"
 #define DLV_OURS(param) "claimed_by = " param
 #define DLV_GIVE_BACK "SET claimed_by = NULL, claimed_at = NULL"
@@ -42,6 +43,7 @@ struct call {
 		store_text_cb text;
 		store_join_cb join;
 		store_hello_join_cb hello_join;
+		store_leave_cb leave;
 	} cb;
 	void *arg;
 	int n; /* store_messages_send: sends in the statement */
@@ -649,21 +651,32 @@ int store_queue_depth(struct db *d, store_count_cb cb, void *arg)
 
 /* ---- presence rows of workers that are gone (issue 21) ---- */
 
-/* Close presence_id's row with its peer_left audit row, once
- * (mesh.presence_close, migration 0008), then a chain step for its mesh in
- * case the row was left pending (nothing to do otherwise). */
-int store_presence_close(struct db *d, const char *presence_id, store_done_cb cb, void *arg)
+enum { LEAVE_MESH, LEAVE_AUDIT_PENDING };
+static void leave_adapter(void *arg, const PGresult *res, const char *err)
 {
-	const char *p[] = {presence_id};
-	if (!cb) {
-		if (db_query(d, "SELECT mesh.presence_close($1)", 1, p, NULL, NULL) != 0)
-			return -1;
-	} else if (send_call(d, "SELECT mesh.presence_close($1)", 1, p, done_adapter,
-			     (struct call){.cb.done = cb, .arg = arg}) != 0) {
-		return -1;
-	}
-	return db_query(d, "SELECT mesh.audit_flush(mesh_id, true) FROM mesh.presence WHERE id = $1", 1, p, NULL,
-			NULL);
+	struct call *c = arg;
+	if (!err && (!res || PQntuples(res) != 1 || PQnfields(res) <= LEAVE_AUDIT_PENDING))
+		err = "mesh.presence_leave: no result";
+	if (err)
+		c->cb.leave(c->arg, NULL, 0, err);
+	else
+		c->cb.leave(c->arg, store_val(res, 0, LEAVE_MESH), store_is_true(res, 0, LEAVE_AUDIT_PENDING), NULL);
+	free(c);
+}
+
+/* The leave in one statement (issue 23): before, the last marks, the give
+ * back, mesh.presence_close and a waiting chain step went one after another;
+ * mesh.presence_leave (migration 0016) does them all with the rules above,
+ * waiting for the chain lock in its transaction unless it gave rows back. */
+int store_presence_leave(struct db *d, const char *presence_id, const char *member_id, const int64_t *mark,
+			 size_t n_mark, store_leave_cb cb, void *arg)
+{
+	char *marks = id_array(mark, n_mark);
+	const char *p[] = {presence_id, member_id, marks};
+	int r = send_call(d, "SELECT * FROM mesh.presence_leave($1, $2, $3::bigint[])", 3, p, leave_adapter,
+			  (struct call){.cb.leave = cb, .arg = arg});
+	free(marks);
+	return r;
 }
 
 /* Many rows at once (a sweep): two statements whatever their number, so a

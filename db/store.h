@@ -177,8 +177,9 @@ int store_delivery_unclaim(struct db *d, const int64_t *ids, size_t n, const cha
 /* give back every row presence_id claimed and did not deliver */
 int store_delivery_unclaim_all(struct db *d, const char *presence_id);
 /* the listed rows we claimed reached the recipient (its TCP acknowledged
- * them): a statement of its own, waiting for its WAL flush (the idle flush
- * and the leave; otherwise the marks ride on the next claim) */
+ * them): a statement of its own, waiting for its WAL flush (the idle flush;
+ * otherwise the marks ride on the next claim, or on the leave's statement,
+ * store_presence_leave) */
 int store_delivery_mark(struct db *d, const int64_t *ids, size_t n, const char *presence_id);
 /* a client_ack: the message reached this member's client through presence_id */
 int store_delivery_client_ack(struct db *d, const char *message_id, const char *member_id, const char *presence_id);
@@ -229,9 +230,16 @@ const char *store_schema_expected(void);
 int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivered rows */
 
 /* ---- presence rows of workers that are gone (issue 21, worker/reap.c) ---- */
-/* close the row and write its peer_left, once (mesh.presence_close); cb
- * (may be NULL) learns whether that statement ran */
-int store_presence_close(struct db *d, const char *presence_id, store_done_cb cb, void *arg);
+/* A leaving worker's one statement (mesh.presence_leave, migration 0016): the
+ * n_mark acknowledged pushes marked delivered, every other undelivered row
+ * presence_id claimed for member_id given back, and the presence row closed
+ * with its peer_left, once (a reaper may have closed it first).  cb gets the
+ * mesh id when this statement closed the row (NULL otherwise) and whether its
+ * peer_left was left pending (it gave rows back while the chain lock was
+ * busy: the caller owes the mesh a chain step, store_audit_flush), or err. */
+typedef void (*store_leave_cb)(void *arg, const char *closed_mesh, int audit_pending, const char *err);
+int store_presence_leave(struct db *d, const char *presence_id, const char *member_id, const int64_t *mark,
+			 size_t n_mark, store_leave_cb cb, void *arg);
 /* the same for n rows in two statements (a sweep) */
 int store_presence_close_many(struct db *d, const char *const *presence_ids, size_t n);
 struct open_presence {

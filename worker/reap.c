@@ -182,18 +182,26 @@ static int reap_due(const struct worker *w)
 	return due;
 }
 
-static void close_cb(void *arg, const char *err)
+struct leave {
+	int failed;
+	int owed; /* the peer_left row was left pending: a chain step is owed */
+};
+
+static void leave_cb(void *arg, const char *closed_mesh, int audit_pending, const char *err)
 {
-	int *failed = arg;
+	struct leave *l = arg;
 	if (err)
-		*failed = 1;
+		l->failed = 1;
+	else if (closed_mesh && audit_pending)
+		l->owed = 1;
 }
 
-void reap_leave(struct worker *w, int ms)
+int reap_leave(struct worker *w, const int64_t *mark, size_t n_mark, int ms)
 {
-	int failed = 0;
-	if (worker_db(w) != 0 || store_presence_close(w->db, w->me.presence_id, close_cb, &failed) != 0 ||
-	    db_drain_sync(w->db, ms) != 0 || failed) {
+	struct leave l = {0, 0};
+	if (worker_db(w) != 0 ||
+	    store_presence_leave(w->db, w->me.presence_id, w->me.member_id, mark, n_mark, leave_cb, &l) != 0 ||
+	    db_drain_sync(w->db, ms) != 0 || l.failed) {
 		/* the database is away: the next worker that looks sweeps at
 		 * once (its hello's first tick), not REAP_INTERVAL_S later */
 		char path[PATH_MAX];
@@ -202,7 +210,9 @@ void reap_leave(struct worker *w, int ms)
 			utimensat(AT_FDCWD, path, old, 0);
 		}
 		log_info("presence row left open for the next sweep", "presence", w->me.presence_id);
+		return -1;
 	}
+	return l.owed;
 }
 
 void reap_tick(struct worker *w, int64_t now)

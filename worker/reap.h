@@ -19,9 +19,15 @@ int reap_start(struct worker *w);
 /* the live worker's trigger, from the protocol's tick: a sweep when this
  * worker's turn has come and no sweep of the runtime directory ran lately */
 void reap_tick(struct worker *w, int64_t now);
-/* the leave's own close of its row (and its peer_left), waiting up to ms;
- * when the database is away the next look of any worker sweeps at once */
-void reap_leave(struct worker *w, int ms);
+/* the leave's own close of its row (and its peer_left), in its one
+ * statement with the marks of the n_mark acknowledged pushes and the give
+ * back of everything else the connection claimed (store_presence_leave),
+ * waiting up to ms.  1: its peer_left row was left pending (rows were given
+ * back while the chain lock was busy): the caller owes the mesh a chain step
+ * (store_audit_flush) once it has woken the member's other connections; 0:
+ * done; -1: the database is away, and the next look of any worker sweeps at
+ * once */
+int reap_leave(struct worker *w, const int64_t *mark, size_t n_mark, int ms);
 /* `meshbroker-worker --reap`: one sweep, synchronously; the exit status */
 int reap_main(void);
 

@@ -1,9 +1,11 @@
 /* session — wires the protocol modules into the skeleton's hooks, and the
  * leave: what the peer acknowledged is marked delivered, the slot is released,
  * what was claimed but not delivered is given back to the member's other
- * live connections, and the presence row and audit chain record the end. */
+ * live connections, and the presence row and audit chain record the end —
+ * the marks, the give-back and the row in one statement (issue 23). */
 #include "worker/session.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "db/store.h"
@@ -31,33 +33,62 @@ static int wake_others_cb(const struct presence_view *v, void *arg)
 	return 0;
 }
 
+/* the leave's one statement (reap_leave): the marks of every push the peer
+ * acknowledged that no committed statement marked yet (those riding on a
+ * claim still in flight too: that claim may fail, and a mark of a row
+ * already delivered changes nothing), the give-back of the rest and the
+ * presence row's close.  The marks are its own from here: a claim in flight
+ * that fails (its answer comes in reap_leave's wait) sends no flush of them */
+static int session_close_row(struct worker *w)
+{
+	size_t n = w->nwritten;
+	int64_t *mark = n ? malloc(n * sizeof *mark) : NULL;
+	if (n && !mark)
+		log_fatal("out of memory");
+	if (n)
+		memcpy(mark, w->written, n * sizeof *mark);
+	w->nwritten = w->nmarking = 0;
+	w->mark_due = 0;
+	int owed = reap_leave(w, mark, n, LEAVE_DB_MS);
+	free(mark);
+	return owed;
+}
+
 static void session_leave(struct worker *w)
 {
+	int closed = 0, owed = 0;
 	if (w->joined) {
 		/* sends still waiting for a batch are stored (as they would
 		 * have been without the batching), acked if the socket allows */
 		send_flush(w, 1);
-		/* what the peer acknowledged is delivered; mark it while our slot
-		 * still says these rows are ours (the rest is given back below) */
 		delivery_pump(w);
 		delivery_settle(w);
-		delivery_flush(w);
-		if (w->db)
-			db_drain_sync(w->db, LEAVE_DB_MS);
+		if (w->presence_row && w->nwritten) {
+			/* what the peer acknowledged is delivered: marked while our
+			 * slot still says these rows are ours (once it is released,
+			 * another connection of the member may take them again) */
+			owed = session_close_row(w);
+			closed = 1;
+		} else {
+			delivery_flush(w); /* (no presence row: nothing else carries the marks) */
+			if (w->db)
+				db_drain_sync(w->db, LEAVE_DB_MS);
+		}
 	}
 	if (w->have_slot) {
 		presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;
 	}
+	if (w->joined && w->presence_row && !closed) {
+		/* the row closed and its peer_left, once: a reaper that
+		 * thought us gone (reap.c) wrote neither twice */
+		owed = session_close_row(w);
+	}
 	delivery_free(w);
 	send_free(w);
 	if (w->joined) {
-		delivery_give_back(w);
-		if (w->presence_row) {
-			/* the row closed and its peer_left, once: a reaper that
-			 * thought us gone (reap.c) wrote neither twice */
-			reap_leave(w, LEAVE_DB_MS);
-		} else {
+		if (!w->presence_row) {
+			delivery_give_back(w);
 			cJSON *pl = cJSON_CreateObject();
 			cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
 			audit_event(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
@@ -65,6 +96,10 @@ static void session_leave(struct worker *w)
 		}
 		/* rows we gave back: another live connection of this member takes them */
 		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, w);
+		if (owed > 0) { /* then the chain step our peer_left row waits for */
+			store_audit_flush(w->db, w->me.mesh_id, 1, NULL, NULL);
+			db_drain_sync(w->db, LEAVE_DB_MS);
+		}
 		log_info("peer left", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
 	}
 	cJSON_Delete(w->hello_obj);

@@ -707,7 +707,8 @@ START_TEST(prepared_statement_is_prepared_once_per_direct_connection)
 {
 	struct db *d = db_new(base_url, 30);
 	struct got g, n;
-	/* the first use goes out before the probe's answer: unnamed */
+	/* the first uses go out unnamed: the probe waits for the fourth hot
+	 * statement (a hello and its leave send one) and goes behind it */
 	prepared_run(d, prep_add, "1", &g);
 	ck_assert_msg(g.ok, "err: %s", g.err);
 	ck_assert_str_eq(g.val, "101");
@@ -719,7 +720,14 @@ START_TEST(prepared_statement_is_prepared_once_per_direct_connection)
 		ck_assert_msg(g.ok, "err: %s", g.err);
 		ck_assert_str_eq(g.val, want);
 	}
+	query_run(d, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'mb%'", NULL, &n);
+	ck_assert_str_eq(n.val, "0");
 	/* the probe found the connection direct: one named statement, on it */
+	prepared_run(d, prep_add, "5", &g);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "105");
+	prepared_run(d, prep_add, "6", &g);
+	ck_assert_str_eq(g.val, "106");
 	query_run(d, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'mb%'", NULL, &n);
 	ck_assert_str_eq(n.val, "1");
 	/* a new connection prepares it again */
@@ -740,7 +748,8 @@ START_TEST(prepared_statement_that_fails_to_prepare_is_an_error_and_the_next_que
 {
 	struct db *d = db_new(base_url, 30);
 	struct got g, bad, after;
-	query_run(d, "SELECT 1", NULL, &g); /* connected, probe answered */
+	for (int i = 0; i < 4; i++) /* connected, and the probe (behind the fourth) answered */
+		prepared_run(d, prep_add, "1", &g);
 	memset(&bad, 0, sizeof bad);
 	memset(&after, 0, sizeof after);
 	const char *p[1] = {"1"};
