@@ -3,6 +3,7 @@ session (migrated with `meshctl migrate`), private clusters for the tests
 that stop PostgreSQL, broker processes under both start modes, and fresh
 meshes.  See mbtest.py for the helpers themselves."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -37,45 +38,36 @@ class PhaseTimeout(Exception):
     pass
 
 
-def _guarded_phase(item, when):
+@contextlib.contextmanager
+def _guarded(item, when):
     def expired(signum, frame):
         raise PhaseTimeout(f"{item.nodeid}: {when} ran longer than {PHASE_TIMEOUT} s (IT_TEST_TIMEOUT): "
                            "a hang, or a machine far too loaded")
     old = signal.signal(signal.SIGALRM, expired)
     signal.alarm(PHASE_TIMEOUT)
-    return old
-
-
-def _phase_done(old):
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
-    old = _guarded_phase(item, "setup")
-    try:
+    with _guarded(item, "setup"):
         yield
-    finally:
-        _phase_done(old)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    old = _guarded_phase(item, "call")
-    try:
+    with _guarded(item, "call"):
         yield
-    finally:
-        _phase_done(old)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    old = _guarded_phase(item, "teardown")
-    try:
+    with _guarded(item, "teardown"):
         yield
-    finally:
-        _phase_done(old)
 
 
 def pytest_collection_modifyitems(config, items):
