@@ -320,9 +320,11 @@ def tcp_inode(local_port, remote_port):
 # ---------------------------------------------------------------- broker
 
 
-def http_request(port, method, path, body=None, headers=None, timeout=10):
-    """(status, headers dict lower-case, body bytes)"""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_request(port, method, path, body=None, headers=None, timeout=10, source=None):
+    """(status, headers dict lower-case, body bytes); source: the local
+    address to connect from (a loopback address), else the kernel's choice"""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                   source_address=(source, 0) if source else None)
     try:
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
@@ -360,6 +362,11 @@ class Broker:
         self.sent_signals = {}  # worker pid -> signals this test sent it
         self.allowed = []  # regexes of error log lines the test provokes on purpose
         self.log_start = 0  # where this listener's part of the log begins
+        # a test that limits connections per source sets this: each /metrics
+        # scrape then comes from a /24 of its own, so an earlier scrape's
+        # worker, still exiting, never holds a place the next one needs
+        self.scrape_from_new_sources = False
+        self.scrapes = 0
 
     @property
     def http_url(self):
@@ -603,8 +610,15 @@ class Broker:
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 
+    def scrape_source(self):
+        """the local address of the next /metrics scrape (None: the kernel's)"""
+        if not self.scrape_from_new_sources:
+            return None
+        self.scrapes += 1
+        return f"127.{100 + self.scrapes // 256 % 150}.{self.scrapes % 256}.1"
+
     def metrics(self):
-        st, hdrs, body = self.get("/metrics")
+        st, hdrs, body = http_request(self.port, "GET", "/metrics", source=self.scrape_source())
         assert st == 200, f"/metrics answered {st}: {body[:200]!r}"
         return Metrics(body.decode())
 
