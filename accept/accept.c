@@ -700,6 +700,11 @@ static int accept_signals_read(struct acceptor *a)
 	return stop;
 }
 
+/* the connections a source holds: its children, but not those whose worker
+ * has closed the connection and only has its exit left (CHILD_CLOSED): a
+ * client that closes and reconnects at once, as a burst of hellos does, is
+ * not refused for processes still exiting; they count against
+ * MAX_CONNECTIONS until reaped */
 static int accept_count_source(const struct acceptor *a, const unsigned char src[16])
 {
 	int n = 0, seen = 0;
@@ -707,7 +712,8 @@ static int accept_count_source(const struct acceptor *a, const unsigned char src
 		if (!a->children[i].pid)
 			continue;
 		seen++;
-		if (memcmp(a->children[i].src, src, 16) == 0)
+		if (memcmp(a->children[i].src, src, 16) == 0 &&
+		    childtab_get(a->ct, (uint32_t)i, a->children[i].pid) != CHILD_CLOSED)
 			n++;
 	}
 	return n;

@@ -2,7 +2,8 @@
  * (docs/design.md "Processes"): one state word per child, in its own shared
  * file <runtime>/children.shm.  The acceptor hands each child an index
  * (MESHBROKER_CHILD_SLOT); the worker moves its word from PREAUTH to HELLO,
- * AUTHENTICATED or HTTP as the connection proves itself, and the acceptor
+ * AUTHENTICATED or HTTP as the connection proves itself, and to CLOSED when
+ * only the socket's close and the process's exit are left; the acceptor
  * moves a PREAUTH or HELLO word to EVICTED before it asks that child to go
  * (SIGTERM).  Every move is a compare-and-swap on {pid, state}, so a worker
  * and the acceptor never both win, and a word whose pid is not the caller's
@@ -24,6 +25,9 @@ enum child_state {
 	CHILD_AUTHENTICATED = 3, /* the hello succeeded (stays so while the connection leaves) */
 	CHILD_HTTP = 4,          /* serving a plain HTTP route (health, metrics, REST, join, hooks) */
 	CHILD_EVICTED = 5,       /* the acceptor asked it to go to make room (SIGTERM follows) */
+	CHILD_CLOSED = 6,        /* its answer is out and its socket is being closed: what is left is the
+				  * linger (at most 1 s, a client that keeps its end open) and the exit;
+				  * no longer a connection of its source, still a process (MAX_CONNECTIONS) */
 };
 #define CHILD_BIT(s) (1u << (s))
 

@@ -194,6 +194,11 @@ int main(int argc, char **argv)
 		w.db = NULL;
 	}
 	int evicted = worker_evicted(&w);
+	/* the client has had everything: from here on this is a process on its
+	 * way out, not a connection its source holds (a client that reconnects
+	 * at once is not refused for our exit, accept.c) */
+	worker_child_mark(&w, CHILD_BIT(CHILD_PREAUTH) | CHILD_BIT(CHILD_HELLO) | CHILD_BIT(CHILD_AUTHENTICATED) |
+				      CHILD_BIT(CHILD_HTTP), CHILD_CLOSED);
 	worker_close_handles(&w);
 	if (evicted)
 		close(w.fd); /* its place is wanted now: no lingering for a client that never spoke */

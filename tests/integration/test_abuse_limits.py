@@ -6,6 +6,7 @@ machine) to stand for a block of addresses; nothing leaves loopback."""
 
 import asyncio
 import resource
+import signal
 import socket
 import threading
 import time
@@ -61,6 +62,52 @@ def test_addresses_in_one_slash_24_share_the_per_source_limit_and_refusals_are_c
     finally:
         for s in held:
             s.close()
+
+
+def test_a_worker_that_has_closed_its_connection_no_longer_counts_against_its_source(broker):
+    """MAX_CONNECTIONS_PER_SOURCE=2: two requests answered and closed by
+    their workers, whose processes are held on their way out (SIGSTOPped in
+    their linger: the client keeps its end open), do not keep the source's
+    next two connections out — a client that closes and reconnects at once
+    (a burst of hellos) is never refused for workers still exiting; the
+    source's open connections still count"""
+    b = broker("accept", MAX_CONNECTIONS_PER_SOURCE=2, HTTP_TIMEOUT_SECONDS=60)
+    done, stopped, held = [], [], []
+    try:
+        for _ in range(2):
+            c = mbtest.RawHTTP(b.port)
+            done.append(c)
+            pid = b.worker_for(c.sock.getsockname()[1])
+            c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            st, _, _, closed = c.read_response(10)
+            assert st == 200 and closed, (st, closed)
+            # the worker now lingers (up to 1 s) for our end, which we keep open
+            b.kill_worker(pid, signal.SIGSTOP)
+            stopped.append(pid)
+            assert mbtest.wait_until(lambda: mbtest.proc_state(pid) == "T", 5), \
+                f"worker {pid} is not held on its way out: {mbtest.proc_state(pid)}"
+        for _ in range(2):
+            c = mbtest.RawHTTP(b.port)
+            c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            st, _, body, closed = c.read_response(10)
+            c.close()
+            assert st == 200, f"refused for two workers that had closed their connections: {st} {body!r}"
+        assert all(mbtest.proc_state(p) == "T" for p in stopped)
+        # two open connections from the same source fill it: the next is refused
+        held = [silent_from(b, "127.0.0.1"), silent_from(b, "127.0.0.1")]
+        wait_workers(b, 4)
+        third = silent_from(b, "127.0.0.1")
+        got = refused(third)
+        third.close()
+        assert got and got.startswith(b"HTTP/1.1 503 "), got
+    finally:
+        for pid in stopped:
+            b.kill_worker(pid, signal.SIGCONT)
+        for c in done:
+            c.close()
+        for s in held:
+            s.close()
+    assert b.wait_no_workers(30)
 
 
 def test_source_prefix_32_counts_each_address_alone(broker):
