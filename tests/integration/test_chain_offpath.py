@@ -181,6 +181,8 @@ def test_a_postgres_crash_right_after_hellos_leaves_the_broker_working(broker, o
     n = 6
     members = [m.add(f"R{i}") for i in range(n)]
     sm = m.add("S")
+    with conn.cursor() as c:
+        c.execute("CHECKPOINT")  # the mesh, its members and the settings survive the crash
     conn.close()
     b = broker(database_url=own_pg.url, **FAST)
     b.allow_log(r"database unreachable", r"database connection lost", r"database timeout", r"audit",
