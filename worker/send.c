@@ -16,8 +16,8 @@
  * chain step of its own (store_audit_flush) is tried every CHAIN_RETRY_MS
  * until the lock was free or nothing of the mesh is pending.  No send ever
  * waits for the lock (nor a hello: its peer_joined row, when left pending,
- * is owed the same way, auth.c).  (A leaving worker's peer_left row chains everything
- * pending, waiting for the lock.) */
+ * is owed the same way, auth.c).  (A leaving worker's peer_left row chains
+ * everything pending, waiting for the lock.) */
 #include "worker/send.h"
 
 #include <stdio.h>
