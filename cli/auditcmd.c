@@ -1,6 +1,7 @@
 /* auditcmd — `meshctl audit verify MESH_ID`: re-compute a mesh's audit hash
  * chain (docs/protocol.md §8) from the stored rows, page by page, and name
- * the first row that does not match. */
+ * the first row that does not match; the mesh's pending rows are chained
+ * first (mesh.audit_flush, waiting for the lock). */
 #include "auditcmd.h"
 
 #include <stdio.h>
@@ -62,6 +63,12 @@ int auditcmd_verify(int argc, char **argv)
 	struct admin_db *c = admin_connect();
 	if (!c || admin_mesh_check(c, o.pos[0], 1) != 0)
 		goto out;
+	/* rows an event left pending (a hello's, a send's) join the chain
+	 * first: the verdict covers every row committed before it */
+	if (store_audit_settle(c, o.pos[0]) != 0) {
+		admin_db_err(c);
+		goto out;
+	}
 	struct chain ch = {.mesh_id = o.pos[0], .prev = "genesis", .after = "0"};
 	for (;;) {
 		int n = store_audit_page(c, o.pos[0], ch.after, AUDIT_PAGE, chain_row, &ch);

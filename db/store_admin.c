@@ -435,3 +435,9 @@ int store_audit_page(struct admin_db *a, const char *mesh_id, const char *after,
 	PQclear(r);
 	return n;
 }
+
+int store_audit_settle(struct admin_db *a, const char *mesh_id)
+{
+	const char *p[] = {mesh_id};
+	return run(a, "SELECT mesh.audit_flush($1, true)", 1, p);
+}

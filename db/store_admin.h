@@ -97,5 +97,9 @@ struct audit_row {
  * to fn until it returns nonzero; returns the page's row count, or -1 */
 int store_audit_page(struct admin_db *a, const char *mesh_id, const char *after, int limit,
 		     int (*fn)(void *arg, const struct audit_row *r), void *arg);
+/* chain mesh_id's rows still waiting in mesh.audit_pending (mesh.audit_flush,
+ * waiting for the chain lock), so that a reader after it sees every row an
+ * event committed (a hello's row may wait there: issue 23); 0 or -1 */
+int store_audit_settle(struct admin_db *a, const char *mesh_id);
 
 #endif

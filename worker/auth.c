@@ -34,6 +34,7 @@
 #include "worker/msg.h"
 #include "worker/peerevents.h"
 #include "worker/peers.h"
+#include "worker/send.h"
 #include "worker/skel.h"
 #include "worker/status.h"
 #include "worker/uds.h"
@@ -261,7 +262,10 @@ static void hello_go(struct worker *w)
 }
 
 /* the rows are written: the restored visibility into our slot, and the
- * chain step owed when the audit row was left pending */
+ * chain step owed when the audit row was left pending: tried, never waited
+ * for, by send.c's retry (every CHAIN_RETRY_MS until the lock was free or
+ * another step took the row), so no hello queues behind the mesh's chain
+ * lock; our leave, waiting for it, chains it at the latest (issue 23) */
 static void hello_joined(struct worker *w, const struct hello_join_result *r)
 {
 	int hidden = !r->visible;
@@ -272,7 +276,7 @@ static void hello_joined(struct worker *w, const struct hello_join_result *r)
 		presence_update(w->shm, w->slot, &w->me);
 	}
 	if (r->audit_pending)
-		store_audit_flush(w->db, w->me.mesh_id, 1, NULL, NULL);
+		send_chain_owe(w);
 }
 
 /* the slot is ours (after a lookup): a socket for other workers' wakes,

@@ -15,8 +15,9 @@
  * a chain step: our next batch tries again, and while we send nothing a
  * chain step of its own (store_audit_flush) is tried every CHAIN_RETRY_MS
  * until the lock was free or nothing of the mesh is pending.  No send ever
- * waits for the lock.  (A leaving worker's peer_left row chains everything
- * pending, waiting for the lock.) */
+ * waits for the lock (nor a hello: its peer_joined row, when left pending,
+ * is owed the same way, auth.c).  (A leaving worker's peer_left row chains
+ * everything pending, waiting for the lock.) */
 #include "worker/send.h"
 
 #include <stdio.h>
@@ -233,7 +234,7 @@ static void send_deadline(struct worker *w, int64_t now)
 }
 
 /* our audit rows wait in mesh.audit_pending: a chain step is owed */
-static void chain_owe(struct worker *w)
+void send_chain_owe(struct worker *w)
 {
 	w->chain_owed = 1;
 	if (!w->chain_due)
@@ -245,7 +246,7 @@ static void chain_cb(void *arg, int64_t chained, const char *err)
 	struct worker *w = arg;
 	w->chain_inflight--;
 	if (!err && chained < 0)
-		chain_owe(w); /* the lock was taken: again later */
+		send_chain_owe(w); /* the lock was taken: again later */
 }
 
 void send_tick(struct worker *w, int64_t now)
@@ -321,7 +322,7 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	struct worker *w = b->w;
 	w->send_inflight--;
 	if (!err && audit_pending) {
-		chain_owe(w);
+		send_chain_owe(w);
 	} else if (!err) {
 		/* chained in the batch's transaction, and with them whatever of
 		 * ours was pending before it */
