@@ -45,6 +45,7 @@
 #include "worker/delivery.h"
 #include "worker/hosts.h"
 #include "worker/msgcheck.h"
+#include "worker/peers.h"
 #include "worker/restcheck.h"
 #include "worker/uds.h"
 #include "worker/wake.h"
@@ -340,8 +341,8 @@ struct hand_find {
 static int hand_find_cb(const struct presence_view *v, void *arg)
 {
 	struct hand_find *f = arg;
-	if (strcmp(v->info.pubkey, f->pubkey) != 0)
-		return 0;
+	if (strcmp(v->info.pubkey, f->pubkey) != 0 || peers_is_stream(&v->info))
+		return 0; /* another member's, or a topic stream (no direct pushes) */
 	if (++f->n == 1)
 		f->v = *v;
 	return f->n > 1; /* two: the claim decides between them */

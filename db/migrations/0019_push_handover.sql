@@ -32,6 +32,7 @@ RETURNS TABLE (i integer, member text, status text, first_id text, hand_id bigin
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   r record;
+  v_seqscan text;
 BEGIN
   FOR r IN SELECT * FROM mesh.send_batch(p_mesh, p_sender, p_actor_name, p_session, p_ids, p_targets,
                                          p_priorities, p_nonces, p_ciphertexts, p_audit, p_keys, p_cids, p_fps)
@@ -45,6 +46,11 @@ BEGIN
     IF r.i > 0 AND r.member IS NOT NULL AND r.status IS NULL AND p_hand[r.i] IS NOT NULL
        AND p_targets[r.i] <> '*' AND p_priorities[r.i] = 'now'
        AND EXISTS (SELECT 1 FROM mesh.presence p WHERE p.id = p_hand[r.i] AND p.member_id = r.member) THEN
+      -- the claim's plan rule (0017): index scans of mesh.delivery from the
+      -- first call of a backend, whatever its statistics said then; for this
+      -- statement only (send_batch's own statements plan as before)
+      v_seqscan := current_setting('enable_seqscan');
+      PERFORM set_config('enable_seqscan', 'off', true);
       UPDATE mesh.delivery d SET claimed_by = p_hand[r.i]
       WHERE d.recipient_member_id = r.member AND d.delivered_at IS NULL AND d.message_id = p_ids[r.i]
         AND d.claimed_by IS NULL AND d.recipient_session_pubkey IS NULL
@@ -52,6 +58,7 @@ BEGIN
                         WHERE e.recipient_member_id = r.member AND e.delivered_at IS NULL AND e.id < d.id
                           AND (e.claimed_by IS NULL OR e.claimed_by <> p_hand[r.i]))
       RETURNING d.id INTO hand_id;
+      PERFORM set_config('enable_seqscan', v_seqscan, true);
       IF hand_id IS NOT NULL THEN
         SELECT to_char(q.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') INTO hand_at
         FROM mesh.message_queue q WHERE q.id = p_ids[r.i];
