@@ -15,7 +15,9 @@
  * claim its row for this connection in its own transaction and send the push
  * itself with the wake (delivery_on_push), so no claim statement runs for it.
  * It is taken only when nothing could come before it: no claim in flight or
- * owed, no refused hand-over waiting for a claim, room in the queue.  One
+ * owed, no refused hand-over waiting for a claim, room in the queue, and an
+ * id above every row a claim returned (one that ran after the sender's
+ * commit may have pushed it already).  One
  * that is not taken stays claimed for us, unconfirmed, and the next claim
  * returns it (0019's claim), in order with everything else; until that claim
  * answered, every handed push is refused the same way (hand_hold), so a
@@ -130,6 +132,8 @@ static void delivery_confirm(struct worker *w);
 
 static int hand_seen(const struct worker *w, int64_t id)
 {
+	if (!w->hand_seen)
+		return 0;
 	uint32_t n = w->hand_seen_n < HAND_SEEN_MAX ? w->hand_seen_n : HAND_SEEN_MAX;
 	for (uint32_t i = 0; i < n; i++)
 		if (w->hand_seen[i] == id)
@@ -204,6 +208,8 @@ static void drain_cb(void *arg, const struct delivery_row *rows, int n, const ch
 	if (n && !giveback)
 		log_fatal("out of memory");
 	for (int i = 0; i < n; i++) {
+		if (rows[i].id > w->claim_max)
+			w->claim_max = rows[i].id;
 		/* a handed row we took (0019's claim returns it once more while
 		 * it is not marked): pushed once */
 		if (w->hand_seen && (hand_seen(w, rows[i].id) || held(w, rows[i].id)))
@@ -274,9 +280,14 @@ void delivery_drain(struct worker *w)
  * can come before it, else left to the next claim. */
 void delivery_on_push(struct worker *w, int64_t delivery_id, int64_t created_ms, const char *json, size_t len)
 {
-	if (w->hand_seen && (hand_seen(w, delivery_id) || held(w, delivery_id)))
+	if (hand_seen(w, delivery_id) || held(w, delivery_id))
 		return;
+	/* a claim that ran after the sender's commit may have returned the row
+	 * already (pushed, perhaps marked): only an id above every claimed one
+	 * is surely not; the claim decides about the others (it returns the
+	 * row only while no claim has) */
 	if (w->phase != PHASE_AUTHENTICATED || w->hand_hold || w->drain_inflight || w->drain_again ||
+	    delivery_id <= w->claim_max ||
 	    w->drain_retry_at || w->npush - w->push_head >= PUSH_BATCH || ws_close_received(w)) {
 		w->hand_hold = 1;
 		w->hand_refused++;
@@ -472,6 +483,7 @@ void delivery_free(struct worker *w)
 	free(w->hand_seen);
 	w->hand_seen = NULL;
 	w->hand_seen_n = 0;
+	w->claim_max = 0;
 	w->pushes = NULL;
 	w->written = NULL;
 	w->unacked = NULL;

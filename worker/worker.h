@@ -210,6 +210,7 @@ struct worker {
 	uint32_t hand_refused, claim_refused; /* refusals so far; as of the claim in flight */
 	int64_t *hand_seen;  /* ring of HAND_SEEN_MAX ids, allocated at the first */
 	uint32_t hand_seen_n;
+	int64_t claim_max; /* the highest delivery id a claim of this connection returned */
 	int64_t next_ttl_check; /* mono ms of the next TTL / JSONL look */
 
 	/* a topic stream's state (sse.c), while it runs */
