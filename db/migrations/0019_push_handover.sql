@@ -14,6 +14,10 @@
 --     (unclaimed, or claimed by another connection, live or dead): then the
 --     recipient's worker holds or has in flight every earlier row, and the
 --     handed one comes after them (per sender, the order of acceptance).
+--     Checked once per run of handed sends to the member in a batch: right
+--     after a handed send, the next send to the same member and connection
+--     only needs its own row (what lies between is another sender's); any
+--     row of the batch not handed ends the run.
 -- The row out then carries the delivery id and the message's created_at in
 -- the push's format (hand_id, hand_at); the sender's worker sends the push to
 -- the recipient's worker itself.  Whatever the recipient's worker does not
@@ -33,6 +37,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   r record;
   v_seqscan text;
+  v_clear text; -- the member whose earlier rows were found all p_hand's in this batch
 BEGIN
   FOR r IN SELECT * FROM mesh.send_batch(p_mesh, p_sender, p_actor_name, p_session, p_ids, p_targets,
                                          p_priorities, p_nonces, p_ciphertexts, p_audit, p_keys, p_cids, p_fps)
@@ -51,18 +56,34 @@ BEGIN
       -- statement only (send_batch's own statements plan as before)
       v_seqscan := current_setting('enable_seqscan');
       PERFORM set_config('enable_seqscan', 'off', true);
-      UPDATE mesh.delivery d SET claimed_by = p_hand[r.i]
-      WHERE d.recipient_member_id = r.member AND d.delivered_at IS NULL AND d.message_id = p_ids[r.i]
-        AND d.claimed_by IS NULL AND d.recipient_session_pubkey IS NULL
-        AND NOT EXISTS (SELECT 1 FROM mesh.delivery e
-                        WHERE e.recipient_member_id = r.member AND e.delivered_at IS NULL AND e.id < d.id
-                          AND (e.claimed_by IS NULL OR e.claimed_by <> p_hand[r.i]))
-      RETURNING d.id INTO hand_id;
+      IF v_clear IS NOT DISTINCT FROM r.member || ' ' || p_hand[r.i] THEN
+        -- the previous row of this batch was handed to the same connection:
+        -- what came before it was checked, and what came between is another
+        -- sender's (no order between senders)
+        UPDATE mesh.delivery d SET claimed_by = p_hand[r.i]
+        WHERE d.recipient_member_id = r.member AND d.delivered_at IS NULL AND d.message_id = p_ids[r.i]
+          AND d.claimed_by IS NULL AND d.recipient_session_pubkey IS NULL
+        RETURNING d.id INTO hand_id;
+      ELSE
+        UPDATE mesh.delivery d SET claimed_by = p_hand[r.i]
+        WHERE d.recipient_member_id = r.member AND d.delivered_at IS NULL AND d.message_id = p_ids[r.i]
+          AND d.claimed_by IS NULL AND d.recipient_session_pubkey IS NULL
+          AND NOT EXISTS (SELECT 1 FROM mesh.delivery e
+                          WHERE e.recipient_member_id = r.member AND e.delivered_at IS NULL AND e.id < d.id
+                            AND (e.claimed_by IS NULL OR e.claimed_by <> p_hand[r.i]))
+        RETURNING d.id INTO hand_id;
+        IF hand_id IS NOT NULL THEN
+          v_clear := r.member || ' ' || p_hand[r.i];
+        END IF;
+      END IF;
       PERFORM set_config('enable_seqscan', v_seqscan, true);
       IF hand_id IS NOT NULL THEN
         SELECT to_char(q.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') INTO hand_at
         FROM mesh.message_queue q WHERE q.id = p_ids[r.i];
       END IF;
+    END IF;
+    IF hand_id IS NULL AND r.member IS NOT NULL THEN
+      v_clear := NULL; -- a row of this batch not handed: the next one checks again
     END IF;
     RETURN NEXT;
   END LOOP;
