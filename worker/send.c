@@ -418,6 +418,7 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	if (nwake && !wake)
 		log_fatal("out of memory");
 	nwake = 0;
+	int nhand = 0;
 	for (int i = 0; i < b->n; i++) {
 		struct send_ctx *sc = b->s[i];
 		if (b->answered) {
@@ -438,15 +439,27 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 		} else {
 			send_ack_stored(w, sc, sc->message_id);
 		}
-		if (!err && rows[i].stored && rows[i].hand_id)
-			hand_over(w, sc, &rows[i]); /* its one recipient, no wake besides */
-		else if (!err && rows[i].stored)
+		if (!err && rows[i].stored && rows[i].hand_id) {
+			b->s[nhand++] = sc; /* handed after the acks went out (below) */
+			continue;
+		}
+		if (!err && rows[i].stored)
 			for (int k = 0; k < rows[i].n; k++)
 				wake[nwake++] = rows[i].recipients[k];
 		send_ctx_free(sc);
 	}
 	if (err)
 		log_warn("send: not stored", "error", err);
+	if (nhand) {
+		/* the acks first (the client waits for them), then the pushes,
+		 * each to its one recipient with no wake besides */
+		ws_write(w);
+		for (int i = 0, h = 0; i < b->n && h < nhand; i++)
+			if (rows[i].stored && rows[i].hand_id) {
+				hand_over(w, b->s[h], &rows[i]);
+				send_ctx_free(b->s[h++]);
+			}
+	}
 	wake_members(w, w->me.mesh_id, wake, nwake);
 	free(wake);
 	free(b);
