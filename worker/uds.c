@@ -530,14 +530,25 @@ static void in_accept(struct worker *w)
  * closed it (or it failed). */
 static int in_packets(struct worker *w, int fd)
 {
-	/* the largest envelope (a handed push); one worker, one thread */
-	static unsigned char buf[sizeof(struct uds_env) + 65535];
+	/* what every envelope but a handed push fits in, on the stack; a
+	 * larger one (a handed push) runs on into big, whose pages are touched
+	 * only then (an idle worker's memory, issue 23), and is read there
+	 * whole.  One worker, one thread. */
+	unsigned char small[sizeof(struct uds_env) + 256];
+	static unsigned char big[sizeof(struct uds_env) + 65535];
 	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		struct iovec iov[2] = {{small, sizeof small}, {big + sizeof small, sizeof big - sizeof small}};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 		if (n <= 0)
 			return -1;
+		const unsigned char *buf = small;
+		if ((size_t)n > sizeof small) {
+			memcpy(big, small, sizeof small);
+			buf = big;
+		}
 		struct uds_push push;
 		const char *json;
 		size_t json_len;

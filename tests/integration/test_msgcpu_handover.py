@@ -49,6 +49,9 @@ def test_a_handed_push_is_the_claims_push_and_no_claim_ran(broker, mesh, db):
         a, bb = Peer(b, am), Peer(b, bm)
         await a.join()
         await bb.join()
+        # the hand-over names a connection whose presence row is written (its
+        # hello's write statement may commit after the hello_ack)
+        assert mbtest.wait_until(lambda: _presence_of(db, bm.id), 10)
         sent = []
         for i in range(20):
             f = a.send_frame_direct(bm.pubkey, f"hello {i}")
@@ -147,6 +150,7 @@ def test_order_holds_when_handed_and_claimed_pushes_mix(broker, mesh, db):
         a, bb = Peer(b, am), Peer(b, bm)
         await a.join()
         await bb.join()
+        assert mbtest.wait_until(lambda: _presence_of(db, bm.id), 10)  # see the first test
         # first one at a time: these go the hand-over's way
         first = []
         for i in range(5):
