@@ -81,6 +81,7 @@ static struct {
 	int bouncer_pid, pg_pid; /* for the memory of the database side */
 	int burst_n, burst_conc; /* the target table's hello burst */
 	int pairs, pair_msgs;    /* direct, N pairs at once */
+	int pair_window;         /* only this window of the pairs section (1 or 8), 0: both */
 	int bcast_msgs, bcast_rate;
 	int reconnect_n;
 	int heap_msgs, heap_timeout_s;
@@ -1486,8 +1487,10 @@ static char pairs1_name[64], pairs8_name[64];
 static void bench_pairs(void)
 {
 	for (int rep = 0; rep < opt.reps && !over_budget(pairs1_name); rep++) {
-		msg_bench(opt.pairs, opt.pair_msgs, 100, 1, pairs1_name);
-		msg_bench(opt.pairs, opt.pair_msgs, 100, 8, pairs8_name);
+		if (opt.pair_window != 8)
+			msg_bench(opt.pairs, opt.pair_msgs, 100, 1, pairs1_name);
+		if (opt.pair_window != 1)
+			msg_bench(opt.pairs, opt.pair_msgs, 100, 8, pairs8_name);
 	}
 }
 
@@ -2355,7 +2358,8 @@ static void usage(void)
 		"                 [--db-idle S] [--msgs N] [--window W] [--idle N[,N...]] [--only LIST]\n"
 		"                 [--worker PATH (adds the spawn+exec baseline)] [--conc N (default 8)]\n"
 		"                 [--bouncer-pid PID] [--pg-pid PID (the postmaster)] [--heap-msgs N]\n"
-		"                 [--reconnect N] [--pair-msgs N] [--bcast-msgs N] [--budget S (default 480)]\n"
+		"                 [--reconnect N] [--pair-msgs N] [--pair-window 1|8 (default both)]\n"
+		"                 [--bcast-msgs N] [--budget S (default 480)]\n"
 		"                 [--port-b P --acceptor-b PID (host B: adds the cross-host section)]\n"
 		"                 [--xhost-msgs N] [--xhost-pair-msgs N] [--save FILE] [--load FILE]\n"
 		"  LIST: comma-separated of health,hello,burst,msg,pairs,bcast,idle,reconnect,heap,xhost (default: all)\n"
@@ -2374,6 +2378,7 @@ int main(int argc, char **argv)
 		{"pair-msgs", 1, 0, 'M'}, {"bcast-msgs", 1, 0, 'C'}, {"budget", 1, 0, 'G'},
 		{"port-b", 1, 0, 'b'}, {"acceptor-b", 1, 0, 'A'}, {"xhost-msgs", 1, 0, 'x'},
 		{"xhost-pair-msgs", 1, 0, 'X'}, {"save", 1, 0, 's'}, {"load", 1, 0, 'l'},
+		{"pair-window", 1, 0, 'V'},
 		{0, 0, 0, 0},
 	};
 	int c;
@@ -2400,6 +2405,7 @@ int main(int argc, char **argv)
 		case 'H': opt.heap_msgs = atoi(optarg); break;
 		case 'R': opt.reconnect_n = atoi(optarg); break;
 		case 'M': opt.pair_msgs = atoi(optarg); break;
+		case 'V': opt.pair_window = atoi(optarg); break;
 		case 'C': opt.bcast_msgs = atoi(optarg); break;
 		case 'G': opt.budget_s = atoi(optarg); break;
 		case 'i': opt.db_idle_s = atoi(optarg); break;
@@ -2420,6 +2426,7 @@ int main(int argc, char **argv)
 	if (opt.port <= 0 || !opt.db_url || opt.acceptor_pid <= 0 || opt.reps < 1 || opt.reps > MAX_REPS ||
 	    opt.msgs < 1 || opt.window < 1 || opt.conc < 1 || opt.conc > 1000 || opt.pairs < 1 || opt.pairs > 32 ||
 	    opt.pair_msgs < 1 || opt.bcast_msgs < 1 || opt.bcast_rate < 1 || opt.reconnect_n < 1 ||
+	    (opt.pair_window != 0 && opt.pair_window != 1 && opt.pair_window != 8) ||
 	    opt.reconnect_n > 8000 || opt.heap_msgs < 1 || opt.burst_n < 1 || opt.burst_conc < 1 ||
 	    opt.xhost_msgs < 1 || opt.xhost_msgs > 100000 || opt.xhost_pair_msgs < 1 || opt.xhost_pair_msgs > 100000 ||
 	    opt.port_b < 0 || (opt.port_b > 0 && opt.port_b == opt.port))

@@ -11,7 +11,11 @@
 # out; DIRECT=1 points the workers straight at PostgreSQL (no bouncer);
 # STRACE_OUT=FILE traces the acceptor and every worker it starts
 # (strace -f -ttt -T -yy; with SPARE_WORKERS=0 every connection's worker is
-# a new child) for bench/msgphases.py; MB_OPTS adds meshbench options.
+# a new child) for bench/msgphases.py; MB_OPTS adds meshbench options;
+# CPU=1 adds each process class's CPU per message (bench/cpuclass.py: the
+# workers, PostgreSQL's backends and the rest of it, PgBouncer, the
+# acceptor, the bench client), e.g. one 10 x 1 run:
+#   CPU=1 bash bench/msgstats.sh build/bin x pairs --reps 1 --pair-window 1
 # Run as root (like bench/run.sh: the cluster belongs to the meshbroker user).
 set -euo pipefail
 bin=$(cd "$1" && pwd) label=$2 section=$3; shift 3
@@ -85,9 +89,24 @@ if [ -n "${STRACE_OUT:-}" ]; then
   sleep 1
 fi
 echo "== $label $section load $(cut -d' ' -f1-3 /proc/loadavg)"
-"$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" $([ "$bouncer_pid" != 0 ] && echo --bouncer-pid "$bouncer_pid") \
-  --pg-pid "$pg_pid" ${MB_OPTS:-} --db-idle 2 --only "$section" "$@" 2>"$work/meshbench.log" |
+timer=()
+if [ "${CPU:-0}" = 1 ]; then
+  python3 "$root/bench/cpuclass.py" snap "$acc" "$pg_pid" "$bouncer_pid" >"$work/cpu0.json"
+  timer=(/usr/bin/time -f '%U %S' -o "$work/client.cpu")
+fi
+"${timer[@]}" "$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" $([ "$bouncer_pid" != 0 ] && echo --bouncer-pid "$bouncer_pid") \
+  --pg-pid "$pg_pid" ${MB_OPTS:-} --db-idle 2 --only "$section" "$@" 2>"$work/meshbench.log" | tee "$work/meshbench.out" |
   grep -E '^\| (direct|hot path)|^\|  \| (msgs/s|e2e|ack)' || { tail -20 "$work/meshbench.log"; }
+if [ "${CPU:-0}" = 1 ]; then
+  # CPU=1 (docs/design.md "A message's CPU"): every process class's CPU
+  # seconds over the section, per message delivered (the accounting
+  # table's delivered column), the client's from /usr/bin/time
+  python3 "$root/bench/cpuclass.py" snap "$acc" "$pg_pid" "$bouncer_pid" >"$work/cpu1.json"
+  delivered=$(awk -F'|' '/^\| message run/ {t=1; next} t && /^\| / && $5 ~ /[0-9]/ {s += $5} END {print s+0}' "$work/meshbench.out")
+  echo "-- CPU by process class, $delivered messages delivered"
+  [ "$delivered" -gt 0 ] && python3 "$root/bench/cpuclass.py" diff "$work/cpu0.json" "$work/cpu1.json" "$delivered" \
+    "$(awk '{print $1 + $2}' "$work/client.cpu")"
+fi
 c1=$(snap)
 if [ -n "$spid" ]; then kill -INT "$spid" && wait "$spid" || true; fi
 if [ "$STATS" = 1 ]; then

@@ -256,7 +256,7 @@ int store_audit_flush(struct db *d, const char *mesh_id, int wait, store_count_c
 
 /* ---- send ---- */
 
-enum { SENT_INDEX, SENT_MEMBER, SENT_STATUS, SENT_FIRST_ID };
+enum { SENT_INDEX, SENT_MEMBER, SENT_STATUS, SENT_FIRST_ID, SENT_HAND_ID, SENT_HAND_AT };
 /* One statement = one transaction: every send of the batch with its delivery
  * rows and audit rows (mesh.send_batch, migration 0005), or nothing.  The
  * acks wait for its commit.  When no id, target, priority, nonce or
@@ -271,6 +271,15 @@ static const char messages_send_sql[] =
 static const char messages_send_literal_sql[] =
 	"SELECT i, member, status, first_id FROM mesh.send_batch($1, $2, $3, $4, $5::text[], $6::text[], "
 	"$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) ORDER BY i";
+/* the same with the hand-over (migration 0019): $14 the connections to hand to */
+static const char messages_hand_sql[] =
+	"SELECT i, member, status, first_id, hand_id, hand_at FROM mesh.send_batch_hand($1, $2, $3, $4, "
+	"string_to_array($5, ','), string_to_array($6, ','), string_to_array($7, ','), string_to_array($8, ','), "
+	"string_to_array($9, ','), $10::text[], $11::text[], $12::text[], $13::text[], $14::text[]) ORDER BY i";
+static const char messages_hand_literal_sql[] =
+	"SELECT i, member, status, first_id, hand_id, hand_at FROM mesh.send_batch_hand($1, $2, $3, $4, "
+	"$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], "
+	"$13::text[], $14::text[]) ORDER BY i";
 
 /* v[0..n) joined by commas; NULL when one holds a comma (or is NULL) */
 static char *comma_join(const char *const *v, int n)
@@ -326,6 +335,11 @@ static void sent_adapter(void *arg, const PGresult *res, const char *err)
 			ids[w++] = PQgetvalue(res, r, SENT_MEMBER);
 			rows[i].n++;
 		}
+		if (PQnfields(res) > SENT_HAND_AT && !PQgetisnull(res, r, SENT_HAND_ID) &&
+		    !PQgetisnull(res, r, SENT_HAND_AT)) {
+			rows[i].hand_id = strtoll(PQgetvalue(res, r, SENT_HAND_ID), NULL, 10);
+			rows[i].hand_at = PQgetvalue(res, r, SENT_HAND_AT);
+		}
 	}
 	c->cb.sent(c->arg, err ? NULL : rows, err ? 0 : n, pending, err);
 	free(ids);
@@ -363,13 +377,21 @@ int store_messages_send(struct db *d, const struct message_row *m, int n, const 
 			k = -1;
 		}
 	}
+	int hand = 0;
+	for (int i = 0; i < n; i++) {
+		col[i] = m[i].hand_to;
+		hand |= m[i].hand_to != NULL;
+	}
+	char *hand_arr = hand ? store_text_array(col, n) : NULL;
 	free(col);
 	const char *p[] = {m[0].mesh_id, m[0].sender_member_id, actor_name, m[0].sender_session, arr[0], arr[1],
-			   arr[2], arr[3], arr[4], arr[5], arr[6], arr[7], arr[8]};
-	int r = send_call_hot(d, literal ? messages_send_literal_sql : messages_send_sql, 13, p, sent_adapter,
-			      (struct call){.cb.sent = cb, .arg = arg, .n = n});
+			   arr[2], arr[3], arr[4], arr[5], arr[6], arr[7], arr[8], hand_arr};
+	const char *sql = hand ? (literal ? messages_hand_literal_sql : messages_hand_sql)
+			       : (literal ? messages_send_literal_sql : messages_send_sql);
+	int r = send_call_hot(d, sql, hand ? 14 : 13, p, sent_adapter, (struct call){.cb.sent = cb, .arg = arg, .n = n});
 	for (int k = 0; k < SEND_COLS; k++)
 		free(arr[k]);
+	free(hand_arr);
 	return r;
 }
 

@@ -99,6 +99,8 @@ struct message_row {
 	const char *client_key;     /* client_message_id, else the send's id: stored once per sender (a day) */
 	const char *client_id;      /* client_message_id, echoed on the push */
 	const char *fingerprint;    /* request_fingerprint, echoed on the push */
+	const char *hand_to;        /* the recipient's one live connection here (presence id) to hand the
+				     * row to (migration 0019), NULL for the claim's way */
 };
 /* one per send, in the order given: stored = 0 when a direct target named no
  * live member or session key (nothing was stored); the recipient member ids
@@ -111,6 +113,11 @@ struct sent_row {
 	int n;
 	const char *first_id;
 	int conflict;
+	/* handed (message_row.hand_to, migration 0019): the delivery row, now
+	 * claimed for hand_to, and the message's createdAt; 0 / NULL when the
+	 * row went the claim's way */
+	int64_t hand_id;
+	const char *hand_at;
 };
 /* audit_pending: the batch's audit rows could not be chained in its
  * transaction (another held the mesh's chain lock) and wait in
@@ -122,7 +129,9 @@ typedef void (*store_sent_cb)(void *arg, const struct sent_row *rows, int n, int
  * name) all commit, or none does.  rows has n entries when err is NULL.
  * Opaque nonces and ciphertexts may hold anything but NUL: a batch whose
  * fields hold no comma goes comma-joined (the fast path), any other as
- * text[] literals. */
+ * text[] literals.  A batch where some hand_to is set goes through
+ * mesh.send_batch_hand (migration 0019): the same, and those rows handed
+ * when its rules allow (sent_row.hand_id). */
 int store_messages_send(struct db *d, const struct message_row *m, int n, const char *actor_name, store_sent_cb cb,
 			void *arg);
 

@@ -1,6 +1,7 @@
 /* fuzz_envelope — libFuzzer target for the worker-to-worker envelope
  * (worker/envelope.c): a received message is either ignored or read as a
- * wake or a status request for this worker's (slot, gen). */
+ * wake or a status request for this worker's (slot, gen); uds_parse_push
+ * reads a handed push (issue 23) only inside the message's bytes. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -12,6 +13,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct uds_push push;
+	const char *json = NULL;
+	size_t json_len = 0;
+	if (uds_parse_push(data, size, FUZZ_SLOT, FUZZ_GEN, &push, &json, &json_len) == 0) {
+		if (json_len == 0 || push.delivery_id <= 0 || (const uint8_t *)json < data ||
+		    (const uint8_t *)json + json_len != data + size)
+			abort();
+		volatile char last = json[json_len - 1]; /* every byte readable (ASan) */
+		(void)last;
+	}
 	int type = 0;
 	int32_t status = 0, source = 0;
 	if (uds_parse(data, size, FUZZ_SLOT, FUZZ_GEN, &type, &status, &source) != 0)

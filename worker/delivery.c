@@ -9,7 +9,19 @@
  * (mesh.delivery_mark_claim), one statement per wake instead of two.  What
  * no claim carries within MARK_DEFER_MS (nothing more arrives), or once
  * MARK_BATCH of them wait, is marked by a statement of its own, and so is
- * everything at the leave. */
+ * everything at the leave.
+ *
+ * Handed pushes (issue 23, migration 0019): a direct message's sender may
+ * claim its row for this connection in its own transaction and send the push
+ * itself with the wake (delivery_on_push), so no claim statement runs for it.
+ * It is taken only when nothing could come before it: no claim in flight or
+ * owed, no refused hand-over waiting for a claim, room in the queue, and an
+ * id above every row a claim returned (one that ran after the sender's
+ * commit may have pushed it already).  One
+ * that is not taken stays claimed for us, unconfirmed, and the next claim
+ * returns it (0019's claim), in order with everything else; until that claim
+ * answered, every handed push is refused the same way (hand_hold), so a
+ * later one never overtakes an earlier one. */
 #include "worker/delivery.h"
 
 #include <stdlib.h>
@@ -35,6 +47,7 @@
 #define ACK_LINGER_MS 500    /* at the end, the wait for the last pushes to be acknowledged */
 #define DRAIN_RETRY_MIN_MS 250  /* a failed drain is tried again after this, */
 #define DRAIN_RETRY_MAX_MS 4000 /* doubling up to this while it keeps failing */
+#define HAND_SEEN_MAX 256 /* handed ids remembered, so a claim that returns one again does not push it twice */
 
 struct live_ids {
 	const char *member_id;
@@ -62,7 +75,7 @@ static int push_cmp(const void *a, const void *b)
 	return (x->delivery_id > y->delivery_id) - (x->delivery_id < y->delivery_id);
 }
 
-static char *push_json(const struct delivery_row *r)
+char *delivery_push_json(const struct delivery_row *r)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "push");
@@ -117,6 +130,56 @@ static void marks_settle(struct worker *w, int committed)
 
 static void delivery_confirm(struct worker *w);
 
+static int hand_seen(const struct worker *w, int64_t id)
+{
+	if (!w->hand_seen)
+		return 0;
+	uint32_t n = w->hand_seen_n < HAND_SEEN_MAX ? w->hand_seen_n : HAND_SEEN_MAX;
+	for (uint32_t i = 0; i < n; i++)
+		if (w->hand_seen[i] == id)
+			return 1;
+	return 0;
+}
+
+static void hand_seen_add(struct worker *w, int64_t id)
+{
+	if (!w->hand_seen && !(w->hand_seen = malloc(HAND_SEEN_MAX * sizeof *w->hand_seen)))
+		log_fatal("out of memory");
+	w->hand_seen[w->hand_seen_n++ % HAND_SEEN_MAX] = id;
+}
+
+/* the row is ours already: queued, being written, or written and not yet
+ * marked delivered */
+static int held(const struct worker *w, int64_t id)
+{
+	if (w->outstanding == id)
+		return 1;
+	for (size_t i = w->push_head; i < w->npush; i++)
+		if (w->pushes[i].delivery_id == id)
+			return 1;
+	for (size_t i = w->unacked_head; i < w->nunacked; i++)
+		if (w->unacked[i].delivery_id == id)
+			return 1;
+	for (size_t i = 0; i < w->nwritten; i++)
+		if (w->written[i] == id)
+			return 1;
+	return 0;
+}
+
+static void pushes_room(struct worker *w, size_t more)
+{
+	if (w->npush + more <= w->push_cap)
+		return;
+	size_t cap = w->push_cap ? w->push_cap : 128;
+	while (cap < w->npush + more)
+		cap *= 2;
+	struct push *np = realloc(w->pushes, cap * sizeof *np);
+	if (!np)
+		log_fatal("out of memory");
+	w->pushes = np;
+	w->push_cap = cap;
+}
+
 static void drain_cb(void *arg, const struct delivery_row *rows, int n, const char *err)
 {
 	struct worker *w = arg;
@@ -133,16 +196,11 @@ static void drain_cb(void *arg, const struct delivery_row *rows, int n, const ch
 		return;
 	}
 	w->drain_retry_ms = 0;
-	if (w->npush + (size_t)n > w->push_cap) {
-		size_t cap = w->push_cap ? w->push_cap : 128;
-		while (cap < w->npush + (size_t)n)
-			cap *= 2;
-		struct push *np = realloc(w->pushes, cap * sizeof *np);
-		if (!np)
-			log_fatal("out of memory");
-		w->pushes = np;
-		w->push_cap = cap;
-	}
+	/* every handed push refused before this claim went out is in it (or
+	 * in the next one, when it was full) */
+	if (n < PUSH_BATCH && w->claim_refused == w->hand_refused)
+		w->hand_hold = 0;
+	pushes_room(w, (size_t)n);
 	struct push *batch = w->pushes + w->npush;
 	int kept = 0;
 	int64_t *giveback = n ? malloc((size_t)n * sizeof *giveback) : NULL;
@@ -150,6 +208,12 @@ static void drain_cb(void *arg, const struct delivery_row *rows, int n, const ch
 	if (n && !giveback)
 		log_fatal("out of memory");
 	for (int i = 0; i < n; i++) {
+		if (rows[i].id > w->claim_max)
+			w->claim_max = rows[i].id;
+		/* a handed row we took (0019's claim returns it once more while
+		 * it is not marked): pushed once */
+		if (w->hand_seen && (hand_seen(w, rows[i].id) || held(w, rows[i].id)))
+			continue;
 		/* the status may have changed while the query ran: what it no
 		 * longer allows goes back to the queue */
 		if (w->me.status != ST_IDLE && strcmp(rows[i].priority, "now") != 0) {
@@ -158,7 +222,7 @@ static void drain_cb(void *arg, const struct delivery_row *rows, int n, const ch
 		}
 		struct push *out = &batch[kept++];
 		out->delivery_id = rows[i].id;
-		out->json = push_json(&rows[i]);
+		out->json = delivery_push_json(&rows[i]);
 		out->len = strlen(out->json);
 		out->priority = msg_priority_parse(rows[i].priority);
 		if (restcheck_time(rows[i].created_at, &out->created_ms) != 0)
@@ -204,11 +268,45 @@ void delivery_drain(struct worker *w)
 				   w->nwritten};
 	if (worker_db(w) == 0 && store_delivery_mark_claim(w->db, &c, drain_cb, w) == 0) {
 		w->drain_inflight = 1;
+		w->claim_refused = w->hand_refused;
 		w->nmarking = w->nwritten;
 		w->mark_due = 0; /* armed again by the next acknowledged push */
 	}
 	for (size_t i = 0; i < l.n; i++)
 		free((char *)l.ids[i]);
+}
+
+/* A push handed by the sender's worker (see the top): taken when nothing
+ * can come before it, else left to the next claim. */
+void delivery_on_push(struct worker *w, int64_t delivery_id, int64_t created_ms, const char *json, size_t len)
+{
+	if (hand_seen(w, delivery_id) || held(w, delivery_id))
+		return;
+	/* a claim that ran after the sender's commit may have returned the row
+	 * already (pushed, perhaps marked): only an id above every claimed one
+	 * is surely not; the claim decides about the others (it returns the
+	 * row only while no claim has) */
+	if (w->phase != PHASE_AUTHENTICATED || w->hand_hold || w->drain_inflight || w->drain_again ||
+	    delivery_id <= w->claim_max ||
+	    w->drain_retry_at || w->npush - w->push_head >= PUSH_BATCH || ws_close_received(w)) {
+		w->hand_hold = 1;
+		w->hand_refused++;
+		delivery_drain(w); /* now, or after the claim in flight (drain_again) */
+		return;
+	}
+	char *copy = malloc(len + 1);
+	if (!copy)
+		log_fatal("out of memory");
+	memcpy(copy, json, len);
+	copy[len] = 0;
+	pushes_room(w, 1);
+	w->pushes[w->npush++] = (struct push){.delivery_id = delivery_id,
+					      .json = copy,
+					      .len = len,
+					      .priority = msg_priority_parse("now"),
+					      .created_ms = created_ms};
+	hand_seen_add(w, delivery_id);
+	delivery_pump(w);
 }
 
 /* a statement of its own for the marks no claim carries (those riding on
@@ -382,6 +480,10 @@ void delivery_free(struct worker *w)
 	free(w->pushes);
 	free(w->written);
 	free(w->unacked);
+	free(w->hand_seen);
+	w->hand_seen = NULL;
+	w->hand_seen_n = 0;
+	w->claim_max = 0;
 	w->pushes = NULL;
 	w->written = NULL;
 	w->unacked = NULL;

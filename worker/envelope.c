@@ -29,3 +29,21 @@ int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_
 	}
 	return -1;
 }
+
+int uds_parse_push(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, struct uds_push *push,
+		   const char **json, size_t *json_len)
+{
+	struct uds_env e;
+	if (n < sizeof e + sizeof *push)
+		return -1;
+	memcpy(&e, buf, sizeof e);
+	if (e.type != UDS_PUSH || e.dst_slot != my_slot || e.dst_gen != my_gen || (size_t)e.len != n - sizeof e ||
+	    e.len <= sizeof *push)
+		return -1;
+	memcpy(push, buf + sizeof e, sizeof *push);
+	if (push->delivery_id <= 0)
+		return -1;
+	*json = (const char *)buf + sizeof e + sizeof *push;
+	*json_len = e.len - sizeof *push;
+	return 0;
+}

@@ -12,7 +12,10 @@
 /* UDS_CLOSE: a moderator closed this connection (docs/protocol.md §12.4):
  * its payload is a struct uds_status read as {close code, reason index of
  * moderation.c's table} */
-enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3, UDS_CLOSE = 4 };
+/* UDS_PUSH: a direct message handed to the recipient's worker with its wake
+ * (issue 23, migration 0019): a struct uds_push, then the push frame's JSON
+ * text (docs/design.md "A message's CPU") */
+enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3, UDS_CLOSE = 4, UDS_PUSH = 5 };
 /* the reason index of a revocation's close (meshctl member revoke, issue 22:
  * cli/liveclose.c sends it; moderation.c's table names it "revoked") */
 #define UDS_CLOSE_REASON_REVOKED 5
@@ -26,6 +29,12 @@ enum uds_type { UDS_WAKE = 1, UDS_STATUS = 2, UDS_REPLACE = 3, UDS_CLOSE = 4 };
 struct uds_status {
 	int32_t status, source;
 };
+
+struct uds_push {
+	int64_t delivery_id; /* the row, claimed for the recipient's connection */
+	int64_t created_ms;  /* the message's createdAt, ms since the epoch (0: unknown) */
+};
+#define UDS_PUSH_JSON_MAX (65535 - sizeof(struct uds_push)) /* the header's len is 16 bits */
 
 struct uds_env {
 	uint16_t type;
@@ -42,5 +51,12 @@ _Static_assert(sizeof(struct uds_env) == 24, "envelope header is 24 bytes");
  * the slot, an unknown type, or a payload of the wrong size. */
 int uds_parse(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, int *type, int32_t *status,
 	      int32_t *source);
+
+/* Read a received UDS_PUSH of n bytes for (my_slot, my_gen): 0 with *push
+ * and the JSON text (*json, *json_len bytes, not NUL-terminated, inside buf)
+ * set; -1 when it is not one, is for an earlier owner of the slot, its len
+ * disagrees with n, its JSON is empty or the delivery id not positive. */
+int uds_parse_push(const unsigned char *buf, size_t n, uint32_t my_slot, uint32_t my_gen, struct uds_push *push,
+		   const char **json, size_t *json_len);
 
 #endif

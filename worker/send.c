@@ -17,7 +17,16 @@
  * until the lock was free or nothing of the mesh is pending.  No send ever
  * waits for the lock (nor a hello: its peer_joined row, when left pending,
  * is owed the same way, auth.c).  (A leaving worker's peer_left row chains
- * everything pending, waiting for the lock.) */
+ * everything pending, waiting for the lock.)
+ *
+ * Hand-over (issue 23, migration 0019): a direct `now` send that goes alone
+ * in its statement, whose recipient member has exactly one live connection
+ * on this host (one host only, no HOST_ID), names that connection; when the statement's
+ * rules allow, the row is claimed for it in the send's transaction and this
+ * worker sends it the push itself with the wake (uds_push), so the
+ * recipient runs no claim statement for it.  Whatever cannot go that way (a
+ * full socket, an envelope too large) gets the plain wake, and the
+ * recipient's claim takes the row. */
 #include "worker/send.h"
 
 #include <stdio.h>
@@ -34,7 +43,12 @@
 #include "worker/groups.h"
 #include "worker/mention.h"
 #include "worker/msg.h"
+#include "worker/delivery.h"
+#include "worker/hosts.h"
 #include "worker/msgcheck.h"
+#include "worker/peers.h"
+#include "worker/restcheck.h"
+#include "worker/uds.h"
 #include "worker/wake.h"
 #include "worker/ws.h"
 
@@ -70,6 +84,9 @@ struct send_ctx {
 	char *audit; /* canonical message_sent payload, NULL when it could not be built */
 	int64_t t0_us; /* histo clock at the frame: broker_send_ack_seconds */
 	int bcast_free; /* an envelope of a broadcast that did not take a token of its own */
+	/* the recipient's one live connection here, to hand the row to ("": none) */
+	char hand_to[SHM_MEMBER_ID_MAX];
+	uint32_t hand_slot, hand_gen;
 };
 
 /* The broadcast of this connection whose envelopes ride on one token of the
@@ -316,6 +333,66 @@ static void bcast_start(struct worker *w, const char *bid, const char *target, i
 	memcpy(w->bcast->targets[0], target, 65);
 }
 
+struct hand_find {
+	const char *pubkey;
+	int n;
+	struct presence_view v;
+};
+
+static int hand_find_cb(const struct presence_view *v, void *arg)
+{
+	struct hand_find *f = arg;
+	if (strcmp(v->info.pubkey, f->pubkey) != 0 || peers_is_stream(&v->info))
+		return 0; /* another member's, or a topic stream (no direct pushes) */
+	if (++f->n == 1)
+		f->v = *v;
+	return f->n > 1; /* two: the claim decides between them */
+}
+
+/* sc's recipient connection to hand its row to, when it can be one: a
+ * direct `now` send on one host whose target member has exactly one live
+ * connection here, another than ours, and a push that fits an envelope */
+static void hand_pick(struct worker *w, struct send_ctx *sc)
+{
+	sc->hand_to[0] = 0;
+	if (hosts_id() || !w->shm || strcmp(msg_priority_names[sc->prio], "now") != 0 || strlen(sc->target) != 64 ||
+	    strlen(sc->nonce) + strlen(sc->ct) + 2048 > UDS_PUSH_JSON_MAX)
+		return;
+	struct hand_find f = {.pubkey = sc->target};
+	presence_foreach(w->shm, w->me.mesh_id, hand_find_cb, &f);
+	if (f.n != 1 || (w->have_slot && f.v.slot == w->slot && f.v.gen == w->gen))
+		return;
+	snprintf(sc->hand_to, sizeof sc->hand_to, "%s", f.v.info.presence_id);
+	sc->hand_slot = f.v.slot;
+	sc->hand_gen = f.v.gen;
+}
+
+/* the row of sc was claimed for its recipient's connection: send it the
+ * push; when that cannot go, the plain wake (its claim takes the row) */
+static void hand_over(struct worker *w, const struct send_ctx *sc, const struct sent_row *r)
+{
+	struct delivery_row d = {.id = r->hand_id,
+				 .message_id = sc->message_id,
+				 .mesh_id = w->me.mesh_id,
+				 .sender_pubkey = w->me.session_pubkey[0] ? w->me.session_pubkey : w->me.pubkey,
+				 .priority = msg_priority_names[sc->prio],
+				 .nonce = sc->nonce,
+				 .ciphertext = sc->ct,
+				 .created_at = r->hand_at,
+				 .sender_member_pubkey = w->me.pubkey,
+				 .sender_member_id = w->me.member_id,
+				 .sender_name = w->me.display_name,
+				 .client_message_id = sc->client_id,
+				 .request_fingerprint = sc->fingerprint};
+	char *json = delivery_push_json(&d);
+	struct uds_push p = {.delivery_id = r->hand_id};
+	if (restcheck_time(r->hand_at, &p.created_ms) != 0)
+		p.created_ms = 0;
+	if (!json || uds_push(w, sc->hand_slot, sc->hand_gen, &p, json, strlen(json)) != 0)
+		uds_wake(w, sc->hand_slot, sc->hand_gen);
+	free(json);
+}
+
 static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pending, const char *err)
 {
 	struct send_batch *b = arg;
@@ -342,6 +419,7 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	if (nwake && !wake)
 		log_fatal("out of memory");
 	nwake = 0;
+	int nhand = 0;
 	for (int i = 0; i < b->n; i++) {
 		struct send_ctx *sc = b->s[i];
 		if (b->answered) {
@@ -362,6 +440,10 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 		} else {
 			send_ack_stored(w, sc, sc->message_id);
 		}
+		if (!err && rows[i].stored && rows[i].hand_id) {
+			b->s[nhand++] = sc; /* handed after the acks went out (below) */
+			continue;
+		}
 		if (!err && rows[i].stored)
 			for (int k = 0; k < rows[i].n; k++)
 				wake[nwake++] = rows[i].recipients[k];
@@ -369,6 +451,16 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	}
 	if (err)
 		log_warn("send: not stored", "error", err);
+	if (nhand) {
+		/* the acks first (the client waits for them), then the pushes,
+		 * each to its one recipient with no wake besides */
+		ws_write(w);
+		for (int i = 0, h = 0; i < b->n && h < nhand; i++)
+			if (rows[i].stored && rows[i].hand_id) {
+				hand_over(w, b->s[h], &rows[i]);
+				send_ctx_free(b->s[h++]);
+			}
+	}
 	wake_members(w, w->me.mesh_id, wake, nwake);
 	free(wake);
 	free(b);
@@ -396,6 +488,13 @@ void send_flush(struct worker *w, int force)
 			log_fatal("out of memory");
 		for (size_t i = 0; i < k; i++) {
 			struct send_ctx *sc = b->s[i] = w->sends[i];
+			/* a batch of one only: in a batch of several the claim, one
+			 * statement for all its rows, costs less per row than the
+			 * hand-over's step per row (bench/run.sh --compare: the
+			 * pipelined rows were slower with every row handed) */
+			sc->hand_to[0] = 0;
+			if (k == 1)
+				hand_pick(w, sc);
 			m[i] = (struct message_row){sc->message_id,
 						    w->me.mesh_id,
 						    w->me.member_id,
@@ -407,7 +506,8 @@ void send_flush(struct worker *w, int force)
 						    w->me.session_pubkey[0] ? w->me.session_pubkey : NULL,
 						    sc->client_key,
 						    sc->client_id,
-						    sc->fingerprint};
+						    sc->fingerprint,
+						    sc->hand_to[0] ? sc->hand_to : NULL};
 		}
 		w->nsends -= k;
 		memmove(w->sends, w->sends + k, w->nsends * sizeof *w->sends);

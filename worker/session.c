@@ -137,6 +137,7 @@ static void session_tick(struct worker *w, int64_t now)
 const struct worker_hooks session_hooks = {
 	.on_text = phase_dispatch,
 	.on_wake = delivery_drain,
+	.on_push = delivery_on_push,
 	.on_status = peerstatus_request,
 	.on_replaced = session_on_replaced,
 	.on_close = moderation_on_close,

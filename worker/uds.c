@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -395,6 +396,33 @@ int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen)
 	return out_request(w, slot, gen, &(struct env_req){.replace = 1}, "replace");
 }
 
+int uds_push(struct worker *w, uint32_t slot, uint32_t gen, const struct uds_push *push, const char *json,
+	     size_t len)
+{
+	if (len == 0 || len > UDS_PUSH_JSON_MAX || (w->have_slot && slot == w->slot && gen == w->gen))
+		return -1;
+	struct uds_out *o = out_get(w, slot, gen);
+	/* something queued for it goes first (and is a wake or more): no
+	 * overtaking, the caller's wake joins it */
+	if (!o || out_pending(o) || (o->fd < 0 && o->retry_at))
+		return -1;
+	o->used_ms = mono_ms();
+	if (o->fd < 0 && out_connect(w, o) != 0)
+		return -1;
+	struct uds_env e = {.type = UDS_PUSH, .len = (uint16_t)(sizeof *push + len), .src_slot = w->slot,
+			    .src_gen = w->gen, .dst_slot = slot, .dst_gen = gen};
+	struct iovec iov[3] = {{&e, sizeof e}, {(void *)push, sizeof *push}, {(void *)json, len}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
+	ssize_t n = sendmsg(o->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n == (ssize_t)(sizeof e + sizeof *push + len)) {
+		o->last_wake = 0;
+		return 0;
+	}
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+		out_drop(o); /* stale (peer restarted): the caller's wake connects again */
+	return -1;
+}
+
 int64_t uds_deadline(const struct worker *w)
 {
 	int64_t d = 0;
@@ -502,13 +530,35 @@ static void in_accept(struct worker *w)
  * closed it (or it failed). */
 static int in_packets(struct worker *w, int fd)
 {
-	unsigned char buf[sizeof(struct uds_env) + 256];
+	/* what every envelope but a handed push fits in, on the stack; a
+	 * larger one (a handed push) runs on into big, whose pages are touched
+	 * only then (an idle worker's memory, issue 23), and is read there
+	 * whole.  One worker, one thread. */
+	unsigned char small[sizeof(struct uds_env) + 256];
+	static unsigned char big[sizeof(struct uds_env) + 65535];
 	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		struct iovec iov[2] = {{small, sizeof small}, {big + sizeof small, sizeof big - sizeof small}};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 		if (n <= 0)
 			return -1;
+		const unsigned char *buf = small;
+		if ((size_t)n > sizeof small) {
+			memcpy(big, small, sizeof small);
+			buf = big;
+		}
+		struct uds_push push;
+		const char *json;
+		size_t json_len;
+		if (uds_parse_push(buf, (size_t)n, w->slot, w->gen, &push, &json, &json_len) == 0) {
+			if (w->hooks->on_push)
+				w->hooks->on_push(w, push.delivery_id, push.created_ms, json, json_len);
+			else
+				w->hooks->on_wake(w); /* its claim takes the row */
+			continue;
+		}
 		int type;
 		int32_t status, source;
 		if (uds_parse(buf, (size_t)n, w->slot, w->gen, &type, &status, &source) != 0)

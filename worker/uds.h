@@ -23,6 +23,12 @@ int uds_request_status(struct worker *w, uint32_t slot, uint32_t gen, int status
  * or pending, -1 = the owner is gone) */
 int uds_queue_status(struct worker *w, uint32_t slot, uint32_t gen, int status, int source);
 int uds_queue_replace(struct worker *w, uint32_t slot, uint32_t gen);
+/* a direct message handed to the owner of (slot, gen) with its wake (issue
+ * 23): one UDS_PUSH envelope, sent now on the cached socket or not at all (0
+ * = sent; -1 = not, nothing queued: the caller wakes it instead, and its
+ * claim takes the row) */
+int uds_push(struct worker *w, uint32_t slot, uint32_t gen, const struct uds_push *push, const char *json,
+	     size_t len);
 /* a moderator's close (docs/protocol.md §12.4): the owner of (slot, gen)
  * closes its socket with code and the reason of index reason */
 int uds_queue_close(struct worker *w, uint32_t slot, uint32_t gen, int code, int reason);

@@ -46,6 +46,9 @@ struct worker_hooks {
 	void (*on_status)(struct worker *w, int status, int source);      /* uds: a hook's status */
 	void (*on_replaced)(struct worker *w);                            /* uds: our session moved on */
 	void (*on_close)(struct worker *w, int code, int reason);         /* uds: a moderator closed us (may be NULL) */
+	/* uds: a direct message handed with its wake (issue 23; may be NULL:
+	 * on_wake, whose claim takes the row) */
+	void (*on_push)(struct worker *w, int64_t delivery_id, int64_t created_ms, const char *json, size_t len);
 	void (*tick)(struct worker *w, int64_t now);                      /* skel: timers (joined only) */
 	void (*pump)(struct worker *w);                                   /* skel: room to write (joined only) */
 	void (*leave)(struct worker *w);                                  /* skel: the connection ended */
@@ -200,6 +203,14 @@ struct worker {
 	size_t nwritten, written_cap;
 	size_t nmarking;     /* the first nmarking of written ride on the claim in flight (delivery.c) */
 	int64_t mark_due;    /* mono ms: what no claim carried by then is marked on its own, 0 = nothing waits */
+	/* handed pushes (issue 23, delivery.c): once one is not taken, none is
+	 * until a claim sent after it answered (hand_hold); the ids taken, so a
+	 * claim that returns one of them again does not push it twice */
+	int hand_hold;
+	uint32_t hand_refused, claim_refused; /* refusals so far; as of the claim in flight */
+	int64_t *hand_seen;  /* ring of HAND_SEEN_MAX ids, allocated at the first */
+	uint32_t hand_seen_n;
+	int64_t claim_max; /* the highest delivery id a claim of this connection returned */
 	int64_t next_ttl_check; /* mono ms of the next TTL / JSONL look */
 
 	/* a topic stream's state (sse.c), while it runs */
