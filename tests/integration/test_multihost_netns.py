@@ -568,6 +568,16 @@ def test_a_sigstopped_host_drops_out_and_fences_itself_when_continued(net):
         t0 = time.monotonic()
         assert await a.wait_closed(timeout=10) == (1001, "host_fenced")
         fenced = time.monotonic() - t0
+        # a hello that lands between the fence and the relay's new
+        # registration is under the dead epoch: the relay's next fence round
+        # closes it too (1001 host_fenced, relay.c fence_check), and its
+        # client joins again — what a client that joins once the host holds
+        # its lease again gets is what this test is about (two clean clones
+        # under load joined in that window: pushed, then closed, or pushed and
+        # never listed on h2)
+        relay_log = net.hosts[0].relay.log
+        assert mbtest.wait_until(lambda: "relay: lease renewed again" in (mbtest._read(relay_log, "r") or ""), 10), \
+            "h1's relay did not register again within 10 s of SIGCONT"
         a2 = Peer(net.hosts[0].broker, am)
         t0 = time.monotonic()
         while True:  # the relay registers again (a new epoch) within its backoff
