@@ -1003,10 +1003,15 @@ static void accept_burst(struct acceptor *a)
 	}
 }
 
-static void accept_kill_all(struct acceptor *a, int sig)
+/* sig to every child; with skip_closed, not to a child whose worker has
+ * closed its connection (CHILD_CLOSED): it is exiting on its own, and a
+ * SIGTERM landing in a sanitized build's exit-time leak scan can hang it
+ * (the drain's SIGKILL still ends whatever is left) */
+static void accept_kill_all(struct acceptor *a, int sig, int skip_closed)
 {
 	for (int i = 0; i < a->cap; i++)
-		if (a->children[i].pid)
+		if (a->children[i].pid &&
+		    !(skip_closed && childtab_get(a->ct, (uint32_t)i, a->children[i].pid) == CHILD_CLOSED))
 			kill(a->children[i].pid, sig);
 }
 
@@ -1030,8 +1035,8 @@ static void accept_drain(struct acceptor *a)
 			a->spares[i].fd = -1;
 			kill(a->spares[i].pid, SIGKILL);
 		}
-	accept_kill_all(a, SIGTERM);
-	accept_kill_all(a, SIGCONT); /* a stopped child cannot act on SIGTERM */
+	accept_kill_all(a, SIGTERM, 1);
+	accept_kill_all(a, SIGCONT, 0); /* a stopped child cannot act on SIGTERM */
 	int64_t deadline = mono_ms() + ACCEPT_DRAIN_MS;
 	while (a->nchildren > 0 || a->nspares > 0) {
 		int64_t left = deadline - mono_ms();
@@ -1050,7 +1055,7 @@ static void accept_drain(struct acceptor *a)
 	if (a->nchildren > 0 || a->nspares > 0) {
 		log_warn("children did not exit in time; killing them", "children",
 			 accept_itoa(a->nchildren, n), "spares", accept_itoa(a->nspares, sp));
-		accept_kill_all(a, SIGKILL);
+		accept_kill_all(a, SIGKILL, 0);
 		accept_spares_kill(a, SIGKILL);
 		int st;
 		pid_t pid;
