@@ -12,7 +12,8 @@
 # STRACE_OUT=FILE traces the acceptor and every worker it starts
 # (strace -f -ttt -T -yy; with SPARE_WORKERS=0 every connection's worker is
 # a new child) for bench/msgphases.py; MB_OPTS adds meshbench options;
-# CPU=1 adds each process class's CPU per message (bench/cpuclass.py: the
+# CPU=1 adds each process class's CPU per message (PER=N: per N of what the
+# section does instead, e.g. PER=500 for burst's hellos; bench/cpuclass.py: the
 # workers, PostgreSQL's backends and the rest of it, PgBouncer, the
 # acceptor, the bench client), e.g. one 10 x 1 run:
 #   CPU=1 bash bench/msgstats.sh build/bin x pairs --reps 1 --pair-window 1
@@ -23,6 +24,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 STATS=${STATS:-1}
 work=$(mktemp -d /tmp/meshbroker-msgstats.XXXXXX)
 chmod 0755 "$work"
+# the runtime directory on tmpfs, as bench/run.sh has it (why: there)
+rundir=$work/run
+if [ "${BENCH_RUNTIME_ON_DISK:-0}" != 1 ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+  rundir=$(mktemp -d /dev/shm/meshbroker-msgstats-run.XXXXXX)
+  chmod 0755 "$rundir"
+fi
 acc=
 cleanup() {
   if [ -n "$acc" ] && kill -0 "$acc" 2>/dev/null; then
@@ -32,7 +39,7 @@ cleanup() {
   bash "$root/scripts/pg.sh" stop "$work/pg" >/dev/null 2>&1 || true
   real=$(readlink "$work/pg/cluster" 2>/dev/null || true)
   case $real in /var/tmp/meshbroker-pg-*) rm -rf "$real" ;; esac
-  rm -rf "$work"
+  rm -rf "$work" "$rundir"
 }
 trap cleanup EXIT
 mkdir -p "$work/bin"
@@ -67,7 +74,7 @@ cdir=$(readlink -f "$work/pg/cluster")
 pg_pid=$(head -n 1 "$cdir/data/postmaster.pid")
 bouncer_pid=$(cat "$cdir/bouncer/pgbouncer.pid" 2>/dev/null || echo 0)
 ulimit -n 8192 2>/dev/null || true
-env MESHBROKER_RUNTIME_DIR="$work/run" BROKER_BIND=127.0.0.1 BROKER_PORT="$port" \
+env MESHBROKER_RUNTIME_DIR="$rundir" BROKER_BIND=127.0.0.1 BROKER_PORT="$port" \
   DB_IDLE_SECONDS=2 SEND_RATE_LIMIT_PER_MIN=1000000 SEND_RATE_BURST=1000000 \
   MAX_CONNECTIONS_PER_MESH=2000 MAX_CONNECTIONS=2000 MAX_CONNECTIONS_PER_SOURCE=2000 \
   "$bin/meshbroker-accept" 2>"$work/broker.log" &
@@ -103,7 +110,9 @@ if [ "${CPU:-0}" = 1 ]; then
   # table's delivered column), the client's from /usr/bin/time
   python3 "$root/bench/cpuclass.py" snap "$acc" "$pg_pid" "$bouncer_pid" >"$work/cpu1.json"
   delivered=$(awk -F'|' '/^\| message run/ {t=1; next} t && /^\| / && $5 ~ /[0-9]/ {s += $5} END {print s+0}' "$work/meshbench.out")
-  echo "-- CPU by process class, $delivered messages delivered"
+  # PER=N: per N of something else (a section without messages: burst's 500 hellos)
+  delivered=${PER:-$delivered}
+  echo "-- CPU by process class, per $delivered (messages delivered, or PER)"
   [ "$delivered" -gt 0 ] && python3 "$root/bench/cpuclass.py" diff "$work/cpu0.json" "$work/cpu1.json" "$delivered" \
     "$(awk '{print $1 + $2}' "$work/client.cpu")"
 fi

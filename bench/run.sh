@@ -57,6 +57,18 @@ fi
 
 work=$(mktemp -d /tmp/meshbroker-bench.XXXXXX)
 chmod 0755 "$work"
+# The broker's runtime directory (its workers' sockets, the presence table) on
+# tmpfs, as systemd's RuntimeDirectory= (/run/meshbroker) gives it in a
+# deployment: every connection's worker creates and removes a socket file
+# there, and on an ext4 without a journal (this VM's disk) each creation scans
+# the inodes deleted in the last seconds (find_inode_bit -> recently_deleted),
+# which a burst of short connections makes quadratic (docs/deploy.md, bench/RESULTS.md).
+# BENCH_RUNTIME_ON_DISK=1 keeps it under $work, on whatever /tmp is.
+rundir=$work/run
+if [ "${BENCH_RUNTIME_ON_DISK:-0}" != 1 ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+  rundir=$(mktemp -d /dev/shm/meshbroker-bench-run.XXXXXX)
+  chmod 0755 "$rundir"
+fi
 acc=
 client=
 pg_started=0
@@ -106,10 +118,10 @@ cleanup() {
   if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then
     # keep the logs, not the cluster or the binaries
     cp "$work/pg/cluster/postgres.log" "$work/postgres.log" 2>/dev/null || true
-    rm -rf "$work/pg" "$work/bin" "$work/lib" "$work/meshbench" "$work/run" "$work"/host-*/run ${real:+"$real"}
+    rm -rf "$work/pg" "$work/bin" "$work/lib" "$work/meshbench" "$rundir" "$work"/host-*/run ${real:+"$real"}
     echo "bench: logs kept in $work" >&2
   else
-    rm -rf "$work" ${real:+"$real"}
+    rm -rf "$work" "$rundir" ${real:+"$real"}
   fi
   echo "bench: $(( $(date +%s) - t_run )) s in all (bench/run.sh from its start to everything stopped)" >&2
   exit "$rc"
@@ -165,7 +177,7 @@ wait_port() {
   return 1
 }
 # the single-host broker: HOST_ID unset, whatever this shell has
-env -u HOST_ID -u RELAY_DATABASE_URL MESHBROKER_RUNTIME_DIR="$work/run" BROKER_PORT="$port" "${broker_env[@]}" \
+env -u HOST_ID -u RELAY_DATABASE_URL MESHBROKER_RUNTIME_DIR="$rundir" BROKER_PORT="$port" "${broker_env[@]}" \
   "$bin/meshbroker-accept" 2>"$work/broker.log" &
 acc=$!
 wait_port "$port" "$acc" || { echo "bench: the broker did not start" >&2; tail -n 20 "$work/broker.log" >&2; exit 1; }
