@@ -12,7 +12,9 @@
 # STRACE_OUT=FILE traces the acceptor and every worker it starts
 # (strace -f -ttt -T -yy; with SPARE_WORKERS=0 every connection's worker is
 # a new child) for bench/msgphases.py; MB_OPTS adds meshbench options;
-# CPU=1 adds each process class's CPU per message (bench/cpuclass.py: the
+# SAMPLE_OUT=FILE samples what PostgreSQL's backends and the bouncer's
+# clients wait on every 50 ms over the section (bench/pgwait.py) and prints
+# its summary; CPU=1 adds each process class's CPU per message (bench/cpuclass.py: the
 # workers, PostgreSQL's backends and the rest of it, PgBouncer, the
 # acceptor, the bench client), e.g. one 10 x 1 run:
 #   CPU=1 bash bench/msgstats.sh build/bin x pairs --reps 1 --pair-window 1
@@ -88,6 +90,13 @@ if [ -n "${STRACE_OUT:-}" ]; then
   spid=$!
   sleep 1
 fi
+wpid=
+if [ -n "${SAMPLE_OUT:-}" ]; then
+  mkdir -m 0777 "$work/wait"
+  runuser -u meshbroker -- python3 "$root/bench/pgwait.py" sample "$direct_url" \
+    "$([ "$bouncer_pid" != 0 ] && echo "$cdir/bouncer")" 6432 "$work/wait/s" &
+  wpid=$!
+fi
 echo "== $label $section load $(cut -d' ' -f1-3 /proc/loadavg)"
 timer=()
 if [ "${CPU:-0}" = 1 ]; then
@@ -96,7 +105,7 @@ if [ "${CPU:-0}" = 1 ]; then
 fi
 "${timer[@]}" "$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" $([ "$bouncer_pid" != 0 ] && echo --bouncer-pid "$bouncer_pid") \
   --pg-pid "$pg_pid" ${MB_OPTS:-} --db-idle 2 --only "$section" "$@" 2>"$work/meshbench.log" | tee "$work/meshbench.out" |
-  grep -E '^\| (direct|hot path)|^\|  \| (msgs/s|e2e|ack)' || { tail -20 "$work/meshbench.log"; }
+  grep -E '^\| (direct|hot path|1000 peers|500 peers)|^\|  \| (msgs/s|e2e|ack)' || { tail -20 "$work/meshbench.log"; }
 if [ "${CPU:-0}" = 1 ]; then
   # CPU=1 (docs/design.md "A message's CPU"): every process class's CPU
   # seconds over the section, per message delivered (the accounting
@@ -108,6 +117,11 @@ if [ "${CPU:-0}" = 1 ]; then
     "$(awk '{print $1 + $2}' "$work/client.cpu")"
 fi
 c1=$(snap)
+if [ -n "$wpid" ]; then
+  kill -TERM "$wpid" 2>/dev/null; wait "$wpid" || true
+  cp "$work/wait/s" "$SAMPLE_OUT"; cp "$work/wait/s.pools" "$SAMPLE_OUT.pools" 2>/dev/null || true
+  python3 "$root/bench/pgwait.py" summary "$SAMPLE_OUT"
+fi
 if [ -n "$spid" ]; then kill -INT "$spid" && wait "$spid" || true; fi
 if [ "$STATS" = 1 ]; then
   echo "-- commits in meshbroker db: $((c1 - c0))"
