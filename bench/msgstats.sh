@@ -112,6 +112,9 @@ if [ "${CPU:-0}" = 1 ]; then
   # table's delivered column), the client's from /usr/bin/time
   python3 "$root/bench/cpuclass.py" snap "$acc" "$pg_pid" "$bouncer_pid" >"$work/cpu1.json"
   delivered=$(awk -F'|' '/^\| message run/ {t=1; next} t && /^\| / && $5 ~ /[0-9]/ {s += $5} END {print s+0}' "$work/meshbench.out")
+  # a section that delivers no message (burst, reconnect): per CPU_PER units
+  # instead, e.g. CPU_PER=2000 for the reconnect's 2,000 connections
+  [ "$delivered" -gt 0 ] || delivered=${CPU_PER:-0}
   echo "-- CPU by process class, $delivered messages delivered"
   [ "$delivered" -gt 0 ] && python3 "$root/bench/cpuclass.py" diff "$work/cpu0.json" "$work/cpu1.json" "$delivered" \
     "$(awk '{print $1 + $2}' "$work/client.cpu")"
@@ -126,6 +129,7 @@ if [ -n "$spid" ]; then kill -INT "$spid" && wait "$spid" || true; fi
 if [ "$STATS" = 1 ]; then
   echo "-- commits in meshbroker db: $((c1 - c0))"
   pgq "SELECT 'wal_records '||wal_records||' wal_write '||wal_write||' wal_sync '||wal_sync FROM pg_stat_wal"
+  echo "-- audit rows pending at the end: $(pgq "SELECT count(*) FROM mesh.audit_pending")"
   echo "-- statements (top-level and nested), calls, total ms, mean us"
   runuser -u meshbroker -- psql "$direct_url" -Aqc "SELECT toplevel AS top, calls, round(total_exec_time::numeric,1) AS total_ms, round((mean_exec_time*1000)::numeric,1) AS mean_us, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname='meshbroker') AND calls >= 100 ORDER BY calls DESC LIMIT 25"
   echo "-- functions"
