@@ -729,6 +729,16 @@ int store_presence_close_many(struct db *d, const char *const *presence_ids, siz
 	return rc;
 }
 
+/* One event chained when the mesh's chain lock is free, else left pending
+ * (mesh.audit_record, migration 0004), with no chain step after it: a leave
+ * whose presence row was never written (migration 0020: no leave waits). */
+int store_audit_record(struct db *d, const char *mesh_id, const char *event, const char *actor,
+		       const char *actor_name, const char *canonical_payload)
+{
+	const char *p[] = {mesh_id, event, actor, actor_name, canonical_payload};
+	return db_query(d, "SELECT mesh.audit_record($1, $2, $3, $4, $5)", 5, p, NULL, NULL);
+}
+
 /* The sweep's chain step (migration 0020, mesh.audit_chain_pending): for at
  * most max_meshes meshes with rows in mesh.audit_pending, the chain lock is
  * tried, never waited for, and the rows of those it got are chained; cb (may

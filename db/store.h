@@ -257,6 +257,10 @@ int store_presence_close_many(struct db *d, const char *const *presence_ids, siz
  * pending rows of at most max_meshes meshes chained where the mesh's chain
  * lock is free (tried, never waited for); cb may be NULL */
 int store_audit_chain_pending(struct db *d, int max_meshes, store_count_cb cb, void *arg);
+/* the event alone (mesh.audit_record: chained, or left pending when the
+ * mesh's chain lock is taken), no chain step after it: a leave's */
+int store_audit_record(struct db *d, const char *mesh_id, const char *event, const char *actor,
+		       const char *actor_name, const char *canonical_payload);
 struct open_presence {
 	const char *presence_id, *mesh_id;
 	int worker_pid;  /* 0 when unknown */

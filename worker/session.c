@@ -10,7 +10,7 @@
 
 #include "db/store.h"
 #include "common/log.h"
-#include "worker/audit.h"
+#include "proto/canon.h"
 #include "worker/delivery.h"
 #include "worker/moderation.h"
 #include "worker/peerevents.h"
@@ -18,6 +18,7 @@
 #include "worker/phase.h"
 #include "worker/reap.h"
 #include "worker/send.h"
+#include "worker/skel.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 
@@ -88,9 +89,16 @@ static void session_leave(struct worker *w)
 	if (w->joined) {
 		if (!w->presence_row) {
 			delivery_give_back(w);
+			/* its peer_left as the leave's statement writes it: chained
+			 * when the chain lock is free, else pending (no wait) */
 			cJSON *pl = cJSON_CreateObject();
 			cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
-			audit_event(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
+			char *canon = canon_json(pl);
+			cJSON_Delete(pl);
+			if (canon && *w->me.mesh_id && worker_db(w) == 0)
+				store_audit_record(w->db, w->me.mesh_id, "peer_left", w->me.member_id,
+						   w->me.display_name, canon);
+			free(canon);
 			db_drain_sync(w->db, LEAVE_DB_MS);
 		}
 		/* rows we gave back: another live connection of this member takes them */
