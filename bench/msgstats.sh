@@ -12,8 +12,9 @@
 # STRACE_OUT=FILE traces the acceptor and every worker it starts
 # (strace -f -ttt -T -yy; with SPARE_WORKERS=0 every connection's worker is
 # a new child) for bench/msgphases.py; MB_OPTS adds meshbench options;
-# CPU=1 adds each process class's CPU per message (PER=N: per N of what the
-# section does instead, e.g. PER=500 for burst's hellos; bench/cpuclass.py: the
+# SAMPLE_OUT=FILE samples what PostgreSQL's backends and the bouncer's
+# clients wait on every 50 ms over the section (bench/pgwait.py) and prints
+# its summary; CPU=1 adds each process class's CPU per message (bench/cpuclass.py: the
 # workers, PostgreSQL's backends and the rest of it, PgBouncer, the
 # acceptor, the bench client), e.g. one 10 x 1 run:
 #   CPU=1 bash bench/msgstats.sh build/bin x pairs --reps 1 --pair-window 1
@@ -95,6 +96,13 @@ if [ -n "${STRACE_OUT:-}" ]; then
   spid=$!
   sleep 1
 fi
+wpid=
+if [ -n "${SAMPLE_OUT:-}" ]; then
+  mkdir -m 0777 "$work/wait"
+  runuser -u meshbroker -- python3 "$root/bench/pgwait.py" sample "$direct_url" \
+    "$([ "$bouncer_pid" != 0 ] && echo "$cdir/bouncer")" 6432 "$work/wait/s" &
+  wpid=$!
+fi
 echo "== $label $section load $(cut -d' ' -f1-3 /proc/loadavg)"
 timer=()
 if [ "${CPU:-0}" = 1 ]; then
@@ -103,24 +111,31 @@ if [ "${CPU:-0}" = 1 ]; then
 fi
 "${timer[@]}" "$work/meshbench" --port "$port" --db "$direct_url" --acceptor "$acc" $([ "$bouncer_pid" != 0 ] && echo --bouncer-pid "$bouncer_pid") \
   --pg-pid "$pg_pid" ${MB_OPTS:-} --db-idle 2 --only "$section" "$@" 2>"$work/meshbench.log" | tee "$work/meshbench.out" |
-  grep -E '^\| (direct|hot path)|^\|  \| (msgs/s|e2e|ack)' || { tail -20 "$work/meshbench.log"; }
+  grep -E '^\| (direct|hot path|1000 peers|500 peers)|^\|  \| (msgs/s|e2e|ack)' || { tail -20 "$work/meshbench.log"; }
 if [ "${CPU:-0}" = 1 ]; then
   # CPU=1 (docs/design.md "A message's CPU"): every process class's CPU
   # seconds over the section, per message delivered (the accounting
   # table's delivered column), the client's from /usr/bin/time
   python3 "$root/bench/cpuclass.py" snap "$acc" "$pg_pid" "$bouncer_pid" >"$work/cpu1.json"
   delivered=$(awk -F'|' '/^\| message run/ {t=1; next} t && /^\| / && $5 ~ /[0-9]/ {s += $5} END {print s+0}' "$work/meshbench.out")
-  # PER=N: per N of something else (a section without messages: burst's 500 hellos)
-  delivered=${PER:-$delivered}
-  echo "-- CPU by process class, per $delivered (messages delivered, or PER)"
+  # a section that delivers no message (burst, reconnect): per CPU_PER units
+  # instead, e.g. CPU_PER=2000 for the reconnect's 2,000 connections
+  [ "$delivered" -gt 0 ] || delivered=${CPU_PER:-0}
+  echo "-- CPU by process class, per $delivered (messages delivered, or CPU_PER)"
   [ "$delivered" -gt 0 ] && python3 "$root/bench/cpuclass.py" diff "$work/cpu0.json" "$work/cpu1.json" "$delivered" \
     "$(awk '{print $1 + $2}' "$work/client.cpu")"
 fi
 c1=$(snap)
+if [ -n "$wpid" ]; then
+  kill -TERM "$wpid" 2>/dev/null; wait "$wpid" || true
+  cp "$work/wait/s" "$SAMPLE_OUT"; cp "$work/wait/s.pools" "$SAMPLE_OUT.pools" 2>/dev/null || true
+  python3 "$root/bench/pgwait.py" summary "$SAMPLE_OUT"
+fi
 if [ -n "$spid" ]; then kill -INT "$spid" && wait "$spid" || true; fi
 if [ "$STATS" = 1 ]; then
   echo "-- commits in meshbroker db: $((c1 - c0))"
   pgq "SELECT 'wal_records '||wal_records||' wal_write '||wal_write||' wal_sync '||wal_sync FROM pg_stat_wal"
+  echo "-- audit rows pending at the end: $(pgq "SELECT count(*) FROM mesh.audit_pending")"
   echo "-- statements (top-level and nested), calls, total ms, mean us"
   runuser -u meshbroker -- psql "$direct_url" -Aqc "SELECT toplevel AS top, calls, round(total_exec_time::numeric,1) AS total_ms, round((mean_exec_time*1000)::numeric,1) AS mean_us, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname='meshbroker') AND calls >= 100 ORDER BY calls DESC LIMIT 25"
   echo "-- functions"

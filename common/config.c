@@ -79,6 +79,7 @@ int config_load(struct config *c, int need_db, char *err, size_t errlen)
 		{"MAX_TOPICS_PER_MESH", 1000, 1000000, &c->max_topics_per_mesh},
 		{"TOPIC_RATE_LIMIT_PER_MIN", 60, 1000000, &c->topic_rate_per_min},
 		{"TOPIC_RATE_BURST", 20, 1000000, &c->topic_rate_burst},
+		{"REAP_INTERVAL_SECONDS", 10, 3600, &c->reap_interval_seconds},
 	};
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
 		if (env_int(ints[i].name, ints[i].def, ints[i].max, ints[i].out, err, errlen) != 0)

@@ -41,6 +41,7 @@ struct config {
 	int topic_rate_per_min;      /* TOPIC_RATE_LIMIT_PER_MIN 60: a member's topic create/join/leave/mark_read/add/remove */
 	int topic_rate_burst;        /* TOPIC_RATE_BURST 20 */
 	int spare_workers;           /* SPARE_WORKERS: workers the acceptor keeps exec'd ahead (0 = fork+exec per connection) */
+	int reap_interval_seconds;   /* REAP_INTERVAL_SECONDS 10: a sweep (worker/reap.c) per runtime dir at most this often */
 };
 #define CONFIG_SPARE_WORKERS_DEFAULT 2 /* docs/design.md "Cost of a worker, second round": the measurement */
 #define CONFIG_SPARE_WORKERS_MAX 64

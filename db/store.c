@@ -688,8 +688,10 @@ static void leave_adapter(void *arg, const PGresult *res, const char *err)
 
 /* The leave in one statement (issue 23): before, the last marks, the give
  * back, mesh.presence_close and a waiting chain step went one after another;
- * mesh.presence_leave (migration 0016) does them all with the rules above,
- * waiting for the chain lock in its transaction unless it gave rows back. */
+ * mesh.presence_leave (migration 0016) does them all with the rules above;
+ * its chain step only tries the mesh's chain lock (migration 0020): when it
+ * is busy the peer_left row waits in mesh.audit_pending for the mesh's next
+ * chain step or the sweep's (store_audit_chain_pending). */
 int store_presence_leave(struct db *d, const char *presence_id, const char *member_id, const int64_t *mark,
 			 size_t n_mark, store_leave_cb cb, void *arg)
 {
@@ -723,13 +725,33 @@ int store_presence_close_many(struct db *d, const char *const *presence_ids, siz
 	const char *p[] = {ids};
 	int rc = db_query(d, "SELECT count(mesh.presence_close(x)) FROM unnest(string_to_array($1, ',')) x", 1, p,
 			  NULL, NULL);
-	if (rc == 0)
-		rc = db_query(d,
-			      "SELECT mesh.audit_flush(m, true) FROM (SELECT DISTINCT mesh_id AS m FROM mesh.presence "
-			      "WHERE id = ANY(string_to_array($1, ','))) s",
-			      1, p, NULL, NULL);
 	free(ids);
 	return rc;
+}
+
+/* One event chained when the mesh's chain lock is free, else left pending
+ * (mesh.audit_record, migration 0004), with no chain step after it: a leave
+ * whose presence row was never written (migration 0020: no leave waits). */
+int store_audit_record(struct db *d, const char *mesh_id, const char *event, const char *actor,
+		       const char *actor_name, const char *canonical_payload)
+{
+	const char *p[] = {mesh_id, event, actor, actor_name, canonical_payload};
+	return db_query(d, "SELECT mesh.audit_record($1, $2, $3, $4, $5)", 5, p, NULL, NULL);
+}
+
+/* The sweep's chain step (migration 0020, mesh.audit_chain_pending): for at
+ * most max_meshes meshes with rows in mesh.audit_pending, the chain lock is
+ * tried, never waited for, and the rows of those it got are chained; cb (may
+ * be NULL) gets the number of rows chained. */
+int store_audit_chain_pending(struct db *d, int max_meshes, store_count_cb cb, void *arg)
+{
+	char lim[16];
+	snprintf(lim, sizeof lim, "%d", max_meshes);
+	const char *p[] = {lim};
+	if (!cb)
+		return db_query(d, "SELECT mesh.audit_chain_pending($1::int)", 1, p, NULL, NULL);
+	return send_call(d, "SELECT mesh.audit_chain_pending($1::int)", 1, p, count_adapter,
+			 (struct call){.cb.count = cb, .arg = arg});
 }
 
 enum { OPEN_ID, OPEN_MESH, OPEN_PID, OPEN_BEFORE_BOOT };

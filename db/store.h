@@ -244,13 +244,23 @@ int store_queue_depth(struct db *d, store_count_cb cb, void *arg); /* undelivere
  * presence_id claimed for member_id given back, and the presence row closed
  * with its peer_left, once (a reaper may have closed it first).  cb gets the
  * mesh id when this statement closed the row (NULL otherwise) and whether its
- * peer_left was left pending (it gave rows back while the chain lock was
- * busy: the caller owes the mesh a chain step, store_audit_flush), or err. */
+ * peer_left was left pending (the chain lock was busy, migration 0020: the
+ * mesh's next chain step or a sweep's store_audit_chain_pending chains it;
+ * nobody waits), or err. */
 typedef void (*store_leave_cb)(void *arg, const char *closed_mesh, int audit_pending, const char *err);
 int store_presence_leave(struct db *d, const char *presence_id, const char *member_id, const int64_t *mark,
 			 size_t n_mark, store_leave_cb cb, void *arg);
-/* the same for n rows in two statements (a sweep) */
+/* the same for n rows in one statement (a sweep; peer_left rows whose mesh's
+ * chain lock was busy wait pending for store_audit_chain_pending) */
 int store_presence_close_many(struct db *d, const char *const *presence_ids, size_t n);
+/* the sweep's chain step (mesh.audit_chain_pending, migration 0020): the
+ * pending rows of at most max_meshes meshes chained where the mesh's chain
+ * lock is free (tried, never waited for); cb may be NULL */
+int store_audit_chain_pending(struct db *d, int max_meshes, store_count_cb cb, void *arg);
+/* the event alone (mesh.audit_record: chained, or left pending when the
+ * mesh's chain lock is taken), no chain step after it: a leave's */
+int store_audit_record(struct db *d, const char *mesh_id, const char *event, const char *actor,
+		       const char *actor_name, const char *canonical_payload);
 struct open_presence {
 	const char *presence_id, *mesh_id;
 	int worker_pid;  /* 0 when unknown */

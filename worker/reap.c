@@ -23,8 +23,10 @@
 #define REAP_BATCH 500          /* rows looked at per sweep query (`--reap`) */
 #define REAP_LIVE_BATCH 100     /* and per sweep of a live worker, which has its own peer to serve */
 #define REAP_ROUNDS 20          /* `--reap`: more queries while batches come back full */
-#define REAP_INTERVAL_S 10      /* one sweep per runtime directory at most this often */
-#define REAP_CHECK_MS 60000     /* a live worker looks whether a sweep is due this often */
+/* one sweep per runtime directory at most every REAP_INTERVAL_SECONDS (10),
+ * and a live worker looks whether one is due every 3-6 times that */
+#define REAP_CHECK_PER_INTERVAL 6
+#define REAP_CHAIN_MESHES 64    /* meshes with pending audit rows one sweep's chain step tries */
 #define REAP_DB_MS 5000         /* `--reap`: its statements get this long */
 #define REAP_STAMP "reap.stamp" /* in the runtime directory: its mtime is the last sweep */
 
@@ -115,6 +117,10 @@ static void open_cb(void *arg, const struct open_presence *rows, int n, const ch
 			gone[closed++] = rows[i].presence_id;
 	if (closed && store_presence_close_many(s->w->db, gone, (size_t)closed) != 0)
 		closed = 0;
+	/* then the chain step nobody waits for (migration 0020): pending rows
+	 * of meshes whose chain lock is free, those the closes just left
+	 * pending and those of leaves that found the lock busy */
+	store_audit_chain_pending(s->w->db, REAP_CHAIN_MESHES, NULL, NULL);
 	free(gone);
 	free(live.ids);
 	s->closed = closed;
@@ -153,8 +159,8 @@ int reap_start(struct worker *w)
 	return 0;
 }
 
-/* 1 when no sweep of the runtime directory ran in the last REAP_INTERVAL_S
- * (and this one is now recorded as running) */
+/* 1 when no sweep of the runtime directory ran in the last
+ * REAP_INTERVAL_SECONDS (and this one is now recorded as running) */
 static int reap_due(const struct worker *w)
 {
 	char path[PATH_MAX];
@@ -169,7 +175,7 @@ static int reap_due(const struct worker *w)
 		time_t now = time(NULL);
 		/* a new file (size 0) has never recorded a sweep; mtime 0: a
 		 * leave could not close its row (reap_leave) */
-		if (st.st_size == 0 || st.st_mtime == 0 || now - st.st_mtime >= REAP_INTERVAL_S ||
+		if (st.st_size == 0 || st.st_mtime == 0 || now - st.st_mtime >= w->cfg.reap_interval_seconds ||
 		    st.st_mtime > now) {
 			due = 1;
 			if (st.st_size == 0 && write(fd, "1", 1) != 1)
@@ -203,7 +209,7 @@ int reap_leave(struct worker *w, const int64_t *mark, size_t n_mark, int ms)
 	    store_presence_leave(w->db, w->me.presence_id, w->me.member_id, mark, n_mark, leave_cb, &l) != 0 ||
 	    db_drain_sync(w->db, ms) != 0 || l.failed) {
 		/* the database is away: the next worker that looks sweeps at
-		 * once (its hello's first tick), not REAP_INTERVAL_S later */
+		 * once (its hello's first tick), not REAP_INTERVAL_SECONDS later */
 		char path[PATH_MAX];
 		if (snprintf(path, sizeof path, "%s/" REAP_STAMP, w->cfg.runtime_dir) < (int)sizeof path) {
 			struct timespec old[2] = {{.tv_sec = 0}, {.tv_sec = 0}};
@@ -220,7 +226,8 @@ void reap_tick(struct worker *w, int64_t now)
 	if (now < w->reap_next)
 		return;
 	/* spread the looks: workers that joined together do not look together */
-	w->reap_next = now + REAP_CHECK_MS / 2 + (int64_t)randombytes_uniform(REAP_CHECK_MS / 2);
+	uint32_t check_ms = (uint32_t)w->cfg.reap_interval_seconds * 1000u * REAP_CHECK_PER_INTERVAL;
+	w->reap_next = now + check_ms / 2 + (int64_t)randombytes_uniform(check_ms / 2);
 	if (reap_due(w))
 		reap_start(w);
 }

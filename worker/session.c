@@ -10,7 +10,7 @@
 
 #include "db/store.h"
 #include "common/log.h"
-#include "worker/audit.h"
+#include "proto/canon.h"
 #include "worker/delivery.h"
 #include "worker/moderation.h"
 #include "worker/peerevents.h"
@@ -18,6 +18,7 @@
 #include "worker/phase.h"
 #include "worker/reap.h"
 #include "worker/send.h"
+#include "worker/skel.h"
 #include "worker/uds.h"
 #include "worker/ws.h"
 
@@ -39,7 +40,7 @@ static int wake_others_cb(const struct presence_view *v, void *arg)
  * already delivered changes nothing), the give-back of the rest and the
  * presence row's close.  The marks are its own from here: a claim in flight
  * that fails (its answer comes in reap_leave's wait) sends no flush of them */
-static int session_close_row(struct worker *w)
+static void session_close_row(struct worker *w)
 {
 	size_t n = w->nwritten;
 	int64_t *mark = n ? malloc(n * sizeof *mark) : NULL;
@@ -49,14 +50,13 @@ static int session_close_row(struct worker *w)
 		memcpy(mark, w->written, n * sizeof *mark);
 	w->nwritten = w->nmarking = 0;
 	w->mark_due = 0;
-	int owed = reap_leave(w, mark, n, LEAVE_DB_MS);
+	reap_leave(w, mark, n, LEAVE_DB_MS);
 	free(mark);
-	return owed;
 }
 
 static void session_leave(struct worker *w)
 {
-	int closed = 0, owed = 0;
+	int closed = 0;
 	if (w->joined) {
 		/* sends still waiting for a batch are stored (as they would
 		 * have been without the batching), acked if the socket allows */
@@ -67,7 +67,7 @@ static void session_leave(struct worker *w)
 			/* what the peer acknowledged is delivered: marked while our
 			 * slot still says these rows are ours (once it is released,
 			 * another connection of the member may take them again) */
-			owed = session_close_row(w);
+			session_close_row(w);
 			closed = 1;
 		} else {
 			delivery_flush(w); /* (no presence row: nothing else carries the marks) */
@@ -82,24 +82,31 @@ static void session_leave(struct worker *w)
 	if (w->joined && w->presence_row && !closed) {
 		/* the row closed and its peer_left, once: a reaper that
 		 * thought us gone (reap.c) wrote neither twice */
-		owed = session_close_row(w);
+		session_close_row(w);
 	}
 	delivery_free(w);
 	send_free(w);
 	if (w->joined) {
 		if (!w->presence_row) {
 			delivery_give_back(w);
+			/* its peer_left as the leave's statement writes it: chained
+			 * when the chain lock is free, else pending (no wait) */
 			cJSON *pl = cJSON_CreateObject();
 			cJSON_AddStringToObject(pl, "presenceId", w->me.presence_id);
-			audit_event(w, w->me.mesh_id, "peer_left", w->me.member_id, w->me.display_name, pl);
+			char *canon = canon_json(pl);
+			cJSON_Delete(pl);
+			if (canon && *w->me.mesh_id && worker_db(w) == 0)
+				store_audit_record(w->db, w->me.mesh_id, "peer_left", w->me.member_id,
+						   w->me.display_name, canon);
+			free(canon);
 			db_drain_sync(w->db, LEAVE_DB_MS);
 		}
 		/* rows we gave back: another live connection of this member takes them */
 		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, w);
-		if (owed > 0) { /* then the chain step our peer_left row waits for */
-			store_audit_flush(w->db, w->me.mesh_id, 1, NULL, NULL);
-			db_drain_sync(w->db, LEAVE_DB_MS);
-		}
+		/* a peer_left row left pending (the chain lock was busy) is not
+		 * waited for, nor tried again here (migration 0020; docs/design.md
+		 * "The leave off the chain lock"): the mesh's next chain step that
+		 * gets the lock, or the next sweep's (reap.c), chains it */
 		log_info("peer left", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
 	}
 	cJSON_Delete(w->hello_obj);

@@ -253,6 +253,7 @@ static int skel_timeout(const struct worker *w, int64_t now)
 		deadline = min_deadline(deadline, w->chain_due);
 		deadline = min_deadline(deadline, w->send_due); /* a send's deadline (send.c) */
 		deadline = min_deadline(deadline, w->drain_retry_at);
+		deadline = min_deadline(deadline, w->reap_next); /* a look whether a sweep is due (reap.c) */
 	}
 	deadline = min_deadline(deadline, uds_deadline(w));
 	int timeout = deadline > 0 ? (int)(deadline - now) : POLL_IDLE_MS;
