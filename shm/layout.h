@@ -17,7 +17,8 @@
 #include "shm/table.h"
 
 #define SHM_MAGIC 0x314d48534853454dULL /* "MESHSHM1" in a little-endian file */
-#define SHM_VERSION 6u /* 6: the member_cache_hit counter (issue 23, shm/membercache.h);
+#define SHM_VERSION 7u /* 7: each slot's robust mutex, its owner's liveness without a system call (issue 23);
+			* 6: the member_cache_hit counter (issue 23, shm/membercache.h);
 			* 5: the histograms and acceptor gauges at the header's end (issue 23);
 			* 4: session_pubkey, peer_role, hidden; 2: hostname, repo, peer_type, 1 KiB summary, change count;
 			* 3: the per-slot mesh index and the high-water mark (issue 13) */
@@ -115,12 +116,23 @@ static inline size_t index_size(uint32_t nslots)
 	return ((size_t)nslots * sizeof(uint64_t) + 63) & ~(size_t)63;
 }
 
-/* state = (generation << 32) | worker pid; pid 0 = FREE */
+/* state = (generation << 32) | worker pid; pid 0 = FREE.
+ *
+ * live: a robust, process-shared mutex its owner holds from its claim to its
+ * release (issue 23).  The slot's OFD lock byte stays the truth of who owns
+ * it (claims, reclaims); the mutex is how a reader sees a live owner with no
+ * system call: its futex word holds the owner's thread id, and the kernel
+ * sets FUTEX_OWNER_DIED in it when that thread ends without unlocking
+ * (killed or not).  A word that does not say "held by a live thread" sends
+ * the reader to the lock byte (F_OFD_GETLK), as every read did before: the
+ * kernel walks the file's whole lock list there, one entry per live worker,
+ * so with 1,000 peers in a mesh every scan of it cost ~1,000 × 2.5 µs. */
 struct shm_slot {
 	_Alignas(64) _Atomic uint64_t state;
 	_Atomic uint32_t seq; /* odd while the owner writes info */
 	uint32_t pad;
 	struct presence_info info;
+	pthread_mutex_t live;
 };
 _Static_assert(sizeof(struct shm_slot) % 64 == 0, "slots are padded to cache lines");
 _Static_assert(offsetof(struct shm_slot, info) == 16, "slot layout");

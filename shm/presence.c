@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
 #include <poll.h>
 #include <sched.h>
 #include <sodium.h>
@@ -33,9 +35,10 @@ static void owned_set(struct shm *s, uint32_t i, int on)
  * parent's open file description, whose OFD locks never conflict with the
  * parent's own, so the child opens its own description on first use (and
  * owns no slot yet). */
+static pid_t my_pid(void);
 static int shm_lockfd(struct shm *s)
 {
-	pid_t me = getpid();
+	pid_t me = my_pid();
 	if (s->lock_pid == me)
 		return s->lock_fd;
 	int fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -161,11 +164,12 @@ static void slot_write(struct shm_slot *sl, const struct presence_info *info)
 	seq_end(sl, q);
 }
 
-/* Reader side: copy len bytes at off within the slot's info together with
+/* Reader side: copy len bytes at off within the slot's info (and, when len2
+ * is not 0, len2 bytes at off2) into the same offsets of dst, together with
  * the state word they belong to.  1 = consistent copy of a non-FREE slot,
  * 0 = FREE, -1 = no stable copy within SEQ_RETRIES (*state still set). */
-static int slot_copy(const struct shm_slot *sl, size_t off, size_t len, void *dst,
-		     uint64_t *state)
+static int slot_copy(const struct shm_slot *sl, size_t off, size_t len, size_t off2, size_t len2,
+		     struct presence_info *dst, uint64_t *state)
 {
 	for (int t = 0; t < SEQ_RETRIES; t++) {
 		uint32_t q1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
@@ -174,7 +178,9 @@ static int slot_copy(const struct shm_slot *sl, size_t off, size_t len, void *ds
 		if (st_pid(st) == 0)
 			return 0;
 		if (!(q1 & 1)) {
-			memcpy(dst, (const char *)&sl->info + off, len);
+			memcpy((char *)dst + off, (const char *)&sl->info + off, len);
+			if (len2)
+				memcpy((char *)dst + off2, (const char *)&sl->info + off2, len2);
 			atomic_thread_fence(memory_order_acquire);
 			uint32_t q2 = atomic_load_explicit(&sl->seq, memory_order_relaxed);
 			uint64_t st2 = atomic_load_explicit(&sl->state, memory_order_relaxed);
@@ -187,15 +193,69 @@ static int slot_copy(const struct shm_slot *sl, size_t off, size_t len, void *ds
 	return -1;
 }
 
+/* This process's pid, without a system call per slot of a walk (glibc does
+ * not cache getpid): set again in a forked child (pthread_atfork). */
+static pid_t my_pid_cached;
+static void my_pid_forget(void) { my_pid_cached = 0; }
+static pid_t my_pid(void)
+{
+	static int registered;
+	if (!registered) {
+		registered = 1;
+		pthread_atfork(NULL, NULL, my_pid_forget);
+	}
+	if (!my_pid_cached)
+		my_pid_cached = getpid();
+	return my_pid_cached;
+}
+
+/* ------------------------------------------------ the liveness mutex */
+
+/* 1 when the slot's mutex is held by a thread that has not ended: its futex
+ * word is that thread's id, without FUTEX_OWNER_DIED (which the kernel sets
+ * when the holder ends still holding it).  Anything else (unlocked, a holder
+ * that died, a claim not that far yet) says nothing: ask the lock byte.  The
+ * word is glibc's robust mutex's __lock, the futex the kernel's robust-list
+ * walk writes (set_robust_list(2)); this is a read of it, never a write. */
+static int live_held(const struct shm_slot *sl)
+{
+	uint32_t w = (uint32_t)__atomic_load_n(&sl->live.__data.__lock, __ATOMIC_ACQUIRE);
+	return (w & FUTEX_TID_MASK) != 0 && !(w & FUTEX_OWNER_DIED);
+}
+
+/* Take the slot's mutex (with its lock byte in hand): 0 ok.  A holder that
+ * died left it EOWNERDEAD: made consistent, it is ours. */
+static int live_take(struct shm_slot *sl)
+{
+	int rc = pthread_mutex_trylock(&sl->live);
+	if (rc == EOWNERDEAD)
+		rc = pthread_mutex_consistent(&sl->live);
+	return rc;
+}
+
+/* A reclaimer's tidy-up of a dead holder's mutex (its lock byte in hand). */
+static void live_recover(struct shm_slot *sl)
+{
+	int rc = pthread_mutex_trylock(&sl->live);
+	if (rc == EOWNERDEAD && pthread_mutex_consistent(&sl->live) == 0)
+		rc = 0;
+	if (rc == 0)
+		pthread_mutex_unlock(&sl->live);
+}
+
 /* A non-FREE slot is live while someone holds its lock byte; ours are live
- * without asking, because GETLK never reports our own description's locks. */
+ * without asking, because GETLK never reports our own description's locks.
+ * The mutex answers first: held by a live thread, the owner is live (the
+ * owner takes it after the byte and drops it before), with no system call. */
 static int slot_live(struct shm *s, uint32_t i, uint64_t st, int fd)
 {
 	if (st_pid(st) == 0)
 		return 0;
-	if (owned_get(s, i) && st_pid(st) == (uint32_t)getpid())
+	if (owned_get(s, i) && st_pid(st) == (uint32_t)my_pid())
 		return 1;
 	if (fd < 0)
+		return 1;
+	if (live_held(&s->slots[i]))
 		return 1;
 	return ofd_held(fd, i);
 }
@@ -218,6 +278,7 @@ static void slot_reclaim(struct shm *s, uint32_t i, int fd)
 		tag_set(s, i, 0); /* FREE first, then the tag: a live slot always has one */
 		changes_bump(s);
 		sock_unlink(s, i, st_gen(st));
+		live_recover(sl);
 	}
 	ofd_unlock(fd, i);
 }
@@ -233,6 +294,11 @@ static int claim_at(struct shm *s, int fd, uint32_t i, uint64_t tag, const struc
 	if (ofd_trylock(fd, i) != 0)
 		return -1;
 	struct shm_slot *sl = &s->slots[i];
+	/* then the liveness mutex, before the state says live */
+	if (live_take(sl) != 0) {
+		ofd_unlock(fd, i);
+		return -1;
+	}
 	uint64_t st = atomic_load_explicit(&sl->state, memory_order_acquire);
 	uint32_t g = st_gen(st) + 1;
 	/* the index before the state: readers stop at the high-water mark and
@@ -244,6 +310,7 @@ static int claim_at(struct shm *s, int fd, uint32_t i, uint64_t tag, const struc
 	if (!atomic_compare_exchange_strong(&sl->state, &st, st_make(g, (uint32_t)getpid()))) {
 		/* cannot happen while we hold the lock; a stale tag is harmless */
 		seq_end(sl, q);
+		pthread_mutex_unlock(&sl->live);
 		ofd_unlock(fd, i);
 		return -1;
 	}
@@ -321,6 +388,9 @@ void presence_release(struct shm *s, uint32_t slot, uint32_t gen)
 	sock_unlink(s, slot, gen);
 	owned_set(s, slot, 0);
 	changes_bump(s);
+	/* the mutex before the byte: a held mutex always means a held byte */
+	if (pthread_mutex_unlock(&sl->live) != 0)
+		log_error("cannot drop a slot's liveness mutex (not its holder thread)");
 	if (fd >= 0)
 		ofd_unlock(fd, slot);
 }
@@ -350,13 +420,23 @@ static void info_terminate(struct presence_info *in)
 	in->peer_type[sizeof in->peer_type - 1] = 0;
 }
 
-int presence_read(struct shm *s, uint32_t slot, struct presence_view *out)
+/* what a brief read leaves out (presence_foreach_brief): cwd, summary,
+ * hostname and repo, ~6.4 KB of a slot's ~7 KB, one block in the layout */
+#define BRIEF_SKIP_FROM offsetof(struct presence_info, cwd)
+#define BRIEF_SKIP_TO offsetof(struct presence_info, peer_type)
+_Static_assert(offsetof(struct presence_info, summary) > BRIEF_SKIP_FROM &&
+		       offsetof(struct presence_info, hostname) > BRIEF_SKIP_FROM &&
+		       offsetof(struct presence_info, repo) > BRIEF_SKIP_FROM &&
+		       offsetof(struct presence_info, repo) < BRIEF_SKIP_TO &&
+		       offsetof(struct presence_info, pid) > BRIEF_SKIP_TO,
+	       "a brief read skips cwd, summary, hostname and repo only");
+
+static int read_at(struct shm *s, int fd, uint32_t slot, int brief, struct presence_view *out)
 {
-	if (slot >= s->nslots)
-		return 0;
-	int fd = shm_lockfd(s);
 	uint64_t st;
-	int rc = slot_copy(&s->slots[slot], 0, sizeof out->info, &out->info, &st);
+	int rc = brief ? slot_copy(&s->slots[slot], 0, BRIEF_SKIP_FROM, BRIEF_SKIP_TO,
+				   sizeof out->info - BRIEF_SKIP_TO, &out->info, &st)
+		       : slot_copy(&s->slots[slot], 0, sizeof out->info, 0, 0, &out->info, &st);
 	if (rc == 0)
 		return 0;
 	if (!slot_live(s, slot, st, fd)) {
@@ -365,6 +445,10 @@ int presence_read(struct shm *s, uint32_t slot, struct presence_view *out)
 	}
 	if (rc < 0)
 		return 0; /* live but being rewritten without pause: not now */
+	if (brief) {
+		out->info.cwd[0] = out->info.summary[0] = 0;
+		out->info.hostname[0] = out->info.repo[0] = 0;
+	}
 	out->slot = slot;
 	out->gen = st_gen(st);
 	out->worker_pid = (int32_t)st_pid(st);
@@ -372,19 +456,27 @@ int presence_read(struct shm *s, uint32_t slot, struct presence_view *out)
 	return 1;
 }
 
-int presence_foreach(struct shm *s, const char *mesh_id,
-		     int (*fn)(const struct presence_view *v, void *arg), void *arg)
+int presence_read(struct shm *s, uint32_t slot, struct presence_view *out)
+{
+	if (slot >= s->nslots)
+		return 0;
+	return read_at(s, shm_lockfd(s), slot, 0, out);
+}
+
+static int walk(struct shm *s, const char *mesh_id, int brief,
+		int (*fn)(const struct presence_view *v, void *arg), void *arg)
 {
 	struct presence_view v;
 	uint64_t want = mesh_id ? mesh_tag(s, mesh_id) : 0;
 	uint32_t end = index_end(s);
+	int fd = shm_lockfd(s);
 	int n = 0;
 	for (uint32_t i = 0; i < end; i++) {
 		/* the index, not the slots: most slots are free or other meshes' */
 		uint64_t t = tag_get(s, i);
 		if (t == 0 || (mesh_id && t != want))
 			continue;
-		if (!presence_read(s, i, &v))
+		if (!read_at(s, fd, i, brief, &v))
 			continue;
 		if (mesh_id && strncmp(v.info.mesh_id, mesh_id, sizeof v.info.mesh_id) != 0)
 			continue;
@@ -393,6 +485,18 @@ int presence_foreach(struct shm *s, const char *mesh_id,
 			break;
 	}
 	return n;
+}
+
+int presence_foreach(struct shm *s, const char *mesh_id,
+		     int (*fn)(const struct presence_view *v, void *arg), void *arg)
+{
+	return walk(s, mesh_id, 0, fn, arg);
+}
+
+int presence_foreach_brief(struct shm *s, const char *mesh_id,
+			   int (*fn)(const struct presence_view *v, void *arg), void *arg)
+{
+	return walk(s, mesh_id, 1, fn, arg);
 }
 
 int presence_count(struct shm *s)

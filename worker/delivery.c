@@ -253,7 +253,7 @@ void delivery_drain(struct worker *w)
 	/* rows claimed by a live connection of this member (ourselves included)
 	 * are in flight there; rows claimed by a dead one are taken again */
 	struct live_ids l = {.member_id = w->me.member_id};
-	presence_foreach(w->shm, w->me.mesh_id, live_cb, &l);
+	presence_foreach_brief(w->shm, w->me.mesh_id, live_cb, &l);
 	/* what the peer acknowledged since the last claim rides on this one */
 	delivery_confirm(w);
 	struct delivery_claim c = {w->me.member_id,

@@ -73,7 +73,7 @@ static struct pe_scan scan(struct worker *w)
 {
 	struct pe_scan s = {.w = w};
 	w->pe_seen = presence_changes(w->shm);
-	presence_foreach(w->shm, w->me.mesh_id, scan_cb, &s);
+	presence_foreach_brief(w->shm, w->me.mesh_id, scan_cb, &s); /* no cwd, summary, hostname, repo */
 	return s;
 }
 

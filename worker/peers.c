@@ -308,7 +308,7 @@ static int replace_cb(const struct presence_view *v, void *arg)
 int peers_replace_older(struct worker *w)
 {
 	struct replace_ctx c = {.w = w};
-	presence_foreach(w->shm, w->me.mesh_id, replace_cb, &c);
+	presence_foreach_brief(w->shm, w->me.mesh_id, replace_cb, &c);
 	if (c.n)
 		log_info("session replaced", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence",
 			 w->me.presence_id);

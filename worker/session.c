@@ -102,7 +102,7 @@ static void session_leave(struct worker *w)
 			db_drain_sync(w->db, LEAVE_DB_MS);
 		}
 		/* rows we gave back: another live connection of this member takes them */
-		presence_foreach(w->shm, w->me.mesh_id, wake_others_cb, w);
+		presence_foreach_brief(w->shm, w->me.mesh_id, wake_others_cb, w);
 		/* a peer_left row left pending (the chain lock was busy) is not
 		 * waited for, nor tried again here (migration 0020; docs/design.md
 		 * "The leave off the chain lock"): the mesh's next chain step that

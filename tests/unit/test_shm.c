@@ -488,6 +488,110 @@ START_TEST(foreach_skips_dead_slots_of_the_mesh)
 }
 END_TEST
 
+static int keep_view(const struct presence_view *v, void *arg)
+{
+	*(struct presence_view *)arg = *v;
+	return 1;
+}
+
+/* a brief walk copies everything but cwd, summary, hostname and repo */
+START_TEST(foreach_brief_leaves_out_the_big_strings_only)
+{
+	struct shm *s = table_open(4);
+	struct presence_info in = info_make("red", "mem", "Name");
+	str_copy(in.pubkey, sizeof in.pubkey, "pk");
+	str_copy(in.presence_id, sizeof in.presence_id, "pres");
+	str_copy(in.session_id, sizeof in.session_id, "sess");
+	str_copy(in.summary, sizeof in.summary, "a summary");
+	str_copy(in.hostname, sizeof in.hostname, "host");
+	str_copy(in.repo, sizeof in.repo, "repo");
+	str_copy(in.peer_type, sizeof in.peer_type, "claude");
+	str_copy(in.session_pubkey, sizeof in.session_pubkey, "spk");
+	str_copy(in.peer_role, sizeof in.peer_role, "session");
+	in.hidden = 1;
+	in.pong_s = 7;
+	uint32_t slot, gen;
+	ck_assert_int_eq(presence_claim(s, &in, &slot, &gen), 0);
+	struct presence_view b, f;
+	memset(&b, 0x55, sizeof b);
+	ck_assert_int_eq(presence_foreach_brief(s, "red", keep_view, &b), 1);
+	ck_assert_int_eq(presence_foreach(s, "red", keep_view, &f), 1);
+	ck_assert_str_eq(b.info.cwd, "");
+	ck_assert_str_eq(b.info.summary, "");
+	ck_assert_str_eq(b.info.hostname, "");
+	ck_assert_str_eq(b.info.repo, "");
+	ck_assert_str_eq(f.info.cwd, "/home/alice/project");
+	ck_assert_str_eq(f.info.repo, "repo");
+	ck_assert_str_eq(b.info.mesh_id, "red");
+	ck_assert_str_eq(b.info.member_id, "mem");
+	ck_assert_str_eq(b.info.pubkey, "pk");
+	ck_assert_str_eq(b.info.display_name, "Name");
+	ck_assert_str_eq(b.info.presence_id, "pres");
+	ck_assert_str_eq(b.info.session_id, "sess");
+	ck_assert_str_eq(b.info.peer_type, "claude");
+	ck_assert_str_eq(b.info.session_pubkey, "spk");
+	ck_assert_str_eq(b.info.peer_role, "session");
+	ck_assert_int_eq(b.info.pid, 4242);
+	ck_assert_int_eq(b.info.status, ST_WORKING);
+	ck_assert_int_eq(b.info.hidden, 1);
+	ck_assert_int_eq(b.info.pong_s, 7);
+	ck_assert(b.info.status_ms == 1700000000123);
+	ck_assert_uint_eq(b.slot, slot);
+	ck_assert_uint_eq(b.gen, gen);
+	shm_close(s);
+}
+END_TEST
+
+/* A live owner is live by its slot's mutex, with no look at the lock file
+ * (issue 23: F_OFD_GETLK walks every worker's lock, ~2.5 µs a call with 1,000
+ * peers).  The lock file is swapped for an empty one, so a reader that asked
+ * it would find the byte free, take the live child's slot for dead and
+ * reclaim it; the mutex says its holder lives.  Once the child is killed the
+ * mutex says nothing and the reader goes to the lock byte (the old file's,
+ * which a reader that opened it sees free): dead. */
+START_TEST(live_owner_is_seen_by_its_mutex_without_the_lock_file)
+{
+	struct shm *s = table_open(4);
+	uint32_t slot, gen;
+	pid_t pid = child_claim_and_hang(&slot, &gen, "red");
+	char lock[PATH_MAX], old[PATH_MAX];
+	snprintf(lock, sizeof lock, "%s/presence.lock", rt);
+	snprintf(old, sizeof old, "%s/presence.lock.old", rt);
+	ck_assert_int_eq(rename(lock, old), 0);
+	touch(lock);
+
+	pid_t r = fork();
+	if (r == 0) {
+		/* a new reader: its own handle, on the empty lock file */
+		struct shm *c;
+		char err[256];
+		shm_close(s);
+		if (shm_open_table(rt, 4, 0, &c, err, sizeof err) != 0)
+			_exit(1);
+		struct presence_view v;
+		int rc = presence_foreach(c, "red", NULL, NULL) == 1 && presence_count(c) == 1 &&
+				 presence_read(c, slot, &v) == 1 && v.worker_pid == pid
+			     ? 0
+			     : 2;
+		shm_close(c);
+		_exit(rc);
+	}
+	wait_exit_ok(r);
+	struct presence_view v;
+	ck_assert_int_eq(presence_read(s, slot, &v), 1); /* not reclaimed by the reader */
+
+	kill_and_reap(pid);
+	ck_assert_int_eq(rename(old, lock), 0); /* the file the child's byte was on */
+	ck_assert_int_eq(presence_foreach(s, "red", NULL, NULL), 0);
+	/* and its slot is claimable again, its mutex recovered */
+	struct presence_info in = info_make("red", "p", "Parent");
+	uint32_t s2, g2;
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(presence_claim(s, &in, &s2, &g2), 0);
+	shm_close(s);
+}
+END_TEST
+
 /* the writer keeps pid, status_ms, display_name, summary and cwd in step;
  * a torn copy would break the pairing */
 static void info_for(struct presence_info *in, int n)
@@ -975,6 +1079,8 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, concurrent_claims_never_share_a_slot);
 	tcase_add_test(tc, foreach_filters_by_mesh);
 	tcase_add_test(tc, foreach_skips_dead_slots_of_the_mesh);
+	tcase_add_test(tc, live_owner_is_seen_by_its_mutex_without_the_lock_file);
+	tcase_add_test(tc, foreach_brief_leaves_out_the_big_strings_only);
 	tcase_add_test(tc, seqlock_reader_never_sees_torn_info);
 	tcase_add_test(tc, shm_close_releases_owned_slots);
 	tcase_add_test(tc, counters_are_shared_across_fork);
