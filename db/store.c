@@ -145,7 +145,7 @@ int store_session_key_claim(struct db *d, const char *mesh_id, const char *membe
 
 /* ---- the hello's writes (mesh.hello_join, migration 0013) ---- */
 
-enum { HJ_RESULT, HJ_DISPLAY_NAME, HJ_VISIBLE, HJ_AUDIT_PENDING };
+enum { HJ_RESULT, HJ_DISPLAY_NAME, HJ_VISIBLE, HJ_AUDIT_PENDING, HJ_QUEUED };
 static void hello_join_adapter(void *arg, const PGresult *res, const char *err)
 {
 	struct call *c = arg;
@@ -162,6 +162,8 @@ static void hello_join_adapter(void *arg, const PGresult *res, const char *err)
 		.display_name = store_val(res, 0, HJ_DISPLAY_NAME),
 		.visible = !store_val(res, 0, HJ_VISIBLE) || store_is_true(res, 0, HJ_VISIBLE),
 		.audit_pending = store_is_true(res, 0, HJ_AUDIT_PENDING),
+		/* migration 0022; before it (no column): assume there is */
+		.queued = PQnfields(res) <= HJ_QUEUED || !store_val(res, 0, HJ_QUEUED) || store_is_true(res, 0, HJ_QUEUED),
 	};
 	c->cb.hello_join(c->arg, &r, NULL);
 	free(c);

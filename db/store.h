@@ -62,6 +62,7 @@ struct hello_join_result {
 	const char *display_name; /* the audit row's actor name (the member's, on a re-check) */
 	int visible;              /* the restored visibility */
 	int audit_pending;        /* the audit row waits in mesh.audit_pending: a chain step is owed */
+	int queued;               /* the member had undelivered rows in the statement's snapshot (0022) */
 };
 /* r is valid during the callback only (NULL with err) */
 typedef void (*store_hello_join_cb)(void *arg, const struct hello_join_result *r, const char *err);

@@ -249,16 +249,27 @@ static void hello_ack(struct worker *w)
 	cJSON_Delete(ack);
 }
 
+/* the hello's first claim (migration 0022): */
+enum hello_claim_when {
+	HELLO_CLAIM,            /* now */
+	HELLO_CLAIM_NONE,       /* mesh.hello_join found nothing queued for the member */
+	HELLO_CLAIM_AFTER_JOIN, /* when mesh.hello_join answers, if it found something */
+};
+
 /* after hello_ack and the write statement: older sessions replaced, peer
- * events, then whatever is queued */
-static void hello_go(struct worker *w)
+ * events, then whatever is queued.  Our socket was bound before the
+ * statement ran, so whatever commits after its snapshot wakes us: when it
+ * found nothing undelivered for the member, the first claim is left out,
+ * unless a wake or a handed push came before hello_ack (one host only). */
+static void hello_go(struct worker *w, enum hello_claim_when when)
 {
 	log_info("peer joined", "mesh", w->me.mesh_id, "member", w->me.member_id, "presence", w->me.presence_id);
 	peers_replace_older(w);
 	if (hosts_id()) /* and on the other hosts: after our row and its session key (issue 24) */
 		store_host_ring_replace(w->db, hosts_id(), w->me.presence_id);
 	peerevents_start(w);
-	delivery_drain(w);
+	if (hosts_id() || w->woken_early || when == HELLO_CLAIM)
+		delivery_drain(w);
 }
 
 /* the rows are written: the restored visibility into our slot, and the
@@ -299,10 +310,14 @@ static void hello_accept(struct worker *w, int pending)
 		return;
 	}
 	hello_ack(w);
-	if (hello_join_send(w, pending) != 0)
+	int sent = hello_join_send(w, pending) == 0;
+	if (!sent)
 		log_warn("hello: the presence row could not be queued", "presence", w->me.presence_id);
 	w->presence_row = 1;
-	hello_go(w);
+	/* our socket was bound before the statement (hello_member_cb): the
+	 * first claim waits for its answer (hello_join_cb), unless it never
+	 * comes; a wake meanwhile claims at once (we are authenticated) */
+	hello_go(w, sent ? HELLO_CLAIM_AFTER_JOIN : HELLO_CLAIM);
 }
 
 /* capacity (check 7) and the slot for a member whose row said limit;
@@ -383,9 +398,19 @@ static int hello_from_cache(struct worker *w)
 	}
 	if (a != ADMIT_OK) /* a capacity refusal is the lookup's to make */
 		return 0;
+	/* the socket before the statement: a send that commits after its
+	 * snapshot finds our slot and its wake reaches us (hello_go) */
+	if (uds_listen_open(w) != 0) {
+		presence_release(w->shm, w->slot, w->gen);
+		w->have_slot = 0;
+		ws_send_peer_error(w, PEER_ERR_NO_WORKER_SOCKET, NULL);
+		ws_close(w, WS_CLOSE_INTERNAL, "internal");
+		return 1;
+	}
 	w->hello_warm = 1;
 	w->warm_max_peers = mc.max_peers;
 	if (hello_join_send(w, -1) != 0) {
+		uds_listen_close(w);
 		presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;
 		w->hello_warm = 0;
@@ -414,7 +439,7 @@ static void hello_join_cb(void *arg, const struct hello_join_result *r, const ch
 			return;
 		hello_ack(w);
 		hello_joined(w, r);
-		hello_go(w);
+		hello_go(w, HELLO_CLAIM);
 		return;
 	}
 	if (!w->hello_warm) { /* after a lookup: hello_ack went before */
@@ -422,6 +447,8 @@ static void hello_join_cb(void *arg, const struct hello_join_result *r, const ch
 			log_warn("hello: presence row failed", "presence", w->me.presence_id, "error", err);
 		else
 			hello_joined(w, r);
+		if (err || r->queued) /* the first claim, which waited for the answer (hello_go) */
+			delivery_drain(w);
 		return;
 	}
 	w->hello_warm = 0;
@@ -439,6 +466,7 @@ static void hello_join_cb(void *arg, const struct hello_join_result *r, const ch
 		 * status waiting: nothing was written; forget the entry and ask
 		 * the database, whose answer is the hello's */
 		membercache_drop(w->membercache, w->me.mesh_id, w->me.pubkey);
+		uds_listen_close(w); /* bound for the slot given back (the lookup binds its own) */
 		if (w->have_slot)
 			presence_release(w->shm, w->slot, w->gen);
 		w->have_slot = 0;
@@ -459,14 +487,9 @@ static void hello_join_cb(void *arg, const struct hello_join_result *r, const ch
 		snprintf(w->me.display_name, sizeof w->me.display_name, "%s", r->display_name);
 		presence_update(w->shm, w->slot, &w->me);
 	}
-	if (uds_listen_open(w) != 0) {
-		ws_send_peer_error(w, PEER_ERR_NO_WORKER_SOCKET, NULL);
-		ws_close(w, WS_CLOSE_INTERNAL, "internal");
-		return;
-	}
 	hello_ack(w);
 	hello_joined(w, r);
-	hello_go(w);
+	hello_go(w, r->queued ? HELLO_CLAIM : HELLO_CLAIM_NONE);
 }
 
 static void hello_member_cb(void *arg, const struct member_row *rows, int n, const char *err)

@@ -242,8 +242,10 @@ static void drain_cb(void *arg, const struct delivery_row *rows, int n, const ch
 
 void delivery_drain(struct worker *w)
 {
-	if (w->phase != PHASE_AUTHENTICATED)
+	if (w->phase != PHASE_AUTHENTICATED) {
+		w->woken_early = 1; /* the hello's first claim must not be left out */
 		return;
+	}
 	if (w->drain_inflight || w->npush - w->push_head >= PUSH_BATCH) {
 		/* one drain at a time, and no more claimed than one batch waiting
 		 * for a client that may not be reading: delivery_pump asks again */

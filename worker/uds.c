@@ -64,6 +64,14 @@ int uds_listen_open(struct worker *w)
 	return 0;
 }
 
+void uds_listen_close(struct worker *w)
+{
+	if (w->uds_listen >= 0) {
+		close(w->uds_listen);
+		w->uds_listen = -1;
+	}
+}
+
 static void out_flush_pending(struct worker *w, int timeout_ms);
 
 void uds_close_all(struct worker *w)

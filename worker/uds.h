@@ -12,6 +12,8 @@
 
 void uds_init(struct worker *w); /* no sockets yet */
 int uds_listen_open(struct worker *w);
+/* close the listening socket (its file goes with the slot: presence_release) */
+void uds_listen_close(struct worker *w);
 void uds_close_all(struct worker *w);
 /* ring the doorbell of (slot, gen): "drain now"; our own slot wakes us directly */
 int uds_wake(struct worker *w, uint32_t slot, uint32_t gen);

@@ -192,6 +192,7 @@ struct worker {
 
 	/* delivery */
 	int drain_inflight, drain_again;
+	int woken_early; /* a wake or a handed push came before hello_ack: the hello's first claim runs (auth.c) */
 	struct push *pushes; /* claimed, not yet handed to wslay (FIFO) */
 	size_t npush, push_head, push_cap;
 	int64_t outstanding; /* delivery id handed to wslay, not yet confirmed written, or 0 */
