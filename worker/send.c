@@ -9,15 +9,18 @@
  * next pump.  So a client that pipelines sends pays one commit per batch,
  * and one that sends one at a time waits for nothing more than before.
  *
- * Audit: a batch writes its message_sent rows in its own transaction, always
- * pending (mesh.audit_pending, migration 0021: the chain step is not on the
- * ack's path), and we owe the mesh a chain step: while we send nothing, one
- * of its own (store_audit_flush, trying the mesh's chain lock) goes
- * CHAIN_RETRY_MS after, again every CHAIN_RETRY_MS until the lock was free
- * or nothing of the mesh is pending; a sender that never pauses gets it
- * queued behind its running batch once the debt is CHAIN_FORCE_MS old.  One
- * step chains every pending row of the mesh, so many sends (and other
- * workers' rows) share it.  No send ever waits for the lock (nor a hello:
+ * Audit: a batch writes its message_sent rows in its own transaction.  A
+ * send alone in its statement leaves them pending (mesh.audit_pending,
+ * migration 0021: the chain step is not on its ack's path); a batch of
+ * several chains them there when the mesh's chain lock is free (its acks
+ * wait for the whole batch anyway, and one step serves all its rows), else
+ * leaves them pending.  Rows left pending: we owe the mesh a chain step.
+ * While we send nothing, one of its own (store_audit_flush, trying the lock)
+ * goes CHAIN_RETRY_MS after, again every CHAIN_RETRY_MS until the lock was
+ * free or nothing of the mesh is pending; a sender that never pauses gets it
+ * queued behind its running batch once the debt is CHAIN_FORCE_MS old; a
+ * batch that chained settles it.  One step chains every pending row of the
+ * mesh, so many sends (and other workers' rows) share it.  No send ever waits for the lock (nor a hello:
  * its peer_joined row, when left pending, is owed the same way, auth.c).
  * A worker that ends while it owes: its leave's statement chains what is
  * pending (mesh.presence_leave), and a worker killed first is covered by
@@ -410,8 +413,17 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	struct send_batch *b = arg;
 	struct worker *w = b->w;
 	w->send_inflight--;
-	if (!err && audit_pending)
-		send_chain_owe(w); /* always, when it had rows (0021): chained after the ack */
+	int wrote_audit = 0; /* a stored send with a message_sent row */
+	for (int i = 0; !err && i < n && i < b->n; i++)
+		wrote_audit |= rows[i].stored && b->s[i]->audit != NULL;
+	if (!err && audit_pending) {
+		send_chain_owe(w); /* a lone send's always (0021): chained after the ack */
+	} else if (!err && wrote_audit) {
+		/* chained in the batch's transaction, and with them whatever of
+		 * the mesh was pending before it */
+		w->chain_owed = 0;
+		w->chain_due = 0;
+	}
 	if (!err && n != b->n)
 		err = "wrong number of results";
 	batch_unlink(w, b);

@@ -14,7 +14,7 @@ void send_on_msg(struct worker *w, const cJSON *msg);
  * of ours is running (the loop's pump), everything when force (before a
  * topic post, at the leave) */
 void send_flush(struct worker *w, int force);
-/* audit rows of ours wait in mesh.audit_pending (every send's since 0021, or
+/* audit rows of ours wait in mesh.audit_pending (a lone send's since 0021, or
  * the hello's peer_joined, auth.c): a chain step is owed, tried without
  * waiting for the lock every CHAIN_RETRY_MS until it ran or found nothing
  * pending */
