@@ -273,7 +273,9 @@ static const char messages_send_sql[] =
 static const char messages_send_literal_sql[] =
 	"SELECT i, member, status, first_id FROM mesh.send_batch($1, $2, $3, $4, $5::text[], $6::text[], "
 	"$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) ORDER BY i";
-/* the same with the hand-over (migration 0019): $14 the connections to hand to */
+/* the same with the hand-over (migrations 0019, 0021): $14 the connections to
+ * hand to (NULL elements: none); the statement of every send that goes alone,
+ * whose message_sent row is always left pending (chained after the ack) */
 static const char messages_hand_sql[] =
 	"SELECT i, member, status, first_id, hand_id, hand_at FROM mesh.send_batch_hand($1, $2, $3, $4, "
 	"string_to_array($5, ','), string_to_array($6, ','), string_to_array($7, ','), string_to_array($8, ','), "
@@ -379,7 +381,7 @@ int store_messages_send(struct db *d, const struct message_row *m, int n, const 
 			k = -1;
 		}
 	}
-	int hand = 0;
+	int hand = n == 1; /* a lone send: always send_batch_hand (0021) */
 	for (int i = 0; i < n; i++) {
 		col[i] = m[i].hand_to;
 		hand |= m[i].hand_to != NULL;

@@ -120,9 +120,10 @@ struct sent_row {
 	int64_t hand_id;
 	const char *hand_at;
 };
-/* audit_pending: the batch's audit rows could not be chained in its
- * transaction (another held the mesh's chain lock) and wait in
- * mesh.audit_pending for a chain step (store_audit_flush) */
+/* audit_pending: the batch's audit rows were not chained in its
+ * transaction (another held the mesh's chain lock, or a lone send's are
+ * always left for after the ack) and wait in mesh.audit_pending for a chain
+ * step (store_audit_flush) */
 typedef void (*store_sent_cb)(void *arg, const struct sent_row *rows, int n, int audit_pending, const char *err);
 /* n sends of one sender in one mesh (m[0]'s), in one statement and one
  * transaction (mesh.send_messages, migration 0004): messages, delivery rows
@@ -130,9 +131,11 @@ typedef void (*store_sent_cb)(void *arg, const struct sent_row *rows, int n, int
  * name) all commit, or none does.  rows has n entries when err is NULL.
  * Opaque nonces and ciphertexts may hold anything but NUL: a batch whose
  * fields hold no comma goes comma-joined (the fast path), any other as
- * text[] literals.  A batch where some hand_to is set goes through
- * mesh.send_batch_hand (migration 0019): the same, and those rows handed
- * when its rules allow (sent_row.hand_id). */
+ * text[] literals.  A batch where some hand_to is set, and every send
+ * alone in its statement, goes through mesh.send_batch_hand (migrations
+ * 0019, 0021): the same, those rows handed when its rules allow
+ * (sent_row.hand_id), and its message_sent rows always left pending
+ * (audit_pending set: chained after the ack). */
 int store_messages_send(struct db *d, const struct message_row *m, int n, const char *actor_name, store_sent_cb cb,
 			void *arg);
 

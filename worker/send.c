@@ -9,15 +9,23 @@
  * next pump.  So a client that pipelines sends pays one commit per batch,
  * and one that sends one at a time waits for nothing more than before.
  *
- * Audit: a batch writes its message_sent rows in its own transaction,
- * chained there when the mesh's chain lock is free; when another worker's
- * transaction holds it they are left pending (mesh.audit_pending) and we owe
- * a chain step: our next batch tries again, and while we send nothing a
- * chain step of its own (store_audit_flush) is tried every CHAIN_RETRY_MS
- * until the lock was free or nothing of the mesh is pending.  No send ever
- * waits for the lock (nor a hello: its peer_joined row, when left pending,
- * is owed the same way, auth.c).  (A leaving worker's peer_left row chains
- * everything pending, waiting for the lock.)
+ * Audit: a batch writes its message_sent rows in its own transaction.  A
+ * send alone in its statement leaves them pending (mesh.audit_pending,
+ * migration 0021: the chain step is not on its ack's path); a batch of
+ * several chains them there when the mesh's chain lock is free (its acks
+ * wait for the whole batch anyway, and one step serves all its rows), else
+ * leaves them pending.  Rows left pending: we owe the mesh a chain step.
+ * While we send nothing, one of its own (store_audit_flush, trying the lock)
+ * goes CHAIN_RETRY_MS after, again every CHAIN_RETRY_MS until the lock was
+ * free or nothing of the mesh is pending; a sender that never pauses gets it
+ * queued behind its running batch once the debt is CHAIN_FORCE_MS old; a
+ * batch that chained settles it.  One step chains every pending row of the
+ * mesh, so many sends (and other workers' rows) share it.  No send ever waits for the lock (nor a hello:
+ * its peer_joined row, when left pending, is owed the same way, auth.c).
+ * A worker that ends while it owes: its leave's statement chains what is
+ * pending (mesh.presence_leave), and a worker killed first is covered by
+ * the reaper's sweep (worker/reap.c); meshctl audit verify settles the chain
+ * before it reads (store_audit_settle).
  *
  * Hand-over (issue 23, migration 0019): a direct `now` send that goes alone
  * in its statement, whose recipient member has exactly one live connection
@@ -56,6 +64,7 @@
 #define SEND_BATCH_BYTES (1L << 20)   /* nonce + ciphertext bytes in one statement (at least one send) */
 #define SEND_WAIT_MAX 1024            /* sends waiting for a batch (as many as the database queue holds) */
 #define CHAIN_RETRY_MS 20             /* an owed audit chain step, tried again this long after */
+#define CHAIN_FORCE_MS 100            /* ... and queued behind running sends once owed this long */
 #define BCAST_ID_MAX 64               /* broadcastId bytes (docs/protocol.md §3.1) */
 #define BCAST_ENVELOPES_MAX 1000      /* envelopes one broadcastId's token covers (the roster's cap) */
 #define BCAST_WINDOW_MS 10000         /* ... sent within this long of its first */
@@ -253,9 +262,12 @@ static void send_deadline(struct worker *w, int64_t now)
 /* our audit rows wait in mesh.audit_pending: a chain step is owed */
 void send_chain_owe(struct worker *w)
 {
+	int64_t now = mono_ms();
+	if (!w->chain_owed)
+		w->chain_since = now;
 	w->chain_owed = 1;
 	if (!w->chain_due)
-		w->chain_due = mono_ms() + CHAIN_RETRY_MS;
+		w->chain_due = now + CHAIN_RETRY_MS;
 }
 
 static void chain_cb(void *arg, int64_t chained, const char *err)
@@ -273,11 +285,14 @@ void send_tick(struct worker *w, int64_t now)
 	if (!w->chain_owed || !w->chain_due || now < w->chain_due)
 		return;
 	w->chain_due = 0;
-	/* a batch or chain step of ours is queued: it runs after our pending
-	 * rows committed, and its callback arms the timer again if they may
-	 * still be pending */
-	if (w->send_inflight || w->nsends || w->chain_inflight)
+	/* a chain step of ours is queued (it may have been sent before our
+	 * latest rows committed), or a send is under way and the debt is
+	 * young (a step now would delay its successor): try again later */
+	if (w->chain_inflight ||
+	    ((w->send_inflight || w->nsends) && now - w->chain_since < CHAIN_FORCE_MS)) {
+		w->chain_due = now + CHAIN_RETRY_MS;
 		return;
+	}
 	w->chain_owed = 0;
 	if (store_audit_flush(w->db, w->me.mesh_id, 0, chain_cb, w) == 0)
 		w->chain_inflight++;
@@ -398,11 +413,14 @@ static void batch_cb(void *arg, const struct sent_row *rows, int n, int audit_pe
 	struct send_batch *b = arg;
 	struct worker *w = b->w;
 	w->send_inflight--;
+	int wrote_audit = 0; /* a stored send with a message_sent row */
+	for (int i = 0; !err && i < n && i < b->n; i++)
+		wrote_audit |= rows[i].stored && b->s[i]->audit != NULL;
 	if (!err && audit_pending) {
-		send_chain_owe(w);
-	} else if (!err) {
+		send_chain_owe(w); /* a lone send's always (0021): chained after the ack */
+	} else if (!err && wrote_audit) {
 		/* chained in the batch's transaction, and with them whatever of
-		 * ours was pending before it */
+		 * the mesh was pending before it */
 		w->chain_owed = 0;
 		w->chain_due = 0;
 	}

@@ -187,6 +187,7 @@ struct worker {
 	int chain_inflight; /* audit chain steps queued or running */
 	int chain_owed;     /* our audit rows may still be pending (send.c) */
 	int64_t chain_due;  /* mono ms of the next chain step try, 0 = none */
+	int64_t chain_since; /* mono ms since when chain_owed has been set (send.c: CHAIN_FORCE_MS) */
 	int64_t send_due;   /* mono ms when the oldest undecided send reaches its deadline, 0 = none */
 	struct send_bcast *bcast; /* the broadcast whose envelopes ride on one rate-limit token (send.c) */
 
