@@ -130,7 +130,7 @@ static inline size_t index_size(uint32_t nslots)
 struct shm_slot {
 	_Alignas(64) _Atomic uint64_t state;
 	_Atomic uint32_t seq; /* odd while the owner writes info */
-	uint32_t pad;
+	uint32_t live_made;   /* 1 once `live` was initialised (by a claimer, with the slot's byte in hand) */
 	struct presence_info info;
 	pthread_mutex_t live;
 };

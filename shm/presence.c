@@ -224,9 +224,22 @@ static int live_held(const struct shm_slot *sl)
 }
 
 /* Take the slot's mutex (with its lock byte in hand): 0 ok.  A holder that
- * died left it EOWNERDEAD: made consistent, it is ours. */
+ * died left it EOWNERDEAD: made consistent, it is ours.  The slot's first
+ * claimer makes it (robust, process-shared): a fresh table's slots are zero
+ * pages until used, and only the holder of the byte touches live_made. */
 static int live_take(struct shm_slot *sl)
 {
+	if (!sl->live_made) {
+		pthread_mutexattr_t a;
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+		int rc = pthread_mutex_init(&sl->live, &a);
+		pthread_mutexattr_destroy(&a);
+		if (rc != 0)
+			return rc;
+		sl->live_made = 1;
+	}
 	int rc = pthread_mutex_trylock(&sl->live);
 	if (rc == EOWNERDEAD)
 		rc = pthread_mutex_consistent(&sl->live);
@@ -236,6 +249,8 @@ static int live_take(struct shm_slot *sl)
 /* A reclaimer's tidy-up of a dead holder's mutex (its lock byte in hand). */
 static void live_recover(struct shm_slot *sl)
 {
+	if (!sl->live_made)
+		return;
 	int rc = pthread_mutex_trylock(&sl->live);
 	if (rc == EOWNERDEAD && pthread_mutex_consistent(&sl->live) == 0)
 		rc = 0;

@@ -81,11 +81,10 @@ static void table_init(struct shm_header *h, uint32_t nslots)
 	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&h->mu, &a);
-	/* each slot's liveness mutex (layout.h struct shm_slot) */
-	struct shm_slot *slots = (struct shm_slot *)((char *)h + sizeof *h + index_size(nslots));
-	for (uint32_t i = 0; i < nslots; i++)
-		pthread_mutex_init(&slots[i].live, &a);
 	pthread_mutexattr_destroy(&a);
+	/* each slot's liveness mutex is made by its first claimer (presence.c
+	 * live_take): initialising them all here would write every page of the
+	 * table, ~7 KB a slot, where a fresh table touches only its header */
 }
 
 /* Build a complete table in a temp file, then publish it under `path`:
