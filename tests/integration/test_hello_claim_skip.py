@@ -54,22 +54,28 @@ def test_a_warm_hello_with_nothing_queued_sends_no_claim_and_one_with_a_queued_r
     m = Mesh(conn)
     rm, sm = m.add("R"), m.add("S")
 
-    async def go():
-        # a message before the member's first hello ever: the cold hello
-        # (the lookup) claims after its mesh.hello_join, and gets it
+    async def queued_then_hello(text):
+        """S sends R one message while R is away, then R says hello: the
+        push it gets, and the statements from its hello on"""
         s = Peer(b, sm)
         await s.join()
-        _, ack0 = await s.send_direct(rm.pubkey, "before the first hello")
-        assert ack0["queued"] is True, ack0
+        _, ack = await s.send_direct(rm.pubkey, text)
+        assert ack["queued"] is True, ack
         start = _log_size(own_pg)
         r = Peer(b, rm)
         await r.join()
-        got0 = await r.push(timeout=20)
-        assert got0["messageId"] == ack0["messageId"]
-        cold_queued = _statements(own_pg, start)
-        assert any(c in x for x in cold_queued for c in CLAIMS), f"a cold hello with a row queued: {cold_queued}"
+        got = await r.push(timeout=20)
+        assert got["messageId"] == ack["messageId"]
+        statements = _statements(own_pg, start)
         await r.close()
         await s.close()
+        return statements
+
+    async def go():
+        # a message before the member's first hello ever: the cold hello
+        # (the lookup) claims after its mesh.hello_join, and gets it
+        cold_queued = await queued_then_hello("before the first hello")
+        assert any(c in x for x in cold_queued for c in CLAIMS), f"a cold hello with a row queued: {cold_queued}"
         # warm, nothing queued: mesh.hello_join alone
         start = _log_size(own_pg)
         r = Peer(b, rm)
@@ -78,24 +84,13 @@ def test_a_warm_hello_with_nothing_queued_sends_no_claim_and_one_with_a_queued_r
         warm_empty = _statements(own_pg, start)
         await r.close()
         # a message while R is away, then a warm hello: the claim runs and delivers it
-        s = Peer(b, sm)
-        await s.join()
-        _, ack = await s.send_direct(rm.pubkey, "while away")
-        assert ack["queued"] is True, ack
-        start = _log_size(own_pg)
-        r = Peer(b, rm)
-        await r.join()
-        got = await r.push(timeout=20)
-        warm_queued = _statements(own_pg, start)
-        await r.close()
-        await s.close()
-        return warm_empty, warm_queued, got, ack
+        warm_queued = await queued_then_hello("while away")
+        return warm_empty, warm_queued
 
-    warm_empty, warm_queued, got, ack = run(go(), 90)
+    warm_empty, warm_queued = run(go(), 90)
     hello = [x for x in warm_empty if "mesh.hello_join" in x]
     assert len(hello) == 1 and not any(c in x for x in warm_empty for c in CLAIMS), \
         f"a warm hello with nothing queued: {warm_empty}"
-    assert got["messageId"] == ack["messageId"]
     assert any(c in x for x in warm_queued for c in CLAIMS), f"a warm hello with a row queued: {warm_queued}"
     conn.close()
 
