@@ -213,3 +213,27 @@ out:
 	}
 	return r;
 }
+
+char proc_stat_state(const char *line, size_t n)
+{
+	const char *close = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (line[i] == ')')
+			close = line + i;
+	if (!close || (size_t)(close - line) + 2 >= n || close[1] != ' ')
+		return 0;
+	char c = close[2];
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ? c : 0;
+}
+
+int process_group_stopped(int pid)
+{
+	char path[40], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t r = read(fd, buf, sizeof buf);
+	close(fd);
+	return r > 0 && proc_stat_state(buf, (size_t)r) == 'T';
+}

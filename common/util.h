@@ -40,4 +40,12 @@ int listen_fds(int unset_env);
  * surrogate and nothing past U+10FFFF */
 int utf8_valid(const unsigned char *s, size_t n);
 
+/* The state letter of a /proc/PID/stat line ('R', 'S', 'T', 't', ...): the
+ * first field after the last ')' (a command name may hold ')' and spaces);
+ * 0 when the line has no such field. */
+char proc_stat_state(const char *line, size_t n);
+/* 1 when pid is stopped by a signal (group stop, state 'T'): not running,
+ * not sleeping and not in a ptrace stop ('t'); 0 otherwise or unreadable */
+int process_group_stopped(int pid);
+
 #endif

@@ -1,10 +1,15 @@
 /* test_listen_fds — common/util.c's listen_fds, the worker's replacement for
- * sd_listen_fds(3) (issue 13): the same answers for the same environment. */
+ * sd_listen_fds(3) (issue 13): the same answers for the same environment;
+ * and the /proc state reading the acceptor's drain uses to SIGCONT only a
+ * child that is stopped. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -139,6 +144,45 @@ START_TEST(zero_fds)
 }
 END_TEST
 
+START_TEST(stat_state_after_the_last_paren)
+{
+	const char *plain = "123 (meshbroker-wor) S 1 2 3";
+	ck_assert_int_eq(proc_stat_state(plain, strlen(plain)), 'S');
+	/* a command name may hold ") T (" itself: the last ')' counts */
+	const char *tricky = "77 (a) T (b) t 1 2";
+	ck_assert_int_eq(proc_stat_state(tricky, strlen(tricky)), 't');
+	const char *cut = "77 (abc)";
+	ck_assert_int_eq(proc_stat_state(cut, strlen(cut)), 0);
+	ck_assert_int_eq(proc_stat_state("77 (abc) ", 9), 0);
+	ck_assert_int_eq(proc_stat_state("no paren S", 10), 0);
+	ck_assert_int_eq(proc_stat_state("", 0), 0);
+}
+END_TEST
+
+START_TEST(a_sigstopped_child_is_stopped_a_sleeping_one_is_not)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	int st;
+	usleep(20000);
+	ck_assert_int_eq(process_group_stopped(pid), 0);
+	kill(pid, SIGSTOP);
+	ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
+	ck_assert(WIFSTOPPED(st));
+	ck_assert_int_eq(process_group_stopped(pid), 1);
+	kill(pid, SIGCONT);
+	ck_assert_int_eq(waitpid(pid, &st, WCONTINUED), pid);
+	ck_assert_int_eq(process_group_stopped(pid), 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	ck_assert_int_eq(process_group_stopped(pid), 0); /* gone: no /proc entry */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *su = suite_create("listen_fds");
@@ -152,6 +196,10 @@ int main(void)
 	tcase_add_test(tc, closed_fd_is_ebadf);
 	tcase_add_test(tc, zero_fds);
 	suite_add_tcase(su, tc);
+	TCase *ps = tcase_create("proc_state");
+	tcase_add_test(ps, stat_state_after_the_last_paren);
+	tcase_add_test(ps, a_sigstopped_child_is_stopped_a_sleeping_one_is_not);
+	suite_add_tcase(su, ps);
 	SRunner *sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
