@@ -13,6 +13,7 @@
 #include "common/idlemem.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proto/version.h"
 #include "shm/histo.h"
 
 #define DB_CONNECT_MS 5000
@@ -45,6 +46,13 @@ struct query {
 	enum query_phase phase;
 	int cmds;        /* commands in its segment still to answer: 2 when a Parse went first */
 	const void *key; /* db_query_prepared: the caller's sql pointer names the statement */
+	/* through a pooler (docs/design.md "Named statements through the
+	 * bouncer"): 0 sent by its shared name alone, 1 prepared first in its
+	 * segment, 2 unnamed; pooled: sent by the shared name; retry: its
+	 * segment failed only for the name (nothing ran), so it goes again */
+	int pool_try;
+	int pooled;
+	int retry;
 	int nparams;
 	const char *sql;
 	const char **params;
@@ -84,6 +92,14 @@ struct db {
 	struct query *probe;   /* the probe queued or in flight, or NULL */
 	const void *prepared[DB_PREPARED_MAX]; /* statement "mb<i>" is the caller's sql pointer [i] */
 	int nprepared;
+	/* shared names through a pooler: the name of the caller's sql pointer
+	 * pool_keys[i] is pool_names[i]; hits and misses on this db, and off
+	 * for good once the misses outweigh the hits (a pooler that discards
+	 * its servers' statements) */
+	const void *pool_keys[DB_PREPARED_MAX];
+	char pool_names[DB_PREPARED_MAX][24];
+	int npool;
+	int pool_hits, pool_misses, pool_off;
 };
 
 /* libpq prints server notices on stderr, which would break the JSON log */
@@ -146,6 +162,15 @@ static struct query *qlist_pop(struct qlist *l)
 	l->n--;
 	q->next = NULL;
 	return q;
+}
+
+static void qlist_push_front(struct qlist *l, struct query *q)
+{
+	q->next = l->head;
+	l->head = q;
+	if (!l->tail)
+		l->tail = q;
+	l->n++;
 }
 
 /* Take a whole list out of the db, so that callbacks run while failing it
@@ -339,11 +364,7 @@ static void probe_queue(struct db *d, int first)
 	if (!q)
 		return;
 	if (first) {
-		q->next = d->wait.head;
-		d->wait.head = q;
-		if (!d->wait.tail)
-			d->wait.tail = q;
-		d->wait.n++;
+		qlist_push_front(&d->wait, q);
 	} else {
 		qlist_push(&d->wait, q);
 	}
@@ -405,16 +426,45 @@ static int result_is_conn_loss(const struct db *d, const PGresult *r)
 	return PQstatus(d->conn) == CONNECTION_BAD;
 }
 
+/* A pooled name's miss: 1 for "prepared statement does not exist"
+ * (invalid_sql_statement_name), 2 for a statement prepared before a
+ * migration changed what it returns (feature_not_supported, "cached plan
+ * must not change result type"), 0 for any other error */
+static int pool_name_missed(const PGresult *r)
+{
+	const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	if (!st)
+		return 0;
+	return strcmp(st, "26000") == 0 ? 1 : strcmp(st, "0A000") == 0 ? 2 : 0;
+}
+
+/* q goes again at pool_try next (its segment's sync moves it back to the
+ * front of the queue, results_read); too many misses and this db names
+ * nothing more */
+static void pool_miss(struct db *d, struct query *q, int next)
+{
+	q->retry = 1;
+	q->pool_try = next;
+	if (++d->pool_misses >= 32 && d->pool_misses > d->pool_hits && !d->pool_off) {
+		d->pool_off = 1;
+		log_debug("named statements through the pooler: more misses than hits; unnamed from now on");
+	}
+}
+
 /* Hand the head query its result (or error) and move its phase on. */
 static void result_take(struct db *d, struct query *q, PGresult *r)
 {
 	char line[DB_ERR_MAX];
 	q->phase = PHASE_END;
+	if (q->retry)
+		return; /* the rest of a segment that goes again */
 	switch (PQresultStatus(r)) {
 	case PGRES_TUPLES_OK:
 	case PGRES_COMMAND_OK:
 	case PGRES_EMPTY_QUERY:
 	case PGRES_SINGLE_TUPLE:
+		if (q->pooled && q->pool_try == 0)
+			d->pool_hits++;
 		query_finish(d, q, r, NULL);
 		break;
 	case PGRES_PIPELINE_ABORTED:
@@ -426,6 +476,12 @@ static void result_take(struct db *d, struct query *q, PGresult *r)
 			char err[DB_ERR_MAX + 32];
 			snprintf(err, sizeof err, "database connection lost: %s", line);
 			query_finish(d, q, NULL, err);
+		} else if (q->pooled && q->pool_try == 0 && pool_name_missed(r)) {
+			/* not prepared on the server the pooler gave us (or
+			 * prepared before a migration changed its result): the
+			 * Bind failed, nothing ran; again, preparing it first
+			 * (or unnamed) */
+			pool_miss(d, q, pool_name_missed(r));
 		} else {
 			/* undefined_table, invalid_schema_name: never migrated */
 			const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -475,13 +531,24 @@ static void results_read(struct db *d, int64_t now)
 				conn_lost(d, now);
 				return;
 			}
-			query_finish(d, q, NULL, "no result");
+			if (!q->retry)
+				query_finish(d, q, NULL, "no result");
 			q->phase = PHASE_SYNC;
 			continue;
 		}
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_PIPELINE_SYNC) {
 			PQclear(r);
+			if (q->retry) {
+				/* its segment is over and nothing of it ran: first in
+				 * line again (one in flight at most: nothing passed it) */
+				qlist_pop(&d->flight);
+				q->retry = 0;
+				q->phase = PHASE_RESULT;
+				qlist_push_front(&d->wait, q);
+				d->last_used = now;
+				continue;
+			}
 			query_finish(d, q, NULL, "no result");
 			free(qlist_pop(&d->flight));
 			d->last_used = now;
@@ -493,7 +560,12 @@ static void results_read(struct db *d, int64_t now)
 		}
 		if (q->cmds > 1) {
 			/* the Parse of a statement prepared in this segment */
-			if (st != PGRES_COMMAND_OK) {
+			if (st != PGRES_COMMAND_OK && q->pooled) {
+				/* most likely prepared meanwhile on the server the
+				 * pooler gave us (duplicate_prepared_statement): the
+				 * rest of the segment is skipped; again, unnamed */
+				pool_miss(d, q, 2);
+			} else if (st != PGRES_COMMAND_OK) {
 				prepared_forget(d, q->key);
 				result_take(d, q, r); /* its error is the query's; the rest of the segment is skipped */
 			}
@@ -515,6 +587,30 @@ static void results_read(struct db *d, int64_t now)
 		conn_lost(d, now);
 }
 
+/* The name every worker gives the statement sql through a pooler: "mbp"
+ * and 20 hex digits of a hash of its text and this build's version, so
+ * that one name is one text on every server of the pool (another build's
+ * text has another name); NULL when the table is full. */
+static const char *pool_name(struct db *d, const void *key, const char *sql)
+{
+	for (int i = 0; i < d->npool; i++)
+		if (d->pool_keys[i] == key)
+			return d->pool_names[i];
+	if (d->npool >= DB_PREPARED_MAX)
+		return NULL;
+	unsigned char h[10];
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, sizeof h);
+	crypto_generichash_update(&st, (const unsigned char *)MESHBROKER_VERSION, sizeof MESHBROKER_VERSION);
+	crypto_generichash_update(&st, (const unsigned char *)sql, strlen(sql));
+	crypto_generichash_final(&st, h, sizeof h);
+	char *out = d->pool_names[d->npool];
+	memcpy(out, "mbp", 3);
+	hex_encode(h, sizeof h, out + 3);
+	d->pool_keys[d->npool++] = key;
+	return out;
+}
+
 /* Send q: by its prepared name when it has one (preparing it first, in the
  * same segment, on its first use on this connection), else unnamed. */
 static int query_send(struct db *d, struct query *q)
@@ -522,6 +618,21 @@ static int query_send(struct db *d, struct query *q)
 	char name[16];
 	int k = -1;
 	q->cmds = 1;
+	q->pooled = 0;
+	if (q->key && d->direct != 1 && d->flight_max == 1 && !d->pool_off && q->pool_try < 2) {
+		/* through a pooler, one query in flight (so a retry passes
+		 * nothing): the statement's shared name */
+		const char *pname = pool_name(d, q->key, q->sql);
+		if (pname) {
+			if (q->pool_try == 1) {
+				if (!PQsendPrepare(d->conn, pname, q->sql, q->nparams, NULL))
+					return -1;
+				q->cmds = 2;
+			}
+			q->pooled = 1;
+			return PQsendQueryPrepared(d->conn, pname, q->nparams, q->params, NULL, NULL, 0) ? 0 : -1;
+		}
+	}
 	if (q->key && d->direct == 1) {
 		for (int i = 0; i < d->nprepared && k < 0; i++)
 			if (d->prepared[i] == q->key)

@@ -54,7 +54,9 @@ static int send_call(struct db *d, const char *sql, int n, const char *const *p,
 	return store_call_send(d, sql, n, p, adapter, &c, sizeof c);
 }
 
-/* a statement of every message: prepared by name where the connection allows */
+/* a statement of every message (or hello, or leave): by name where the
+ * connection allows (db.c: its own names on a direct connection, shared
+ * ones through a pooler) */
 static int send_call_hot(struct db *d, const char *sql, int n, const char *const *p, db_cb adapter, struct call c)
 {
 	return store_call_send_as(d, 1, sql, n, p, adapter, &c, sizeof c);
@@ -182,7 +184,9 @@ int store_hello_join(struct db *d, const struct hello_join *j, store_hello_join_
 			   r->broker_host, wpid, r->repo, r->host_id, j->session_pubkey, j->peer_role,
 			   j->keep_groups ? "true" : "false", j->saved ? "true" : "false",
 			   j->pending_delete ? "true" : "false", j->audit, j->actor_name};
-	return send_call(d,
+	/* a statement of every hello: by its shared name through the bouncer
+	 * (db.c), like a message's */
+	return send_call_hot(d,
 			 "SELECT * FROM mesh.hello_join($1::boolean, $2::int, $3, $4, $5, $6, $7, $8::int, $9, $10, "
 			 "$11, $12, $13, $14, $15, $16, $17, $18::jsonb, $19::jsonb, $20, $21::int, $22, $23, $24, "
 			 "$25, $26::boolean, $27::boolean, $28::boolean, $29, $30)",
@@ -249,11 +253,11 @@ int store_audit_append(struct db *d, const char *mesh_id, const char *event, con
 
 int store_audit_flush(struct db *d, const char *mesh_id, int wait, store_count_cb cb, void *arg)
 {
+	static const char sql[] = "SELECT mesh.audit_flush($1, $2::boolean)"; /* one key for both */
 	const char *p[] = {mesh_id, wait ? "true" : "false"};
 	if (!cb)
-		return db_query(d, "SELECT mesh.audit_flush($1, $2::boolean)", 2, p, NULL, NULL);
-	return send_call(d, "SELECT mesh.audit_flush($1, $2::boolean)", 2, p, count_adapter,
-			 (struct call){.cb.count = cb, .arg = arg});
+		return db_query_prepared(d, sql, 2, p, NULL, NULL);
+	return send_call_hot(d, sql, 2, p, count_adapter, (struct call){.cb.count = cb, .arg = arg});
 }
 
 /* ---- send ---- */
@@ -701,8 +705,8 @@ int store_presence_leave(struct db *d, const char *presence_id, const char *memb
 {
 	char *marks = id_array(mark, n_mark);
 	const char *p[] = {presence_id, member_id, marks};
-	int r = send_call(d, "SELECT * FROM mesh.presence_leave($1, $2, $3::bigint[])", 3, p, leave_adapter,
-			  (struct call){.cb.leave = cb, .arg = arg});
+	int r = send_call_hot(d, "SELECT * FROM mesh.presence_leave($1, $2, $3::bigint[])", 3, p, leave_adapter,
+			      (struct call){.cb.leave = cb, .arg = arg});
 	free(marks);
 	return r;
 }

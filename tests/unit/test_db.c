@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <glob.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -766,6 +768,213 @@ START_TEST(prepared_statement_that_fails_to_prepare_is_an_error_and_the_next_que
 }
 END_TEST
 
+/* ---- named statements through a pooler (docs/design.md "Named statements
+ * through the bouncer") ---- */
+
+/* A PgBouncer in transaction mode in front of base_url, pool_size server
+ * connections, as this test process's child (it dies with it); its URL. */
+static pid_t bouncer_pid;
+static char bouncer_dir[64];
+
+static void bouncer_start(int pool_size, char *url, size_t cap)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(base_url, &perr);
+	ck_assert_msg(opts != NULL, "bad base url: %s", perr ? perr : "");
+	const char *host = "", *port = "5432", *user = PG_USER, *dbname = "postgres", *pass = NULL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "user") == 0)
+			user = o->val;
+		else if (strcmp(o->keyword, "dbname") == 0)
+			dbname = o->val;
+		else if (strcmp(o->keyword, "password") == 0)
+			pass = o->val;
+	}
+	snprintf(bouncer_dir, sizeof bouncer_dir, "/tmp/mbtest-bouncer-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(bouncer_dir));
+	struct passwd *pw = geteuid() == 0 ? getpwnam(PG_USER) : NULL;
+	if (pw)
+		ck_assert_int_eq(chown(bouncer_dir, pw->pw_uid, pw->pw_gid), 0);
+	int bport = 40000 + (int)(getpid() % 20000);
+	char path[128];
+	snprintf(path, sizeof path, "%s/users.txt", bouncer_dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "\"%s\" \"\"\n", user);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/pgbouncer.ini", bouncer_dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"[databases]\nbt = host=%s port=%s dbname=%s user=%s%s%s\n[pgbouncer]\nlisten_addr =\n"
+		"listen_port = %d\nunix_socket_dir = %s\nauth_type = trust\nauth_file = %s/users.txt\n"
+		"pool_mode = transaction\ndefault_pool_size = %d\nmax_db_connections = %d\n"
+		"logfile = %s/pgbouncer.log\n",
+		host, port, dbname, user, pass ? " password=" : "", pass ? pass : "", bport, bouncer_dir,
+		bouncer_dir, pool_size, pool_size, bouncer_dir);
+	fclose(f);
+	char userbuf[64];
+	snprintf(userbuf, sizeof userbuf, "%s", user);
+	PQconninfoFree(opts); /* host, port, user point into it */
+	const char *bin = access("/usr/sbin/pgbouncer", X_OK) == 0 ? "/usr/sbin/pgbouncer" : "pgbouncer";
+	bouncer_pid = fork();
+	ck_assert_int_ge(bouncer_pid, 0);
+	if (bouncer_pid == 0) {
+		if (pw && (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0))
+			_exit(126);
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* after setuid, which clears it */
+		execlp(bin, bin, "-q", path, (char *)NULL);
+		_exit(127);
+	}
+	char sock[160];
+	snprintf(sock, sizeof sock, "%s/.s.PGSQL.%d", bouncer_dir, bport);
+	struct stat stb;
+	int64_t end = mono_ms() + 10000;
+	while (stat(sock, &stb) != 0 && mono_ms() < end)
+		usleep(20000);
+	ck_assert_msg(stat(sock, &stb) == 0, "pgbouncer did not open %s (is it installed?)", sock);
+	snprintf(url, cap, "postgresql://%s@/bt?host=%s&port=%d", userbuf, bouncer_dir, bport);
+}
+
+static void bouncer_stop(void)
+{
+	if (bouncer_pid > 0) {
+		kill(bouncer_pid, SIGTERM);
+		waitpid(bouncer_pid, NULL, 0);
+		bouncer_pid = 0;
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", bouncer_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "test_db: could not remove %s\n", bouncer_dir);
+}
+
+/* named statements on the one server the pooler has (pool size 1), by
+ * this db's shared name */
+static int pooled_names(struct db *d)
+{
+	struct got n;
+	query_run(d, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'mbp%'", NULL, &n);
+	ck_assert_msg(n.ok, "err: %s", n.err);
+	return atoi(n.val);
+}
+
+START_TEST(pooled_hot_statement_goes_by_a_shared_name_and_a_server_without_it_costs_nothing)
+{
+	char url[512];
+	bouncer_start(1, url, sizeof url);
+	struct db *d = db_new(url, 30);
+	db_set_pipeline_depth(d, 1); /* the worker's default through PgBouncer */
+	struct got g;
+	prepared_run(d, prep_add, "1", &g);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "101");
+	ck_assert_int_eq(pooled_names(d), 1);
+	for (int i = 2; i < 12; i++) {
+		char v[16], want[16];
+		snprintf(v, sizeof v, "%d", i);
+		snprintf(want, sizeof want, "%d", i + 100);
+		if (i % 3 == 0) {
+			/* the server forgets it (a new server, DISCARD ALL) */
+			query_run(d, "DEALLOCATE ALL", NULL, &g);
+			ck_assert_msg(g.ok, "err: %s", g.err);
+			ck_assert_int_eq(pooled_names(d), 0);
+		}
+		prepared_run(d, prep_add, v, &g);
+		ck_assert_msg(g.ok, "run %d, err: %s", i, g.err);
+		ck_assert_str_eq(g.val, want);
+		ck_assert_int_eq(pooled_names(d), 1);
+	}
+	/* a second db (another worker) finds it there: still one */
+	struct db *d2 = db_new(url, 30);
+	db_set_pipeline_depth(d2, 1);
+	prepared_run(d2, prep_add, "50", &g);
+	ck_assert_str_eq(g.val, "150");
+	ck_assert_int_eq(pooled_names(d2), 1);
+	/* its errors are its own, and the next runs */
+	struct got bad, after;
+	memset(&bad, 0, sizeof bad);
+	memset(&after, 0, sizeof after);
+	const char *p[1] = {"x"};
+	ck_assert_int_eq(db_query_prepared(d, prep_add, 1, p, got_cb, &bad), 0);
+	const char *p2[1] = {"7"};
+	ck_assert_int_eq(db_query_prepared(d, prep_add, 1, p2, got_cb, &after), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(bad.calls, 1);
+	ck_assert_msg(!bad.ok && strstr(bad.err, "invalid input syntax") != NULL, "err: %s", bad.err);
+	ck_assert_int_eq(after.calls, 1);
+	ck_assert_str_eq(after.val, "107");
+	db_free(d2);
+	db_free(d);
+	bouncer_stop();
+}
+END_TEST
+
+static const char prep_fn[] = "SELECT * FROM mbtest_pooled_fn()";
+
+START_TEST(pooled_name_whose_result_changed_goes_again_unnamed)
+{
+	char url[512], v[16];
+	bouncer_start(1, url, sizeof url);
+	sql_value(base_url, "CREATE OR REPLACE FUNCTION mbtest_pooled_fn() RETURNS TABLE (a int) "
+			    "LANGUAGE sql AS 'SELECT 1'", v, sizeof v);
+	struct db *d = db_new(url, 30);
+	db_set_pipeline_depth(d, 1);
+	struct got g;
+	memset(&g, 0, sizeof g);
+	ck_assert_int_eq(db_query_prepared(d, prep_fn, 0, NULL, got_cb, &g), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "1");
+	ck_assert_int_eq(pooled_names(d), 1);
+	/* a migration changes what it returns: the statement prepared before
+	 * it can no longer run ("cached plan must not change result type") */
+	sql_value(base_url, "DROP FUNCTION mbtest_pooled_fn(); CREATE FUNCTION mbtest_pooled_fn() "
+			    "RETURNS TABLE (a text, b int) LANGUAGE sql AS 'SELECT ''two''::text, 2'", v, sizeof v);
+	memset(&g, 0, sizeof g);
+	ck_assert_int_eq(db_query_prepared(d, prep_fn, 0, NULL, got_cb, &g), 0);
+	ck_assert_int_eq(db_drain_sync(d, 5000), 0);
+	ck_assert_int_eq(g.calls, 1);
+	ck_assert_msg(g.ok, "err: %s", g.err);
+	ck_assert_str_eq(g.val, "two");
+	db_free(d);
+	sql_value(base_url, "DROP FUNCTION mbtest_pooled_fn()", v, sizeof v);
+	bouncer_stop();
+}
+END_TEST
+
+START_TEST(a_pooler_that_forgets_every_statement_gets_unnamed_ones_after_32_misses)
+{
+	char url[512];
+	bouncer_start(1, url, sizeof url);
+	struct db *d = db_new(url, 30);
+	db_set_pipeline_depth(d, 1);
+	struct got g;
+	for (int i = 0; i < 40; i++) {
+		char v[16], want[16];
+		snprintf(v, sizeof v, "%d", i);
+		snprintf(want, sizeof want, "%d", i + 100);
+		query_run(d, "DEALLOCATE ALL", NULL, &g);
+		prepared_run(d, prep_add, v, &g);
+		ck_assert_msg(g.ok, "run %d, err: %s", i, g.err);
+		ck_assert_str_eq(g.val, want);
+	}
+	/* every use missed: names are off, so nothing is prepared now */
+	query_run(d, "DEALLOCATE ALL", NULL, &g);
+	prepared_run(d, prep_add, "1", &g);
+	ck_assert_str_eq(g.val, "101");
+	ck_assert_int_eq(pooled_names(d), 0);
+	db_free(d);
+	bouncer_stop();
+}
+END_TEST
+
 static Suite *db_suite(void)
 {
 	Suite *s = suite_create("db");
@@ -789,6 +998,9 @@ static Suite *db_suite(void)
 	tcase_add_test(q, connection_closed_by_server_while_idle_is_replaced_transparently);
 	tcase_add_test(q, prepared_statement_is_prepared_once_per_direct_connection);
 	tcase_add_test(q, prepared_statement_that_fails_to_prepare_is_an_error_and_the_next_query_runs);
+	tcase_add_test(q, pooled_hot_statement_goes_by_a_shared_name_and_a_server_without_it_costs_nothing);
+	tcase_add_test(q, pooled_name_whose_result_changed_goes_again_unnamed);
+	tcase_add_test(q, a_pooler_that_forgets_every_statement_gets_unnamed_ones_after_32_misses);
 	/* last: it stops the server */
 	tcase_add_test(q, postgres_restart_fails_pending_query_then_new_query_succeeds);
 	suite_add_tcase(s, q);
