@@ -132,7 +132,7 @@ int store_hello_member(struct db *d, const char *mesh_id, const char *pubkey, in
 	char pidbuf[24];
 	snprintf(pidbuf, sizeof pidbuf, "%d", pid);
 	const char *p[] = {mesh_id, pubkey, pidbuf, cwd};
-	return send_call(d, hello_member_sql, 4, p, member_adapter, (struct call){.cb.member = cb, .arg = arg});
+	return send_call_hot(d, hello_member_sql, 4, p, member_adapter, (struct call){.cb.member = cb, .arg = arg});
 }
 
 /* ---- session keys ---- */
@@ -141,8 +141,8 @@ int store_session_key_claim(struct db *d, const char *mesh_id, const char *membe
 			    store_text_cb cb, void *arg)
 {
 	const char *p[] = {mesh_id, member_pubkey, session};
-	return send_call(d, "SELECT mesh.session_key_claim($1, $2, $3)", 3, p, text_adapter,
-			 (struct call){.cb.text = cb, .arg = arg});
+	return send_call_hot(d, "SELECT mesh.session_key_claim($1, $2, $3)", 3, p, text_adapter,
+			     (struct call){.cb.text = cb, .arg = arg});
 }
 
 /* ---- the hello's writes (mesh.hello_join, migration 0013) ---- */
