@@ -1638,6 +1638,22 @@ static void bench_bcast(void)
 			if (all)
 				last[nl++] = (double)(tl - b.t_send[i]) / 1e6;
 		}
+		/* BCAST_DUMP=FILE: one line per broadcast, to find where a p99 comes
+		 * from (a first use, a stall of every receiver at once): its number,
+		 * ms from the first send, then each receiver's ms from send to push
+		 * (-1: never) */
+		const char *dump = getenv("BCAST_DUMP");
+		FILE *df = dump && *dump ? fopen(dump, "w") : NULL;
+		for (int i = 0; df && i < b.sent; i++) {
+			fprintf(df, "%d %.3f", i, (double)(b.t_send[i] - t0) / 1e6);
+			for (int r = 0; r < BCAST_RECEIVERS; r++) {
+				int64_t t = b.t_push[(size_t)r * (size_t)n + (size_t)i];
+				fprintf(df, " %.2f", t ? (double)(t - b.t_send[i]) / 1e6 : -1.0);
+			}
+			fputc('\n', df);
+		}
+		if (df)
+			fclose(df);
 		rec(bcast_name, "deliveries / expected", 4, (double)b.delivered / ((double)n * BCAST_RECEIVERS));
 		rec(bcast_name, "last-delivery p50 ms", 2, pct(last, nl, 50));
 		rec(bcast_name, "last-delivery p99 ms", 2, pct_sorted(last, nl, 99));

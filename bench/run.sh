@@ -32,6 +32,10 @@
 # BENCH_XHOST_TIMEOUT (default 150) the cross-host run, BENCH_XHOST=0 leaves
 # the cross-host part out (so does an --only without xhost), BENCH_SAVE=FILE
 # keeps every figure as meshbench --save writes them (scripts/bench-compare.sh).
+# Diagnostics: BENCH_PG_DIAG=1 makes PostgreSQL log lock waits over 20 ms,
+# statements over 30 ms, autovacuum and checkpoints (keep the log with
+# BENCH_KEEP=1); BCAST_DUMP=FILE has meshbench write every broadcast's
+# per-receiver latency there (where a broadcast p99 comes from).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -154,6 +158,14 @@ DATABASE_URL=$(bash scripts/pg.sh start "$work/pg" 5432)
 export DATABASE_URL
 "$bin/meshctl" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; exit 1; }
 direct_url=$DATABASE_URL # the client's own session (setup, pg_stat_activity): PostgreSQL itself
+if [ "${BENCH_PG_DIAG:-0}" = 1 ]; then
+  # what can stall a run, in postgres.log (with BENCH_KEEP=1): lock waits
+  # over 20 ms, statements over 30 ms, every autovacuum and checkpoint
+  runuser -u meshbroker -- psql "$direct_url" -q -c "ALTER SYSTEM SET log_lock_waits = on" \
+    -c "ALTER SYSTEM SET deadlock_timeout = '20ms'" -c "ALTER SYSTEM SET log_min_duration_statement = 30" \
+    -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" -c "ALTER SYSTEM SET log_checkpoints = on" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+fi
 maxconn=2000
 DATABASE_URL=$(MAX_CONNECTIONS=$maxconn bash scripts/pg.sh bouncer "$work/pg" 5432 6432)
 export DATABASE_URL
