@@ -100,6 +100,7 @@ struct db {
 	char pool_names[DB_PREPARED_MAX][24];
 	int npool;
 	int pool_hits, pool_misses, pool_off;
+	int pool_guess; /* this connection's backend key is no server's pid: a pooler's */
 };
 
 /* libpq prints server notices on stderr, which would break the JSON log */
@@ -248,6 +249,7 @@ static void conn_drop(struct db *d)
 	d->conn_used = 0;
 	d->direct = -1;
 	d->nprepared = 0;
+	d->pool_guess = 0;
 }
 
 static void conn_start(struct db *d, int64_t now)
@@ -377,6 +379,14 @@ static void conn_ready(struct db *d, int64_t now)
 		conn_fail(d, PQerrorMessage(d->conn));
 		return;
 	}
+	/* A server's backend key carries its pid, and Linux's pids stop at
+	 * 2^22; PgBouncer's is random (a pid out of that range 999 times in
+	 * 1,000). So a key out of range is surely a pooler's, and shared
+	 * names go from the first statement; one in range is taken for a
+	 * direct connection (which would log a miss for every worker's first
+	 * use of every statement) and waits for the probe (probe_cb) */
+	int key = PQbackendPID(d->conn);
+	d->pool_guess = key <= 0 || key > (1 << 22);
 	if (d->want_probe)
 		probe_queue(d, 1);
 	d->state = DB_READY;
@@ -619,7 +629,8 @@ static int query_send(struct db *d, struct query *q)
 	int k = -1;
 	q->cmds = 1;
 	q->pooled = 0;
-	if (q->key && d->direct != 1 && d->flight_max == 1 && !d->pool_off && q->pool_try < 2) {
+	if (q->key && (d->direct == 0 || (d->direct == -1 && d->pool_guess)) && d->flight_max == 1 && !d->pool_off &&
+	    q->pool_try < 2) {
 		/* through a pooler, one query in flight (so a retry passes
 		 * nothing): the statement's shared name */
 		const char *pname = pool_name(d, q->key, q->sql);
