@@ -1499,6 +1499,7 @@ static void bench_pairs(void)
 struct bcast {
 	int n;
 	int64_t *t_send;
+	int64_t *t_ack;  /* [seq]: when the sender's ack came (BCAST_DUMP) */
 	int64_t *t_push; /* [receiver * n + seq] */
 	char **ct;
 	int sent, acked, refused, delivered, dup, wrong;
@@ -1512,6 +1513,12 @@ static void on_bcast_sender(struct conn *c, const char *type, cJSON *m)
 		return;
 	const cJSON *q = cJSON_GetObjectItemCaseSensitive(m, "queued");
 	if (cJSON_IsTrue(q)) {
+		/* "b<prefix>.<seq>" */
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
+		const char *dot = cJSON_IsString(id) ? strrchr(id->valuestring, '.') : NULL;
+		int seq = dot ? atoi(dot + 1) : -1;
+		if (seq >= 0 && seq < b->n && !b->t_ack[seq])
+			b->t_ack[seq] = now_ns();
 		b->acked++;
 		return;
 	}
@@ -1556,11 +1563,12 @@ static void bench_bcast(void)
 		cs[i].fd = -1, cs[i].st = S_DONE;
 	struct bcast b = {.n = n};
 	b.t_send = calloc((size_t)n, sizeof *b.t_send);
+	b.t_ack = calloc((size_t)n, sizeof *b.t_ack);
 	b.t_push = calloc((size_t)n * BCAST_RECEIVERS, sizeof *b.t_push);
 	b.ct = calloc((size_t)n, sizeof *b.ct);
 	char **frames = calloc((size_t)n, sizeof *frames);
 	size_t *flen = calloc((size_t)n, sizeof *flen);
-	if (!b.t_send || !b.t_push || !b.ct || !frames || !flen)
+	if (!b.t_send || !b.t_ack || !b.t_push || !b.ct || !frames || !flen)
 		die("out of memory");
 	for (int i = 0; i < n; i++) {
 		/* reference clients put the base64 of the plaintext in ciphertext for '*' */
@@ -1640,12 +1648,13 @@ static void bench_bcast(void)
 		}
 		/* BCAST_DUMP=FILE: one line per broadcast, to find where a p99 comes
 		 * from (a first use, a stall of every receiver at once): its number,
-		 * ms from the first send, then each receiver's ms from send to push
-		 * (-1: never) */
+		 * ms from the first send, ms from send to its ack, then each
+		 * receiver's ms from send to push (-1: never) */
 		const char *dump = getenv("BCAST_DUMP");
 		FILE *df = dump && *dump ? fopen(dump, "w") : NULL;
 		for (int i = 0; df && i < b.sent; i++) {
-			fprintf(df, "%d %.3f", i, (double)(b.t_send[i] - t0) / 1e6);
+			fprintf(df, "%d %.3f %.2f", i, (double)(b.t_send[i] - t0) / 1e6,
+				b.t_ack[i] ? (double)(b.t_ack[i] - b.t_send[i]) / 1e6 : -1.0);
 			for (int r = 0; r < BCAST_RECEIVERS; r++) {
 				int64_t t = b.t_push[(size_t)r * (size_t)n + (size_t)i];
 				fprintf(df, " %.2f", t ? (double)(t - b.t_send[i]) / 1e6 : -1.0);
@@ -1683,6 +1692,7 @@ static void bench_bcast(void)
 	free(flen);
 	free(b.ct);
 	free(b.t_send);
+	free(b.t_ack);
 	free(b.t_push);
 	workers_wait_gone(10000);
 }
