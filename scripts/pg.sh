@@ -14,8 +14,8 @@
 #   pg.sh url DIR [PORT]     print the direct DATABASE_URL
 # PG_SOCKET_DIR (env) puts the bouncer in front of another cluster's socket
 # directory instead of DIR's (the integration tests do, with their cluster).
-# Bouncer sizing (env): BOUNCER_POOL_SIZE (server sessions, default 20, well
-# under max_connections), BOUNCER_MAX_CLIENT_CONN (default MAX_CONNECTIONS,
+# Bouncer sizing (env): BOUNCER_POOL_SIZE (server sessions, default 5 per
+# core, at least 10 and at most 20: well under max_connections), BOUNCER_MAX_CLIENT_CONN (default MAX_CONNECTIONS,
 # or 1024, plus 256: one session per worker, plus meshctl and probes).
 set -euo pipefail
 cmd=${1:-}; dir=${2:-}; port=${3:-5432}; bport=${4:-6432}
@@ -61,7 +61,17 @@ bouncer_start() {
   local bin pool maxc need hard
   bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
   [ -x "$bin" ] || { echo "meshbroker: pgbouncer not found (apt-get install pgbouncer)" >&2; exit 1; }
-  pool=${BOUNCER_POOL_SIZE:-20}
+  # 5 server sessions per core (10 to 20): every statement is short and
+  # CPU-bound, so more sessions than that only add backends that wait for
+  # a core, and each holds its plans and caches (docs/design.md "Named
+  # statements through the bouncer": on 2 cores, 20 -> 10 made the idle
+  # peer 398-404 -> 361 KiB and no message row slower)
+  local cores
+  cores=$(nproc 2>/dev/null || echo 2)
+  pool=$((cores * 5))
+  [ "$pool" -lt 10 ] && pool=10
+  [ "$pool" -gt 20 ] && pool=20
+  pool=${BOUNCER_POOL_SIZE:-$pool}
   maxc=${BOUNCER_MAX_CLIENT_CONN:-$(( ${MAX_CONNECTIONS:-1024} + 256 ))}
   as_user mkdir -p "$bdir"
   as_user chmod 0700 "$bdir"

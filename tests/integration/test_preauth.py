@@ -4,6 +4,8 @@ names, and hellos that fail their signature check write at most one
 hello_rejected row per mesh a minute; /metrics counts every one."""
 
 import asyncio
+import os
+import re
 import threading
 import time
 from collections import Counter
@@ -73,6 +75,16 @@ def _broker_backends(db):
         return c.fetchone()[0]
 
 
+def _bouncer_pool(url):
+    """default_pool_size of the bouncer at url (host= is its socket directory)"""
+    import urllib.parse
+    host = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["host"][0]
+    with open(os.path.join(host, "pgbouncer.ini")) as f:
+        m = re.search(r"^default_pool_size = (\d+)$", f.read(), re.M)
+    assert m, f"no default_pool_size in {host}/pgbouncer.ini"
+    return int(m.group(1))
+
+
 @pytest.mark.unsanitized
 def test_500_self_signed_hellos_naming_a_real_mesh_write_no_row_and_take_no_more_sessions_than_the_pool(
         broker, mesh, db, pg, bouncer):
@@ -82,7 +94,7 @@ def test_500_self_signed_hellos_naming_a_real_mesh_write_no_row_and_take_no_more
     row for the mesh; PostgreSQL never holds more broker sessions than the
     pool the broker keeps when idle; a member's hello in the middle of it
     succeeds."""
-    pool = 20  # scripts/pg.sh's BOUNCER_POOL_SIZE default
+    pool = _bouncer_pool(bouncer)  # scripts/pg.sh's default: 5 per core, 10 to 20
     b = broker(database_url=bouncer)
     m = mesh("A")
     (am,) = m.members
